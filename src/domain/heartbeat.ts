@@ -1,0 +1,151 @@
+/**
+ * The heartbeat file: one JSON object that proves a daemon is alive and says
+ * who it is. Readers (status, loop-status, kill-loop, the reaper) must treat it
+ * as untrusted input: it may be torn, empty, hand-edited or hostile.
+ */
+
+export type DaemonStatus = 'starting' | 'running' | 'idle' | 'stopping' | 'stopped' | 'failed';
+export type DaemonMode = 'live' | 'loop' | 'once';
+
+export type SubscriptionState =
+  | 'starting'
+  | 'subscribed'
+  | 'polling'
+  | 'reconnecting'
+  | 'wedged'
+  | 'not-listening';
+
+export interface SubscriptionHealth {
+  readonly state: SubscriptionState;
+  readonly transport: string;
+  /** Last event the subscription delivered, if any. */
+  readonly lastEventAtMs: number | null;
+  /** Last time an end-to-end check proved events flow (probe seen, reconcile completed). */
+  readonly lastProgressAtMs: number | null;
+  /** Start of a reconcile pass that has not finished yet. */
+  readonly reconcileStartedAtMs: number | null;
+  readonly lastError: string | null;
+}
+
+export interface Heartbeat {
+  readonly version: 1;
+  readonly pid: number;
+  readonly startTime: number;
+  readonly bootId: string;
+  readonly hostname: string;
+  readonly status: DaemonStatus;
+  readonly mode: DaemonMode;
+  readonly iteration: number;
+  readonly maxIterations: number;
+  readonly startedAtMs: number;
+  readonly updatedAt: string;
+  readonly updatedAtMs: number;
+  readonly registryPath: string;
+  readonly statePath: string;
+  readonly configPath: string;
+  readonly epoch: number;
+  readonly inFlightTeams: number;
+  readonly queuedIssues: number;
+  readonly subscription: SubscriptionHealth;
+}
+
+export const DAEMON_STATUSES: readonly DaemonStatus[] = ['starting', 'running', 'idle', 'stopping', 'stopped', 'failed'];
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+function isSafePid(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 && value < 2 ** 22 + 1;
+}
+
+function finiteOr<T>(value: unknown, fallback: T): number | T {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+}
+
+function stringOr(value: unknown, fallback: string): string {
+  return typeof value === 'string' ? value : fallback;
+}
+
+/**
+ * Parses heartbeat text. Identity fields must be well formed or the heartbeat
+ * is rejected as a whole: a heartbeat that cannot prove who wrote it can never
+ * justify a signal.
+ */
+export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
+  if (text.trim() === '') return { ok: false, reason: 'the file is empty' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { ok: false, reason: `not valid JSON (${(error as Error).message})` };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, reason: 'expected a JSON object' };
+  }
+  const r = raw as Record<string, unknown>;
+  if (!isSafePid(r.pid)) return { ok: false, reason: `pid: expected a positive integer, got ${JSON.stringify(r.pid)}` };
+  if (typeof r.startTime !== 'number' || !Number.isSafeInteger(r.startTime) || r.startTime < 0) {
+    return { ok: false, reason: `startTime: expected a non-negative integer, got ${JSON.stringify(r.startTime)}` };
+  }
+  if (typeof r.bootId !== 'string' || r.bootId.length === 0) {
+    return { ok: false, reason: 'bootId: expected a non-empty string' };
+  }
+  if (typeof r.updatedAtMs !== 'number' || !Number.isFinite(r.updatedAtMs)) {
+    return { ok: false, reason: `updatedAtMs: expected a number, got ${JSON.stringify(r.updatedAtMs)}` };
+  }
+  const status = DAEMON_STATUSES.includes(r.status as DaemonStatus) ? (r.status as DaemonStatus) : undefined;
+  if (!status) return { ok: false, reason: `status: expected one of ${DAEMON_STATUSES.join(', ')}, got ${JSON.stringify(r.status)}` };
+  const sub = (typeof r.subscription === 'object' && r.subscription !== null ? r.subscription : {}) as Record<string, unknown>;
+  return {
+    ok: true,
+    value: {
+      version: 1,
+      pid: r.pid,
+      startTime: r.startTime,
+      bootId: r.bootId,
+      hostname: stringOr(r.hostname, ''),
+      status,
+      mode: (['live', 'loop', 'once'] as const).includes(r.mode as DaemonMode) ? (r.mode as DaemonMode) : 'live',
+      iteration: finiteOr(r.iteration, 0),
+      maxIterations: finiteOr(r.maxIterations, 0),
+      startedAtMs: finiteOr(r.startedAtMs, 0),
+      updatedAt: stringOr(r.updatedAt, new Date(r.updatedAtMs).toISOString()),
+      updatedAtMs: r.updatedAtMs,
+      registryPath: stringOr(r.registryPath, ''),
+      statePath: stringOr(r.statePath, ''),
+      configPath: stringOr(r.configPath, ''),
+      epoch: finiteOr(r.epoch, 0),
+      inFlightTeams: finiteOr(r.inFlightTeams, 0),
+      queuedIssues: finiteOr(r.queuedIssues, 0),
+      subscription: {
+        state: stringOr(sub.state, 'not-listening') as SubscriptionState,
+        transport: stringOr(sub.transport, ''),
+        lastEventAtMs: finiteOr(sub.lastEventAtMs, null),
+        lastProgressAtMs: finiteOr(sub.lastProgressAtMs, null),
+        reconcileStartedAtMs: finiteOr(sub.reconcileStartedAtMs, null),
+        lastError: typeof sub.lastError === 'string' ? sub.lastError : null,
+      },
+    },
+  };
+}
+
+/** Small clock steps between writer and reader are tolerated as "just now". */
+export const FUTURE_TOLERANCE_MS = 5_000;
+
+/**
+ * How old a heartbeat is. A timestamp far in the future (clock jump, hostile
+ * file) is treated as infinitely old rather than as eternally fresh.
+ */
+export function heartbeatAgeMs(heartbeat: Pick<Heartbeat, 'updatedAtMs'>, nowMs: number): number {
+  const age = nowMs - heartbeat.updatedAtMs;
+  if (age < -FUTURE_TOLERANCE_MS) return Number.POSITIVE_INFINITY;
+  return Math.max(0, age);
+}
+
+export function isHeartbeatStale(heartbeat: Pick<Heartbeat, 'updatedAtMs'>, nowMs: number, staleMs: number): boolean {
+  return heartbeatAgeMs(heartbeat, nowMs) > staleMs;
+}
+
+/** The refresh interval: the configured one, capped so at least three refreshes fit in one stale window. */
+export function computeRefreshIntervalMs(configuredMs: number, staleMs: number): number {
+  return Math.max(1, Math.min(configuredMs, Math.floor(staleMs / 3)));
+}

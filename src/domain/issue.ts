@@ -1,0 +1,39 @@
+/** An issue as Factory sees it, whatever source it came from. */
+export interface Issue {
+  /** Stable identifier, e.g. `FAC-12`. Used in branch names and file names. */
+  readonly key: string;
+  readonly title: string;
+  readonly body: string;
+  readonly labels: readonly string[];
+  /** Free-form workflow state; `ready` means ready for an agent. */
+  readonly state: string;
+  /** Lower runs first. Issues without a priority sort after those with one. */
+  readonly priority?: number;
+  /** When the issue was created (ms since epoch); age ordering within a priority. */
+  readonly createdAtMs: number;
+  /**
+   * A content hash of everything that affects a run. One revision is
+   * dispatched at most once, however many events announce it.
+   */
+  readonly revision: string;
+  /** Where the issue lives in its source (a file path for the local mount). */
+  readonly location: string;
+}
+
+export const READY_STATE = 'ready';
+
+/** Keys end up in branch names, file names and log fields: keep them tame. */
+export const ISSUE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+export function isValidIssueKey(key: string): boolean {
+  return ISSUE_KEY_PATTERN.test(key) && !key.includes('..');
+}
+
+/** Priority first (lower first, missing last), then age (older first), then key. */
+export function compareIssuesForDispatch(a: Issue, b: Issue): number {
+  const pa = a.priority ?? Number.POSITIVE_INFINITY;
+  const pb = b.priority ?? Number.POSITIVE_INFINITY;
+  if (pa !== pb) return pa < pb ? -1 : 1;
+  if (a.createdAtMs !== b.createdAtMs) return a.createdAtMs - b.createdAtMs;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}

@@ -1,0 +1,51 @@
+/** Roles in a team. The implementer writes the change, the reviewer checks it. */
+export type AgentRole = 'implementer' | 'reviewer';
+
+/**
+ * Why a run ended. Distinct reasons, so retries, metrics and the user can tell
+ * a crash from a timeout from a cancellation.
+ */
+export type RunOutcomeReason =
+  | 'succeeded'
+  | 'failed'
+  | 'timed-out'
+  | 'stalled'
+  | 'cancelled'
+  | 'spawn-failed'
+  | 'released';
+
+export interface AgentResult {
+  readonly role: AgentRole;
+  readonly agentName: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly reason: RunOutcomeReason;
+  readonly logPath: string;
+  readonly startedAtMs: number;
+  readonly endedAtMs: number;
+}
+
+export interface RunOutcome {
+  readonly runId: string;
+  readonly issueKey: string;
+  readonly revision: string;
+  readonly attempt: number;
+  readonly reason: RunOutcomeReason;
+  readonly detail: string;
+  readonly branch: string;
+  readonly worktree: string;
+  readonly agents: readonly AgentResult[];
+  readonly startedAtMs: number;
+  readonly endedAtMs: number;
+}
+
+/** Reasons after which a retry may help. */
+export function isRetryableOutcome(reason: RunOutcomeReason): boolean {
+  return reason === 'failed' || reason === 'timed-out' || reason === 'stalled' || reason === 'spawn-failed';
+}
+
+/** Exponential backoff with a cap; attempt is the attempt that just failed (1-based). */
+export function computeBackoffMs(attempt: number, baseMs: number, maxMs: number): number {
+  const exponent = Math.max(0, Math.min(30, attempt - 1));
+  return Math.min(maxMs, baseMs * 2 ** exponent);
+}

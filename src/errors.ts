@@ -1,0 +1,51 @@
+/**
+ * The error catalog. Every error a user can cause or meet has a code
+ * (FACTORY_<AREA>_<WHAT>), a message that says what was expected and what was
+ * found, and a hint to fix it. docs/errors.md lists them all; a test fails when
+ * the two drift apart. Match on `code`, never on message text.
+ */
+
+export const ERROR_CATALOG = {
+  FACTORY_CONFIG_NOT_FOUND: { exitCode: 2, hint: 'Run `factory init` to write a starter config, or pass --config PATH.' },
+  FACTORY_CONFIG_INVALID: { exitCode: 2, hint: 'Fix each listed key; docs/configuration.md lists every key with its default.' },
+  FACTORY_USAGE: { exitCode: 2, hint: 'Run `factory --help` for the verbs and their flags.' },
+  FACTORY_ISSUE_NOT_FOUND: { exitCode: 2, hint: 'Check the key or path; `factory run-once --dry-run` lists the issues Factory can see.' },
+  FACTORY_ISSUE_INVALID: { exitCode: 2, hint: 'An issue is JSON {"key","title","body","labels","state"} or Markdown with front matter; see docs/issues.md.' },
+  FACTORY_DAEMON_ALREADY_RUNNING: { exitCode: 3, hint: 'Stop the running daemon with `factory kill-loop`, or use another config (its own heartbeat, registry and state paths).' },
+  FACTORY_DAEMON_NOT_RUNNING: { exitCode: 3, hint: 'Start it with `factory start --mode live`; `factory loop-status` shows the verdict.' },
+  FACTORY_DAEMON_IDENTITY_MISMATCH: { exitCode: 3, hint: 'The heartbeat names a process that is no longer the daemon that wrote it; nothing was signalled. Run `factory reap-orphans` to clean up.' },
+  FACTORY_HEARTBEAT_UNREADABLE: { exitCode: 1, hint: 'The heartbeat file is torn or was edited by hand; a running daemon rewrites it on its next refresh.' },
+  FACTORY_STATE_STALE_EPOCH: { exitCode: 3, hint: 'A newer daemon took over this state; this one must stop. Check for two daemons on one config.' },
+  FACTORY_STATE_UNREADABLE: { exitCode: 1, hint: 'The state database could not be opened; check the `state.dir` path and its permissions.' },
+  FACTORY_PREDECESSOR_UNRESOLVED: { exitCode: 3, hint: 'The previous daemon left agents that could not be reaped; run `factory reap-orphans` and read its report.' },
+  FACTORY_REAPER_LOCKED: { exitCode: 4, hint: 'Another reaper holds the lock; it is retried on the next cron run.' },
+  FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
+  FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
+} as const satisfies Record<string, { exitCode: number; hint: string }>;
+
+export type FactoryErrorCode = keyof typeof ERROR_CATALOG;
+
+export class FactoryError extends Error {
+  readonly code: FactoryErrorCode;
+  readonly hint: string;
+  readonly exitCode: number;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: FactoryErrorCode, message: string, options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FactoryError';
+    this.code = code;
+    this.hint = options.hint ?? ERROR_CATALOG[code].hint;
+    this.exitCode = ERROR_CATALOG[code].exitCode;
+    this.details = options.details ?? {};
+  }
+}
+
+export function isFactoryError(error: unknown, code?: FactoryErrorCode): error is FactoryError {
+  return error instanceof FactoryError && (code === undefined || error.code === code);
+}
+
+/** One line for stderr: what went wrong, then how to fix it. */
+export function formatErrorLine(error: FactoryError): string {
+  return `factory: ${error.message} [${error.code}]\n  hint: ${error.hint}`;
+}
