@@ -19,6 +19,10 @@ export const ERROR_CATALOG = {
   FACTORY_STATE_UNREADABLE: { exitCode: 1, hint: 'The state database could not be opened; check the `state.dir` path and its permissions.' },
   FACTORY_PREDECESSOR_UNRESOLVED: { exitCode: 3, hint: 'The previous daemon left agents that could not be reaped; run `factory reap-orphans` and read its report.' },
   FACTORY_REAPER_LOCKED: { exitCode: 4, hint: 'Another reaper holds the lock; it is retried on the next cron run.' },
+  FACTORY_REAPER_SURVIVORS: { exitCode: 1, hint: 'Some orphaned agent processes are still running; the report lists each pid and why. Processes stuck in uninterruptible I/O die when it completes; rerun `factory reap-orphans`.' },
+  FACTORY_DAEMON_WEDGED: { exitCode: 3, hint: 'The daemon process is alive but its heartbeat is stale; no agent was touched. Inspect it (is it stopped or hung?), or rerun `factory reap-orphans --terminate-wedged-daemon` to stop it by identity and reap its agents.' },
+  FACTORY_REGISTRY_UNREADABLE: { exitCode: 1, hint: 'The in-flight registry is torn or was edited by hand, so no agent can be proven; restore it or remove it after checking for stray processes carrying FACTORY_AGENT_MARKER.' },
+  FACTORY_AGENT_SPAWN_FAILED: { exitCode: 1, hint: 'Check agents.<role>.command in the config: its first element must be an executable on PATH (or an absolute path), and the worktree must exist.' },
   FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
   FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;

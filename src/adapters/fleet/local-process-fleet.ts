@@ -1,0 +1,341 @@
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Clock } from '../../ports/clock.js';
+import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
+import type { ProcessInfo, ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
+import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../../domain/registry.js';
+import { FactoryError } from '../../errors.js';
+
+/**
+ * Runs each agent as a real process tree on this machine.
+ *
+ * - Every agent leads its own session and process group (`detached: true`
+ *   makes the child call setsid), so stopping it is one signal to `-pgid`
+ *   and never touches the daemon's own group.
+ * - Every agent and all its descendants inherit FACTORY_AGENT_MARKER, unique
+ *   per agent, so a process that left the group (setsid, double fork) can
+ *   still be proved ours by the reaper and by `stop()`.
+ * - stdout and stderr go straight to an append-mode log file: the daemon
+ *   holds no pipe, so output survives a daemon crash, costs the daemon no
+ *   event-loop work, and an agent never blocks on a full pipe.
+ */
+
+/** Environment variables the fleet sets for every agent (and so for its whole tree). */
+export const AGENT_ENV = {
+  marker: AGENT_MARKER_ENV,
+  runId: 'FACTORY_RUN_ID',
+  issueKey: 'FACTORY_ISSUE_KEY',
+  role: 'FACTORY_AGENT_ROLE',
+  agentName: 'FACTORY_AGENT_NAME',
+} as const;
+
+export interface LocalProcessFleetOptions {
+  /** Identifies this daemon instance inside every marker, so two daemons never claim each other's agents. */
+  readonly instanceId: string;
+  readonly processTable: ProcessTable;
+  readonly clock: Clock;
+}
+
+/** How often stop() looks at whether the tree has gone, during the grace period and after SIGKILL. */
+const STOP_POLL_INTERVAL_MS = 25;
+/** Bound on waiting for SIGKILLed processes to vanish; only a process stuck in the kernel (state D) takes longer. */
+const KILL_SETTLE_MS = 2000;
+
+interface TreeSurvey {
+  /** Live processes in the agent's process group, marker or not. */
+  readonly groupMembers: readonly ProcessInfo[];
+  /** Live processes anywhere carrying the agent's exact marker, escaped ones included. */
+  readonly marked: readonly ProcessInfo[];
+}
+
+export class LocalProcessFleet implements Fleet {
+  readonly node = LOCAL_NODE;
+  readonly #instanceId: string;
+  readonly #processTable: ProcessTable;
+  readonly #clock: Clock;
+
+  constructor(options: LocalProcessFleetOptions) {
+    this.#instanceId = options.instanceId;
+    this.#processTable = options.processTable;
+    this.#clock = options.clock;
+  }
+
+  async spawn(spec: AgentSpec): Promise<AgentHandle> {
+    const [command, ...args] = spec.command;
+    if (command === undefined || command === '') {
+      throw spawnFailed(spec, 'its command is empty');
+    }
+    assertDirectory(spec);
+
+    const marker = formatAgentMarker(this.#instanceId, spec.runId, spec.agentName);
+    const { fd: logFd, initialSize } = openAgentLog(spec);
+
+    let child: ChildProcess;
+    try {
+      child = spawnChild(command, args, {
+        cwd: spec.cwd,
+        detached: true,
+        env: {
+          ...process.env,
+          ...spec.env,
+          // Last, so nothing in spec.env can forge or drop the identity of the tree.
+          [AGENT_ENV.marker]: marker,
+          [AGENT_ENV.runId]: spec.runId,
+          [AGENT_ENV.issueKey]: spec.issueKey,
+          [AGENT_ENV.role]: spec.role,
+          [AGENT_ENV.agentName]: spec.agentName,
+        },
+        stdio: ['ignore', logFd, logFd],
+      });
+    } catch (error) {
+      // Synchronous failures: invalid arguments such as a NUL byte in argv.
+      closeSync(logFd);
+      throw spawnFailed(spec, `could not be started (${(error as Error).message})`, error);
+    }
+    // The child holds its own copies of the descriptor; the daemon keeps none.
+    closeSync(logFd);
+
+    const pid = child.pid;
+    if (pid === undefined) {
+      // libuv reports exec failures (ENOENT, EACCES) as an 'error' event on the next tick.
+      const error = await new Promise<NodeJS.ErrnoException>((resolve) => child.once('error', resolve));
+      throw spawnFailed(spec, describeSpawnErrno(command, error), error);
+    }
+
+    // Read /proc now, before returning to the event loop: until Node reaps the
+    // child it is at least a zombie, so its start time is always readable here,
+    // even for an agent that exits at once.
+    const info = this.#processTable.inspect(pid);
+    if (info === undefined) {
+      throw spawnFailed(spec, `started as pid ${pid} but /proc has no entry for it`);
+    }
+
+    const identity: RegistryEntry = {
+      issueKey: spec.issueKey,
+      runId: spec.runId,
+      role: spec.role,
+      agentName: spec.agentName,
+      node: LOCAL_NODE,
+      pid,
+      // setsid() made the agent the leader of a group named after itself.
+      pgid: pid,
+      startTime: info.startTime,
+      bootId: this.#processTable.bootId(),
+      marker,
+      logPath: spec.logPath,
+      worktree: spec.worktree,
+      startedAtMs: this.#clock.now(),
+    };
+    return new LocalAgentHandle({ identity, child, initialLogSize: initialSize, processTable: this.#processTable, clock: this.#clock });
+  }
+}
+
+class LocalAgentHandle implements AgentHandle {
+  readonly identity: RegistryEntry;
+  readonly exited: Promise<AgentExit>;
+  readonly #processTable: ProcessTable;
+  readonly #clock: Clock;
+  readonly #initialLogSize: number;
+  /**
+   * Set synchronously in the 'exit' handler, i.e. the moment Node has reaped
+   * the leader. Before that the leader's pid (and so its group id) cannot be
+   * reused by anyone; after it, they can.
+   */
+  #leaderReaped = false;
+  #lastOutputBytes = 0;
+  #stopping: Promise<AgentExit> | undefined;
+
+  constructor(options: { identity: RegistryEntry; child: ChildProcess; initialLogSize: number; processTable: ProcessTable; clock: Clock }) {
+    this.identity = options.identity;
+    this.#processTable = options.processTable;
+    this.#clock = options.clock;
+    this.#initialLogSize = options.initialLogSize;
+    const { child } = options;
+    this.exited = new Promise<AgentExit>((resolve) => {
+      child.once('exit', (exitCode, signal) => {
+        this.#leaderReaped = true;
+        resolve({ exitCode, signal, endedAtMs: this.#clock.now() });
+      });
+    });
+    // We never call child.kill(), so no 'error' is expected after a successful
+    // spawn; a listener still keeps a surprise from crashing the daemon.
+    child.on('error', () => undefined);
+  }
+
+  stop(graceMs: number): Promise<AgentExit> {
+    this.#stopping ??= this.#terminateTree(graceMs);
+    return this.#stopping;
+  }
+
+  /**
+   * Cheap on output (one stat), not on CPU: the tree's CPU time costs one
+   * process-table snapshot plus an environment read per process outside the
+   * agent's group (to find escaped descendants). Stall checks call this once
+   * per check interval per run, never on a hot path.
+   */
+  activity(): AgentActivity {
+    return { outputBytes: this.#outputBytes(), treeCpuTicks: this.#treeCpuTicks() };
+  }
+
+  async #terminateTree(graceMs: number): Promise<AgentExit> {
+    const graceDeadlineMs = this.#clock.now() + Math.max(0, graceMs);
+    this.#signalGroupIfStillOurs('SIGTERM', this.#leaderReaped ? this.#surveyTree() : undefined);
+
+    // Wait for the whole group, not just the leader: children still flushing
+    // their work after SIGTERM deserve the same grace as the leader.
+    while (this.#clock.now() < graceDeadlineMs && this.#treeMayStillRun()) {
+      await this.#clock.sleep(Math.min(STOP_POLL_INTERVAL_MS, graceDeadlineMs - this.#clock.now()));
+    }
+
+    // One snapshot decides both the group kill (after the leader is gone) and
+    // which escaped processes carry our marker.
+    const survey = this.#surveyTree();
+    const killed: number[] = [];
+    if (this.#signalGroupIfStillOurs('SIGKILL', survey)) killed.push(...survey.groupMembers.map((info) => info.pid));
+    for (const escaped of survey.marked) {
+      if (escaped.pgid !== this.identity.pgid && this.#processTable.signal(escaped.pid, 'SIGKILL')) killed.push(escaped.pid);
+    }
+
+    // SIGKILL is delivered asynchronously. Waiting (briefly) for the victims to
+    // die means that when stop() resolves, a registry write or a reaper pass
+    // that follows sees no survivors.
+    const settleDeadlineMs = this.#clock.now() + KILL_SETTLE_MS;
+    while (this.#clock.now() < settleDeadlineMs && killed.some((pid) => this.#isRunning(pid))) {
+      await this.#clock.sleep(STOP_POLL_INTERVAL_MS);
+    }
+    return this.exited;
+  }
+
+  /**
+   * Whether waiting longer could let the tree finish on its own. Only ever used
+   * to decide how long to wait, never whom to signal.
+   */
+  #treeMayStillRun(): boolean {
+    if (!this.#leaderReaped) return true;
+    if (!groupExists(this.identity.pgid)) return false;
+    // Zombies count as dead: in a container whose pid 1 reaps lazily, orphaned
+    // members can linger as zombies for seconds and would eat the whole grace.
+    for (const info of this.#processTable.snapshot().processes.values()) {
+      if (info.pgid === this.identity.pgid && info.state !== 'Z') return true;
+    }
+    return false;
+  }
+
+  #isRunning(pid: number): boolean {
+    const info = this.#processTable.inspect(pid);
+    return info !== undefined && info.state !== 'Z';
+  }
+
+  /**
+   * Signals the agent's group only while it provably is the agent's group:
+   * before the leader is reaped its pid pins the group id; afterwards the id
+   * may have been reused, so a member must still carry our exact marker.
+   * Returns whether the group was signalled.
+   */
+  #signalGroupIfStillOurs(signal: NodeJS.Signals, survey: TreeSurvey | undefined): boolean {
+    const provablyOurs = !this.#leaderReaped || (survey?.marked.some((info) => info.pgid === this.identity.pgid) ?? false);
+    return provablyOurs && this.#processTable.signal(-this.identity.pgid, signal);
+  }
+
+  /** Live members of the agent's group, and live processes anywhere carrying its exact marker: one snapshot. */
+  #surveyTree(): TreeSurvey {
+    const groupMembers: ProcessInfo[] = [];
+    const marked: ProcessInfo[] = [];
+    for (const info of this.#processTable.snapshot().processes.values()) {
+      if (info.state === 'Z' || info.pid === process.pid) continue;
+      if (info.pgid === this.identity.pgid) groupMembers.push(info);
+      if (this.#processTable.readEnvironmentVariable(info.pid, AGENT_MARKER_ENV) === this.identity.marker) marked.push(info);
+    }
+    return { groupMembers, marked };
+  }
+
+  #outputBytes(): number {
+    try {
+      this.#lastOutputBytes = Math.max(0, statSync(this.identity.logPath).size - this.#initialLogSize);
+    } catch {
+      // The log was moved or deleted by hand: report what we last saw rather than fail a stall check.
+    }
+    return this.#lastOutputBytes;
+  }
+
+  #treeCpuTicks(): number | null {
+    let snapshot: ProcessSnapshot;
+    try {
+      snapshot = this.#processTable.snapshot();
+    } catch {
+      return null;
+    }
+    const { pgid, marker } = this.identity;
+    let ticks = 0;
+    for (const info of snapshot.processes.values()) {
+      // While the leader is unreaped every group member is ours without reading its
+      // environment; otherwise (escaped, or group id possibly reused) the marker decides.
+      const inOurGroup = info.pgid === pgid && !this.#leaderReaped;
+      if (inOurGroup || this.#processTable.readEnvironmentVariable(info.pid, AGENT_MARKER_ENV) === marker) {
+        ticks += info.cpuTicks;
+      }
+    }
+    return ticks;
+  }
+}
+
+/**
+ * Whether any process (zombies included) is in the group. Signal 0 checks
+ * existence without delivering anything: one syscall, so the common case of
+ * an emptied group costs no /proc scan. EPERM means the id now names someone
+ * else's group: the caller only waits on this answer, it never signals on it.
+ */
+function groupExists(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+function openAgentLog(spec: AgentSpec): { fd: number; initialSize: number } {
+  try {
+    mkdirSync(dirname(spec.logPath), { recursive: true });
+    const fd = openSync(spec.logPath, 'a');
+    // A header separates attempts in a log that a retry appends to.
+    writeSync(fd, `--- factory: ${spec.role} ${spec.agentName} for ${spec.issueKey} (run ${spec.runId}), started ${new Date().toISOString()}\n`);
+    // Measured after the header so outputBytes counts only what the agent wrote.
+    return { fd, initialSize: statSync(spec.logPath).size };
+  } catch (error) {
+    throw spawnFailed(spec, `could not open its log file ${spec.logPath} (${(error as Error).message})`, error, 'Check that the log folder is writable.');
+  }
+}
+
+function assertDirectory(spec: AgentSpec): void {
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(spec.cwd).isDirectory();
+  } catch {
+    // reported below
+  }
+  // Checked here because spawn() reports a missing cwd as ENOENT of the command, which misleads.
+  if (!isDirectory) {
+    throw spawnFailed(spec, `its working directory ${spec.cwd} does not exist or is not a directory`, undefined, 'The worktree was removed or never prepared; check the workspace settings and retry the issue.');
+  }
+}
+
+function describeSpawnErrno(command: string, error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'ENOENT':
+      return `command "${command}" was not found (ENOENT): it is not on PATH or the path does not exist`;
+    case 'EACCES':
+      return `command "${command}" is not executable (EACCES)`;
+    default:
+      return `command "${command}" could not be started (${error.code ?? error.message})`;
+  }
+}
+
+function spawnFailed(spec: AgentSpec, what: string, cause?: unknown, hint?: string): FactoryError {
+  return new FactoryError('FACTORY_AGENT_SPAWN_FAILED', `the ${spec.role} agent ${spec.agentName} for ${spec.issueKey}: ${what}`, {
+    ...(hint === undefined ? {} : { hint }),
+    cause,
+    details: { issueKey: spec.issueKey, runId: spec.runId, agentName: spec.agentName, command: spec.command[0] ?? '', cwd: spec.cwd },
+  });
+}

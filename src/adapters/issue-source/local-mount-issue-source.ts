@@ -1,0 +1,379 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, isAbsolute, join, resolve } from 'node:path';
+import { FactoryError } from '../../errors.js';
+import { isValidIssueKey, type Issue } from '../../domain/issue.js';
+import {
+  MAX_ISSUE_FILE_BYTES,
+  deriveIssueKeyFromFileName,
+  describeOversizeIssueFile,
+  issueFileFormatOf,
+  parseIssueFile,
+  type IssueParseResult,
+} from '../../domain/issue-parse.js';
+import { renderOutcomeReport } from '../../domain/outcome-report.js';
+import type { RunOutcome } from '../../domain/run.js';
+import type { Clock } from '../../ports/clock.js';
+import type {
+  IssueScan,
+  IssueSource,
+  IssueSourceEvent,
+  IssueSubscription,
+  IssueSubscriptionHandlers,
+  SkippedIssueFile,
+} from '../../ports/issue-source.js';
+import { writeFileAtomic } from '../../util/atomic-write.js';
+
+export const DEFAULT_OUTCOME_SUFFIX = '.outcome.md';
+
+/** Enough parallel reads to hide disk latency, few enough to stay far below the open-file limit. */
+export const DEFAULT_READ_CONCURRENCY = 64;
+
+/**
+ * A parse is reused only for files whose last change is older than this when
+ * they were read. File-system timestamps are coarse, so two writes in the same
+ * tick can leave identical stats; a margin this wide makes that impossible for
+ * a cached entry (git calls this the "racy clean" problem).
+ */
+const CACHE_RACY_MARGIN_MS = 2000;
+
+export interface LocalMountIssueSourceOptions {
+  /** The mount folder; resolved against the current directory once, at construction. */
+  readonly root: string;
+  /** Stamps events with the time they were observed. */
+  readonly clock: Clock;
+  /** Name ending of outcome reports written next to the issues; default `.outcome.md`. */
+  readonly outcomeSuffix?: string;
+  /** Files read in parallel during a scan; default 64. */
+  readonly readConcurrency?: number;
+}
+
+/**
+ * Whether a file name in the mount is an issue file: `*.json` or `*.md`, not a
+ * dotfile (editor swap files, our own atomic-write temp files, probes), and not
+ * one of our outcome reports. Editor backups such as `FAC-1.md~` fail the
+ * extension test.
+ */
+export function isIssueFileName(fileName: string, outcomeSuffix: string = DEFAULT_OUTCOME_SUFFIX): boolean {
+  if (fileName.startsWith('.')) return false;
+  if (fileName.toLowerCase().endsWith(outcomeSuffix.toLowerCase())) return false;
+  return issueFileFormatOf(fileName) !== undefined;
+}
+
+/** The identity of one file version: if none of this changed, neither did the content. */
+interface FileStamp {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+}
+
+interface CachedParse {
+  readonly stamp: FileStamp;
+  readonly result: IssueParseResult;
+}
+
+/** What reading one file yields: a parse verdict, or nothing because the file is gone or not a regular file. */
+type FileReadVerdict =
+  | { readonly kind: 'parsed'; readonly result: IssueParseResult }
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'not-a-file' };
+
+/**
+ * The embedded default issue source: a folder of issue files (docs/issues.md),
+ * watched with one `fs.watch` on the folder. Outcomes are written back as
+ * `<KEY>.outcome.md` next to the issues, and that name is filtered from both
+ * scans and events, so a writeback never re-triggers intake.
+ */
+export class LocalMountIssueSource implements IssueSource {
+  readonly description: string;
+  readonly root: string;
+  readonly outcomeSuffix: string;
+  readonly #clock: Clock;
+  readonly #readConcurrency: number;
+  /** Parses by path, so a reconcile pass over unchanged files costs one stat each. */
+  #parseCache = new Map<string, CachedParse>();
+
+  constructor(options: LocalMountIssueSourceOptions) {
+    const outcomeSuffix = options.outcomeSuffix ?? DEFAULT_OUTCOME_SUFFIX;
+    if (!/^\.[^/\\]+$/.test(outcomeSuffix)) {
+      throw new TypeError(`outcomeSuffix: expected a file name ending that starts with "." such as ".outcome.md", got ${JSON.stringify(outcomeSuffix)}`);
+    }
+    const readConcurrency = options.readConcurrency ?? DEFAULT_READ_CONCURRENCY;
+    if (!Number.isSafeInteger(readConcurrency) || readConcurrency < 1) {
+      throw new TypeError(`readConcurrency: expected a positive integer, got ${String(readConcurrency)}`);
+    }
+    this.root = resolve(options.root);
+    this.outcomeSuffix = outcomeSuffix;
+    this.description = `local mount ${this.root}`;
+    this.#clock = options.clock;
+    this.#readConcurrency = readConcurrency;
+  }
+
+  /** Where the outcome report for `key` is written. */
+  outcomePathFor(key: string): string {
+    return join(this.root, `${key}${this.outcomeSuffix}`);
+  }
+
+  async scan(): Promise<IssueScan> {
+    const fileNames = (await this.#listRoot()).filter((name) => isIssueFileName(name, this.outcomeSuffix));
+    // Code-unit order, not locale order: "the later file by name" must not depend on the host's locale.
+    fileNames.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+    const verdicts = await mapWithConcurrency(fileNames, this.#readConcurrency, (name) => this.#readIssueFile(join(this.root, name)));
+
+    const issues: Issue[] = [];
+    const skipped: SkippedIssueFile[] = [];
+    const fileNameByKey = new Map<string, string>();
+    const liveCache = new Map<string, CachedParse>();
+    verdicts.forEach((verdict, index) => {
+      const name = fileNames[index] as string;
+      const path = join(this.root, name);
+      const cached = this.#parseCache.get(path);
+      if (cached !== undefined) liveCache.set(path, cached);
+      if (verdict.kind !== 'parsed') return;
+      if (!verdict.result.ok) {
+        skipped.push({ path, reason: verdict.result.reason });
+        return;
+      }
+      const issue = verdict.result.value;
+      const firstFile = fileNameByKey.get(issue.key);
+      if (firstFile !== undefined) {
+        skipped.push({ path, reason: `${name}: duplicate key "${issue.key}", already used by ${firstFile}; give one of them another key` });
+        return;
+      }
+      fileNameByKey.set(issue.key, name);
+      issues.push(issue);
+    });
+    // Forget files that are gone, so the cache never outgrows the folder.
+    this.#parseCache = liveCache;
+    return { issues, skipped };
+  }
+
+  async read(keyOrPath: string): Promise<Issue> {
+    const paths = this.#candidatePaths(keyOrPath);
+    if (paths.length === 0) return this.#readByKey(keyOrPath);
+
+    for (const path of paths) {
+      if (!isIssueFileName(basename(path), this.outcomeSuffix)) {
+        throw new FactoryError('FACTORY_ISSUE_INVALID', `${path} is not an issue file: issues are *.json or *.md, not dotfiles or *${this.outcomeSuffix} reports`, {
+          details: { path },
+        });
+      }
+      const verdict = await this.#readIssueFile(path);
+      if (verdict.kind === 'missing') continue;
+      if (verdict.kind === 'not-a-file') {
+        throw new FactoryError('FACTORY_ISSUE_INVALID', `${path} is not a regular file`, { details: { path } });
+      }
+      if (!verdict.result.ok) throw new FactoryError('FACTORY_ISSUE_INVALID', verdict.result.reason, { details: { path } });
+      return verdict.result.value;
+    }
+    throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `no issue file at ${paths.join(' or ')}`, { details: { paths } });
+  }
+
+  async subscribe(handlers: IssueSubscriptionHandlers): Promise<IssueSubscription> {
+    const rootStamp = await this.#statRootForWatch();
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(this.root, { persistent: true });
+    } catch (error) {
+      throw this.#watchFailure(`cannot watch issue folder ${this.root} (${(error as Error).message})`, error);
+    }
+
+    let open = true;
+    const closeWatcher = (): void => {
+      open = false;
+      watcher.close();
+    };
+    const fail = (error: Error): void => {
+      if (!open) return;
+      closeWatcher();
+      handlers.onError(error);
+    };
+    // Every event goes through one chain, so the handler sees events in the
+    // order the folder reported them even though each waits for its own stat.
+    // A handler that throws ends the subscription through onError instead of
+    // crashing the process or silently breaking the chain.
+    let delivery: Promise<void> = Promise.resolve();
+    const deliver = (produce: () => Promise<IssueSourceEvent | undefined>): void => {
+      delivery = delivery
+        .then(produce)
+        .then((event) => {
+          if (event !== undefined && open) handlers.onEvent(event);
+        })
+        .catch((error: unknown) => fail(error instanceof Error ? error : new Error(String(error))));
+    };
+    const describeChange = async (fileName: string, atMs: number): Promise<IssueSourceEvent> => {
+      const path = join(this.root, fileName);
+      // The kind is a hint (consumers re-read the source), so a stat racing a later change is harmless.
+      const exists = await stat(path).then(
+        () => true,
+        (error: NodeJS.ErrnoException) => error.code !== 'ENOENT',
+      );
+      return { kind: exists ? 'changed' : 'removed', path, atMs };
+    };
+    // inotify does not report the watched folder's own removal as an error: Node
+    // emits a 'rename' named after the folder and then goes silent. Check the
+    // folder itself so a removed or replaced mount is reported, not a quiet wedge.
+    const checkRootStillWatched = async (): Promise<undefined> => {
+      const current = await stat(this.root, { bigint: true }).catch(() => undefined);
+      if (current === undefined || current.ino !== rootStamp.ino || current.dev !== rootStamp.dev) {
+        fail(this.#watchFailure(`issue folder ${this.root} was removed or replaced; its watch delivers no more events`));
+      }
+      return undefined;
+    };
+
+    watcher.on('change', (_eventType, fileName) => {
+      if (!open) return;
+      const atMs = this.#clock.now();
+      // Some platforms omit the name; the consumer then has to reconcile the whole folder.
+      if (fileName === null || fileName === undefined) {
+        deliver(async () => ({ kind: 'overflow', atMs }));
+        return;
+      }
+      const name = fileName.toString();
+      if (name === basename(this.root)) deliver(checkRootStillWatched);
+      if (isIssueFileName(name, this.outcomeSuffix)) deliver(() => describeChange(name, atMs));
+    });
+    watcher.on('error', (error) => fail(this.#watchFailure(`watch on issue folder ${this.root} failed (${error.message})`, error)));
+
+    return {
+      close: async () => {
+        if (open) closeWatcher();
+      },
+    };
+  }
+
+  async writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {
+    // The key becomes a file name: never let one from any source escape the folder.
+    if (!isValidIssueKey(issue.key)) {
+      throw new FactoryError('FACTORY_ISSUE_INVALID', `cannot write an outcome for issue key ${JSON.stringify(issue.key)}: not a valid key`, {
+        details: { key: issue.key },
+      });
+    }
+    await writeFileAtomic(this.outcomePathFor(issue.key), renderOutcomeReport(issue, outcome));
+  }
+
+  async #listRoot(): Promise<string[]> {
+    try {
+      return await readdir(this.root);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const problem = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a folder' : `cannot be read (${(error as Error).message})`;
+      throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `issue folder ${this.root} ${problem}`, {
+        hint: 'Create the folder, or point mount.root in the config at the folder that holds your issue files.',
+        details: { root: this.root },
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * Reads and parses one file, reusing the cached parse when the file's stamp
+   * is unchanged. Never throws: an unreadable file is a parse failure with a reason.
+   */
+  async #readIssueFile(path: string): Promise<FileReadVerdict> {
+    const name = basename(path);
+    const statStartedAtMs = Date.now();
+    let stats;
+    try {
+      stats = await stat(path, { bigint: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Gone between listing and reading: its removal event will say so; not a malformed file.
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' };
+      return { kind: 'parsed', result: { ok: false, reason: `${name}: cannot read (${(error as Error).message})` } };
+    }
+    if (!stats.isFile()) return { kind: 'not-a-file' };
+
+    const stamp: FileStamp = { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs };
+    const cached = this.#parseCache.get(path);
+    if (cached !== undefined && sameStamp(cached.stamp, stamp)) return { kind: 'parsed', result: cached.result };
+
+    const result = await readAndParse(path, name, stats.size, Number(stats.mtimeNs / 1_000_000n));
+    if (result === undefined) return { kind: 'missing' };
+    // Wall time on purpose, not the clock port: it is compared with file-system timestamps.
+    const settledLongEnough = Number(stats.ctimeNs / 1_000_000n) < statStartedAtMs - CACHE_RACY_MARGIN_MS;
+    if (settledLongEnough) this.#parseCache.set(path, { stamp, result });
+    else this.#parseCache.delete(path);
+    return { kind: 'parsed', result };
+  }
+
+  /**
+   * Paths `keyOrPath` may name, or none when it is a key. A bare file name with
+   * an issue extension is tried in the current folder, then in the mount, so
+   * `factory triage FAC-1.json` works from anywhere.
+   */
+  #candidatePaths(keyOrPath: string): string[] {
+    const hasSeparator = keyOrPath.includes('/') || keyOrPath.includes('\\');
+    if (isAbsolute(keyOrPath) || hasSeparator) return [resolve(keyOrPath)];
+    if (issueFileFormatOf(keyOrPath) === undefined && !keyOrPath.endsWith(this.outcomeSuffix)) return [];
+    const inCwd = resolve(keyOrPath);
+    const inRoot = join(this.root, keyOrPath);
+    return inCwd === inRoot ? [inRoot] : [inCwd, inRoot];
+  }
+
+  async #readByKey(key: string): Promise<Issue> {
+    const { issues, skipped } = await this.scan();
+    const issue = issues.find((candidate) => candidate.key === key);
+    if (issue !== undefined) return issue;
+    // A file named after the key that failed to parse is almost certainly the one meant: say why it was skipped.
+    const namesake = skipped.find((entry) => deriveIssueKeyFromFileName(entry.path) === key);
+    if (namesake !== undefined) throw new FactoryError('FACTORY_ISSUE_INVALID', namesake.reason, { details: { key, path: namesake.path } });
+    throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `no issue with key ${JSON.stringify(key)} in ${this.root}`, { details: { key, root: this.root } });
+  }
+
+  async #statRootForWatch(): Promise<{ dev: bigint; ino: bigint }> {
+    try {
+      const stats = await stat(this.root, { bigint: true });
+      if (!stats.isDirectory()) throw new Error('not a folder');
+      return { dev: stats.dev, ino: stats.ino };
+    } catch (error) {
+      throw this.#watchFailure(`cannot watch issue folder ${this.root} (${(error as Error).message})`, error);
+    }
+  }
+
+  #watchFailure(message: string, cause?: unknown): FactoryError {
+    return new FactoryError('FACTORY_SUBSCRIPTION_FAILED', message, {
+      hint: 'Check that mount.root exists and is a folder; the daemon resubscribes and reconciles once it is back.',
+      details: { root: this.root },
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+}
+
+/** Reads a file already known to exist; undefined when it vanished in between. */
+async function readAndParse(path: string, name: string, size: bigint, mtimeMs: number): Promise<IssueParseResult | undefined> {
+  // Refuse before reading: a huge file would cost memory just to be rejected.
+  if (size > BigInt(MAX_ISSUE_FILE_BYTES)) {
+    return { ok: false, reason: describeOversizeIssueFile(name, size) };
+  }
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    return { ok: false, reason: `${name}: cannot read (${(error as Error).message})` };
+  }
+  return parseIssueFile({ path, text, mtimeMs });
+}
+
+function sameStamp(a: FileStamp, b: FileStamp): boolean {
+  return a.ino === b.ino && a.dev === b.dev && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+/** Maps with at most `limit` calls in flight; results keep the input order. */
+async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, map: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await map(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

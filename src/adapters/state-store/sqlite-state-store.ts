@@ -1,0 +1,206 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { RunOutcome } from '../../domain/run.js';
+import { FactoryError } from '../../errors.js';
+import type { DaemonOwner, IssueClaim, SkipRecord, StateStore } from '../../ports/state-store.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+  issue_key TEXT PRIMARY KEY,
+  revision TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  next_attempt_at_ms INTEGER,
+  run_id TEXT,
+  repo TEXT NOT NULL,
+  priority REAL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  last_reason TEXT,
+  epoch INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL UNIQUE,
+  issue_key TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  ended_at_ms INTEGER NOT NULL,
+  epoch INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_by_issue ON outcomes(issue_key, seq);
+CREATE TABLE IF NOT EXISTS skips (issue_key TEXT PRIMARY KEY, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
+`;
+
+interface ClaimRow {
+  issue_key: string;
+  revision: string;
+  status: IssueClaim['status'];
+  attempt: number;
+  next_attempt_at_ms: number | null;
+  run_id: string | null;
+  repo: string;
+  priority: number | null;
+  created_at_ms: number;
+  updated_at_ms: number;
+  last_reason: string | null;
+  epoch: number;
+}
+
+function claimFromRow(row: ClaimRow): IssueClaim {
+  return {
+    issueKey: row.issue_key,
+    revision: row.revision,
+    status: row.status,
+    attempt: row.attempt,
+    nextAttemptAtMs: row.next_attempt_at_ms,
+    runId: row.run_id,
+    repo: row.repo,
+    priority: row.priority,
+    createdAtMs: row.created_at_ms,
+    updatedAtMs: row.updated_at_ms,
+    lastReason: row.last_reason,
+    epoch: row.epoch,
+  };
+}
+
+/**
+ * The state store on SQLite (WAL, synchronous=FULL): a daemon killed at any
+ * instruction loses no committed claim, and `factory status` reads the same
+ * file concurrently without blocking the daemon.
+ */
+export class SqliteStateStore implements StateStore {
+  readonly #db: Database.Database;
+  readonly #statements;
+
+  constructor(path: string, options: { readonly?: boolean } = {}) {
+    try {
+      if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
+      this.#db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false, timeout: 5_000 });
+      if (!options.readonly) {
+        this.#db.pragma('journal_mode = WAL');
+        this.#db.pragma('synchronous = FULL');
+        this.#db.exec(SCHEMA);
+      }
+    } catch (error) {
+      throw new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error });
+    }
+    const db = this.#db;
+    this.#statements = {
+      epoch: db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'"),
+      setMeta: options.readonly ? undefined : db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      getClaim: db.prepare<[string], ClaimRow>('SELECT * FROM claims WHERE issue_key = ?'),
+      listClaims: db.prepare<[], ClaimRow>('SELECT * FROM claims ORDER BY updated_at_ms DESC'),
+      upsertClaim: options.readonly
+        ? undefined
+        : db.prepare(`INSERT INTO claims VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch)
+          ON CONFLICT(issue_key) DO UPDATE SET revision=excluded.revision, status=excluded.status, attempt=excluded.attempt,
+          next_attempt_at_ms=excluded.next_attempt_at_ms, run_id=excluded.run_id, repo=excluded.repo, priority=excluded.priority,
+          created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch`),
+      insertOutcome: options.readonly
+        ? undefined
+        : db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)'),
+      recentOutcomes: db.prepare<[number], { body: string }>('SELECT body FROM outcomes ORDER BY seq DESC LIMIT ?'),
+      outcomeCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM outcomes'),
+      upsertSkip: options.readonly ? undefined : db.prepare('INSERT INTO skips VALUES (?, ?, ?) ON CONFLICT(issue_key) DO UPDATE SET reason=excluded.reason, at_ms=excluded.at_ms'),
+      deleteSkip: options.readonly ? undefined : db.prepare('DELETE FROM skips WHERE issue_key = ?'),
+      listSkips: db.prepare<[], { issue_key: string; reason: string; at_ms: number }>('SELECT * FROM skips ORDER BY at_ms DESC'),
+    };
+  }
+
+  #writable<T>(statement: T | undefined): T {
+    if (statement === undefined) throw new Error('the state store was opened read-only');
+    return statement;
+  }
+
+  /** Refuses a write from a daemon that a newer one has replaced. */
+  #assertEpoch(epoch: number): void {
+    const current = this.currentEpoch();
+    if (epoch < current) {
+      throw new FactoryError('FACTORY_STATE_STALE_EPOCH', `a write from daemon epoch ${epoch} was refused: epoch ${current} owns the state now`);
+    }
+  }
+
+  beginEpoch(owner: DaemonOwner, nowMs: number): number {
+    const setMeta = this.#writable(this.#statements.setMeta);
+    return this.#db.transaction(() => {
+      const next = this.currentEpoch() + 1;
+      setMeta.run('epoch', String(next));
+      setMeta.run('owner', JSON.stringify({ ...owner, epoch: next, sinceMs: nowMs }));
+      return next;
+    }).immediate();
+  }
+
+  currentEpoch(): number {
+    const row = this.#statements.epoch.get();
+    return row ? Number(row.value) : 0;
+  }
+
+  getClaim(issueKey: string): IssueClaim | undefined {
+    const row = this.#statements.getClaim.get(issueKey);
+    return row && claimFromRow(row);
+  }
+
+  listClaims(): IssueClaim[] {
+    return this.#statements.listClaims.all().map(claimFromRow);
+  }
+
+  saveClaim(claim: IssueClaim): void {
+    const upsert = this.#writable(this.#statements.upsertClaim);
+    this.#db.transaction(() => {
+      this.#assertEpoch(claim.epoch);
+      upsert.run({
+        issue_key: claim.issueKey,
+        revision: claim.revision,
+        status: claim.status,
+        attempt: claim.attempt,
+        next_attempt_at_ms: claim.nextAttemptAtMs,
+        run_id: claim.runId,
+        repo: claim.repo,
+        priority: claim.priority,
+        created_at_ms: claim.createdAtMs,
+        updated_at_ms: claim.updatedAtMs,
+        last_reason: claim.lastReason,
+        epoch: claim.epoch,
+      });
+    }).immediate();
+  }
+
+  appendOutcome(outcome: RunOutcome, epoch: number): void {
+    const insert = this.#writable(this.#statements.insertOutcome);
+    this.#db.transaction(() => {
+      this.#assertEpoch(epoch);
+      insert.run(outcome.runId, outcome.issueKey, outcome.reason, outcome.endedAtMs, epoch, JSON.stringify(outcome));
+    }).immediate();
+  }
+
+  recentOutcomes(limit: number): RunOutcome[] {
+    return this.#statements.recentOutcomes.all(limit).map((row) => JSON.parse(row.body) as RunOutcome);
+  }
+
+  outcomeCount(): number {
+    return this.#statements.outcomeCount.get()?.n ?? 0;
+  }
+
+  recordSkip(skip: SkipRecord, epoch: number): void {
+    const upsert = this.#writable(this.#statements.upsertSkip);
+    this.#assertEpoch(epoch);
+    upsert.run(skip.issueKey, skip.reason, skip.atMs);
+  }
+
+  clearSkip(issueKey: string, epoch: number): void {
+    const remove = this.#writable(this.#statements.deleteSkip);
+    this.#assertEpoch(epoch);
+    remove.run(issueKey);
+  }
+
+  listSkips(): SkipRecord[] {
+    return this.#statements.listSkips.all().map((row) => ({ issueKey: row.issue_key, reason: row.reason, atMs: row.at_ms }));
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}

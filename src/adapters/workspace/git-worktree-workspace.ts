@@ -1,0 +1,320 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import { FactoryError } from '../../errors.js';
+
+/**
+ * One git worktree per issue, under `<worktreesRoot>/<repo-name>-<hash8>/<issue>`,
+ * on a branch named by the caller. The hash keeps two checkouts that share a
+ * folder name (two clones called `api`) apart.
+ *
+ * Preparing again for the same issue (a retry, or the reviewer after the
+ * implementer) reuses the worktree and the branch with its commits; nothing
+ * here ever resets a branch, so an implementer's work is never thrown away.
+ */
+
+export interface GitWorktreeWorkspaceOptions {
+  /** Folder that holds every worktree Factory creates; created on demand. */
+  readonly worktreesRoot: string;
+}
+
+/**
+ * Options for every git call Factory makes itself (never for the agents' own
+ * git): the user's hooks must not run on our plumbing (a post-checkout hook on
+ * `worktree add` could take minutes or prompt), and no fsmonitor daemon should
+ * be started as a child of the daemon.
+ */
+const SAFE_GIT_OPTIONS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'advice.detachedHead=false', '-c', 'color.ui=false'];
+
+/** Variables that would point git at another repository than the `-C` folder. */
+const REPOSITORY_OVERRIDE_ENV = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_COMMON_DIR', 'GIT_OBJECT_DIRECTORY', 'GIT_NAMESPACE'];
+
+/** Checking out a large repository can take a while; a wedged git must still not hang a run forever. */
+const GIT_TIMEOUT_MS = 5 * 60_000;
+/** Another git process (an agent committing in a sibling worktree, an auto gc) may hold a ref lock briefly. */
+const LOCK_RETRY_DELAYS_MS = [100, 300, 1000];
+
+interface Checkout {
+  /** The checkout's top-level folder, as git reports it. */
+  readonly topLevel: string;
+  /** The shared .git folder: the unit that git's locks protect, so the unit we serialize on. */
+  readonly commonDir: string;
+  readonly headCommit: string;
+}
+
+interface WorktreeEntry {
+  readonly path: string;
+  /** `refs/heads/<name>`, or undefined when detached or bare. */
+  readonly branchRef: string | undefined;
+  readonly prunable: boolean;
+}
+
+export class GitWorktreeWorkspace implements Workspace {
+  readonly #worktreesRoot: string;
+
+  constructor(options: GitWorktreeWorkspaceOptions) {
+    this.#worktreesRoot = resolve(options.worktreesRoot);
+  }
+
+  async prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
+    const checkout = await inspectCheckout(request.repo);
+    await assertValidBranchName(request.branch, checkout.topLevel);
+    return withRepositoryLock(checkout.commonDir, () => this.#prepareLocked(checkout, request.issueKey, request.branch));
+  }
+
+  async commitsSince(workspace: PreparedWorkspace): Promise<number> {
+    try {
+      const { stdout } = await runGit(workspace.repo, ['rev-list', '--count', `${workspace.baseCommit}..refs/heads/${workspace.branch}`]);
+      return Number.parseInt(stdout.trim(), 10);
+    } catch (error) {
+      throw workspaceFailed(`could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${workspace.baseCommit}: ${describeGitError(error)}`, error, 'The branch was deleted or rewritten outside Factory; the run is reported without a commit count.');
+    }
+  }
+
+  async #prepareLocked(checkout: Checkout, issueKey: string, branch: string): Promise<PreparedWorkspace> {
+    const path = this.#worktreePathFor(checkout.topLevel, issueKey);
+    const branchRef = `refs/heads/${branch}`;
+    const worktrees = await listWorktrees(checkout.topLevel);
+    const atPath = worktrees.find((entry) => entry.path === path);
+    const holdingBranch = worktrees.find((entry) => entry.branchRef === branchRef && entry.path !== path);
+
+    if (holdingBranch !== undefined) {
+      // git refuses two worktrees on one branch; most likely the user has it checked out.
+      throw workspaceFailed(`branch ${branch} for ${issueKey} is already checked out at ${holdingBranch.path}, so it cannot also be checked out in Factory's worktree ${path}`, undefined, `Switch ${holdingBranch.path} to another branch, or remove that worktree with \`git worktree remove ${holdingBranch.path}\`.`);
+    }
+
+    try {
+      if (atPath !== undefined && !atPath.prunable && existsSync(path)) {
+        // A retry or the reviewer: keep the worktree and whatever the last agent left in it.
+        if (atPath.branchRef !== branchRef) {
+          // An agent switched branches inside its worktree; put the issue's branch back.
+          await runGit(path, ['checkout', ...(await branchExists(checkout.topLevel, branchRef) ? [branch] : ['-b', branch, checkout.headCommit]), '--']);
+        }
+      } else {
+        assertFreeFolder(path, checkout.topLevel);
+        mkdirSync(dirname(path), { recursive: true });
+        // --force only overrides "registered but missing" for our own path: the
+        // branch was proved above not to be checked out anywhere else.
+        const force = atPath !== undefined ? ['--force'] : [];
+        const target = (await branchExists(checkout.topLevel, branchRef)) ? [path, branch] : ['-b', branch, path, checkout.headCommit];
+        await runGit(checkout.topLevel, ['worktree', 'add', ...force, ...target]);
+      }
+    } catch (error) {
+      if (error instanceof FactoryError) throw error;
+      throw workspaceFailed(`could not create the worktree ${path} on branch ${branch} for ${issueKey} in ${checkout.topLevel}: ${describeGitError(error)}`, error);
+    }
+
+    return {
+      path,
+      branch,
+      repo: checkout.topLevel,
+      baseCommit: await baseCommitOf(checkout, branchRef),
+    };
+  }
+
+  #worktreePathFor(topLevel: string, issueKey: string): string {
+    // Real path of the root, so it compares equal to the paths git records.
+    mkdirSync(this.#worktreesRoot, { recursive: true });
+    const root = realpathSync(this.#worktreesRoot);
+    return join(root, `${basename(topLevel)}-${shortHash(topLevel, 8)}`, folderNameForIssue(issueKey));
+  }
+}
+
+/**
+ * An issue key as one safe path segment. Keys come from issue files, which
+ * may be hostile: `../x` must not leave the root. When the key had to be
+ * changed, a hash of the original keeps `a/b` and `a_b` in separate folders.
+ */
+export function folderNameForIssue(issueKey: string): string {
+  const safe = issueKey.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
+  return safe === issueKey && safe !== '' ? safe : `${safe}-${shortHash(issueKey, 6)}`;
+}
+
+async function inspectCheckout(repo: string): Promise<Checkout> {
+  const repoPath = resolve(repo);
+  if (!existsSync(repoPath)) {
+    throw workspaceFailed(`repo ${repoPath} does not exist`, undefined, 'Point repos.default (or the matching repos.byLabel entry) at an existing git checkout.');
+  }
+  let topLevel: string;
+  let commonDir: string;
+  try {
+    const { stdout } = await runGit(repoPath, ['rev-parse', '--show-toplevel', '--git-common-dir']);
+    const [top = '', common = ''] = stdout.split('\n');
+    topLevel = top;
+    // --git-common-dir may be relative to the folder git ran in.
+    commonDir = realpathSync(resolve(repoPath, common));
+  } catch (error) {
+    throw workspaceFailed(`repo ${repoPath} is not a git checkout with a working tree (git: ${describeGitError(error)})`, error, `Point the repo setting at a git checkout, or make this one: \`git -C ${repoPath} init && git -C ${repoPath} commit --allow-empty -m init\`.`);
+  }
+  let headCommit: string;
+  try {
+    headCommit = (await runGit(topLevel, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim();
+  } catch (error) {
+    throw workspaceFailed(`repo ${topLevel} has no commits yet, so there is nothing to branch an issue from`, error, `Make a first commit: \`git -C ${topLevel} commit --allow-empty -m init\`.`);
+  }
+  return { topLevel, commonDir, headCommit };
+}
+
+async function assertValidBranchName(branch: string, cwd: string): Promise<void> {
+  let valid = !branch.startsWith('-');
+  if (valid) {
+    try {
+      await runGit(cwd, ['check-ref-format', '--branch', branch]);
+    } catch {
+      valid = false;
+    }
+  }
+  if (!valid) {
+    throw workspaceFailed(`branch name ${JSON.stringify(branch)} is not a valid git branch name`, undefined, 'Branch names come from the issue key and the branch prefix in the config; use letters, digits, `-`, `_`, `/` and `.`.');
+  }
+}
+
+async function listWorktrees(topLevel: string): Promise<WorktreeEntry[]> {
+  const { stdout } = await runGit(topLevel, ['worktree', 'list', '--porcelain']);
+  return parseWorktreeList(stdout);
+}
+
+/** Parses `git worktree list --porcelain`: blank-line separated blocks of `key value` lines. */
+export function parseWorktreeList(porcelain: string): WorktreeEntry[] {
+  const entries: WorktreeEntry[] = [];
+  for (const block of porcelain.split(/\n\n+/)) {
+    let path: string | undefined;
+    let branchRef: string | undefined;
+    let prunable = false;
+    for (const line of block.split('\n')) {
+      if (line.startsWith('worktree ')) path = line.slice('worktree '.length);
+      else if (line.startsWith('branch ')) branchRef = line.slice('branch '.length);
+      else if (line === 'prunable' || line.startsWith('prunable ')) prunable = true;
+    }
+    if (path !== undefined) entries.push({ path: canonicalPath(path), branchRef, prunable });
+  }
+  return entries;
+}
+
+/** The real path when the folder exists, so a symlinked root still matches. */
+function canonicalPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+async function branchExists(topLevel: string, branchRef: string): Promise<boolean> {
+  try {
+    await runGit(topLevel, ['rev-parse', '--verify', '--quiet', `${branchRef}^{commit}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where the branch left the main line. Derived, not stored: for a fresh branch
+ * it is the commit it was created from; for a reused one it stays the same
+ * fork point across retries, so commitsSince counts the issue's own commits.
+ */
+async function baseCommitOf(checkout: Checkout, branchRef: string): Promise<string> {
+  try {
+    return (await runGit(checkout.topLevel, ['merge-base', checkout.headCommit, branchRef])).stdout.trim();
+  } catch {
+    // Unrelated histories: there is no fork point, so count from the branch's current tip.
+    return (await runGit(checkout.topLevel, ['rev-parse', '--verify', `${branchRef}^{commit}`])).stdout.trim();
+  }
+}
+
+/** A folder we would create a worktree in must be absent or empty; we never delete what is there. */
+function assertFreeFolder(path: string, topLevel: string): void {
+  let occupied = false;
+  try {
+    occupied = statSync(path).isDirectory() ? readdirSync(path).length > 0 : true;
+  } catch {
+    return; // absent
+  }
+  if (occupied) {
+    throw workspaceFailed(`${path} already exists and is not a worktree of ${topLevel}`, undefined, `Move or delete ${path} (it was left behind, perhaps by an interrupted run), then retry the issue.`);
+  }
+}
+
+/**
+ * Serializes git operations per repository within this process: concurrent
+ * `worktree add` calls in one repository otherwise race on its locks. Shared
+ * by every GitWorktreeWorkspace instance, keyed by the repository's common dir.
+ */
+const repositoryLocks = new Map<string, Promise<void>>();
+
+async function withRepositoryLock<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const previous = repositoryLocks.get(key) ?? Promise.resolve();
+  let release = (): void => undefined;
+  const current = new Promise<void>((resolveCurrent) => {
+    release = resolveCurrent;
+  });
+  const tail = previous.then(() => current);
+  repositoryLocks.set(key, tail);
+  await previous;
+  try {
+    return await work();
+  } finally {
+    release();
+    if (repositoryLocks.get(key) === tail) repositoryLocks.delete(key);
+  }
+}
+
+interface GitFailure extends Error {
+  readonly stderr?: string;
+  readonly code?: number | string;
+}
+
+function gitEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0', LC_ALL: 'C' };
+  for (const name of REPOSITORY_OVERRIDE_ENV) delete env[name];
+  return env;
+}
+
+async function runGit(cwd: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await execGit(cwd, args);
+    } catch (error) {
+      const retryDelay = LOCK_RETRY_DELAYS_MS[attempt];
+      if (retryDelay === undefined || !isLockContention(error)) throw error;
+      await delay(retryDelay);
+    }
+  }
+}
+
+function execGit(cwd: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolveGit, rejectGit) => {
+    execFile('git', [...SAFE_GIT_OPTIONS, '-C', cwd, ...args], { env: gitEnvironment(), timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error) {
+        rejectGit(Object.assign(error, { stderr }));
+        return;
+      }
+      resolveGit({ stdout: stdout.replace(/\n$/, ''), stderr });
+    });
+  });
+}
+
+/** git has no machine-readable code for "a lock file exists", only this message (LC_ALL=C keeps it English). */
+function isLockContention(error: unknown): boolean {
+  const stderr = (error as GitFailure).stderr ?? '';
+  return /\.lock'?: File exists|Unable to create '[^']*\.lock'/.test(stderr);
+}
+
+function describeGitError(error: unknown): string {
+  const failure = error as GitFailure;
+  if (failure.code === 'ENOENT') return 'the git executable was not found on PATH';
+  const stderr = failure.stderr?.trim();
+  return stderr ? stderr.split('\n').filter((line) => line.trim() !== '').slice(-3).join(' / ') : failure.message;
+}
+
+function shortHash(text: string, length: number): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
+}
+
+function workspaceFailed(message: string, cause?: unknown, hint?: string): FactoryError {
+  return new FactoryError('FACTORY_WORKSPACE_FAILED', message, { ...(hint === undefined ? {} : { hint }), cause });
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+import { FactoryError, formatErrorLine, isFactoryError } from '../errors.js';
+import { COMMON_FLAGS, parseArgs } from './args.js';
+import { processOutput, type Output } from './output.js';
+import type { Verb } from './verb.js';
+import { dispatchVerb } from './verbs/dispatch.js';
+import { initVerb } from './verbs/init.js';
+import { killLoopVerb } from './verbs/kill-loop.js';
+import { loopStatusVerb } from './verbs/loop-status.js';
+import { loopVerb } from './verbs/loop.js';
+import { reapOrphansVerb } from './verbs/reap-orphans.js';
+import { runOnceVerb } from './verbs/run-once.js';
+import { startVerb } from './verbs/start.js';
+import { statusVerb } from './verbs/status.js';
+import { triageVerb } from './verbs/triage.js';
+
+export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, initVerb];
+
+function generalHelp(): string {
+  const width = Math.max(...VERBS.map((v) => v.name.length));
+  return [
+    'factory: turns ready issues into supervised coding-agent runs',
+    '',
+    'usage: factory <verb> [--config PATH] [--json]',
+    '',
+    'verbs:',
+    ...VERBS.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`),
+    '',
+    'common flags:',
+    ...COMMON_FLAGS.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}  ${f.description}`),
+    '',
+    '`factory <verb> --help` shows a verb\'s flags, output and exit codes. Docs: README.md, docs/.',
+  ].join('\n');
+}
+
+function verbHelp(verb: Verb): string {
+  return [`usage: ${verb.usage}`, '', verb.summary, '', verb.details, ...(verb.flags.length ? ['', 'flags:', ...verb.flags.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}  ${f.description}`)] : [])].join('\n');
+}
+
+/** Runs the CLI and returns the exit code; never throws for user mistakes. */
+export async function runCli(argv: readonly string[], output: Output = processOutput): Promise<number> {
+  try {
+    const args = parseArgs(argv, (name) => VERBS.find((v) => v.name === name)?.flags ?? []);
+    if (args.verb === undefined || args.verb === 'help') {
+      const topic = VERBS.find((v) => v.name === args.positionals[0]);
+      output.out(topic ? verbHelp(topic) : generalHelp());
+      return args.verb === undefined && !args.flags.help ? 2 : 0;
+    }
+    const verb = VERBS.find((v) => v.name === args.verb);
+    if (!verb) throw new FactoryError('FACTORY_USAGE', `unknown verb "${args.verb}"; verbs are ${VERBS.map((v) => v.name).join(', ')}`);
+    if (args.flags.help) {
+      output.out(verbHelp(verb));
+      return 0;
+    }
+    return await verb.run(args, output);
+  } catch (error) {
+    if (isFactoryError(error)) {
+      output.err(formatErrorLine(error));
+      return error.exitCode;
+    }
+    // A bug, not a user mistake: keep the stack so it can be reported.
+    output.err(`factory: internal error: ${(error as Error).stack ?? String(error)}`);
+    return 70;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (invokedDirectly || process.env.FACTORY_CLI_ENTRY === '1') {
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`factory: internal error: ${String(error)}\n`);
+      process.exitCode = 70;
+    },
+  );
+}

@@ -1,0 +1,47 @@
+import { createIssueSource, openSession } from '../../main.js';
+import { flagBoolean } from '../args.js';
+import { runtimeFromArgs } from '../context.js';
+import { formatDuration, printJson } from '../output.js';
+import type { Verb } from '../verb.js';
+import { issueArgument } from './triage.js';
+
+export const dispatchVerb: Verb = {
+  name: 'dispatch',
+  usage: 'factory dispatch <KEY|path> [--force] [--config PATH] [--json]',
+  summary: 'run one team for one issue now and wait for its outcome (for debugging)',
+  details: [
+    'Triage and claim rules are the daemon\'s: a skipped issue is not run, and a revision that',
+    'already ended is not run again unless --force. Cannot run while a daemon uses this config.',
+    'Exit codes: 0 the team succeeded, 1 it failed or the issue was not dispatched, 2 usage,',
+    'config or issue error, 3 a daemon is running on this config.',
+  ].join('\n'),
+  flags: [{ name: 'force', takesValue: false, description: 'run even if this revision already ended' }],
+  async run(args, output) {
+    const runtime = runtimeFromArgs(args);
+    const issue = await createIssueSource(runtime).read(issueArgument(args, 'dispatch'));
+    const opened = await openSession(runtime, 'once');
+    try {
+      const dispatcher = opened.session.dispatcher;
+      const [decision] = dispatcher.intake([issue], { complete: false });
+      if (flagBoolean(args, 'force') && decision?.action === 'already-handled') dispatcher.requeue(issue.key);
+      const [team] = dispatcher.pump(issue.key);
+      if (!team) {
+        const why = decision ? `${decision.action}: ${decision.reason}` : 'not dispatchable';
+        if (flagBoolean(args, 'json')) printJson(output, { dispatched: false, decision });
+        else output.out(`${issue.key} was not dispatched (${why})${decision?.action === 'already-handled' ? '; pass --force to run it again' : ''}`);
+        return 1;
+      }
+      const outcome = await team.outcome;
+      await dispatcher.whenIdle();
+      if (flagBoolean(args, 'json')) printJson(output, { dispatched: true, outcome });
+      else {
+        output.out(`${issue.key}: ${outcome.reason} after ${formatDuration(outcome.endedAtMs - outcome.startedAtMs)}: ${outcome.detail}`);
+        for (const agent of outcome.agents) output.out(`  ${agent.role}: exit ${agent.exitCode ?? '-'}${agent.signal ? ` (${agent.signal})` : ''}, log ${agent.logPath}`);
+        output.out(`  branch ${outcome.branch} in ${outcome.worktree}`);
+      }
+      return outcome.reason === 'succeeded' ? 0 : 1;
+    } finally {
+      await opened.close('stopped');
+    }
+  },
+};

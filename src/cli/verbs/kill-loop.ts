@@ -1,0 +1,46 @@
+import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
+import { SystemClock } from '../../adapters/clock/system-clock.js';
+import { isStillRunning, signalVerifiedProcess, verifyProcessIdentity } from '../../core/process-identity.js';
+import { readHeartbeatFile } from '../../core/state-files.js';
+import { FactoryError } from '../../errors.js';
+import { flagBoolean, flagPositiveInt } from '../args.js';
+import { configFromArgs } from '../context.js';
+import { printJson } from '../output.js';
+import type { Verb } from '../verb.js';
+
+export const killLoopVerb: Verb = {
+  name: 'kill-loop',
+  usage: 'factory kill-loop [--timeout-ms N] [--config PATH] [--json]',
+  summary: "SIGTERM the daemon, after proving the heartbeat's process is still that daemon",
+  details: [
+    'Reads the heartbeat, proves pid + start time + boot id still name the daemon that wrote it,',
+    'sends SIGTERM and waits up to --timeout-ms (default 60000) for the ordered stop to finish.',
+    'A heartbeat whose process is gone or was reused is never signalled.',
+    'Exit codes: 0 the daemon stopped, 1 it is still stopping after the timeout, 2 usage or',
+    'config error, 3 no daemon is running or the identity does not match (nothing signalled).',
+  ].join('\n'),
+  flags: [{ name: 'timeout-ms', takesValue: true, description: 'how long to wait for the stop (default 60000)' }],
+  async run(args, output) {
+    const config = configFromArgs(args);
+    const timeoutMs = flagPositiveInt(args, 'timeout-ms', 60_000);
+    const table = new LinuxProcessTable();
+    const clock = new SystemClock();
+    const read = await readHeartbeatFile(config.loop.heartbeatPath);
+    if (read.kind === 'missing') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `no heartbeat at ${config.loop.heartbeatPath}; no daemon to stop`);
+    if (read.kind === 'unreadable') throw new FactoryError('FACTORY_HEARTBEAT_UNREADABLE', `cannot trust ${config.loop.heartbeatPath}: ${read.reason}; nothing was signalled`);
+    const heartbeat = read.value;
+    const check = verifyProcessIdentity(heartbeat, table);
+    if (check.verdict === 'mismatch') throw new FactoryError('FACTORY_DAEMON_IDENTITY_MISMATCH', `${check.reason}; nothing was signalled`);
+    if (check.verdict === 'dead') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `the daemon that wrote ${config.loop.heartbeatPath} is not running (${check.reason})`);
+    const expected = { pid: heartbeat.pid, startTime: heartbeat.startTime };
+    const sent = signalVerifiedProcess(table, expected, 'SIGTERM');
+    if (sent.kind !== 'sent') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `SIGTERM not sent: ${sent.reason}`);
+    const deadline = clock.now() + timeoutMs;
+    while (isStillRunning(table, expected) && clock.now() < deadline) await clock.sleep(100);
+    const stopped = !isStillRunning(table, expected);
+    const result = { pid: heartbeat.pid, signalled: 'SIGTERM', stopped, waitedMs: timeoutMs - Math.max(0, deadline - clock.now()) };
+    if (flagBoolean(args, 'json')) printJson(output, result);
+    else output.out(stopped ? `daemon pid ${heartbeat.pid} stopped` : `daemon pid ${heartbeat.pid} got SIGTERM but is still stopping after ${timeoutMs}ms (agents are being released)`);
+    return stopped ? 0 : 1;
+  },
+};

@@ -1,0 +1,30 @@
+import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
+import { judgeLiveness } from '../../core/liveness.js';
+import { readHeartbeatFile } from '../../core/state-files.js';
+import { flagBoolean } from '../args.js';
+import { configFromArgs } from '../context.js';
+import { printJson } from '../output.js';
+import type { Verb } from '../verb.js';
+
+export const loopStatusVerb: Verb = {
+  name: 'loop-status',
+  usage: 'factory loop-status [--config PATH] [--json]',
+  summary: 'liveness verdict for cron: exit 0 healthy, 1 otherwise',
+  details: [
+    'Prints one line: the verdict (healthy, stale, wedged, stopping, stopped, missing, unreadable,',
+    'subscription-unhealthy) and why.',
+    'Exit codes: 0 healthy, 1 any other verdict, 2 config error.',
+  ].join('\n'),
+  flags: [],
+  async run(args, output) {
+    const config = configFromArgs(args);
+    const liveness = judgeLiveness(await readHeartbeatFile(config.loop.heartbeatPath), {
+      nowMs: Date.now(),
+      staleMs: config.loop.heartbeatStaleMs,
+      processTable: new LinuxProcessTable(),
+    });
+    if (flagBoolean(args, 'json')) printJson(output, liveness);
+    else output.out(`${liveness.verdict}: ${liveness.detail}`);
+    return liveness.healthy ? 0 : 1;
+  },
+};

@@ -1,0 +1,64 @@
+import { existsSync } from 'node:fs';
+import { SqliteStateStore } from '../../adapters/state-store/sqlite-state-store.js';
+import { planCycle, runCycle, type CycleReport } from '../../core/bounded-run.js';
+import { createIssueSource, openSession, type Runtime } from '../../main.js';
+import type { IssueClaim } from '../../ports/state-store.js';
+import { flagBoolean } from '../args.js';
+import { runtimeFromArgs } from '../context.js';
+import { formatCycleReport } from '../cycle-report.js';
+import { printJson } from '../output.js';
+import type { Verb } from '../verb.js';
+
+/** Claims as the last daemon left them, read-only; empty when there is no state yet. */
+export function readClaimsReadOnly(runtime: Runtime): Map<string, IssueClaim> {
+  const path = runtime.config.paths.stateDb;
+  if (!existsSync(path)) return new Map();
+  const store = new SqliteStateStore(path, { readonly: true });
+  try {
+    return new Map(store.listClaims().map((c) => [c.issueKey, c]));
+  } finally {
+    store.close();
+  }
+}
+
+export function dryRunCycle(runtime: Runtime): Promise<CycleReport> {
+  const { config } = runtime;
+  return planCycle(createIssueSource(runtime), { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos }, readClaimsReadOnly(runtime));
+}
+
+/** Exit 1 when a team ran and did not succeed, so scripts can tell. */
+export function exitCodeForCycle(report: CycleReport): number {
+  return report.outcomes.some((o) => o.reason !== 'succeeded' && o.reason !== 'cancelled') ? 1 : 0;
+}
+
+export const runOnceVerb: Verb = {
+  name: 'run-once',
+  usage: 'factory run-once [--dry-run] [--config PATH] [--json]',
+  summary: 'one discover → triage → dispatch cycle; waits for the teams and prints a report',
+  details: [
+    'Scans the mount, triages every issue, dispatches teams (up to dispatch.batchSize at once) and',
+    'waits for them. Prints pulled / triaged / dispatched / skipped-with-reasons and each outcome.',
+    'With --dry-run nothing is claimed, spawned or written.',
+    'Exit codes: 0 all teams succeeded (or none ran), 1 a team failed, 2 usage or config error,',
+    '3 another daemon uses this config.',
+  ].join('\n'),
+  flags: [{ name: 'dry-run', takesValue: false, description: 'report what would happen; change nothing' }],
+  async run(args, output) {
+    const runtime = runtimeFromArgs(args);
+    let report: CycleReport;
+    if (flagBoolean(args, 'dry-run')) {
+      report = await dryRunCycle(runtime);
+    } else {
+      const opened = await openSession(runtime, 'once');
+      try {
+        await opened.session.writeHeartbeat('running');
+        report = await runCycle(opened.session);
+      } finally {
+        await opened.close('stopped');
+      }
+    }
+    if (flagBoolean(args, 'json')) printJson(output, report);
+    else output.out(formatCycleReport(report, runtime.clock.now()));
+    return exitCodeForCycle(report);
+  },
+};

@@ -1,0 +1,47 @@
+import { FactoryError } from '../../errors.js';
+import { openSession } from '../../main.js';
+import { flagString } from '../args.js';
+import { runtimeFromArgs } from '../context.js';
+import { onStopSignal } from '../signals.js';
+import type { Verb } from '../verb.js';
+
+export const startVerb: Verb = {
+  name: 'start',
+  usage: 'factory start --mode live [--config PATH]',
+  summary: 'the long-lived daemon: watch the mount, dispatch teams, keep the heartbeat fresh',
+  details: [
+    'Writes a `running` heartbeat, deals with a crashed predecessor\'s agents, subscribes to the',
+    'mount, reconciles, and dispatches until SIGINT/SIGTERM. Then it stops in order: refresh',
+    'cancelled, `stopping` written, agents released, registry and final heartbeat written.',
+    'Logs are JSON lines on stderr (FACTORY_LOG_LEVEL=debug for more).',
+    'Exit codes: 0 stopped by a signal, 2 usage or config error, 3 another daemon uses this',
+    'config or the predecessor\'s agents could not be reaped, 5 the issue subscription failed.',
+  ].join('\n'),
+  flags: [{ name: 'mode', takesValue: true, description: 'only `live` is supported' }],
+  async run(args, output) {
+    const mode = flagString(args, 'mode') ?? 'live';
+    if (mode !== 'live') throw new FactoryError('FACTORY_USAGE', `--mode: expected "live", got "${mode}" (bounded runs are \`factory loop\` and \`factory run-once\`)`);
+    const runtime = runtimeFromArgs(args);
+    const opened = await openSession(runtime, 'live');
+    let stopped!: () => void;
+    const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
+    const signals = onStopSignal((signal) => {
+      runtime.log.info({ signal }, 'stop requested');
+      stopped();
+    });
+    try {
+      await opened.session.startLive();
+      output.err(`factory: live daemon running (pid ${process.pid}); heartbeat ${runtime.config.loop.heartbeatPath}; Ctrl-C to stop`);
+      await stopRequested;
+      await opened.close('stopped');
+      output.err('factory: stopped');
+      return 0;
+    } catch (error) {
+      await opened.close('failed');
+      throw error;
+    } finally {
+      signals.dispose();
+      await opened.close('stopped');
+    }
+  },
+};

@@ -1,0 +1,59 @@
+import { readStatusSnapshot, type StatusSnapshot } from '../../core/status-snapshot.js';
+import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
+import { flagBoolean } from '../args.js';
+import { configFromArgs } from '../context.js';
+import { formatAge, formatDuration, formatTable, printJson } from '../output.js';
+import type { Verb } from '../verb.js';
+
+export function formatStatus(s: StatusSnapshot): string {
+  const now = s.generatedAtMs;
+  const hb = s.liveness.heartbeat;
+  const lines = [`daemon: ${s.liveness.verdict.toUpperCase()}: ${s.liveness.detail}`];
+  if (hb) {
+    lines.push(
+      `  pid ${hb.pid} on ${hb.hostname || '?'}, mode ${hb.mode}, status ${hb.status}, epoch ${hb.epoch}, up ${formatDuration(now - hb.startedAtMs)}`,
+      `  heartbeat ${formatAge(hb.updatedAtMs, now)}; subscription ${hb.subscription.state} (${hb.subscription.transport || '-'}), last event ${formatAge(hb.subscription.lastEventAtMs, now)}, last progress ${formatAge(hb.subscription.lastProgressAtMs, now)}`,
+    );
+    if (hb.subscription.lastError) lines.push(`  subscription error: ${hb.subscription.lastError}`);
+  }
+  lines.push(`registry: ${s.registry.state}: ${s.registry.detail}${s.registry.rejectedEntries ? ` (${s.registry.rejectedEntries} malformed entries ignored)` : ''}`);
+  lines.push('', `running teams (${s.teams.length}):`);
+  lines.push(
+    formatTable(
+      ['ISSUE', 'RUN', 'ATTEMPT', 'RUNNING FOR', 'AGENTS'],
+      s.teams.map((t) => [t.issueKey, t.runId, String(t.attempt ?? '?'), formatDuration(now - t.startedAtMs), t.agents.map((a) => `${a.role} pid ${a.pid}${a.alive ? '' : ' (gone)'}`).join(', ')]),
+    ),
+  );
+  lines.push('', `queue (${s.queue.length}):`, formatTable(['ISSUE', 'ATTEMPTS', 'REPO'], s.queue.map((c) => [c.issueKey, String(c.attempt), c.repo])));
+  lines.push(
+    '',
+    `retries (${s.retries.length}):`,
+    formatTable(['ISSUE', 'ATTEMPTS', 'DUE', 'LAST FAILURE'], s.retries.map((c) => [c.issueKey, String(c.attempt), c.nextAttemptAtMs ? `in ${formatDuration(c.nextAttemptAtMs - now)}` : '-', c.lastReason ?? ''])),
+  );
+  lines.push(
+    '',
+    `recent outcomes (${s.recentOutcomes.length} of ${s.outcomeCount}):`,
+    formatTable(['ISSUE', 'OUTCOME', 'ENDED', 'DETAIL'], s.recentOutcomes.map((o) => [o.issueKey, o.reason, formatAge(o.endedAtMs, now), o.detail])),
+  );
+  if (s.skipped.length > 0) lines.push('', `skipped issues (${s.skipped.length}):`, formatTable(['ISSUE', 'WHY'], s.skipped.slice(0, 20).map((k) => [k.issueKey, k.reason])));
+  return lines.join('\n');
+}
+
+export const statusVerb: Verb = {
+  name: 'status',
+  usage: 'factory status [--config PATH] [--json]',
+  summary: "the running daemon's state: heartbeat, teams, queue, retries, outcomes",
+  details: [
+    "Read from the daemon's heartbeat, registry and state database; it never starts a daemon or",
+    'touches a process. Works whether or not a daemon is running.',
+    'Exit codes: 0 printed (whatever the daemon\'s health: use `loop-status` to alert), 2 config error.',
+  ].join('\n'),
+  flags: [],
+  async run(args, output) {
+    const config = configFromArgs(args);
+    const snapshot = await readStatusSnapshot(config, { processTable: new LinuxProcessTable(), nowMs: Date.now() });
+    if (flagBoolean(args, 'json')) printJson(output, snapshot);
+    else output.out(formatStatus(snapshot));
+    return 0;
+  },
+};

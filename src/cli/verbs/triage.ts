@@ -1,0 +1,42 @@
+import { renderPrompt } from '../../domain/prompt.js';
+import { branchNameFor, triageIssue } from '../../domain/triage.js';
+import { createIssueSource } from '../../main.js';
+import { flagBoolean, type ParsedArgs } from '../args.js';
+import { runtimeFromArgs } from '../context.js';
+import { printJson } from '../output.js';
+import { FactoryError } from '../../errors.js';
+import type { Verb } from '../verb.js';
+import { readClaimsReadOnly } from './run-once.js';
+
+export function issueArgument(args: ParsedArgs, verb: string): string {
+  const target = args.positionals[0];
+  if (target === undefined || args.positionals.length > 1) throw new FactoryError('FACTORY_USAGE', `\`factory ${verb}\` takes exactly one issue key or file path`);
+  return target;
+}
+
+export const triageVerb: Verb = {
+  name: 'triage',
+  usage: 'factory triage <KEY|path> [--config PATH] [--json]',
+  summary: 'show how one issue would be triaged and routed, and the implementer prompt',
+  details: ['Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,', 'the branch, its claim (if any) and the rendered prompt. Changes nothing.', 'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.'].join('\n'),
+  flags: [],
+  async run(args, output) {
+    const runtime = runtimeFromArgs(args);
+    const { config } = runtime;
+    const issue = await createIssueSource(runtime).read(issueArgument(args, 'triage'));
+    const decision = triageIssue(issue, { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos });
+    const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
+    const claim = readClaimsReadOnly(runtime).get(issue.key) ?? null;
+    const prompt = renderPrompt({ issue, role: 'implementer', branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: config.agents.implementer.instruction });
+    const command = config.agents.implementer.command.map((a) => a.replace('{{prompt}}', '<prompt>'));
+    const result = { issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location }, decision, branch, claim, command, prompt };
+    if (flagBoolean(args, 'json')) printJson(output, result);
+    else {
+      output.out(`${issue.key}: ${issue.title}`);
+      output.out(decision.verdict === 'dispatch' ? `  in scope: dispatch to ${decision.repo} (routed by ${decision.routedBy}) on branch ${branch}` : `  skipped: ${decision.reason}`);
+      output.out(`  claim: ${claim ? `${claim.status}, attempt ${claim.attempt}${claim.revision === issue.revision ? '' : ' (an earlier revision)'}` : 'none'}`);
+      output.out(`  implementer: ${command.join(' ')}\n\n--- implementer prompt ---\n${prompt}`);
+    }
+    return decision.verdict === 'dispatch' ? 0 : 1;
+  },
+};

@@ -1,0 +1,134 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { ZodIssue } from 'zod';
+import { FactoryError } from '../errors.js';
+import { configSchema, type ParsedFactoryConfig } from './schema.js';
+
+export const DEFAULT_CONFIG_FILE = 'factory.config.json';
+
+/** The validated config with every path absolute, frozen so nothing edits it at run time. */
+export type FactoryConfig = ParsedFactoryConfig & {
+  readonly configPath: string;
+  readonly paths: {
+    readonly stateDir: string;
+    readonly stateDb: string;
+    readonly logsDir: string;
+    readonly worktreesDir: string;
+    readonly reaperLock: string;
+    readonly daemonLock: string;
+  };
+};
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
+  let node = root;
+  for (const part of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string | number, unknown>)[part];
+  }
+  return node;
+}
+
+/** One line per problem, in the form `path: expected X, got Y`. */
+export function formatConfigIssue(issue: ZodIssue, raw: unknown): string {
+  const path = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+  const got = describeValue(valueAt(raw, issue.path));
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.received === 'undefined' ? `${path}: expected ${issue.expected}, but it is missing` : `${path}: expected ${issue.expected}, got ${got}`;
+    case 'unrecognized_keys':
+      return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling against docs/configuration.md)`;
+    case 'invalid_enum_value':
+      return `${path}: expected one of ${issue.options.map((o) => JSON.stringify(o)).join(', ')}, got ${got}`;
+    case 'too_small':
+    case 'too_big':
+      return `${path}: ${issue.message.replace(/^Number must be/, 'expected a number').replace(/^String must/, 'expected a string that must')}, got ${got}`;
+    default:
+      return `${path}: ${issue.message.startsWith('expected') ? issue.message : `expected ${issue.message.toLowerCase()}`}, got ${got}`;
+  }
+}
+
+function resolveFrom(base: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+/** Validates raw config and compiles it. `configPath` anchors relative paths. */
+export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${formatConfigIssue(issue, raw)}`);
+    throw new FactoryError('FACTORY_CONFIG_INVALID', `${configPath} has ${lines.length} problem${lines.length > 1 ? 's' : ''}:\n${lines.join('\n')}`, {
+      details: { problems: lines.map((l) => l.trim()) },
+    });
+  }
+  const c = parsed.data;
+  const base = dirname(configPath);
+  const stateDir = resolveFrom(base, c.state.dir);
+  const compiled: FactoryConfig = {
+    ...c,
+    configPath,
+    mount: { ...c.mount, root: resolveFrom(base, c.mount.root) },
+    repos: {
+      default: c.repos.default === undefined ? undefined : resolveFrom(base, c.repos.default),
+      byLabel: Object.fromEntries(Object.entries(c.repos.byLabel).map(([label, repo]) => [label, resolveFrom(base, repo)])),
+      rules: c.repos.rules.map((rule) => ({ ...rule, repo: resolveFrom(base, rule.repo) })),
+    },
+    agents: {
+      implementer: { ...c.agents.implementer, command: c.agents.implementer.command.map((a) => resolveCommandPath(base, a)) },
+      reviewer: c.agents.reviewer && { ...c.agents.reviewer, command: c.agents.reviewer.command.map((a) => resolveCommandPath(base, a)) },
+    },
+    loop: {
+      ...c.loop,
+      heartbeatPath: resolveFrom(base, c.loop.heartbeatPath),
+      registryPath: resolveFrom(base, c.loop.registryPath),
+    },
+    state: { dir: stateDir },
+    paths: {
+      stateDir,
+      stateDb: join(stateDir, 'state.db'),
+      logsDir: join(stateDir, 'logs'),
+      worktreesDir: join(stateDir, 'worktrees'),
+      reaperLock: join(stateDir, 'reaper.lock'),
+      daemonLock: join(stateDir, 'daemon.lock'),
+    },
+  };
+  return deepFreeze(compiled);
+}
+
+/** `./x` and `../x` arguments are relative to the config file, like every other path in it. */
+function resolveCommandPath(base: string, arg: string): string {
+  return arg.startsWith('./') || arg.startsWith('../') ? resolve(base, arg) : arg;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export function loadConfig(path: string = DEFAULT_CONFIG_FILE): FactoryConfig {
+  const configPath = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(configPath, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new FactoryError('FACTORY_CONFIG_NOT_FOUND', `no config file at ${configPath}`);
+    }
+    throw new FactoryError('FACTORY_CONFIG_NOT_FOUND', `cannot read ${configPath}: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new FactoryError('FACTORY_CONFIG_INVALID', `${configPath} is not valid JSON: ${(error as Error).message}`);
+  }
+  return compileConfig(raw, configPath);
+}

@@ -1,0 +1,109 @@
+import { z } from 'zod';
+
+/**
+ * The config file's schema with every default. Raw JSON is validated once at
+ * startup, every problem reported at once, then compiled into a frozen
+ * `FactoryConfig` with absolute paths (see load.ts). docs/configuration.md
+ * documents each key; keep the two in step.
+ */
+
+const nonEmpty = z.string().min(1, 'expected a non-empty string');
+const positiveMs = z.number().int('expected a whole number of milliseconds').positive('expected a positive number of milliseconds');
+const argv = z.array(nonEmpty).min(1, 'expected a command as a non-empty array of strings, e.g. ["claude", "-p", "{{prompt}}"]');
+
+const agentSchema = z
+  .object({
+    command: argv,
+    env: z.record(z.string()).default({}),
+    /** Extra instruction appended to the role's built-in one. */
+    instruction: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    mount: z.object({ root: nonEmpty }).strict(),
+    repos: z
+      .object({
+        default: nonEmpty.optional(),
+        byLabel: z.record(nonEmpty).default({}),
+        /** Keyword rules: the first rule whose keyword appears in the title or body (case-insensitive) routes the issue. */
+        rules: z.array(z.object({ keyword: nonEmpty, repo: nonEmpty }).strict()).default([]),
+      })
+      .strict()
+      .default({}),
+    safety: z
+      .object({
+        requireLabel: z.string().default('factory'),
+        titlePrefix: z.string().default(''),
+      })
+      .strict()
+      .default({}),
+    agents: z
+      .object({
+        implementer: agentSchema,
+        reviewer: agentSchema.optional(),
+      })
+      .strict(),
+    dispatch: z
+      .object({
+        batchSize: z.number().int().min(1).max(256).default(1),
+        maxAttempts: z.number().int().min(1).max(100).default(2),
+        backoffBaseMs: positiveMs.default(10_000),
+        backoffMaxMs: positiveMs.default(300_000),
+        /** `sequential`: implementer, then reviewer on its branch. `parallel`: both at once, as the seed's pairs. */
+        teamMode: z.enum(['sequential', 'parallel']).default('sequential'),
+        branchPrefix: z.string().regex(/^[A-Za-z0-9._/-]*$/, 'expected letters, digits, ".", "_", "-" or "/"').default('factory/'),
+      })
+      .strict()
+      .default({}),
+    runs: z
+      .object({
+        maxRuntimeMs: positiveMs.default(3_600_000),
+        stallLimitMs: positiveMs.default(900_000),
+        /** How often running teams are checked for stall and timeout. */
+        superviseIntervalMs: positiveMs.default(5_000),
+        killGraceMs: positiveMs.default(5_000),
+      })
+      .strict()
+      .default({}),
+    intake: z
+      .object({
+        transport: z.enum(['subscribe', 'poll', 'subscribe-and-poll']).default('subscribe-and-poll'),
+        reconcileIntervalMs: positiveMs.default(30_000),
+        /** Events within this window are coalesced into one intake pass. */
+        debounceMs: z.number().int().min(0).default(20),
+      })
+      .strict()
+      .default({}),
+    loop: z
+      .object({
+        heartbeatPath: nonEmpty.default('.factory/heartbeat.json'),
+        registryPath: nonEmpty.default('.factory/registry.json'),
+        heartbeatStaleMs: positiveMs.default(60_000),
+        heartbeatIntervalMs: positiveMs.default(15_000),
+        /** Bounded loops stop after this many consecutive failed iterations. */
+        maxConsecutiveFailures: z.number().int().min(1).default(3),
+        /** Pause between bounded-loop iterations. */
+        iterationDelayMs: z.number().int().min(0).default(1_000),
+      })
+      .strict()
+      .default({}),
+    state: z
+      .object({
+        /** Folder for the state database, run logs and worktrees. */
+        dir: nonEmpty.default('.factory'),
+      })
+      .strict()
+      .default({}),
+    reaper: z
+      .object({
+        graceMs: positiveMs.default(5_000),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type RawFactoryConfig = z.input<typeof configSchema>;
+export type ParsedFactoryConfig = z.output<typeof configSchema>;

@@ -1,0 +1,116 @@
+import type { Issue } from '../domain/issue.js';
+import type { RunOutcome } from '../domain/run.js';
+import { triageIssue, type TriageRules } from '../domain/triage.js';
+import type { IssueSource, SkippedIssueFile } from '../ports/issue-source.js';
+import { ACTIVE_CLAIM_STATUSES, type IssueClaim } from '../ports/state-store.js';
+import type { IntakeDecision } from './dispatcher.js';
+import type { FactorySession } from './factory-session.js';
+import type { TeamRun } from './team-run.js';
+
+/** The report `run-once` and each `loop` iteration print. */
+export interface CycleReport {
+  readonly dryRun: boolean;
+  readonly pulled: number;
+  readonly unreadableFiles: readonly SkippedIssueFile[];
+  readonly decisions: readonly IntakeDecision[];
+  readonly dispatched: readonly { readonly issueKey: string; readonly runId: string; readonly attempt: number }[];
+  readonly outcomes: readonly RunOutcome[];
+  readonly nextRetryAtMs: number | null;
+}
+
+/**
+ * What a cycle would do, without claiming, spawning or writing anything.
+ * `claims` are read from the state store when one exists, so "already handled"
+ * shows up in a dry run too.
+ */
+export async function planCycle(source: IssueSource, rules: TriageRules, claims: ReadonlyMap<string, IssueClaim>): Promise<CycleReport> {
+  const scan = await source.scan();
+  const decisions = scan.issues.map((issue: Issue): IntakeDecision => {
+    const decision = triageIssue(issue, rules);
+    if (decision.verdict === 'skip') return { issueKey: issue.key, action: 'skipped', reason: decision.reason };
+    const claim = claims.get(issue.key);
+    if (claim?.revision === issue.revision) {
+      return ACTIVE_CLAIM_STATUSES.includes(claim.status)
+        ? { issueKey: issue.key, action: 'already-active', reason: `claim is ${claim.status}`, repo: claim.repo }
+        : { issueKey: issue.key, action: 'already-handled', reason: `this revision already ended: ${claim.status}` };
+    }
+    return { issueKey: issue.key, action: 'queued', reason: `would dispatch; routed by ${decision.routedBy}`, repo: decision.repo };
+  });
+  return { dryRun: true, pulled: scan.issues.length, unreadableFiles: scan.skipped, decisions, dispatched: [], outcomes: [], nextRetryAtMs: null };
+}
+
+/** One discover → triage → dispatch cycle on an open session; waits for the teams it started. */
+export async function runCycle(session: FactorySession): Promise<CycleReport> {
+  const dispatcher = session.dispatcher;
+  const scan = await session.deps.source.scan();
+  const decisions = dispatcher.intake(scan.issues, { complete: true });
+  // A finishing team frees its slot and the dispatcher starts the next queued
+  // issue itself; those count as this cycle's dispatches too.
+  const teams: TeamRun[] = [];
+  const stopObserving = dispatcher.observeStarts((team) => teams.push(team));
+  try {
+    dispatcher.pump();
+    await dispatcher.whenIdle();
+  } finally {
+    stopObserving();
+  }
+  return {
+    dryRun: false,
+    pulled: scan.issues.length,
+    unreadableFiles: scan.skipped,
+    decisions,
+    dispatched: teams.map((team) => ({ issueKey: team.issueKey, runId: team.plan.runId, attempt: team.plan.attempt })),
+    outcomes: await Promise.all(teams.map((team) => team.outcome)),
+    nextRetryAtMs: dispatcher.nextRetryAtMs(),
+  };
+}
+
+export interface LoopReport {
+  readonly iterations: readonly CycleReport[];
+  readonly stoppedBecause: 'max-iterations' | 'consecutive-failures' | 'signal';
+  readonly consecutiveFailures: number;
+  readonly lastError: string | null;
+}
+
+/** An iteration fails when it throws, or when it ran teams and none succeeded. */
+function isFailedCycle(report: CycleReport): boolean {
+  return report.outcomes.length > 0 && !report.outcomes.some((o) => o.reason === 'succeeded');
+}
+
+/**
+ * The bounded loop: a heartbeat per iteration, `idle` at the end, and a stop
+ * after `maxConsecutiveFailures` failed iterations in a row.
+ */
+export async function runLoop(
+  session: FactorySession,
+  options: { maxIterations: number; maxConsecutiveFailures: number; iterationDelayMs: number; shouldStop: () => boolean; onIteration?: (index: number, report: CycleReport) => void },
+): Promise<LoopReport> {
+  const { clock, log } = session.deps;
+  const iterations: CycleReport[] = [];
+  let consecutiveFailures = 0;
+  let lastError: string | null = null;
+  for (let index = 1; index <= options.maxIterations; index++) {
+    if (options.shouldStop()) return { iterations, stoppedBecause: 'signal', consecutiveFailures, lastError };
+    session.iteration = index;
+    await session.writeHeartbeat('running');
+    try {
+      const report = await runCycle(session);
+      iterations.push(report);
+      options.onIteration?.(index, report);
+      consecutiveFailures = isFailedCycle(report) ? consecutiveFailures + 1 : 0;
+      if (consecutiveFailures > 0) lastError = `iteration ${index}: no team succeeded`;
+    } catch (error) {
+      consecutiveFailures++;
+      lastError = `iteration ${index}: ${(error as Error).message}`;
+      log.error({ iteration: index, err: (error as Error).message }, 'loop iteration failed');
+    }
+    if (consecutiveFailures >= options.maxConsecutiveFailures) {
+      return { iterations, stoppedBecause: 'consecutive-failures', consecutiveFailures, lastError };
+    }
+    if (index < options.maxIterations) {
+      await session.writeHeartbeat('idle');
+      await clock.sleep(options.iterationDelayMs);
+    }
+  }
+  return { iterations, stoppedBecause: 'max-iterations', consecutiveFailures, lastError };
+}

@@ -1,0 +1,150 @@
+import { hostname } from 'node:os';
+import type { DaemonMode, DaemonStatus, Heartbeat, SubscriptionHealth } from '../domain/heartbeat.js';
+import { computeRefreshIntervalMs } from '../domain/heartbeat.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { ProcessIdentity } from '../ports/process-table.js';
+import type { Logger } from './logger.js';
+
+/** Live numbers the heartbeat carries. Each getter must be O(1): the refresh calls them every tick. */
+export interface HeartbeatGauges {
+  inFlightTeams(): number;
+  queuedIssues(): number;
+  subscription(): SubscriptionHealth;
+  iteration(): number;
+}
+
+export interface HeartbeatKeeperOptions {
+  readonly path: string;
+  readonly registryPath: string;
+  readonly statePath: string;
+  readonly configPath: string;
+  readonly mode: DaemonMode;
+  readonly maxIterations: number;
+  readonly identity: ProcessIdentity;
+  readonly epoch: number;
+  readonly intervalMs: number;
+  readonly staleMs: number;
+  readonly clock: Clock;
+  readonly gauges: HeartbeatGauges;
+  readonly log: Logger;
+  /** The file write; injected so tests can count calls and hold a write in flight. */
+  readonly write: (path: string, heartbeat: Heartbeat) => Promise<void>;
+}
+
+/**
+ * Keeps the heartbeat file fresh. The refresh is deliberately O(1): it builds
+ * one small object from counters and writes one file: no registry rewrite,
+ * no process lookups, no fleet calls (the seed's refresh did all three).
+ */
+export class HeartbeatKeeper {
+  readonly #options: HeartbeatKeeperOptions;
+  readonly #refreshIntervalMs: number;
+  readonly #startedAtMs: number;
+  #status: DaemonStatus = 'starting';
+  #timer: TimerHandle | undefined;
+  #refreshing = false;
+  #refreshCancelled = true;
+  #inFlight: Promise<void> = Promise.resolve();
+  #writesInFlight = 0;
+  #lastWriteError: string | null = null;
+
+  constructor(options: HeartbeatKeeperOptions) {
+    this.#options = options;
+    this.#refreshIntervalMs = computeRefreshIntervalMs(options.intervalMs, options.staleMs);
+    this.#startedAtMs = options.clock.now();
+  }
+
+  get refreshIntervalMs(): number {
+    return this.#refreshIntervalMs;
+  }
+
+  get status(): DaemonStatus {
+    return this.#status;
+  }
+
+  get lastWriteError(): string | null {
+    return this.#lastWriteError;
+  }
+
+  /** Writes the heartbeat with `status` now. Writes are serialized, never interleaved. */
+  write(status: DaemonStatus): Promise<void> {
+    this.#status = status;
+    const next = this.#inFlight.then(() => this.#writeNow());
+    this.#inFlight = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Starts the refresh timer. */
+  startRefreshing(): void {
+    this.#refreshCancelled = false;
+    this.#schedule();
+  }
+
+  /** Cancels the refresh timer for good, then waits for any write already in flight. */
+  async stopRefreshing(): Promise<void> {
+    this.#refreshCancelled = true;
+    this.#options.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#inFlight;
+  }
+
+  #schedule(): void {
+    this.#timer = this.#options.clock.setTimeout(() => this.#refresh(), this.#refreshIntervalMs);
+  }
+
+  #refresh(): void {
+    this.#timer = undefined;
+    // A refresh still in flight (a slow disk) is not doubled: this tick is skipped.
+    if (this.#refreshing || this.#writesInFlight > 0) {
+      this.#schedule();
+      return;
+    }
+    this.#refreshing = true;
+    this.write(this.#status)
+      .catch((error: Error) => {
+        // Logged and retried on the next tick; a stale heartbeat is the alarm if it persists.
+        this.#options.log.warn({ err: error.message, path: this.#options.path }, 'heartbeat refresh failed; retrying next tick');
+      })
+      .finally(() => {
+        this.#refreshing = false;
+        // stopRefreshing() may have run while this write was in flight: do not resurrect the timer.
+        if (!this.#refreshCancelled) this.#schedule();
+      });
+  }
+
+  async #writeNow(): Promise<void> {
+    const { clock, gauges } = this.#options;
+    const nowMs = clock.now();
+    const heartbeat: Heartbeat = {
+      version: 1,
+      pid: this.#options.identity.pid,
+      startTime: this.#options.identity.startTime,
+      bootId: this.#options.identity.bootId,
+      hostname: hostname(),
+      status: this.#status,
+      mode: this.#options.mode,
+      iteration: gauges.iteration(),
+      maxIterations: this.#options.maxIterations,
+      startedAtMs: this.#startedAtMs,
+      updatedAt: new Date(nowMs).toISOString(),
+      updatedAtMs: nowMs,
+      registryPath: this.#options.registryPath,
+      statePath: this.#options.statePath,
+      configPath: this.#options.configPath,
+      epoch: this.#options.epoch,
+      inFlightTeams: gauges.inFlightTeams(),
+      queuedIssues: gauges.queuedIssues(),
+      subscription: gauges.subscription(),
+    };
+    this.#writesInFlight++;
+    try {
+      await this.#options.write(this.#options.path, heartbeat);
+      this.#lastWriteError = null;
+    } catch (error) {
+      this.#lastWriteError = (error as Error).message;
+      throw error;
+    } finally {
+      this.#writesInFlight--;
+    }
+  }
+}

@@ -1,0 +1,54 @@
+import { heartbeatAgeMs, type Heartbeat } from '../domain/heartbeat.js';
+import type { ProcessTable } from '../ports/process-table.js';
+import { verifyProcessIdentity } from './process-identity.js';
+import type { FileRead } from './state-files.js';
+
+/**
+ * The liveness verdict `loop-status`, `status` and the health endpoint share.
+ * Only `healthy` is healthy; every other verdict makes `loop-status` exit
+ * non-zero so cron can alert.
+ */
+export type LivenessVerdict =
+  | 'healthy'
+  | 'stale' // heartbeat too old and its process is gone: a crashed daemon
+  | 'wedged' // heartbeat too old but its process is alive: hung or SIGSTOPped
+  | 'stopping'
+  | 'stopped' // exited in order (stopped, failed, idle and gone)
+  | 'missing'
+  | 'unreadable'
+  | 'subscription-unhealthy';
+
+export interface Liveness {
+  readonly verdict: LivenessVerdict;
+  readonly healthy: boolean;
+  readonly detail: string;
+  readonly ageMs: number | null;
+  readonly processAlive: boolean | null;
+  readonly heartbeat: Heartbeat | null;
+}
+
+export function judgeLiveness(read: FileRead<Heartbeat>, options: { nowMs: number; staleMs: number; processTable: ProcessTable }): Liveness {
+  if (read.kind === 'missing') return { verdict: 'missing', healthy: false, detail: 'no heartbeat file: the daemon has never run with this config, or its state folder was removed', ageMs: null, processAlive: null, heartbeat: null };
+  if (read.kind === 'unreadable') return { verdict: 'unreadable', healthy: false, detail: read.reason, ageMs: null, processAlive: null, heartbeat: null };
+  const heartbeat = read.value;
+  const ageMs = heartbeatAgeMs(heartbeat, options.nowMs);
+  const processAlive = verifyProcessIdentity(heartbeat, options.processTable).verdict === 'alive';
+  const base = { ageMs: Number.isFinite(ageMs) ? ageMs : null, processAlive, heartbeat };
+  const stale = ageMs > options.staleMs;
+  const ageText = Number.isFinite(ageMs) ? `${Math.round(ageMs / 1000)}s old` : 'dated in the future';
+  if (heartbeat.status === 'stopping' && !stale) return { ...base, verdict: 'stopping', healthy: false, detail: `the daemon (pid ${heartbeat.pid}) is stopping` };
+  if (!processAlive && (heartbeat.status === 'stopped' || heartbeat.status === 'failed' || heartbeat.status === 'idle')) {
+    return { ...base, verdict: 'stopped', healthy: false, detail: `the last daemon (pid ${heartbeat.pid}) ended with status ${heartbeat.status}` };
+  }
+  if (stale) {
+    return processAlive
+      ? { ...base, verdict: 'wedged', healthy: false, detail: `heartbeat is ${ageText} (limit ${options.staleMs}ms) but pid ${heartbeat.pid} is alive: hung or stopped` }
+      : { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is ${ageText} (limit ${options.staleMs}ms) and pid ${heartbeat.pid} is gone: the daemon crashed` };
+  }
+  if (!processAlive) return { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is fresh but pid ${heartbeat.pid} is gone or is another process now` };
+  const sub = heartbeat.subscription.state;
+  if (heartbeat.mode === 'live' && (sub === 'wedged' || sub === 'not-listening')) {
+    return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `the daemon is alive but its issue subscription is ${sub}${heartbeat.subscription.lastError ? `: ${heartbeat.subscription.lastError}` : ''}` };
+  }
+  return { ...base, verdict: 'healthy', healthy: true, detail: `pid ${heartbeat.pid} ${heartbeat.status}, heartbeat ${ageText}` };
+}

@@ -1,0 +1,88 @@
+import { existsSync } from 'node:fs';
+import { SqliteStateStore } from '../adapters/state-store/sqlite-state-store.js';
+import type { FactoryConfig } from '../config/load.js';
+import type { RegistryEntry } from '../domain/registry.js';
+import type { RunOutcome } from '../domain/run.js';
+import type { ProcessTable } from '../ports/process-table.js';
+import type { IssueClaim, SkipRecord } from '../ports/state-store.js';
+import { judgeLiveness, type Liveness } from './liveness.js';
+import { readHeartbeatFile, readRegistryFile } from './state-files.js';
+
+/**
+ * What the running daemon is doing, read from its files (heartbeat, registry,
+ * state database), never from a fresh instance. `factory status` prints it;
+ * the HTTP state API serves the same object.
+ */
+export interface StatusSnapshot {
+  readonly generatedAtMs: number;
+  readonly configPath: string;
+  readonly liveness: Liveness;
+  readonly registry: { readonly state: 'ok' | 'missing' | 'unreadable'; readonly detail: string; readonly rejectedEntries: number };
+  readonly teams: readonly TeamStatus[];
+  readonly queue: readonly IssueClaim[];
+  readonly retries: readonly IssueClaim[];
+  readonly recentOutcomes: readonly RunOutcome[];
+  readonly outcomeCount: number;
+  readonly skipped: readonly SkipRecord[];
+}
+
+export interface TeamStatus {
+  readonly issueKey: string;
+  readonly runId: string;
+  readonly attempt: number | null;
+  readonly startedAtMs: number;
+  readonly agents: readonly (RegistryEntry & { readonly alive: boolean })[];
+}
+
+export async function readStatusSnapshot(config: FactoryConfig, options: { processTable: ProcessTable; nowMs: number; outcomeLimit?: number }): Promise<StatusSnapshot> {
+  const heartbeat = await readHeartbeatFile(config.loop.heartbeatPath);
+  const liveness = judgeLiveness(heartbeat, { nowMs: options.nowMs, staleMs: config.loop.heartbeatStaleMs, processTable: options.processTable });
+  const registry = await readRegistryFile(config.loop.registryPath);
+  const entries = registry.kind === 'ok' ? registry.value.file.agents : [];
+  const byRun = new Map<string, RegistryEntry[]>();
+  for (const entry of entries) byRun.set(entry.runId, [...(byRun.get(entry.runId) ?? []), entry]);
+
+  let claims: IssueClaim[] = [];
+  let recentOutcomes: RunOutcome[] = [];
+  let outcomeCount = 0;
+  let skipped: SkipRecord[] = [];
+  if (existsSync(config.paths.stateDb)) {
+    const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
+    try {
+      claims = store.listClaims();
+      recentOutcomes = store.recentOutcomes(options.outcomeLimit ?? 20);
+      outcomeCount = store.outcomeCount();
+      skipped = store.listSkips();
+    } finally {
+      store.close();
+    }
+  }
+  const claimByRun = new Map(claims.filter((c) => c.runId).map((c) => [c.runId!, c]));
+  const teams: TeamStatus[] = [...byRun.entries()].map(([runId, agents]) => ({
+    issueKey: agents[0]!.issueKey,
+    runId,
+    attempt: claimByRun.get(runId)?.attempt ?? null,
+    startedAtMs: Math.min(...agents.map((a) => a.startedAtMs)),
+    agents: agents.map((agent) => {
+      const info = agent.node === 'local' ? options.processTable.inspect(agent.pid) : undefined;
+      return { ...agent, alive: info !== undefined && info.startTime === agent.startTime && info.state !== 'Z' };
+    }),
+  }));
+  return {
+    generatedAtMs: options.nowMs,
+    configPath: config.configPath,
+    liveness,
+    registry:
+      registry.kind === 'ok'
+        ? { state: 'ok', detail: `${entries.length} agent(s)`, rejectedEntries: registry.value.rejected.length }
+        : registry.kind === 'missing'
+          ? { state: 'missing', detail: 'no registry file yet', rejectedEntries: 0 }
+          : { state: 'unreadable', detail: registry.reason, rejectedEntries: 0 },
+    teams,
+    queue: claims.filter((c) => c.status === 'queued'),
+    retries: claims.filter((c) => c.status === 'retry-wait').sort((a, b) => (a.nextAttemptAtMs ?? 0) - (b.nextAttemptAtMs ?? 0)),
+    recentOutcomes,
+    outcomeCount,
+    skipped,
+  };
+}

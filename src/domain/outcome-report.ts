@@ -1,0 +1,83 @@
+import type { Issue } from './issue.js';
+import type { AgentResult, RunOutcome } from './run.js';
+
+/**
+ * A run's outcome as a short Markdown report for a person: what happened, where
+ * the work and the logs are. Pure, so any source that writes back Markdown (the
+ * local mount's outcome file today, an issue comment later) renders the same text.
+ */
+export function renderOutcomeReport(issue: Issue, outcome: RunOutcome): string {
+  const lines: string[] = [
+    `# ${issue.key}: ${outcome.reason}`,
+    '',
+    `Factory's report on the last run of ${inlineCode(issue.key)} "${singleLine(issue.title)}".`,
+    'This file is replaced after each run; Factory never reads it as an issue.',
+    '',
+    `- **Outcome:** ${outcome.reason}`,
+    `- **Detail:** ${isSingleLine(outcome.detail) ? outcome.detail || '(none)' : 'see below'}`,
+    `- **Attempt:** ${outcome.attempt}`,
+    `- **Run:** ${inlineCode(outcome.runId)}`,
+    `- **Issue file:** ${inlineCode(issue.location)}`,
+    `- **Revision:** ${inlineCode(outcome.revision.slice(0, 12))}`,
+    `- **Branch:** ${inlineCode(outcome.branch)}`,
+    `- **Worktree:** ${inlineCode(outcome.worktree)}`,
+    `- **Started:** ${formatTime(outcome.startedAtMs)}`,
+    `- **Ended:** ${formatTime(outcome.endedAtMs)} (${formatDuration(outcome.endedAtMs - outcome.startedAtMs)})`,
+  ];
+  if (!isSingleLine(outcome.detail)) lines.push('', '## Detail', '', ...fencedBlock(outcome.detail));
+  lines.push('', '## Agents', '');
+  if (outcome.agents.length === 0) lines.push('No agent was started.');
+  for (const agent of outcome.agents) lines.push(...renderAgent(agent), '');
+  return `${lines.join('\n').trimEnd()}\n`;
+}
+
+function renderAgent(agent: AgentResult): string[] {
+  const exit = agent.signal !== null ? `killed by ${agent.signal}` : agent.exitCode !== null ? `exit code ${agent.exitCode}` : 'no exit status';
+  return [
+    `### ${agent.role}: ${inlineCode(agent.agentName)}`,
+    '',
+    `- **Result:** ${agent.reason} (${exit})`,
+    `- **Log:** ${inlineCode(agent.logPath)}`,
+    `- **Started:** ${formatTime(agent.startedAtMs)}`,
+    `- **Ended:** ${formatTime(agent.endedAtMs)} (${formatDuration(agent.endedAtMs - agent.startedAtMs)})`,
+  ];
+}
+
+function isSingleLine(text: string): boolean {
+  return !text.includes('\n');
+}
+
+function singleLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
+}
+
+/** Paths and names may contain backticks; a longer fence keeps them literal. */
+function inlineCode(text: string): string {
+  const value = singleLine(text);
+  const longestRun = Math.max(0, ...(value.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = '`'.repeat(longestRun + 1);
+  const pad = value.startsWith('`') || value.endsWith('`') ? ' ' : '';
+  return `${fence}${pad}${value}${pad}${fence}`;
+}
+
+function fencedBlock(text: string): string[] {
+  const longestRun = Math.max(0, ...(text.match(/`{3,}/g) ?? []).map((run) => run.length));
+  const fence = '`'.repeat(Math.max(3, longestRun + 1));
+  return [`${fence}text`, text.trimEnd(), fence];
+}
+
+function formatTime(ms: number): string {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : 'unknown';
+}
+
+/** `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 3 min`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return 'unknown duration';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const totalSeconds = Math.round(ms / 1000);
+  const hours = Math.floor(totalSeconds / 3600);
+  const minutes = Math.floor((totalSeconds % 3600) / 60);
+  const seconds = totalSeconds % 60;
+  return hours > 0 ? `${hours} h ${minutes} min` : `${minutes} min ${seconds} s`;
+}

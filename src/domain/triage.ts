@@ -1,0 +1,51 @@
+import { READY_STATE, type Issue } from './issue.js';
+
+/**
+ * Triage: is an issue in scope, and which checkout does it go to? Pure rules,
+ * so `factory triage <KEY>` shows exactly what the daemon would decide.
+ */
+
+export interface TriageRules {
+  readonly requireLabel: string;
+  readonly titlePrefix: string;
+  readonly repos: {
+    readonly default?: string | undefined;
+    readonly byLabel: Readonly<Record<string, string>>;
+    readonly rules: readonly { readonly keyword: string; readonly repo: string }[];
+  };
+}
+
+export type TriageDecision =
+  | { readonly verdict: 'dispatch'; readonly repo: string; readonly routedBy: string }
+  | { readonly verdict: 'skip'; readonly reason: string };
+
+export function triageIssue(issue: Issue, rules: TriageRules): TriageDecision {
+  if (issue.state !== READY_STATE) {
+    return { verdict: 'skip', reason: `state is "${issue.state}", not "${READY_STATE}"` };
+  }
+  if (rules.requireLabel !== '' && !issue.labels.includes(rules.requireLabel)) {
+    return { verdict: 'skip', reason: `missing the required label "${rules.requireLabel}"` };
+  }
+  if (rules.titlePrefix !== '' && !issue.title.startsWith(rules.titlePrefix)) {
+    return { verdict: 'skip', reason: `title does not start with "${rules.titlePrefix}"` };
+  }
+  return routeIssue(issue, rules.repos);
+}
+
+function routeIssue(issue: Issue, repos: TriageRules['repos']): TriageDecision {
+  for (const label of issue.labels) {
+    const repo = repos.byLabel[label];
+    if (repo !== undefined) return { verdict: 'dispatch', repo, routedBy: `label "${label}"` };
+  }
+  const text = `${issue.title}\n${issue.body}`.toLowerCase();
+  for (const rule of repos.rules) {
+    if (text.includes(rule.keyword.toLowerCase())) return { verdict: 'dispatch', repo: rule.repo, routedBy: `keyword "${rule.keyword}"` };
+  }
+  if (repos.default !== undefined) return { verdict: 'dispatch', repo: repos.default, routedBy: 'repos.default' };
+  return { verdict: 'skip', reason: 'no repo matches: no repos.byLabel label, no repos.rules keyword, and no repos.default' };
+}
+
+/** `factory/FAC-12`: one branch per issue, shared by its implementer and reviewer. */
+export function branchNameFor(issueKey: string, prefix: string): string {
+  return `${prefix}${issueKey}`;
+}

@@ -1,0 +1,68 @@
+import type { RunOutcome } from '../domain/run.js';
+
+/**
+ * Where an issue stands in the factory. One row per issue key; a new revision
+ * of a finished issue starts a new claim.
+ */
+export type ClaimStatus =
+  | 'queued' // waiting for a free team slot
+  | 'running' // a team is at work
+  | 'retry-wait' // failed, waiting for its backoff deadline
+  | 'succeeded'
+  | 'gave-up' // failed maxAttempts times
+  | 'cancelled'; // left scope or was closed while queued or running
+
+export const ACTIVE_CLAIM_STATUSES: readonly ClaimStatus[] = ['queued', 'running', 'retry-wait'];
+
+export interface IssueClaim {
+  readonly issueKey: string;
+  readonly revision: string;
+  readonly status: ClaimStatus;
+  /** Attempts started so far for this revision. */
+  readonly attempt: number;
+  readonly nextAttemptAtMs: number | null;
+  readonly runId: string | null;
+  readonly repo: string;
+  readonly priority: number | null;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+  readonly lastReason: string | null;
+  /** The daemon epoch that last wrote this claim. */
+  readonly epoch: number;
+}
+
+export interface SkipRecord {
+  readonly issueKey: string;
+  readonly reason: string;
+  readonly atMs: number;
+}
+
+export interface DaemonOwner {
+  readonly pid: number;
+  readonly startTime: number;
+  readonly bootId: string;
+  readonly hostname: string;
+}
+
+/**
+ * Durable claims, attempts, backoff deadlines and run history, so a restart
+ * resumes retries on schedule. Each daemon run takes a new epoch; writes from
+ * an older epoch are refused with FACTORY_STATE_STALE_EPOCH.
+ * Synchronous by design: the embedded database answers in microseconds and a
+ * synchronous write cannot interleave with another claim decision.
+ */
+export interface StateStore {
+  /** Bumps and returns the epoch, recording its owner. */
+  beginEpoch(owner: DaemonOwner, nowMs: number): number;
+  currentEpoch(): number;
+  getClaim(issueKey: string): IssueClaim | undefined;
+  listClaims(): IssueClaim[];
+  saveClaim(claim: IssueClaim): void;
+  appendOutcome(outcome: RunOutcome, epoch: number): void;
+  recentOutcomes(limit: number): RunOutcome[];
+  outcomeCount(): number;
+  recordSkip(skip: SkipRecord, epoch: number): void;
+  clearSkip(issueKey: string, epoch: number): void;
+  listSkips(): SkipRecord[];
+  close(): void;
+}

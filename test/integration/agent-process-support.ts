@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ProcessTable } from '../../src/ports/process-table.js';
+
+/** Helpers for integration tests that run real agent processes. */
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const FIXTURE_AGENTS_DIR = join(here, '..', 'fixtures', 'agents');
+export const DEMO_AGENT_PATH = join(here, '..', '..', 'examples', 'agents', 'demo-agent.mjs');
+
+export function fixtureAgentCommand(name: string, ...args: string[]): string[] {
+  return [process.execPath, join(FIXTURE_AGENTS_DIR, name), ...args];
+}
+
+/** The `{"role","pid"}` lines the fixture agents print, by role, from an agent log. */
+export function readReportedPids(logPath: string): Map<string, number> {
+  const pids = new Map<string, number>();
+  let text = '';
+  try {
+    text = readFileSync(logPath, 'utf8');
+  } catch {
+    return pids;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const parsed = JSON.parse(line) as { role?: unknown; pid?: unknown };
+      if (typeof parsed.role === 'string' && typeof parsed.pid === 'number') pids.set(parsed.role, parsed.pid);
+    } catch {
+      // a torn line while the agent is still writing
+    }
+  }
+  return pids;
+}
+
+/** Polls until `probe` returns a value other than undefined/false, or fails naming what it waited for. */
+export async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Waits until the fixture agent logged a pid for every role named. */
+export function waitForPids(logPath: string, roles: readonly string[]): Promise<Map<string, number>> {
+  return waitFor(`pids of ${roles.join(', ')} in ${logPath}`, () => {
+    const pids = readReportedPids(logPath);
+    return roles.every((role) => pids.has(role)) && pids;
+  });
+}
+
+/** Gone, or a zombie waiting for a parent (in a container pid 1 may never reap it). */
+export function isDead(table: ProcessTable, pid: number): boolean {
+  const info = table.inspect(pid);
+  return info === undefined || info.state === 'Z';
+}
+
+/**
+ * Safety net for `after` hooks: SIGKILLs processes a test started that are still
+ * alive, but only while they still carry one of the test's markers, so a reused
+ * pid is never hit.
+ */
+export function killLeftovers(table: ProcessTable, pids: Iterable<number>, markers: ReadonlySet<string>): void {
+  for (const pid of pids) {
+    const marker = table.readEnvironmentVariable(pid, 'FACTORY_AGENT_MARKER');
+    if (marker !== undefined && markers.has(marker)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
