@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { pathToFileURL } from 'node:url';
 import { FactoryError, formatErrorLine, isFactoryError } from '../errors.js';
 import { COMMON_FLAGS, parseArgs } from './args.js';
 import { processOutput, type Output } from './output.js';
@@ -64,8 +65,9 @@ export async function runCli(argv: readonly string[], output: Output = processOu
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (invokedDirectly || process.env.FACTORY_CLI_ENTRY === '1') {
+// Run directly (`node --import tsx src/cli/main.ts`); bin/factory.js imports runCli instead.
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (invokedDirectly) {
   runCli(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -3,8 +3,9 @@ import { closeSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
-import type { ProcessInfo, ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
+import type { ProcessTable } from '../../ports/process-table.js';
 import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../../domain/registry.js';
+import { collectAgentTree, hasExited, isStillRunning, signalVerifiedProcess, type AgentTree } from '../../core/process-identity.js';
 import { FactoryError } from '../../errors.js';
 
 /**
@@ -41,13 +42,6 @@ export interface LocalProcessFleetOptions {
 const STOP_POLL_INTERVAL_MS = 25;
 /** Bound on waiting for SIGKILLed processes to vanish; only a process stuck in the kernel (state D) takes longer. */
 const KILL_SETTLE_MS = 2000;
-
-interface TreeSurvey {
-  /** Live processes in the agent's process group, marker or not. */
-  readonly groupMembers: readonly ProcessInfo[];
-  /** Live processes anywhere carrying the agent's exact marker, escaped ones included. */
-  readonly marked: readonly ProcessInfo[];
-}
 
 export class LocalProcessFleet implements Fleet {
   readonly node = LOCAL_NODE;
@@ -170,9 +164,13 @@ class LocalAgentHandle implements AgentHandle {
 
   /**
    * Cheap on output (one stat), not on CPU: the tree's CPU time costs one
-   * process-table snapshot plus an environment read per process outside the
-   * agent's group (to find escaped descendants). Stall checks call this once
-   * per check interval per run, never on a hot path.
+   * process-table snapshot plus one environment read per process (to find
+   * escaped descendants by their marker). Stall checks call this once per
+   * check interval per run, never on a hot path.
+   *
+   * The sum covers live processes only: CPU of descendants that already exited
+   * is not in it, so a tree of short-lived processes can show a sum that goes
+   * down. Treat any change, not only growth, as a sign of work.
    */
   activity(): AgentActivity {
     return { outputBytes: this.#outputBytes(), treeCpuTicks: this.#treeCpuTicks() };
@@ -180,7 +178,7 @@ class LocalAgentHandle implements AgentHandle {
 
   async #terminateTree(graceMs: number): Promise<AgentExit> {
     const graceDeadlineMs = this.#clock.now() + Math.max(0, graceMs);
-    this.#signalGroupIfStillOurs('SIGTERM', this.#leaderReaped ? this.#surveyTree() : undefined);
+    this.#signalGroupIfStillOurs('SIGTERM', this.#leaderReaped ? this.#collectTree() : undefined);
 
     // Wait for the whole group, not just the leader: children still flushing
     // their work after SIGTERM deserve the same grace as the leader.
@@ -190,18 +188,17 @@ class LocalAgentHandle implements AgentHandle {
 
     // One snapshot decides both the group kill (after the leader is gone) and
     // which escaped processes carry our marker.
-    const survey = this.#surveyTree();
-    const killed: number[] = [];
-    if (this.#signalGroupIfStillOurs('SIGKILL', survey)) killed.push(...survey.groupMembers.map((info) => info.pid));
-    for (const escaped of survey.marked) {
-      if (escaped.pgid !== this.identity.pgid && this.#processTable.signal(escaped.pid, 'SIGKILL')) killed.push(escaped.pid);
+    const tree = this.#collectTree();
+    
+    for (const member of tree.members) {
+      if (member.via === 'escapee') signalVerifiedProcess(this.#processTable, member, 'SIGKILL');
     }
 
-    // SIGKILL is delivered asynchronously. Waiting (briefly) for the victims to
-    // die means that when stop() resolves, a registry write or a reaper pass
-    // that follows sees no survivors.
+    // SIGKILL is delivered asynchronously. Waiting (briefly) for the marked
+    // processes to die means that when stop() resolves, a registry write or a
+    // reaper pass that follows sees no survivors.
     const settleDeadlineMs = this.#clock.now() + KILL_SETTLE_MS;
-    while (this.#clock.now() < settleDeadlineMs && killed.some((pid) => this.#isRunning(pid))) {
+    while (this.#clock.now() < settleDeadlineMs && tree.members.some((member) => isStillRunning(this.#processTable, member))) {
       await this.#clock.sleep(STOP_POLL_INTERVAL_MS);
     }
     return this.exited;
@@ -217,37 +214,24 @@ class LocalAgentHandle implements AgentHandle {
     // Zombies count as dead: in a container whose pid 1 reaps lazily, orphaned
     // members can linger as zombies for seconds and would eat the whole grace.
     for (const info of this.#processTable.snapshot().processes.values()) {
-      if (info.pgid === this.identity.pgid && info.state !== 'Z') return true;
+      if (info.pgid === this.identity.pgid && !hasExited(info)) return true;
     }
     return false;
-  }
-
-  #isRunning(pid: number): boolean {
-    const info = this.#processTable.inspect(pid);
-    return info !== undefined && info.state !== 'Z';
   }
 
   /**
    * Signals the agent's group only while it provably is the agent's group:
    * before the leader is reaped its pid pins the group id; afterwards the id
    * may have been reused, so a member must still carry our exact marker.
-   * Returns whether the group was signalled.
    */
-  #signalGroupIfStillOurs(signal: NodeJS.Signals, survey: TreeSurvey | undefined): boolean {
-    const provablyOurs = !this.#leaderReaped || (survey?.marked.some((info) => info.pgid === this.identity.pgid) ?? false);
-    return provablyOurs && this.#processTable.signal(-this.identity.pgid, signal);
+  #signalGroupIfStillOurs(signal: NodeJS.Signals, tree: AgentTree | undefined): void {
+    const provablyOurs = !this.#leaderReaped || (tree?.members.some((member) => member.via === 'group') ?? false);
+    if (provablyOurs) this.#processTable.signal(-this.identity.pgid, signal);
   }
 
-  /** Live members of the agent's group, and live processes anywhere carrying its exact marker: one snapshot. */
-  #surveyTree(): TreeSurvey {
-    const groupMembers: ProcessInfo[] = [];
-    const marked: ProcessInfo[] = [];
-    for (const info of this.#processTable.snapshot().processes.values()) {
-      if (info.state === 'Z' || info.pid === process.pid) continue;
-      if (info.pgid === this.identity.pgid) groupMembers.push(info);
-      if (this.#processTable.readEnvironmentVariable(info.pid, AGENT_MARKER_ENV) === this.identity.marker) marked.push(info);
-    }
-    return { groupMembers, marked };
+  /** The agent's processes, found by its exact marker, from one snapshot. */
+  #collectTree(snapshot = this.#processTable.snapshot()): AgentTree {
+    return collectAgentTree(this.identity, snapshot, this.#processTable);
   }
 
   #outputBytes(): number {
@@ -260,23 +244,16 @@ class LocalAgentHandle implements AgentHandle {
   }
 
   #treeCpuTicks(): number | null {
-    let snapshot: ProcessSnapshot;
     try {
-      snapshot = this.#processTable.snapshot();
+      const snapshot = this.#processTable.snapshot();
+      const tree = this.#collectTree(snapshot);
+      // While the leader is unreaped its group id is pinned, so members that
+      // dropped the marker from their environment still count as the agent's.
+      const pids = this.#leaderReaped ? tree.members.map((member) => member.pid) : [...tree.members.map((member) => member.pid), ...tree.unmarkedGroupMembers];
+      return pids.reduce((sum, pid) => sum + (snapshot.processes.get(pid)?.cpuTicks ?? 0), 0);
     } catch {
       return null;
     }
-    const { pgid, marker } = this.identity;
-    let ticks = 0;
-    for (const info of snapshot.processes.values()) {
-      // While the leader is unreaped every group member is ours without reading its
-      // environment; otherwise (escaped, or group id possibly reused) the marker decides.
-      const inOurGroup = info.pgid === pgid && !this.#leaderReaped;
-      if (inOurGroup || this.#processTable.readEnvironmentVariable(info.pid, AGENT_MARKER_ENV) === marker) {
-        ticks += info.cpuTicks;
-      }
-    }
-    return ticks;
   }
 }
 

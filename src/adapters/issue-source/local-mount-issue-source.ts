@@ -1,5 +1,5 @@
-import { watch, type FSWatcher } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile as readFileCallback, stat as statCallback, watch, type BigIntStats, type FSWatcher } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { FactoryError } from '../../errors.js';
 import { isValidIssueKey, type Issue } from '../../domain/issue.js';
@@ -278,7 +278,7 @@ export class LocalMountIssueSource implements IssueSource {
     const statStartedAtMs = Date.now();
     let stats;
     try {
-      stats = await stat(path, { bigint: true });
+      stats = await statForScan(path);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Gone between listing and reading: its removal event will say so; not a malformed file.
@@ -351,13 +351,29 @@ async function readAndParse(path: string, name: string, size: bigint, mtimeMs: n
   }
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readTextForScan(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
     return { ok: false, reason: `${name}: cannot read (${(error as Error).message})` };
   }
   return parseIssueFile({ path, text, mtimeMs });
+}
+
+// A scan makes one stat per file and one read per changed file, 10,000 of each
+// for a large mount. fs.promises costs about twice the CPU of the callback API
+// per call (measured on 10k files: stat 150 vs 95 ms, readFile 750 vs 320 ms),
+// so the per-file calls use the callback API behind a promise.
+function statForScan(path: string): Promise<BigIntStats> {
+  return new Promise((resolvePromise, reject) => {
+    statCallback(path, { bigint: true }, (error, stats) => (error ? reject(error) : resolvePromise(stats)));
+  });
+}
+
+function readTextForScan(path: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    readFileCallback(path, 'utf8', (error, text) => (error ? reject(error) : resolvePromise(text)));
+  });
 }
 
 function sameStamp(a: FileStamp, b: FileStamp): boolean {

@@ -1,0 +1,122 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
+import { InMemoryIssueSource } from '../../src/adapters/issue-source/in-memory-issue-source.js';
+import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
+import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
+import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
+import { FactorySession } from '../../src/core/factory-session.js';
+import { createSilentLogger } from '../../src/core/logger.js';
+import type { Heartbeat } from '../../src/domain/heartbeat.js';
+import type { RegistryEntry, RegistryFile } from '../../src/domain/registry.js';
+import type { IssueSubscription, IssueSubscriptionHandlers } from '../../src/ports/issue-source.js';
+
+/** An issue source that also logs when it is subscribed, for ordering assertions. */
+class LoggingIssueSource extends InMemoryIssueSource {
+  constructor(clock: FakeClock, readonly events: string[]) {
+    super({ clock });
+  }
+  override async subscribe(handlers: IssueSubscriptionHandlers): Promise<IssueSubscription> {
+    this.events.push('subscribe');
+    return super.subscribe(handlers);
+  }
+}
+
+export interface Harness {
+  readonly clock: FakeClock;
+  readonly config: FactoryConfig;
+  readonly source: LoggingIssueSource;
+  readonly fleet: InMemoryFleet;
+  readonly workspace: InMemoryWorkspace;
+  readonly events: string[];
+  readonly heartbeats: Heartbeat[];
+  readonly registries: RegistryFile[];
+  readonly predecessorCalls: (readonly RegistryEntry[])[];
+  /** Hold the next heartbeat write until the returned function is called. */
+  holdNextHeartbeat(): () => void;
+  newSession(mode?: 'live' | 'loop' | 'once'): FactorySession;
+  stateDb: string;
+}
+
+/**
+ * A FactorySession on fakes: fake clock, in-memory source, fleet and
+ * workspace, a real SQLite file in a temp folder, and recorders for every
+ * heartbeat and registry write.
+ */
+export function createHarness(rawOverrides: Record<string, unknown> = {}): Harness {
+  const clock = new FakeClock();
+  const events: string[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'factory-session-'));
+  const config = compileConfig(
+    {
+      mount: { root: './issues' },
+      repos: { default: '/repos/main' },
+      agents: { implementer: { command: ['impl', '{{prompt}}'] }, reviewer: { command: ['review', '{{issueKey}}'] } },
+      runs: { superviseIntervalMs: 3_600_000 },
+      intake: { debounceMs: 10, reconcileIntervalMs: 30_000 },
+      ...rawOverrides,
+    },
+    join(dir, 'factory.config.json'),
+  );
+  const source = new LoggingIssueSource(clock, events);
+  const fleet = new InMemoryFleet({ clock, events });
+  const workspace = new InMemoryWorkspace();
+  const heartbeats: Heartbeat[] = [];
+  const registries: RegistryFile[] = [];
+  const predecessorCalls: (readonly RegistryEntry[])[] = [];
+  let held: Promise<void> | undefined;
+  const harness: Harness = {
+    clock,
+    config,
+    source,
+    fleet,
+    workspace,
+    events,
+    heartbeats,
+    registries,
+    predecessorCalls,
+    stateDb: config.paths.stateDb,
+    holdNextHeartbeat() {
+      let release!: () => void;
+      held = new Promise<void>((r) => (release = r));
+      return () => release();
+    },
+    newSession(mode = 'live') {
+      return new FactorySession(
+        {
+          config,
+          source,
+          store: new SqliteStateStore(config.paths.stateDb),
+          fleet,
+          workspace,
+          clock,
+          log: createSilentLogger(),
+          identity: { pid: 4242, startTime: 7, bootId: 'boot' },
+          writeHeartbeat: async (_path, heartbeat) => {
+            const wait = held;
+            held = undefined;
+            if (wait) {
+              events.push(`heartbeat ${heartbeat.status} (held)`);
+              await wait;
+            }
+            heartbeats.push(heartbeat);
+            events.push(`heartbeat ${heartbeat.status}`);
+          },
+          writeRegistry: async (_path, registry) => {
+            registries.push(registry);
+            events.push(`registry ${registry.agents.length}`);
+          },
+          reapPredecessor: async (entries) => {
+            predecessorCalls.push(entries);
+            events.push(`reap predecessor ${entries.length}`);
+            return { reaped: entries.length, survivors: [] };
+          },
+        },
+        mode,
+      );
+    },
+  };
+  return harness;
+}

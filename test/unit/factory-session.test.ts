@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { settle } from '../../src/adapters/clock/fake-clock.js';
+import { createHarness } from '../support/session-harness.js';
+
+test('live start writes `running` before it subscribes, and resolves the predecessor before it dispatches', async () => {
+  const h = createHarness();
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  const session = h.newSession();
+  await session.open();
+  await session.startLive();
+  const order = (entry: string) => h.events.indexOf(entry);
+  assert.ok(order('heartbeat running') >= 0);
+  assert.ok(order('heartbeat running') < order('subscribe'), h.events.join(' | '));
+  assert.ok(order('reap predecessor 0') < order('spawn FAC-1-implementer'), h.events.join(' | '));
+  await session.close();
+});
+
+test('the refresh writes only the heartbeat: no registry write and no fleet call, however many agents run', async () => {
+  const h = createHarness({ dispatch: { batchSize: 5 }, loop: { heartbeatIntervalMs: 1_000, heartbeatStaleMs: 60_000 } });
+  for (let i = 1; i <= 5; i++) h.source.put({ key: `FAC-${i}`, title: `issue ${i}`, labels: ['factory'] });
+  const session = h.newSession();
+  await session.open();
+  await session.startLive();
+  await settle();
+  assert.equal(h.fleet.running().length, 5);
+  const registryWrites = h.registries.length;
+  const fleetCalls = h.fleet.agents.length;
+  const heartbeatWrites = h.heartbeats.length;
+  await h.clock.advance(10_000);
+  assert.equal(h.heartbeats.length - heartbeatWrites, 10, 'ten refreshes in ten intervals');
+  assert.equal(h.registries.length, registryWrites, 'the registry was not rewritten by the refresh');
+  assert.equal(h.fleet.agents.length, fleetCalls, 'no spawn or lookup through the fleet');
+  assert.equal(h.heartbeats.at(-1)!.inFlightTeams, 5);
+  await session.close();
+});
+
+test('stop order: refresh cancelled, in-flight write awaited, `stopping` written, then agents released, then registry and final heartbeat', async () => {
+  const h = createHarness({ loop: { heartbeatIntervalMs: 1_000, heartbeatStaleMs: 60_000 } });
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  const session = h.newSession();
+  await session.open();
+  await session.startLive();
+  await settle();
+  assert.equal(h.fleet.running().length, 1);
+  const release = h.holdNextHeartbeat();
+  h.events.length = 0;
+  await h.clock.advance(1_000); // a refresh starts and hangs in the write
+  const closing = session.close();
+  await settle();
+  assert.deepEqual(h.events, ['heartbeat running (held)'], 'nothing else happens while the refresh write is in flight');
+  release();
+  await closing;
+  assert.deepEqual(h.events.slice(0, 4), ['heartbeat running (held)', 'heartbeat running', 'heartbeat stopping', 'stop FAC-1-implementer']);
+  assert.deepEqual(h.events.slice(-2), ['registry 0', 'heartbeat stopped']);
+  const before = h.heartbeats.length;
+  await h.clock.advance(60_000);
+  assert.equal(h.heartbeats.length, before, 'no refresh after the stop');
+});
+
+test('close() twice runs the stop once', async () => {
+  const h = createHarness();
+  const session = h.newSession();
+  await session.open();
+  await session.startLive();
+  await Promise.all([session.close(), session.close()]);
+  assert.equal(h.events.filter((e) => e === 'heartbeat stopping').length, 1);
+});
