@@ -147,6 +147,23 @@ describe('LocalMountIssueSource', () => {
       ]);
     });
 
+    it('applies the duplicate rule when a file is read by path, as the daemon does on events', async () => {
+      await freshMount();
+      await put('FAC-1.json', { key: 'FAC-1', title: 'First', state: 'ready' });
+      await put('FAC-1.md', '---\nkey: FAC-1\ntitle: Second\nstate: ready\n---\n');
+
+      // No scan yet: the first read learns who holds which key.
+      await assert.rejects(
+        source.read(join(root, 'FAC-1.md')),
+        (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === 'FAC-1.md: duplicate key "FAC-1", already used by FAC-1.json; give one of them another key',
+      );
+      assert.equal((await source.read(join(root, 'FAC-1.json'))).title, 'First');
+
+      // Once the earlier file gives the key up, the later one holds it.
+      await put('FAC-1.json', { key: 'FAC-2', title: 'First, renumbered', state: 'ready' });
+      assert.equal((await source.read(join(root, 'FAC-1.md'))).title, 'Second');
+    });
+
     it('ignores dotfiles, temp and backup files, subfolders, other extensions and its own outcome files', async () => {
       await freshMount();
       await put('FAC-1.json', { title: 'Keyed by file name', state: 'ready' });

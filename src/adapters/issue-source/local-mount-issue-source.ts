@@ -1,6 +1,6 @@
 import { readFile as readFileCallback, stat as statCallback, watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { basename, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { FactoryError } from '../../errors.js';
 import { isValidIssueKey, type Issue } from '../../domain/issue.js';
 import {
@@ -94,6 +94,12 @@ export class LocalMountIssueSource implements IssueSource {
   readonly #readConcurrency: number;
   /** Parses by path, so a reconcile pass over unchanged files costs one stat each. */
   #parseCache = new Map<string, CachedParse>();
+  /**
+   * Which file holds each key, from the last scan and reads since. Lets
+   * read(path) apply the scan's duplicate rule without rescanning per event.
+   * Undefined until the first scan.
+   */
+  #pathByKey: Map<string, string> | undefined;
 
   constructor(options: LocalMountIssueSourceOptions) {
     const outcomeSuffix = options.outcomeSuffix ?? DEFAULT_OUTCOME_SUFFIX;
@@ -118,14 +124,13 @@ export class LocalMountIssueSource implements IssueSource {
 
   async scan(): Promise<IssueScan> {
     const fileNames = (await this.#listRoot()).filter((name) => isIssueFileName(name, this.outcomeSuffix));
-    // Code-unit order, not locale order: "the later file by name" must not depend on the host's locale.
-    fileNames.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    fileNames.sort(compareFileNames);
 
     const verdicts = await mapWithConcurrency(fileNames, this.#readConcurrency, (name) => this.#readIssueFile(join(this.root, name)));
 
     const issues: Issue[] = [];
     const skipped: SkippedIssueFile[] = [];
-    const fileNameByKey = new Map<string, string>();
+    const pathByKey = new Map<string, string>();
     const liveCache = new Map<string, CachedParse>();
     verdicts.forEach((verdict, index) => {
       const name = fileNames[index] as string;
@@ -138,16 +143,17 @@ export class LocalMountIssueSource implements IssueSource {
         return;
       }
       const issue = verdict.result.value;
-      const firstFile = fileNameByKey.get(issue.key);
-      if (firstFile !== undefined) {
-        skipped.push({ path, reason: `${name}: duplicate key "${issue.key}", already used by ${firstFile}; give one of them another key` });
+      const firstPath = pathByKey.get(issue.key);
+      if (firstPath !== undefined) {
+        skipped.push({ path, reason: describeDuplicateKey(path, issue.key, firstPath) });
         return;
       }
-      fileNameByKey.set(issue.key, name);
+      pathByKey.set(issue.key, path);
       issues.push(issue);
     });
     // Forget files that are gone, so the cache never outgrows the folder.
     this.#parseCache = liveCache;
+    this.#pathByKey = pathByKey;
     return { issues, skipped };
   }
 
@@ -167,6 +173,7 @@ export class LocalMountIssueSource implements IssueSource {
         throw new FactoryError('FACTORY_ISSUE_INVALID', `${path} is not a regular file`, { details: { path } });
       }
       if (!verdict.result.ok) throw new FactoryError('FACTORY_ISSUE_INVALID', verdict.result.reason, { details: { path } });
+      await this.#refuseShadowedDuplicate(verdict.result.value, path);
       return verdict.result.value;
     }
     throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `no issue file at ${paths.join(' or ')}`, { details: { paths } });
@@ -314,6 +321,27 @@ export class LocalMountIssueSource implements IssueSource {
     return inCwd === inRoot ? [inRoot] : [inCwd, inRoot];
   }
 
+  /**
+   * The daemon reads the files named by events one by one; without this, an
+   * event for the later of two files sharing a key would hand it the file a
+   * scan skips, and the issue would flip between the two files' revisions.
+   */
+  async #refuseShadowedDuplicate(issue: Issue, path: string): Promise<void> {
+    // A file outside the mount (`factory triage ./elsewhere/X.json`) competes with nothing.
+    if (dirname(path) !== this.root) return;
+    if (this.#pathByKey === undefined) await this.scan();
+    const pathByKey = this.#pathByKey ?? new Map<string, string>();
+    const holder = pathByKey.get(issue.key);
+    if (holder !== undefined && holder !== path && compareFileNames(basename(holder), basename(path)) < 0) {
+      // The index may be stale: the earlier file only wins if it still holds this key.
+      const verdict = await this.#readIssueFile(holder);
+      if (verdict.kind === 'parsed' && verdict.result.ok && verdict.result.value.key === issue.key) {
+        throw new FactoryError('FACTORY_ISSUE_INVALID', describeDuplicateKey(path, issue.key, holder), { details: { path, key: issue.key, firstPath: holder } });
+      }
+    }
+    pathByKey.set(issue.key, path);
+  }
+
   async #readByKey(key: string): Promise<Issue> {
     const { issues, skipped } = await this.scan();
     const issue = issues.find((candidate) => candidate.key === key);
@@ -336,7 +364,7 @@ export class LocalMountIssueSource implements IssueSource {
 
   #watchFailure(message: string, cause?: unknown): FactoryError {
     return new FactoryError('FACTORY_SUBSCRIPTION_FAILED', message, {
-      hint: 'Check that mount.root exists and is a folder; the daemon resubscribes and reconciles once it is back.',
+      hint: 'Check that mount.root exists and is a folder (recreating it does not revive a watch on the old one).',
       details: { root: this.root },
       ...(cause === undefined ? {} : { cause }),
     });
@@ -374,6 +402,15 @@ function readTextForScan(path: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     readFileCallback(path, 'utf8', (error, text) => (error ? reject(error) : resolvePromise(text)));
   });
+}
+
+/** Code-unit order, not locale order: "the later file by name" must not depend on the host's locale. */
+function compareFileNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function describeDuplicateKey(path: string, key: string, firstPath: string): string {
+  return `${basename(path)}: duplicate key "${key}", already used by ${basename(firstPath)}; give one of them another key`;
 }
 
 function sameStamp(a: FileStamp, b: FileStamp): boolean {
