@@ -47,7 +47,7 @@ export const configSchema = z
       .strict(),
     dispatch: z
       .object({
-        batchSize: z.number().int().min(1).max(256).default(1),
+        batchSize: z.number().int().min(1).max(4096).default(1),
         maxAttempts: z.number().int().min(1).max(100).default(2),
         backoffBaseMs: positiveMs.default(10_000),
         backoffMaxMs: positiveMs.default(300_000),
