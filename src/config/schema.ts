@@ -73,6 +73,12 @@ export const configSchema = z
         reconcileIntervalMs: positiveMs.default(30_000),
         /** Events within this window are coalesced into one intake pass. */
         debounceMs: z.number().int().min(0).default(20),
+        /** How often a probe is written into the source to prove events flow end to end. */
+        probeIntervalMs: positiveMs.default(30_000),
+        /** A probe not seen back within this time marks the subscription wedged: resubscribe and reconcile. */
+        probeTimeoutMs: positiveMs.default(5_000),
+        /** Unhealthy (wedged, reconnecting, failing reconciles) for longer than this: the daemon exits non-zero. */
+        unhealthyLimitMs: positiveMs.default(300_000),
       })
       .strict()
       .default({}),

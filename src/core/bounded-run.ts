@@ -29,7 +29,7 @@ export async function planCycle(source: IssueSource, rules: TriageRules, claims:
     const decision = triageIssue(issue, rules);
     if (decision.verdict === 'skip') return { issueKey: issue.key, action: 'skipped', reason: decision.reason };
     const claim = claims.get(issue.key);
-    if (claim?.revision === issue.revision) {
+    if (claim?.revision === issue.revision && claim.status !== 'cancelled') {
       return ACTIVE_CLAIM_STATUSES.includes(claim.status)
         ? { issueKey: issue.key, action: 'already-active', reason: `claim is ${claim.status}`, repo: claim.repo }
         : { issueKey: issue.key, action: 'already-handled', reason: `this revision already ended: ${claim.status}` };
@@ -39,14 +39,18 @@ export async function planCycle(source: IssueSource, rules: TriageRules, claims:
   return { dryRun: true, pulled: scan.issues.length, unreadableFiles: scan.skipped, decisions, dispatched: [], outcomes: [], nextRetryAtMs: null };
 }
 
-/** One discover → triage → dispatch cycle on an open session; waits for the teams it started. */
-export async function runCycle(session: FactorySession): Promise<CycleReport> {
+/**
+ * One discover → triage → dispatch cycle on an open session; waits for the teams it started.
+ * `startedBefore`: teams the dispatcher started on its own since the last cycle (a retry
+ * falling due between loop iterations), reported as this cycle's.
+ */
+export async function runCycle(session: FactorySession, startedBefore: readonly TeamRun[] = []): Promise<CycleReport> {
   const dispatcher = session.dispatcher;
   const scan = await session.deps.source.scan();
   const decisions = dispatcher.intake(scan.issues, { complete: true });
   // A finishing team frees its slot and the dispatcher starts the next queued
   // issue itself; those count as this cycle's dispatches too.
-  const teams: TeamRun[] = [];
+  const teams: TeamRun[] = [...startedBefore];
   const stopObserving = dispatcher.observeStarts((team) => teams.push(team));
   try {
     dispatcher.pump();
@@ -89,28 +93,38 @@ export async function runLoop(
   const iterations: CycleReport[] = [];
   let consecutiveFailures = 0;
   let lastError: string | null = null;
-  for (let index = 1; index <= options.maxIterations; index++) {
-    if (options.shouldStop()) return { iterations, stoppedBecause: 'signal', consecutiveFailures, lastError };
-    session.iteration = index;
-    await session.writeHeartbeat('running');
-    try {
-      const report = await runCycle(session);
-      iterations.push(report);
-      options.onIteration?.(index, report);
-      consecutiveFailures = isFailedCycle(report) ? consecutiveFailures + 1 : 0;
-      if (consecutiveFailures > 0) lastError = `iteration ${index}: no team succeeded`;
-    } catch (error) {
-      consecutiveFailures++;
-      lastError = `iteration ${index}: ${(error as Error).message}`;
-      log.error({ iteration: index, err: (error as Error).message }, 'loop iteration failed');
+  // A retry that falls due during the pause between iterations is started by
+  // the dispatcher's own timer; it belongs to the next iteration's report (and
+  // its failure count), not to none.
+  const startedBetween: TeamRun[] = [];
+  const stopObserving = session.dispatcher.observeStarts((team) => startedBetween.push(team));
+  try {
+    for (let index = 1; index <= options.maxIterations; index++) {
+      if (options.shouldStop()) return { iterations, stoppedBecause: 'signal', consecutiveFailures, lastError };
+      session.iteration = index;
+      await session.writeHeartbeat('running');
+      try {
+        const report = await runCycle(session, startedBetween.splice(0));
+        startedBetween.length = 0; // the cycle observed its own starts
+        iterations.push(report);
+        options.onIteration?.(index, report);
+        consecutiveFailures = isFailedCycle(report) ? consecutiveFailures + 1 : 0;
+        if (consecutiveFailures > 0) lastError = `iteration ${index}: no team succeeded`;
+      } catch (error) {
+        consecutiveFailures++;
+        lastError = `iteration ${index}: ${(error as Error).message}`;
+        log.error({ iteration: index, err: (error as Error).message }, 'loop iteration failed');
+      }
+      if (consecutiveFailures >= options.maxConsecutiveFailures) {
+        return { iterations, stoppedBecause: 'consecutive-failures', consecutiveFailures, lastError };
+      }
+      if (index < options.maxIterations) {
+        await session.writeHeartbeat('idle');
+        await clock.sleep(options.iterationDelayMs);
+      }
     }
-    if (consecutiveFailures >= options.maxConsecutiveFailures) {
-      return { iterations, stoppedBecause: 'consecutive-failures', consecutiveFailures, lastError };
-    }
-    if (index < options.maxIterations) {
-      await session.writeHeartbeat('idle');
-      await clock.sleep(options.iterationDelayMs);
-    }
+    return { iterations, stoppedBecause: 'max-iterations', consecutiveFailures, lastError };
+  } finally {
+    stopObserving();
   }
-  return { iterations, stoppedBecause: 'max-iterations', consecutiveFailures, lastError };
 }

@@ -137,7 +137,9 @@ export class Dispatcher {
       return { issueKey: issue.key, action: 'skipped', reason: decision.reason };
     }
     if (this.#skipReasons.delete(issue.key)) store.clearSkip(issue.key, epoch);
-    if (existing?.revision === issue.revision) {
+    // A cancelled claim ended because the issue left scope, not because this
+    // revision ran: when the issue comes back unchanged it is claimed afresh.
+    if (existing?.revision === issue.revision && existing.status !== 'cancelled') {
       return ACTIVE_CLAIM_STATUSES.includes(existing.status)
         ? { issueKey: issue.key, action: 'already-active', reason: `claim is ${existing.status}`, repo: existing.repo }
         : { issueKey: issue.key, action: 'already-handled', reason: `revision ${issue.revision.slice(0, 8)} already ended: ${existing.status}` };

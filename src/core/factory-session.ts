@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { FactoryConfig } from '../config/load.js';
-import type { DaemonMode, DaemonStatus, Heartbeat } from '../domain/heartbeat.js';
+import { notListening, type DaemonMode, type DaemonStatus, type Heartbeat } from '../domain/heartbeat.js';
 import type { RegistryEntry, RegistryFile, RegistryOwner } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
 import { FactoryError } from '../errors.js';
@@ -126,8 +126,7 @@ export class FactorySession {
         inFlightTeams: () => this.#dispatcher?.runningTeamCount ?? 0,
         queuedIssues: () => this.#dispatcher?.queuedCount ?? 0,
         iteration: () => this.#iteration,
-        subscription: () =>
-          this.#intake?.health() ?? { state: 'not-listening', transport: 'none', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, lastError: null },
+        subscription: () => this.#intake?.health() ?? notListening(),
       },
     });
     // `running` goes out before the subscription exists, so a slow subscribe never reads as a dead daemon.
@@ -190,8 +189,12 @@ export class FactorySession {
     }, config.runs.superviseIntervalMs);
   }
 
-  /** Live mode: subscribe, reconcile, refresh the heartbeat until close(). */
-  async startLive(): Promise<IntakePass> {
+  /**
+   * Live mode: subscribe, reconcile, refresh the heartbeat until close().
+   * `onFatal` is called when intake cannot recover (the caller stops the
+   * daemon with a non-zero exit so its supervisor restarts it).
+   */
+  async startLive(onFatal: (error: FactoryError) => void = () => undefined): Promise<IntakePass> {
     const { config, source, clock, log } = this.deps;
     this.#intake = new LiveIntake({
       source,
@@ -201,6 +204,10 @@ export class FactorySession {
       transport: config.intake.transport,
       reconcileIntervalMs: config.intake.reconcileIntervalMs,
       debounceMs: config.intake.debounceMs,
+      probeIntervalMs: config.intake.probeIntervalMs,
+      probeTimeoutMs: config.intake.probeTimeoutMs,
+      unhealthyLimitMs: config.intake.unhealthyLimitMs,
+      onFatal,
       ...(this.deps.onIntakePass ? { onPass: this.deps.onIntakePass } : {}),
     });
     this.heartbeat.startRefreshing();

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { SubscriptionHealth, SubscriptionState } from '../domain/heartbeat.js';
+import { FactoryError } from '../errors.js';
 import type { Issue } from '../domain/issue.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource, IssueSourceEvent, IssueSubscription, SkippedIssueFile } from '../ports/issue-source.js';
@@ -15,9 +17,20 @@ export interface LiveIntakeOptions {
   readonly transport: IntakeTransport;
   readonly reconcileIntervalMs: number;
   readonly debounceMs: number;
-  /** Called when an intake pass changed something, so the daemon can react (metrics, status). */
+  /** How often a probe proves events flow end to end (sources with `probe()` only). */
+  readonly probeIntervalMs: number;
+  /** A probe not seen back within this marks the subscription wedged. */
+  readonly probeTimeoutMs: number;
+  /** Unhealthy for longer than this is fatal: `onFatal` is called and the daemon exits non-zero. */
+  readonly unhealthyLimitMs: number;
+  readonly onFatal: (error: FactoryError) => void;
+  /** Called after every intake pass (metrics, status). */
   readonly onPass?: (pass: IntakePass) => void;
 }
+
+/** A pass in flight this many reconcile intervals (at least a minute) reads as stalled. */
+const STALLED_RECONCILE_INTERVALS = 3;
+const MIN_STALLED_RECONCILE_MS = 60_000;
 
 export interface IntakePass {
   readonly kind: 'reconcile' | 'events';
@@ -32,6 +45,15 @@ export interface IntakePass {
  * Events are hints: each batch re-reads only the files named, and a full
  * reconcile on a timer closes any gap a missed event left. Passes never
  * overlap, and a burst of events within `debounceMs` is one pass.
+ *
+ * It also proves its own health. A process can be alive while its watcher has
+ * silently stopped delivering, so every `probeIntervalMs` a probe is written
+ * into the source and must come back through the subscription within
+ * `probeTimeoutMs`. A lost probe marks the subscription `wedged`: it is
+ * resubscribed and a full reconcile closes the gap. Unhealthy for longer than
+ * `unhealthyLimitMs` (a watcher that cannot heal, reconciles that keep
+ * failing or hang) is fatal: the daemon exits non-zero for its supervisor to
+ * restart it.
  */
 export class LiveIntake {
   readonly #options: LiveIntakeOptions;
@@ -43,30 +65,112 @@ export class LiveIntake {
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
   #fullPassRequested = false;
+  #healthTimer: TimerHandle | undefined;
+  #probeTimer: TimerHandle | undefined;
+  #pendingProbe: string | undefined;
+  #fatal = false;
   #health: {
     state: SubscriptionState;
     lastEventAtMs: number | null;
     lastProgressAtMs: number | null;
     reconcileStartedAtMs: number | null;
+    unhealthySinceMs: number | null;
     lastError: string | null;
-  } = { state: 'starting', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, lastError: null };
+  } = { state: 'starting', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, unhealthySinceMs: null, lastError: null };
 
   constructor(options: LiveIntakeOptions) {
     this.#options = options;
   }
 
-  /** O(1) snapshot for the heartbeat. */
-  health(): SubscriptionHealth {
-    return { ...this.#health, transport: this.#options.transport };
+  get #stalledAfterMs(): number {
+    return Math.max(MIN_STALLED_RECONCILE_MS, STALLED_RECONCILE_INTERVALS * this.#options.reconcileIntervalMs);
   }
 
-  /** Subscribes (per transport), runs the first full reconcile, and arms the reconcile timer. */
+  /** Whether this intake proves its subscription with probes (else reconciles are the proof). */
+  get #probing(): boolean {
+    return this.#options.transport !== 'poll' && typeof this.#options.source.probe === 'function';
+  }
+
+  /** O(1) snapshot for the heartbeat. */
+  health(): SubscriptionHealth {
+    return { ...this.#health, transport: this.#options.transport, reconcileStalledAfterMs: this.#stalledAfterMs };
+  }
+
+  /** Subscribes (per transport), runs the first full reconcile, and arms the reconcile and health timers. */
   async start(): Promise<IntakePass> {
     if (this.#options.transport !== 'poll') await this.#subscribe();
     else this.#health.state = 'polling';
     const first = await this.reconcile();
     this.#armReconcile();
+    this.#armHealthCheck();
     return first;
+  }
+
+  #markUnhealthy(reason: string): void {
+    this.#health.lastError = reason;
+    this.#health.unhealthySinceMs ??= this.#options.clock.now();
+  }
+
+  #markHealthy(): void {
+    this.#health.unhealthySinceMs = null;
+    this.#health.lastError = null;
+    this.#health.lastProgressAtMs = this.#options.clock.now();
+  }
+
+  #armHealthCheck(): void {
+    if (this.#closed) return;
+    this.#healthTimer = this.#options.clock.setTimeout(() => {
+      this.#checkHealth();
+      this.#armHealthCheck();
+    }, Math.min(this.#options.probeIntervalMs, this.#options.reconcileIntervalMs));
+  }
+
+  /** Runs on its own timer: sends a probe, and gives up when unhealthy for too long. */
+  #checkHealth(): void {
+    const { clock, unhealthyLimitMs, log } = this.#options;
+    const now = clock.now();
+    const startedAt = this.#health.reconcileStartedAtMs;
+    if (startedAt !== null && now - startedAt > this.#stalledAfterMs) this.#markUnhealthy(`a reconcile pass has been in flight for ${now - startedAt} ms (stalled)`);
+    const since = this.#health.unhealthySinceMs;
+    if (since !== null && now - since > unhealthyLimitMs && !this.#fatal) {
+      this.#fatal = true;
+      this.#health.state = 'wedged';
+      const message = `the issue subscription has been unhealthy for ${now - since} ms (intake.unhealthyLimitMs ${unhealthyLimitMs}): ${this.#health.lastError ?? 'no progress'}`;
+      log.error({ unhealthySinceMs: since }, message);
+      this.#options.onFatal(new FactoryError('FACTORY_SUBSCRIPTION_FAILED', message));
+      return;
+    }
+    if (this.#probing && this.#pendingProbe === undefined && this.#subscription) void this.#sendProbe();
+  }
+
+  async #sendProbe(): Promise<void> {
+    const { source, clock, probeTimeoutMs } = this.#options;
+    const token = randomBytes(6).toString('hex');
+    this.#pendingProbe = token;
+    this.#probeTimer = clock.setTimeout(() => this.#onProbeLost(token), probeTimeoutMs);
+    try {
+      await source.probe!(token);
+    } catch (error) {
+      this.#options.log.warn({ err: (error as Error).message }, 'could not write the subscription probe');
+    }
+  }
+
+  #onProbeLost(token: string): void {
+    if (this.#pendingProbe !== token || this.#closed) return;
+    this.#pendingProbe = undefined;
+    this.#health.state = 'wedged';
+    this.#markUnhealthy(`probe not seen back through the subscription within ${this.#options.probeTimeoutMs} ms`);
+    this.#options.log.warn({}, 'issue subscription is wedged (probe lost); resubscribing and reconciling');
+    void this.#resubscribe();
+  }
+
+  #onProbeSeen(token: string | undefined): void {
+    if (token === undefined || token !== this.#pendingProbe) return;
+    this.#options.clock.clearTimeout(this.#probeTimer);
+    this.#pendingProbe = undefined;
+    if (this.#health.state !== 'subscribed') this.#options.log.info({}, 'issue subscription healthy again (probe seen)');
+    this.#health.state = 'subscribed';
+    this.#markHealthy();
   }
 
   async #subscribe(): Promise<void> {
@@ -75,7 +179,7 @@ export class LiveIntake {
       this.#subscription = await source.subscribe({
         onEvent: (event) => this.#onEvent(event),
         onError: (error) => {
-          this.#health.lastError = error.message;
+          this.#markUnhealthy(error.message);
           this.#health.state = 'reconnecting';
           log.warn({ err: error.message }, 'issue subscription broke; resubscribing and reconciling');
           void this.#resubscribe();
@@ -84,7 +188,7 @@ export class LiveIntake {
       this.#health.state = 'subscribed';
     } catch (error) {
       this.#health.state = 'reconnecting';
-      this.#health.lastError = (error as Error).message;
+      this.#markUnhealthy((error as Error).message);
       throw error;
     }
   }
@@ -95,15 +199,24 @@ export class LiveIntake {
     if (this.#closed) return;
     try {
       await this.#subscribe();
-      this.requestReconcile();
+      // Prove the new subscription at once rather than at the next interval.
+      if (this.#probing && this.#pendingProbe === undefined) void this.#sendProbe();
+      await this.reconcile().catch(() => undefined);
     } catch {
-      // Still broken: the next reconcile tick tries again; polling keeps intake going meanwhile.
+      // Still broken: the next health check or subscription error tries again; polling keeps intake going meanwhile.
+      if (!this.#closed) this.#resubscribeTimer = this.#options.clock.setTimeout(() => void this.#resubscribe(), this.#options.probeTimeoutMs);
     }
   }
+
+  #resubscribeTimer: TimerHandle | undefined;
 
   #onEvent(event: IssueSourceEvent): void {
     if (this.#closed) return;
     this.#health.lastEventAtMs = event.atMs;
+    if (event.kind === 'probe') {
+      this.#onProbeSeen(event.token);
+      return;
+    }
     if (event.kind === 'overflow' || event.path === undefined) this.#fullPassRequested = true;
     else this.#pendingPaths.add(event.path);
     if (this.#debounceTimer === undefined) {
@@ -134,14 +247,16 @@ export class LiveIntake {
       for (const issue of scan.issues) this.#keyByLocation.set(issue.location, issue.key);
       const decisions = dispatcher.intake(scan.issues, { complete: true });
       dispatcher.pump();
-      this.#health.lastProgressAtMs = clock.now();
-      this.#health.lastError = null;
+      // A completed pass is the progress receipt of a source without probes. With
+      // probes, only a probe seen back proves the watcher itself is healthy.
+      if (!this.#probing) this.#markHealthy();
+      else this.#health.lastProgressAtMs = clock.now();
       const pass: IntakePass = { kind: 'reconcile', issues: scan.issues.length, skippedFiles: scan.skipped, decisions, durationMs: clock.now() - startedAt };
       for (const skipped of scan.skipped) this.#options.log.debug({ path: skipped.path }, `issue file skipped: ${skipped.reason}`);
       this.#options.onPass?.(pass);
       return pass;
     } catch (error) {
-      this.#health.lastError = (error as Error).message;
+      this.#markUnhealthy(`reconcile failed: ${(error as Error).message}`);
       throw error;
     } finally {
       this.#health.reconcileStartedAtMs = null;
@@ -201,8 +316,7 @@ export class LiveIntake {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#options.clock.clearTimeout(this.#debounceTimer);
-    this.#options.clock.clearTimeout(this.#reconcileTimer);
+    for (const timer of [this.#debounceTimer, this.#reconcileTimer, this.#healthTimer, this.#probeTimer, this.#resubscribeTimer]) this.#options.clock.clearTimeout(timer);
     await this.#subscription?.close().catch(() => undefined);
     this.#subscription = undefined;
     this.#health.state = 'not-listening';

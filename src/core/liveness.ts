@@ -1,4 +1,4 @@
-import { heartbeatAgeMs, type Heartbeat } from '../domain/heartbeat.js';
+import { heartbeatAgeMs, isReconcileStalled, type Heartbeat } from '../domain/heartbeat.js';
 import type { ProcessTable } from '../ports/process-table.js';
 import { verifyProcessIdentity } from './process-identity.js';
 import type { FileRead } from './state-files.js';
@@ -46,9 +46,12 @@ export function judgeLiveness(read: FileRead<Heartbeat>, options: { nowMs: numbe
       : { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is ${ageText} (limit ${options.staleMs}ms) and pid ${heartbeat.pid} is gone: the daemon crashed` };
   }
   if (!processAlive) return { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is fresh but pid ${heartbeat.pid} is gone or is another process now` };
-  const sub = heartbeat.subscription.state;
-  if (heartbeat.mode === 'live' && (sub === 'wedged' || sub === 'not-listening')) {
-    return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `the daemon is alive but its issue subscription is ${sub}${heartbeat.subscription.lastError ? `: ${heartbeat.subscription.lastError}` : ''}` };
+  const sub = heartbeat.subscription;
+  if (heartbeat.mode === 'live' && (sub.state === 'wedged' || sub.state === 'not-listening')) {
+    return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `the daemon is alive but its issue subscription is ${sub.state}${sub.lastError ? `: ${sub.lastError}` : ''}` };
+  }
+  if (heartbeat.mode === 'live' && isReconcileStalled(sub, options.nowMs)) {
+    return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `a reconcile pass has been in flight for ${Math.round((options.nowMs - sub.reconcileStartedAtMs!) / 1000)}s: stalled` };
   }
   return { ...base, verdict: 'healthy', healthy: true, detail: `pid ${heartbeat.pid} ${heartbeat.status}, heartbeat ${ageText}` };
 }

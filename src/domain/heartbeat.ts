@@ -24,7 +24,22 @@ export interface SubscriptionHealth {
   readonly lastProgressAtMs: number | null;
   /** Start of a reconcile pass that has not finished yet. */
   readonly reconcileStartedAtMs: number | null;
+  /** A pass in flight longer than this reads as stalled. */
+  readonly reconcileStalledAfterMs: number | null;
+  /** Since when the subscription has been unhealthy (wedged, reconnecting, failing), if it is. */
+  readonly unhealthySinceMs: number | null;
   readonly lastError: string | null;
+}
+
+/** The subscription block of a daemon that is not listening (bounded modes, or before intake starts). */
+export function notListening(transport = 'none'): SubscriptionHealth {
+  return { state: 'not-listening', transport, lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, reconcileStalledAfterMs: null, unhealthySinceMs: null, lastError: null };
+}
+
+/** A reconcile pass in flight much longer than its interval is stalled, not healthy. */
+export function isReconcileStalled(subscription: Pick<SubscriptionHealth, 'reconcileStartedAtMs' | 'reconcileStalledAfterMs'>, nowMs: number): boolean {
+  const { reconcileStartedAtMs: startedAt, reconcileStalledAfterMs: limit } = subscription;
+  return startedAt !== null && limit !== null && nowMs - startedAt > limit;
 }
 
 export interface Heartbeat {
@@ -122,6 +137,8 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
         lastEventAtMs: finiteOr(sub.lastEventAtMs, null),
         lastProgressAtMs: finiteOr(sub.lastProgressAtMs, null),
         reconcileStartedAtMs: finiteOr(sub.reconcileStartedAtMs, null),
+        reconcileStalledAfterMs: finiteOr(sub.reconcileStalledAfterMs, null),
+        unhealthySinceMs: finiteOr(sub.unhealthySinceMs, null),
         lastError: typeof sub.lastError === 'string' ? sub.lastError : null,
       },
     },

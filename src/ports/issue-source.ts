@@ -18,8 +18,11 @@ export interface IssueScan {
  * event is harmless.
  */
 export interface IssueSourceEvent {
-  readonly kind: 'changed' | 'removed' | 'overflow';
+  /** `probe`: a probe written by `probe()` came back through the subscription. */
+  readonly kind: 'changed' | 'removed' | 'overflow' | 'probe';
   readonly path?: string;
+  /** For `probe` events: the token passed to `probe()`. */
+  readonly token?: string;
   readonly atMs: number;
 }
 
@@ -45,6 +48,12 @@ export interface IssueSource {
   /** Reads one issue by key or by path; throws a FactoryError when it cannot. */
   read(keyOrPath: string): Promise<Issue>;
   subscribe(handlers: IssueSubscriptionHandlers): Promise<IssueSubscription>;
+  /**
+   * Optional end-to-end check that events flow: makes a harmless change in the
+   * source that the subscription must report back as a `probe` event carrying
+   * `token`. A source without it is checked by reconcile passes only.
+   */
+  probe?(token: string): Promise<void>;
   /** Records a team's outcome next to the issue, without retriggering intake. */
   writeBack(issue: Issue, outcome: RunOutcome): Promise<void>;
 }

@@ -225,6 +225,28 @@ test('an issue that leaves scope while its team runs has the team stopped as can
   }
 });
 
+test('an issue taken out of scope and put back unchanged is dispatched again (a cancellation is not an outcome of that revision)', async () => {
+  const h = createHarness();
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  const session = await openLive(h);
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'], state: 'paused' });
+  await h.clock.advance(10);
+  assert.equal(claimStatus(session, 'FAC-1'), 'cancelled');
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  await h.clock.advance(10);
+  assert.equal(implementerSpawns(h).length, 2, 'back in scope: dispatched again');
+  assert.equal(session.dispatcher.claim('FAC-1')!.attempt, 1);
+
+  // Same for a file removed and restored.
+  h.source.remove('FAC-1');
+  await h.clock.advance(10);
+  assert.equal(claimStatus(session, 'FAC-1'), 'cancelled');
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  await h.clock.advance(10);
+  assert.equal(implementerSpawns(h).length, 3);
+  await session.close();
+});
+
 test('an issue removed from the source while its team runs is cancelled', async () => {
   const h = createHarness();
   h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });

@@ -32,7 +32,7 @@ function makeKeeper(clock: FakeClock, options: { intervalMs?: number; staleMs?: 
       inFlightTeams: () => (recorder.gaugeReads++, 0),
       queuedIssues: () => 0,
       iteration: () => 0,
-      subscription: () => ({ state: 'subscribed', transport: 'subscribe', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, lastError: null }),
+      subscription: () => ({ state: 'subscribed', transport: 'subscribe', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, reconcileStalledAfterMs: null, unhealthySinceMs: null, lastError: null }),
       ...options.gauges,
     },
     write: async (_path, heartbeat) => {

@@ -24,15 +24,18 @@ export const startVerb: Verb = {
     const runtime = runtimeFromArgs(args);
     const opened = await openSession(runtime, 'live');
     let stopped!: () => void;
+    let failed!: (error: FactoryError) => void;
     const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
+    const fatal = new Promise<never>((_, reject) => (failed = reject));
     const signals = onStopSignal((signal) => {
       runtime.log.info({ signal }, 'stop requested');
       stopped();
     });
     try {
-      await opened.session.startLive();
+      await opened.session.startLive(failed);
       output.err(`factory: live daemon running (pid ${process.pid}); heartbeat ${runtime.config.loop.heartbeatPath}; Ctrl-C to stop`);
-      await stopRequested;
+      // A subscription that cannot heal rejects `fatal`: the stop below records `failed` and exits 5.
+      await Promise.race([stopRequested, fatal]);
       await opened.close('stopped');
       output.err('factory: stopped');
       return 0;

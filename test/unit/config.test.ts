@@ -1,0 +1,179 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compileConfig, loadConfig } from '../../src/config/load.js';
+import { FactoryError, isFactoryError } from '../../src/errors.js';
+
+const MINIMAL = { mount: { root: './issues' }, agents: { implementer: { command: ['claude', '-p', '{{prompt}}'] } } };
+
+function tempFolder(): string {
+  return mkdtempSync(join(tmpdir(), 'factory-config-'));
+}
+
+function writeConfig(dir: string, content: unknown, name = 'factory.config.json'): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+/** The FactoryError `run` throws; fails the test when it throws nothing or something else. */
+function thrownBy(run: () => unknown): FactoryError {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof FactoryError, `expected a FactoryError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected an error');
+}
+
+test('defaults are applied to a minimal config', () => {
+  const config = compileConfig(MINIMAL, '/srv/factory/factory.config.json');
+  assert.equal(config.safety.requireLabel, 'factory');
+  assert.equal(config.safety.titlePrefix, '');
+  assert.deepEqual(config.dispatch, { batchSize: 1, maxAttempts: 2, backoffBaseMs: 10_000, backoffMaxMs: 300_000, teamMode: 'sequential', branchPrefix: 'factory/' });
+  assert.deepEqual(config.runs, { maxRuntimeMs: 3_600_000, stallLimitMs: 900_000, superviseIntervalMs: 5_000, killGraceMs: 5_000 });
+  assert.deepEqual(config.intake, { transport: 'subscribe-and-poll', reconcileIntervalMs: 30_000, debounceMs: 20 });
+  assert.equal(config.loop.heartbeatStaleMs, 60_000);
+  assert.equal(config.loop.heartbeatIntervalMs, 15_000);
+  assert.equal(config.loop.maxConsecutiveFailures, 3);
+  assert.equal(config.loop.heartbeatPath, '/srv/factory/.factory/heartbeat.json');
+  assert.equal(config.loop.registryPath, '/srv/factory/.factory/registry.json');
+  assert.equal(config.paths.stateDb, '/srv/factory/.factory/state.db');
+  assert.deepEqual(config.repos, { default: undefined, byLabel: {}, rules: [] });
+  assert.deepEqual(config.agents.implementer.env, {});
+  assert.equal(config.agents.reviewer, undefined);
+  assert.equal(config.reaper.graceMs, 5_000);
+});
+
+test('relative paths are resolved against the config file\'s folder, not the working directory', () => {
+  const dir = tempFolder();
+  mkdirSync(join(dir, 'conf'));
+  const path = writeConfig(
+    join(dir, 'conf'),
+    {
+      mount: { root: './issues' },
+      repos: { default: '..', byLabel: { api: 'checkouts/api' }, rules: [{ keyword: 'docs', repo: '/abs/docs' }] },
+      agents: { implementer: { command: ['./bin/agent', 'plain/arg', '{{prompt}}'] }, reviewer: { command: ['../tools/review', 'claude'] } },
+      loop: { heartbeatPath: 'run/hb.json', registryPath: '/var/run/registry.json' },
+      state: { dir: 'state' },
+    },
+  );
+  const before = process.cwd();
+  process.chdir(tmpdir());
+  try {
+    const config = loadConfig(join(dir, 'conf', 'factory.config.json'));
+    const conf = join(dir, 'conf');
+    assert.equal(config.configPath, path);
+    assert.equal(config.mount.root, join(conf, 'issues'));
+    assert.equal(config.repos.default, dir);
+    assert.equal(config.repos.byLabel.api, join(conf, 'checkouts/api'));
+    assert.equal(config.repos.rules[0]!.repo, '/abs/docs');
+    assert.deepEqual(config.agents.implementer.command, [join(conf, 'bin/agent'), 'plain/arg', '{{prompt}}'], 'only ./ and ../ arguments are paths');
+    assert.deepEqual(config.agents.reviewer!.command, [join(dir, 'tools/review'), 'claude']);
+    assert.equal(config.loop.heartbeatPath, join(conf, 'run/hb.json'));
+    assert.equal(config.loop.registryPath, '/var/run/registry.json');
+    assert.equal(config.paths.stateDir, join(conf, 'state'));
+    assert.equal(config.paths.stateDb, join(conf, 'state', 'state.db'));
+    assert.equal(config.paths.daemonLock, join(conf, 'state', 'daemon.lock'));
+  } finally {
+    process.chdir(before);
+  }
+});
+
+test('the compiled config is frozen', () => {
+  const config = compileConfig(MINIMAL, '/srv/factory.config.json');
+  assert.ok(Object.isFrozen(config));
+  assert.ok(Object.isFrozen(config.dispatch));
+  assert.ok(Object.isFrozen(config.agents.implementer.command));
+});
+
+test('several mistakes at once: one FACTORY_CONFIG_INVALID error listing each as `path: expected …, got …`', () => {
+  const error = thrownBy(() =>
+    compileConfig(
+      {
+        mount: { root: 5 },
+        agents: { implementer: { command: [] }, reviewer: { command: ['codex', 7] } },
+        dispatch: { batchSize: 0, maxAttempts: 'two', teamMode: 'both' },
+        loop: { heartbeatStaleMs: -5, heartbeatIntervalMs: 1.5 },
+        runs: { killGraceMs: null },
+      },
+      '/srv/factory/factory.config.json',
+    ),
+  );
+  assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /^\/srv\/factory\/factory\.config\.json has 9 problems:/, 'the message names the file');
+  const problems = error.details.problems as string[];
+  assert.deepEqual(problems, [
+    'mount.root: expected string, got 5',
+    'agents.implementer.command: expected a command as a non-empty array of strings, e.g. ["claude", "-p", "{{prompt}}"], got []',
+    'agents.reviewer.command.1: expected string, got 7',
+    'dispatch.batchSize: expected a number greater than or equal to 1, got 0',
+    'dispatch.maxAttempts: expected number, got "two"',
+    'dispatch.teamMode: expected one of "sequential", "parallel", got "both"',
+    'runs.killGraceMs: expected number, got null',
+    'loop.heartbeatStaleMs: expected a positive number of milliseconds, got -5',
+    'loop.heartbeatIntervalMs: expected integer, got 1.5',
+  ]);
+  for (const problem of problems) assert.ok(error.message.includes(problem), `the message lists ${problem}`);
+});
+
+test('a missing required key says it is missing', () => {
+  const error = thrownBy(() => compileConfig({ mount: { root: './issues' } }, '/srv/factory.config.json'));
+  assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+  assert.deepEqual(error.details.problems, ['agents: expected object, but it is missing']);
+});
+
+test('unknown keys are named, at any depth, alongside other problems', () => {
+  const error = thrownBy(() =>
+    compileConfig(
+      { ...MINIMAL, dispatch: { batchsize: 2 }, agents: { implementer: { command: ['x'], comand: ['y'] } }, extra: true, heartbeat: {} },
+      '/srv/factory.config.json',
+    ),
+  );
+  assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+  const problems = error.details.problems as string[];
+  assert.equal(problems.length, 3);
+  assert.ok(problems.some((p) => p.startsWith('agents.implementer: unknown key "comand"')), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith('dispatch: unknown key "batchsize"')), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith('(top level): unknown keys "extra", "heartbeat"')), problems.join('\n'));
+});
+
+test('a config that is not an object is reported, not crashed on', () => {
+  for (const raw of [null, [], 'text', 3]) {
+    const error = thrownBy(() => compileConfig(raw, '/srv/factory.config.json'));
+    assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+    assert.match((error.details.problems as string[])[0]!, /^\(top level\): expected object, got /);
+  }
+});
+
+test('invalid JSON names the file', () => {
+  const dir = tempFolder();
+  const path = writeConfig(dir, '{ "mount": { "root": "./issues" }, }');
+  const error = thrownBy(() => loadConfig(path));
+  assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+  assert.ok(error.message.includes(path), error.message);
+  assert.match(error.message, /not valid JSON/);
+});
+
+test('a missing file is FACTORY_CONFIG_NOT_FOUND naming the path', () => {
+  const dir = tempFolder();
+  const path = join(dir, 'nope.json');
+  const error = thrownBy(() => loadConfig(path));
+  assert.ok(isFactoryError(error, 'FACTORY_CONFIG_NOT_FOUND'));
+  assert.equal(error.exitCode, 2);
+  assert.ok(error.message.includes(path));
+  assert.match(error.hint, /factory init/);
+});
+
+test('loadConfig reads a valid file and validates it like compileConfig', () => {
+  const dir = tempFolder();
+  const path = writeConfig(dir, { ...MINIMAL, dispatch: { batchSize: 3, teamMode: 'parallel' } });
+  const config = loadConfig(path);
+  assert.equal(config.dispatch.batchSize, 3);
+  assert.equal(config.dispatch.teamMode, 'parallel');
+  assert.equal(config.mount.root, join(dir, 'issues'));
+});
