@@ -20,6 +20,35 @@ const agentSchema = z
   })
   .strict();
 
+/**
+ * Loopback binds are the default because the status API shows issue text and
+ * agent logs; anything else must be asked for with `http.allowNonLoopback`.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+const httpSchema = z
+  .object({
+    /** `factory start` serves the status API, metrics and dashboard. */
+    enabled: z.boolean().default(true),
+    host: nonEmpty.default('127.0.0.1'),
+    /** 0 picks any free port; the heartbeat's `http.url` names the one chosen. */
+    port: z.number().int('expected a whole port number').min(0).max(65_535).default(7420),
+    allowNonLoopback: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((http, ctx) => {
+    if (!http.allowNonLoopback && !isLoopbackHost(http.host)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['host'],
+        message: 'expected a loopback address (127.0.0.1, ::1 or localhost), since the API shows issue text and agent logs; set http.allowNonLoopback to true to bind it anyway',
+      });
+    }
+  });
+
 export const configSchema = z
   .object({
     mount: z.object({ root: nonEmpty }).strict(),
@@ -108,6 +137,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    http: httpSchema.default({}),
   })
   .strict();
 

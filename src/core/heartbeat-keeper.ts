@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { DaemonMode, DaemonStatus, Heartbeat, SubscriptionHealth } from '../domain/heartbeat.js';
 import { computeRefreshIntervalMs } from '../domain/heartbeat.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
@@ -31,6 +32,13 @@ export interface HeartbeatKeeperOptions {
   readonly write: (path: string, heartbeat: Heartbeat) => Promise<void>;
 }
 
+/** The last heartbeat write that succeeded, for the metrics and the state API. */
+export interface HeartbeatWrite {
+  readonly status: DaemonStatus;
+  readonly atMs: number;
+  readonly durationMs: number;
+}
+
 /**
  * Keeps the heartbeat file fresh. The refresh is deliberately O(1): it builds
  * one small object from counters and writes one file: no registry rewrite,
@@ -47,6 +55,8 @@ export class HeartbeatKeeper {
   #inFlight: Promise<void> = Promise.resolve();
   #writesInFlight = 0;
   #lastWriteError: string | null = null;
+  #lastWrite: HeartbeatWrite | null = null;
+  #httpUrl: string | undefined;
 
   constructor(options: HeartbeatKeeperOptions) {
     this.#options = options;
@@ -64,6 +74,18 @@ export class HeartbeatKeeper {
 
   get lastWriteError(): string | null {
     return this.#lastWriteError;
+  }
+
+  get lastWrite(): HeartbeatWrite | null {
+    return this.#lastWrite;
+  }
+
+  /**
+   * Names the status server's URL in every heartbeat from the next write on,
+   * so scripts and tests find a server bound to port 0 without parsing logs.
+   */
+  advertiseHttp(url: string): void {
+    this.#httpUrl = url;
   }
 
   /** Writes the heartbeat with `status` now. Writes are serialized, never interleaved. */
@@ -135,10 +157,14 @@ export class HeartbeatKeeper {
       inFlightTeams: gauges.inFlightTeams(),
       queuedIssues: gauges.queuedIssues(),
       subscription: gauges.subscription(),
+      ...(this.#httpUrl === undefined ? {} : { http: { url: this.#httpUrl } }),
     };
     this.#writesInFlight++;
+    // Wall time of the write itself (a measurement for metrics, not a timing rule, so not the clock port).
+    const writeStarted = performance.now();
     try {
       await this.#options.write(this.#options.path, heartbeat);
+      this.#lastWrite = { status: heartbeat.status, atMs: nowMs, durationMs: performance.now() - writeStarted };
       this.#lastWriteError = null;
     } catch (error) {
       this.#lastWriteError = (error as Error).message;

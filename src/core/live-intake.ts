@@ -38,6 +38,8 @@ export interface IntakePass {
   readonly skippedFiles: readonly SkippedIssueFile[];
   readonly decisions: readonly IntakeDecision[];
   readonly durationMs: number;
+  /** When the earliest source event behind this pass arrived; null for a timer reconcile. Feeds the event-to-dispatch latency metric. */
+  readonly firstEventAtMs: number | null;
 }
 
 /**
@@ -65,6 +67,7 @@ export class LiveIntake {
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
   #fullPassRequested = false;
+  #firstPendingEventAtMs: number | null = null;
   #healthTimer: TimerHandle | undefined;
   #probeTimer: TimerHandle | undefined;
   #pendingProbe: string | undefined;
@@ -217,6 +220,7 @@ export class LiveIntake {
       this.#onProbeSeen(event.token);
       return;
     }
+    this.#firstPendingEventAtMs ??= event.atMs;
     if (event.kind === 'overflow' || event.path === undefined) this.#fullPassRequested = true;
     else this.#pendingPaths.add(event.path);
     if (this.#debounceTimer === undefined) {
@@ -236,7 +240,7 @@ export class LiveIntake {
     return this.#serial(() => this.#reconcileNow());
   }
 
-  async #reconcileNow(): Promise<IntakePass> {
+  async #reconcileNow(firstEventAtMs: number | null = null): Promise<IntakePass> {
     const { source, dispatcher, clock } = this.#options;
     const startedAt = clock.now();
     this.#health.reconcileStartedAtMs = startedAt;
@@ -251,7 +255,7 @@ export class LiveIntake {
       // probes, only a probe seen back proves the watcher itself is healthy.
       if (!this.#probing) this.#markHealthy();
       else this.#health.lastProgressAtMs = clock.now();
-      const pass: IntakePass = { kind: 'reconcile', issues: scan.issues.length, skippedFiles: scan.skipped, decisions, durationMs: clock.now() - startedAt };
+      const pass: IntakePass = { kind: 'reconcile', issues: scan.issues.length, skippedFiles: scan.skipped, decisions, durationMs: clock.now() - startedAt, firstEventAtMs };
       for (const skipped of scan.skipped) this.#options.log.debug({ path: skipped.path }, `issue file skipped: ${skipped.reason}`);
       this.#options.onPass?.(pass);
       return pass;
@@ -264,9 +268,11 @@ export class LiveIntake {
   }
 
   async #processEvents(): Promise<void> {
+    const firstEventAtMs = this.#firstPendingEventAtMs;
+    this.#firstPendingEventAtMs = null;
     if (this.#fullPassRequested) {
       this.#pendingPaths.clear();
-      await this.#reconcileNow();
+      await this.#reconcileNow(firstEventAtMs);
       return;
     }
     const { source, dispatcher, clock, log } = this.#options;
@@ -295,7 +301,7 @@ export class LiveIntake {
     }
     decisions.push(...dispatcher.intake(issues, { complete: false }));
     dispatcher.pump();
-    this.#options.onPass?.({ kind: 'events', issues: issues.length, skippedFiles, decisions, durationMs: clock.now() - startedAt });
+    this.#options.onPass?.({ kind: 'events', issues: issues.length, skippedFiles, decisions, durationMs: clock.now() - startedAt, firstEventAtMs });
   }
 
   #armReconcile(): void {

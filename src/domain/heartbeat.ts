@@ -62,6 +62,8 @@ export interface Heartbeat {
   readonly inFlightTeams: number;
   readonly queuedIssues: number;
   readonly subscription: SubscriptionHealth;
+  /** The daemon's status server, when it runs one (`factory start` with `http.enabled`). */
+  readonly http?: { readonly url: string };
 }
 
 export const DAEMON_STATUSES: readonly DaemonStatus[] = ['starting', 'running', 'idle', 'stopping', 'stopped', 'failed'];
@@ -141,8 +143,15 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
         unhealthySinceMs: finiteOr(sub.unhealthySinceMs, null),
         lastError: typeof sub.lastError === 'string' ? sub.lastError : null,
       },
+      ...parseHttpEndpoint(r.http),
     },
   };
+}
+
+/** Only an http(s) URL is believed: the value is shown to people and handed to tools. */
+function parseHttpEndpoint(raw: unknown): { http?: { url: string } } {
+  const url = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).url : undefined;
+  return typeof url === 'string' && /^https?:\/\/[^\s]+$/.test(url) && url.length < 300 ? { http: { url } } : {};
 }
 
 /** Small clock steps between writer and reader are tolerated as "just now". */
