@@ -24,6 +24,8 @@ export const ERROR_CATALOG = {
   FACTORY_REGISTRY_UNREADABLE: { exitCode: 1, hint: 'The in-flight registry is torn or was edited by hand, so no agent can be proven; restore it or remove it after checking for stray processes carrying FACTORY_AGENT_MARKER.' },
   FACTORY_AGENT_SPAWN_FAILED: { exitCode: 1, hint: 'Check agents.<role>.command in the config: its first element must be an executable on PATH (or an absolute path), and the worktree must exist.' },
   FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
+  FACTORY_HTTP_BIND_FAILED: { exitCode: 2, hint: 'Pick a free `http.port` (0 takes any free port; the heartbeat names it), fix `http.host`, or set `http.enabled` to false.' },
+  FACTORY_RUN_LOGS_NOT_FOUND: { exitCode: 1, hint: 'Check the issue key; logs live in <state.dir>/logs/<KEY>/ and exist once a team has started on the issue (`factory status` lists runs).' },
   FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;
 

@@ -8,6 +8,7 @@ import { dispatchVerb } from './verbs/dispatch.js';
 import { initVerb } from './verbs/init.js';
 import { killLoopVerb } from './verbs/kill-loop.js';
 import { loopStatusVerb } from './verbs/loop-status.js';
+import { logsVerb } from './verbs/logs.js';
 import { loopVerb } from './verbs/loop.js';
 import { reapOrphansVerb } from './verbs/reap-orphans.js';
 import { runOnceVerb } from './verbs/run-once.js';
@@ -15,7 +16,7 @@ import { startVerb } from './verbs/start.js';
 import { statusVerb } from './verbs/status.js';
 import { triageVerb } from './verbs/triage.js';
 
-export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, initVerb];
+export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, logsVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, initVerb];
 
 function generalHelp(): string {
   const width = Math.max(...VERBS.map((v) => v.name.length));

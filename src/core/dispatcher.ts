@@ -5,6 +5,7 @@ import { branchNameFor, triageIssue, type TriageRules } from '../domain/triage.j
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource } from '../ports/issue-source.js';
 import { ACTIVE_CLAIM_STATUSES, type IssueClaim, type StateStore } from '../ports/state-store.js';
+import { maybeCrash } from './fault-injection.js';
 import type { Logger } from './logger.js';
 import { TeamRun, type AgentCommand, type TeamRunDeps } from './team-run.js';
 
@@ -215,6 +216,7 @@ export class Dispatcher {
     // Claim before spawn: a crash after this line leaves a `running` claim that
     // the next daemon resolves (reap its agents, then requeue), never a lost issue.
     this.#saveClaim({ ...claim, status: 'running', attempt, runId, nextAttemptAtMs: null, updatedAtMs: clock.now(), lastReason: null, epoch });
+    maybeCrash('after-claim');
     const team = new TeamRun(
       { issue, runId, attempt, repo: claim.repo, branch: branchNameFor(issue.key, policy.branchPrefix), mode: policy.teamMode, agents },
       this.#options.team,
@@ -227,7 +229,7 @@ export class Dispatcher {
   }
 
   async #onTeamFinished(team: TeamRun, outcome: RunOutcome): Promise<void> {
-    const { store, clock, epoch, policy, log, source } = this.#options;
+    const { store, clock, epoch, policy, log } = this.#options;
     const claim = this.#claims.get(outcome.issueKey)!;
     const now = clock.now();
     let next: IssueClaim;
@@ -245,8 +247,8 @@ export class Dispatcher {
       next = { ...claim, status: 'gave-up', lastReason: `${outcome.reason} on attempt ${claim.attempt} of ${policy.maxAttempts}: ${outcome.detail}`, updatedAtMs: now };
     }
     try {
-      store.appendOutcome(outcome, epoch);
-      this.#saveClaim({ ...next, epoch });
+      store.recordOutcome(outcome, { ...next, epoch });
+      this.#claims.set(next.issueKey, { ...next, epoch });
     } catch (error) {
       log.error({ issue: outcome.issueKey, run: outcome.runId, err: (error as Error).message }, 'could not record the outcome');
     }
@@ -254,9 +256,8 @@ export class Dispatcher {
     this.#recount();
     log.info({ issue: outcome.issueKey, run: outcome.runId, reason: outcome.reason, next: next.status }, `team finished: ${outcome.detail}`);
     if (outcome.reason !== 'released') {
-      await source.writeBack(team.plan.issue, outcome).catch((error: Error) => {
-        log.warn({ issue: outcome.issueKey, err: error.message }, 'writeback failed; the outcome is still in the state store');
-      });
+      maybeCrash('during-writeback');
+      await this.#writeBack(team.plan.issue, outcome);
     }
     this.#options.onOutcome?.(outcome);
     if (this.#accepting) {
@@ -265,6 +266,43 @@ export class Dispatcher {
       this.pump();
     }
     if (this.#teams.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Writes an outcome back to the source, then marks it done in the store. A
+   * crash in between leaves it pending; the next daemon writes it again at
+   * startup (`retryPendingWritebacks`), so no outcome is lost.
+   */
+  async #writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {
+    const { source, store, log } = this.#options;
+    try {
+      await source.writeBack(issue, outcome);
+      store.markWrittenBack(outcome.runId);
+    } catch (error) {
+      log.warn({ issue: outcome.issueKey, err: (error as Error).message }, 'writeback failed; the outcome is kept in the state store and written back at the next start');
+    }
+  }
+
+  /** Writes back outcomes a previous daemon recorded but did not write back before it died. */
+  async retryPendingWritebacks(): Promise<number> {
+    const { source, store, log } = this.#options;
+    let written = 0;
+    for (const outcome of store.pendingWritebacks()) {
+      if (outcome.reason === 'released') {
+        store.markWrittenBack(outcome.runId);
+        continue;
+      }
+      try {
+        const issue = await source.read(outcome.issueKey);
+        await this.#writeBack(issue, outcome);
+        written++;
+      } catch (error) {
+        // The issue is gone from the source: nothing to write next to.
+        log.warn({ issue: outcome.issueKey, err: (error as Error).message }, 'pending writeback dropped: the issue is no longer in the source');
+        store.markWrittenBack(outcome.runId);
+      }
+    }
+    return written;
   }
 
   async #refreshIssue(previous: Issue): Promise<void> {

@@ -160,6 +160,8 @@ export class FactorySession {
       },
       ...(this.deps.onOutcome ? { onOutcome: this.deps.onOutcome } : {}),
     });
+    const rewritten = await this.#dispatcher.retryPendingWritebacks();
+    if (rewritten > 0) log.info({ count: rewritten }, 'wrote back outcomes the previous daemon recorded but did not write back');
     this.#armSupervisor();
     log.info({ epoch: this.#epoch, mode: this.mode, predecessor: { found: this.#predecessor.found, reaped: this.#predecessor.reaped, requeued: this.#predecessor.requeued.length } }, 'factory session open');
   }

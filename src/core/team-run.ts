@@ -5,6 +5,7 @@ import type { AgentResult, AgentRole, RunOutcome, RunOutcomeReason } from '../do
 import type { Clock } from '../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../ports/fleet.js';
 import type { PreparedWorkspace, Workspace } from '../ports/workspace.js';
+import { maybeCrash } from './fault-injection.js';
 import type { Logger } from './logger.js';
 import type { RegistryKeeper } from './registry-keeper.js';
 
@@ -157,11 +158,16 @@ export class TeamRun {
     }
     this.#handles.set(role, handle);
     const log = this.#deps.log.child({ issue: plan.issue.key, run: plan.runId, agent: agentName });
+    maybeCrash('after-spawn');
     await this.#deps.registry.add(handle.identity);
+    maybeCrash('after-registry-write');
     log.info({ pid: handle.identity.pid }, `${role} started`);
     // A stop requested while we were spawning must still reach this agent.
     if (this.#stopReason) void handle.stop(this.#deps.killGraceMs);
     const exit: AgentExit = await handle.exited;
+    // The leader is gone, but descendants it left behind (a dev server, a
+    // watcher) still carry the marker: end them before the entry leaves the registry.
+    await handle.stop(this.#deps.killGraceMs).catch((error: Error) => log.warn({ err: error.message }, 'could not clean up the agent tree after exit'));
     this.#handles.delete(role);
     await this.#deps.registry.remove(handle.identity.marker);
     const reason: RunOutcomeReason = this.#stopReason ?? (exit.exitCode === 0 ? 'succeeded' : 'failed');

@@ -58,7 +58,16 @@ export interface StateStore {
   getClaim(issueKey: string): IssueClaim | undefined;
   listClaims(): IssueClaim[];
   saveClaim(claim: IssueClaim): void;
-  appendOutcome(outcome: RunOutcome, epoch: number): void;
+  /**
+   * Records a finished run and its issue's next claim in one transaction, so a
+   * crash can never leave the outcome without the claim update or the reverse.
+   * The outcome starts as not yet written back to the source.
+   */
+  recordOutcome(outcome: RunOutcome, nextClaim: IssueClaim): void;
+  /** The outcome reached the source (the `<KEY>.outcome.md` file). */
+  markWrittenBack(runId: string): void;
+  /** Outcomes recorded but not yet written back (a crash hit in between); retried at startup. */
+  pendingWritebacks(): RunOutcome[];
   recentOutcomes(limit: number): RunOutcome[];
   outcomeCount(): number;
   recordSkip(skip: SkipRecord, epoch: number): void;

@@ -6,7 +6,7 @@ import { isFactoryError } from '../../src/errors.js';
 import { describeIssueSourceContract, EventRecorder, makeOutcome } from './issue-source.contract.js';
 
 describeIssueSourceContract('InMemoryIssueSource', async () => {
-  const source = new InMemoryIssueSource({ clock: new FakeClock() });
+  const source = new InMemoryIssueSource({ clock: new FakeClock(), probes: true });
   return {
     source,
     putIssue: async (draft) => void source.put(draft),
@@ -87,6 +87,29 @@ describe('InMemoryIssueSource, the controls daemon tests use', () => {
     assert.deepEqual(recorder.events.map((event) => event.kind), ['overflow']);
     assert.deepEqual(recorder.errors.map((error) => error.message), ['watch lost']);
     assert.equal(source.openSubscriptionCount, 0);
+  });
+
+  it('offers probe() only when asked to, so daemon tests opt in to probe traffic', () => {
+    assert.equal(new InMemoryIssueSource({ clock: new FakeClock() }).probe, undefined);
+    assert.equal(typeof new InMemoryIssueSource({ clock: new FakeClock(), probes: true }).probe, 'function');
+  });
+
+  it('wedges open subscriptions silently, and a new subscription heals it', async () => {
+    const source = new InMemoryIssueSource({ clock: new FakeClock(), probes: true });
+    const wedged = new EventRecorder();
+    await source.subscribe(wedged.handlers);
+
+    source.wedgeSubscriptions();
+    source.put({ key: 'FAC-1', title: 'Unheard' });
+    await source.probe!('lost');
+    const fresh = new EventRecorder();
+    await source.subscribe(fresh.handlers);
+    await source.probe!('seen');
+    await settle();
+
+    assert.deepEqual(wedged.events, []);
+    assert.deepEqual(wedged.errors, [], 'a wedge is silent: no error');
+    assert.deepEqual(fresh.events.map((event) => [event.kind, event.token]), [['probe', 'seen']]);
   });
 
   it('ends a subscription through onError when its handler throws', async () => {

@@ -233,6 +233,25 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       assert.deepEqual((await harness.source.scan()).issues.map((scanned) => scanned.key).sort(), ['FAC-1', 'FAC-SENTINEL']);
     });
 
+    withFreshHarness('a probe, when the source offers one, comes back as a probe event and nothing else', async () => {
+      const { source } = harness;
+      if (source.probe === undefined) return;
+      await harness.putIssue({ key: 'FAC-1', title: 'Add login', state: 'ready' });
+      const before = await source.scan();
+      const recorder = new EventRecorder();
+      await subscribe(recorder);
+
+      await source.probe('probe-token-1');
+      await waitFor(() => recorder.events.some((event) => event.kind === 'probe' && event.token === 'probe-token-1'), 'the probe echoed back');
+
+      assert.deepEqual(
+        recorder.events.filter((event) => event.kind !== 'probe'),
+        [],
+        'a probe must not look like an issue change',
+      );
+      assert.deepEqual(await source.scan(), before, 'a probe must not show up as an issue or a skipped file');
+    });
+
     withFreshHarness('close() is idempotent and stops delivery', async () => {
       const closed = new EventRecorder();
       const subscription = await subscribe(closed);

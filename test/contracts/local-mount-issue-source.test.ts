@@ -314,6 +314,22 @@ describe('LocalMountIssueSource', () => {
       }
     });
 
+    it('keeps at most one probe file while subscribed, and none after close', async () => {
+      await freshMount();
+      const recorder = new EventRecorder();
+      const subscription = await source.subscribe(recorder.handlers);
+      try {
+        await source.probe('first');
+        await source.probe('second');
+        await waitFor(() => recorder.events.some((event) => event.token === 'second'), 'the second probe echoed back');
+        assert.deepEqual(await readdir(root), ['.factory-probe-second']);
+      } finally {
+        await subscription.close();
+      }
+      assert.deepEqual(await readdir(root), []);
+      await assert.rejects(source.probe('../escape'), TypeError);
+    });
+
     it('reports a removed mount folder through onError instead of going quiet', async () => {
       const mount = await makeMount();
       const recorder = new EventRecorder();

@@ -60,19 +60,22 @@ export function isDead(table: ProcessTable, pid: number): boolean {
 }
 
 /**
- * Safety net for `after` hooks: SIGKILLs processes a test started that are still
- * alive, but only while they still carry one of the test's markers, so a reused
- * pid is never hit.
+ * Safety net for `after` hooks, independent of the fleet under test (which may
+ * be the thing that failed): SIGKILLs every live process whose marker starts
+ * with the test's own instance prefix, `factory:<instance>:`. Only processes the
+ * test started carry it, so nothing else is ever hit.
  */
-export function killLeftovers(table: ProcessTable, pids: Iterable<number>, markers: ReadonlySet<string>): void {
-  for (const pid of pids) {
-    const marker = table.readEnvironmentVariable(pid, 'FACTORY_AGENT_MARKER');
-    if (marker !== undefined && markers.has(marker)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
+export function killProcessesWithMarkerPrefix(table: ProcessTable, markerPrefix: string): number {
+  let killed = 0;
+  for (const info of table.snapshot().processes.values()) {
+    if (info.state === 'Z' || info.pid === process.pid) continue;
+    if (!table.readEnvironmentVariable(info.pid, 'FACTORY_AGENT_MARKER')?.startsWith(markerPrefix)) continue;
+    try {
+      process.kill(info.pid, 'SIGKILL');
+      killed += 1;
+    } catch {
+      // already gone
     }
   }
+  return killed;
 }

@@ -9,16 +9,16 @@ import { LocalProcessFleet } from '../../src/adapters/fleet/local-process-fleet.
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { isFactoryError } from '../../src/errors.js';
-import type { AgentHandle } from '../../src/ports/fleet.js';
 import type { PreparedWorkspace } from '../../src/ports/workspace.js';
-import { DEMO_AGENT_PATH } from './agent-process-support.js';
+import { DEMO_AGENT_PATH, killProcessesWithMarkerPrefix } from './agent-process-support.js';
 
 const scratch = realpathSync(mkdtempSync(join(tmpdir(), 'factory-worktrees-')));
-const handles: AgentHandle[] = [];
+const instanceId = `workspace-test-${process.pid}`;
+const table = new LinuxProcessTable();
 let repoCounter = 0;
 
-after(async () => {
-  await Promise.all(handles.map((handle) => handle.stop(0)));
+after(() => {
+  killProcessesWithMarkerPrefix(table, `factory:${instanceId}:`);
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -55,7 +55,7 @@ function currentBranch(path: string): string {
   return git(path, 'branch', '--show-current');
 }
 
-describe('GitWorktreeWorkspace', () => {
+describe('GitWorktreeWorkspace', { timeout: 30_000 }, () => {
   it('refuses a missing folder, a folder that is not a checkout and a repo without commits, naming the repo', async () => {
     const { workspace } = newWorkspace();
     const missing = join(scratch, 'no-such-repo');
@@ -193,7 +193,7 @@ describe('GitWorktreeWorkspace', () => {
   it('runs the demo team: the implementer’s commit lands on the issue branch and the reviewer finds it', async () => {
     const repo = makeRepo();
     const { workspace } = newWorkspace();
-    const fleet = new LocalProcessFleet({ instanceId: `workspace-test-${process.pid}`, processTable: new LinuxProcessTable(), clock: new SystemClock() });
+    const fleet = new LocalProcessFleet({ instanceId, processTable: table, clock: new SystemClock() });
     const logs = join(scratch, `demo-logs-${repoCounter}`);
     const runAgent = async (prepared: PreparedWorkspace, role: 'implementer' | 'reviewer') => {
       const handle = await fleet.spawn({
@@ -207,7 +207,6 @@ describe('GitWorktreeWorkspace', () => {
         logPath: join(logs, `${role}.log`),
         worktree: prepared.path,
       });
-      handles.push(handle);
       return { exit: await handle.exited, log: readFileSync(join(logs, `${role}.log`), 'utf8') };
     };
 

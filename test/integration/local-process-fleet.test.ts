@@ -8,15 +8,15 @@ import { LocalProcessFleet } from '../../src/adapters/fleet/local-process-fleet.
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { isFactoryError } from '../../src/errors.js';
-import type { AgentHandle, AgentSpec } from '../../src/ports/fleet.js';
+import type { AgentSpec } from '../../src/ports/fleet.js';
 import type { ProcessTable } from '../../src/ports/process-table.js';
 import { AGENT_MARKER_ENV } from '../../src/domain/registry.js';
-import { fixtureAgentCommand, isDead, killLeftovers, readReportedPids, waitFor, waitForPids } from './agent-process-support.js';
+import { fixtureAgentCommand, isDead, killProcessesWithMarkerPrefix, readReportedPids, waitFor, waitForPids } from './agent-process-support.js';
 
 const table = new LinuxProcessTable();
 const clock = new SystemClock();
 const scratch = mkdtempSync(join(tmpdir(), 'factory-fleet-'));
-const handles: AgentHandle[] = [];
+const instanceId = `fleet-test-${process.pid}`;
 const bystanders: ChildProcess[] = [];
 let agentCounter = 0;
 
@@ -34,7 +34,7 @@ class RecordingProcessTable implements ProcessTable {
 }
 
 function newFleet(processTable: ProcessTable = table): LocalProcessFleet {
-  return new LocalProcessFleet({ instanceId: `fleet-test-${process.pid}`, processTable, clock });
+  return new LocalProcessFleet({ instanceId, processTable, clock });
 }
 
 function agentSpec(command: string[], overrides: Partial<AgentSpec> = {}): AgentSpec {
@@ -53,27 +53,21 @@ function agentSpec(command: string[], overrides: Partial<AgentSpec> = {}): Agent
   };
 }
 
-async function spawnTracked(fleet: LocalProcessFleet, spec: AgentSpec): Promise<AgentHandle> {
-  const handle = await fleet.spawn(spec);
-  handles.push(handle);
-  return handle;
-}
-
-after(async () => {
-  await Promise.all(handles.map((handle) => handle.stop(0)));
-  const markers = new Set(handles.map((handle) => handle.identity.marker));
-  killLeftovers(table, handles.flatMap((handle) => [...readReportedPids(handle.identity.logPath).values()]), markers);
+after(() => {
+  // Not through stop(): if the fleet is what broke, its own cleanup cannot be trusted.
+  killProcessesWithMarkerPrefix(table, `factory:${instanceId}:`);
   for (const bystander of bystanders) bystander.kill('SIGKILL');
   rmSync(scratch, { recursive: true, force: true });
 });
 
-describe('LocalProcessFleet', () => {
+// A broken stop() hangs rather than fails; the timeout turns that into a failure.
+describe('LocalProcessFleet', { timeout: 20_000 }, () => {
   it('runs the agent in its own session and group, and every descendant inherits its marker', async () => {
     const spec = agentSpec(fixtureAgentCommand('spawn-tree.mjs', '--stay'), {
       // A spec cannot forge the marker: the fleet's value wins.
       env: { EXTRA_FROM_SPEC: 'yes', [AGENT_MARKER_ENV]: 'factory:forged' },
     });
-    const handle = await spawnTracked(newFleet(), spec);
+    const handle = await newFleet().spawn(spec);
     const { identity } = handle;
 
     assert.equal(identity.node, 'local');
@@ -104,7 +98,7 @@ describe('LocalProcessFleet', () => {
 
   it('after the leader exits 0, stop() still ends the descendants it left in its group', async () => {
     const spec = agentSpec(fixtureAgentCommand('spawn-tree.mjs'));
-    const handle = await spawnTracked(newFleet(), spec);
+    const handle = await newFleet().spawn(spec);
 
     const exit = await handle.exited;
     assert.deepEqual({ exitCode: exit.exitCode, signal: exit.signal }, { exitCode: 0, signal: null });
@@ -119,7 +113,7 @@ describe('LocalProcessFleet', () => {
 
   it('escalates to SIGKILL after the grace period for a tree that ignores SIGTERM', async () => {
     const spec = agentSpec(fixtureAgentCommand('ignore-sigterm.mjs'));
-    const handle = await spawnTracked(newFleet(), spec);
+    const handle = await newFleet().spawn(spec);
     const pids = await waitForPids(spec.logPath, ['leader', 'child']);
 
     const startedMs = Date.now();
@@ -133,10 +127,32 @@ describe('LocalProcessFleet', () => {
     await waitFor('both SIGTERMs to be logged', () => readFileSync(spec.logPath, 'utf8').match(/ignoring SIGTERM/g)?.length === 2);
   });
 
+  it('still SIGKILLs the group when the process table cannot be read, and reports the failed step', async () => {
+    const blind = new RecordingProcessTable();
+    blind.snapshot = () => {
+      throw new Error('EMFILE: too many open files, scandir /proc');
+    };
+    const warnings: string[] = [];
+    const logger = { warn: (fields: Record<string, unknown>, message: string) => void warnings.push(`${String(fields.step)}: ${message}`) };
+    const spec = agentSpec(fixtureAgentCommand('ignore-sigterm.mjs'));
+    const handle = await new LocalProcessFleet({ instanceId, processTable: blind, clock, logger }).spawn(spec);
+    const pids = await waitForPids(spec.logPath, ['leader', 'child']);
+
+    const exit = await handle.stop(200);
+
+    assert.equal(exit.signal, 'SIGKILL');
+    assert.deepEqual(blind.signals, [
+      { target: -handle.identity.pgid, signal: 'SIGTERM' },
+      { target: -handle.identity.pgid, signal: 'SIGKILL' },
+    ]);
+    await waitFor('the child to die with its group', () => isDead(table, pids.get('child') ?? 0));
+    assert.ok(warnings.some((warning) => warning.startsWith('find the tree by its marker:')), warnings.join('\n'));
+  });
+
   it('returns as soon as the tree exits on SIGTERM, and stop() is idempotent', async () => {
     const recording = new RecordingProcessTable();
     const spec = agentSpec(fixtureAgentCommand('hang.mjs'));
-    const handle = await spawnTracked(newFleet(recording), spec);
+    const handle = await newFleet(recording).spawn(spec);
     await waitForPids(spec.logPath, ['leader']);
 
     const startedMs = Date.now();
@@ -155,14 +171,14 @@ describe('LocalProcessFleet', () => {
   it('reports a failing exit code and captures stdout and stderr, appending across attempts', async () => {
     const fleet = newFleet();
     const spec = agentSpec(fixtureAgentCommand('fail-exit-3.mjs'));
-    const first = await spawnTracked(fleet, spec);
+    const first = await fleet.spawn(spec);
     const exit = await first.exited;
     assert.deepEqual({ exitCode: exit.exitCode, signal: exit.signal }, { exitCode: 3, signal: null });
 
     const agentOutput = 'fail-exit-3: starting\nfail-exit-3: something went wrong, exiting with 3\n';
     assert.equal(first.activity().outputBytes, Buffer.byteLength(agentOutput), 'outputBytes counts the agent’s own output, not the header');
 
-    const retry = await spawnTracked(fleet, { ...spec, runId: `${spec.runId}-retry` });
+    const retry = await fleet.spawn({ ...spec, runId: `${spec.runId}-retry` });
     await retry.exited;
     const log = readFileSync(spec.logPath, 'utf8');
     assert.equal(log.split(agentOutput).length - 1, 2, 'both attempts are in the log');
@@ -173,7 +189,7 @@ describe('LocalProcessFleet', () => {
     // Once the leader is reaped its pid and group id may be reused by anyone: without a
     // marked process in the group, the group is not ours to signal.
     const recording = new RecordingProcessTable();
-    const handle = await spawnTracked(newFleet(recording), agentSpec(fixtureAgentCommand('fail-exit-3.mjs')));
+    const handle = await newFleet(recording).spawn(agentSpec(fixtureAgentCommand('fail-exit-3.mjs')));
     const exit = await handle.exited;
 
     assert.equal(await handle.stop(100), exit);
@@ -208,9 +224,9 @@ describe('LocalProcessFleet', () => {
   it('kills escaped descendants that carry its marker, and spares other agents and bystanders', async () => {
     const fleet = newFleet();
     const escaperSpec = agentSpec(fixtureAgentCommand('escape-setsid.mjs'));
-    const escaper = await spawnTracked(fleet, escaperSpec);
+    const escaper = await fleet.spawn(escaperSpec);
     const otherAgentSpec = agentSpec(fixtureAgentCommand('hang.mjs'));
-    const otherAgent = await spawnTracked(fleet, otherAgentSpec);
+    const otherAgent = await fleet.spawn(otherAgentSpec);
     const bystander = spawn(process.execPath, fixtureAgentCommand('hang.mjs').slice(1), { detached: true, stdio: 'ignore' });
     bystanders.push(bystander);
 
@@ -234,8 +250,8 @@ describe('LocalProcessFleet', () => {
     const fleet = newFleet();
     // The busy work happens in a child of an idle shell, so only counting the tree sees it.
     const busySpec = agentSpec(['/bin/sh', '-c', `"${process.execPath}" "${fixtureAgentCommand('output-then-cpu.mjs')[1]}" & wait`]);
-    const busy = await spawnTracked(fleet, busySpec);
-    const idle = await spawnTracked(fleet, agentSpec(fixtureAgentCommand('idle-silent.mjs')));
+    const busy = await fleet.spawn(busySpec);
+    const idle = await fleet.spawn(agentSpec(fixtureAgentCommand('idle-silent.mjs')));
     await waitFor('the busy agent’s output', () => busy.activity().outputBytes > 0 && readFileSync(busySpec.logPath, 'utf8').includes('quietly'));
     // Let node start-up CPU settle before sampling the idle agent.
     await new Promise((resolve) => setTimeout(resolve, 200));

@@ -1,7 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { reapOrphans } from '../../src/core/reaper.js';
 import { AGENT_MARKER_ENV, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
@@ -231,15 +231,15 @@ describe('reap-orphans on real processes', () => {
     assert.ok(isRunning(world.table, bystander.identity));
   });
 
-  test('an unlisted tree carrying the instance marker prefix is reaped when the registry never recorded it', async () => {
+  test('an unlisted tree carrying the instance marker prefix is reaped when the registry never recorded it', async (t) => {
     const world = await newWorld();
     const unlisted = await world.spawnAgent('setsid');
     const otherFactory = await world.spawnAgent('plain', { agentName: 'other' });
     // Same prefix shape, another instance: must be left alone.
-    const foreignMarker = 'factory:someoneelse:run-1:agent';
+    const foreignMarker = `factory:other${world.instance}:run-1:agent`;
     const foreign = spawn('sh', [AGENT_TREE_SCRIPT, 'plain'], { detached: true, stdio: 'ignore', env: { ...process.env, [AGENT_MARKER_ENV]: foreignMarker } });
-    after(() => {
-      if (foreign.pid) spawnSync('kill', ['-KILL', `-${foreign.pid}`]);
+    t.after(() => {
+      if (foreign.pid) process.kill(-foreign.pid, 'SIGKILL');
     });
     await waitFor('the foreign tree', () => liveMarkedProcesses(world.table, foreignMarker).length === 3);
     await world.writeHeartbeat(await world.deadIdentity(), { updatedAtMs: Date.now() - STALE_AGE_MS });

@@ -36,6 +36,12 @@ export interface LocalProcessFleetOptions {
   readonly instanceId: string;
   readonly processTable: ProcessTable;
   readonly clock: Clock;
+  /** Where stop() reports a step that failed (it carries on with the next); silent when absent. A pino logger fits. */
+  readonly logger?: WarningLogger;
+}
+
+export interface WarningLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
 }
 
 /** How often stop() looks at whether the tree has gone, during the grace period and after SIGKILL. */
@@ -48,11 +54,13 @@ export class LocalProcessFleet implements Fleet {
   readonly #instanceId: string;
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
+  readonly #logger: WarningLogger | undefined;
 
   constructor(options: LocalProcessFleetOptions) {
     this.#instanceId = options.instanceId;
     this.#processTable = options.processTable;
     this.#clock = options.clock;
+    this.#logger = options.logger;
   }
 
   async spawn(spec: AgentSpec): Promise<AgentHandle> {
@@ -121,7 +129,7 @@ export class LocalProcessFleet implements Fleet {
       worktree: spec.worktree,
       startedAtMs: this.#clock.now(),
     };
-    return new LocalAgentHandle({ identity, child, initialLogSize: initialSize, processTable: this.#processTable, clock: this.#clock });
+    return new LocalAgentHandle({ identity, child, initialLogSize: initialSize, processTable: this.#processTable, clock: this.#clock, logger: this.#logger });
   }
 }
 
@@ -131,6 +139,7 @@ class LocalAgentHandle implements AgentHandle {
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
   readonly #initialLogSize: number;
+  readonly #logger: WarningLogger | undefined;
   /**
    * Set synchronously in the 'exit' handler, i.e. the moment Node has reaped
    * the leader. Before that the leader's pid (and so its group id) cannot be
@@ -140,10 +149,11 @@ class LocalAgentHandle implements AgentHandle {
   #lastOutputBytes = 0;
   #stopping: Promise<AgentExit> | undefined;
 
-  constructor(options: { identity: RegistryEntry; child: ChildProcess; initialLogSize: number; processTable: ProcessTable; clock: Clock }) {
+  constructor(options: { identity: RegistryEntry; child: ChildProcess; initialLogSize: number; processTable: ProcessTable; clock: Clock; logger: WarningLogger | undefined }) {
     this.identity = options.identity;
     this.#processTable = options.processTable;
     this.#clock = options.clock;
+    this.#logger = options.logger;
     this.#initialLogSize = options.initialLogSize;
     const { child } = options;
     this.exited = new Promise<AgentExit>((resolve) => {
@@ -176,32 +186,46 @@ class LocalAgentHandle implements AgentHandle {
     return { outputBytes: this.#outputBytes(), treeCpuTicks: this.#treeCpuTicks() };
   }
 
+  /**
+   * Each step is guarded so that one failure (an unreadable /proc entry, an
+   * EPERM) never skips the steps after it: above all, never the SIGKILL.
+   */
   async #terminateTree(graceMs: number): Promise<AgentExit> {
     const graceDeadlineMs = this.#clock.now() + Math.max(0, graceMs);
-    this.#signalGroupIfStillOurs('SIGTERM', this.#leaderReaped ? this.#collectTree() : undefined);
+    this.#guarded('SIGTERM the group', () => this.#signalGroupIfStillOurs('SIGTERM', () => this.#collectTree()));
 
     // Wait for the whole group, not just the leader: children still flushing
     // their work after SIGTERM deserve the same grace as the leader.
-    while (this.#clock.now() < graceDeadlineMs && this.#treeMayStillRun()) {
+    while (this.#clock.now() < graceDeadlineMs && (this.#guarded('watch the group', () => this.#treeMayStillRun()) ?? true)) {
       await this.#clock.sleep(Math.min(STOP_POLL_INTERVAL_MS, graceDeadlineMs - this.#clock.now()));
     }
 
     // One snapshot decides both the group kill (after the leader is gone) and
     // which escaped processes carry our marker.
-    const tree = this.#collectTree();
-    
-    for (const member of tree.members) {
-      if (member.via === 'escapee') signalVerifiedProcess(this.#processTable, member, 'SIGKILL');
+    const tree = this.#guarded('find the tree by its marker', () => this.#collectTree());
+    this.#guarded('SIGKILL the group', () => this.#signalGroupIfStillOurs('SIGKILL', () => tree));
+    for (const member of tree?.members ?? []) {
+      if (member.via === 'escapee') this.#guarded(`SIGKILL escaped pid ${member.pid}`, () => signalVerifiedProcess(this.#processTable, member, 'SIGKILL'));
     }
 
     // SIGKILL is delivered asynchronously. Waiting (briefly) for the marked
     // processes to die means that when stop() resolves, a registry write or a
     // reaper pass that follows sees no survivors.
     const settleDeadlineMs = this.#clock.now() + KILL_SETTLE_MS;
-    while (this.#clock.now() < settleDeadlineMs && tree.members.some((member) => isStillRunning(this.#processTable, member))) {
+    while (this.#clock.now() < settleDeadlineMs && (tree?.members ?? []).some((member) => isStillRunning(this.#processTable, member))) {
       await this.#clock.sleep(STOP_POLL_INTERVAL_MS);
     }
     return this.exited;
+  }
+
+  #guarded<T>(step: string, run: () => T): T | undefined {
+    try {
+      return run();
+    } catch (error) {
+      const { issueKey, runId, agentName, pid } = this.identity;
+      this.#logger?.warn({ issue: issueKey, run: runId, agent: agentName, pid, step, err: error }, `stopping agent ${agentName}: could not ${step}; carrying on`);
+      return undefined;
+    }
   }
 
   /**
@@ -221,11 +245,12 @@ class LocalAgentHandle implements AgentHandle {
 
   /**
    * Signals the agent's group only while it provably is the agent's group:
-   * before the leader is reaped its pid pins the group id; afterwards the id
-   * may have been reused, so a member must still carry our exact marker.
+   * before the leader is reaped its pid pins the group id, and no lookup is
+   * needed (so none can fail); afterwards the id may have been reused, so a
+   * member must still carry our exact marker.
    */
-  #signalGroupIfStillOurs(signal: NodeJS.Signals, tree: AgentTree | undefined): void {
-    const provablyOurs = !this.#leaderReaped || (tree?.members.some((member) => member.via === 'group') ?? false);
+  #signalGroupIfStillOurs(signal: NodeJS.Signals, findTree: () => AgentTree | undefined): void {
+    const provablyOurs = !this.#leaderReaped || (findTree()?.members.some((member) => member.via === 'group') ?? false);
     if (provablyOurs) this.#processTable.signal(-this.identity.pgid, signal);
   }
 

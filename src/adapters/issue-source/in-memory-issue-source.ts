@@ -34,6 +34,19 @@ export interface RecordedWriteBack {
 interface Subscriber {
   readonly handlers: IssueSubscriptionHandlers;
   open: boolean;
+  /** Wedged: still open, but events no longer reach it, like a watcher that silently stopped. */
+  deaf: boolean;
+}
+
+export interface InMemoryIssueSourceOptions {
+  readonly clock: Clock;
+  readonly description?: string;
+  /**
+   * Offer `probe()`, echoing each token back as a `probe` event. Off by
+   * default: a daemon only probes sources that offer it, so tests that do not
+   * care about subscription health see no probe traffic.
+   */
+  readonly probes?: boolean;
 }
 
 /**
@@ -53,9 +66,15 @@ export class InMemoryIssueSource implements IssueSource {
   #writeBackFailure: Error | undefined;
   #scanCount = 0;
 
-  constructor(options: { readonly clock: Clock; readonly description?: string }) {
+  /** Present only when constructed with `probes: true` (see InMemoryIssueSourceOptions). */
+  readonly probe?: (token: string) => Promise<void>;
+
+  constructor(options: InMemoryIssueSourceOptions) {
     this.#clock = options.clock;
     this.description = options.description ?? 'in-memory issues';
+    if (options.probes === true) {
+      this.probe = async (token: string) => this.#announce({ kind: 'probe', token, atMs: this.#clock.now() });
+    }
   }
 
   /** Every writeBack so far, oldest first. */
@@ -121,6 +140,15 @@ export class InMemoryIssueSource implements IssueSource {
     this.#announce({ kind: 'overflow', atMs: this.#clock.now() });
   }
 
+  /**
+   * Makes every open subscription silently stop delivering (probes included),
+   * as a stuck watcher does: no error, just nothing. Subscriptions made later
+   * work, so resubscribing heals it.
+   */
+  wedgeSubscriptions(): void {
+    for (const subscriber of this.#subscribers) subscriber.deaf = true;
+  }
+
   /** Breaks every open subscription, as a watcher error or a removed folder would. */
   breakSubscriptions(error: Error): void {
     for (const subscriber of [...this.#subscribers]) this.#fail(subscriber, error);
@@ -149,7 +177,7 @@ export class InMemoryIssueSource implements IssueSource {
   }
 
   async subscribe(handlers: IssueSubscriptionHandlers): Promise<IssueSubscription> {
-    const subscriber: Subscriber = { handlers, open: true };
+    const subscriber: Subscriber = { handlers, open: true, deaf: false };
     this.#subscribers.add(subscriber);
     return {
       close: async () => {
@@ -176,6 +204,7 @@ export class InMemoryIssueSource implements IssueSource {
    */
   #announce(event: IssueSourceEvent): void {
     for (const subscriber of this.#subscribers) {
+      if (subscriber.deaf) continue;
       queueMicrotask(() => {
         if (!subscriber.open) return;
         try {

@@ -1,5 +1,5 @@
 import { readFile as readFileCallback, stat as statCallback, watch, type BigIntStats, type FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { FactoryError } from '../../errors.js';
 import { isValidIssueKey, type Issue } from '../../domain/issue.js';
@@ -36,6 +36,14 @@ export const DEFAULT_READ_CONCURRENCY = 64;
  * a cached entry (git calls this the "racy clean" problem).
  */
 const CACHE_RACY_MARGIN_MS = 2000;
+
+/**
+ * Probe files prove the watch delivers events end to end. Hidden, so scans
+ * never see them; one name per token, so two daemons sharing a mount cannot
+ * overwrite each other's probe before their watch reports it.
+ */
+const PROBE_FILE_PREFIX = '.factory-probe-';
+const PROBE_TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface LocalMountIssueSourceOptions {
   /** The mount folder; resolved against the current directory once, at construction. */
@@ -100,6 +108,8 @@ export class LocalMountIssueSource implements IssueSource {
    * Undefined until the first scan.
    */
   #pathByKey: Map<string, string> | undefined;
+  /** The probe file this source wrote last; removed at the next probe or when a subscription closes. */
+  #lastProbePath: string | undefined;
 
   constructor(options: LocalMountIssueSourceOptions) {
     const outcomeSuffix = options.outcomeSuffix ?? DEFAULT_OUTCOME_SUFFIX;
@@ -189,13 +199,14 @@ export class LocalMountIssueSource implements IssueSource {
     }
 
     let open = true;
-    const closeWatcher = (): void => {
+    const closeWatcher = (): Promise<void> => {
       open = false;
       watcher.close();
+      return this.#removeLastProbe();
     };
     const fail = (error: Error): void => {
       if (!open) return;
-      closeWatcher();
+      void closeWatcher();
       handlers.onError(error);
     };
     // Every event goes through one chain, so the handler sees events in the
@@ -241,15 +252,45 @@ export class LocalMountIssueSource implements IssueSource {
       }
       const name = fileName.toString();
       if (name === basename(this.root)) deliver(checkRootStillWatched);
+      // Every event on a probe file echoes its token, removal included: the
+      // consumer ignores tokens it is not waiting for, and gating on the file
+      // still existing would lose a probe another daemon's cleanup removed first.
+      if (name.startsWith(PROBE_FILE_PREFIX)) {
+        const token = name.slice(PROBE_FILE_PREFIX.length);
+        if (PROBE_TOKEN_PATTERN.test(token)) deliver(async () => ({ kind: 'probe', token, atMs }));
+        return;
+      }
       if (isIssueFileName(name, this.outcomeSuffix)) deliver(() => describeChange(name, atMs));
     });
     watcher.on('error', (error) => fail(this.#watchFailure(`watch on issue folder ${this.root} failed (${error.message})`, error)));
 
     return {
       close: async () => {
-        if (open) closeWatcher();
+        if (open) await closeWatcher();
       },
     };
+  }
+
+  /**
+   * Creates `.factory-probe-<token>` in the mount; the subscription reports it
+   * back as a `probe` event. The previous probe file is removed, so at most one
+   * is left while the daemon runs and none after its subscription closes.
+   */
+  async probe(token: string): Promise<void> {
+    if (!PROBE_TOKEN_PATTERN.test(token)) {
+      throw new TypeError(`probe token: expected 1 to 64 letters, digits, "_" or "-", got ${JSON.stringify(token)}`);
+    }
+    await this.#removeLastProbe();
+    const path = join(this.root, `${PROBE_FILE_PREFIX}${token}`);
+    this.#lastProbePath = path;
+    // Not an atomic write: the content does not matter, creating the file is the event.
+    await writeFile(path, `${token}\n`);
+  }
+
+  async #removeLastProbe(): Promise<void> {
+    const path = this.#lastProbePath;
+    this.#lastProbePath = undefined;
+    if (path !== undefined) await rm(path, { force: true }).catch(() => undefined);
   }
 
   async writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {

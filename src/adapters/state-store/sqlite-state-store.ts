@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
   reason TEXT NOT NULL,
   ended_at_ms INTEGER NOT NULL,
   epoch INTEGER NOT NULL,
+  written_back INTEGER NOT NULL DEFAULT 0,
   body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_issue ON outcomes(issue_key, seq);
@@ -102,6 +103,8 @@ export class SqliteStateStore implements StateStore {
       insertOutcome: options.readonly
         ? undefined
         : db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)'),
+      markWrittenBack: options.readonly ? undefined : db.prepare('UPDATE outcomes SET written_back = 1 WHERE run_id = ?'),
+      pendingWritebacks: db.prepare<[], { body: string }>('SELECT body FROM outcomes WHERE written_back = 0 ORDER BY seq'),
       recentOutcomes: db.prepare<[number], { body: string }>('SELECT body FROM outcomes ORDER BY seq DESC LIMIT ?'),
       outcomeCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM outcomes'),
       upsertSkip: options.readonly ? undefined : db.prepare('INSERT INTO skips VALUES (?, ?, ?) ON CONFLICT(issue_key) DO UPDATE SET reason=excluded.reason, at_ms=excluded.at_ms'),
@@ -149,7 +152,7 @@ export class SqliteStateStore implements StateStore {
 
   saveClaim(claim: IssueClaim): void {
     const upsert = this.#writable(this.#statements.upsertClaim);
-    this.#db.transaction(() => {
+    const write = (): void => {
       this.#assertEpoch(claim.epoch);
       upsert.run({
         issue_key: claim.issueKey,
@@ -165,15 +168,27 @@ export class SqliteStateStore implements StateStore {
         last_reason: claim.lastReason,
         epoch: claim.epoch,
       });
+    };
+    // Inside recordOutcome's transaction already: no nested BEGIN.
+    if (this.#db.inTransaction) write();
+    else this.#db.transaction(write).immediate();
+  }
+
+  recordOutcome(outcome: RunOutcome, nextClaim: IssueClaim): void {
+    const insert = this.#writable(this.#statements.insertOutcome);
+    this.#db.transaction(() => {
+      this.#assertEpoch(nextClaim.epoch);
+      insert.run(outcome.runId, outcome.issueKey, outcome.reason, outcome.endedAtMs, nextClaim.epoch, JSON.stringify(outcome));
+      this.saveClaim(nextClaim);
     }).immediate();
   }
 
-  appendOutcome(outcome: RunOutcome, epoch: number): void {
-    const insert = this.#writable(this.#statements.insertOutcome);
-    this.#db.transaction(() => {
-      this.#assertEpoch(epoch);
-      insert.run(outcome.runId, outcome.issueKey, outcome.reason, outcome.endedAtMs, epoch, JSON.stringify(outcome));
-    }).immediate();
+  markWrittenBack(runId: string): void {
+    this.#writable(this.#statements.markWrittenBack).run(runId);
+  }
+
+  pendingWritebacks(): RunOutcome[] {
+    return this.#statements.pendingWritebacks.all().map((row) => JSON.parse(row.body) as RunOutcome);
   }
 
   recentOutcomes(limit: number): RunOutcome[] {

@@ -70,7 +70,7 @@ export class GitWorktreeWorkspace implements Workspace {
       const { stdout } = await runGit(workspace.repo, ['rev-list', '--count', `${workspace.baseCommit}..refs/heads/${workspace.branch}`]);
       return Number.parseInt(stdout.trim(), 10);
     } catch (error) {
-      throw workspaceFailed(`could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${workspace.baseCommit}: ${describeGitError(error)}`, error, 'The branch was deleted or rewritten outside Factory; the run is reported without a commit count.');
+      throw workspaceFailed(`could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${workspace.baseCommit}: ${describeGitError(error)}`, error, 'The branch or its base commit was deleted or rewritten outside Factory.');
     }
   }
 
@@ -87,11 +87,13 @@ export class GitWorktreeWorkspace implements Workspace {
     }
 
     try {
+      // Never `-B`: an existing branch holds an earlier attempt's commits.
+      const branchAlreadyExists = await branchExists(checkout.topLevel, branchRef);
       if (atPath !== undefined && !atPath.prunable && existsSync(path)) {
         // A retry or the reviewer: keep the worktree and whatever the last agent left in it.
         if (atPath.branchRef !== branchRef) {
           // An agent switched branches inside its worktree; put the issue's branch back.
-          await runGit(path, ['checkout', ...(await branchExists(checkout.topLevel, branchRef) ? [branch] : ['-b', branch, checkout.headCommit]), '--']);
+          await runGit(path, branchAlreadyExists ? ['checkout', branch, '--'] : ['checkout', '-b', branch, checkout.headCommit, '--']);
         }
       } else {
         assertFreeFolder(path, checkout.topLevel);
@@ -99,7 +101,7 @@ export class GitWorktreeWorkspace implements Workspace {
         // --force only overrides "registered but missing" for our own path: the
         // branch was proved above not to be checked out anywhere else.
         const force = atPath !== undefined ? ['--force'] : [];
-        const target = (await branchExists(checkout.topLevel, branchRef)) ? [path, branch] : ['-b', branch, path, checkout.headCommit];
+        const target = branchAlreadyExists ? [path, branch] : ['-b', branch, path, checkout.headCommit];
         await runGit(checkout.topLevel, ['worktree', 'add', ...force, ...target]);
       }
     } catch (error) {

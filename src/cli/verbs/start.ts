@@ -1,4 +1,5 @@
 import { FactoryError } from '../../errors.js';
+import { prepareDaemonHttp } from '../../http/daemon-http.js';
 import { openSession } from '../../main.js';
 import { flagString } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
@@ -13,8 +14,11 @@ export const startVerb: Verb = {
     'Writes a `running` heartbeat, deals with a crashed predecessor\'s agents, subscribes to the',
     'mount, reconciles, and dispatches until SIGINT/SIGTERM. Then it stops in order: refresh',
     'cancelled, `stopping` written, agents released, registry and final heartbeat written.',
-    'Logs are JSON lines on stderr (FACTORY_LOG_LEVEL=debug for more).',
-    'Exit codes: 0 stopped by a signal, 2 usage or config error, 3 another daemon uses this',
+    'Serves the status API, metrics and dashboard on http.host:http.port (default',
+    '127.0.0.1:7420; the ready line and the heartbeat\'s `http.url` name it).',
+    'Logs go to stderr: readable lines on a terminal, JSON lines otherwise',
+    '(FACTORY_LOG_LEVEL=debug for more, FACTORY_LOG_FORMAT=json|pretty to choose).',
+    'Exit codes: 0 stopped by a signal, 2 usage or config error (or the HTTP port is taken), 3 another daemon uses this',
     'config or the predecessor\'s agents could not be reaped, 5 the issue subscription failed.',
   ].join('\n'),
   flags: [{ name: 'mode', takesValue: true, description: 'only `live` is supported' }],
@@ -22,7 +26,8 @@ export const startVerb: Verb = {
     const mode = flagString(args, 'mode') ?? 'live';
     if (mode !== 'live') throw new FactoryError('FACTORY_USAGE', `--mode: expected "live", got "${mode}" (bounded runs are \`factory loop\` and \`factory run-once\`)`);
     const runtime = runtimeFromArgs(args);
-    const opened = await openSession(runtime, 'live');
+    const http = prepareDaemonHttp(runtime, { warn: (line) => output.err(line) });
+    const opened = await openSession(runtime, 'live', { hooks: http.hooks });
     let stopped!: () => void;
     let failed!: (error: FactoryError) => void;
     const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
@@ -32,8 +37,9 @@ export const startVerb: Verb = {
       stopped();
     });
     try {
+      const url = await http.start(opened.session);
       await opened.session.startLive(failed);
-      output.err(`factory: live daemon running (pid ${process.pid}); heartbeat ${runtime.config.loop.heartbeatPath}; Ctrl-C to stop`);
+      output.err(`factory: live daemon running (pid ${process.pid}); heartbeat ${runtime.config.loop.heartbeatPath};${url ? ` dashboard ${url};` : ''} Ctrl-C to stop`);
       // A subscription that cannot heal rejects `fatal`: the stop below records `failed` and exits 5.
       await Promise.race([stopRequested, fatal]);
       await opened.close('stopped');
@@ -45,6 +51,8 @@ export const startVerb: Verb = {
     } finally {
       signals.dispose();
       await opened.close('stopped');
+      // After the final heartbeat: probes keep answering (`stopping`) while agents are released.
+      await http.close();
     }
   },
 };

@@ -1,0 +1,202 @@
+import { existsSync } from 'node:fs';
+import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
+import { SqliteStateStore } from '../../adapters/state-store/sqlite-state-store.js';
+import type { FactoryConfig } from '../../config/load.js';
+import { isStillRunning, verifyProcessIdentity } from '../../core/process-identity.js';
+import { findRunLogs, listIssueRuns, parseRunId, readLogFrom, readLogTail, type RunLogFile, type RunLogs } from '../../core/run-logs.js';
+import { readHeartbeatFile, readRegistryFile } from '../../core/state-files.js';
+import { isValidIssueKey } from '../../domain/issue.js';
+import type { RunOutcome } from '../../domain/run.js';
+import { FactoryError } from '../../errors.js';
+import type { ProcessTable } from '../../ports/process-table.js';
+import type { IssueClaim } from '../../ports/state-store.js';
+import { flagBoolean, flagPositiveInt, flagString } from '../args.js';
+import { configFromArgs } from '../context.js';
+import { printJson, type Output } from '../output.js';
+import { onStopSignal } from '../signals.js';
+import type { Verb } from '../verb.js';
+import { issueArgument } from './triage.js';
+
+/** How often `--follow` looks for new output, and how often it asks whether the run is still going. */
+const FOLLOW_POLL_MS = 200;
+const FOLLOW_STATUS_EVERY_MS = 1_000;
+
+export const logsVerb: Verb = {
+  name: 'logs',
+  usage: 'factory logs <KEY> [--follow] [--tail N] [--config PATH] [--json]',
+  summary: "print the agent logs of an issue's latest run (--follow: until its agents exit)",
+  details: [
+    'Prints the implementer\'s and the reviewer\'s logs of the issue\'s latest run, each under a',
+    '`==> <role> <run> <==` header, from <state.dir>/logs/<KEY>/. --tail N prints only the last N',
+    'lines of each. --follow keeps printing new output until the run ends (its agents exited and',
+    'the daemon recorded the outcome) or Ctrl-C; if the issue\'s team is starting, it waits for it.',
+    'Exit codes: 0 printed, 1 no logs for this issue (FACTORY_RUN_LOGS_NOT_FOUND), 2 usage or config error.',
+  ].join('\n'),
+  flags: [
+    { name: 'follow', takesValue: false, description: 'keep printing until the run\'s agents exit' },
+    { name: 'tail', takesValue: true, description: 'only the last N lines of each agent\'s log' },
+  ],
+  async run(args, output) {
+    const config = configFromArgs(args);
+    const issueKey = issueArgument(args, 'logs');
+    if (!isValidIssueKey(issueKey)) throw new FactoryError('FACTORY_USAGE', `\`factory logs\` takes an issue key (letters, digits, ".", "_", "-"), got "${issueKey}"`);
+    const tail = flagString(args, 'tail') === undefined ? undefined : flagPositiveInt(args, 'tail', 1);
+    const processTable = new LinuxProcessTable();
+    const claim = readClaim(config, issueKey);
+    // The claim names the run at work now; the files name every run that ever logged.
+    const current = claim?.status === 'running' && claim.runId ? parseRunId(claim.runId) : undefined;
+    const latest = (await listIssueRuns(config.paths.logsDir, issueKey))[0];
+    const follow = flagBoolean(args, 'follow');
+    if (follow && current && current.runId !== latest?.run.runId) return followRun(config, current.runId, { output, processTable, tail, printed: new Map() });
+    if (!latest) {
+      throw new FactoryError('FACTORY_RUN_LOGS_NOT_FOUND', `no agent logs for ${issueKey} in ${config.paths.logsDir}${claim ? ` (its claim is ${claim.status})` : ' (Factory has no claim for it)'}`);
+    }
+    if (flagBoolean(args, 'json') && !follow) {
+      const agents = await Promise.all(latest.files.map(async (file) => ({ role: file.role, path: file.path, ...(await readLogTail(file.path, { lines: tail ?? Number.MAX_SAFE_INTEGER, maxBytes: tail ? undefined : Number.MAX_SAFE_INTEGER })) })));
+      printJson(output, { issueKey, runId: latest.run.runId, attempt: latest.run.attempt, agents });
+      return 0;
+    }
+    const printed = new Map<string, number>();
+    for (const file of latest.files) printed.set(file.path, await printFile(file, { output, tail }));
+    if (!follow) return 0;
+    return followRun(config, latest.run.runId, { output, processTable, tail, printed });
+  },
+};
+
+function readClaim(config: FactoryConfig, issueKey: string): IssueClaim | undefined {
+  if (!existsSync(config.paths.stateDb)) return undefined;
+  const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
+  try {
+    return store.getClaim(issueKey);
+  } finally {
+    store.close();
+  }
+}
+
+function readOutcome(config: FactoryConfig, runId: string): RunOutcome | undefined {
+  if (!existsSync(config.paths.stateDb)) return undefined;
+  const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
+  try {
+    return store.recentOutcomes(100).find((outcome) => outcome.runId === runId);
+  } finally {
+    store.close();
+  }
+}
+
+function header(file: RunLogFile): string {
+  return `==> ${file.role} ${file.run.runId} (${file.path}) <==`;
+}
+
+/** Prints one log (all of it, or its last `tail` lines); returns the offset printed up to. */
+async function printFile(file: RunLogFile, options: { output: Output; tail: number | undefined }): Promise<number> {
+  options.output.out(header(file));
+  if (options.tail !== undefined) {
+    const tail = await readLogTail(file.path, { lines: options.tail });
+    if (tail.text) options.output.out(tail.text.replace(/\n$/, ''));
+    return tail.sizeBytes;
+  }
+  const lines = new LineBuffer(options.output);
+  let offset = 0;
+  for (;;) {
+    const { chunk, nextOffset } = await readLogFrom(file.path, offset);
+    if (chunk.length === 0) break;
+    lines.push(chunk);
+    offset = nextOffset;
+  }
+  lines.flush();
+  return offset;
+}
+
+/** Output prints whole lines; logs arrive in arbitrary chunks. */
+class LineBuffer {
+  #pending = '';
+  constructor(readonly output: Output) {}
+  push(chunk: Buffer): void {
+    const text = this.#pending + chunk.toString('utf8');
+    const end = text.lastIndexOf('\n');
+    if (end < 0) {
+      this.#pending = text;
+      return;
+    }
+    this.output.out(text.slice(0, end));
+    this.#pending = text.slice(end + 1);
+  }
+  flush(): void {
+    if (this.#pending) this.output.out(this.#pending);
+    this.#pending = '';
+  }
+}
+
+/**
+ * Prints new output of one run's logs as it is written, until the run is
+ * over: none of its agents is alive (identity-checked, not just the pid), and
+ * either the daemon has moved its claim on or the daemon itself is gone.
+ */
+async function followRun(
+  config: FactoryConfig,
+  runId: string,
+  options: { output: Output; processTable: ProcessTable; tail: number | undefined; printed: Map<string, number> },
+): Promise<number> {
+  const { output, processTable, printed } = options;
+  const buffers = new Map<string, LineBuffer>();
+  let lastSource: string | undefined = [...printed.keys()].at(-1);
+  let interrupted = false;
+  const signals = onStopSignal(() => (interrupted = true));
+  let statusCheckedAtMs = 0;
+  let running = true;
+  if (printed.size === 0) output.err(`factory: waiting for run ${runId} to write its first log line (Ctrl-C to stop)`);
+  try {
+    for (;;) {
+      // Checked before reading, so output written just before the agents exited is still printed below.
+      if (Date.now() - statusCheckedAtMs >= FOLLOW_STATUS_EVERY_MS) {
+        running = await isRunActive(config, runId, processTable);
+        statusCheckedAtMs = Date.now();
+      }
+      const logs: RunLogs | undefined = await findRunLogs(config.paths.logsDir, runId);
+      for (const file of logs?.files ?? []) {
+        if (!printed.has(file.path)) {
+          // A log that appeared while following (the reviewer after the implementer) starts in full, or at its tail.
+          if (options.tail !== undefined && file.sizeBytes > 0) {
+            printed.set(file.path, await printFile(file, { output, tail: options.tail }));
+            lastSource = file.path;
+            continue;
+          }
+          printed.set(file.path, 0);
+        }
+        const { chunk, nextOffset } = await readLogFrom(file.path, printed.get(file.path)!);
+        if (chunk.length === 0) continue;
+        if (lastSource !== file.path) {
+          buffers.get(lastSource ?? '')?.flush();
+          output.out(header(file));
+          lastSource = file.path;
+        }
+        let buffer = buffers.get(file.path);
+        if (!buffer) buffers.set(file.path, (buffer = new LineBuffer(output)));
+        buffer.push(chunk);
+        printed.set(file.path, nextOffset);
+      }
+      if (!running || interrupted) break;
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_POLL_MS));
+    }
+  } finally {
+    signals.dispose();
+    for (const buffer of buffers.values()) buffer.flush();
+  }
+  if (interrupted) return 0;
+  const outcome = readOutcome(config, runId);
+  output.err(outcome ? `factory: run ${runId} ended: ${outcome.reason}: ${outcome.detail}` : `factory: run ${runId} is no longer running`);
+  return 0;
+}
+
+async function isRunActive(config: FactoryConfig, runId: string, processTable: ProcessTable): Promise<boolean> {
+  const registry = await readRegistryFile(config.loop.registryPath);
+  const agents = registry.kind === 'ok' ? registry.value.file.agents.filter((agent) => agent.runId === runId && agent.node === 'local') : [];
+  const bootId = processTable.bootId();
+  if (agents.some((agent) => agent.bootId === bootId && isStillRunning(processTable, { pid: agent.pid, startTime: agent.startTime }))) return true;
+  // No agent alive: between the implementer and the reviewer the claim still says running, as long as the daemon lives.
+  const run = parseRunId(runId);
+  const claim = run ? readClaim(config, run.issueKey) : undefined;
+  if (claim?.status !== 'running' || claim.runId !== runId) return false;
+  const heartbeat = await readHeartbeatFile(config.loop.heartbeatPath);
+  return heartbeat.kind === 'ok' && verifyProcessIdentity(heartbeat.value, processTable).verdict === 'alive';
+}

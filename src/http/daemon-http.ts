@@ -1,0 +1,48 @@
+import { isLoopbackHost } from '../config/schema.js';
+import type { FactorySession, FactorySessionDeps } from '../core/factory-session.js';
+import type { Runtime } from '../main.js';
+import { DaemonObserver } from './daemon-observer.js';
+import { sessionView } from './daemon-view.js';
+import { FactoryMetrics } from './metrics.js';
+import { readHeartbeatAgeMs, StatusServer } from './status-server.js';
+
+/**
+ * The status server as part of `factory start`: its hooks go into the session
+ * before it opens (so no dispatch or outcome is missed), the server starts
+ * once the session is open, and it closes after the session's ordered stop,
+ * so probes see `stopping` while the agents are released.
+ */
+export interface DaemonHttp {
+  readonly hooks: Pick<FactorySessionDeps, 'onOutcome' | 'onIntakePass'>;
+  /** Starts serving for `session`; returns the URL, or undefined when `http.enabled` is false. */
+  start(session: FactorySession): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+export function prepareDaemonHttp(runtime: Runtime, options: { warn: (line: string) => void }): DaemonHttp {
+  const { config, clock, processTable, log } = runtime;
+  if (!config.http.enabled) return { hooks: {}, start: async () => undefined, close: async () => undefined };
+  const metrics = new FactoryMetrics({ heartbeatAgeMs: () => readHeartbeatAgeMs(config, clock) });
+  const observer = new DaemonObserver(metrics);
+  let server: StatusServer | undefined;
+  let detach: (() => void) | undefined;
+  return {
+    hooks: observer.hooks,
+    async start(session) {
+      if (!isLoopbackHost(config.http.host)) {
+        options.warn(`factory: warning: serving HTTP on ${config.http.host} (http.allowNonLoopback): anyone who can reach it can read issue text and agent logs`);
+      }
+      detach = observer.attach(session);
+      server = await StatusServer.start({ config, processTable, clock, log, view: sessionView(session), metrics, onChange: (listener) => observer.onChange(listener) });
+      session.heartbeat.advertiseHttp(server.url);
+      // Written now rather than at the next refresh, so whoever waits for the URL (port 0) finds it at once.
+      await session.writeHeartbeat('running');
+      log.info({ url: server.url }, 'status server listening');
+      return server.url;
+    },
+    async close() {
+      detach?.();
+      await server?.close();
+    },
+  };
+}

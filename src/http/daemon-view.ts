@@ -1,0 +1,73 @@
+import type { FactorySession, PredecessorReport } from '../core/factory-session.js';
+import type { HeartbeatWrite } from '../core/heartbeat-keeper.js';
+import type { DaemonStatus, SubscriptionHealth } from '../domain/heartbeat.js';
+import type { AgentRole } from '../domain/run.js';
+
+/**
+ * What only the running daemon knows, beyond its files: each team's last sign
+ * of work, the issue titles, the heartbeat keeper's own view. The status server
+ * works without it (from the files alone, as `factory status` does) and adds
+ * these extras when it runs inside the daemon.
+ */
+export interface DaemonView {
+  teams(): LiveTeam[];
+  runningTeamCount(): number;
+  queuedCount(): number;
+  nextRetryAtMs(): number | null;
+  subscription(): SubscriptionHealth | null;
+  heartbeat(): LiveHeartbeat;
+  predecessor(): PredecessorReport | undefined;
+}
+
+export interface LiveTeam {
+  readonly issueKey: string;
+  /** Untrusted text from the issue: escape it wherever it is shown. */
+  readonly title: string;
+  readonly runId: string;
+  readonly attempt: number;
+  readonly startedAtMs: number;
+  /** Last change in the agents' output bytes or tree CPU time, as the supervisor last sampled it. */
+  readonly lastActivityAtMs: number;
+  /** Set when the factory is stopping the team (timed out, stalled, cancelled, released). */
+  readonly stopping: string | null;
+  readonly agents: readonly LiveAgent[];
+}
+
+export interface LiveAgent {
+  readonly role: AgentRole;
+  readonly agentName: string;
+  readonly pid: number;
+  readonly startedAtMs: number;
+}
+
+export interface LiveHeartbeat {
+  readonly status: DaemonStatus;
+  readonly refreshIntervalMs: number;
+  readonly lastWrite: HeartbeatWrite | null;
+  readonly lastWriteError: string | null;
+}
+
+/** The view of an open session. Every call reads in-memory state only: no file, no process lookup. */
+export function sessionView(session: FactorySession): DaemonView {
+  const dispatcher = session.dispatcher;
+  const keeper = session.heartbeat;
+  return {
+    teams: () =>
+      dispatcher.teams().map((team) => ({
+        issueKey: team.issueKey,
+        title: team.plan.issue.title,
+        runId: team.plan.runId,
+        attempt: team.plan.attempt,
+        startedAtMs: team.startedAtMs,
+        lastActivityAtMs: team.lastActivityAtMs,
+        stopping: team.stopReason ?? null,
+        agents: team.runningAgents().map(({ identity }) => ({ role: identity.role, agentName: identity.agentName, pid: identity.pid, startedAtMs: identity.startedAtMs })),
+      })),
+    runningTeamCount: () => dispatcher.runningTeamCount,
+    queuedCount: () => dispatcher.queuedCount,
+    nextRetryAtMs: () => dispatcher.nextRetryAtMs(),
+    subscription: () => session.intake?.health() ?? null,
+    heartbeat: () => ({ status: keeper.status, refreshIntervalMs: keeper.refreshIntervalMs, lastWrite: keeper.lastWrite, lastWriteError: keeper.lastWriteError }),
+    predecessor: () => session.predecessor,
+  };
+}

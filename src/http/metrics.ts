@@ -1,0 +1,129 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SubscriptionState } from '../domain/heartbeat.js';
+import type { RunOutcomeReason } from '../domain/run.js';
+import type { DaemonView } from './daemon-view.js';
+
+/**
+ * The daemon's Prometheus metrics, in a registry of its own (never
+ * prom-client's global one, so two daemons in one process, or a test beside a
+ * daemon, never share or double-register series). Counters are fed by the
+ * DaemonObserver; gauges are read from the daemon view at scrape time, so a
+ * scrape costs nothing between scrapes. docs/observability.md lists them all.
+ */
+
+const SUBSCRIPTION_STATES: readonly SubscriptionState[] = ['starting', 'subscribed', 'polling', 'reconnecting', 'wedged', 'not-listening'];
+const OUTCOME_REASONS: readonly RunOutcomeReason[] = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released'];
+
+export interface MetricsOptions {
+  /** Age of the heartbeat file in ms (null when there is none), read at scrape time. */
+  readonly heartbeatAgeMs: () => Promise<number | null>;
+  /** Node's process metrics (CPU, RSS, event loop lag). Off in tests and benches that build many registries. */
+  readonly processMetrics?: boolean;
+}
+
+export class FactoryMetrics {
+  readonly registry = new Registry();
+  #view: DaemonView | undefined;
+  readonly #dispatches: Counter;
+  readonly #outcomes: Counter<'reason'>;
+  readonly #eventToDispatch: Histogram;
+  readonly #reaped: Counter;
+
+  constructor(options: MetricsOptions) {
+    const registers = [this.registry];
+    const view = (): DaemonView | undefined => this.#view;
+    this.#dispatches = new Counter({ name: 'factory_dispatches_total', help: 'Teams started (one per run attempt).', registers });
+    this.#outcomes = new Counter({ name: 'factory_run_outcomes_total', help: 'Runs ended, by outcome reason.', labelNames: ['reason'], registers });
+    // Every reason is exported from the start, at 0, so rate() and alerts work before the first failure.
+    for (const reason of OUTCOME_REASONS) this.#outcomes.inc({ reason }, 0);
+    this.#eventToDispatch = new Histogram({
+      name: 'factory_event_to_dispatch_seconds',
+      help: 'From the source event that announced an issue to its team starting, for teams the event started at once.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#reaped = new Counter({ name: 'factory_predecessor_agents_reaped_total', help: "Agents of a crashed predecessor daemon reaped at startup.", registers });
+    new Gauge({
+      name: 'factory_teams_running',
+      help: 'Teams at work now.',
+      registers,
+      collect() {
+        this.set(view()?.runningTeamCount() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'factory_issues_queued',
+      help: 'Issues waiting for a team: queued, or waiting out a retry backoff.',
+      registers,
+      collect() {
+        this.set(view()?.queuedCount() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'factory_heartbeat_age_seconds',
+      help: 'Age of the heartbeat file; alert when it nears loop.heartbeatStaleMs. -1 when there is no readable heartbeat.',
+      registers,
+      async collect() {
+        const ageMs = await options.heartbeatAgeMs();
+        this.set(ageMs === null ? -1 : ageMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'factory_heartbeat_refresh_duration_seconds',
+      help: 'How long the last successful heartbeat write took (it writes one small file; a rise means a slow disk).',
+      registers,
+      collect() {
+        const write = view()?.heartbeat().lastWrite;
+        if (write) this.set(write.durationMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'factory_heartbeat_refresh_failing',
+      help: '1 while the last heartbeat write failed (it is retried every refresh interval).',
+      registers,
+      collect() {
+        this.set(view()?.heartbeat().lastWriteError ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'factory_subscription_state',
+      help: 'The issue subscription state: 1 for the current state, 0 for the others.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const current = view()?.subscription()?.state ?? 'not-listening';
+        for (const state of SUBSCRIPTION_STATES) this.set({ state }, state === current ? 1 : 0);
+      },
+    });
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Gauges read from `view` from now on. */
+  attach(view: DaemonView): void {
+    this.#view = view;
+  }
+
+  countDispatch(): void {
+    this.#dispatches.inc();
+  }
+
+  countOutcome(reason: RunOutcomeReason): void {
+    this.#outcomes.inc({ reason });
+  }
+
+  observeEventToDispatch(ms: number): void {
+    this.#eventToDispatch.observe(Math.max(0, ms) / 1000);
+  }
+
+  countPredecessorReaps(agents: number): void {
+    if (agents > 0) this.#reaped.inc(agents);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
