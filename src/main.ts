@@ -81,7 +81,7 @@ export async function openSession(
         config,
         source: createIssueSource(runtime),
         store,
-        fleet: new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock }),
+        fleet: new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, logger: log }),
         workspace: new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir }),
         clock,
         log,

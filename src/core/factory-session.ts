@@ -131,6 +131,10 @@ export class FactorySession {
     });
     // `running` goes out before the subscription exists, so a slow subscribe never reads as a dead daemon.
     await this.#heartbeat.write('running');
+    // Bounded runs refresh too: one iteration can run a team for longer than
+    // heartbeatStaleMs, and a busy loop must not read as wedged. Live mode
+    // starts its refresh in startLive().
+    if (this.mode !== 'live') this.#heartbeat.startRefreshing();
     this.#predecessor = await this.#resolvePredecessor();
     if (this.#predecessor.survivors.length > 0) {
       throw new FactoryError(

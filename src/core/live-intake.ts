@@ -188,7 +188,9 @@ export class LiveIntake {
           void this.#resubscribe();
         },
       });
-      this.#health.state = 'subscribed';
+      // After a wedge, a new subscription is not proof of health: with probes,
+      // the state stays as it is until a probe comes back through it.
+      if (this.#health.unhealthySinceMs === null || !this.#probing) this.#health.state = 'subscribed';
     } catch (error) {
       this.#health.state = 'reconnecting';
       this.#markUnhealthy((error as Error).message);

@@ -78,6 +78,12 @@ function finiteOr<T>(value: unknown, fallback: T): number | T {
   return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
 }
 
+/** A hostile timestamp (1e300, -1e300) is a valid number but not a valid Date: never let it throw. */
+function isoTimeOrEmpty(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
+}
+
 function stringOr(value: unknown, fallback: string): string {
   return typeof value === 'string' ? value : fallback;
 }
@@ -125,7 +131,7 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
       iteration: finiteOr(r.iteration, 0),
       maxIterations: finiteOr(r.maxIterations, 0),
       startedAtMs: finiteOr(r.startedAtMs, 0),
-      updatedAt: stringOr(r.updatedAt, new Date(r.updatedAtMs).toISOString()),
+      updatedAt: stringOr(r.updatedAt, isoTimeOrEmpty(r.updatedAtMs)),
       updatedAtMs: r.updatedAtMs,
       registryPath: stringOr(r.registryPath, ''),
       statePath: stringOr(r.statePath, ''),

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { basename, dirname } from 'node:path';
 import { isLoopbackHost } from '../config/schema.js';
 import type { FactoryConfig } from '../config/load.js';
 import { judgeLiveness } from '../core/liveness.js';
@@ -110,6 +111,7 @@ export class StatusServer {
   readonly #dashboard: { html: string; csp: string };
   readonly #streams = new Set<ServerResponse>();
   readonly #unsubscribe: (() => void) | undefined;
+  readonly #watchers: FSWatcher[] = [];
   readonly #loopbackOnly: boolean;
   #pushTimer: NodeJS.Timeout | undefined;
   #changeTimer: NodeJS.Timeout | undefined;
@@ -128,6 +130,30 @@ export class StatusServer {
     // Probes and scrapers open a connection per request; do not let idle ones pile up.
     this.#server.keepAliveTimeout = 5_000;
     this.#unsubscribe = options.onChange?.(() => this.#scheduleChangePush());
+    this.#watchDaemonFiles();
+  }
+
+  /**
+   * The registry changes when an agent spawns or exits, the heartbeat when the
+   * daemon's status does: both are rewritten by rename, so their folders are
+   * watched. This is what makes a new agent show on the dashboard at once,
+   * with or without a daemon in this process.
+   */
+  #watchDaemonFiles(): void {
+    const { registryPath, heartbeatPath } = this.#options.config.loop;
+    const namesByFolder = new Map<string, Set<string>>();
+    for (const path of [registryPath, heartbeatPath]) namesByFolder.set(dirname(path), (namesByFolder.get(dirname(path)) ?? new Set()).add(basename(path)));
+    for (const [folder, names] of namesByFolder) {
+      try {
+        const watcher = watch(folder, { persistent: false }, (_event, name) => {
+          if (name !== null && names.has(name.toString())) this.#scheduleChangePush();
+        });
+        watcher.on('error', () => watcher.close());
+        this.#watchers.push(watcher);
+      } catch {
+        // No folder yet (no daemon ever ran here): the periodic push still covers it.
+      }
+    }
   }
 
   /** Binds and listens; a port in use or a bad host is a FactoryError naming the config key. */
@@ -167,6 +193,7 @@ export class StatusServer {
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
       this.#unsubscribe?.();
+      for (const watcher of this.#watchers) watcher.close();
       clearInterval(this.#pushTimer);
       clearTimeout(this.#changeTimer);
       for (const stream of this.#streams) stream.end();

@@ -159,7 +159,7 @@ async function startDaemon(sandbox: Sandbox): Promise<ReturnType<typeof spawnCli
     () => {
       if (daemon.child.exitCode !== null) throw new Error(`the daemon exited early (${daemon.child.exitCode}): ${daemon.stderr()}`);
       const hb = sandbox.heartbeat() as { pid?: number; status?: string; subscription?: { state?: string } } | undefined;
-      return hb?.pid === daemon.child.pid && hb.status === 'running' && hb.subscription?.state === 'subscribed';
+      return hb?.pid === daemon.child.pid && hb?.status === 'running' && hb?.subscription?.state === 'subscribed';
     },
     15_000,
   );
@@ -415,6 +415,23 @@ describe('factory CLI, end to end', () => {
     assert.equal(exit.code, 0, exit.stderr);
     assert.deepEqual(processesWithMarker(runMarker), [], 'no process of the run survives the stop');
     assert.deepEqual(readJson<{ agents: unknown[] }>(s.registryPath)?.agents, []);
+  });
+
+  it('SIGINT or SIGTERM during run-once releases its running agents instead of orphaning them', async () => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const s = makeSandbox(`once-${signal}`, { implementer: fixtureAgent('spawn-tree.mjs', '--stay') });
+      s.writeIssue('ONCE-1');
+      const run = spawnCli(['run-once', '--config', s.configPath]);
+      const agent = await waitFor('the agent in the registry', () => readJson<{ agents: { marker: string; logPath: string }[] }>(s.registryPath)?.agents[0], 15_000);
+      await waitFor('its grandchild', () => existsSync(agent.logPath) && readFileSync(agent.logPath, 'utf8').includes('"role":"grandchild"'));
+      assert.equal(processesWithMarker(agent.marker).length, 3);
+      run.child.kill(signal);
+      const exit = await run.finished;
+      assert.equal(exit.signal, null, `${signal}: run-once stops in order instead of dying on the signal`);
+      assert.deepEqual(processesWithMarker(agent.marker), [], `${signal}: no agent process survives`);
+      assert.deepEqual(readJson<{ agents: unknown[] }>(s.registryPath)?.agents, []);
+      assert.equal(s.heartbeat()?.status, 'stopped');
+    }
   });
 
   it('a hanging agent is stopped with its group when the daemon stops', async () => {

@@ -15,13 +15,27 @@ import type { IssueSubscription, IssueSubscriptionHandlers } from '../../src/por
 
 /** An issue source that also logs when it is subscribed, for ordering assertions. */
 class LoggingIssueSource extends InMemoryIssueSource {
-  constructor(clock: FakeClock, readonly events: string[]) {
-    super({ clock });
+  constructor(
+    clock: FakeClock,
+    readonly events: string[],
+    readonly options: HarnessSourceOptions = {},
+  ) {
+    super({ clock, probes: options.probes ?? false });
   }
   override async subscribe(handlers: IssueSubscriptionHandlers): Promise<IssueSubscription> {
     this.events.push('subscribe');
-    return super.subscribe(handlers);
+    const subscription = await super.subscribe(handlers);
+    // A watcher that is broken for good: every new subscription is deaf too.
+    if (this.options.alwaysDeaf) this.wedgeSubscriptions();
+    return subscription;
   }
+}
+
+export interface HarnessSourceOptions {
+  /** Offer probe() (subscription health checks). */
+  readonly probes?: boolean;
+  /** Every subscription silently delivers nothing, so resubscribing never heals. */
+  alwaysDeaf?: boolean;
 }
 
 export interface Harness {
@@ -45,7 +59,7 @@ export interface Harness {
  * workspace, a real SQLite file in a temp folder, and recorders for every
  * heartbeat and registry write.
  */
-export function createHarness(rawOverrides: Record<string, unknown> = {}): Harness {
+export function createHarness(rawOverrides: Record<string, unknown> = {}, sourceOptions: HarnessSourceOptions = {}): Harness {
   const clock = new FakeClock();
   const events: string[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'factory-session-'));
@@ -60,7 +74,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}): Harne
     },
     join(dir, 'factory.config.json'),
   );
-  const source = new LoggingIssueSource(clock, events);
+  const source = new LoggingIssueSource(clock, events, sourceOptions);
   const fleet = new InMemoryFleet({ clock, events });
   const workspace = new InMemoryWorkspace();
   const heartbeats: Heartbeat[] = [];

@@ -101,3 +101,27 @@ test('loop: a stop request ends the loop before the next iteration', async () =>
   assert.equal(report.iterations.length, 2);
   await session.close();
 });
+
+test('bounded runs keep the heartbeat fresh while a long team works, so loop-status does not call them wedged', async () => {
+  for (const mode of ['loop', 'once'] as const) {
+    const h = createHarness({ loop: { heartbeatIntervalMs: 1_000, heartbeatStaleMs: 6_000 } });
+    h.source.put({ key: 'LONG', title: 'takes a while', labels: ['factory'] });
+    const session = h.newSession(mode);
+    await session.open();
+    const running = mode === 'loop' ? runLoop(session, { maxIterations: 1, maxConsecutiveFailures: 2, iterationDelayMs: 10, shouldStop: () => false }) : runCycle(session);
+    await settle();
+    await h.clock.advance(60_000); // ten stale windows with the implementer still at work
+    const last = h.heartbeats.at(-1)!;
+    assert.ok(h.clock.now() - last.updatedAtMs <= 1_000, `${mode}: the last heartbeat is ${h.clock.now() - last.updatedAtMs} ms old`);
+    assert.equal(last.status, 'running');
+    assert.equal(last.inFlightTeams, 1);
+    h.fleet.find('LONG', 'implementer')!.exit(0);
+    await settle();
+    h.fleet.find('LONG', 'reviewer')!.exit(0);
+    await running;
+    await session.close('idle');
+    const count = h.heartbeats.length;
+    await h.clock.advance(60_000);
+    assert.equal(h.heartbeats.length, count, `${mode}: no refresh after close`);
+  }
+});

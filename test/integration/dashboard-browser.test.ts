@@ -1,0 +1,168 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
+import { loadConfig } from '../../src/config/load.js';
+import { readHeartbeatFile } from '../../src/core/state-files.js';
+import { markerPrefixFor } from '../../src/main.js';
+import { killProcessesWithMarkerPrefix } from './agent-process-support.js';
+
+/**
+ * The dashboard in a real browser against a real daemon: `factory start --mode
+ * live` with the HTTP server on port 0 (found through the heartbeat's
+ * `http.url`), agents that work for about two seconds, and Debian's Chromium
+ * driven by playwright-core. The page must show the team at work and then its
+ * outcome, pushed over server-sent events, without a reload; untrusted issue
+ * titles must stay text. Screenshots go to test-artifacts/.
+ */
+
+const CHROMIUM = '/usr/bin/chromium';
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ARTIFACTS = join(REPO_ROOT, 'test-artifacts');
+const WORK_BRIEFLY = join(REPO_ROOT, 'test', 'fixtures', 'agents', 'work-briefly.mjs');
+const HOSTILE_TITLE = '<img src=x onerror="window.__pwned=1">Render <b>bold</b> titles as text';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+function git(repo: string, ...args: string[]): void {
+  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'commit.gpgsign=false', '-C', repo, ...args], { stdio: 'ignore' });
+}
+
+async function waitForHeartbeatUrl(heartbeatPath: string, daemon: ChildProcess, log: () => string): Promise<string> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}:\n${log()}`);
+    const read = await readHeartbeatFile(heartbeatPath);
+    if (read.kind === 'ok' && read.value.http) return read.value.http.url;
+    if (Date.now() > deadline) throw new Error(`the heartbeat never named the status server:\n${log()}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+function writeIssue(dir: string, key: string, title: string, priority: number): void {
+  writeFileSync(join(dir, 'issues', `${key}.json`), JSON.stringify({ key, title, body: 'dashboard browser test', labels: ['factory'], state: 'ready', priority }));
+}
+
+test('the dashboard shows a team at work, then its outcome, without a reload', { timeout: 90_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip('chromium not installed: apt-get install chromium');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'factory-dashboard-'));
+  const repo = join(dir, 'repo');
+  mkdirSync(repo);
+  mkdirSync(join(dir, 'issues'));
+  git(repo, 'init', '-q');
+  writeFileSync(join(repo, 'README.md'), 'dashboard test\n');
+  git(repo, 'add', '.');
+  git(repo, 'commit', '-qm', 'init');
+  const configPath = join(dir, 'factory.config.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      mount: { root: './issues' },
+      repos: { default: './repo' },
+      agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '2000'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '2000'] } },
+      dispatch: { teamMode: 'parallel', backoffBaseMs: 600_000 },
+      runs: { killGraceMs: 1_000 },
+      http: { port: 0 },
+    }),
+  );
+  const config = loadConfig(configPath);
+  cleanups.push(() => {
+    killProcessesWithMarkerPrefix(new LinuxProcessTable(), markerPrefixFor(config));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_FORMAT: 'json' };
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let daemonLog = '';
+  daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+  const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
+  cleanups.push(() => {
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+  });
+
+  // Port 0: the heartbeat names the port the daemon got.
+  const url = await waitForHeartbeatUrl(config.loop.heartbeatPath, daemon, () => daemonLog);
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(daemonLog, new RegExp(`dashboard ${url.replace(/[.]/g, '\\.')}`), 'the ready line names the dashboard too');
+
+  const profile = mkdtempSync(join(tmpdir(), 'factory-chromium-'));
+  const context: BrowserContext = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  cleanups.push(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageErrors.push(message.text());
+  });
+  let navigations = 0;
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) navigations++;
+  });
+
+  await page.goto(url);
+  await page.locator('[data-testid="health"][data-state="green"]').waitFor({ timeout: 15_000 });
+  const navigationsAfterLoad = navigations;
+
+  writeIssue(dir, 'DASH-1', HOSTILE_TITLE, 1);
+  writeIssue(dir, 'DASH-2-FAIL', 'Flaky migration that keeps failing', 2);
+
+  const team = page.locator('[data-testid="team"][data-issue="DASH-1"]');
+  await team.waitFor({ timeout: 15_000 });
+  assert.equal(await team.locator('.title').textContent(), HOSTILE_TITLE, 'the untrusted title is shown as text');
+  await page.locator('[data-testid="team"][data-issue="DASH-1"] .agent').nth(1).waitFor({ timeout: 5_000 });
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-running.png'), fullPage: true });
+
+  // The agents exit after ~2 s; the outcome must arrive over the event stream.
+  const outcome = page.locator('[data-testid="outcome"][data-issue="DASH-1"]');
+  await outcome.waitFor({ timeout: 20_000 });
+  assert.equal(await outcome.getAttribute('data-reason'), 'succeeded');
+  await team.waitFor({ state: 'detached', timeout: 5_000 });
+
+  // The second issue ran after the first, failed, and now waits out its backoff.
+  await page.locator('[data-testid="retry"][data-issue="DASH-2-FAIL"]').waitFor({ timeout: 20_000 });
+  await page.locator('[data-testid="outcome"][data-issue="DASH-2-FAIL"][data-reason="failed"]').waitFor({ timeout: 5_000 });
+
+  // One click into a run's log tail.
+  await outcome.getByRole('button', { name: 'log' }).click();
+  const logText = page.locator('[data-testid="log-text"]');
+  await page.waitForFunction(() => document.querySelector('[data-testid="log-text"]')?.textContent?.includes('work-briefly: all done'), undefined, { timeout: 5_000 });
+  assert.match((await logText.textContent()) ?? '', /work-briefly: (implementer|reviewer) on DASH-1/);
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-log.png') });
+  await page.keyboard.press('Escape');
+
+  assert.equal(navigations, navigationsAfterLoad, 'the page never reloaded');
+  assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'no markup from an issue title ran');
+  assert.deepEqual(pageErrors, [], 'no script errors on the page');
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+
+  // A narrow window still shows every section without horizontal scrolling.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `no horizontal scroll on a narrow window (overflow ${overflow}px)`);
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-narrow.png'), fullPage: true });
+
+  daemon.kill('SIGTERM');
+  assert.equal(await exited, 0, `the daemon stopped in order:\n${daemonLog}`);
+});
