@@ -7,12 +7,16 @@
 import { writeFileSync } from 'node:fs';
 import { benchHeartbeatRefresh } from './heartbeat-bench.js';
 import { benchLiveLatency } from './live-latency-bench.js';
+import { benchIntakeThroughput } from './intake-throughput-bench.js';
+import { benchIdleDaemon } from './idle-daemon-bench.js';
 
 type Bench = () => Promise<Record<string, unknown>>;
 
 const BENCHES: Record<string, Bench> = {
   heartbeat: () => benchHeartbeatRefresh(),
   latency: () => benchLiveLatency(),
+  intake: () => benchIntakeThroughput(),
+  idle: () => benchIdleDaemon(),
 };
 
 async function loadOptional(name: string, path: string, exportName: string): Promise<void> {
@@ -25,6 +29,7 @@ async function loadOptional(name: string, path: string, exportName: string): Pro
 }
 
 await loadOptional('reap', './reap-bench.js', 'benchReap');
+await loadOptional('state-api', './state-api-bench.js', 'benchStateApi');
 
 const wanted = process.argv.slice(2);
 const results: Record<string, unknown>[] = [];

@@ -99,7 +99,7 @@ export const configSchema = z
     intake: z
       .object({
         transport: z.enum(['subscribe', 'poll', 'subscribe-and-poll']).default('subscribe-and-poll'),
-        reconcileIntervalMs: positiveMs.default(30_000),
+        reconcileIntervalMs: positiveMs.default(60_000),
         /** Events within this window are coalesced into one intake pass. */
         debounceMs: z.number().int().min(0).default(20),
         /** How often a probe is written into the source to prove events flow end to end. */

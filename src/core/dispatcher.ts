@@ -64,7 +64,7 @@ export class Dispatcher {
   constructor(options: DispatcherOptions) {
     this.#options = options;
     for (const claim of options.store.listClaims()) this.#claims.set(claim.issueKey, claim);
-    for (const skip of options.store.listSkips()) this.#skipReasons.set(skip.issueKey, skip.reason);
+    for (const skip of options.store.listSkips()) this.#skipReasons.set(skip.issueKey, internReason(skip.reason));
     this.#recount();
   }
 
@@ -97,6 +97,10 @@ export class Dispatcher {
    * the whole source, so an active claim whose issue is absent is cancelled.
    */
   intake(issues: readonly Issue[], options: { complete: boolean }): IntakeDecision[] {
+    return this.#options.store.inTransaction(() => this.#intakeAll(issues, options));
+  }
+
+  #intakeAll(issues: readonly Issue[], options: { complete: boolean }): IntakeDecision[] {
     const decisions: IntakeDecision[] = [];
     const seen = new Set<string>();
     for (const issue of issues) {
@@ -126,17 +130,19 @@ export class Dispatcher {
 
   #intakeOne(issue: Issue): IntakeDecision {
     const { store, clock, epoch } = this.#options;
-    this.#issues.set(issue.key, issue);
     const existing = this.#claims.get(issue.key);
     const decision = triageIssue(issue, this.#options.triage);
     if (decision.verdict === 'skip') {
+      // Only in-scope issues are kept in memory: a mount of 10,000 parked issues costs a reason each, no more.
+      this.#issues.delete(issue.key);
       if (this.#skipReasons.get(issue.key) !== decision.reason) {
-        this.#skipReasons.set(issue.key, decision.reason);
+        this.#skipReasons.set(issue.key, internReason(decision.reason));
         store.recordSkip({ issueKey: issue.key, reason: decision.reason, atMs: clock.now() }, epoch);
       }
       if (existing && ACTIVE_CLAIM_STATUSES.includes(existing.status)) return this.#cancel(existing, `left scope: ${decision.reason}`);
       return { issueKey: issue.key, action: 'skipped', reason: decision.reason };
     }
+    this.#issues.set(issue.key, issue);
     if (this.#skipReasons.delete(issue.key)) store.clearSkip(issue.key, epoch);
     // A cancelled claim ended because the issue left scope, not because this
     // revision ran: when the issue comes back unchanged it is claimed afresh.
@@ -376,4 +382,13 @@ export class Dispatcher {
     for (const claim of this.#claims.values()) if (claim.status === 'queued' || claim.status === 'retry-wait') queued++;
     this.#queuedCount = queued;
   }
+}
+
+/** Skip reasons repeat across thousands of issues; keep one copy of each text. */
+const internedReasons = new Map<string, string>();
+function internReason(reason: string): string {
+  const known = internedReasons.get(reason);
+  if (known !== undefined) return known;
+  if (internedReasons.size < 10_000) internedReasons.set(reason, reason);
+  return reason;
 }

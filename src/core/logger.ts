@@ -57,12 +57,19 @@ export function formatLogLine(json: string, options: { color: boolean }): string
     return json.endsWith('\n') ? json : `${json}\n`;
   }
   const paint = (code: string, text: string): string => (options.color ? `${code}${text}${RESET}` : text);
-  const time = typeof record.time === 'number' ? new Date(record.time).toISOString().slice(11, 23) : '--:--:--.---';
+  const time = typeof record.time === 'number' ? formatLocalTime(record.time) : '--:--:--.---';
   const level = LEVELS[record.level as number] ?? { name: String(record.level).toUpperCase().padEnd(5), color: '' };
   const keys = [...LEADING_FIELDS.filter((k) => k in record), ...Object.keys(record).filter((k) => !LEADING_FIELDS.includes(k) && !OMITTED_FIELDS.has(k))];
   const fields = keys.map((key) => `${key}=${formatValue(record[key])}`).join(' ');
   const message = typeof record.msg === 'string' ? record.msg : '';
   return `${paint(DIM, time)} ${paint(level.color, level.name)} ${message}${fields ? `  ${paint(DIM, fields)}` : ''}\n`;
+}
+
+/** Local wall-clock time: a person at a terminal reads their own clock (the JSON lines keep epoch ms). */
+function formatLocalTime(ms: number): string {
+  const at = new Date(ms);
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}.${String(at.getMilliseconds()).padStart(3, '0')}`;
 }
 
 function formatValue(value: unknown): string {

@@ -75,8 +75,8 @@ export function collectSelfAndAncestors(lookup: (pid: number) => ProcessInfo | u
   return chain;
 }
 
-/** Why a pid may not be signalled, or undefined when it may be. */
-function protectionReason(pid: number, protectedPids: ReadonlySet<number>): string | undefined {
+/** Why a pid must never be signalled by us (pid ≤ 1, this process, an ancestor), or undefined when it may be. */
+export function explainProtectedPid(pid: number, protectedPids: ReadonlySet<number>): string | undefined {
   if (pid <= 1) return `pid ${pid} is init or not a single process`;
   if (pid === process.pid) return 'it is the reaper itself';
   if (protectedPids.has(pid)) return "it is one of the reaper's ancestors";
@@ -186,7 +186,7 @@ export function collectAgentTree(entry: MarkedTreeRoot, snapshot: ProcessSnapsho
   for (const pid of index.pidsByMarker.get(entry.marker) ?? []) {
     const info = snapshot.processes.get(pid);
     if (!info) continue;
-    const protectedBecause = protectionReason(pid, index.selfAndAncestors);
+    const protectedBecause = explainProtectedPid(pid, index.selfAndAncestors);
     if (protectedBecause) {
       withheld.push({ pid, reason: `carries the marker but ${protectedBecause}; never signalled` });
       continue;
@@ -234,7 +234,7 @@ export function isStillRunning(table: ProcessTable, expected: ExpectedProcess): 
  * Refuses pid ≤ 1, this process and its parent whatever the caller passes.
  */
 export function signalVerifiedProcess(table: ProcessTable, expected: ExpectedProcess, signal: NodeJS.Signals): SignalOutcome {
-  const protectedBecause = protectionReason(expected.pid, new Set([process.ppid]));
+  const protectedBecause = explainProtectedPid(expected.pid, new Set([process.ppid]));
   if (protectedBecause) return { kind: 'refused', reason: protectedBecause };
   if (!isStillRunning(table, expected)) return { kind: 'gone', reason: `pid ${expected.pid} has exited or was reused` };
   if (expected.marker !== undefined) {
@@ -251,9 +251,4 @@ export function signalVerifiedProcess(table: ProcessTable, expected: ExpectedPro
 /** This process and its ancestors, walked with single /proc reads (for callers without a snapshot). */
 export function readSelfAndAncestors(table: ProcessTable): ReadonlySet<number> {
   return collectSelfAndAncestors((pid) => table.inspect(pid));
-}
-
-/** Why a pid must never be signalled by us, checked against this process's ancestry; undefined when it may be. */
-export function explainProtectedPid(pid: number, selfAndAncestors: ReadonlySet<number>): string | undefined {
-  return protectionReason(pid, selfAndAncestors);
 }

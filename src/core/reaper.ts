@@ -220,15 +220,20 @@ function processKey(target: ExpectedProcess): string {
 }
 
 /** Each process once, even when hostile duplicate entries share a marker. */
-function uniqueTargets(trees: readonly AgentTree[], exclude: ReadonlySet<string> = new Set()): ExpectedProcess[] {
+function uniqueTargets(memberLists: readonly (readonly AgentTreeMember[])[], exclude: ReadonlySet<string> = new Set()): ExpectedProcess[] {
   const byKey = new Map<string, ExpectedProcess>();
-  for (const tree of trees) {
-    for (const member of tree.members) if (!exclude.has(processKey(member))) byKey.set(processKey(member), member);
+  for (const members of memberLists) {
+    for (const member of members) if (!exclude.has(processKey(member))) byKey.set(processKey(member), member);
   }
   return [...byKey.values()];
 }
 
-function planReaps(entries: readonly RegistryEntry[], snapshot: ProcessSnapshot, options: ReapEntriesOptions) {
+/** Sorts entries into other nodes' (kept), other boots' (dropped unsignalled) and trees to reap, plus unlisted trees. */
+function planReaps(
+  entries: readonly RegistryEntry[],
+  snapshot: ProcessSnapshot,
+  options: ReapEntriesOptions,
+): { plans: ReapPlan[]; otherBoot: RegistryEntry[]; otherNode: RegistryEntry[] } {
   const table = options.processTable;
   const plans: ReapPlan[] = [];
   const otherBoot: RegistryEntry[] = [];
@@ -291,7 +296,7 @@ export async function reapRegistryEntries(entries: readonly RegistryEntry[], opt
   };
 
   if (!options.dryRun) {
-    const firstTargets = uniqueTargets(plans.map((plan) => plan.tree));
+    const firstTargets = uniqueTargets(plans.map((plan) => plan.tree.members));
     absorb(await terminateProcesses(firstTargets, options));
     if (firstTargets.length > 0) {
       const verification = table.snapshot();
@@ -302,7 +307,7 @@ export async function reapRegistryEntries(entries: readonly RegistryEntry[], opt
         const late = collectAgentTree({ marker: plan.marker, bootId: verification.bootId }, verification, table).members.filter((m) => !seen.has(processKey(m)));
         if (late.length > 0) lateMembers.set(plan, late);
       }
-      const lateTargets = uniqueTargets([...lateMembers.values()].map((members) => ({ members, withheld: [], unmarkedGroupMembers: [] })));
+      const lateTargets = uniqueTargets([...lateMembers.values()]);
       if (lateTargets.length > 0) {
         log.warn({ pids: lateTargets.map((target) => target.pid) }, 'marked processes appeared while reaping; terminating them too');
         absorb(await terminateProcesses(lateTargets, options));
@@ -384,7 +389,7 @@ export interface PredecessorReapResult {
  */
 export async function reapPredecessorAgents(
   entries: readonly RegistryEntry[],
-  options: Omit<TerminationOptions, 'graceMs'> & { readonly graceMs: number; readonly markerPrefix?: string },
+  options: TerminationOptions & { readonly markerPrefix?: string },
 ): Promise<PredecessorReapResult> {
   const details = await reapRegistryEntries(entries, {
     processTable: options.processTable,

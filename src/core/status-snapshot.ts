@@ -49,7 +49,8 @@ export async function readStatusSnapshot(config: FactoryConfig, options: { proce
   if (existsSync(config.paths.stateDb)) {
     const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
     try {
-      claims = store.listClaims();
+      // Only claims in play: a factory with a long history must not pay for all of it on every status read.
+      claims = store.listActiveClaims();
       recentOutcomes = store.recentOutcomes(options.outcomeLimit ?? 20);
       outcomeCount = store.outcomeCount();
       skipped = store.listSkips();

@@ -14,14 +14,16 @@ import { readHeartbeatAgeMs, StatusServer } from './status-server.js';
  */
 export interface DaemonHttp {
   readonly hooks: Pick<FactorySessionDeps, 'onOutcome' | 'onIntakePass'>;
-  /** Starts serving for `session`; returns the URL, or undefined when `http.enabled` is false. */
+  /** Starts serving for `session` (before it dispatches, so a taken port stops the daemon early); returns the URL, or undefined when `http.enabled` is false. */
   start(session: FactorySession): Promise<string | undefined>;
+  /** Names the URL in the heartbeat, once intake runs (an earlier write would record a subscription not yet listening). */
+  announce(session: FactorySession): Promise<void>;
   close(): Promise<void>;
 }
 
 export function prepareDaemonHttp(runtime: Runtime, options: { warn: (line: string) => void }): DaemonHttp {
   const { config, clock, processTable, log } = runtime;
-  if (!config.http.enabled) return { hooks: {}, start: async () => undefined, close: async () => undefined };
+  if (!config.http.enabled) return { hooks: {}, start: async () => undefined, announce: async () => undefined, close: async () => undefined };
   const metrics = new FactoryMetrics({ heartbeatAgeMs: () => readHeartbeatAgeMs(config, clock) });
   const observer = new DaemonObserver(metrics);
   let server: StatusServer | undefined;
@@ -34,11 +36,14 @@ export function prepareDaemonHttp(runtime: Runtime, options: { warn: (line: stri
       }
       detach = observer.attach(session);
       server = await StatusServer.start({ config, processTable, clock, log, view: sessionView(session), metrics, onChange: (listener) => observer.onChange(listener) });
+      log.info({ url: server.url }, 'status server listening');
+      return server.url;
+    },
+    async announce(session) {
+      if (!server) return;
       session.heartbeat.advertiseHttp(server.url);
       // Written now rather than at the next refresh, so whoever waits for the URL (port 0) finds it at once.
       await session.writeHeartbeat('running');
-      log.info({ url: server.url }, 'status server listening');
-      return server.url;
     },
     async close() {
       detach?.();

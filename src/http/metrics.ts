@@ -123,7 +123,9 @@ export class FactoryMetrics {
     return this.registry.contentType;
   }
 
-  render(): Promise<string> {
-    return this.registry.metrics();
+  async render(): Promise<string> {
+    // prom-client writes NaN as "Nan" (e.g. event loop lag before its first sample); the
+    // exposition format spells it "NaN", and strict parsers reject anything else.
+    return (await this.registry.metrics()).replace(/ Nan$/gm, ' NaN');
   }
 }

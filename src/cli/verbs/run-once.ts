@@ -7,6 +7,7 @@ import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatCycleReport } from '../cycle-report.js';
 import { printJson } from '../output.js';
+import { onStopSignal } from '../signals.js';
 import type { Verb } from '../verb.js';
 
 /** Claims as the last daemon left them, read-only; empty when there is no state yet. */
@@ -38,8 +39,8 @@ export const runOnceVerb: Verb = {
   details: [
     'Scans the mount, triages every issue, dispatches teams (up to dispatch.batchSize at once) and',
     'waits for them. Prints pulled / triaged / dispatched / skipped-with-reasons and each outcome.',
-    'With --dry-run nothing is claimed, spawned or written.',
-    'Exit codes: 0 all teams succeeded (or none ran), 1 a team failed, 2 usage or config error,',
+    'With --dry-run nothing is claimed, spawned or written. SIGINT/SIGTERM releases running teams in order.',
+    'Exit codes: 0 all teams succeeded (or none ran), 1 a team failed or was released, 2 usage or config error,',
     '3 another daemon uses this config.',
   ].join('\n'),
   flags: [{ name: 'dry-run', takesValue: false, description: 'report what would happen; change nothing' }],
@@ -50,10 +51,13 @@ export const runOnceVerb: Verb = {
       report = await dryRunCycle(runtime);
     } else {
       const opened = await openSession(runtime, 'once');
+      // Agents run in their own sessions, so Ctrl-C never reaches them: release them in order, as `start` does.
+      const signals = onStopSignal(() => void opened.session.dispatcher.releaseAll());
       try {
         await opened.session.writeHeartbeat('running');
         report = await runCycle(opened.session);
       } finally {
+        signals.dispose();
         await opened.close('stopped');
       }
     }

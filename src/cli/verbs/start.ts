@@ -18,8 +18,9 @@ export const startVerb: Verb = {
     '127.0.0.1:7420; the ready line and the heartbeat\'s `http.url` name it).',
     'Logs go to stderr: readable lines on a terminal, JSON lines otherwise',
     '(FACTORY_LOG_LEVEL=debug for more, FACTORY_LOG_FORMAT=json|pretty to choose).',
-    'Exit codes: 0 stopped by a signal, 2 usage or config error (or the HTTP port is taken), 3 another daemon uses this',
-    'config or the predecessor\'s agents could not be reaped, 5 the issue subscription failed.',
+    'Exit codes: 0 stopped by a signal, 2 usage or config error or the HTTP port is taken,',
+    '3 another daemon uses this config or the predecessor\'s agents could not be reaped,',
+    '5 the issue subscription failed.',
   ].join('\n'),
   flags: [{ name: 'mode', takesValue: true, description: 'only `live` is supported' }],
   async run(args, output) {
@@ -39,6 +40,7 @@ export const startVerb: Verb = {
     try {
       const url = await http.start(opened.session);
       await opened.session.startLive(failed);
+      await http.announce(opened.session);
       output.err(`factory: live daemon running (pid ${process.pid}); heartbeat ${runtime.config.loop.heartbeatPath};${url ? ` dashboard ${url};` : ''} Ctrl-C to stop`);
       // A subscription that cannot heal rejects `fatal`: the stop below records `failed` and exits 5.
       await Promise.race([stopRequested, fatal]);

@@ -15,6 +15,7 @@ export function formatStatus(s: StatusSnapshot): string {
       `  heartbeat ${formatAge(hb.updatedAtMs, now)}; subscription ${hb.subscription.state} (${hb.subscription.transport || '-'}), last event ${formatAge(hb.subscription.lastEventAtMs, now)}, last progress ${formatAge(hb.subscription.lastProgressAtMs, now)}`,
     );
     if (hb.subscription.lastError) lines.push(`  subscription error: ${hb.subscription.lastError}`);
+    if (hb.http) lines.push(`  dashboard and API: ${hb.http.url}`);
   }
   lines.push(`registry: ${s.registry.state}: ${s.registry.detail}${s.registry.rejectedEntries ? ` (${s.registry.rejectedEntries} malformed entries ignored)` : ''}`);
   lines.push('', `running teams (${s.teams.length}):`);
