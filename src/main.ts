@@ -13,7 +13,7 @@ import type { Clock } from './ports/clock.js';
 import type { ProcessIdentity, ProcessTable } from './ports/process-table.js';
 import { FactorySession, type FactorySessionDeps } from './core/factory-session.js';
 import type { Logger } from './core/logger.js';
-import { acquireReaperLock, type HeldReaperLock } from './core/reaper-lock.js';
+import { acquireReaperLock, withReaperLock, type HeldReaperLock } from './core/reaper-lock.js';
 import { reapPredecessorAgents } from './core/reaper.js';
 import { writeHeartbeatFile, writeRegistryFile } from './core/state-files.js';
 
@@ -88,7 +88,8 @@ export async function openSession(
         identity: selfIdentity(processTable),
         writeHeartbeat: writeHeartbeatFile,
         writeRegistry: writeRegistryFile,
-        reapPredecessor: (entries) => reapPredecessorAgents(entries, { processTable, clock, graceMs, markerPrefix: markerPrefixFor(config), log }),
+        reapPredecessor: (entries) =>
+          underStartupReaperLock(runtime, () => reapPredecessorAgents(entries, { processTable, clock, graceMs, markerPrefix: markerPrefixFor(config), log })),
         ...options.hooks,
       },
       mode,
@@ -109,6 +110,27 @@ export async function openSession(
     store?.close();
     await lock.release();
     throw error;
+  }
+}
+
+/** How long a starting daemon waits for a cron reaper that holds the reaper lock. */
+const STARTUP_REAPER_LOCK_WAIT_MS = 60_000;
+
+/**
+ * The startup reap takes the same lock as `factory reap-orphans`, so a cron
+ * reaper and a restarting daemon never work on one registry at once. A held
+ * lock is waited for (a reap takes seconds), not fought over.
+ */
+async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T>): Promise<T> {
+  const deadline = runtime.clock.now() + STARTUP_REAPER_LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      return await withReaperLock(runtime.config.paths.reaperLock, { processTable: runtime.processTable, clock: runtime.clock }, work);
+    } catch (error) {
+      if (!isFactoryError(error, 'FACTORY_REAPER_LOCKED') || runtime.clock.now() > deadline) throw error;
+      runtime.log.info({}, 'a reaper is running on this config; waiting for it before resolving the previous daemon');
+      await runtime.clock.sleep(500);
+    }
   }
 }
 

@@ -57,6 +57,8 @@ writeFileSync(
       dispatch: { batchSize: 2, maxAttempts: 2 },
       runs: { killGraceMs: 2000 },
       loop: { heartbeatIntervalMs: 2000, heartbeatStaleMs: 10000 },
+      // Any free port, so the demo never collides with a daemon already on 7420.
+      http: { port: 0 },
     },
     null,
     2,
@@ -75,6 +77,10 @@ daemon.stderr.on('data', (chunk: Buffer) => writeFileSync(log, chunk, { flag: 'a
 const daemonExit = new Promise<number>((r) => daemon.on('exit', (code) => r(code ?? 1)));
 await waitFor('the running heartbeat', () => factory('loop-status').code === 0, 20_000);
 console.log(`  ${factory('loop-status').out.trim()}`);
+const dashboardUrl = (): string | undefined => (JSON.parse(readFileSync(join(work, '.factory', 'heartbeat.json'), 'utf8')) as { http?: { url?: string } }).http?.url;
+await waitFor('the dashboard address in the heartbeat', () => dashboardUrl() !== undefined, 10_000).catch(() => undefined);
+const dashboard = dashboardUrl();
+if (dashboard) console.log(`  live dashboard: ${dashboard} (open it now to watch the teams; it closes with the daemon)`);
 
 const outcome = (key: string): string => join(work, 'issues', `${key}.outcome.md`);
 say('waiting for DEMO-1 and DEMO-2 (implementer commits, then reviewer reviews)');

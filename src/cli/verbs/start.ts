@@ -33,6 +33,8 @@ export const startVerb: Verb = {
     let failed!: (error: FactoryError) => void;
     const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
     const fatal = new Promise<never>((_, reject) => (failed = reject));
+    // It may reject while startLive() is still running, before the race below awaits it.
+    fatal.catch(() => undefined);
     const signals = onStopSignal((signal) => {
       runtime.log.info({ signal }, 'stop requested');
       stopped();
