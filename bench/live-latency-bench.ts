@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../src/config/load.js';
 import { createSilentLogger } from '../src/core/logger.js';
 import { createRuntime, openSession } from '../src/main.js';
+import { createScratchProject } from '../test/support/sandbox.js';
 import { median, percentile, round, waitUntil } from './bench-support.js';
 
 /**
@@ -15,28 +14,15 @@ import { median, percentile, round, waitUntil } from './bench-support.js';
  * process. Target: p50 < 100 ms (peers poll every 5–30 s).
  */
 export async function benchLiveLatency(samples = 30) {
-  const dir = mkdtempSync(join(tmpdir(), 'factory-bench-latency-'));
-  const repo = join(dir, 'repo');
-  mkdirSync(repo);
-  mkdirSync(join(dir, 'issues'));
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@b', '-C', repo, ...args]);
-  git('init', '-q');
-  writeFileSync(join(repo, 'README.md'), 'bench\n');
-  git('add', '.');
-  git('commit', '-qm', 'init');
-  writeFileSync(
-    join(dir, 'factory.config.json'),
-    JSON.stringify({
-      mount: { root: './issues' },
-      repos: { default: './repo' },
-      agents: { implementer: { command: ['sleep', '60'] } },
-      dispatch: { batchSize: samples + 1 },
-      runs: { killGraceMs: 1000 },
-      intake: { debounceMs: 0 },
-      loop: { heartbeatIntervalMs: 15000 },
-    }),
-  );
-  const runtime = createRuntime(loadConfig(join(dir, 'factory.config.json')), createSilentLogger());
+  const project = createScratchProject('bench-latency', {
+    agents: { implementer: { command: ['sleep', '60'] } },
+    dispatch: { batchSize: samples + 1 },
+    runs: { killGraceMs: 1000 },
+    intake: { debounceMs: 0 },
+    http: { enabled: false },
+  });
+  const dir = project.dir;
+  const runtime = createRuntime(loadConfig(project.configPath), createSilentLogger());
   const opened = await openSession(runtime, 'live');
   const latencies: number[] = [];
   try {

@@ -70,6 +70,19 @@ export const DAEMON_STATUSES: readonly DaemonStatus[] = ['starting', 'running', 
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
+/** Untrusted file text to a plain JSON object, or the reason it is not one. */
+export function parseJsonObject(text: string): ParseResult<Record<string, unknown>> {
+  if (text.trim() === '') return { ok: false, reason: 'the file is empty' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { ok: false, reason: `not valid JSON (${(error as Error).message})` };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, reason: 'expected a JSON object' };
+  return { ok: true, value: raw as Record<string, unknown> };
+}
+
 function isSafePid(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 && value < 2 ** 22 + 1;
 }
@@ -94,17 +107,9 @@ function stringOr(value: unknown, fallback: string): string {
  * justify a signal.
  */
 export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
-  if (text.trim() === '') return { ok: false, reason: 'the file is empty' };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, reason: `not valid JSON (${(error as Error).message})` };
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    return { ok: false, reason: 'expected a JSON object' };
-  }
-  const r = raw as Record<string, unknown>;
+  const parsed = parseJsonObject(text);
+  if (!parsed.ok) return parsed;
+  const r = parsed.value;
   if (!isSafePid(r.pid)) return { ok: false, reason: `pid: expected a positive integer, got ${JSON.stringify(r.pid)}` };
   if (typeof r.startTime !== 'number' || !Number.isSafeInteger(r.startTime) || r.startTime < 0) {
     return { ok: false, reason: `startTime: expected a non-negative integer, got ${JSON.stringify(r.startTime)}` };

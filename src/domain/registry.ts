@@ -1,5 +1,5 @@
 import type { AgentRole } from './run.js';
-import type { ParseResult } from './heartbeat.js';
+import { parseJsonObject, type ParseResult } from './heartbeat.js';
 
 /**
  * The in-flight registry: every agent process a daemon owns, with enough
@@ -118,15 +118,9 @@ function parseOwner(raw: unknown): RegistryOwner | null {
  * Duplicate entries (same pid and start time) are collapsed.
  */
 export function parseRegistry(text: string): ParseResult<RegistryParse> {
-  if (text.trim() === '') return { ok: false, reason: 'the file is empty' };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, reason: `not valid JSON (${(error as Error).message})` };
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, reason: 'expected a JSON object' };
-  const r = raw as Record<string, unknown>;
+  const parsed = parseJsonObject(text);
+  if (!parsed.ok) return parsed;
+  const r = parsed.value;
   if (!Array.isArray(r.agents)) return { ok: false, reason: 'agents: expected an array' };
   const agents: RegistryEntry[] = [];
   const rejected: { index: number; reason: string }[] = [];

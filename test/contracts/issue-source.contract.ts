@@ -4,6 +4,7 @@ import { isFactoryError } from '../../src/errors.js';
 import type { Issue } from '../../src/domain/issue.js';
 import type { RunOutcome } from '../../src/domain/run.js';
 import type { IssueSource, IssueSourceEvent, IssueSubscription } from '../../src/ports/issue-source.js';
+import { waitFor } from '../support/sandbox.js';
 
 /**
  * The behaviour every IssueSource owes the daemon, run against the real
@@ -33,17 +34,6 @@ export interface IssueSourceHarness {
   dispose(): Promise<void>;
 }
 
-/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. No fixed sleeps. */
-export async function waitFor<T>(condition: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 3000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await condition();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** Collects events from a subscription for assertions. */
 export class EventRecorder {
   readonly events: IssueSourceEvent[] = [];
@@ -55,10 +45,10 @@ export class EventRecorder {
 
   /** Waits for an event about `path` and returns the events that arrived up to and including it. */
   async until(path: string, kind?: IssueSourceEvent['kind']): Promise<IssueSourceEvent[]> {
-    const index = await waitFor(() => {
+    const index = await waitFor(`a ${kind ?? 'any'} event for ${path}`, () => {
       const found = this.events.findIndex((event) => event.path === path && (kind === undefined || event.kind === kind));
       return found === -1 ? undefined : found + 1;
-    }, `a ${kind ?? 'any'} event for ${path}`);
+    }, 3_000, 5);
     return this.events.slice(0, index);
   }
 }
@@ -200,7 +190,7 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
 
       const seenBeforeEdit = recorder.events.length;
       await harness.putIssue({ key: 'FAC-1', title: 'Add login page', state: 'ready' });
-      await waitFor(() => recorder.events.slice(seenBeforeEdit).some((event) => event.path === location && event.kind === 'changed'), 'an event for the edit');
+      await waitFor('an event for the edit', () => recorder.events.slice(seenBeforeEdit).some((event) => event.path === location && event.kind === 'changed'), 3_000, 5);
 
       await harness.removeIssue('FAC-1');
       await recorder.until(location, 'removed');
@@ -242,7 +232,7 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       await subscribe(recorder);
 
       await source.probe('probe-token-1');
-      await waitFor(() => recorder.events.some((event) => event.kind === 'probe' && event.token === 'probe-token-1'), 'the probe echoed back');
+      await waitFor('the probe echoed back', () => recorder.events.some((event) => event.kind === 'probe' && event.token === 'probe-token-1'), 3_000, 5);
 
       assert.deepEqual(
         recorder.events.filter((event) => event.kind !== 'probe'),

@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { LocalMountIssueSource } from '../../src/adapters/issue-source/local-mount-issue-source.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { isFactoryError } from '../../src/errors.js';
-import { describeIssueSourceContract, EventRecorder, makeOutcome, waitFor } from './issue-source.contract.js';
+import { describeIssueSourceContract, EventRecorder, makeOutcome } from './issue-source.contract.js';
+import { waitFor } from '../support/sandbox.js';
 
 async function makeMount(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'factory-mount-'));
@@ -321,7 +322,7 @@ describe('LocalMountIssueSource', () => {
       try {
         await source.probe('first');
         await source.probe('second');
-        await waitFor(() => recorder.events.some((event) => event.token === 'second'), 'the second probe echoed back');
+        await waitFor('the second probe echoed back', () => recorder.events.some((event) => event.token === 'second'), 3_000, 5);
         assert.deepEqual(await readdir(root), ['.factory-probe-second']);
       } finally {
         await subscription.close();
@@ -337,7 +338,7 @@ describe('LocalMountIssueSource', () => {
       try {
         await rm(mount, { recursive: true });
 
-        const error = await waitFor(() => recorder.errors[0], 'onError after the folder was removed');
+        const error = await waitFor('onError after the folder was removed', () => recorder.errors[0], 3_000, 5);
 
         assert.ok(isFactoryError(error, 'FACTORY_SUBSCRIPTION_FAILED'), `expected FACTORY_SUBSCRIPTION_FAILED, got ${String(error)}`);
         assert.match(error.message, /removed or replaced/);

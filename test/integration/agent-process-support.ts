@@ -34,16 +34,8 @@ export function readReportedPids(logPath: string): Map<string, number> {
   return pids;
 }
 
-/** Polls until `probe` returns a value other than undefined/false, or fails naming what it waited for. */
-export async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+export { waitFor } from '../support/sandbox.js';
+import { waitFor } from '../support/sandbox.js';
 
 /** Waits until the fixture agent logged a pid for every role named. */
 export function waitForPids(logPath: string, roles: readonly string[]): Promise<Map<string, number>> {

@@ -1,6 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,6 +9,7 @@ import { LinuxProcessTable } from '../../src/adapters/process-table/linux-proces
 import { VERBS } from '../../src/cli/main.js';
 import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix } from './agent-process-support.js';
+import { createScratchRepo, git, waitFor } from '../support/sandbox.js';
 
 /**
  * The real CLI, end to end: each test spawns `node --import tsx src/cli/main.ts`
@@ -69,17 +70,6 @@ async function runCli(args: readonly string[], timeoutMs = 20_000): Promise<CliR
   return result;
 }
 
-/** Polls `probe` every 25 ms until it returns something other than undefined/false, or fails at the deadline. */
-async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 function readJson<T = Record<string, unknown>>(path: string): T | undefined {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as T;
@@ -106,13 +96,8 @@ function makeSandbox(name: string, agents: { implementer: string[]; reviewer?: s
   const dir = mkdtempSync(join(tmpdir(), `factory-cli-${name}-`));
   const repo = join(dir, 'repo');
   const issues = join(dir, 'issues');
-  mkdirSync(repo);
+  createScratchRepo(repo);
   mkdirSync(issues);
-  const git = (...args: string[]): string => execFileSync('git', ['-c', 'user.name=Factory test', '-c', 'user.email=test@factory.invalid', '-c', 'commit.gpgsign=false', ...args], { cwd: repo, encoding: 'utf8' });
-  git('init', '--quiet', '--initial-branch=main');
-  writeFileSync(join(repo, 'README.md'), '# scratch repo\n');
-  git('add', 'README.md');
-  git('commit', '--quiet', '-m', 'initial commit');
   const raw = {
     mount: { root: './issues' },
     repos: { default: './repo' },
@@ -141,7 +126,7 @@ function makeSandbox(name: string, agents: { implementer: string[]; reviewer?: s
     heartbeat: () => readJson(sandbox.heartbeatPath),
     gitLog: (branch) => {
       try {
-        return git('log', '--format=%s', branch).split('\n').filter(Boolean);
+        return git(repo, 'log', '--format=%s', branch).split('\n').filter(Boolean);
       } catch {
         return [];
       }

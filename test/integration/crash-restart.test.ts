@@ -1,12 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { markerPrefixFor } from '../../src/main.js';
-import { fixtureAgentCommand, waitFor } from './agent-process-support.js';
+import { createScratchProject, spawnDaemon, waitFor } from '../support/sandbox.js';
+import { fixtureAgentCommand } from './agent-process-support.js';
 
 /**
  * Fault injection on the dispatch path: the daemon is SIGKILLed at each crash
@@ -17,9 +16,6 @@ import { fixtureAgentCommand, waitFor } from './agent-process-support.js';
  * process is left.
  */
 
-const repoRoot = resolve(import.meta.dirname, '..', '..');
-const cliArgs = ['--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts')];
-
 interface Project {
   dir: string;
   configPath: string;
@@ -28,37 +24,19 @@ interface Project {
 }
 
 function makeProject(): Project {
-  const dir = mkdtempSync(join(tmpdir(), 'factory-crash-'));
-  const repo = join(dir, 'repo');
-  mkdirSync(repo);
-  mkdirSync(join(dir, 'issues'));
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', '-C', repo, ...args]);
-  git('init', '-q');
-  writeFileSync(join(repo, 'README.md'), 'x\n');
-  git('add', '.');
-  git('commit', '-qm', 'init');
   const [node, worker] = fixtureAgentCommand('tree-worker.mjs');
-  const configPath = join(dir, 'factory.config.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      mount: { root: './issues' },
-      repos: { default: './repo' },
-      // The issue body carries the worker's flags, so one issue can fail its first attempt.
-      agents: { implementer: { command: [node, worker, '--work-ms', '400', '{{body}}'] } },
-      dispatch: { batchSize: 2, maxAttempts: 3, backoffBaseMs: 700 },
-      runs: { killGraceMs: 300, superviseIntervalMs: 200 },
-      reaper: { graceMs: 300 },
-      loop: { heartbeatIntervalMs: 200, heartbeatStaleMs: 3_000 },
-      http: { enabled: false },
-    }),
-  );
+  const project = createScratchProject('crash', {
+    // The issue body carries the worker's flags, so one issue can fail its first attempt.
+    agents: { implementer: { command: [node, worker, '--work-ms', '400', '{{body}}'] } },
+    dispatch: { batchSize: 2, maxAttempts: 3, backoffBaseMs: 700 },
+    runs: { killGraceMs: 300, superviseIntervalMs: 200 },
+    reaper: { graceMs: 300 },
+    loop: { heartbeatIntervalMs: 200, heartbeatStaleMs: 3_000 },
+    http: { enabled: false },
+  });
   const keys = ['CR-1', 'CR-2', 'CR-3', 'CR-4'];
-  for (const key of keys) {
-    const body = key === 'CR-4' ? '--fail-first-attempt' : '--steady';
-    writeFileSync(join(dir, 'issues', `${key}.json`), JSON.stringify({ key, title: key, body, labels: ['factory'], state: 'ready' }));
-  }
-  return { dir, configPath, markerPrefix: markerPrefixFor(loadConfig(configPath)), keys };
+  for (const key of keys) project.writeIssue(key, { body: key === 'CR-4' ? '--fail-first-attempt' : '--steady' });
+  return { dir: project.dir, configPath: project.configPath, markerPrefix: markerPrefixFor(loadConfig(project.configPath)), keys };
 }
 
 /** Live processes carrying this project's marker prefix, as issue key → run ids. */
@@ -94,16 +72,6 @@ function startInvariantSampler(markerPrefix: string) {
   return { violations, samples: () => samples, stop: () => clearInterval(timer) };
 }
 
-function startDaemon(project: Project, env: Record<string, string> = {}): { child: ChildProcess; exited: Promise<{ code: number | null; signal: string | null }> } {
-  const child = spawn(process.execPath, [...cliArgs, 'start', '--mode', 'live', '--config', project.configPath], {
-    cwd: repoRoot,
-    env: { ...process.env, FACTORY_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'ignore'],
-  });
-  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
-  return { child, exited };
-}
-
 function outcomeOf(project: Project, key: string): string | undefined {
   const path = join(project.dir, 'issues', `${key}.outcome.md`);
   if (!existsSync(path)) return undefined;
@@ -111,7 +79,7 @@ function outcomeOf(project: Project, key: string): string | undefined {
 }
 
 async function runToCompletion(project: Project): Promise<void> {
-  const daemon = startDaemon(project);
+  const daemon = spawnDaemon(project.configPath);
   try {
     await waitFor('every issue to succeed', () => project.keys.every((key) => outcomeOf(project, key) === 'succeeded'), 45_000);
   } finally {
@@ -134,7 +102,7 @@ for (const point of ['after-claim', 'after-spawn', 'after-registry-write', 'duri
     const project = makeProject();
     const sampler = startInvariantSampler(project.markerPrefix);
     try {
-      const crashed = startDaemon(project, { FACTORY_CRASH_AT: `${point}:2` });
+      const crashed = spawnDaemon(project.configPath, { FACTORY_CRASH_AT: `${point}:2` });
       const { signal } = await crashed.exited;
       assert.equal(signal, 'SIGKILL', `the daemon died at ${point}`);
       await runToCompletion(project);
@@ -157,7 +125,7 @@ test('kill -9 at random moments, many times: at most one live team per issue, an
   const nextDelay = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), 150 + (seed % 1200));
   try {
     for (let trial = 0; trial < 6; trial++) {
-      const daemon = startDaemon(project);
+      const daemon = spawnDaemon(project.configPath);
       await new Promise((r) => setTimeout(r, nextDelay()));
       daemon.child.kill('SIGKILL');
       await daemon.exited;

@@ -1,6 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +11,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { readHeartbeatFile } from '../../src/core/state-files.js';
 import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix } from './agent-process-support.js';
+import { createScratchRepo } from '../support/sandbox.js';
 
 /**
  * The dashboard in a real browser against a real daemon: `factory start --mode
@@ -31,10 +32,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
-
-function git(repo: string, ...args: string[]): void {
-  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'commit.gpgsign=false', '-C', repo, ...args], { stdio: 'ignore' });
-}
 
 async function waitForHeartbeatUrl(heartbeatPath: string, daemon: ChildProcess, log: () => string): Promise<string> {
   const deadline = Date.now() + 20_000;
@@ -58,12 +55,8 @@ test('the dashboard shows a team at work, then its outcome, without a reload', {
   }
   const dir = mkdtempSync(join(tmpdir(), 'factory-dashboard-'));
   const repo = join(dir, 'repo');
-  mkdirSync(repo);
+  createScratchRepo(repo);
   mkdirSync(join(dir, 'issues'));
-  git(repo, 'init', '-q');
-  writeFileSync(join(repo, 'README.md'), 'dashboard test\n');
-  git(repo, 'add', '.');
-  git(repo, 'commit', '-qm', 'init');
   const configPath = join(dir, 'factory.config.json');
   writeFileSync(
     configPath,

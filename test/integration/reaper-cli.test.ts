@@ -1,6 +1,6 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +11,7 @@ import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix, waitFor } from './agent-process-support.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { isRunning, liveProcessesCarrying, ReaperWorld } from '../fixtures/reaper/harness.js';
+import { createScratchRepo } from '../support/sandbox.js';
 
 /**
  * Issue 3's end-to-end proof through the real CLI: a live daemon runs teams
@@ -58,13 +59,8 @@ function makeSandbox(): { configPath: string; stateDir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'factory-reaper-cli-'));
   const repo = join(dir, 'repo');
   const issues = join(dir, 'issues');
-  mkdirSync(repo);
+  createScratchRepo(repo);
   mkdirSync(issues);
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@factory.invalid', '-c', 'commit.gpgsign=false', ...args], { cwd: repo });
-  git('init', '--quiet', '--initial-branch=main');
-  writeFileSync(join(repo, 'README.md'), '# scratch\n');
-  git('add', 'README.md');
-  git('commit', '--quiet', '-m', 'initial');
   for (const key of ['ORPHAN-1', 'ORPHAN-2']) {
     writeFileSync(join(issues, `${key}.json`), JSON.stringify({ key, title: key, body: 'b', labels: ['factory'], state: 'ready' }));
   }
