@@ -1,16 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SystemClock } from '../src/adapters/clock/system-clock.js';
-import { InMemoryFleet } from '../src/adapters/fleet/in-memory-fleet.js';
 import { InMemoryIssueSource } from '../src/adapters/issue-source/in-memory-issue-source.js';
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.js';
-import { InMemoryWorkspace } from '../src/adapters/workspace/in-memory-workspace.js';
-import { compileConfig } from '../src/config/load.js';
 import { runCycle } from '../src/core/bounded-run.js';
-import { FactorySession } from '../src/core/factory-session.js';
-import { createSilentLogger } from '../src/core/logger.js';
-import { writeHeartbeatFile, writeRegistryFile } from '../src/core/state-files.js';
+import { openInProcessSession } from '../test/support/in-process-session.js';
 import { median, round, timeRuns, waitUntil } from './bench-support.js';
 
 /**
@@ -21,37 +14,14 @@ import { median, round, timeRuns, waitUntil } from './bench-support.js';
  */
 async function sessionWithAgents(agentCount: number) {
   const dir = mkdtempSync(join(tmpdir(), 'factory-bench-hb-'));
-  const clock = new SystemClock();
-  const config = compileConfig(
-    {
-      mount: { root: './issues' },
-      repos: { default: '/repo' },
-      agents: { implementer: { command: ['agent'] } },
-      dispatch: { batchSize: Math.max(1, agentCount) },
-      runs: { superviseIntervalMs: 3_600_000 },
+  const { session } = await openInProcessSession(dir, {
+    config: { dispatch: { batchSize: Math.max(1, agentCount) }, runs: { superviseIntervalMs: 3_600_000 } },
+    source: (_config, clock) => {
+      const source = new InMemoryIssueSource({ clock });
+      for (let i = 0; i < agentCount; i++) source.put({ key: `B-${i}`, title: `bench ${i}`, labels: ['factory'] });
+      return source;
     },
-    join(dir, 'factory.config.json'),
-  );
-  const source = new InMemoryIssueSource({ clock });
-  for (let i = 0; i < agentCount; i++) source.put({ key: `B-${i}`, title: `bench ${i}`, labels: ['factory'] });
-  const fleet = new InMemoryFleet({ clock });
-  const session = new FactorySession(
-    {
-      config,
-      source,
-      store: new SqliteStateStore(config.paths.stateDb),
-      fleet,
-      workspace: new InMemoryWorkspace(),
-      clock,
-      log: createSilentLogger(),
-      identity: { pid: process.pid, startTime: 1, bootId: 'bench' },
-      writeHeartbeat: writeHeartbeatFile,
-      writeRegistry: writeRegistryFile,
-      reapPredecessor: async () => ({ reaped: 0, survivors: [] }),
-    },
-    'live',
-  );
-  await session.open();
+  });
   const cycle = runCycle(session); // starts the teams; they stay running until released
   await waitUntil(`${agentCount} agents running`, () => session.registry.size === agentCount);
   await session.registry.flush(); // let the spawn-time registry writes settle before measuring

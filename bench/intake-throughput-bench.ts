@@ -2,15 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { SystemClock } from '../src/adapters/clock/system-clock.js';
-import { InMemoryFleet } from '../src/adapters/fleet/in-memory-fleet.js';
 import { LocalMountIssueSource } from '../src/adapters/issue-source/local-mount-issue-source.js';
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.js';
-import { InMemoryWorkspace } from '../src/adapters/workspace/in-memory-workspace.js';
-import { compileConfig } from '../src/config/load.js';
-import { FactorySession } from '../src/core/factory-session.js';
-import { createSilentLogger } from '../src/core/logger.js';
-import { writeHeartbeatFile, writeRegistryFile } from '../src/core/state-files.js';
+import { openInProcessSession } from '../test/support/in-process-session.js';
 import { round, waitUntil } from './bench-support.js';
 
 /**
@@ -21,28 +14,11 @@ import { round, waitUntil } from './bench-support.js';
 export async function benchIntakeThroughput(files = 2_000) {
   const dir = mkdtempSync(join(tmpdir(), 'factory-bench-intake-'));
   mkdirSync(join(dir, 'issues'));
-  const clock = new SystemClock();
-  const config = compileConfig(
-    { mount: { root: './issues' }, repos: { default: '/repo' }, agents: { implementer: { command: ['agent'] } }, intake: { reconcileIntervalMs: 600_000 } },
-    join(dir, 'factory.config.json'),
-  );
-  const session = new FactorySession(
-    {
-      config,
-      source: new LocalMountIssueSource({ root: config.mount.root, clock }),
-      store: new SqliteStateStore(config.paths.stateDb),
-      fleet: new InMemoryFleet({ clock }), // agents never exit on their own: the slot stays taken
-      workspace: new InMemoryWorkspace(),
-      clock,
-      log: createSilentLogger(),
-      identity: { pid: process.pid, startTime: 1, bootId: 'bench' },
-      writeHeartbeat: writeHeartbeatFile,
-      writeRegistry: writeRegistryFile,
-      reapPredecessor: async () => ({ reaped: 0, survivors: [] }),
-    },
-    'live',
-  );
-  await session.open();
+  // The in-memory fleet's agents never exit on their own: the one slot stays taken.
+  const { session } = await openInProcessSession(dir, {
+    config: { intake: { reconcileIntervalMs: 600_000 } },
+    source: (config, clock) => new LocalMountIssueSource({ root: config.mount.root, clock }),
+  });
   await session.startLive();
   const started = performance.now();
   try {

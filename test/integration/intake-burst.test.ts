@@ -3,43 +3,17 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SystemClock } from '../../src/adapters/clock/system-clock.js';
-import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
 import { LocalMountIssueSource } from '../../src/adapters/issue-source/local-mount-issue-source.js';
-import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
-import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
-import { compileConfig } from '../../src/config/load.js';
-import { FactorySession } from '../../src/core/factory-session.js';
-import { createSilentLogger } from '../../src/core/logger.js';
-import { writeHeartbeatFile, writeRegistryFile } from '../../src/core/state-files.js';
-import { waitFor } from './agent-process-support.js';
+import { openInProcessSession } from '../support/in-process-session.js';
+import { waitFor } from '../support/sandbox.js';
 
 /** A live session on the real local mount and SQLite, with agents that succeed at once. */
 async function liveSession(dir: string, batchSize: number) {
-  const clock = new SystemClock();
-  const config = compileConfig(
-    { mount: { root: './issues' }, repos: { default: '/repo' }, agents: { implementer: { command: ['agent'] } }, dispatch: { batchSize }, intake: { reconcileIntervalMs: 600_000 } },
-    join(dir, 'factory.config.json'),
-  );
-  const fleet = new InMemoryFleet({ clock });
+  const { session, fleet } = await openInProcessSession(dir, {
+    config: { dispatch: { batchSize }, intake: { reconcileIntervalMs: 600_000 } },
+    source: (config, clock) => new LocalMountIssueSource({ root: config.mount.root, clock }),
+  });
   fleet.autoSucceed = true;
-  const session = new FactorySession(
-    {
-      config,
-      source: new LocalMountIssueSource({ root: config.mount.root, clock }),
-      store: new SqliteStateStore(config.paths.stateDb),
-      fleet,
-      workspace: new InMemoryWorkspace(),
-      clock,
-      log: createSilentLogger(),
-      identity: { pid: process.pid, startTime: 1, bootId: 'test' },
-      writeHeartbeat: writeHeartbeatFile,
-      writeRegistry: writeRegistryFile,
-      reapPredecessor: async () => ({ reaped: 0, survivors: [] }),
-    },
-    'live',
-  );
-  await session.open();
   return { session, fleet };
 }
 
