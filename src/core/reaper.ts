@@ -266,6 +266,10 @@ export async function reapRegistryEntries(entries: readonly RegistryEntry[], opt
   const snapshot = table.snapshot();
   let snapshots = 1;
   const { plans, otherBoot, otherNode } = planReaps(entries, snapshot, options);
+  // Progress for a person watching a large reap (stderr; stdout stays the JSON report).
+  if (entries.length > 0 || plans.length > 0) {
+    log.info({ entries: entries.length, trees: plans.length, otherBoot: otherBoot.length, otherNode: otherNode.length }, `reaping: ${plans.length} agent tree(s) to end, ${otherBoot.length} entr${otherBoot.length === 1 ? 'y' : 'ies'} from another boot to drop`);
+  }
 
   const skipped: SkippedItem[] = otherNode.map((entry) => ({
     ...refOf(entry),
