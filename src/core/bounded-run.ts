@@ -1,10 +1,11 @@
 import type { Issue } from '../domain/issue.js';
 import type { RunOutcome } from '../domain/run.js';
-import { triageIssue, type TriageRules } from '../domain/triage.js';
+import type { TriageRules } from '../domain/triage.js';
 import type { IssueSource, SkippedIssueFile } from '../ports/issue-source.js';
-import { ACTIVE_CLAIM_STATUSES, type IssueClaim } from '../ports/state-store.js';
+import type { IssueClaim } from '../ports/state-store.js';
 import type { IntakeDecision } from './dispatcher.js';
 import type { FactorySession } from './factory-session.js';
+import { decideIntake } from './intake-decision.js';
 import type { TeamRun } from './team-run.js';
 
 /** The report `run-once` and each `loop` iteration print. */
@@ -26,15 +27,17 @@ export interface CycleReport {
 export async function planCycle(source: IssueSource, rules: TriageRules, claims: ReadonlyMap<string, IssueClaim>): Promise<CycleReport> {
   const scan = await source.scan();
   const decisions = scan.issues.map((issue: Issue): IntakeDecision => {
-    const decision = triageIssue(issue, rules);
-    if (decision.verdict === 'skip') return { issueKey: issue.key, action: 'skipped', reason: decision.reason };
-    const claim = claims.get(issue.key);
-    if (claim?.revision === issue.revision && claim.status !== 'cancelled') {
-      return ACTIVE_CLAIM_STATUSES.includes(claim.status)
-        ? { issueKey: issue.key, action: 'already-active', reason: `claim is ${claim.status}`, repo: claim.repo }
-        : { issueKey: issue.key, action: 'already-handled', reason: `this revision already ended: ${claim.status}` };
+    const verdict = decideIntake(issue, claims.get(issue.key), rules);
+    switch (verdict.kind) {
+      case 'skip':
+        return { issueKey: issue.key, action: 'skipped', reason: verdict.reason };
+      case 'queue':
+        return { issueKey: issue.key, action: 'queued', reason: `would dispatch; routed by ${verdict.routedBy}`, repo: verdict.repo };
+      case 'already-active':
+        return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason, repo: verdict.repo };
+      default:
+        return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason };
     }
-    return { issueKey: issue.key, action: 'queued', reason: `would dispatch; routed by ${decision.routedBy}`, repo: decision.repo };
   });
   return { dryRun: true, pulled: scan.issues.length, unreadableFiles: scan.skipped, decisions, dispatched: [], outcomes: [], nextRetryAtMs: null };
 }

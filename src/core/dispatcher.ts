@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { compareIssuesForDispatch, type Issue } from '../domain/issue.js';
 import { computeBackoffMs, isRetryableOutcome, type RunOutcome } from '../domain/run.js';
-import { branchNameFor, triageIssue, type TriageRules } from '../domain/triage.js';
+import { branchNameFor, type TriageRules } from '../domain/triage.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource } from '../ports/issue-source.js';
 import { ACTIVE_CLAIM_STATUSES, type IssueClaim, type StateStore } from '../ports/state-store.js';
 import { maybeCrash } from './fault-injection.js';
+import { decideIntake } from './intake-decision.js';
 import type { Logger } from './logger.js';
 import { TeamRun, type AgentCommand, type TeamRunDeps } from './team-run.js';
 
@@ -131,31 +132,21 @@ export class Dispatcher {
   #intakeOne(issue: Issue): IntakeDecision {
     const { store, clock, epoch } = this.#options;
     const existing = this.#claims.get(issue.key);
-    const decision = triageIssue(issue, this.#options.triage);
-    if (decision.verdict === 'skip') {
+    const verdict = decideIntake(issue, existing, this.#options.triage);
+    if (verdict.kind === 'skip') {
       // Only in-scope issues are kept in memory: a mount of 10,000 parked issues costs a reason each, no more.
       this.#issues.delete(issue.key);
-      if (this.#skipReasons.get(issue.key) !== decision.reason) {
-        this.#skipReasons.set(issue.key, internReason(decision.reason));
-        store.recordSkip({ issueKey: issue.key, reason: decision.reason, atMs: clock.now() }, epoch);
+      if (this.#skipReasons.get(issue.key) !== verdict.reason) {
+        this.#skipReasons.set(issue.key, internReason(verdict.reason));
+        store.recordSkip({ issueKey: issue.key, reason: verdict.reason, atMs: clock.now() }, epoch);
       }
-      if (existing && ACTIVE_CLAIM_STATUSES.includes(existing.status)) return this.#cancel(existing, `left scope: ${decision.reason}`);
-      return { issueKey: issue.key, action: 'skipped', reason: decision.reason };
+      if (verdict.leftScope) return this.#cancel(existing!, `left scope: ${verdict.reason}`);
+      return { issueKey: issue.key, action: 'skipped', reason: verdict.reason };
     }
     this.#issues.set(issue.key, issue);
     if (this.#skipReasons.delete(issue.key)) store.clearSkip(issue.key, epoch);
-    // A cancelled claim ended because the issue left scope, not because this
-    // revision ran: when the issue comes back unchanged it is claimed afresh.
-    if (existing?.revision === issue.revision && existing.status !== 'cancelled') {
-      return ACTIVE_CLAIM_STATUSES.includes(existing.status)
-        ? { issueKey: issue.key, action: 'already-active', reason: `claim is ${existing.status}`, repo: existing.repo }
-        : { issueKey: issue.key, action: 'already-handled', reason: `revision ${issue.revision.slice(0, 8)} already ended: ${existing.status}` };
-    }
-    if (existing?.status === 'running') {
-      // An edit while a team works does not start a second team; the new
-      // revision is taken up when this run ends (the issue is re-read then).
-      return { issueKey: issue.key, action: 'deferred', reason: 'a team is running on an earlier revision' };
-    }
+    if (verdict.kind === 'already-active') return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason, repo: verdict.repo };
+    if (verdict.kind !== 'queue') return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason };
     this.#saveClaim({
       issueKey: issue.key,
       revision: issue.revision,
@@ -163,14 +154,14 @@ export class Dispatcher {
       attempt: 0,
       nextAttemptAtMs: null,
       runId: null,
-      repo: decision.repo,
+      repo: verdict.repo,
       priority: issue.priority ?? null,
       createdAtMs: issue.createdAtMs,
       updatedAtMs: clock.now(),
-      lastReason: `routed by ${decision.routedBy}`,
+      lastReason: `routed by ${verdict.routedBy}`,
       epoch,
     });
-    return { issueKey: issue.key, action: 'queued', reason: `routed by ${decision.routedBy}`, repo: decision.repo };
+    return { issueKey: issue.key, action: 'queued', reason: `routed by ${verdict.routedBy}`, repo: verdict.repo };
   }
 
   #cancel(claim: IssueClaim, reason: string): IntakeDecision {
