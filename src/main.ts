@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { LocalMountIssueSource } from './adapters/issue-source/local-mount-issue-source.js';
 import { LocalProcessFleet } from './adapters/fleet/local-process-fleet.js';
@@ -134,10 +135,23 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
   }
 }
 
-/** One daemon per config: the lock names its owner, and a dead owner's lock is reclaimed. */
+/**
+ * One daemon per config: the lock names its owner, and a dead owner's lock is
+ * reclaimed. The daemon also keeps the lock file open while it lives, which
+ * `reap-orphans --terminate-wedged-daemon` checks in /proc/<pid>/fd before it
+ * signals a wedged daemon.
+ */
 async function acquireDaemonLock(runtime: Runtime): Promise<HeldReaperLock> {
   try {
-    return await acquireReaperLock(runtime.config.paths.daemonLock, { processTable: runtime.processTable, clock: runtime.clock });
+    const lock = await acquireReaperLock(runtime.config.paths.daemonLock, { processTable: runtime.processTable, clock: runtime.clock });
+    const held = await open(lock.path, 'r');
+    return {
+      ...lock,
+      async release() {
+        await held.close().catch(() => undefined);
+        await lock.release();
+      },
+    };
   } catch (error) {
     if (isFactoryError(error, 'FACTORY_REAPER_LOCKED')) {
       const owner = error.details.owner as { pid?: number; acquiredAtMs?: number } | undefined;

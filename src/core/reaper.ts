@@ -418,6 +418,13 @@ export interface ReapOrphansOptions {
   readonly dryRun: boolean;
   /** Explicit opt-in: stop a wedged daemon (by identity, SIGTERM then SIGKILL) and then reap its agents. */
   readonly terminateWedgedDaemon?: boolean;
+  /**
+   * The daemon lock, which a daemon holds open for its whole life. With it, a
+   * wedged daemon is signalled only if its pid holds this file open: a forged
+   * heartbeat naming some other process (even with its exact start time) is
+   * refused. Without it, identity alone decides.
+   */
+  readonly daemonLockPath?: string;
   readonly processTable: ProcessTable;
   readonly clock: Clock;
   readonly lockPath: string;
@@ -708,6 +715,17 @@ async function stopWedgedDaemon(
   for (const identity of alive) {
     const why = explainProtectedPid(identity.pid, protectedPids);
     if (why) return { stopped: false, reason: `refusing to signal the recorded daemon pid ${identity.pid}: ${why}`, signals: [] };
+  }
+  if (options.daemonLockPath !== undefined) {
+    for (const identity of alive) {
+      if (!options.processTable.holdsOpen(identity.pid, options.daemonLockPath)) {
+        return {
+          stopped: false,
+          reason: `refusing to signal pid ${identity.pid}: it matches the recorded identity but does not hold the daemon lock ${options.daemonLockPath} open, so it is not proven to be the daemon`,
+          signals: [],
+        };
+      }
+    }
   }
   const pids = alive.map((identity) => identity.pid).join(', ');
   if (options.dryRun) return { stopped: true, reason: `dry run: would stop the wedged daemon (pid ${pids}) with SIGTERM, then SIGKILL`, signals: [] };

@@ -39,6 +39,12 @@ export interface ProcessTable {
   snapshot(): ProcessSnapshot;
   /** A single process, or undefined when it does not exist. Cheap: one /proc read. */
   inspect(pid: number): ProcessInfo | undefined;
+  /**
+   * Whether the process has `path` open (a file descriptor pointing at it).
+   * The daemon keeps its lock file open for its whole life, so this proves a
+   * pid is the daemon beyond what a (possibly forged) heartbeat says.
+   */
+  holdsOpen(pid: number, path: string): boolean;
   /** The value of one environment variable of a live process, if readable. */
   readEnvironmentVariable(pid: number, name: string): string | undefined;
   /**

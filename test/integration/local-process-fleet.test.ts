@@ -27,6 +27,7 @@ class RecordingProcessTable implements ProcessTable {
   snapshot = () => table.snapshot();
   inspect = (pid: number) => table.inspect(pid);
   readEnvironmentVariable = (pid: number, name: string) => table.readEnvironmentVariable(pid, name);
+  holdsOpen = (pid: number, path: string) => table.holdsOpen(pid, path);
   signal(target: number, signal: NodeJS.Signals): boolean {
     this.signals.push({ target, signal });
     return table.signal(target, signal);

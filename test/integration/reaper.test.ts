@@ -131,7 +131,7 @@ describe('reap-orphans on real processes', () => {
   test('--terminate-wedged-daemon stops the wedged daemon by identity, then reaps its agents', async () => {
     const world = await newWorld();
     const agent = await world.spawnAgent('plain');
-    const daemon = world.spawnBystander();
+    const daemon = await world.spawnDaemonStandIn();
     process.kill(daemon.identity.pid, 'SIGSTOP');
     await world.writeHeartbeat(daemon.identity, { updatedAtMs: Date.now() - STALE_AGE_MS });
     await world.writeRegistry([agent.entry]);
@@ -145,6 +145,24 @@ describe('reap-orphans on real processes', () => {
     assert.ok(!isRunning(world.table, daemon.identity));
     assert.deepEqual(liveMarkedProcesses(world.table, agent.entry.marker), []);
     assert.deepEqual(table.violations, []);
+  });
+
+  test('--terminate-wedged-daemon refuses a process that matches a forged heartbeat but does not hold the daemon lock', async () => {
+    const world = await newWorld();
+    const agent = await world.spawnAgent('plain');
+    const stranger = world.spawnBystander(); // e.g. the user's editor, named by a hostile heartbeat with its exact identity
+    await world.writeHeartbeat(stranger.identity, { updatedAtMs: Date.now() - STALE_AGE_MS });
+    await world.writeRegistry([agent.entry]);
+    const table = new RecordingProcessTable(world.table, () => false);
+
+    const report = await reapOrphans(world.reaperOptions(table, { terminateWedgedDaemon: true }));
+
+    assert.equal(report.exitCode, 3, report.reason);
+    assert.equal(report.daemon.state, 'wedged');
+    assert.match(report.reason, /does not hold the daemon lock/);
+    assert.deepEqual(table.attempts, [], 'nothing signalled');
+    assert.ok(isRunning(world.table, stranger.identity), 'the stranger is alive');
+    for (const info of agent.processes) assert.ok(isRunning(world.table, info), 'its agents were not touched either');
   });
 
   test('a fresh heartbeat, even a stopping one whose process is gone, is not stale: nothing is touched', async () => {

@@ -85,6 +85,13 @@ export class InMemoryProcessTable implements ProcessTable {
     return this.#processes.get(pid)?.info;
   }
 
+  /** Paths each fake process holds open (see `holdsOpen`). */
+  readonly openFiles = new Map<number, Set<string>>();
+
+  holdsOpen(pid: number, path: string): boolean {
+    return this.#processes.has(pid) && (this.openFiles.get(pid)?.has(path) ?? false);
+  }
+
   readEnvironmentVariable(pid: number, name: string): string | undefined {
     const stored = this.#processes.get(pid);
     if (!stored || stored.info.state === 'Z') return undefined; // a zombie's environment is gone, as on Linux

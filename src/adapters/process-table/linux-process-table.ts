@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import type { ProcessInfo, ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
 
 /**
@@ -68,6 +68,26 @@ export class LinuxProcessTable implements ProcessTable {
       if (info) processes.set(info.pid, info);
     }
     return { takenAtMs: Date.now(), bootId: this.bootId(), processes };
+  }
+
+  holdsOpen(pid: number, path: string): boolean {
+    if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+    let target: string;
+    let fds: string[];
+    try {
+      target = realpathSync(path);
+      fds = readdirSync(`${this.#procRoot}/${pid}/fd`);
+    } catch {
+      return false; // no such file, no such process, or not ours to look at
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`${this.#procRoot}/${pid}/fd/${fd}`) === target) return true;
+      } catch {
+        // closed while we looked
+      }
+    }
+    return false;
   }
 
   readEnvironmentVariable(pid: number, name: string): string | undefined {

@@ -34,6 +34,7 @@ export const reapOrphansVerb: Verb = {
       processTable,
       clock,
       lockPath: config.paths.reaperLock,
+      daemonLockPath: config.paths.daemonLock,
       markerPrefix: markerPrefixFor(config),
       log,
     });
