@@ -172,6 +172,10 @@ export class TeamRun {
     await this.#deps.registry.remove(handle.identity.marker);
     const reason: RunOutcomeReason = this.#stopReason ?? (exit.exitCode === 0 ? 'succeeded' : 'failed');
     log.info({ exitCode: exit.exitCode, signal: exit.signal, reason }, `${role} exited`);
+    if (reason === 'failed' && this.plan.mode === 'parallel') {
+      // The team has failed; its other agents would work on for nothing.
+      for (const sibling of this.#handles.values()) void sibling.stop(this.#deps.killGraceMs);
+    }
     return this.#record({ role, agentName, exitCode: exit.exitCode, signal: exit.signal, reason, logPath, startedAtMs, endedAtMs: exit.endedAtMs });
   }
 

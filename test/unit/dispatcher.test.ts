@@ -216,6 +216,22 @@ test('parallel mode: implementer and reviewer start together', async () => {
   await session.close();
 });
 
+test('parallel mode: a failed implementer stops its reviewer, and the team fails naming the implementer', async () => {
+  const h = createHarness({ dispatch: { teamMode: 'parallel', maxAttempts: 1 } });
+  h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
+  const session = await openLive(h);
+  const implementer = runningAgent(h, 'FAC-1', 'implementer');
+  const reviewer = runningAgent(h, 'FAC-1', 'reviewer');
+  implementer.exit(1);
+  await settle();
+  assert.equal(reviewer.ended, true, 'the reviewer was stopped');
+  assert.ok(reviewer.stopRequests >= 1);
+  assert.equal(h.source.writeBacks.length, 1, 'without waiting for the reviewer to finish on its own');
+  assert.equal(h.source.writeBacks[0]!.outcome.reason, 'failed');
+  assert.match(h.source.writeBacks[0]!.outcome.detail, /implementer exited with code 1/);
+  await session.close();
+});
+
 test('an issue that leaves scope while its team runs has the team stopped as cancelled', async () => {
   for (const change of [{ state: 'in-review' }, { labels: [] as string[] }]) {
     const h = createHarness();
