@@ -23,3 +23,29 @@ export function onStopSignal(handler: (signal: NodeJS.Signals) => void): { reado
     },
   };
 }
+
+/**
+ * Opens a session with SIGINT/SIGTERM already caught. A signal that arrives
+ * while the session opens (after the daemon wrote `running`, before it could
+ * stop in order) is held and honoured as soon as the session is open, instead
+ * of killing the process with the signal's default action.
+ */
+export async function openWithStopSignals<T>(
+  open: () => Promise<T>,
+  onStop: (opened: T, signal: NodeJS.Signals) => void,
+): Promise<{ opened: T; signals: ReturnType<typeof onStopSignal> }> {
+  let opened: T | undefined;
+  let pending: NodeJS.Signals | undefined;
+  const signals = onStopSignal((signal) => {
+    if (opened === undefined) pending = signal;
+    else onStop(opened, signal);
+  });
+  try {
+    opened = await open();
+  } catch (error) {
+    signals.dispose();
+    throw error;
+  }
+  if (pending !== undefined) onStop(opened, pending);
+  return { opened, signals };
+}

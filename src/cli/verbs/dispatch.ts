@@ -2,7 +2,7 @@ import { createIssueSource, openSession } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatDuration, printJson } from '../output.js';
-import { onStopSignal } from '../signals.js';
+import { openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 import { issueArgument } from './triage.js';
 
@@ -20,9 +20,11 @@ export const dispatchVerb: Verb = {
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
     const issue = await createIssueSource(runtime).read(issueArgument(args, 'dispatch'));
-    const opened = await openSession(runtime, 'once');
     // Agents run in their own sessions, so Ctrl-C never reaches them: release them in order.
-    const signals = onStopSignal(() => void opened.session.dispatcher.releaseAll());
+    const { opened, signals } = await openWithStopSignals(
+      () => openSession(runtime, 'once'),
+      (session) => void session.session.dispatcher.releaseAll(),
+    );
     try {
       const dispatcher = opened.session.dispatcher;
       const [decision] = dispatcher.intake([issue], { complete: false });

@@ -4,7 +4,7 @@ import { flagBoolean, flagPositiveInt } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatCycleReport } from '../cycle-report.js';
 import { printJson } from '../output.js';
-import { onStopSignal } from '../signals.js';
+import { openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 import { dryRunCycle } from './run-once.js';
 
@@ -33,8 +33,10 @@ export const loopVerb: Verb = {
       else output.out(formatCycleReport(report, runtime.clock.now()));
       return 0;
     }
-    const opened = await openSession(runtime, 'loop', { maxIterations });
-    const signals = onStopSignal(() => void opened.session.dispatcher.releaseAll());
+    const { opened, signals } = await openWithStopSignals(
+      () => openSession(runtime, 'loop', { maxIterations }),
+      (session) => void session.session.dispatcher.releaseAll(),
+    );
     try {
       const report = await runLoop(opened.session, {
         maxIterations,

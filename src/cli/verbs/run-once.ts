@@ -7,7 +7,7 @@ import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatCycleReport } from '../cycle-report.js';
 import { printJson } from '../output.js';
-import { onStopSignal } from '../signals.js';
+import { openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 
 /** Claims as the last daemon left them, read-only; empty when there is no state yet. */
@@ -50,9 +50,11 @@ export const runOnceVerb: Verb = {
     if (flagBoolean(args, 'dry-run')) {
       report = await dryRunCycle(runtime);
     } else {
-      const opened = await openSession(runtime, 'once');
       // Agents run in their own sessions, so Ctrl-C never reaches them: release them in order, as `start` does.
-      const signals = onStopSignal(() => void opened.session.dispatcher.releaseAll());
+      const { opened, signals } = await openWithStopSignals(
+        () => openSession(runtime, 'once'),
+        (session) => void session.session.dispatcher.releaseAll(),
+      );
       try {
         await opened.session.writeHeartbeat('running');
         report = await runCycle(opened.session);

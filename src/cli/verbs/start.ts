@@ -3,7 +3,7 @@ import { prepareDaemonHttp } from '../../http/daemon-http.js';
 import { openSession } from '../../main.js';
 import { flagString } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
-import { onStopSignal } from '../signals.js';
+import { openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 
 export const startVerb: Verb = {
@@ -28,17 +28,19 @@ export const startVerb: Verb = {
     if (mode !== 'live') throw new FactoryError('FACTORY_USAGE', `--mode: expected "live", got "${mode}" (bounded runs are \`factory loop\` and \`factory run-once\`)`);
     const runtime = runtimeFromArgs(args);
     const http = prepareDaemonHttp(runtime, { warn: (line) => output.err(line) });
-    const opened = await openSession(runtime, 'live', { hooks: http.hooks });
     let stopped!: () => void;
     let failed!: (error: FactoryError) => void;
     const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
     const fatal = new Promise<never>((_, reject) => (failed = reject));
     // It may reject while startLive() is still running, before the race below awaits it.
     fatal.catch(() => undefined);
-    const signals = onStopSignal((signal) => {
-      runtime.log.info({ signal }, 'stop requested');
-      stopped();
-    });
+    const { opened, signals } = await openWithStopSignals(
+      () => openSession(runtime, 'live', { hooks: http.hooks }),
+      (_opened, signal) => {
+        runtime.log.info({ signal }, 'stop requested');
+        stopped();
+      },
+    );
     try {
       const url = await http.start(opened.session);
       await opened.session.startLive(failed);
