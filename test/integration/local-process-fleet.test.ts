@@ -23,8 +23,9 @@ let agentCounter = 0;
 /** Records every signal, so a test can prove that nothing was signalled. */
 class RecordingProcessTable implements ProcessTable {
   readonly signals: { target: number; signal: NodeJS.Signals }[] = [];
+  snapshots = 0;
   bootId = () => table.bootId();
-  snapshot = () => table.snapshot();
+  snapshot = () => (this.snapshots++, table.snapshot());
   inspect = (pid: number) => table.inspect(pid);
   readEnvironmentVariable = (pid: number, name: string) => table.readEnvironmentVariable(pid, name);
   holdsOpen = (pid: number, path: string) => table.holdsOpen(pid, path);
@@ -245,6 +246,19 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
     assert.ok(!isDead(table, otherAgentPid), 'another agent of the same fleet survived');
     assert.ok(bystander.pid !== undefined && !isDead(table, bystander.pid), 'an unmarked bystander survived');
     await otherAgent.stop(1000);
+  });
+
+  it('stall checks of several agents in one round share one process-table snapshot', async () => {
+    const recording = new RecordingProcessTable();
+    const fleet = newFleet(recording);
+    const agents = await Promise.all([1, 2, 3].map(() => fleet.spawn(agentSpec(fixtureAgentCommand('idle-silent.mjs')))));
+    try {
+      const before = recording.snapshots;
+      for (const agent of agents) agent.activity();
+      assert.equal(recording.snapshots - before, 1, 'one snapshot for the whole round');
+    } finally {
+      await Promise.all(agents.map((agent) => agent.stop(200)));
+    }
   });
 
   it('reports activity: output bytes and the CPU time of the whole tree tell busy-silent from idle', async () => {

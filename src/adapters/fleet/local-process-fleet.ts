@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
-import type { ProcessTable } from '../../ports/process-table.js';
+import type { ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
 import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../../domain/registry.js';
 import { collectAgentTree, hasExited, isStillRunning, signalVerifiedProcess, type AgentTree } from '../../core/process-identity.js';
 import { FactoryError } from '../../errors.js';
@@ -46,10 +46,14 @@ export interface WarningLogger {
 
 /** How often stop() looks at whether the tree has gone, during the grace period and after SIGKILL. */
 const STOP_POLL_INTERVAL_MS = 25;
+
+/** A snapshot younger than this is reused by activity(): stall checks of one supervision round share it. */
+const ACTIVITY_SNAPSHOT_MAX_AGE_MS = 100;
 /** Bound on waiting for SIGKILLed processes to vanish; only a process stuck in the kernel (state D) takes longer. */
 const KILL_SETTLE_MS = 2000;
 
 export class LocalProcessFleet implements Fleet {
+  #lastActivitySnapshot: { atMs: number; snapshot: ProcessSnapshot } | undefined;
   readonly node = LOCAL_NODE;
   readonly #instanceId: string;
   readonly #processTable: ProcessTable;
@@ -129,7 +133,27 @@ export class LocalProcessFleet implements Fleet {
       worktree: spec.worktree,
       startedAtMs: this.#clock.now(),
     };
-    return new LocalAgentHandle({ identity, child, initialLogSize: initialSize, processTable: this.#processTable, clock: this.#clock, logger: this.#logger });
+    return new LocalAgentHandle({
+      identity,
+      child,
+      initialLogSize: initialSize,
+      processTable: this.#processTable,
+      clock: this.#clock,
+      logger: this.#logger,
+      activitySnapshot: () => this.#activitySnapshot(),
+    });
+  }
+
+  /**
+   * Stall checks of every agent in one supervision round share one snapshot
+   * (and so one read of every process's environment), instead of one each.
+   */
+  #activitySnapshot(): ProcessSnapshot {
+    const now = this.#clock.now();
+    if (!this.#lastActivitySnapshot || now - this.#lastActivitySnapshot.atMs > ACTIVITY_SNAPSHOT_MAX_AGE_MS) {
+      this.#lastActivitySnapshot = { atMs: now, snapshot: this.#processTable.snapshot() };
+    }
+    return this.#lastActivitySnapshot.snapshot;
   }
 }
 
@@ -149,7 +173,18 @@ class LocalAgentHandle implements AgentHandle {
   #lastOutputBytes = 0;
   #stopping: Promise<AgentExit> | undefined;
 
-  constructor(options: { identity: RegistryEntry; child: ChildProcess; initialLogSize: number; processTable: ProcessTable; clock: Clock; logger: WarningLogger | undefined }) {
+  readonly #activitySnapshotSource: () => ProcessSnapshot;
+
+  constructor(options: {
+    identity: RegistryEntry;
+    child: ChildProcess;
+    initialLogSize: number;
+    processTable: ProcessTable;
+    clock: Clock;
+    logger: WarningLogger | undefined;
+    activitySnapshot: () => ProcessSnapshot;
+  }) {
+    this.#activitySnapshotSource = options.activitySnapshot;
     this.identity = options.identity;
     this.#processTable = options.processTable;
     this.#clock = options.clock;
@@ -270,7 +305,7 @@ class LocalAgentHandle implements AgentHandle {
 
   #treeCpuTicks(): number | null {
     try {
-      const snapshot = this.#processTable.snapshot();
+      const snapshot = this.#activitySnapshotSource();
       const tree = this.#collectTree(snapshot);
       // While the leader is unreaped its group id is pinned, so members that
       // dropped the marker from their environment still count as the agent's.
