@@ -5,6 +5,7 @@ import { branchNameFor, type TriageRules } from '../domain/triage.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource } from '../ports/issue-source.js';
 import { ACTIVE_CLAIM_STATUSES, type IssueClaim, type StateStore } from '../ports/state-store.js';
+import { isFactoryError, type FactoryError } from '../errors.js';
 import { maybeCrash } from './fault-injection.js';
 import { decideIntake } from './intake-decision.js';
 import type { Logger } from './logger.js';
@@ -31,6 +32,8 @@ export interface DispatcherOptions {
   readonly team: TeamRunDeps;
   readonly clock: Clock;
   readonly log: Logger;
+  /** A newer daemon took the state over (FACTORY_STATE_STALE_EPOCH): this one must stop. */
+  readonly onStateLost?: (error: FactoryError) => void;
   /** Called after each team outcome is recorded (metrics, tests, the bounded loop). */
   readonly onOutcome?: (outcome: RunOutcome) => void;
 }
@@ -248,6 +251,7 @@ export class Dispatcher {
       this.#claims.set(next.issueKey, { ...next, epoch });
     } catch (error) {
       log.error({ issue: outcome.issueKey, run: outcome.runId, err: (error as Error).message }, 'could not record the outcome');
+      if (isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH')) this.#options.onStateLost?.(error);
     }
     this.#teams.delete(outcome.issueKey);
     this.#recount();

@@ -66,6 +66,8 @@ export class FactorySession {
   #iteration = 0;
   #closing: Promise<void> | undefined;
   #predecessor: PredecessorReport | undefined;
+  /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
+  #onFatal: (error: FactoryError) => void = (error) => this.deps.log.error({ code: error.code }, error.message);
 
   constructor(deps: FactorySessionDeps, mode: DaemonMode, readonly maxIterations = 0) {
     this.deps = deps;
@@ -163,6 +165,7 @@ export class FactorySession {
         killGraceMs: config.runs.killGraceMs,
       },
       ...(this.deps.onOutcome ? { onOutcome: this.deps.onOutcome } : {}),
+      onStateLost: (error) => this.#onFatal(error),
     });
     const rewritten = await this.#dispatcher.retryPendingWritebacks();
     if (rewritten > 0) log.info({ count: rewritten }, 'wrote back outcomes the previous daemon recorded but did not write back');
@@ -201,6 +204,7 @@ export class FactorySession {
    * daemon with a non-zero exit so its supervisor restarts it).
    */
   async startLive(onFatal: (error: FactoryError) => void = () => undefined): Promise<IntakePass> {
+    this.#onFatal = onFatal;
     const { config, source, clock, log } = this.deps;
     this.#intake = new LiveIntake({
       source,
@@ -213,7 +217,7 @@ export class FactorySession {
       probeIntervalMs: config.intake.probeIntervalMs,
       probeTimeoutMs: config.intake.probeTimeoutMs,
       unhealthyLimitMs: config.intake.unhealthyLimitMs,
-      onFatal,
+      onFatal: (error) => this.#onFatal(error),
       ...(this.deps.onIntakePass ? { onPass: this.deps.onIntakePass } : {}),
     });
     this.heartbeat.startRefreshing();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SubscriptionHealth, SubscriptionState } from '../domain/heartbeat.js';
-import { FactoryError } from '../errors.js';
+import { FactoryError, isFactoryError } from '../errors.js';
 import type { Issue } from '../domain/issue.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource, IssueSourceEvent, IssueSubscription, SkippedIssueFile } from '../ports/issue-source.js';
@@ -317,7 +317,19 @@ export class LiveIntake {
 
   /** Passes run one at a time, in order. */
   #serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.#chain.then(work, work);
+    const guarded = async (): Promise<T> => {
+      try {
+        return await work();
+      } catch (error) {
+        // A newer daemon owns the state: this one must stop now, not retry.
+        if (isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH') && !this.#fatal) {
+          this.#fatal = true;
+          this.#options.onFatal(error);
+        }
+        throw error;
+      }
+    };
+    const next = this.#chain.then(guarded, guarded);
     this.#chain = next.catch(() => undefined);
     return next;
   }

@@ -66,3 +66,20 @@ test('close() twice runs the stop once', async () => {
   await Promise.all([session.close(), session.close()]);
   assert.equal(h.events.filter((e) => e === 'heartbeat stopping').length, 1);
 });
+
+test('a daemon whose state was taken over by a newer epoch stops at its next state write instead of working on', async () => {
+  const h = createHarness({ intake: { debounceMs: 0 } });
+  const old = h.newSession();
+  await old.open();
+  const failures: string[] = [];
+  await old.startLive((error) => failures.push(error.code));
+  const successor = h.newSession('once');
+  await successor.open(); // takes the next epoch, as a daemon started with the lock bypassed would
+  h.source.put({ key: 'FAC-9', title: 'claimed by whom?', labels: ['factory'] });
+  await h.clock.advance(10);
+  await settle();
+  assert.deepEqual(failures, ['FACTORY_STATE_STALE_EPOCH']);
+  assert.equal(h.fleet.agents.filter((a) => a.spec.issueKey === 'FAC-9').length, 0, 'the old daemon dispatched nothing');
+  await old.close('failed');
+  await successor.close();
+});
