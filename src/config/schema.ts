@@ -82,6 +82,8 @@ export const configSchema = z
         backoffMaxMs: positiveMs.default(300_000),
         /** `sequential`: implementer, then reviewer on its branch. `parallel`: both at once, as the seed's pairs. */
         teamMode: z.enum(['sequential', 'parallel']).default('sequential'),
+        /** Runs of one issue cut short by daemon crashes in a row before Factory gives the issue up. */
+        maxCrashInterruptions: z.number().int().min(1).max(1000).default(3),
         branchPrefix: z.string().regex(/^[A-Za-z0-9._/-]*$/, 'expected letters, digits, ".", "_", "-" or "/"').default('factory/'),
       })
       .strict()

@@ -246,6 +246,8 @@ export class Dispatcher {
     } else {
       next = { ...claim, status: 'gave-up', lastReason: `${outcome.reason} on attempt ${claim.attempt} of ${policy.maxAttempts}: ${outcome.detail}`, updatedAtMs: now };
     }
+    // A run that ended on its own (or by our hand) breaks any streak of crash interruptions.
+    next = { ...next, interruptions: 0 };
     try {
       store.recordOutcome(outcome, { ...next, epoch });
       this.#claims.set(next.issueKey, { ...next, epoch });

@@ -183,7 +183,16 @@ export class FactorySession {
     const requeued: string[] = [];
     for (const claim of store.listClaims()) {
       if (claim.status !== 'running' || claim.epoch >= this.#epoch) continue;
-      store.saveClaim({ ...claim, status: 'queued', attempt: Math.max(0, claim.attempt - 1), runId: null, lastReason: 'interrupted by a daemon restart', updatedAtMs: clock.now(), epoch: this.#epoch });
+      const interruptions = (claim.interruptions ?? 0) + 1;
+      if (interruptions >= config.dispatch.maxCrashInterruptions) {
+        // The crash is not counted as the issue's attempt, but a run that dies with
+        // its daemon every time may be what kills it: stop feeding it to the fleet.
+        const lastReason = `interrupted by ${interruptions} daemon crashes in a row while it ran; it may be what brings the daemon down (check its agent logs), then run it again with \`factory dispatch ${claim.issueKey} --force\``;
+        store.saveClaim({ ...claim, status: 'gave-up', runId: null, interruptions, lastReason, updatedAtMs: clock.now(), epoch: this.#epoch });
+        log.warn({ issue: claim.issueKey }, lastReason);
+        continue;
+      }
+      store.saveClaim({ ...claim, status: 'queued', attempt: Math.max(0, claim.attempt - 1), runId: null, interruptions, lastReason: 'interrupted by a daemon restart', updatedAtMs: clock.now(), epoch: this.#epoch });
       requeued.push(claim.issueKey);
     }
     if (entries.length > 0 || requeued.length > 0) log.info({ found: entries.length, reaped, requeued }, 'resolved the previous daemon run');

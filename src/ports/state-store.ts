@@ -29,6 +29,8 @@ export interface IssueClaim {
   readonly lastReason: string | null;
   /** The daemon epoch that last wrote this claim. */
   readonly epoch: number;
+  /** Runs of this claim cut short by a daemon crash in a row (0 when absent); see `dispatch.maxCrashInterruptions`. */
+  readonly interruptions?: number;
 }
 
 export interface SkipRecord {

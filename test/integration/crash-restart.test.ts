@@ -28,7 +28,8 @@ function makeProject(): Project {
   const project = createScratchProject('crash', {
     // The issue body carries the worker's flags, so one issue can fail its first attempt.
     agents: { implementer: { command: [node, worker, '--work-ms', '400', '{{body}}'] } },
-    dispatch: { batchSize: 2, maxAttempts: 3, backoffBaseMs: 700 },
+    // The random-kill trial crashes the daemon more often than any issue is to blame for.
+    dispatch: { batchSize: 2, maxAttempts: 3, backoffBaseMs: 700, maxCrashInterruptions: 100 },
     runs: { killGraceMs: 300, superviseIntervalMs: 200 },
     reaper: { graceMs: 300 },
     loop: { heartbeatIntervalMs: 200, heartbeatStaleMs: 3_000 },

@@ -83,3 +83,26 @@ test('a daemon whose state was taken over by a newer epoch stops at its next sta
   await old.close('failed');
   await successor.close();
 });
+
+test('an issue whose runs die with the daemon three times in a row is given up, not fed to the fleet forever', async () => {
+  const h = createHarness();
+  h.source.put({ key: 'BOOM-1', title: 'takes the daemon down', labels: ['factory'] });
+  const spawnsOf = () => h.fleet.agents.filter((a) => a.spec.issueKey === 'BOOM-1').length;
+  for (let crash = 1; crash <= 3; crash++) {
+    // Each session dispatches BOOM-1 and then "dies": it is never closed, as after a kill -9.
+    const session = h.newSession();
+    await session.open();
+    await session.startLive();
+    await settle();
+    assert.equal(spawnsOf(), crash, `run ${crash} dispatched`);
+  }
+  const survivor = h.newSession();
+  await survivor.open();
+  await survivor.startLive();
+  await settle();
+  assert.equal(spawnsOf(), 3, 'no fourth run');
+  const claim = survivor.dispatcher.claim('BOOM-1')!;
+  assert.equal(claim.status, 'gave-up');
+  assert.match(claim.lastReason ?? '', /interrupted by 3 daemon crashes in a row/);
+  await survivor.close();
+});

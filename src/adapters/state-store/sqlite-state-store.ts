@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS claims (
   created_at_ms INTEGER NOT NULL,
   updated_at_ms INTEGER NOT NULL,
   last_reason TEXT,
-  epoch INTEGER NOT NULL
+  epoch INTEGER NOT NULL,
+  interruptions INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS outcomes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -49,6 +50,7 @@ interface ClaimRow {
   updated_at_ms: number;
   last_reason: string | null;
   epoch: number;
+  interruptions: number;
 }
 
 function claimFromRow(row: ClaimRow): IssueClaim {
@@ -65,6 +67,7 @@ function claimFromRow(row: ClaimRow): IssueClaim {
     updatedAtMs: row.updated_at_ms,
     lastReason: row.last_reason,
     epoch: row.epoch,
+    interruptions: row.interruptions,
   };
 }
 
@@ -98,10 +101,10 @@ export class SqliteStateStore implements StateStore {
       listActiveClaims: db.prepare<[], ClaimRow>(`SELECT * FROM claims WHERE status IN (${ACTIVE_CLAIM_STATUSES.map((status) => `'${status}'`).join(', ')}) ORDER BY updated_at_ms DESC`),
       upsertClaim: options.readonly
         ? undefined
-        : db.prepare(`INSERT INTO claims VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch)
+        : db.prepare(`INSERT INTO claims VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions)
           ON CONFLICT(issue_key) DO UPDATE SET revision=excluded.revision, status=excluded.status, attempt=excluded.attempt,
           next_attempt_at_ms=excluded.next_attempt_at_ms, run_id=excluded.run_id, repo=excluded.repo, priority=excluded.priority,
-          created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch`),
+          created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch, interruptions=excluded.interruptions`),
       insertOutcome: options.readonly
         ? undefined
         : db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -173,6 +176,7 @@ export class SqliteStateStore implements StateStore {
         updated_at_ms: claim.updatedAtMs,
         last_reason: claim.lastReason,
         epoch: claim.epoch,
+        interruptions: claim.interruptions ?? 0,
       });
     };
     // Inside recordOutcome's transaction already: no nested BEGIN.
