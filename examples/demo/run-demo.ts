@@ -4,7 +4,8 @@
  * issues, a config whose agents are the scripted demo agent), starts the live
  * daemon, waits for the ready issues' outcomes, drops a new issue file in while
  * the daemon runs, shows `factory status`, stops the daemon with `kill-loop`
- * and shows the commits the agents made.
+ * and shows the commits the agents made. With FACTORY_DEMO_KEEP=1 the daemon
+ * stays up after the tour (dashboard, more issue files) until Ctrl-C.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -95,6 +96,14 @@ console.log(`  DEMO-5 went from file to finished team in ${Date.now() - dropped}
 
 say('factory status');
 console.log(factory('status').out);
+
+if (process.env.FACTORY_DEMO_KEEP === '1') {
+  // Leave the daemon up to explore: drop more issue files into demo-work/issues, open the dashboard.
+  say(`the daemon keeps running (FACTORY_DEMO_KEEP=1); Ctrl-C here, or: node bin/factory.js kill-loop --config ${configPath}`);
+  // Ctrl-C reaches the daemon too (same terminal): it stops in order while this script waits for it.
+  process.on('SIGINT', () => undefined);
+  await daemonExit;
+}
 
 say('factory kill-loop (SIGTERM after proving the daemon identity; ordered stop)');
 console.log(factory('kill-loop').out.trim());
