@@ -105,8 +105,10 @@ if (process.env.FACTORY_DEMO_KEEP === '1') {
   await daemonExit;
 }
 
-say('factory kill-loop (SIGTERM after proving the daemon identity; ordered stop)');
-console.log(factory('kill-loop').out.trim());
+if (daemon.exitCode === null) {
+  say('factory kill-loop (SIGTERM after proving the daemon identity; ordered stop)');
+  console.log(factory('kill-loop').out.trim());
+}
 const code = await daemonExit;
 console.log(`  daemon exited with code ${code}; loop-status now says: ${factory('loop-status').out.trim()}`);
 
