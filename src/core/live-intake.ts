@@ -233,11 +233,7 @@ export class LiveIntake {
     }
   }
 
-  /** Queues a full reconcile pass (used after a resubscribe and by the timer). */
-  requestReconcile(): Promise<IntakePass> {
-    return this.reconcile();
-  }
-
+  /** Runs a full reconcile pass after any pass in flight (used at start, after a resubscribe and by the timer). */
   reconcile(): Promise<IntakePass> {
     return this.#serial(() => this.#reconcileNow());
   }

@@ -50,6 +50,8 @@ export class TeamRun {
   readonly #deps: TeamRunDeps;
   readonly #handles = new Map<AgentRole, AgentHandle>();
   readonly #results: AgentResult[] = [];
+  /** Why an agent could not be started, by role, for the outcome's detail. */
+  readonly #spawnErrors = new Map<AgentRole, string>();
   #stopReason: StopReason | undefined;
   #workspace: PreparedWorkspace | undefined;
   #lastActivity: { signature: string; atMs: number };
@@ -178,8 +180,6 @@ export class TeamRun {
     }
     return this.#record({ role, agentName, exitCode: exit.exitCode, signal: exit.signal, reason, logPath, startedAtMs, endedAtMs: exit.endedAtMs });
   }
-
-  #spawnErrors = new Map<AgentRole, string>();
 
   #record(result: AgentResult, spawnError?: string): AgentResult {
     this.#results.push(result);

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { readHeartbeatFile } from '../../src/core/state-files.js';
 import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix } from './agent-process-support.js';
-import { createScratchRepo } from '../support/sandbox.js';
+import { createScratchProject } from '../support/sandbox.js';
 
 /**
  * The dashboard in a real browser against a real daemon: `factory start --mode
@@ -53,22 +53,12 @@ test('the dashboard shows a team at work, then its outcome, without a reload', {
     t.skip('chromium not installed: apt-get install chromium');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'factory-dashboard-'));
-  const repo = join(dir, 'repo');
-  createScratchRepo(repo);
-  mkdirSync(join(dir, 'issues'));
-  const configPath = join(dir, 'factory.config.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      mount: { root: './issues' },
-      repos: { default: './repo' },
-      agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '2000'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '2000'] } },
-      dispatch: { teamMode: 'parallel', backoffBaseMs: 600_000 },
-      runs: { killGraceMs: 1_000 },
-      http: { port: 0 },
-    }),
-  );
+  const { dir, configPath } = createScratchProject('dashboard', {
+    agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '2000'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '2000'] } },
+    dispatch: { teamMode: 'parallel', backoffBaseMs: 600_000 },
+    runs: { killGraceMs: 1_000 },
+    http: { port: 0 },
+  });
   const config = loadConfig(configPath);
   cleanups.push(() => {
     killProcessesWithMarkerPrefix(new LinuxProcessTable(), markerPrefixFor(config));

@@ -1,8 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ReapReport } from '../../src/core/reaper.js';
@@ -11,7 +10,7 @@ import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix, waitFor } from './agent-process-support.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { isRunning, liveProcessesCarrying, ReaperWorld } from '../fixtures/reaper/harness.js';
-import { createScratchRepo } from '../support/sandbox.js';
+import { createScratchProject } from '../support/sandbox.js';
 
 /**
  * Issue 3's end-to-end proof through the real CLI: a live daemon runs teams
@@ -56,30 +55,17 @@ function readJson<T>(path: string): T | undefined {
 
 /** A temp folder with a one-commit git repo, two ready issues and a config running both roles at once. */
 function makeSandbox(): { configPath: string; stateDir: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'factory-reaper-cli-'));
-  const repo = join(dir, 'repo');
-  const issues = join(dir, 'issues');
-  createScratchRepo(repo);
-  mkdirSync(issues);
-  for (const key of ['ORPHAN-1', 'ORPHAN-2']) {
-    writeFileSync(join(issues, `${key}.json`), JSON.stringify({ key, title: key, body: 'b', labels: ['factory'], state: 'ready' }));
-  }
-  const configPath = join(dir, 'factory.config.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      mount: { root: './issues' },
-      repos: { default: './repo' },
-      agents: {
-        implementer: { command: [process.execPath, join(AGENT_FIXTURES, 'spawn-tree.mjs'), '--stay'] },
-        reviewer: { command: [process.execPath, join(AGENT_FIXTURES, 'escape-setsid.mjs')] },
-      },
-      dispatch: { batchSize: 2, teamMode: 'parallel' },
-      loop: { heartbeatIntervalMs: 200, heartbeatStaleMs: STALE_MS },
-      reaper: { graceMs: 500 },
-      http: { enabled: false },
-    }),
-  );
+  const { dir, configPath, writeIssue } = createScratchProject('reaper-cli', {
+    agents: {
+      implementer: { command: [process.execPath, join(AGENT_FIXTURES, 'spawn-tree.mjs'), '--stay'] },
+      reviewer: { command: [process.execPath, join(AGENT_FIXTURES, 'escape-setsid.mjs')] },
+    },
+    dispatch: { batchSize: 2, teamMode: 'parallel' },
+    loop: { heartbeatIntervalMs: 200, heartbeatStaleMs: STALE_MS },
+    reaper: { graceMs: 500 },
+    http: { enabled: false },
+  });
+  for (const key of ['ORPHAN-1', 'ORPHAN-2']) writeIssue(key, { body: 'b' });
   cleanups.push(() => void killProcessesWithMarkerPrefix(new LinuxProcessTable(), markerPrefixFor({ configPath })));
   return { configPath, stateDir: join(dir, '.factory') };
 }

@@ -1,4 +1,4 @@
-import { renderPrompt } from '../../domain/prompt.js';
+import { placeholderValues, renderArgument, renderPrompt } from '../../domain/prompt.js';
 import { branchNameFor, triageIssue } from '../../domain/triage.js';
 import { createIssueSource } from '../../main.js';
 import { flagBoolean, type ParsedArgs } from '../args.js';
@@ -27,8 +27,11 @@ export const triageVerb: Verb = {
     const decision = triageIssue(issue, { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos });
     const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
     const claim = readClaimsReadOnly(runtime).get(issue.key) ?? null;
-    const prompt = renderPrompt({ issue, role: 'implementer', branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: config.agents.implementer.instruction });
-    const command = config.agents.implementer.command.map((a) => a.replace('{{prompt}}', '<prompt>'));
+    const context = { issue, role: 'implementer' as const, branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: config.agents.implementer.instruction };
+    const prompt = renderPrompt(context);
+    // The same renderer as a real run, with the (long) prompt shown below instead of inline.
+    const values = { ...placeholderValues(context), prompt: '<prompt>' };
+    const command = config.agents.implementer.command.map((arg) => renderArgument(arg, values));
     const result = { issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location }, decision, branch, claim, command, prompt };
     if (flagBoolean(args, 'json')) printJson(output, result);
     else {
