@@ -8,7 +8,7 @@ import { ACTIVE_CLAIM_STATUSES, type IssueClaim, type StateStore } from '../port
 import { isFactoryError, type FactoryError } from '../errors.js';
 import { maybeCrash } from './fault-injection.js';
 import { decideIntake } from './intake-decision.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ports/logger.js';
 import { TeamRun, type AgentCommand, type TeamRunDeps } from './team-run.js';
 
 export interface DispatchPolicy {

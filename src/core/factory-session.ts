@@ -13,7 +13,7 @@ import type { Workspace } from '../ports/workspace.js';
 import { Dispatcher } from './dispatcher.js';
 import { HeartbeatKeeper } from './heartbeat-keeper.js';
 import { LiveIntake, type IntakePass } from './live-intake.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ports/logger.js';
 import { RegistryKeeper } from './registry-keeper.js';
 import { readRegistryFile } from './state-files.js';
 

@@ -4,7 +4,7 @@ import type { DaemonMode, DaemonStatus, Heartbeat, SubscriptionHealth } from '..
 import { computeRefreshIntervalMs } from '../domain/heartbeat.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { ProcessIdentity } from '../ports/process-table.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ports/logger.js';
 
 /** Live numbers the heartbeat carries. Each getter must be O(1): the refresh calls them every tick. */
 export interface HeartbeatGauges {

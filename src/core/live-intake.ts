@@ -5,7 +5,7 @@ import type { Issue } from '../domain/issue.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource, IssueSourceEvent, IssueSubscription, SkippedIssueFile } from '../ports/issue-source.js';
 import type { Dispatcher, IntakeDecision } from './dispatcher.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ports/logger.js';
 
 export type IntakeTransport = 'subscribe' | 'poll' | 'subscribe-and-poll';
 

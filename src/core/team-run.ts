@@ -6,7 +6,7 @@ import type { Clock } from '../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../ports/fleet.js';
 import type { PreparedWorkspace, Workspace } from '../ports/workspace.js';
 import { maybeCrash } from './fault-injection.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ports/logger.js';
 import type { RegistryKeeper } from './registry-keeper.js';
 
 export interface AgentCommand {
