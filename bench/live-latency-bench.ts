@@ -2,7 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../src/config/load.js';
-import { createSilentLogger } from '../src/core/logger.js';
+import { createSilentLogger } from '../src/adapters/logging/pino-logger.js';
 import { createRuntime, openSession } from '../src/main.js';
 import { createScratchProject } from '../test/support/sandbox.js';
 import { median, percentile, round, waitUntil } from './bench-support.js';

@@ -4,7 +4,7 @@ import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { SystemClock } from '../src/adapters/clock/system-clock.js';
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.js';
-import { createSilentLogger } from '../src/core/logger.js';
+import { createSilentLogger } from '../src/adapters/logging/pino-logger.js';
 import type { DaemonView, LiveTeam } from '../src/http/daemon-view.js';
 import { StatusServer } from '../src/http/status-server.js';
 import { claimFor, liveAgentEntry, ownIdentity, outcomeFor, processTable, runIdFor, subscriptionHealth, tempConfig, writeHeartbeatAs, writeRegistryOf } from '../test/support/daemon-files.js';

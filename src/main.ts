@@ -13,7 +13,7 @@ import { FactoryError, isFactoryError } from './errors.js';
 import type { Clock } from './ports/clock.js';
 import type { ProcessIdentity, ProcessTable } from './ports/process-table.js';
 import { FactorySession, type FactorySessionDeps } from './core/factory-session.js';
-import type { Logger } from './core/logger.js';
+import type { Logger } from './ports/logger.js';
 import { acquireReaperLock, withReaperLock, type HeldReaperLock } from './core/reaper-lock.js';
 import { reapPredecessorAgents } from './core/reaper.js';
 import { writeHeartbeatFile, writeRegistryFile } from './core/state-files.js';

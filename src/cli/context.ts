@@ -1,5 +1,5 @@
 import { loadConfig, type FactoryConfig } from '../config/load.js';
-import { createLogger } from '../core/logger.js';
+import { createLogger } from '../adapters/logging/pino-logger.js';
 import { createRuntime, type Runtime } from '../main.js';
 import { flagString, type ParsedArgs } from './args.js';
 

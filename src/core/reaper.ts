@@ -1,5 +1,6 @@
 import { access, stat } from 'node:fs/promises';
 import type { Clock } from '../ports/clock.js';
+import type { Logger } from '../ports/logger.js';
 import type { ProcessIdentity, ProcessSnapshot, ProcessTable } from '../ports/process-table.js';
 import { heartbeatAgeMs, isHeartbeatStale, type DaemonStatus, type Heartbeat } from '../domain/heartbeat.js';
 import { LOCAL_NODE, type RegistryEntry, type RegistryParse } from '../domain/registry.js';
@@ -48,13 +49,7 @@ import {
  * `reapRegistryEntries` and dispatches the issues again.
  */
 
-/** The subset of a pino logger the reaper uses; pino's Logger satisfies it. */
-export interface ReaperLogger {
-  info(fields: Record<string, unknown>, message: string): void;
-  warn(fields: Record<string, unknown>, message: string): void;
-}
-
-const silentLogger: ReaperLogger = { info: () => undefined, warn: () => undefined };
+const silentLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => silentLogger };
 
 /** How often survivors are re-read during a grace period. */
 const SURVIVOR_POLL_MS = 20;
@@ -80,7 +75,7 @@ export interface TerminationOptions {
   readonly processTable: ProcessTable;
   readonly clock: Clock;
   readonly graceMs: number;
-  readonly log?: ReaperLogger;
+  readonly log?: Logger;
 }
 
 /** Polls until every target has exited (zombies count) or `budgetMs` passes; returns those still running. */
@@ -430,7 +425,7 @@ export interface ReapOrphansOptions {
   readonly lockPath: string;
   /** This instance's marker prefix: also reap live trees carrying it that the registry never listed. */
   readonly markerPrefix?: string;
-  readonly log?: ReaperLogger;
+  readonly log?: Logger;
 }
 
 /**

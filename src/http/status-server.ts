@@ -6,7 +6,7 @@ import { basename, dirname } from 'node:path';
 import { isLoopbackHost } from '../config/schema.js';
 import type { FactoryConfig } from '../config/load.js';
 import { judgeLiveness } from '../core/liveness.js';
-import type { Logger } from '../core/logger.js';
+import type { Logger } from '../ports/logger.js';
 import { findRunLogs, LOG_ROLES, readLogTail, type LogRole } from '../core/run-logs.js';
 import { readHeartbeatFile } from '../core/state-files.js';
 import { readStatusSnapshot } from '../core/status-snapshot.js';

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
-import { createSilentLogger } from '../../src/core/logger.js';
+import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import type { IntakePass } from '../../src/core/live-intake.js';
 import { isFactoryError } from '../../src/errors.js';
 import { settle } from '../../src/adapters/clock/fake-clock.js';

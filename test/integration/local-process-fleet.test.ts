@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { LocalProcessFleet } from '../../src/adapters/fleet/local-process-fleet.js';
+import { createCallbackLogger } from '../../src/adapters/logging/callback-logger.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { isFactoryError } from '../../src/errors.js';
@@ -135,7 +136,9 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
       throw new Error('EMFILE: too many open files, scandir /proc');
     };
     const warnings: string[] = [];
-    const logger = { warn: (fields: Record<string, unknown>, message: string) => void warnings.push(`${String(fields.step)}: ${message}`) };
+    const logger = createCallbackLogger((level, fields, message) => {
+      if (level === 'warn') warnings.push(`${String(fields.step)}: ${message}`);
+    });
     const spec = agentSpec(fixtureAgentCommand('ignore-sigterm.mjs'));
     const handle = await new LocalProcessFleet({ instanceId, processTable: blind, clock, logger }).spawn(spec);
     const pids = await waitForPids(spec.logPath, ['leader', 'child']);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { loadConfig } from '../../src/config/load.js';
 import { runCycle } from '../../src/core/bounded-run.js';
-import { createSilentLogger } from '../../src/core/logger.js';
+import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import { createRuntime, openSession } from '../../src/main.js';
 import { createScratchProject } from '../support/sandbox.js';
 import { fixtureAgentCommand } from './agent-process-support.js';

@@ -5,7 +5,7 @@ import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-st
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
-import { createSilentLogger } from '../../src/core/logger.js';
+import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import { writeHeartbeatFile, writeRegistryFile } from '../../src/core/state-files.js';
 import type { IssueSource } from '../../src/ports/issue-source.js';
 

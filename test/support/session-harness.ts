@@ -8,7 +8,7 @@ import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-st
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
-import { createSilentLogger } from '../../src/core/logger.js';
+import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import type { Heartbeat } from '../../src/domain/heartbeat.js';
 import type { RegistryEntry, RegistryFile } from '../../src/domain/registry.js';
 import type { IssueSubscription, IssueSubscriptionHandlers } from '../../src/ports/issue-source.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
 import { computeRefreshIntervalMs, type Heartbeat } from '../../src/domain/heartbeat.js';
 import { HeartbeatKeeper, type HeartbeatGauges } from '../../src/core/heartbeat-keeper.js';
-import { createSilentLogger } from '../../src/core/logger.js';
+import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 
 interface Recorder {
   writes: Heartbeat[];

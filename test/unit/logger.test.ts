@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatLogLine } from '../../src/core/logger.js';
+import { formatLogLine } from '../../src/adapters/logging/pino-logger.js';
 
 /** The readable log format used when stderr is a terminal. */
 

@@ -2,6 +2,7 @@ import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../../ports/clock.js';
+import type { Logger } from '../../ports/logger.js';
 import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
 import type { ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
 import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../../domain/registry.js';
@@ -37,11 +38,7 @@ export interface LocalProcessFleetOptions {
   readonly processTable: ProcessTable;
   readonly clock: Clock;
   /** Where stop() reports a step that failed (it carries on with the next); silent when absent. A pino logger fits. */
-  readonly logger?: WarningLogger;
-}
-
-export interface WarningLogger {
-  warn(fields: Record<string, unknown>, message: string): void;
+  readonly logger?: Logger;
 }
 
 /** How often stop() looks at whether the tree has gone, during the grace period and after SIGKILL. */
@@ -58,7 +55,7 @@ export class LocalProcessFleet implements Fleet {
   readonly #instanceId: string;
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
-  readonly #logger: WarningLogger | undefined;
+  readonly #logger: Logger | undefined;
 
   constructor(options: LocalProcessFleetOptions) {
     this.#instanceId = options.instanceId;
@@ -163,7 +160,7 @@ class LocalAgentHandle implements AgentHandle {
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
   readonly #initialLogSize: number;
-  readonly #logger: WarningLogger | undefined;
+  readonly #logger: Logger | undefined;
   /**
    * Set synchronously in the 'exit' handler, i.e. the moment Node has reaped
    * the leader. Before that the leader's pid (and so its group id) cannot be
@@ -181,7 +178,7 @@ class LocalAgentHandle implements AgentHandle {
     initialLogSize: number;
     processTable: ProcessTable;
     clock: Clock;
-    logger: WarningLogger | undefined;
+    logger: Logger | undefined;
     activitySnapshot: () => ProcessSnapshot;
   }) {
     this.#activitySnapshotSource = options.activitySnapshot;

@@ -1,6 +1,7 @@
 import { writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
-import { pino, destination, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import { pino, destination, type DestinationStream } from 'pino';
+import type { Logger } from '../../ports/logger.js';
 
 /**
  * Daemon logs are pino JSON lines with `issue`, `run` and `agent` fields, on
@@ -8,20 +9,26 @@ import { pino, destination, type DestinationStream, type Logger as PinoLogger } 
  * a terminal a person is reading, so the same records are printed as short
  * readable lines instead (FACTORY_LOG_FORMAT=json|pretty overrides the guess).
  */
-export type Logger = Pick<PinoLogger, 'info' | 'warn' | 'error' | 'debug' | 'child'>;
-
 export type LogFormat = 'json' | 'pretty';
 
-export function createLogger(options: { level?: string; destination?: number; format?: LogFormat } = {}): Logger {
+export interface LoggerOptions {
+  readonly level?: string;
+  readonly destination?: number;
+  readonly format?: LogFormat;
+  /** The environment the switches are read from (FACTORY_LOG_LEVEL, FACTORY_LOG_FORMAT, NO_COLOR); the composition root passes process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const env = options.env ?? process.env;
   const fd = options.destination ?? 2;
-  const format = options.format ?? chooseLogFormat(fd);
-  const level = options.level ?? process.env.FACTORY_LOG_LEVEL ?? 'info';
-  const stream: DestinationStream = format === 'pretty' ? prettyStream(fd, { color: process.env.NO_COLOR === undefined }) : destination({ fd, sync: true });
+  const format = options.format ?? chooseLogFormat(fd, env.FACTORY_LOG_FORMAT);
+  const level = options.level ?? env.FACTORY_LOG_LEVEL ?? 'info';
+  const stream: DestinationStream = format === 'pretty' ? prettyStream(fd, { color: env.NO_COLOR === undefined }) : destination({ fd, sync: true });
   return pino({ level, base: { pid: process.pid } }, stream);
 }
 
-function chooseLogFormat(fd: number): LogFormat {
-  const requested = process.env.FACTORY_LOG_FORMAT;
+function chooseLogFormat(fd: number, requested: string | undefined): LogFormat {
   if (requested === 'json' || requested === 'pretty') return requested;
   return isatty(fd) ? 'pretty' : 'json';
 }
