@@ -1,12 +1,17 @@
 import { createHash } from 'node:crypto';
 import { basename, extname } from 'node:path';
-import { isValidIssueKey, type Issue } from './issue.js';
+import { describeIssueKeyProblem, isValidIssueKey, type Issue } from './issue.js';
+import { describeJsonSyntaxError } from './json-syntax.js';
 
 /**
  * Issue files as untrusted text: a JSON object or Markdown with front matter
  * (docs/issues.md is the user-facing description). Parsing never throws; a file
  * that is not an issue comes back as a reason that names the file and the field
  * at fault, so a skip report tells the user exactly what to fix.
+ *
+ * A reason never quotes the file: it goes to logs and the status API, and the
+ * file may be something it must not show (a link to a secret, a pasted token).
+ * Reasons say where (field, line, column) and what kind of value was found.
  */
 
 export type IssueParseResult = { readonly ok: true; readonly value: Issue } | { readonly ok: false; readonly reason: string };
@@ -94,11 +99,13 @@ type FieldsResult = { readonly ok: true; readonly value: Record<string, unknown>
 
 function readJsonIssueFields(text: string): FieldsResult {
   let parsed: unknown;
+  // A UTF-8 BOM is invisible in editors but JSON.parse rejects it.
+  const json = stripByteOrderMark(text);
   try {
-    // A UTF-8 BOM is invisible in editors but JSON.parse rejects it.
-    parsed = JSON.parse(stripByteOrderMark(text));
-  } catch (error) {
-    return { ok: false, reason: `not valid JSON (${(error as Error).message})` };
+    parsed = JSON.parse(json);
+  } catch {
+    // The parser's message quotes the text around the error: locate it ourselves instead.
+    return { ok: false, reason: describeJsonSyntaxError(json) };
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return { ok: false, reason: `expected a JSON object like {"key","title","body","labels","state"}, got ${describeValue(parsed)}` };
@@ -177,10 +184,11 @@ function readKey(value: unknown, fileName: string): FieldResult<string> {
   }
   if (typeof value !== 'string') return { ok: false, reason: `key: expected a string, got ${describeValue(value)}` };
   const key = value.trim();
-  if (!isValidIssueKey(key)) {
+  const problem = describeIssueKeyProblem(key);
+  if (problem !== undefined) {
     return {
       ok: false,
-      reason: `key: expected letters, digits, ".", "_" or "-" (starting with a letter or digit, at most 100, no ".."), got ${describeValue(value)}`,
+      reason: `key: not a usable key (${problem}); keys are letters, digits, ".", "_" and "-", and must also be valid git branch names`,
     };
   }
   return { ok: true, value: key };
@@ -201,7 +209,8 @@ function readLabels(value: unknown): FieldResult<readonly string[]> {
     return { ok: false, reason: `labels: expected an array of strings, got ${describeValue(value)}` };
   }
   const labels = (value as string[]).map((label) => label.trim());
-  if (labels.includes('')) return { ok: false, reason: `labels: expected non-empty strings, got ${describeValue(value)}` };
+  const empty = labels.indexOf('');
+  if (empty !== -1) return { ok: false, reason: `labels: expected non-empty strings, got an empty label at position ${empty + 1}` };
   return { ok: true, value: [...new Set(labels)] };
 }
 
@@ -220,18 +229,23 @@ function readCreatedAt(value: unknown, mtimeMs: number): FieldResult<number> {
   if (value === undefined || value === null || value === '') return { ok: true, value: mtimeMs };
   const parsed = typeof value === 'string' && ISO_DATE_PATTERN.test(value.trim()) ? Date.parse(value.trim()) : Number.NaN;
   if (Number.isNaN(parsed)) {
-    return { ok: false, reason: `createdAt: expected an ISO 8601 date such as "2026-01-31T09:00:00Z", got ${describeValue(value)}` };
+    const found = typeof value === 'string' ? 'a string in another format' : describeValue(value);
+    return { ok: false, reason: `createdAt: expected an ISO 8601 date such as "2026-01-31T09:00:00Z", got ${found}` };
   }
   return { ok: true, value: parsed };
 }
 
-/** A short, quoted rendering of a found value for reasons: `"x"`, `42`, `an object`. */
+/** What kind of value was found, for reasons: `a string`, `a number`, `an array`; never the value itself. */
 function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
-  if (Array.isArray(value) && value.length > 5) return `an array of ${value.length} items`;
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return 'an object';
-  const text = JSON.stringify(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) {
+    const odd = value.find((item) => typeof item !== 'string');
+    return odd === undefined || value.every((item) => typeof item !== 'string') ? 'an array' : `an array holding ${describeValue(odd)}`;
+  }
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'boolean') return 'a boolean';
+  return typeof value === 'number' ? 'a number' : 'a string';
 }
 
 function stripByteOrderMark(text: string): string {
@@ -296,9 +310,9 @@ export function readFrontMatter(text: string): FieldResult<Record<string, FrontM
     }
 
     const match = FIELD_LINE_PATTERN.exec(line);
-    if (!match) return { ok: false, reason: `front matter line ${lineNumber(index)}: expected "field: value", got ${JSON.stringify(line)}` };
+    if (!match) return { ok: false, reason: `front matter line ${lineNumber(index)}: expected "field: value"` };
     const field = match[1] as string;
-    if (field in fields) return { ok: false, reason: `front matter line ${lineNumber(index)}: duplicate field "${field}"` };
+    if (field in fields) return { ok: false, reason: `front matter line ${lineNumber(index)}: duplicate field ${describeFieldName(field)}` };
     const rawValue = (match[2] ?? '').trim();
     openList = undefined;
 
@@ -311,7 +325,7 @@ export function readFrontMatter(text: string): FieldResult<Record<string, FrontM
       continue;
     }
     const value = rawValue.startsWith('[') ? readInlineList(rawValue) : readScalar(rawValue, false);
-    if (!value.ok) return { ok: false, reason: `front matter line ${lineNumber(index)}: ${field}: ${value.reason}` };
+    if (!value.ok) return { ok: false, reason: `front matter line ${lineNumber(index)}: ${KNOWN_FIELDS.has(field) ? field : 'a field'}: ${value.reason}` };
     fields[field] = value.value;
   }
 
@@ -319,9 +333,16 @@ export function readFrontMatter(text: string): FieldResult<Record<string, FrontM
   return { ok: true, value: { ...fields } };
 }
 
+/** Names are echoed only when they are ours: an unknown one is text from the file like any other. */
+const KNOWN_FIELDS = new Set(['key', 'title', 'body', 'labels', 'state', 'priority', 'createdAt']);
+
+function describeFieldName(field: string): string {
+  return KNOWN_FIELDS.has(field) ? `"${field}"` : 'of an unknown field';
+}
+
 /** `[a, "b, c", 'd']` → strings. Nested lists and empty items are reasons. */
 function readInlineList(text: string): FieldResult<readonly string[]> {
-  if (!text.endsWith(']')) return { ok: false, reason: `inline list is not closed with ], got ${JSON.stringify(text)}` };
+  if (!text.endsWith(']')) return { ok: false, reason: 'inline list is not closed with ]' };
   const inner = text.slice(1, -1).trim();
   if (inner === '') return { ok: true, value: [] };
   const items: string[] = [];
@@ -331,7 +352,7 @@ function readInlineList(text: string): FieldResult<readonly string[]> {
     if (!next.ok) return next;
     const scalar = readScalar(next.item, true);
     if (!scalar.ok) return scalar;
-    if (scalar.value === null) return { ok: false, reason: `empty item in inline list ${JSON.stringify(text)}` };
+    if (scalar.value === null) return { ok: false, reason: 'empty item in the inline list' };
     items.push(scalar.value);
     if (next.rest === undefined) return { ok: true, value: items };
     rest = next.rest;
@@ -344,10 +365,10 @@ function takeListItem(text: string): { ok: true; item: string; rest: string | un
   const quote = trimmed[0];
   if (quote === '"' || quote === "'") {
     const end = findClosingQuote(trimmed, quote);
-    if (end === -1) return { ok: false, reason: `unterminated ${quote} quote in ${JSON.stringify(text)}` };
+    if (end === -1) return { ok: false, reason: `unterminated ${quote} quote` };
     const after = trimmed.slice(end + 1).trimStart();
     if (after === '') return { ok: true, item: trimmed.slice(0, end + 1), rest: undefined };
-    if (!after.startsWith(',')) return { ok: false, reason: `expected , after a quoted item, got ${JSON.stringify(after)}` };
+    if (!after.startsWith(',')) return { ok: false, reason: 'expected , after a quoted item' };
     return { ok: true, item: trimmed.slice(0, end + 1), rest: after.slice(1) };
   }
   const comma = trimmed.indexOf(',');
@@ -383,20 +404,20 @@ function readScalar(raw: string, insideList: boolean): FieldResult<string | null
   const first = text[0];
   if (first === '"' || first === "'") {
     const end = findClosingQuote(text, first);
-    if (end === -1) return { ok: false, reason: `unterminated ${first} quote in ${JSON.stringify(text)}` };
-    if (end !== text.length - 1) return { ok: false, reason: `unexpected text after the closing quote in ${JSON.stringify(text)}` };
+    if (end === -1) return { ok: false, reason: `unterminated ${first} quote` };
+    if (end !== text.length - 1) return { ok: false, reason: 'unexpected text after the closing quote' };
     if (first === "'") return { ok: true, value: text.slice(1, -1).replace(/''/g, "'") };
     try {
       return { ok: true, value: JSON.parse(text) as string };
     } catch {
-      return { ok: false, reason: `invalid escape in ${text}` };
+      return { ok: false, reason: 'invalid escape in a "double-quoted" value (use JSON escapes such as \\n or \\u00e9)' };
     }
   }
   if (/^[|>][-+0-9]*$/.test(text)) return { ok: false, reason: 'block scalars (| or >) are not supported; put long text in the body' };
-  if (first === '[' || (insideList && text.includes(']'))) return { ok: false, reason: `nested lists are not supported, got ${JSON.stringify(text)}` };
-  if (first === '{') return { ok: false, reason: `inline maps are not supported, got ${JSON.stringify(text)}` };
+  if (first === '[' || (insideList && text.includes(']'))) return { ok: false, reason: 'nested lists are not supported' };
+  if (first === '{') return { ok: false, reason: 'inline maps are not supported' };
   if (first === '&' || first === '*' || first === '!') {
-    return { ok: false, reason: `anchors, aliases and tags are not supported; quote the value if it is text, got ${JSON.stringify(text)}` };
+    return { ok: false, reason: 'anchors, aliases and tags are not supported; quote the value if it is text' };
   }
   return { ok: true, value: text };
 }

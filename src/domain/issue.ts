@@ -26,7 +26,21 @@ export const READY_STATE = 'ready';
 export const ISSUE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 export function isValidIssueKey(key: string): boolean {
-  return ISSUE_KEY_PATTERN.test(key) && !key.includes('..');
+  return describeIssueKeyProblem(key) === undefined;
+}
+
+/**
+ * Why `key` cannot be an issue key, or undefined when it can. Says which rule
+ * and where, never quoting the key: it comes from untrusted files.
+ */
+export function describeIssueKeyProblem(key: string): string | undefined {
+  if (key === '') return 'it is empty';
+  if (key.length > 100) return `it is ${key.length} characters long, more than 100`;
+  if (!/^[A-Za-z0-9]/.test(key)) return 'it must start with a letter or digit';
+  const bad = [...key].findIndex((char) => !/^[A-Za-z0-9._-]$/.test(char));
+  if (bad !== -1) return `character ${bad + 1} is not a letter, digit, ".", "_" or "-"`;
+  if (key.includes('..')) return 'it contains ".."';
+  return undefined;
 }
 
 /** Priority first (lower first, missing last), then age (older first), then key. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -92,7 +92,7 @@ describe('LocalMountIssueSource', () => {
 
       assert.deepEqual(issues.map((issue) => issue.key), ['FAC-1', 'FAC-5']);
       assert.deepEqual(skipped, [
-        { path: join(root, 'FAC-2.json'), reason: 'FAC-2.json: labels: expected an array of strings, got "x"' },
+        { path: join(root, 'FAC-2.json'), reason: 'FAC-2.json: labels: expected an array of strings, got a string' },
         { path: join(root, 'FAC-3.json'), reason: 'FAC-3.json: file is empty' },
         {
           path: join(root, 'FAC-4.md'),
@@ -206,6 +206,46 @@ describe('LocalMountIssueSource', () => {
 
       assert.deepEqual(issues.map((issue) => issue.key), ['FAC-2']);
       assert.match(skipped[0]?.reason ?? '', /^FAC-1\.json: file is \d+ bytes, larger than the 1048576-byte limit/);
+    });
+
+    it('does not follow links out of the mount, and never quotes a file in a reason', async () => {
+      await freshMount();
+      const outside = await mkdtemp(join(tmpdir(), 'factory-outside-'));
+      try {
+        const secret = 'TOKEN-do-not-leak-4711';
+        // A well-formed issue outside the mount: following the link would dispatch it.
+        await writeFile(join(outside, 'issue.json'), JSON.stringify({ key: 'SEC-1', title: secret, state: 'ready', labels: ['factory'] }));
+        // Not JSON: the parser's own message would quote these bytes.
+        await writeFile(join(outside, 'shadow'), `root:${secret}:19000:0:99999:7:::\n`);
+        await symlink(join(outside, 'issue.json'), join(root, 'LEAK-1.json'));
+        await symlink(join(outside, 'shadow'), join(root, 'LEAK-2.json'));
+        await symlink(join(outside, 'shadow'), join(root, 'LEAK-3.md'));
+        // A relative link, and a link to a link: what counts is where the chain ends.
+        await symlink(relative(root, join(outside, 'issue.json')), join(root, 'LEAK-4.json'));
+        await symlink('LEAK-1.json', join(root, 'LEAK-5.json'));
+        // Links that stay inside the mount are followed.
+        await mkdir(join(root, 'drafts'));
+        await put('drafts/IN-1.json', { key: 'IN-1', title: 'Inside', state: 'ready' });
+        await symlink(join('drafts', 'IN-1.json'), join(root, 'IN-1.json'));
+
+        const { issues, skipped } = await source.scan();
+
+        assert.deepEqual(issues.map((issue) => issue.key), ['IN-1']);
+        const refused = 'links outside the mount are not followed';
+        assert.deepEqual(skipped, ['LEAK-1.json', 'LEAK-2.json', 'LEAK-3.md', 'LEAK-4.json', 'LEAK-5.json'].map((name) => ({ path: join(root, name), reason: `${name}: ${refused}` })));
+        await assert.rejects(source.read(join(root, 'LEAK-2.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === `LEAK-2.json: ${refused}`);
+        await assert.rejects(source.read('SEC-1'), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && !error.message.includes(secret));
+
+        // A mount whose own path is a link is still the mount.
+        const linkedRoot = join(outside, 'mount-link');
+        await symlink(root, linkedRoot);
+        const viaLink = await new LocalMountIssueSource({ root: linkedRoot, clock: new SystemClock() }).scan();
+        assert.deepEqual(viaLink.issues.map((issue) => issue.key), ['IN-1']);
+        assert.equal(viaLink.skipped.length, 5);
+        assert.ok(!JSON.stringify([skipped, viaLink.skipped]).includes(secret));
+      } finally {
+        await rm(outside, { recursive: true, force: true });
+      }
     });
 
     it('scans 1,000 files correctly, and again from its cache', async () => {

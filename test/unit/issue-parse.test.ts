@@ -9,6 +9,7 @@ import {
   type IssueParseResult,
 } from '../../src/domain/issue-parse.js';
 import type { Issue } from '../../src/domain/issue.js';
+import { findJsonSyntaxError } from '../../src/domain/json-syntax.js';
 
 const MTIME = Date.UTC(2026, 0, 15, 12, 0, 0);
 
@@ -65,20 +66,20 @@ describe('parseIssueFile: JSON', () => {
 
   it('names the file and the field in every reason', () => {
     const cases: Array<[string, string, string | RegExp]> = [
-      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', labels: 'x' }), 'FAC-1.json: labels: expected an array of strings, got "x"'],
-      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', labels: ['a', 2] }), 'FAC-1.json: labels: expected an array of strings, got ["a",2]'],
-      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', labels: ['a', ' '] }), 'FAC-1.json: labels: expected non-empty strings, got ["a"," "]'],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', labels: 'x' }), 'FAC-1.json: labels: expected an array of strings, got a string'],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', labels: ['a', 2] }), 'FAC-1.json: labels: expected an array of strings, got an array holding a number'],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', labels: ['a', ' '] }), 'FAC-1.json: labels: expected non-empty strings, got an empty label at position 2'],
       ['FAC-1.json', json({ key: 'FAC-1', state: 'ready' }), 'FAC-1.json: title: missing; add a title'],
       ['FAC-1.json', json({ key: 'FAC-1', title: '   ', state: 'ready' }), 'FAC-1.json: title: is empty; add a title'],
-      ['FAC-1.json', json({ key: 'FAC-1', title: 42, state: 'ready' }), 'FAC-1.json: title: expected a string, got 42'],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 42, state: 'ready' }), 'FAC-1.json: title: expected a string, got a number'],
       ['FAC-1.json', json({ key: 'FAC-1', title: 'T' }), 'FAC-1.json: state: missing; add a state such as "ready"'],
-      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', body: ['x'] }), 'FAC-1.json: body: expected a string, got ["x"]'],
-      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', priority: 'high' }), 'FAC-1.json: priority: expected a number (lower runs first), got "high"'],
-      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', createdAt: 'March 7' }), /^FAC-1\.json: createdAt: expected an ISO 8601 date .*, got "March 7"$/],
-      ['FAC-1.json', json({ key: '../etc', title: 'T', state: 'ready' }), /^FAC-1\.json: key: expected letters, digits.*got "\.\.\/etc"$/],
-      ['FAC-1.json', json({ key: 7, title: 'T', state: 'ready' }), 'FAC-1.json: key: expected a string, got 7'],
-      ['FAC-1.json', json(['FAC-1']), /^FAC-1\.json: expected a JSON object like .*, got \["FAC-1"\]$/],
-      ['FAC-1.json', '{"key": "FAC-1", "title": ', /^FAC-1\.json: not valid JSON \(.+\)$/],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', body: ['x'] }), 'FAC-1.json: body: expected a string, got an array'],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', priority: 'high' }), 'FAC-1.json: priority: expected a number (lower runs first), got a string'],
+      ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', createdAt: 'March 7' }), /^FAC-1\.json: createdAt: expected an ISO 8601 date .*, got a string in another format$/],
+      ['FAC-1.json', json({ key: '../etc', title: 'T', state: 'ready' }), 'FAC-1.json: key: not a usable key (it must start with a letter or digit); keys are letters, digits, ".", "_" and "-", and must also be valid git branch names'],
+      ['FAC-1.json', json({ key: 7, title: 'T', state: 'ready' }), 'FAC-1.json: key: expected a string, got a number'],
+      ['FAC-1.json', json(['FAC-1']), /^FAC-1\.json: expected a JSON object like .*, got an array$/],
+      ['FAC-1.json', '{"key": "FAC-1", "title": ', 'FAC-1.json: not valid JSON at line 1 column 27 (the file ends too early)'],
       ['FAC-1.json', '  \n', 'FAC-1.json: file is empty'],
       ['FAC-1.txt', json({ key: 'FAC-1', title: 'T', state: 'ready' }), 'FAC-1.txt: not an issue file (expected a .json or .md file)'],
     ];
@@ -86,6 +87,82 @@ describe('parseIssueFile: JSON', () => {
       const reason = reasonFor(path, text);
       if (typeof expected === 'string') assert.equal(reason, expected);
       else assert.match(reason, expected);
+    }
+  });
+
+  it('says where JSON breaks by line and column, never quoting the text', () => {
+    const cases: Array<[string, string]> = [
+      ['{"key": "FAC-1",\n  "title": x}', 'line 2 column 12'],
+      ['root:$6$s3cr3tHash:19000:0:99999:7:::\n', 'line 1 column 1'],
+      ['{"a": 1} trailing', 'line 1 column 10'],
+      ['{"a": "tab\there"}', 'line 1 column 11'],
+      ['{"a": "bad \\q escape"}', 'line 1 column 13'],
+      ['{"a": 01}', 'line 1 column 8'],
+      ['{"a": [1, 2,]}', 'line 1 column 13'],
+      ['{\r\n"a": tru}', 'line 2 column 9'],
+      ['{"a": "\u00e9\u00e9", "b": bad}', 'line 1 column 18'],
+    ];
+    for (const [text, where] of cases) {
+      assert.equal(reasonFor('FAC-1.json', text).replace(/ \(.*\)$/, ''), `FAC-1.json: not valid JSON at ${where}`, `for ${JSON.stringify(text)}`);
+    }
+  });
+
+  it('finds a JSON syntax error exactly when JSON.parse does, at the position V8 reports when it reports one', () => {
+    const seeds = ['{"key":"FAC-1","title":"T","labels":["a","b"],"priority":-1.5e3,"ok":true,"n":null}', '[[[[{"a":{}}]]]]', '"\\u00e9\\n"', '0'];
+    const alphabet = ['{', '}', '[', ']', '"', ':', ',', '\\', 'u', '0', '1', '-', '.', 'e', '+', 't', 'n', ' ', '\n', '\t', 'x', '\u0001'];
+    let seed = 7;
+    const random = (limit: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % limit;
+    };
+    for (let round = 0; round < 5000; round++) {
+      let text = seeds[random(seeds.length)] as string;
+      for (let edits = 1 + random(3); edits > 0; edits--) {
+        const at = random(text.length + 1);
+        const char = alphabet[random(alphabet.length)] as string;
+        text = random(2) === 0 ? text.slice(0, at) + char + text.slice(at) : text.slice(0, at) + text.slice(at + 1);
+      }
+      let v8Error: Error | undefined;
+      try {
+        JSON.parse(text);
+      } catch (error) {
+        v8Error = error as Error;
+      }
+      const offset = findJsonSyntaxError(text)?.offset;
+      assert.equal(offset !== undefined, v8Error !== undefined, `valid/invalid disagree for ${JSON.stringify(text)}: ${v8Error?.message}`);
+      const v8Position = /at position (\d+)/.exec(v8Error?.message ?? '')?.[1];
+      if (v8Position !== undefined) assert.equal(offset, Number(v8Position), `position for ${JSON.stringify(text)}: ${v8Error?.message}`);
+    }
+  });
+
+  it('never puts what the file holds into a reason', () => {
+    const secret = 'sk_live_5ECRET';
+    const texts: Array<[string, string]> = [
+      ['FAC-1.json', `${secret}\n`],
+      ['FAC-1.json', `{"key": "${secret}"}`],
+      ['FAC-1.json', `{"key": "FAC-1", "title": ["${secret}"], "state": "ready"}`],
+      ['FAC-1.json', `{"key": "FAC-1", "title": "T", "state": "ready", "labels": "${secret}"}`],
+      ['FAC-1.json', `{"key": "FAC-1", "title": "T", "state": "ready", "labels": ["${secret}", 1]}`],
+      ['FAC-1.json', `{"key": "FAC-1", "title": "T", "state": "ready", "priority": "${secret}"}`],
+      ['FAC-1.json', `{"key": "FAC-1", "title": "T", "state": "ready", "createdAt": "${secret}"}`],
+      ['FAC-1.json', `{"key": "FAC-1", "title": "T", "state": "ready", "body": {"${secret}": 1}}`],
+      ['FAC-1.json', `"${secret}"`],
+      ['FAC-1.json', `{"key": "FAC-1", "${secret}`],
+      ['FAC-1.md', `---\n${secret}\n---\n`],
+      ['FAC-1.md', `---\ntitle: "${secret}\n---\n`],
+      ['FAC-1.md', `---\ntitle: *${secret}\n---\n`],
+      ['FAC-1.md', `---\ntitle: {${secret}}\n---\n`],
+      ['FAC-1.md', `---\nlabels: [a, [${secret}]]\n---\n`],
+      ['FAC-1.md', `---\nlabels: [${secret}\n---\n`],
+      ['FAC-1.md', `---\nlabels: ["${secret}" x]\n---\n`],
+      ['FAC-1.md', `---\ntitle: "\\${secret}"\n---\n`],
+      ['FAC-1.md', `---\n${secret}: "open\n---\n`],
+      ['FAC-1.md', `---\n${secret}: x\n${secret}: y\n---\n`],
+      ['FAC-1.md', `---\ntitle: T\nstate: ready\npriority: ${secret}\n---\n`],
+    ];
+    for (const [path, text] of texts) {
+      const reason = reasonFor(path, text);
+      assert.ok(!reason.includes('5ECRET'), `reason quotes the file: ${reason}`);
     }
   });
 
@@ -147,17 +224,17 @@ describe('parseIssueFile: Markdown', () => {
       ['---\ntitle: T\n  more title\n---\n', 'FAC-2.md: front matter line 3: unexpected indentation (nested values are not supported)'],
       ['---\n- factory\n---\n', 'FAC-2.md: front matter line 2: a "- item" must follow a field with no value, such as "labels:"'],
       ['---\ntitle: |\n---\n', 'FAC-2.md: front matter line 2: title: block scalars (| or >) are not supported; put long text in the body'],
-      ['---\ntitle: "open\n---\n', 'FAC-2.md: front matter line 2: title: unterminated " quote in "\\"open"'],
-      ['---\nlabels: [a, [b]]\n---\n', 'FAC-2.md: front matter line 2: labels: nested lists are not supported, got "[b]"'],
-      ['---\nlabels: [a, b\n---\n', 'FAC-2.md: front matter line 2: labels: inline list is not closed with ], got "[a, b"'],
-      ['---\nlabels: [a, , b]\n---\n', 'FAC-2.md: front matter line 2: labels: empty item in inline list "[a, , b]"'],
-      ['---\nowner: {name: x}\n---\n', 'FAC-2.md: front matter line 2: owner: inline maps are not supported, got "{name: x}"'],
-      ['---\ntitle: *ref\n---\n', 'FAC-2.md: front matter line 2: title: anchors, aliases and tags are not supported; quote the value if it is text, got "*ref"'],
-      ['---\njust words\n---\n', 'FAC-2.md: front matter line 2: expected "field: value", got "just words"'],
+      ['---\ntitle: "open\n---\n', 'FAC-2.md: front matter line 2: title: unterminated " quote'],
+      ['---\nlabels: [a, [b]]\n---\n', 'FAC-2.md: front matter line 2: labels: nested lists are not supported'],
+      ['---\nlabels: [a, b\n---\n', 'FAC-2.md: front matter line 2: labels: inline list is not closed with ]'],
+      ['---\nlabels: [a, , b]\n---\n', 'FAC-2.md: front matter line 2: labels: empty item in the inline list'],
+      ['---\nowner: {name: x}\n---\n', 'FAC-2.md: front matter line 2: a field: inline maps are not supported'],
+      ['---\ntitle: *ref\n---\n', 'FAC-2.md: front matter line 2: title: anchors, aliases and tags are not supported; quote the value if it is text'],
+      ['---\njust words\n---\n', 'FAC-2.md: front matter line 2: expected "field: value"'],
       ['---\ntitle: T\nstate: ready\nbody: text\n---\n', 'FAC-2.md: body: belongs after the closing ---, not in the front matter'],
-      ['---\ntitle: T\nstate: ready\nlabels: factory\n---\n', 'FAC-2.md: labels: expected an array of strings, got "factory"'],
+      ['---\ntitle: T\nstate: ready\nlabels: factory\n---\n', 'FAC-2.md: labels: expected an array of strings, got a string'],
       ['---\ntitle:\nstate: ready\n---\n', 'FAC-2.md: title: missing; add a title'],
-      ['---\ntitle: T\nstate: ready\npriority: high\n---\n', 'FAC-2.md: priority: expected a number (lower runs first), got "high"'],
+      ['---\ntitle: T\nstate: ready\npriority: high\n---\n', 'FAC-2.md: priority: expected a number (lower runs first), got a string'],
     ];
     for (const [text, expected] of cases) assert.equal(reasonFor('FAC-2.md', text), expected, `for ${JSON.stringify(text)}`);
   });

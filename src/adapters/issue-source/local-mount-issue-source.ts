@@ -1,6 +1,6 @@
-import { readFile as readFileCallback, stat as statCallback, watch, type BigIntStats, type FSWatcher } from 'node:fs';
-import { readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { constants as fsConstants, lstat as lstatCallback, readFile as readFileCallback, stat as statCallback, watch, type BigIntStats, type FSWatcher } from 'node:fs';
+import { open, readdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { FactoryError } from '../../errors.js';
 import { isValidIssueKey, type Issue } from '../../domain/issue.js';
 import {
@@ -81,6 +81,9 @@ interface CachedParse {
   readonly stamp: FileStamp;
   readonly result: IssueParseResult;
 }
+
+/** The skip reason for a link in the mount whose target resolves outside it. */
+export const LINK_OUTSIDE_MOUNT_REASON = 'links outside the mount are not followed';
 
 /** What reading one file yields: a parse verdict, or nothing because the file is gone or not a regular file. */
 type FileReadVerdict =
@@ -320,32 +323,93 @@ export class LocalMountIssueSource implements IssueSource {
   /**
    * Reads and parses one file, reusing the cached parse when the file's stamp
    * is unchanged. Never throws: an unreadable file is a parse failure with a reason.
+   *
+   * Files in the mount are read without following links, except links whose
+   * target resolves inside the mount: anyone who can drop a file in the mount
+   * must not be able to make the daemon read (and dispatch, or report on) a
+   * file elsewhere that only the daemon's user may read.
    */
-  async #readIssueFile(path: string): Promise<FileReadVerdict> {
+  async #readIssueFile(path: string, retriesLeft = 1): Promise<FileReadVerdict> {
     const name = basename(path);
+    const inMount = dirname(path) === this.root;
     const statStartedAtMs = Date.now();
     let stats;
     try {
-      stats = await statForScan(path);
+      // A file named from outside the mount (`factory triage ./X.json`) is the user's own choice: follow it.
+      stats = inMount ? await lstatForScan(path) : await statForScan(path);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Gone between listing and reading: its removal event will say so; not a malformed file.
       if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' };
       return { kind: 'parsed', result: { ok: false, reason: `${name}: cannot read (${(error as Error).message})` } };
     }
+    if (stats.isSymbolicLink()) return this.#readLinkInMount(path);
     if (!stats.isFile()) return { kind: 'not-a-file' };
 
     const stamp: FileStamp = { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs };
     const cached = this.#parseCache.get(path);
     if (cached !== undefined && sameStamp(cached.stamp, stamp)) return { kind: 'parsed', result: cached.result };
 
-    const result = await readAndParse(path, name, stats.size, Number(stats.mtimeNs / 1_000_000n));
+    let result: IssueParseResult | undefined;
+    try {
+      result = await readAndParse(path, name, stats.size, Number(stats.mtimeNs / 1_000_000n), inMount);
+    } catch (error) {
+      // Replaced by a link since the lstat: judge it again as the link it now is.
+      if ((error as NodeJS.ErrnoException).code === 'ELOOP' && retriesLeft > 0) return this.#readIssueFile(path, retriesLeft - 1);
+      return { kind: 'parsed', result: { ok: false, reason: `${name}: cannot read (${(error as Error).message})` } };
+    }
     if (result === undefined) return { kind: 'missing' };
     // Wall time on purpose, not the clock port: it is compared with file-system timestamps.
     const settledLongEnough = Number(stats.ctimeNs / 1_000_000n) < statStartedAtMs - CACHE_RACY_MARGIN_MS;
     if (settledLongEnough) this.#parseCache.set(path, { stamp, result });
     else this.#parseCache.delete(path);
     return { kind: 'parsed', result };
+  }
+
+  /**
+   * A link in the mount: read only when where it ends up is inside the mount,
+   * judged on the opened file itself (via /proc/self/fd), so retargeting the
+   * link between the check and the read cannot slip another file in. Links
+   * are rare, so they are never cached: every scan checks them again.
+   */
+  async #readLinkInMount(path: string): Promise<FileReadVerdict> {
+    const name = basename(path);
+    const refused: FileReadVerdict = { kind: 'parsed', result: { ok: false, reason: `${name}: ${LINK_OUTSIDE_MOUNT_REASON}` } };
+    let realRoot: string;
+    let target: string;
+    try {
+      realRoot = await realpath(this.root);
+      target = await realpath(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // A dangling link or a loop: there is nothing to read.
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return { kind: 'missing' };
+      return { kind: 'parsed', result: { ok: false, reason: `${name}: cannot read (${(error as Error).message})` } };
+    }
+    if (!isInsideFolder(target, realRoot)) return refused;
+
+    let handle;
+    try {
+      handle = await open(target, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' };
+      if (code === 'ELOOP') return refused;
+      return { kind: 'parsed', result: { ok: false, reason: `${name}: cannot read (${(error as Error).message})` } };
+    }
+    try {
+      const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => target);
+      if (!isInsideFolder(opened, realRoot)) return refused;
+      const stats = await handle.stat();
+      if (!stats.isFile()) return { kind: 'not-a-file' };
+      if (stats.size > MAX_ISSUE_FILE_BYTES) return { kind: 'parsed', result: { ok: false, reason: describeOversizeIssueFile(name, stats.size) } };
+      const text = await handle.readFile('utf8');
+      return { kind: 'parsed', result: parseIssueFile({ path, text, mtimeMs: stats.mtimeMs }) };
+    } catch (error) {
+      return { kind: 'parsed', result: { ok: false, reason: `${name}: cannot read (${(error as Error).message})` } };
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
   }
 
   /**
@@ -412,21 +476,31 @@ export class LocalMountIssueSource implements IssueSource {
   }
 }
 
-/** Reads a file already known to exist; undefined when it vanished in between. */
-async function readAndParse(path: string, name: string, size: bigint, mtimeMs: number): Promise<IssueParseResult | undefined> {
+/**
+ * Reads a file already known to exist; undefined when it vanished in between.
+ * With `noFollow`, a file swapped for a link since it was checked fails with
+ * ELOOP (thrown, for the caller to judge the link) instead of being read.
+ */
+async function readAndParse(path: string, name: string, size: bigint, mtimeMs: number, noFollow: boolean): Promise<IssueParseResult | undefined> {
   // Refuse before reading: a huge file would cost memory just to be rejected.
   if (size > BigInt(MAX_ISSUE_FILE_BYTES)) {
     return { ok: false, reason: describeOversizeIssueFile(name, size) };
   }
   let text: string;
   try {
-    text = await readTextForScan(path);
+    text = await readTextForScan(path, noFollow);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP' && noFollow) throw error;
     return { ok: false, reason: `${name}: cannot read (${(error as Error).message})` };
   }
   return parseIssueFile({ path, text, mtimeMs });
+}
+
+/** Whether `path` (already resolved, no links) is inside `folder` (also resolved). */
+function isInsideFolder(path: string, folder: string): boolean {
+  return path.startsWith(folder.endsWith(sep) ? folder : `${folder}${sep}`);
 }
 
 // A scan makes one stat per file and one read per changed file, 10,000 of each
@@ -439,9 +513,19 @@ function statForScan(path: string): Promise<BigIntStats> {
   });
 }
 
-function readTextForScan(path: string): Promise<string> {
+function lstatForScan(path: string): Promise<BigIntStats> {
   return new Promise((resolvePromise, reject) => {
-    readFileCallback(path, 'utf8', (error, text) => (error ? reject(error) : resolvePromise(text)));
+    lstatCallback(path, { bigint: true }, (error, stats) => (error ? reject(error) : resolvePromise(stats)));
+  });
+}
+
+const NO_FOLLOW_READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+
+function readTextForScan(path: string, noFollow: boolean): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    // Numeric flags are accepted at run time; the typings only list the string forms.
+    const flag = (noFollow ? NO_FOLLOW_READ_FLAGS : 'r') as string;
+    readFileCallback(path, { encoding: 'utf8', flag }, (error: NodeJS.ErrnoException | null, text: string) => (error ? reject(error) : resolvePromise(text)));
   });
 }
 
