@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeBranchNameProblem } from '../domain/git-ref-format.js';
 
 /**
  * The config file's schema with every default. Raw JSON is validated once at
@@ -84,7 +85,11 @@ export const configSchema = z
         teamMode: z.enum(['sequential', 'parallel']).default('sequential'),
         /** Runs of one issue cut short by daemon crashes in a row before Factory gives the issue up. */
         maxCrashInterruptions: z.number().int().min(1).max(1000).default(3),
-        branchPrefix: z.string().regex(/^[A-Za-z0-9._/-]*$/, 'expected letters, digits, ".", "_", "-" or "/"').default('factory/'),
+        branchPrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9._/-]*$/, 'expected letters, digits, ".", "_", "-" or "/"')
+          .refine(isUsableBranchPrefix, 'expected a prefix that makes a valid git branch name with every issue key (no "//", no leading "/" or "-", no part starting with "." or ending in ".lock", no "..", not ending in "." or ".lo"), e.g. "factory/"')
+          .default('factory/'),
       })
       .strict()
       .default({}),
@@ -142,6 +147,16 @@ export const configSchema = z
     http: httpSchema.default({}),
   })
   .strict();
+
+/**
+ * Valid keys are git-valid branch names that start with a letter or digit
+ * (domain/issue.ts); `prefix + key` is then valid whenever `prefix + "X"` is
+ * and the prefix does not end in the start of ".lock" ("factory." + "lock"
+ * or "factory.lo" + "ck" would end in ".lock").
+ */
+function isUsableBranchPrefix(prefix: string): boolean {
+  return !/\.(?:l|lo|loc)?$/.test(prefix) && describeBranchNameProblem(`${prefix}X`) === undefined;
+}
 
 export type RawFactoryConfig = z.input<typeof configSchema>;
 export type ParsedFactoryConfig = z.output<typeof configSchema>;

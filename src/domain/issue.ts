@@ -1,3 +1,5 @@
+import { describeBranchNameProblem } from './git-ref-format.js';
+
 /** An issue as Factory sees it, whatever source it came from. */
 export interface Issue {
   /** Stable identifier, e.g. `FAC-12`. Used in branch names and file names. */
@@ -22,7 +24,7 @@ export interface Issue {
 
 export const READY_STATE = 'ready';
 
-/** Keys end up in branch names, file names and log fields: keep them tame. */
+/** Keys end up in branch names, file names and log fields: keep them tame (and see describeIssueKeyProblem). */
 export const ISSUE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 export function isValidIssueKey(key: string): boolean {
@@ -39,7 +41,9 @@ export function describeIssueKeyProblem(key: string): string | undefined {
   if (!/^[A-Za-z0-9]/.test(key)) return 'it must start with a letter or digit';
   const bad = [...key].findIndex((char) => !/^[A-Za-z0-9._-]$/.test(char));
   if (bad !== -1) return `character ${bad + 1} is not a letter, digit, ".", "_" or "-"`;
-  if (key.includes('..')) return 'it contains ".."';
+  // Keys become branch names (`factory/FOO-1.` or `X.lock` would fail in git worktree add, retried for nothing).
+  const branchProblem = describeBranchNameProblem(key);
+  if (branchProblem !== undefined) return `it is not a valid git branch name: ${branchProblem}`;
   return undefined;
 }
 
