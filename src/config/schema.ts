@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { describeBranchNameProblem } from '../domain/git-ref-format.js';
+import { labelIdentity } from '../domain/triage.js';
 
 /**
  * The config file's schema with every default. Raw JSON is validated once at
@@ -56,7 +57,7 @@ export const configSchema = z
     repos: z
       .object({
         default: nonEmpty.optional(),
-        byLabel: z.record(nonEmpty).default({}),
+        byLabel: z.record(nonEmpty).superRefine(refuseLabelsEqualIgnoringCase).default({}),
         /** Keyword rules: the first rule whose keyword appears in the title or body (case-insensitive) routes the issue. */
         rules: z.array(z.object({ keyword: nonEmpty, repo: nonEmpty }).strict()).default([]),
       })
@@ -147,6 +148,18 @@ export const configSchema = z
     http: httpSchema.default({}),
   })
   .strict();
+
+/** Labels compare without case (domain/triage.ts), so `API` and `api` would be one label routed two ways. */
+function refuseLabelsEqualIgnoringCase(byLabel: Record<string, string>, ctx: z.RefinementCtx): void {
+  const seen = new Map<string, string>();
+  for (const label of Object.keys(byLabel)) {
+    const first = seen.get(labelIdentity(label));
+    if (first !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected each label once, ignoring case: "${first}" and "${label}" are the same label` });
+    }
+    seen.set(labelIdentity(label), label);
+  }
+}
 
 /**
  * Valid keys are git-valid branch names that start with a letter or digit

@@ -23,7 +23,7 @@ export function triageIssue(issue: Issue, rules: TriageRules): TriageDecision {
   if (issue.state !== READY_STATE) {
     return { verdict: 'skip', reason: `state is "${issue.state}", not "${READY_STATE}"` };
   }
-  if (rules.requireLabel !== '' && !issue.labels.includes(rules.requireLabel)) {
+  if (rules.requireLabel !== '' && !issue.labels.some((label) => sameLabel(label, rules.requireLabel))) {
     return { verdict: 'skip', reason: `missing the required label "${rules.requireLabel}"` };
   }
   if (rules.titlePrefix !== '' && !issue.title.startsWith(rules.titlePrefix)) {
@@ -32,9 +32,22 @@ export function triageIssue(issue: Issue, rules: TriageRules): TriageDecision {
   return routeIssue(issue, rules.repos);
 }
 
+/**
+ * Labels compare without case, as GitHub and Linear compare them: `Factory`
+ * is the label `factory`. (The config refuses two byLabel keys that differ only by case.)
+ */
+export function labelIdentity(label: string): string {
+  return label.toLowerCase();
+}
+
+export function sameLabel(a: string, b: string): boolean {
+  return labelIdentity(a) === labelIdentity(b);
+}
+
 function routeIssue(issue: Issue, repos: TriageRules['repos']): TriageDecision {
+  const repoByLabel = new Map(Object.entries(repos.byLabel).map(([label, repo]) => [labelIdentity(label), repo]));
   for (const label of issue.labels) {
-    const repo = repos.byLabel[label];
+    const repo = repoByLabel.get(labelIdentity(label));
     if (repo !== undefined) return { verdict: 'dispatch', repo, routedBy: `label "${label}"` };
   }
   const text = `${issue.title}\n${issue.body}`.toLowerCase();
