@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -428,6 +428,30 @@ describe('LocalMountIssueSource', () => {
       }
       assert.deepEqual((await readdir(root)).sort(), ['FAC-1.json', 'FAC-1.outcome.md'], 'no temp file left behind');
       assert.deepEqual(await source.scan(), { issues: [issue], skipped: [] });
+    });
+
+    it('writes no outcome for an issue whose file is gone, or now holds another issue', async () => {
+      await freshMount();
+      await put('FAC-1.json', { key: 'FAC-1', title: 'Add login', state: 'ready' });
+      const deleted = await source.read('FAC-1');
+      await rm(join(root, 'FAC-1.json'));
+      await source.writeBack(deleted, makeOutcome(deleted));
+      assert.deepEqual(await readdir(root), [], 'no report for a deleted issue');
+
+      // The same file name, now another issue's: a report beside it would describe an issue that is not there.
+      await put('FAC-2.json', { key: 'FAC-2', title: 'Fix footer', state: 'ready' });
+      const replaced = await source.read('FAC-2');
+      await rm(join(root, 'FAC-2.json'));
+      await put('FAC-2.json', { key: 'FAC-9', title: 'Something else', state: 'ready' });
+      await source.writeBack(replaced, makeOutcome(replaced));
+      assert.deepEqual(await readdir(root), ['FAC-2.json']);
+
+      // Renamed, with its key kept: still the same issue, so it gets its report.
+      await put('draft.json', { key: 'FAC-3', title: 'Renamed', state: 'ready' });
+      const renamed = await source.read('FAC-3');
+      await rename(join(root, 'draft.json'), join(root, 'final.json'));
+      await source.writeBack(renamed, makeOutcome(renamed));
+      assert.deepEqual((await readdir(root)).sort(), ['FAC-2.json', 'FAC-3.outcome.md', 'final.json']);
     });
 
     it('refuses a key that would escape the mount', async () => {

@@ -303,7 +303,36 @@ export class LocalMountIssueSource implements IssueSource {
         details: { key: issue.key },
       });
     }
-    await writeFileAtomic(this.outcomePathFor(issue.key), renderOutcomeReport(issue, outcome));
+    // A report beside a deleted issue would be a stray file nobody asked for,
+    // and one beside a file that now holds another issue would be wrong.
+    const holder = await this.#fileHoldingKey(issue.key, issue.location);
+    if (holder === undefined) return;
+    const outcomePath = this.outcomePathFor(issue.key);
+    await writeFileAtomic(outcomePath, renderOutcomeReport(issue, outcome));
+    // The issue may have gone while the report was written: look again, and
+    // take back our report (only ours: its inode) if it has.
+    const written = await stat(outcomePath).catch(() => undefined);
+    if ((await this.#fileHoldingKey(issue.key, holder)) !== undefined || written === undefined) return;
+    const current = await stat(outcomePath).catch(() => undefined);
+    if (current !== undefined && current.ino === written.ino && current.dev === written.dev) await rm(outcomePath, { force: true });
+  }
+
+  /**
+   * The file in the mount that holds `key` now: `likelyPath` first (where it
+   * was read), then the last scan's file for the key, then a fresh scan (the
+   * file may have been renamed). Undefined when no file holds it any more.
+   */
+  async #fileHoldingKey(key: string, likelyPath: string): Promise<string | undefined> {
+    const holds = async (path: string | undefined): Promise<boolean> => {
+      if (path === undefined || dirname(path) !== this.root) return false;
+      const verdict = await this.#readIssueFile(path);
+      return verdict.kind === 'parsed' && verdict.result.ok && verdict.result.value.key === key;
+    };
+    if (await holds(likelyPath)) return likelyPath;
+    const indexed = this.#pathByKey?.get(key);
+    if (indexed !== likelyPath && (await holds(indexed))) return indexed;
+    const { issues } = await this.scan();
+    return issues.find((candidate) => candidate.key === key)?.location;
   }
 
   async #listRoot(): Promise<string[]> {
