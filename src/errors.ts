@@ -27,6 +27,7 @@ export const ERROR_CATALOG = {
   FACTORY_HTTP_BIND_FAILED: { exitCode: 2, hint: 'Pick a free `http.port` (0 takes any free port; the heartbeat names it), fix `http.host`, or set `http.enabled` to false.' },
   FACTORY_RUN_LOGS_NOT_FOUND: { exitCode: 1, hint: 'Check the issue key; logs live in <state.dir>/logs/<KEY>/ and exist once a team has started on the issue (`factory status` lists runs).' },
   FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
+  FACTORY_RESOURCES_GROUP_FAILED: { exitCode: 1, hint: 'The kernel refused a team\'s resource group (create, limit, join or remove); `factory status` shows what the machine offers. Run as root, or delegate a cgroup subtree to the daemon (systemd Delegate=yes, docs/resources.md).' },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;
 
 export type FactoryErrorCode = keyof typeof ERROR_CATALOG;

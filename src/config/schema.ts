@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { resourcesSchema } from './resources-schema.js';
 import { describeBranchNameProblem } from '../domain/git-ref-format.js';
 import { labelIdentity } from '../domain/triage.js';
 
@@ -145,6 +146,8 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Per-team budgets and memory admission (docs/resources.md); absent, nothing is limited. */
+    resources: resourcesSchema,
     http: httpSchema.default({}),
   })
   .strict();
