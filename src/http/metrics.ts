@@ -12,6 +12,8 @@ import type { DaemonView } from './daemon-view.js';
  */
 
 const SUBSCRIPTION_STATES: readonly SubscriptionState[] = ['starting', 'subscribed', 'polling', 'reconnecting', 'wedged', 'not-listening'];
+/** prom-client's default gauges named like counters; dropped (see the constructor). */
+const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 const OUTCOME_REASONS: readonly RunOutcomeReason[] = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released'];
 
 export interface MetricsOptions {
@@ -95,7 +97,13 @@ export class FactoryMetrics {
         for (const state of SUBSCRIPTION_STATES) this.set({ state }, state === current ? 1 : 0);
       },
     });
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges whose names end in _total read as counters to Prometheus tooling (`promtool check
+      // metrics` rejects them, rate() on them is meaningless). Each is the sum of the per-type gauge
+      // kept beside it: sum(nodejs_active_handles) gives the same number.
+      for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+    }
   }
 
   /** Gauges read from `view` from now on. */
