@@ -32,14 +32,17 @@ export async function benchStateApi(options: { teams?: number; historyRows?: num
     runs.flatMap((run) => [liveAgentEntry(config, run.issueKey, run.runId, 'implementer', identity), liveAgentEntry(config, run.issueKey, run.runId, 'reviewer', identity)]),
   );
   const store = new SqliteStateStore(config.paths.stateDb);
-  store.beginEpoch({ ...identity, hostname: 'bench' }, nowMs);
-  for (const run of runs) store.saveClaim(claimFor(run.issueKey, { status: 'running', attempt: 1, runId: run.runId }));
+  const epoch = await store.beginEpoch({ ...identity, hostname: 'bench' }, nowMs);
+  await store.apply({ epoch, claims: runs.map((run) => claimFor(run.issueKey, { status: 'running', attempt: 1, runId: run.runId })) });
   for (let i = 0; i < historyRows; i++) {
     const issueKey = `DONE-${i}`;
     const runId = runIdFor(issueKey);
-    store.recordOutcome(outcomeFor(issueKey, runId, i % 7 === 0 ? 'failed' : 'succeeded', nowMs - (historyRows - i) * 1_000), claimFor(issueKey, { status: i % 7 === 0 ? 'gave-up' : 'succeeded', attempt: 1, runId }));
+    await store.apply({
+      epoch,
+      outcome: { outcome: outcomeFor(issueKey, runId, i % 7 === 0 ? 'failed' : 'succeeded', nowMs - (historyRows - i) * 1_000), nextClaim: claimFor(issueKey, { status: i % 7 === 0 ? 'gave-up' : 'succeeded', attempt: 1, runId }) },
+    });
   }
-  store.close();
+  await store.close();
 
   const liveTeams: LiveTeam[] = runs.map((run) => ({ ...run, title: `Busy issue ${run.issueKey}`, attempt: 1, startedAtMs: nowMs - 60_000, lastActivityAtMs: nowMs - 1_000, stopping: null, agents: [] }));
   const view: DaemonView = {

@@ -16,7 +16,9 @@ export const ERROR_CATALOG = {
   FACTORY_DAEMON_IDENTITY_MISMATCH: { exitCode: 3, hint: 'The heartbeat names a process that is no longer the daemon that wrote it; nothing was signalled. Run `factory reap-orphans` to clean up.' },
   FACTORY_HEARTBEAT_UNREADABLE: { exitCode: 1, hint: 'The heartbeat file is torn or was edited by hand; a running daemon rewrites it on its next refresh.' },
   FACTORY_STATE_STALE_EPOCH: { exitCode: 3, hint: 'A newer daemon took over this state; this one must stop. Check for two daemons on one config.' },
+  FACTORY_STATE_READ_ONLY: { exitCode: 1, hint: 'A status reader tried to write the state; only the daemon (or a bounded run) that holds the daemon lock writes it.' },
   FACTORY_STATE_UNREADABLE: { exitCode: 1, hint: 'The state database could not be opened; check the `state.dir` path and its permissions.' },
+  FACTORY_SESSION_STATE: { exitCode: 1, hint: 'A factory session was used out of order (before open, or opened twice); this is a bug in the caller, not in the config.' },
   FACTORY_PREDECESSOR_UNRESOLVED: { exitCode: 3, hint: 'The previous daemon left agents that could not be reaped; run `factory reap-orphans` and read its report.' },
   FACTORY_REAPER_LOCKED: { exitCode: 4, hint: 'Another reaper holds the lock; it is retried on the next cron run.' },
   FACTORY_REAPER_SURVIVORS: { exitCode: 1, hint: 'Some orphaned agent processes are still running; the report lists each pid and why. Processes stuck in uninterruptible I/O die when it completes; rerun `factory reap-orphans`.' },
@@ -50,6 +52,11 @@ export class FactoryError extends Error {
 
 export function isFactoryError(error: unknown, code?: FactoryErrorCode): error is FactoryError {
   return error instanceof FactoryError && (code === undefined || error.code === code);
+}
+
+/** The state store refused a write: a newer daemon epoch owns the state. */
+export function staleEpochError(epoch: number, current: number): FactoryError {
+  return new FactoryError('FACTORY_STATE_STALE_EPOCH', `a write from daemon epoch ${epoch} was refused: epoch ${current} owns the state now`);
 }
 
 /** One line for stderr: what went wrong, then how to fix it. */

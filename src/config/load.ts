@@ -2,13 +2,17 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { ZodIssue } from 'zod';
 import { FactoryError } from '../errors.js';
+import type { TeamStages } from '../domain/team.js';
 import { configSchema, type ParsedFactoryConfig } from './schema.js';
+import { teamStagesFor } from './team.js';
 
 export const DEFAULT_CONFIG_FILE = 'factory.config.json';
 
 /** The validated config with every path absolute, frozen so nothing edits it at run time. */
 export type FactoryConfig = ParsedFactoryConfig & {
   readonly configPath: string;
+  /** The team every run gets: `team.stages`, or `agents` + `dispatch.teamMode` expanded (config/team.ts). */
+  readonly teamStages: TeamStages;
   readonly paths: {
     readonly stateDir: string;
     readonly stateDb: string;
@@ -38,6 +42,7 @@ function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
 export function formatConfigIssue(issue: ZodIssue, raw: unknown): string {
   const path = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
   const got = describeValue(valueAt(raw, issue.path));
+  // eslint-disable-next-line @typescript-eslint/switch-exhaustiveness-check -- zod has many codes; the default words the rest
   switch (issue.code) {
     case 'invalid_type':
       return issue.received === 'undefined' ? `${path}: expected ${issue.expected}, but it is missing` : `${path}: expected ${issue.expected}, got ${got}`;
@@ -69,6 +74,9 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
   const c = parsed.data;
   const base = dirname(configPath);
   const stateDir = resolveFrom(base, c.state.dir);
+  const agents = Object.fromEntries(
+    Object.entries(c.agents).map(([role, agent]) => [role, agent && { ...agent, command: agent.command.map((a) => resolveCommandPath(base, a)) }]),
+  ) as ParsedFactoryConfig['agents'];
   const compiled: FactoryConfig = {
     ...c,
     configPath,
@@ -78,10 +86,8 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
       byLabel: Object.fromEntries(Object.entries(c.repos.byLabel).map(([label, repo]) => [label, resolveFrom(base, repo)])),
       rules: c.repos.rules.map((rule) => ({ ...rule, repo: resolveFrom(base, rule.repo) })),
     },
-    agents: {
-      implementer: { ...c.agents.implementer, command: c.agents.implementer.command.map((a) => resolveCommandPath(base, a)) },
-      reviewer: c.agents.reviewer && { ...c.agents.reviewer, command: c.agents.reviewer.command.map((a) => resolveCommandPath(base, a)) },
-    },
+    agents,
+    teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team }),
     loop: {
       ...c.loop,
       heartbeatPath: resolveFrom(base, c.loop.heartbeatPath),

@@ -3,10 +3,10 @@ import type { RunOutcome } from '../domain/run.js';
 import type { TriageRules } from '../domain/triage.js';
 import type { IssueSource, SkippedIssueFile } from '../ports/issue-source.js';
 import type { IssueClaim } from '../ports/state-store.js';
-import type { IntakeDecision } from './dispatcher.js';
+import type { IntakeDecision } from './dispatch/dispatcher.js';
 import type { FactorySession } from './factory-session.js';
 import { decideIntake } from './intake-decision.js';
-import type { TeamRun } from './team-run.js';
+import type { TeamExecution } from '../ports/team-executor.js';
 
 /** The report `run-once` and each `loop` iteration print. */
 export interface CycleReport {
@@ -47,16 +47,16 @@ export async function planCycle(source: IssueSource, rules: TriageRules, claims:
  * `startedBefore`: teams the dispatcher started on its own since the last cycle (a retry
  * falling due between loop iterations), reported as this cycle's.
  */
-export async function runCycle(session: FactorySession, startedBefore: readonly TeamRun[] = []): Promise<CycleReport> {
+export async function runCycle(session: FactorySession, startedBefore: readonly TeamExecution[] = []): Promise<CycleReport> {
   const dispatcher = session.dispatcher;
   const scan = await session.deps.source.scan();
-  const decisions = dispatcher.intake(scan.issues, { complete: true });
+  const decisions = await dispatcher.intake(scan.issues, { complete: true });
   // A finishing team frees its slot and the dispatcher starts the next queued
   // issue itself; those count as this cycle's dispatches too.
-  const teams: TeamRun[] = [...startedBefore];
+  const teams: TeamExecution[] = [...startedBefore];
   const stopObserving = dispatcher.observeStarts((team) => teams.push(team));
   try {
-    dispatcher.pump();
+    await dispatcher.pump();
     await dispatcher.whenIdle();
   } finally {
     stopObserving();
@@ -66,7 +66,7 @@ export async function runCycle(session: FactorySession, startedBefore: readonly 
     pulled: scan.issues.length,
     unreadableFiles: scan.skipped,
     decisions,
-    dispatched: teams.map((team) => ({ issueKey: team.issueKey, runId: team.plan.runId, attempt: team.plan.attempt })),
+    dispatched: teams.map((team) => ({ issueKey: team.plan.issue.key, runId: team.plan.runId, attempt: team.plan.attempt })),
     outcomes: await Promise.all(teams.map((team) => team.outcome)),
     nextRetryAtMs: dispatcher.nextRetryAtMs(),
   };
@@ -99,7 +99,7 @@ export async function runLoop(
   // A retry that falls due during the pause between iterations is started by
   // the dispatcher's own timer; it belongs to the next iteration's report (and
   // its failure count), not to none.
-  const startedBetween: TeamRun[] = [];
+  const startedBetween: TeamExecution[] = [];
   const stopObserving = session.dispatcher.observeStarts((team) => startedBetween.push(team));
   try {
     for (let index = 1; index <= options.maxIterations; index++) {

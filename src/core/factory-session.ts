@@ -1,42 +1,56 @@
-import { hostname } from 'node:os';
 import type { FactoryConfig } from '../config/load.js';
+import { claimAfterCrash, claimOnOpen } from '../domain/claim-lifecycle.js';
+import type { IssueClaim } from '../domain/claim.js';
 import { notListening, type DaemonMode, type DaemonStatus, type Heartbeat } from '../domain/heartbeat.js';
-import type { RegistryEntry, RegistryFile, RegistryOwner } from '../domain/registry.js';
+import type { Issue } from '../domain/issue.js';
+import { LOCAL_NODE, type RegistryEntry, type RegistryFile, type RegistryOwner } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
 import { FactoryError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Fleet } from '../ports/fleet.js';
 import type { IssueSource } from '../ports/issue-source.js';
+import type { Logger } from '../ports/logger.js';
+import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
 import type { ProcessIdentity } from '../ports/process-table.js';
 import type { StateStore } from '../ports/state-store.js';
+import type { TeamExecution, TeamExecutor } from '../ports/team-executor.js';
 import type { Workspace } from '../ports/workspace.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, type IntakeDecision } from './dispatch/dispatcher.js';
+import { LocalTeamExecutor } from './execution/local-team-executor.js';
 import { HeartbeatKeeper } from './heartbeat-keeper.js';
 import { LiveIntake, type IntakePass } from './live-intake.js';
-import type { Logger } from '../ports/logger.js';
 import { RegistryKeeper } from './registry-keeper.js';
-import { readRegistryFile } from './state-files.js';
 
 /** What the previous daemon left behind, and what became of it. */
 export interface PredecessorReport {
   readonly found: number;
   readonly reaped: number;
-  /** Agents that could not be proven dead or reaped: dispatch must not start over them. */
+  /** Local agents that could not be proven dead or reaped: dispatch must not start over them. */
   readonly survivors: readonly RegistryEntry[];
   readonly requeued: readonly string[];
+  /** Runs still going on another node that this session took over. */
+  readonly attached: readonly string[];
 }
 
 export interface FactorySessionDeps {
   readonly config: FactoryConfig;
   readonly source: IssueSource;
   readonly store: StateStore;
+  /** The local fleet and workspace, for the local team executor. */
   readonly fleet: Fleet;
   readonly workspace: Workspace;
+  /**
+   * Where teams run. Absent: on this machine (LocalTeamExecutor over `fleet`
+   * and `workspace`, its agents in this session's registry).
+   */
+  readonly executor?: TeamExecutor;
   readonly clock: Clock;
   readonly log: Logger;
   readonly identity: ProcessIdentity;
-  readonly writeHeartbeat: (path: string, heartbeat: Heartbeat) => Promise<void>;
-  readonly writeRegistry: (path: string, registry: RegistryFile) => Promise<void>;
+  /** This machine's name, recorded with the daemon's identity. */
+  readonly hostname: string;
+  readonly heartbeats: HeartbeatStore;
+  readonly registryStore: RegistryStore;
   /**
    * Deals with a dead predecessor's agents before anything is dispatched:
    * reaps every listed entry (identity-checked) and any process carrying this
@@ -49,6 +63,32 @@ export interface FactorySessionDeps {
 }
 
 /**
+ * Where a session is in its life. `new` → `opening` → `open` (bounded runs)
+ * or `live` (after startLive) → `closing` → `closed`. An open that fails goes
+ * to `closing` when the caller closes it.
+ */
+export const SESSION_STATES = ['new', 'opening', 'open', 'live', 'closing', 'closed'] as const;
+export type SessionState = (typeof SESSION_STATES)[number];
+
+const TRANSITIONS: Readonly<Record<SessionState, readonly SessionState[]>> = {
+  new: ['opening', 'closing'],
+  opening: ['open', 'closing'],
+  open: ['live', 'closing'],
+  live: ['closing'],
+  closing: ['closed'],
+  closed: [],
+};
+
+/** In-memory counts for status readers (the dispatch verb, the status API); O(1) apart from `teams`. */
+export interface SessionStatus {
+  readonly state: SessionState;
+  readonly epoch: number;
+  readonly runningTeams: number;
+  readonly queued: number;
+  readonly nextRetryAtMs: number | null;
+}
+
+/**
  * One daemon run: an epoch, a heartbeat, a registry, a dispatcher and (in live
  * mode) a live intake. `open()` does the restart-safe part (take the epoch,
  * deal with the predecessor) before anything can dispatch; `close()` is the
@@ -57,6 +97,7 @@ export interface FactorySessionDeps {
 export class FactorySession {
   readonly deps: FactorySessionDeps;
   readonly mode: DaemonMode;
+  #state: SessionState = 'new';
   #epoch = 0;
   #heartbeat: HeartbeatKeeper | undefined;
   #registry: RegistryKeeper | undefined;
@@ -66,6 +107,7 @@ export class FactorySession {
   #iteration = 0;
   #closing: Promise<void> | undefined;
   #predecessor: PredecessorReport | undefined;
+  #fatalReported = false;
   /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
   #onFatal: (error: FactoryError) => void = (error) => this.deps.log.error({ code: error.code }, error.message);
 
@@ -74,20 +116,39 @@ export class FactorySession {
     this.mode = mode;
   }
 
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** The one place the state changes: illegal transitions are refused with a typed error, legal ones logged. */
+  #transition(to: SessionState): void {
+    const from = this.#state;
+    if (!TRANSITIONS[from].includes(to)) {
+      throw new FactoryError('FACTORY_SESSION_STATE', `the factory session cannot go from ${from} to ${to}`, { details: { from, to } });
+    }
+    this.#state = to;
+    this.deps.log.debug({ from, to }, 'factory session state');
+  }
+
+  /** Refuses use of a part that exists only while the session is open. */
+  #require<T>(part: T | undefined, what: string): T {
+    if (part === undefined) {
+      throw new FactoryError('FACTORY_SESSION_STATE', `the factory session is ${this.#state}: ${what} needs an open session`, { details: { state: this.#state } });
+    }
+    return part;
+  }
+
   get epoch(): number {
     return this.#epoch;
   }
   get dispatcher(): Dispatcher {
-    if (!this.#dispatcher) throw new Error('session not open');
-    return this.#dispatcher;
+    return this.#require(this.#dispatcher, 'the dispatcher');
   }
   get heartbeat(): HeartbeatKeeper {
-    if (!this.#heartbeat) throw new Error('session not open');
-    return this.#heartbeat;
+    return this.#require(this.#heartbeat, 'the heartbeat');
   }
   get registry(): RegistryKeeper {
-    if (!this.#registry) throw new Error('session not open');
-    return this.#registry;
+    return this.#require(this.#registry, 'the registry');
   }
   get intake(): LiveIntake | undefined {
     return this.#intake;
@@ -99,8 +160,25 @@ export class FactorySession {
     this.#iteration = value;
   }
 
+  /** Counts only: no store read, no process lookup. */
+  status(): SessionStatus {
+    const dispatcher = this.#dispatcher;
+    return {
+      state: this.#state,
+      epoch: this.#epoch,
+      runningTeams: dispatcher?.runningTeamCount ?? 0,
+      queued: dispatcher?.queuedCount ?? 0,
+      nextRetryAtMs: dispatcher?.nextRetryAtMs() ?? null,
+    };
+  }
+
+  /** Teams running now, for status views. */
+  teams(): TeamExecution[] {
+    return this.#dispatcher?.teams() ?? [];
+  }
+
   owner(): RegistryOwner {
-    return { pid: this.deps.identity.pid, startTime: this.deps.identity.startTime, bootId: this.deps.identity.bootId, hostname: hostname(), epoch: this.#epoch };
+    return { pid: this.deps.identity.pid, startTime: this.deps.identity.startTime, bootId: this.deps.identity.bootId, hostname: this.deps.hostname, epoch: this.#epoch };
   }
 
   /**
@@ -108,10 +186,12 @@ export class FactorySession {
    * claims, and only then writes our own (empty) registry.
    */
   async open(): Promise<void> {
+    this.#transition('opening');
     const { config, store, clock, log } = this.deps;
-    this.#epoch = store.beginEpoch({ pid: this.deps.identity.pid, startTime: this.deps.identity.startTime, bootId: this.deps.identity.bootId, hostname: hostname() }, clock.now());
+    this.#epoch = await store.beginEpoch({ pid: this.deps.identity.pid, startTime: this.deps.identity.startTime, bootId: this.deps.identity.bootId, hostname: this.deps.hostname }, clock.now());
     this.#heartbeat = new HeartbeatKeeper({
-      path: config.loop.heartbeatPath,
+      store: this.deps.heartbeats,
+      hostname: this.deps.hostname,
       registryPath: config.loop.registryPath,
       statePath: config.paths.stateDb,
       configPath: config.configPath,
@@ -123,7 +203,6 @@ export class FactorySession {
       staleMs: config.loop.heartbeatStaleMs,
       clock,
       log,
-      write: this.deps.writeHeartbeat,
       gauges: {
         inFlightTeams: () => this.#dispatcher?.runningTeamCount ?? 0,
         queuedIssues: () => this.#dispatcher?.queuedCount ?? 0,
@@ -137,25 +216,10 @@ export class FactorySession {
     // heartbeatStaleMs, and a busy loop must not read as wedged. Live mode
     // starts its refresh in startLive().
     if (this.mode !== 'live') this.#heartbeat.startRefreshing();
-    this.#predecessor = await this.#resolvePredecessor();
-    if (this.#predecessor.survivors.length > 0) {
-      throw new FactoryError(
-        'FACTORY_PREDECESSOR_UNRESOLVED',
-        `${this.#predecessor.survivors.length} agent(s) of the previous daemon are still alive and could not be reaped (${this.#predecessor.survivors.map((e) => `${e.agentName} pid ${e.pid}`).join(', ')})`,
-      );
-    }
-    this.#registry = new RegistryKeeper({ path: config.loop.registryPath, owner: this.owner(), clock, write: this.deps.writeRegistry });
-    await this.#registry.flush();
-    this.#dispatcher = new Dispatcher({
-      policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs },
-      triage: { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos },
-      agents: config.agents,
-      source: this.deps.source,
-      store,
-      epoch: this.#epoch,
-      clock,
-      log,
-      team: {
+    this.#registry = new RegistryKeeper({ store: this.deps.registryStore, owner: this.owner(), clock });
+    const executor =
+      this.deps.executor ??
+      new LocalTeamExecutor({
         fleet: this.deps.fleet,
         workspace: this.deps.workspace,
         registry: this.#registry,
@@ -163,47 +227,93 @@ export class FactorySession {
         log,
         logsDir: config.paths.logsDir,
         killGraceMs: config.runs.killGraceMs,
-      },
+      });
+    const { report, attached } = await this.#resolvePredecessor(executor);
+    this.#predecessor = report;
+    if (report.survivors.length > 0) {
+      throw new FactoryError(
+        'FACTORY_PREDECESSOR_UNRESOLVED',
+        `${report.survivors.length} agent(s) of the previous daemon are still alive and could not be reaped (${report.survivors.map((e) => `${e.agentName} pid ${e.pid}`).join(', ')})`,
+      );
+    }
+    await this.#registry.flush();
+    this.#dispatcher = await Dispatcher.open({
+      policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs },
+      triage: { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos },
+      stages: config.teamStages,
+      source: this.deps.source,
+      store,
+      epoch: this.#epoch,
+      executor,
+      clock,
+      log,
       ...(this.deps.onOutcome ? { onOutcome: this.deps.onOutcome } : {}),
-      onStateLost: (error) => this.#onFatal(error),
+      onStateLost: (error) => this.#reportFatal(error),
     });
+    for (const team of attached) this.#dispatcher.attach(team);
     const rewritten = await this.#dispatcher.retryPendingWritebacks();
     if (rewritten > 0) log.info({ count: rewritten }, 'wrote back outcomes the previous daemon recorded but did not write back');
     this.#armSupervisor();
-    log.info({ epoch: this.#epoch, mode: this.mode, predecessor: { found: this.#predecessor.found, reaped: this.#predecessor.reaped, requeued: this.#predecessor.requeued.length } }, 'factory session open');
+    this.#transition('open');
+    log.info({ epoch: this.#epoch, mode: this.mode, predecessor: { found: report.found, reaped: report.reaped, requeued: report.requeued.length, attached: report.attached.length } }, 'factory session open');
   }
 
-  async #resolvePredecessor(): Promise<PredecessorReport> {
+  /**
+   * Local runs of a previous epoch died with their daemon: their agents are
+   * reaped, then their claims go back in the queue (or are given up, see
+   * claimAfterCrash). Runs placed on another node may still be going there:
+   * they are attached, and only requeued when their node no longer has them.
+   */
+  async #resolvePredecessor(executor: TeamExecutor): Promise<{ report: PredecessorReport; attached: TeamExecution[] }> {
     const { config, store, clock, log } = this.deps;
-    const previous = await readRegistryFile(config.loop.registryPath);
-    if (previous.kind === 'unreadable') log.warn({ path: config.loop.registryPath }, `predecessor registry unreadable (${previous.reason}); sweeping by marker only`);
+    const previous = await this.deps.registryStore.read();
+    if (previous.kind === 'unreadable') log.warn({ path: this.deps.registryStore.location }, `predecessor registry unreadable (${previous.reason}); sweeping by marker only`);
     const entries = previous.kind === 'ok' ? previous.value.file.agents : [];
     const { reaped, survivors } = await this.deps.reapPredecessor(entries);
-    // Claims a previous epoch left `running` were interrupted: their agents are gone now, so they go back in the queue.
+    // Agents on another node are not ours to reap; their runs are attached below.
+    const localSurvivors = survivors.filter((entry) => entry.node === LOCAL_NODE);
+    const stamp = { epoch: this.#epoch, nowMs: clock.now() };
+    const rewritten: IssueClaim[] = [];
     const requeued: string[] = [];
-    for (const claim of store.listClaims()) {
-      if (claim.status !== 'running' || claim.epoch >= this.#epoch) continue;
-      const interruptions = (claim.interruptions ?? 0) + 1;
-      if (interruptions >= config.dispatch.maxCrashInterruptions) {
-        // The crash is not counted as the issue's attempt, but a run that dies with
-        // its daemon every time may be what kills it: stop feeding it to the fleet.
-        const lastReason = `interrupted by ${interruptions} daemon crashes in a row while it ran; it may be what brings the daemon down (check its agent logs), then run it again with \`factory dispatch ${claim.issueKey} --force\``;
-        store.saveClaim({ ...claim, status: 'gave-up', runId: null, interruptions, lastReason, updatedAtMs: clock.now(), epoch: this.#epoch });
-        log.warn({ issue: claim.issueKey }, lastReason);
-        continue;
+    const attached: TeamExecution[] = [];
+    for (const claim of await store.listClaims()) {
+      const action = claimOnOpen(claim, this.#epoch, LOCAL_NODE);
+      if (action === 'keep') continue;
+      if (action === 'attach') {
+        const team = claim.runId === null ? undefined : await executor.attach(claim.runId);
+        if (team) {
+          attached.push(team);
+          continue;
+        }
+        log.warn({ issue: claim.issueKey, run: claim.runId, node: claim.node }, 'the run is no longer going on its node; treating it as interrupted');
       }
-      store.saveClaim({ ...claim, status: 'queued', attempt: Math.max(0, claim.attempt - 1), runId: null, interruptions, lastReason: 'interrupted by a daemon restart', updatedAtMs: clock.now(), epoch: this.#epoch });
-      requeued.push(claim.issueKey);
+      const next = claimAfterCrash(claim, config.dispatch, stamp);
+      rewritten.push(next);
+      if (next.status === 'gave-up') log.warn({ issue: claim.issueKey }, next.lastReason ?? 'gave up');
+      else requeued.push(claim.issueKey);
     }
-    if (entries.length > 0 || requeued.length > 0) log.info({ found: entries.length, reaped, requeued }, 'resolved the previous daemon run');
-    return { found: entries.length, reaped, survivors, requeued };
+    if (rewritten.length > 0) await store.apply({ epoch: this.#epoch, claims: rewritten });
+    const report: PredecessorReport = { found: entries.length, reaped, survivors: localSurvivors, requeued, attached: attached.map((team) => team.plan.runId) };
+    if (entries.length > 0 || requeued.length > 0 || attached.length > 0) log.info({ found: entries.length, reaped, requeued, attached: report.attached }, 'resolved the previous daemon run');
+    return { report, attached };
+  }
+
+  #reportFatal(error: FactoryError): void {
+    // One stop per session: later writes refused for the same reason add nothing.
+    if (this.#fatalReported) return;
+    this.#fatalReported = true;
+    this.#onFatal(error);
   }
 
   #armSupervisor(): void {
-    const { clock, config } = this.deps;
+    const { clock, config, log } = this.deps;
     this.#superviseTimer = clock.setTimeout(() => {
-      this.#dispatcher?.supervise();
-      if (!this.#closing) this.#armSupervisor();
+      const round = this.#dispatcher?.supervise() ?? Promise.resolve();
+      void round
+        .catch((error: Error) => log.warn({ err: error.message }, 'supervision round failed; trying again next interval'))
+        .finally(() => {
+          if (!this.#closing) this.#armSupervisor();
+        });
     }, config.runs.superviseIntervalMs);
   }
 
@@ -213,6 +323,7 @@ export class FactorySession {
    * daemon with a non-zero exit so its supervisor restarts it).
    */
   async startLive(onFatal: (error: FactoryError) => void = () => undefined): Promise<IntakePass> {
+    this.#transition('live');
     this.#onFatal = onFatal;
     const { config, source, clock, log } = this.deps;
     this.#intake = new LiveIntake({
@@ -226,11 +337,29 @@ export class FactorySession {
       probeIntervalMs: config.intake.probeIntervalMs,
       probeTimeoutMs: config.intake.probeTimeoutMs,
       unhealthyLimitMs: config.intake.unhealthyLimitMs,
-      onFatal: (error) => this.#onFatal(error),
+      onFatal: (error) => this.#reportFatal(error),
       ...(this.deps.onIntakePass ? { onPass: this.deps.onIntakePass } : {}),
     });
     this.heartbeat.startRefreshing();
     return this.#intake.start();
+  }
+
+  /**
+   * Runs one issue now, through the daemon's own intake rule (the `dispatch`
+   * verb). With `force`, a revision that already ended runs again. Returns the
+   * intake decision and the team, when one started.
+   */
+  async dispatchOne(issue: Issue, options: { force?: boolean } = {}): Promise<{ decision: IntakeDecision | undefined; team: TeamExecution | undefined }> {
+    const dispatcher = this.dispatcher;
+    const [decision] = await dispatcher.intake([issue], { complete: false });
+    if (options.force && decision?.action === 'already-handled') await dispatcher.requeue(issue.key);
+    const [team] = await dispatcher.pump(issue.key);
+    return { decision, team };
+  }
+
+  /** Resolves when no team is running. */
+  whenIdle(): Promise<void> {
+    return this.#dispatcher?.whenIdle() ?? Promise.resolve();
   }
 
   /** Writes one heartbeat with `status` (bounded loops call it per iteration). */
@@ -249,6 +378,7 @@ export class FactorySession {
   }
 
   async #closeInOrder(finalStatus: DaemonStatus): Promise<void> {
+    this.#transition('closing');
     const { clock, log, store } = this.deps;
     const step = async (name: string, work: () => Promise<void> | void): Promise<void> => {
       // Each step is guarded so one failure does not skip the rest of the stop.
@@ -268,6 +398,7 @@ export class FactorySession {
     await step('write registry', () => this.#registry?.flush());
     if (this.#heartbeat) await step('write final heartbeat', () => this.#heartbeat!.write(finalStatus));
     await step('close state store', () => store.close());
+    this.#transition('closed');
     log.info({ status: finalStatus }, 'factory session closed');
   }
 }

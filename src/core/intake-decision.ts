@@ -1,6 +1,6 @@
 import type { Issue } from '../domain/issue.js';
 import { triageIssue, type TriageRules } from '../domain/triage.js';
-import { ACTIVE_CLAIM_STATUSES, type IssueClaim } from '../ports/state-store.js';
+import { isActiveClaimStatus, type IssueClaim } from '../domain/claim.js';
 
 /**
  * What intake does with one issue given its current claim: the single rule
@@ -14,7 +14,7 @@ export type IntakeVerdict =
   | { readonly kind: 'queue'; readonly repo: string; readonly routedBy: string };
 
 export function decideIntake(issue: Issue, claim: IssueClaim | undefined, rules: TriageRules): IntakeVerdict {
-  const active = claim !== undefined && ACTIVE_CLAIM_STATUSES.includes(claim.status);
+  const active = claim !== undefined && isActiveClaimStatus(claim.status);
   const triage = triageIssue(issue, rules);
   if (triage.verdict === 'skip') return { kind: 'skip', reason: triage.reason, leftScope: active };
   // A cancelled claim ended because the issue left scope, not because this

@@ -4,7 +4,7 @@ import { FactoryError, isFactoryError } from '../errors.js';
 import type { Issue } from '../domain/issue.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { IssueSource, IssueSourceEvent, IssueSubscription, SkippedIssueFile } from '../ports/issue-source.js';
-import type { Dispatcher, IntakeDecision } from './dispatcher.js';
+import type { Dispatcher, IntakeDecision } from './dispatch/dispatcher.js';
 import type { Logger } from '../ports/logger.js';
 
 export type IntakeTransport = 'subscribe' | 'poll' | 'subscribe-and-poll';
@@ -247,8 +247,8 @@ export class LiveIntake {
       const scan = await source.scan();
       this.#keyByLocation.clear();
       for (const issue of scan.issues) this.#keyByLocation.set(issue.location, issue.key);
-      const decisions = dispatcher.intake(scan.issues, { complete: true });
-      dispatcher.pump();
+      const decisions = await dispatcher.intake(scan.issues, { complete: true });
+      await dispatcher.pump();
       // A completed pass is the progress receipt of a source without probes. With
       // probes, only a probe seen back proves the watcher itself is healthy.
       if (!this.#probing) this.#markHealthy();
@@ -289,7 +289,7 @@ export class LiveIntake {
         const key = this.#keyByLocation.get(path);
         if ((error as { code?: string }).code === 'FACTORY_ISSUE_NOT_FOUND' && key !== undefined) {
           this.#keyByLocation.delete(path);
-          const decision = dispatcher.removeIssue(key);
+          const decision = await dispatcher.removeIssue(key);
           if (decision) decisions.push(decision);
         } else if ((error as { code?: string }).code !== 'FACTORY_ISSUE_NOT_FOUND') {
           skippedFiles.push({ path, reason: (error as Error).message });
@@ -297,8 +297,8 @@ export class LiveIntake {
         }
       }
     }
-    decisions.push(...dispatcher.intake(issues, { complete: false }));
-    dispatcher.pump();
+    decisions.push(...(await dispatcher.intake(issues, { complete: false })));
+    await dispatcher.pump();
     this.#options.onPass?.({ kind: 'events', issues: issues.length, skippedFiles, decisions, durationMs: clock.now() - startedAt, firstEventAtMs });
   }
 

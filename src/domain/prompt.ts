@@ -1,13 +1,18 @@
 import type { Issue } from './issue.js';
 import type { AgentRole } from './run.js';
 
-/** Built-in instruction per role; config `agents.<role>.instruction` adds to it. */
-const ROLE_INSTRUCTIONS: Record<AgentRole, string> = {
+/** Built-in instruction per well-known role; config `agents.<role>.instruction` adds to it. */
+const ROLE_INSTRUCTIONS: Readonly<Record<string, string>> = {
   implementer:
     'You are the implementer. Make the change this issue asks for in the current git worktree, add or update tests, and commit your work on the current branch with a message that names the issue key.',
   reviewer:
     'You are the reviewer. Review the commits on the current branch against the issue. Run the tests. Report problems clearly; fix small ones yourself and commit them on the current branch.',
 };
+
+/** A role the factory has no built-in text for is told its name and the shared ground rules; its config instruction says the rest. */
+function builtInInstruction(role: AgentRole): string {
+  return ROLE_INSTRUCTIONS[role] ?? `You are the ${role} of this team. Work in the current git worktree and commit on the current branch with a message that names the issue key.`;
+}
 
 export interface PromptContext {
   readonly issue: Issue;
@@ -21,7 +26,7 @@ export interface PromptContext {
 
 export function renderPrompt(context: PromptContext): string {
   const { issue, role } = context;
-  const instruction = [ROLE_INSTRUCTIONS[role], context.extraInstruction].filter(Boolean).join('\n');
+  const instruction = [builtInInstruction(role), context.extraInstruction].filter(Boolean).join('\n');
   return [
     `Issue ${issue.key}: ${issue.title}`,
     '',

@@ -1,5 +1,5 @@
-/** Roles in a team. The implementer writes the change, the reviewer checks it. */
-export type AgentRole = 'implementer' | 'reviewer';
+/** A role in a team, as named by the config's `agents` (see domain/team.ts). */
+export type AgentRole = string;
 
 /**
  * Why a run ended. Distinct reasons, so retries, metrics and the user can tell
@@ -13,6 +13,9 @@ export type RunOutcomeReason =
   | 'cancelled'
   | 'spawn-failed'
   | 'released';
+
+/** Why the factory stopped a team before it finished on its own. */
+export type StopReason = Extract<RunOutcomeReason, 'timed-out' | 'stalled' | 'cancelled' | 'released'>;
 
 export interface AgentResult {
   readonly role: AgentRole;

@@ -36,7 +36,7 @@ export class DaemonObserver {
     this.#metrics.countPredecessorReaps(session.predecessor?.reaped ?? 0);
     return session.dispatcher.observeStarts((team) => {
       this.#metrics.countDispatch();
-      this.#recentStarts.push({ issueKey: team.issueKey, startedAtMs: team.startedAtMs });
+      this.#recentStarts.push({ issueKey: team.plan.issue.key, startedAtMs: team.startedAtMs });
       // Starts outside intake passes (retries, freed slots) are dropped at the next pass; bound them meanwhile.
       if (this.#recentStarts.length > 10_000) this.#recentStarts.splice(0, 5_000);
       this.#changed();

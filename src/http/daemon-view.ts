@@ -36,7 +36,10 @@ export interface LiveTeam {
 export interface LiveAgent {
   readonly role: AgentRole;
   readonly agentName: string;
-  readonly pid: number;
+  /** `local`, or the worker node the agent runs on. */
+  readonly node: string;
+  /** Null for an agent on another node (its pid means nothing here). */
+  readonly pid: number | null;
   readonly startedAtMs: number;
 }
 
@@ -49,23 +52,22 @@ export interface LiveHeartbeat {
 
 /** The view of an open session. Every call reads in-memory state only: no file, no process lookup. */
 export function sessionView(session: FactorySession): DaemonView {
-  const dispatcher = session.dispatcher;
   const keeper = session.heartbeat;
   return {
     teams: () =>
-      dispatcher.teams().map((team) => ({
-        issueKey: team.issueKey,
+      session.teams().map((team) => ({
+        issueKey: team.plan.issue.key,
         title: team.plan.issue.title,
         runId: team.plan.runId,
         attempt: team.plan.attempt,
         startedAtMs: team.startedAtMs,
         lastActivityAtMs: team.lastActivityAtMs,
         stopping: team.stopReason ?? null,
-        agents: team.runningAgents().map(({ identity }) => ({ role: identity.role, agentName: identity.agentName, pid: identity.pid, startedAtMs: identity.startedAtMs })),
+        agents: team.runningAgents().map((agent) => ({ role: agent.role, agentName: agent.agentName, node: agent.placement.node, pid: agent.placement.pid, startedAtMs: agent.startedAtMs })),
       })),
-    runningTeamCount: () => dispatcher.runningTeamCount,
-    queuedCount: () => dispatcher.queuedCount,
-    nextRetryAtMs: () => dispatcher.nextRetryAtMs(),
+    runningTeamCount: () => session.status().runningTeams,
+    queuedCount: () => session.status().queued,
+    nextRetryAtMs: () => session.status().nextRetryAtMs,
     subscription: () => session.intake?.health() ?? null,
     heartbeat: () => ({ status: keeper.status, refreshIntervalMs: keeper.refreshIntervalMs, lastWrite: keeper.lastWrite, lastWriteError: keeper.lastWriteError }),
     predecessor: () => session.predecessor,

@@ -35,7 +35,7 @@ export interface AgentHandle {
    */
   stop(graceMs: number): Promise<AgentExit>;
   /** Signs of work for stall detection: bytes of output so far and CPU ticks of the tree. */
-  activity(): AgentActivity;
+  activity(): Promise<AgentActivity>;
 }
 
 export interface AgentActivity {

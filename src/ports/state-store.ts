@@ -1,37 +1,7 @@
+import type { IssueClaim } from '../domain/claim.js';
 import type { RunOutcome } from '../domain/run.js';
 
-/**
- * Where an issue stands in the factory. One row per issue key; a new revision
- * of a finished issue starts a new claim.
- */
-export type ClaimStatus =
-  | 'queued' // waiting for a free team slot
-  | 'running' // a team is at work
-  | 'retry-wait' // failed, waiting for its backoff deadline
-  | 'succeeded'
-  | 'gave-up' // failed maxAttempts times
-  | 'cancelled'; // left scope or was closed while queued or running
-
-export const ACTIVE_CLAIM_STATUSES: readonly ClaimStatus[] = ['queued', 'running', 'retry-wait'];
-
-export interface IssueClaim {
-  readonly issueKey: string;
-  readonly revision: string;
-  readonly status: ClaimStatus;
-  /** Attempts started so far for this revision. */
-  readonly attempt: number;
-  readonly nextAttemptAtMs: number | null;
-  readonly runId: string | null;
-  readonly repo: string;
-  readonly priority: number | null;
-  readonly createdAtMs: number;
-  readonly updatedAtMs: number;
-  readonly lastReason: string | null;
-  /** The daemon epoch that last wrote this claim. */
-  readonly epoch: number;
-  /** Runs of this claim cut short by a daemon crash in a row (0 when absent); see `dispatch.maxCrashInterruptions`. */
-  readonly interruptions?: number;
-}
+export { ACTIVE_CLAIM_STATUSES, CLAIM_STATUSES, isActiveClaimStatus, type ClaimStatus, type IssueClaim } from '../domain/claim.js';
 
 export interface SkipRecord {
   readonly issueKey: string;
@@ -47,40 +17,51 @@ export interface DaemonOwner {
 }
 
 /**
+ * Everything one decision writes, applied atomically: all of it or none. An
+ * intake pass over 10,000 issues is one batch (one commit, one fsync), and a
+ * finished run's outcome goes in with its issue's next claim, so a crash can
+ * never leave one without the other.
+ */
+export interface StateBatch {
+  /** The writer's epoch: a batch from an epoch older than the store's is refused (FACTORY_STATE_STALE_EPOCH). */
+  readonly epoch: number;
+  readonly claims?: readonly IssueClaim[];
+  readonly skips?: readonly SkipRecord[];
+  /** Issue keys whose skip record is cleared (the issue came back into scope). */
+  readonly clearedSkips?: readonly string[];
+  /** A finished run; it starts as not yet written back to the source. `nextClaim` is saved with it. */
+  readonly outcome?: { readonly outcome: RunOutcome; readonly nextClaim: IssueClaim };
+}
+
+/**
  * Durable claims, attempts, backoff deadlines and run history, so a restart
  * resumes retries on schedule. Each daemon run takes a new epoch; writes from
  * an older epoch are refused with FACTORY_STATE_STALE_EPOCH.
- * Synchronous by design: the embedded database answers in microseconds and a
- * synchronous write cannot interleave with another claim decision.
+ *
+ * Asynchronous, so a networked store (Redis, Postgres) can implement it. The
+ * caller keeps its own in-memory view and awaits each write before acting on
+ * it (claim before spawn).
  */
 export interface StateStore {
   /** Bumps and returns the epoch, recording its owner. */
-  beginEpoch(owner: DaemonOwner, nowMs: number): number;
-  currentEpoch(): number;
-  getClaim(issueKey: string): IssueClaim | undefined;
-  listClaims(): IssueClaim[];
+  beginEpoch(owner: DaemonOwner, nowMs: number): Promise<number>;
+  currentEpoch(): Promise<number>;
+  getClaim(issueKey: string): Promise<IssueClaim | undefined>;
+  listClaims(): Promise<IssueClaim[]>;
   /** Claims still in play (queued, running, retry-wait): what status readers need, without the whole history. */
-  listActiveClaims(): IssueClaim[];
-  saveClaim(claim: IssueClaim): void;
-  /**
-   * Records a finished run and its issue's next claim in one transaction, so a
-   * crash can never leave the outcome without the claim update or the reverse.
-   * The outcome starts as not yet written back to the source.
-   */
-  recordOutcome(outcome: RunOutcome, nextClaim: IssueClaim): void;
+  listActiveClaims(): Promise<IssueClaim[]>;
+  /** Applies a batch atomically, after checking its epoch. */
+  apply(batch: StateBatch): Promise<void>;
   /** The outcome reached the source (the `<KEY>.outcome.md` file). */
-  markWrittenBack(runId: string): void;
-  /** Outcomes recorded but not yet written back (a crash hit in between); retried at startup. */
-  pendingWritebacks(): RunOutcome[];
-  recentOutcomes(limit: number): RunOutcome[];
-  outcomeCount(): number;
-  recordSkip(skip: SkipRecord, epoch: number): void;
-  clearSkip(issueKey: string, epoch: number): void;
-  listSkips(): SkipRecord[];
-  /**
-   * Runs `work` as one transaction: an intake pass over 10,000 issues is one
-   * commit (one fsync), not 10,000. Nested calls join the outer transaction.
-   */
-  inTransaction<T>(work: () => T): T;
-  close(): void;
+  markWrittenBack(runId: string): Promise<void>;
+  /** Outcomes recorded but not yet written back (a crash hit in between), oldest first; retried at startup. */
+  pendingWritebacks(): Promise<RunOutcome[]>;
+  /** The latest `limit` outcomes, newest first. */
+  recentOutcomes(limit: number): Promise<RunOutcome[]>;
+  outcomeCount(): Promise<number>;
+  listSkips(): Promise<SkipRecord[]>;
+  close(): Promise<void>;
 }
+
+/** A state store opened for reading only (status readers, dry runs): never takes an epoch, never writes. */
+export type ReadOnlyStateStore = Pick<StateStore, 'currentEpoch' | 'getClaim' | 'listClaims' | 'listActiveClaims' | 'pendingWritebacks' | 'recentOutcomes' | 'outcomeCount' | 'listSkips' | 'close'>;

@@ -283,7 +283,7 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
     nextRetryAtMs: () => Date.now() + 60_000,
     subscription: () => subscriptionHealth(),
     heartbeat: () => ({ status: 'running', refreshIntervalMs: 15_000, lastWrite: { status: 'running', atMs: Date.now(), durationMs: 0.42 }, lastWriteError: null }),
-    predecessor: () => ({ found: 3, reaped: 3, survivors: [], requeued: ['RUN-1'] }),
+    predecessor: () => ({ found: 3, reaped: 3, survivors: [], requeued: ['RUN-1'], attached: [] }),
   };
 
   before(async () => {
@@ -295,12 +295,17 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
     await writeHeartbeatAs(config);
     await writeRegistryOf(config, [liveAgentEntry(config, 'RUN-1', runningRun)]);
     const store = new SqliteStateStore(config.paths.stateDb);
-    store.beginEpoch({ ...ownIdentity(), hostname: 'test-host' }, nowMs);
-    store.saveClaim(claimFor('RUN-1', { status: 'running', attempt: 2, runId: runningRun }));
-    store.saveClaim(claimFor('QUEUE-1'));
-    store.saveClaim(claimFor('RETRY-1', { status: 'retry-wait', attempt: 1, nextAttemptAtMs: nowMs + 60_000, lastReason: 'failed: implementer exited with code 3' }));
-    store.recordOutcome(outcomeFor('DONE-1', finishedRun, 'failed'), claimFor('DONE-1', { status: 'gave-up', attempt: 2, runId: finishedRun }));
-    store.close();
+    const epoch = await store.beginEpoch({ ...ownIdentity(), hostname: 'test-host' }, nowMs);
+    await store.apply({
+      epoch,
+      claims: [
+        claimFor('RUN-1', { status: 'running', attempt: 2, runId: runningRun }),
+        claimFor('QUEUE-1'),
+        claimFor('RETRY-1', { status: 'retry-wait', attempt: 1, nextAttemptAtMs: nowMs + 60_000, lastReason: 'failed: implementer exited with code 3' }),
+      ],
+    });
+    await store.apply({ epoch, outcome: { outcome: outcomeFor('DONE-1', finishedRun, 'failed'), nextClaim: claimFor('DONE-1', { status: 'gave-up', attempt: 2, runId: finishedRun }) } });
+    await store.close();
     writeLog(config, 'RUN-1', runningRun, 'implementer', 500);
     writeLog(config, 'DONE-1', finishedRun, 'implementer', 3);
     writeLog(config, 'DONE-1', finishedRun, 'reviewer', 2);

@@ -6,7 +6,7 @@ import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-worksp
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
 import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
-import { writeHeartbeatFile, writeRegistryFile } from '../../src/core/state-files.js';
+import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
 import type { IssueSource } from '../../src/ports/issue-source.js';
 
 /**
@@ -32,8 +32,9 @@ export async function openInProcessSession(dir: string, options: { config?: Reco
       clock,
       log: createSilentLogger(),
       identity: { pid: process.pid, startTime: 1, bootId: 'in-process' },
-      writeHeartbeat: writeHeartbeatFile,
-      writeRegistry: writeRegistryFile,
+      hostname: 'in-process',
+      heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath),
+      registryStore: new FileRegistryStore(config.loop.registryPath),
       reapPredecessor: async () => ({ reaped: 0, survivors: [] }),
     },
     'live',

@@ -5,10 +5,12 @@ import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
 import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
 import { InMemoryIssueSource } from '../../src/adapters/issue-source/in-memory-issue-source.js';
 import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
+import type { TeamExecutor } from '../../src/ports/team-executor.js';
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
 import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
+import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
 import type { Heartbeat } from '../../src/domain/heartbeat.js';
 import type { RegistryEntry, RegistryFile } from '../../src/domain/registry.js';
 import type { IssueSubscription, IssueSubscriptionHandlers } from '../../src/ports/issue-source.js';
@@ -50,7 +52,8 @@ export interface Harness {
   readonly predecessorCalls: (readonly RegistryEntry[])[];
   /** Hold the next heartbeat write until the returned function is called. */
   holdNextHeartbeat(): () => void;
-  newSession(mode?: 'live' | 'loop' | 'once'): FactorySession;
+  /** A session; `executor` replaces the local one (teams on another node). */
+  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor }): FactorySession;
   stateDb: string;
 }
 
@@ -108,19 +111,30 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
           clock,
           log: createSilentLogger(),
           identity: { pid: 4242, startTime: 7, bootId: 'boot' },
-          writeHeartbeat: async (_path, heartbeat) => {
-            const wait = held;
-            held = undefined;
-            if (wait) {
-              events.push(`heartbeat ${heartbeat.status} (held)`);
-              await wait;
-            }
-            heartbeats.push(heartbeat);
-            events.push(`heartbeat ${heartbeat.status}`);
+          hostname: 'test-host',
+          // Reads go to the (absent) files as in a real session; writes are recorded.
+          heartbeats: {
+            location: config.loop.heartbeatPath,
+            read: () => new FileHeartbeatStore(config.loop.heartbeatPath).read(),
+            write: async (heartbeat) => {
+              const wait = held;
+              held = undefined;
+              if (wait) {
+                events.push(`heartbeat ${heartbeat.status} (held)`);
+                await wait;
+              }
+              heartbeats.push(heartbeat);
+              events.push(`heartbeat ${heartbeat.status}`);
+            },
           },
-          writeRegistry: async (_path, registry) => {
-            registries.push(registry);
-            events.push(`registry ${registry.agents.length}`);
+          registryStore: {
+            location: config.loop.registryPath,
+            read: () => new FileRegistryStore(config.loop.registryPath).read(),
+            version: () => new FileRegistryStore(config.loop.registryPath).version(),
+            write: async (registry) => {
+              registries.push(registry);
+              events.push(`registry ${registry.agents.length}`);
+            },
           },
           reapPredecessor: async (entries) => {
             predecessorCalls.push(entries);

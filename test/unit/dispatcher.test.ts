@@ -304,7 +304,7 @@ test('skip reasons are recorded: missing label, not ready, no repo', async () =>
   assert.match(decisions.get('DRAFT')!.reason, /state is "draft", not "ready"/);
   assert.match(decisions.get('NO-REPO')!.reason, /no repo matches/);
   assert.deepEqual(decisions.get('API'), { issueKey: 'API', action: 'queued', reason: 'routed by label "api"', repo: '/repos/api' });
-  const skips = new Map(session.deps.store.listSkips().map((s) => [s.issueKey, s.reason]));
+  const skips = new Map((await session.deps.store.listSkips()).map((s) => [s.issueKey, s.reason]));
   assert.deepEqual([...skips.keys()].sort(), ['DRAFT', 'NO-LABEL', 'NO-REPO']);
   assert.deepEqual(implementerSpawns(h), ['API']);
   assert.equal(h.workspace.prepared[0]!.repo, '/repos/api');
@@ -314,7 +314,7 @@ test('skip reasons are recorded: missing label, not ready, no repo', async () =>
   await h.clock.advance(10);
   await finishTeam(h, 'API');
   assert.deepEqual(implementerSpawns(h), ['API', 'DRAFT']);
-  assert.ok(!session.deps.store.listSkips().some((s) => s.issueKey === 'DRAFT'));
+  assert.ok(!(await session.deps.store.listSkips()).some((s) => s.issueKey === 'DRAFT'));
   await session.close();
 });
 
@@ -393,10 +393,10 @@ test('requeue runs an ended revision again, and is refused while a team runs', a
   const h = createHarness();
   h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
   const session = await openLive(h);
-  assert.equal(session.dispatcher.requeue('FAC-1'), false, 'refused while running');
+  assert.equal(await session.dispatcher.requeue('FAC-1'), false, 'refused while running');
   await finishTeam(h, 'FAC-1');
-  assert.equal(session.dispatcher.requeue('FAC-1'), true);
-  assert.equal(session.dispatcher.pump().length, 1);
+  assert.equal(await session.dispatcher.requeue('FAC-1'), true);
+  assert.equal((await session.dispatcher.pump()).length, 1);
   await settle();
   assert.equal(implementerSpawns(h).length, 2);
   assert.equal(session.dispatcher.claim('FAC-1')!.attempt, 1);
@@ -438,7 +438,7 @@ test('restart: a new session requeues a claim left running by the old epoch and 
   await second.open();
   assert.equal(second.epoch, 2);
   assert.deepEqual(second.predecessor?.requeued, ['FAC-1']);
-  const requeued = second.deps.store.getClaim('FAC-1')!;
+  const requeued = (await second.deps.store.getClaim('FAC-1'))!;
   assert.equal(requeued.status, 'queued');
   assert.equal(requeued.attempt, 0, 'the interrupted attempt is given back');
   await second.startLive();
@@ -450,22 +450,22 @@ test('restart: a new session requeues a claim left running by the old epoch and 
   assert.match(newClaim.runId ?? '', /^FAC-1-e2-a1-/);
 
   // A write from the old epoch is refused…
-  assert.throws(
-    () => first.deps.store.saveClaim({ ...oldClaim, status: 'succeeded' }),
+  await assert.rejects(
+    first.deps.store.apply({ epoch: oldClaim.epoch, claims: [{ ...oldClaim, status: 'succeeded' }] }),
     (error) => isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH'),
   );
   // …also when the old daemon's team ends (its agent reaped): the new claim stands.
   oldAgent.exit(null, 'SIGKILL');
   await settle();
-  const stored = second.deps.store.getClaim('FAC-1')!;
+  const stored = (await second.deps.store.getClaim('FAC-1'))!;
   assert.equal(stored.status, 'running');
   assert.equal(stored.runId, newClaim.runId);
   assert.equal(h.fleet.running().filter((a) => a.spec.role === 'implementer').length, 1, 'one team for the issue');
 
   await finishTeam(h, 'FAC-1');
-  assert.equal(second.deps.store.getClaim('FAC-1')!.status, 'succeeded');
+  assert.equal((await second.deps.store.getClaim('FAC-1'))!.status, 'succeeded');
   await second.close();
-  first.deps.store.close();
+  await first.deps.store.close();
 });
 
 test('restart: a retry deadline survives a daemon restart, and a team released at stop is requeued without losing an attempt', async () => {
@@ -480,9 +480,9 @@ test('restart: a retry deadline survives a daemon restart, and a team released a
 
   const second = h.newSession();
   await second.open();
-  assert.equal(second.deps.store.getClaim('HELD')!.status, 'queued');
-  assert.equal(second.deps.store.getClaim('HELD')!.attempt, 0);
-  assert.equal(second.deps.store.getClaim('RETRY')!.nextAttemptAtMs, due);
+  assert.equal((await second.deps.store.getClaim('HELD'))!.status, 'queued');
+  assert.equal((await second.deps.store.getClaim('HELD'))!.attempt, 0);
+  assert.equal((await second.deps.store.getClaim('RETRY'))!.nextAttemptAtMs, due);
   await second.startLive();
   await settle();
   assert.deepEqual(implementerSpawns(h), ['HELD', 'RETRY', 'HELD'], 'HELD is dispatched again at once; RETRY waits for its backoff');

@@ -86,7 +86,7 @@ export class InMemoryFleet implements Fleet {
         end(null, 'SIGTERM');
         return exited;
       },
-      activity: () => activity,
+      activity: async () => activity,
     };
     const agent: InMemoryAgent & { ended: boolean } = {
       spec,

@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
-import { FactoryError } from '../../errors.js';
-import { ACTIVE_CLAIM_STATUSES, type DaemonOwner, type IssueClaim, type SkipRecord, type StateStore } from '../../ports/state-store.js';
+import { FactoryError, staleEpochError } from '../../errors.js';
+import { ACTIVE_CLAIM_STATUSES, type DaemonOwner, type IssueClaim, type SkipRecord, type StateBatch, type StateStore } from '../../ports/state-store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS claims (
   updated_at_ms INTEGER NOT NULL,
   last_reason TEXT,
   epoch INTEGER NOT NULL,
-  interruptions INTEGER NOT NULL DEFAULT 0
+  interruptions INTEGER NOT NULL DEFAULT 0,
+  node TEXT
 );
 CREATE TABLE IF NOT EXISTS outcomes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,6 +52,7 @@ interface ClaimRow {
   last_reason: string | null;
   epoch: number;
   interruptions: number;
+  node: string | null;
 }
 
 function claimFromRow(row: ClaimRow): IssueClaim {
@@ -68,19 +70,28 @@ function claimFromRow(row: ClaimRow): IssueClaim {
     lastReason: row.last_reason,
     epoch: row.epoch,
     interruptions: row.interruptions,
+    node: row.node,
   };
 }
 
 /**
  * The state store on SQLite (WAL, synchronous=FULL): a daemon killed at any
  * instruction loses no committed claim, and `factory status` reads the same
- * file concurrently without blocking the daemon.
+ * file concurrently without blocking the daemon. better-sqlite3 answers
+ * synchronously; the port is async so networked stores fit the same seam.
  */
 export class SqliteStateStore implements StateStore {
   readonly #db: Database.Database;
+  readonly #path: string;
   readonly #statements;
 
+  /** Opens for reading only: status readers and dry runs, never an epoch or a write. */
+  static openReadOnly(path: string): SqliteStateStore {
+    return new SqliteStateStore(path, { readonly: true });
+  }
+
   constructor(path: string, options: { readonly?: boolean } = {}) {
+    this.#path = path;
     try {
       if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
       this.#db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false, timeout: 5_000 });
@@ -88,149 +99,150 @@ export class SqliteStateStore implements StateStore {
         this.#db.pragma('journal_mode = WAL');
         this.#db.pragma('synchronous = FULL');
         this.#db.exec(SCHEMA);
+        migrate(this.#db);
       }
     } catch (error) {
       throw new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error });
     }
     const db = this.#db;
+    const writable = !options.readonly;
     this.#statements = {
       epoch: db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'"),
-      setMeta: options.readonly ? undefined : db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      setMeta: writable ? db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value') : undefined,
       getClaim: db.prepare<[string], ClaimRow>('SELECT * FROM claims WHERE issue_key = ?'),
       listClaims: db.prepare<[], ClaimRow>('SELECT * FROM claims ORDER BY updated_at_ms DESC'),
       listActiveClaims: db.prepare<[], ClaimRow>(`SELECT * FROM claims WHERE status IN (${ACTIVE_CLAIM_STATUSES.map((status) => `'${status}'`).join(', ')}) ORDER BY updated_at_ms DESC`),
-      upsertClaim: options.readonly
-        ? undefined
-        : db.prepare(`INSERT INTO claims VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions)
+      upsertClaim: writable
+        ? db.prepare(`INSERT INTO claims(issue_key, revision, status, attempt, next_attempt_at_ms, run_id, repo, priority, created_at_ms, updated_at_ms, last_reason, epoch, interruptions, node)
+          VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions, @node)
           ON CONFLICT(issue_key) DO UPDATE SET revision=excluded.revision, status=excluded.status, attempt=excluded.attempt,
           next_attempt_at_ms=excluded.next_attempt_at_ms, run_id=excluded.run_id, repo=excluded.repo, priority=excluded.priority,
-          created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch, interruptions=excluded.interruptions`),
-      insertOutcome: options.readonly
-        ? undefined
-        : db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)'),
-      markWrittenBack: options.readonly ? undefined : db.prepare('UPDATE outcomes SET written_back = 1 WHERE run_id = ?'),
+          created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch,
+          interruptions=excluded.interruptions, node=excluded.node`)
+        : undefined,
+      insertOutcome: writable ? db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)') : undefined,
+      markWrittenBack: writable ? db.prepare('UPDATE outcomes SET written_back = 1 WHERE run_id = ?') : undefined,
       pendingWritebacks: db.prepare<[], { body: string }>('SELECT body FROM outcomes WHERE written_back = 0 ORDER BY seq'),
       recentOutcomes: db.prepare<[number], { body: string }>('SELECT body FROM outcomes ORDER BY seq DESC LIMIT ?'),
       outcomeCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM outcomes'),
-      upsertSkip: options.readonly ? undefined : db.prepare('INSERT INTO skips VALUES (?, ?, ?) ON CONFLICT(issue_key) DO UPDATE SET reason=excluded.reason, at_ms=excluded.at_ms'),
-      deleteSkip: options.readonly ? undefined : db.prepare('DELETE FROM skips WHERE issue_key = ?'),
+      upsertSkip: writable ? db.prepare('INSERT INTO skips VALUES (?, ?, ?) ON CONFLICT(issue_key) DO UPDATE SET reason=excluded.reason, at_ms=excluded.at_ms') : undefined,
+      deleteSkip: writable ? db.prepare('DELETE FROM skips WHERE issue_key = ?') : undefined,
       listSkips: db.prepare<[], { issue_key: string; reason: string; at_ms: number }>('SELECT * FROM skips ORDER BY at_ms DESC'),
     };
   }
 
   #writable<T>(statement: T | undefined): T {
-    if (statement === undefined) throw new Error('the state store was opened read-only');
+    if (statement === undefined) throw new FactoryError('FACTORY_STATE_READ_ONLY', `the state database ${this.#path} was opened read-only and cannot be written`);
     return statement;
   }
 
-  /** Refuses a write from a daemon that a newer one has replaced. */
-  #assertEpoch(epoch: number): void {
-    const current = this.currentEpoch();
-    if (epoch < current) {
-      throw new FactoryError('FACTORY_STATE_STALE_EPOCH', `a write from daemon epoch ${epoch} was refused: epoch ${current} owns the state now`);
-    }
-  }
-
-  beginEpoch(owner: DaemonOwner, nowMs: number): number {
-    const setMeta = this.#writable(this.#statements.setMeta);
-    return this.#db.transaction(() => {
-      const next = this.currentEpoch() + 1;
-      setMeta.run('epoch', String(next));
-      setMeta.run('owner', JSON.stringify({ ...owner, epoch: next, sinceMs: nowMs }));
-      return next;
-    }).immediate();
-  }
-
-  currentEpoch(): number {
+  #epochNow(): number {
     const row = this.#statements.epoch.get();
     return row ? Number(row.value) : 0;
   }
 
-  getClaim(issueKey: string): IssueClaim | undefined {
+  /** Refuses a write from a daemon that a newer one has replaced. */
+  #assertEpoch(epoch: number): void {
+    const current = this.#epochNow();
+    if (epoch < current) throw staleEpochError(epoch, current);
+  }
+
+  async beginEpoch(owner: DaemonOwner, nowMs: number): Promise<number> {
+    const setMeta = this.#writable(this.#statements.setMeta);
+    return this.#db
+      .transaction(() => {
+        const next = this.#epochNow() + 1;
+        setMeta.run('epoch', String(next));
+        setMeta.run('owner', JSON.stringify({ ...owner, epoch: next, sinceMs: nowMs }));
+        return next;
+      })
+      .immediate();
+  }
+
+  async currentEpoch(): Promise<number> {
+    return this.#epochNow();
+  }
+
+  async getClaim(issueKey: string): Promise<IssueClaim | undefined> {
     const row = this.#statements.getClaim.get(issueKey);
     return row && claimFromRow(row);
   }
 
-  listClaims(): IssueClaim[] {
+  async listClaims(): Promise<IssueClaim[]> {
     return this.#statements.listClaims.all().map(claimFromRow);
   }
 
-  listActiveClaims(): IssueClaim[] {
+  async listActiveClaims(): Promise<IssueClaim[]> {
     return this.#statements.listActiveClaims.all().map(claimFromRow);
   }
 
-  saveClaim(claim: IssueClaim): void {
-    const upsert = this.#writable(this.#statements.upsertClaim);
-    const write = (): void => {
-      this.#assertEpoch(claim.epoch);
-      upsert.run({
-        issue_key: claim.issueKey,
-        revision: claim.revision,
-        status: claim.status,
-        attempt: claim.attempt,
-        next_attempt_at_ms: claim.nextAttemptAtMs,
-        run_id: claim.runId,
-        repo: claim.repo,
-        priority: claim.priority,
-        created_at_ms: claim.createdAtMs,
-        updated_at_ms: claim.updatedAtMs,
-        last_reason: claim.lastReason,
-        epoch: claim.epoch,
-        interruptions: claim.interruptions ?? 0,
-      });
-    };
-    // Inside recordOutcome's transaction already: no nested BEGIN.
-    if (this.#db.inTransaction) write();
-    else this.#db.transaction(write).immediate();
+  async apply(batch: StateBatch): Promise<void> {
+    const upsertClaim = this.#writable(this.#statements.upsertClaim);
+    const insertOutcome = this.#writable(this.#statements.insertOutcome);
+    const upsertSkip = this.#writable(this.#statements.upsertSkip);
+    const deleteSkip = this.#writable(this.#statements.deleteSkip);
+    // One IMMEDIATE transaction: the epoch check and every write commit together (one fsync).
+    this.#db
+      .transaction(() => {
+        this.#assertEpoch(batch.epoch);
+        for (const claim of batch.claims ?? []) upsertClaim.run(claimToRow(claim));
+        for (const skip of batch.skips ?? []) upsertSkip.run(skip.issueKey, skip.reason, skip.atMs);
+        for (const issueKey of batch.clearedSkips ?? []) deleteSkip.run(issueKey);
+        if (batch.outcome) {
+          const { outcome, nextClaim } = batch.outcome;
+          insertOutcome.run(outcome.runId, outcome.issueKey, outcome.reason, outcome.endedAtMs, batch.epoch, JSON.stringify(outcome));
+          upsertClaim.run(claimToRow(nextClaim));
+        }
+      })
+      .immediate();
   }
 
-  recordOutcome(outcome: RunOutcome, nextClaim: IssueClaim): void {
-    const insert = this.#writable(this.#statements.insertOutcome);
-    this.#db.transaction(() => {
-      this.#assertEpoch(nextClaim.epoch);
-      insert.run(outcome.runId, outcome.issueKey, outcome.reason, outcome.endedAtMs, nextClaim.epoch, JSON.stringify(outcome));
-      this.saveClaim(nextClaim);
-    }).immediate();
-  }
-
-  markWrittenBack(runId: string): void {
+  async markWrittenBack(runId: string): Promise<void> {
     this.#writable(this.#statements.markWrittenBack).run(runId);
   }
 
-  pendingWritebacks(): RunOutcome[] {
+  async pendingWritebacks(): Promise<RunOutcome[]> {
     return this.#statements.pendingWritebacks.all().map((row) => JSON.parse(row.body) as RunOutcome);
   }
 
-  recentOutcomes(limit: number): RunOutcome[] {
+  async recentOutcomes(limit: number): Promise<RunOutcome[]> {
     return this.#statements.recentOutcomes.all(limit).map((row) => JSON.parse(row.body) as RunOutcome);
   }
 
-  outcomeCount(): number {
+  async outcomeCount(): Promise<number> {
     return this.#statements.outcomeCount.get()?.n ?? 0;
   }
 
-  recordSkip(skip: SkipRecord, epoch: number): void {
-    const upsert = this.#writable(this.#statements.upsertSkip);
-    this.#assertEpoch(epoch);
-    upsert.run(skip.issueKey, skip.reason, skip.atMs);
-  }
-
-  clearSkip(issueKey: string, epoch: number): void {
-    const remove = this.#writable(this.#statements.deleteSkip);
-    this.#assertEpoch(epoch);
-    remove.run(issueKey);
-  }
-
-  inTransaction<T>(work: () => T): T {
-    if (this.#db.inTransaction) return work();
-    return this.#db.transaction(work).immediate();
-  }
-
-  listSkips(): SkipRecord[] {
+  async listSkips(): Promise<SkipRecord[]> {
     return this.#statements.listSkips.all().map((row) => ({ issueKey: row.issue_key, reason: row.reason, atMs: row.at_ms }));
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.#db.open) this.#db.close();
   }
+}
+
+function claimToRow(claim: IssueClaim): ClaimRow {
+  return {
+    issue_key: claim.issueKey,
+    revision: claim.revision,
+    status: claim.status,
+    attempt: claim.attempt,
+    next_attempt_at_ms: claim.nextAttemptAtMs,
+    run_id: claim.runId,
+    repo: claim.repo,
+    priority: claim.priority,
+    created_at_ms: claim.createdAtMs,
+    updated_at_ms: claim.updatedAtMs,
+    last_reason: claim.lastReason,
+    epoch: claim.epoch,
+    interruptions: claim.interruptions ?? 0,
+    node: claim.node ?? null,
+  };
+}
+
+/** Databases written before a column existed get it added; old rows read its default. */
+function migrate(db: Database.Database): void {
+  const columns = new Set(db.prepare<[], { name: string }>('PRAGMA table_info(claims)').all().map((c) => c.name));
+  if (!columns.has('node')) db.exec('ALTER TABLE claims ADD COLUMN node TEXT');
 }

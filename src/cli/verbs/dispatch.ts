@@ -26,10 +26,7 @@ export const dispatchVerb: Verb = {
       (session) => void session.session.dispatcher.releaseAll(),
     );
     try {
-      const dispatcher = opened.session.dispatcher;
-      const [decision] = dispatcher.intake([issue], { complete: false });
-      if (flagBoolean(args, 'force') && decision?.action === 'already-handled') dispatcher.requeue(issue.key);
-      const [team] = dispatcher.pump(issue.key);
+      const { decision, team } = await opened.session.dispatchOne(issue, { force: flagBoolean(args, 'force') });
       if (!team) {
         const why = decision ? `${decision.action}: ${decision.reason}` : 'not dispatchable';
         if (flagBoolean(args, 'json')) printJson(output, { dispatched: false, decision });
@@ -37,7 +34,7 @@ export const dispatchVerb: Verb = {
         return 1;
       }
       const outcome = await team.outcome;
-      await dispatcher.whenIdle();
+      await opened.session.whenIdle();
       if (flagBoolean(args, 'json')) printJson(output, { dispatched: true, outcome });
       else {
         output.out(`${issue.key}: ${outcome.reason} after ${formatDuration(outcome.endedAtMs - outcome.startedAtMs)}: ${outcome.detail}`);

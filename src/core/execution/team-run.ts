@@ -1,29 +1,14 @@
 import { join } from 'node:path';
-import type { Issue } from '../domain/issue.js';
-import { placeholderValues, renderArgument } from '../domain/prompt.js';
-import type { AgentResult, AgentRole, RunOutcome, RunOutcomeReason } from '../domain/run.js';
-import type { Clock } from '../ports/clock.js';
-import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../ports/fleet.js';
-import type { PreparedWorkspace, Workspace } from '../ports/workspace.js';
-import { maybeCrash } from './fault-injection.js';
-import type { Logger } from '../ports/logger.js';
-import type { RegistryKeeper } from './registry-keeper.js';
-
-export interface AgentCommand {
-  readonly command: readonly string[];
-  readonly env: Readonly<Record<string, string>>;
-  readonly instruction?: string | undefined;
-}
-
-export interface TeamPlan {
-  readonly issue: Issue;
-  readonly runId: string;
-  readonly attempt: number;
-  readonly repo: string;
-  readonly branch: string;
-  readonly mode: 'sequential' | 'parallel';
-  readonly agents: { readonly implementer: AgentCommand; readonly reviewer?: AgentCommand | undefined };
-}
+import { placeholderValues, renderArgument } from '../../domain/prompt.js';
+import type { AgentResult, RunOutcome, RunOutcomeReason, StopReason } from '../../domain/run.js';
+import { agentNameFor, type StageAgent } from '../../domain/team.js';
+import type { Clock } from '../../ports/clock.js';
+import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../../ports/fleet.js';
+import type { Logger } from '../../ports/logger.js';
+import type { Placement, RunEvent, RunningAgent, TeamExecution, TeamPlan } from '../../ports/team-executor.js';
+import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import { maybeCrash } from '../fault-injection.js';
+import type { RegistryKeeper } from '../registry-keeper.js';
 
 export interface TeamRunDeps {
   readonly fleet: Fleet;
@@ -35,42 +20,52 @@ export interface TeamRunDeps {
   readonly killGraceMs: number;
 }
 
-/** Why the factory stopped a team before it finished on its own. */
-export type StopReason = Extract<RunOutcomeReason, 'timed-out' | 'stalled' | 'cancelled' | 'released'>;
-
 /**
- * One team at work on one issue: a worktree, then the implementer and the
- * reviewer as real process trees. The team owns its agents' registry entries:
+ * One team at work on one issue on this machine: a worktree, then each stage's
+ * agents as real process trees. The team owns its agents' registry entries:
  * added right after spawn, removed right after exit.
  */
-export class TeamRun {
+export class TeamRun implements TeamExecution {
   readonly plan: TeamPlan;
+  readonly placement: Placement;
   readonly startedAtMs: number;
   readonly outcome: Promise<RunOutcome>;
   readonly #deps: TeamRunDeps;
-  readonly #handles = new Map<AgentRole, AgentHandle>();
+  readonly #handles = new Map<string, { handle: AgentHandle; agent: RunningAgent }>();
   readonly #results: AgentResult[] = [];
-  /** Why an agent could not be started, by role, for the outcome's detail. */
-  readonly #spawnErrors = new Map<AgentRole, string>();
+  /** Why an agent could not be started, by agent name, for the outcome's detail. */
+  readonly #spawnErrors = new Map<string, string>();
+  readonly #events: RunEvent[] = [];
+  readonly #listeners = new Set<(event: RunEvent) => void>();
   #stopReason: StopReason | undefined;
   #workspace: PreparedWorkspace | undefined;
   #lastActivity: { signature: string; atMs: number };
 
   constructor(plan: TeamPlan, deps: TeamRunDeps) {
     this.plan = plan;
+    this.placement = { node: deps.fleet.node };
     this.#deps = deps;
     this.startedAtMs = deps.clock.now();
     this.#lastActivity = { signature: '', atMs: this.startedAtMs };
-    this.outcome = this.#run();
+    this.outcome = this.#run().then((outcome) => {
+      this.#emit({ kind: 'outcome', runId: plan.runId, outcome, atMs: outcome.endedAtMs });
+      return outcome;
+    });
   }
 
-  get issueKey(): string {
-    return this.plan.issue.key;
+  subscribe(listener: (event: RunEvent) => void): () => void {
+    for (const event of this.#events) listener(event);
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
-  /** Agents running now, for status and the state API. */
-  runningAgents(): AgentHandle[] {
-    return [...this.#handles.values()];
+  #emit(event: RunEvent): void {
+    this.#events.push(event);
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  runningAgents(): RunningAgent[] {
+    return [...this.#handles.values()].map((entry) => entry.agent);
   }
 
   get lastActivityAtMs(): number {
@@ -82,17 +77,17 @@ export class TeamRun {
    * change counts as activity, so a silent agent that burns CPU is busy.
    * Called by the supervisor on its own timer, never by the heartbeat.
    */
-  sampleActivity(): number {
-    const samples: AgentActivity[] = [...this.#handles.values()].map((handle) => handle.activity());
+  async sampleActivity(): Promise<number> {
+    const samples: AgentActivity[] = await Promise.all([...this.#handles.values()].map(({ handle }) => handle.activity()));
     const signature = samples.map((s) => `${s.outputBytes}/${s.treeCpuTicks ?? '?'}`).join(',');
     if (signature !== this.#lastActivity.signature) this.#lastActivity = { signature, atMs: this.#deps.clock.now() };
     return this.#lastActivity.atMs;
   }
 
   /** Stops the team's agents (whole process groups). The outcome carries `reason`. */
-  async stop(reason: StopReason): Promise<void> {
+  async cancel(reason: StopReason): Promise<void> {
     this.#stopReason ??= reason;
-    await Promise.all([...this.#handles.values()].map((handle) => handle.stop(this.#deps.killGraceMs)));
+    await Promise.all([...this.#handles.values()].map(({ handle }) => handle.stop(this.#deps.killGraceMs)));
   }
 
   get stopReason(): StopReason | undefined {
@@ -106,14 +101,11 @@ export class TeamRun {
     } catch (error) {
       return this.#finish('spawn-failed', `could not prepare the worktree: ${(error as Error).message}`);
     }
-    const roles: AgentRole[][] = plan.agents.reviewer
-      ? plan.mode === 'parallel'
-        ? [['implementer', 'reviewer']]
-        : [['implementer'], ['reviewer']]
-      : [['implementer']];
-    for (const stage of roles) {
+    for (const [index, stage] of plan.stages.entries()) {
       if (this.#stopReason) break;
-      const results = await Promise.all(stage.map((role) => this.#runAgent(role)));
+      this.#emit({ kind: 'stage-started', runId: plan.runId, stage: index, roles: stage.agents.map((a) => a.role), atMs: this.#deps.clock.now() });
+      const parallel = stage.agents.length > 1;
+      const results = await Promise.all(stage.agents.map((agent) => this.#runAgent(agent, parallel)));
       const failed = results.find((r) => r.reason !== 'succeeded');
       if (failed) {
         const reason = this.#stopReason ?? failed.reason;
@@ -126,11 +118,11 @@ export class TeamRun {
     return this.#finish('succeeded', detail);
   }
 
-  async #runAgent(role: AgentRole): Promise<AgentResult> {
+  async #runAgent(stageAgent: StageAgent, hasSiblings: boolean): Promise<AgentResult> {
     const { plan } = this;
+    const { role, slot, agent } = stageAgent;
     const workspace = this.#workspace!;
-    const agent = role === 'reviewer' ? plan.agents.reviewer! : plan.agents.implementer;
-    const agentName = `${plan.issue.key}-${role}`;
+    const agentName = agentNameFor(plan.issue.key, slot);
     const values = placeholderValues({
       issue: plan.issue,
       role,
@@ -140,7 +132,7 @@ export class TeamRun {
       attempt: plan.attempt,
       extraInstruction: agent.instruction,
     });
-    const logPath = join(this.#deps.logsDir, plan.issue.key, `${plan.runId}-${role}.log`);
+    const logPath = join(this.#deps.logsDir, plan.issue.key, `${plan.runId}-${slot}.log`);
     const startedAtMs = this.#deps.clock.now();
     let handle: AgentHandle;
     try {
@@ -158,37 +150,40 @@ export class TeamRun {
     } catch (error) {
       return this.#record({ role, agentName, exitCode: null, signal: null, reason: 'spawn-failed', logPath, startedAtMs, endedAtMs: this.#deps.clock.now() }, (error as Error).message);
     }
-    this.#handles.set(role, handle);
+    const running: RunningAgent = { role, agentName, placement: { node: handle.identity.node, pid: handle.identity.pid }, startedAtMs: handle.identity.startedAtMs };
+    this.#handles.set(agentName, { handle, agent: running });
     const log = this.#deps.log.child({ issue: plan.issue.key, run: plan.runId, agent: agentName });
     maybeCrash('after-spawn');
     await this.#deps.registry.add(handle.identity);
     maybeCrash('after-registry-write');
     log.info({ pid: handle.identity.pid }, `${role} started`);
+    this.#emit({ kind: 'agent-started', runId: plan.runId, agent: running, atMs: this.#deps.clock.now() });
     // A stop requested while we were spawning must still reach this agent.
     if (this.#stopReason) void handle.stop(this.#deps.killGraceMs);
     const exit: AgentExit = await handle.exited;
     // The leader is gone, but descendants it left behind (a dev server, a
     // watcher) still carry the marker: end them before the entry leaves the registry.
     await handle.stop(this.#deps.killGraceMs).catch((error: Error) => log.warn({ err: error.message }, 'could not clean up the agent tree after exit'));
-    this.#handles.delete(role);
+    this.#handles.delete(agentName);
     await this.#deps.registry.remove(handle.identity.marker);
     const reason: RunOutcomeReason = this.#stopReason ?? (exit.exitCode === 0 ? 'succeeded' : 'failed');
     log.info({ exitCode: exit.exitCode, signal: exit.signal, reason }, `${role} exited`);
-    if (reason === 'failed' && this.plan.mode === 'parallel') {
-      // The team has failed; its other agents would work on for nothing.
-      for (const sibling of this.#handles.values()) void sibling.stop(this.#deps.killGraceMs);
+    if (reason === 'failed' && hasSiblings) {
+      // The team has failed; the other agents of its stage would work on for nothing.
+      for (const sibling of this.#handles.values()) void sibling.handle.stop(this.#deps.killGraceMs);
     }
     return this.#record({ role, agentName, exitCode: exit.exitCode, signal: exit.signal, reason, logPath, startedAtMs, endedAtMs: exit.endedAtMs });
   }
 
   #record(result: AgentResult, spawnError?: string): AgentResult {
     this.#results.push(result);
-    if (spawnError) this.#spawnErrors.set(result.role, spawnError);
+    if (spawnError) this.#spawnErrors.set(result.agentName, spawnError);
+    this.#emit({ kind: 'agent-exited', runId: this.plan.runId, result, atMs: result.endedAtMs });
     return result;
   }
 
   #finish(reason: RunOutcomeReason, detail: string): RunOutcome {
-    const spawnErrors = [...this.#spawnErrors.entries()].map(([role, message]) => `${role}: ${message}`);
+    const spawnErrors = this.#results.filter((r) => this.#spawnErrors.has(r.agentName)).map((r) => `${r.role}: ${this.#spawnErrors.get(r.agentName)}`);
     return {
       runId: this.plan.runId,
       issueKey: this.plan.issue.key,

@@ -1,0 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterRequeue, claimOnStart, type RetryPolicy, type Stamp } from '../../domain/claim-lifecycle.js';
+import { isActiveClaimStatus, type IssueClaim } from '../../domain/claim.js';
+import type { Issue } from '../../domain/issue.js';
+import type { RunOutcome } from '../../domain/run.js';
+import type { TeamStages } from '../../domain/team.js';
+import { branchNameFor, type TriageRules } from '../../domain/triage.js';
+import { isFactoryError, type FactoryError } from '../../errors.js';
+import type { Clock, TimerHandle } from '../../ports/clock.js';
+import type { IssueSource } from '../../ports/issue-source.js';
+import type { Logger } from '../../ports/logger.js';
+import type { StateStore } from '../../ports/state-store.js';
+import type { TeamExecution, TeamExecutor } from '../../ports/team-executor.js';
+import { maybeCrash } from '../fault-injection.js';
+import { decideIntake } from '../intake-decision.js';
+import { admit, earliestRetryAtMs } from './admission.js';
+import { ClaimBook, type ClaimBatch } from './claim-book.js';
+import { superviseTeams, type SupervisionPolicy } from './supervision.js';
+import { Writeback } from './writeback.js';
+
+export interface DispatchPolicy extends RetryPolicy, SupervisionPolicy {
+  readonly batchSize: number;
+  readonly branchPrefix: string;
+}
+
+export interface DispatcherOptions {
+  readonly policy: DispatchPolicy;
+  readonly triage: TriageRules;
+  /** The team every run gets (config expansion: see config/team.ts). */
+  readonly stages: TeamStages;
+  readonly source: IssueSource;
+  readonly store: StateStore;
+  readonly epoch: number;
+  readonly executor: TeamExecutor;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** A newer daemon took the state over (FACTORY_STATE_STALE_EPOCH): this one must stop. */
+  readonly onStateLost?: (error: FactoryError) => void;
+  /** Called after each team outcome is recorded (metrics, tests, the bounded loop). */
+  readonly onOutcome?: (outcome: RunOutcome) => void;
+}
+
+/** What one intake pass decided, issue by issue, for reports. */
+export interface IntakeDecision {
+  readonly issueKey: string;
+  readonly action: 'queued' | 'already-active' | 'already-handled' | 'skipped' | 'cancelled' | 'deferred';
+  readonly reason: string;
+  readonly repo?: string;
+}
+
+/**
+ * Intake, admission, team lifecycles and writeback, composed. Every claim
+ * change goes through the claim lifecycle (domain/claim-lifecycle.ts) and the
+ * claim book; a `running` claim is durable before its team starts (claim
+ * before spawn), so a crash at any point leaves a claim a restarted daemon can
+ * resolve. One issue never has two teams: the team map and the slots being
+ * started are checked before every start, and the claim says `running` while
+ * a team exists.
+ */
+export class Dispatcher {
+  readonly #options: DispatcherOptions;
+  readonly #book: ClaimBook;
+  readonly #writeback: Writeback;
+  readonly #teams = new Map<string, TeamExecution>();
+  /** Issues whose `running` claim is being written: their slot is taken, their team not yet started. */
+  readonly #starting = new Set<string>();
+  readonly #issues = new Map<string, Issue>();
+  #retryTimer: TimerHandle | undefined;
+  #accepting = true;
+  #idleWaiters: (() => void)[] = [];
+  readonly #startListeners = new Set<(team: TeamExecution) => void>();
+
+  private constructor(options: DispatcherOptions, book: ClaimBook) {
+    this.#options = options;
+    this.#book = book;
+    this.#writeback = new Writeback({ source: options.source, store: options.store, log: options.log });
+  }
+
+  /** Loads every claim and skip from the store. */
+  static async open(options: DispatcherOptions): Promise<Dispatcher> {
+    return new Dispatcher(options, await ClaimBook.load(options.store, options.epoch));
+  }
+
+  /** O(1): teams running or being started (read by the heartbeat refresh). */
+  get runningTeamCount(): number {
+    return this.#teams.size + this.#starting.size;
+  }
+
+  /** O(1): claims queued or waiting for a retry (read by the heartbeat refresh). */
+  get queuedCount(): number {
+    return this.#book.waitingCount;
+  }
+
+  teams(): TeamExecution[] {
+    return [...this.#teams.values()];
+  }
+
+  /** Calls `listener` for every team started (or attached) from now on; returns the unsubscribe. */
+  observeStarts(listener: (team: TeamExecution) => void): () => void {
+    this.#startListeners.add(listener);
+    return () => this.#startListeners.delete(listener);
+  }
+
+  claim(issueKey: string): IssueClaim | undefined {
+    return this.#book.get(issueKey);
+  }
+
+  #stamp(): Stamp {
+    return { epoch: this.#options.epoch, nowMs: this.#options.clock.now() };
+  }
+
+  /**
+   * Runs issues through triage and updates claims, in one store write. With
+   * `complete`, the list is the whole source, so an active claim whose issue
+   * is absent is cancelled.
+   */
+  async intake(issues: readonly Issue[], options: { complete: boolean }): Promise<IntakeDecision[]> {
+    const batch = this.#book.batch();
+    const decisions: IntakeDecision[] = [];
+    const seen = new Set<string>();
+    for (const issue of issues) {
+      seen.add(issue.key);
+      decisions.push(this.#intakeOne(issue, batch));
+    }
+    if (options.complete) {
+      for (const claim of this.#book.values()) {
+        if (!seen.has(claim.issueKey) && isActiveClaimStatus(claim.status)) decisions.push(this.#cancel(claim, 'the issue was removed from the source', batch));
+      }
+    }
+    await batch.commit();
+    return decisions;
+  }
+
+  /** Marks an issue removed (its file was deleted). */
+  async removeIssue(issueKey: string): Promise<IntakeDecision | undefined> {
+    const claim = this.#book.get(issueKey);
+    this.#issues.delete(issueKey);
+    if (!claim || !isActiveClaimStatus(claim.status)) return undefined;
+    const batch = this.#book.batch();
+    const decision = this.#cancel(claim, 'the issue was removed from the source', batch);
+    await batch.commit();
+    return decision;
+  }
+
+  #intakeOne(issue: Issue, batch: ClaimBatch): IntakeDecision {
+    const existing = this.#book.get(issue.key);
+    const verdict = decideIntake(issue, existing, this.#options.triage);
+    if (verdict.kind === 'skip') {
+      // Only in-scope issues are kept in memory: a mount of 10,000 parked issues costs a reason each, no more.
+      this.#issues.delete(issue.key);
+      batch.recordSkip({ issueKey: issue.key, reason: verdict.reason, atMs: this.#options.clock.now() });
+      if (verdict.leftScope) return this.#cancel(existing!, `left scope: ${verdict.reason}`, batch);
+      return { issueKey: issue.key, action: 'skipped', reason: verdict.reason };
+    }
+    this.#issues.set(issue.key, issue);
+    batch.clearSkip(issue.key);
+    if (verdict.kind === 'already-active') return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason, repo: verdict.repo };
+    if (verdict.kind !== 'queue') return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason };
+    batch.saveClaim(claimAfterIntake(issue, verdict, this.#stamp()));
+    return { issueKey: issue.key, action: 'queued', reason: `routed by ${verdict.routedBy}`, repo: verdict.repo };
+  }
+
+  #cancel(claim: IssueClaim, reason: string, batch: ClaimBatch): IntakeDecision {
+    const team = this.#teams.get(claim.issueKey);
+    if (team) {
+      // The outcome handler records the cancellation once the team is gone.
+      void team.cancel('cancelled');
+      this.#options.log.info({ issue: claim.issueKey, run: team.plan.runId }, `stopping team: ${reason}`);
+    } else if (!this.#starting.has(claim.issueKey)) {
+      batch.saveClaim(claimAfterCancel(claim, reason, this.#stamp()));
+    }
+    return { issueKey: claim.issueKey, action: 'cancelled', reason };
+  }
+
+  /**
+   * Puts one issue's current revision back in the queue even if it already
+   * ended (the `dispatch --force` debugging path). Refused while a team runs.
+   */
+  async requeue(issueKey: string): Promise<boolean> {
+    const claim = this.#book.get(issueKey);
+    if (!claim || this.#isBusy(issueKey) || claim.status === 'running') return false;
+    const batch = this.#book.batch();
+    batch.saveClaim(claimAfterRequeue(claim, this.#stamp()));
+    await batch.commit();
+    return true;
+  }
+
+  #isBusy(issueKey: string): boolean {
+    return this.#teams.has(issueKey) || this.#starting.has(issueKey);
+  }
+
+  /**
+   * Starts teams for due claims while slots are free; returns the teams
+   * started. Their `running` claims are written first, in one batch, and no
+   * team starts unless that write succeeded. Never throws: a refused write is
+   * logged (and a stale epoch reported through onStateLost).
+   */
+  async pump(only?: string): Promise<TeamExecution[]> {
+    if (!this.#accepting) return [];
+    const { policy, clock, epoch, executor } = this.#options;
+    const admitted = admit({
+      claims: this.#book.values(),
+      issues: this.#issues,
+      busy: (key) => this.#isBusy(key),
+      freeSlots: policy.batchSize - this.runningTeamCount,
+      nowMs: clock.now(),
+      only,
+    });
+    const starts = admitted.map((claim) => {
+      const issue = this.#issues.get(claim.issueKey)!;
+      const attempt = claim.attempt + 1;
+      const runId = `${issue.key}-e${epoch}-a${attempt}-${randomBytes(3).toString('hex')}`;
+      return { issue, running: claimOnStart(claim, { runId, node: executor.node }, this.#stamp()) };
+    });
+    const started: TeamExecution[] = [];
+    if (starts.length > 0) {
+      const batch = this.#book.batch();
+      for (const { issue, running } of starts) {
+        this.#starting.add(issue.key);
+        batch.saveClaim(running);
+      }
+      try {
+        // Claim before spawn: a crash after this write leaves `running` claims that
+        // the next daemon resolves (reap their agents, then requeue), never a lost issue.
+        await batch.commit();
+      } catch (error) {
+        for (const { issue } of starts) this.#starting.delete(issue.key);
+        this.#reportWriteFailure(error, 'could not claim issues for dispatch; nothing was started');
+        return [];
+      }
+      maybeCrash('after-claim');
+      for (const { issue, running } of starts) {
+        this.#starting.delete(issue.key);
+        const team = executor.start({ issue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch: branchNameFor(issue.key, policy.branchPrefix), stages: this.#options.stages });
+        this.#options.log.info({ issue: issue.key, run: running.runId, attempt: running.attempt, node: team.placement.node }, 'team dispatched');
+        this.#adopt(team);
+        started.push(team);
+        // The daemon began stopping while the claim was written: release the team at once (its attempt is given back).
+        if (!this.#accepting) void team.cancel('released');
+      }
+    }
+    this.#scheduleRetryWake();
+    return started;
+  }
+
+  /**
+   * Takes over a run a previous control plane started on another node and that
+   * is still going there: it counts as a running team, and its outcome is
+   * recorded and written back here.
+   */
+  attach(team: TeamExecution): void {
+    this.#options.log.info({ issue: team.plan.issue.key, run: team.plan.runId, node: team.placement.node }, 'attached to a run still going on another node');
+    this.#adopt(team);
+  }
+
+  #adopt(team: TeamExecution): void {
+    this.#teams.set(team.plan.issue.key, team);
+    void team.outcome.then((outcome) => this.#onTeamFinished(team, outcome));
+    for (const listener of this.#startListeners) listener(team);
+  }
+
+  async #onTeamFinished(team: TeamExecution, outcome: RunOutcome): Promise<void> {
+    const { policy, log } = this.#options;
+    const claim = this.#book.get(outcome.issueKey)!;
+    const next = claimAfterOutcome(claim, outcome, policy, this.#stamp());
+    try {
+      await this.#book.recordOutcome(outcome, next);
+    } catch (error) {
+      this.#reportWriteFailure(error, 'could not record the outcome', { issue: outcome.issueKey, run: outcome.runId });
+    }
+    this.#teams.delete(outcome.issueKey);
+    log.info({ issue: outcome.issueKey, run: outcome.runId, reason: outcome.reason, next: next.status }, `team finished: ${outcome.detail}`);
+    if (outcome.reason !== 'released') {
+      maybeCrash('during-writeback');
+      await this.#writeback.writeBack(team.plan.issue, outcome);
+    }
+    this.#options.onOutcome?.(outcome);
+    if (this.#accepting) {
+      // The issue may have changed or left scope while the team worked.
+      await this.#refreshIssue(team.plan.issue);
+      await this.pump();
+    }
+    if (this.runningTeamCount === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  #reportWriteFailure(error: unknown, message: string, fields: Record<string, unknown> = {}): void {
+    this.#options.log.error({ ...fields, err: (error as Error).message }, message);
+    if (isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH')) this.#options.onStateLost?.(error);
+  }
+
+  /** Writes back outcomes a previous daemon recorded but did not write back before it died. */
+  retryPendingWritebacks(): Promise<number> {
+    return this.#writeback.retryPending();
+  }
+
+  async #refreshIssue(previous: Issue): Promise<void> {
+    let current: Issue;
+    try {
+      current = await this.#options.source.read(previous.location);
+    } catch {
+      await this.removeIssue(previous.key).catch((error: unknown) => this.#reportWriteFailure(error, 'could not cancel the claim of a removed issue'));
+      return;
+    }
+    await this.intake([current], { complete: false }).catch((error: unknown) => this.#reportWriteFailure(error, 'could not re-read the issue after its run'));
+  }
+
+  /** Stops teams that ran too long or show no sign of work. Runs on the supervisor's timer. */
+  supervise(): Promise<void> {
+    return superviseTeams(this.teams(), this.#options.policy, this.#options.clock, this.#options.log);
+  }
+
+  /** Stops accepting work and releases every team; resolves when their outcomes are recorded. */
+  async releaseAll(): Promise<void> {
+    this.#accepting = false;
+    this.#options.clock.clearTimeout(this.#retryTimer);
+    await Promise.all(this.teams().map((team) => team.cancel('released')));
+    await this.whenIdle();
+  }
+
+  /** Resolves when no team is running. */
+  whenIdle(): Promise<void> {
+    if (this.runningTeamCount === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Earliest retry deadline still ahead, for the bounded loop's sleeps and status. */
+  nextRetryAtMs(): number | null {
+    return earliestRetryAtMs(this.#book.values());
+  }
+
+  #scheduleRetryWake(): void {
+    const { clock } = this.#options;
+    clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const next = this.nextRetryAtMs();
+    if (next === null || !this.#accepting) return;
+    this.#retryTimer = clock.setTimeout(() => void this.pump(), Math.max(0, next - clock.now()));
+  }
+}

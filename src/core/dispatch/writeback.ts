@@ -1,0 +1,56 @@
+import type { Issue } from '../../domain/issue.js';
+import type { RunOutcome } from '../../domain/run.js';
+import type { IssueSource } from '../../ports/issue-source.js';
+import type { Logger } from '../../ports/logger.js';
+import type { StateStore } from '../../ports/state-store.js';
+
+/**
+ * Writes outcomes back to the source, after they are recorded in the store.
+ * A crash in between leaves an outcome pending; the next daemon writes it
+ * again at startup (`retryPending`), so no outcome is lost.
+ */
+export class Writeback {
+  readonly #source: IssueSource;
+  readonly #store: StateStore;
+  readonly #log: Logger;
+
+  constructor(options: { source: IssueSource; store: StateStore; log: Logger }) {
+    this.#source = options.source;
+    this.#store = options.store;
+    this.#log = options.log;
+  }
+
+  /** Writes one recorded outcome back, then marks it done. A failure is logged; the outcome stays pending. */
+  async writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {
+    try {
+      await this.#source.writeBack(issue, outcome);
+      await this.#store.markWrittenBack(outcome.runId);
+    } catch (error) {
+      this.#log.warn({ issue: outcome.issueKey, err: (error as Error).message }, 'writeback failed; the outcome is kept in the state store and written back at the next start');
+    }
+  }
+
+  /** Writes back outcomes a previous daemon recorded but did not write back before it died. Returns how many. */
+  async retryPending(): Promise<number> {
+    let written = 0;
+    for (const outcome of await this.#store.pendingWritebacks()) {
+      // A release is the daemon's own stop, not a result to tell the issue about.
+      if (outcome.reason === 'released') {
+        await this.#store.markWrittenBack(outcome.runId);
+        continue;
+      }
+      let issue: Issue;
+      try {
+        issue = await this.#source.read(outcome.issueKey);
+      } catch (error) {
+        // The issue is gone from the source: nothing to write next to.
+        this.#log.warn({ issue: outcome.issueKey, err: (error as Error).message }, 'pending writeback dropped: the issue is no longer in the source');
+        await this.#store.markWrittenBack(outcome.runId);
+        continue;
+      }
+      await this.writeBack(issue, outcome);
+      written++;
+    }
+    return written;
+  }
+}

@@ -1,0 +1,172 @@
+import type { ClaimStatus, IssueClaim } from './claim.js';
+import type { Issue } from './issue.js';
+import { computeBackoffMs, type RunOutcome, type RunOutcomeReason } from './run.js';
+
+/**
+ * The claim lifecycle, the factory's core business rule, as pure functions:
+ * every change of a claim is one of these transitions, each a total function
+ * of the claim and the event, with the writer's epoch and the time passed in.
+ * Nothing else in the code builds a claim from another one.
+ *
+ *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up | cancelled | queued (released)
+ *   retry-wait ──due──▶ running;  running ──daemon crash──▶ queued | gave-up;  active ──left scope──▶ cancelled
+ *   ended ──requeue by hand──▶ queued
+ */
+
+/** What the lifecycle needs of the dispatch policy. */
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+export interface CrashPolicy {
+  /** Runs cut short by daemon crashes in a row before the issue is given up. */
+  readonly maxCrashInterruptions: number;
+}
+
+/** Who writes, and when: every transition stamps both. */
+export interface Stamp {
+  readonly epoch: number;
+  readonly nowMs: number;
+}
+
+/** A fresh claim for an issue revision intake routed to `repo`. */
+export function claimAfterIntake(issue: Issue, routing: { readonly repo: string; readonly routedBy: string }, stamp: Stamp): IssueClaim {
+  return {
+    issueKey: issue.key,
+    revision: issue.revision,
+    status: 'queued',
+    attempt: 0,
+    nextAttemptAtMs: null,
+    runId: null,
+    repo: routing.repo,
+    priority: issue.priority ?? null,
+    createdAtMs: issue.createdAtMs,
+    updatedAtMs: stamp.nowMs,
+    lastReason: `routed by ${routing.routedBy}`,
+    epoch: stamp.epoch,
+    interruptions: 0,
+    node: null,
+  };
+}
+
+/** A team starts: the next attempt, placed on `node`. Written before the team exists (claim before spawn). */
+export function claimOnStart(claim: IssueClaim, run: { readonly runId: string; readonly node: string }, stamp: Stamp): IssueClaim {
+  return withChanges(claim, stamp, { status: 'running', attempt: claim.attempt + 1, runId: run.runId, node: run.node, nextAttemptAtMs: null, lastReason: null });
+}
+
+/**
+ * A run ended. Every outcome reason is handled here (the `never` check makes
+ * a new reason a compile error until it is). A run that ended on its own or
+ * by the factory's hand breaks any streak of crash interruptions.
+ */
+export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, 'reason' | 'detail'>, policy: RetryPolicy, stamp: Stamp): IssueClaim {
+  const ended = { interruptions: 0, node: null } as const;
+  const reason: RunOutcomeReason = outcome.reason;
+  switch (reason) {
+    case 'succeeded':
+      return withChanges(claim, stamp, { ...ended, status: 'succeeded', lastReason: outcome.detail });
+    case 'released':
+      // The daemon is stopping: not the issue's fault, so the attempt is given back.
+      return withChanges(claim, stamp, { ...ended, status: 'queued', attempt: Math.max(0, claim.attempt - 1), lastReason: 'released by daemon stop' });
+    case 'cancelled':
+      return withChanges(claim, stamp, { ...ended, status: 'cancelled', lastReason: outcome.detail });
+    case 'failed':
+    case 'timed-out':
+    case 'stalled':
+    case 'spawn-failed':
+      if (claim.attempt < policy.maxAttempts) {
+        const dueAt = stamp.nowMs + computeBackoffMs(claim.attempt, policy.backoffBaseMs, policy.backoffMaxMs);
+        return withChanges(claim, stamp, { ...ended, status: 'retry-wait', nextAttemptAtMs: dueAt, lastReason: `${reason}: ${outcome.detail}` });
+      }
+      return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `${reason} on attempt ${claim.attempt} of ${policy.maxAttempts}: ${outcome.detail}` });
+    default:
+      return unreachable(reason);
+  }
+}
+
+/**
+ * A previous daemon died while this claim's run was going on this machine
+ * (its agents are reaped by now). The crash is not counted as the issue's
+ * attempt, but a run that dies with its daemon every time may be what kills
+ * it: after `maxCrashInterruptions` in a row the issue is given up.
+ */
+export function claimAfterCrash(claim: IssueClaim, policy: CrashPolicy, stamp: Stamp): IssueClaim {
+  const interruptions = (claim.interruptions ?? 0) + 1;
+  if (interruptions >= policy.maxCrashInterruptions) {
+    return withChanges(claim, stamp, {
+      status: 'gave-up',
+      runId: null,
+      node: null,
+      interruptions,
+      lastReason: `interrupted by ${interruptions} daemon crashes in a row while it ran; it may be what brings the daemon down (check its agent logs), then run it again with \`factory dispatch ${claim.issueKey} --force\``,
+    });
+  }
+  return withChanges(claim, stamp, { status: 'queued', attempt: Math.max(0, claim.attempt - 1), runId: null, node: null, interruptions, lastReason: 'interrupted by a daemon restart' });
+}
+
+/** The issue left scope or the source while no team ran on it. (A running team is stopped instead; its outcome ends the claim.) */
+export function claimAfterCancel(claim: IssueClaim, reason: string, stamp: Stamp): IssueClaim {
+  return withChanges(claim, stamp, { status: 'cancelled', nextAttemptAtMs: null, node: null, lastReason: reason });
+}
+
+/** `dispatch --force`: the same revision again, with a fresh attempt count. Not for a running claim. */
+export function claimAfterRequeue(claim: IssueClaim, stamp: Stamp): IssueClaim {
+  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, lastReason: 'requeued by hand' });
+}
+
+/** What a restarted daemon does with a claim it finds, by status (and placement, for running claims). */
+export type ClaimOnOpen = 'keep' | 'resolve-local-crash' | 'attach';
+
+export function claimOnOpen(claim: IssueClaim, currentEpoch: number, localNode: string): ClaimOnOpen {
+  const status: ClaimStatus = claim.status;
+  switch (status) {
+    case 'running':
+      if (claim.epoch >= currentEpoch) return 'keep';
+      // Claims without a placement were written by a daemon that only ran agents locally.
+      return (claim.node ?? localNode) === localNode ? 'resolve-local-crash' : 'attach';
+    case 'queued':
+    case 'retry-wait':
+    case 'succeeded':
+    case 'gave-up':
+    case 'cancelled':
+      return 'keep';
+    default:
+      return unreachable(status);
+  }
+}
+
+/** Whether the claim waits for a team slot now. */
+export function isDueForStart(claim: IssueClaim, nowMs: number): boolean {
+  const status: ClaimStatus = claim.status;
+  switch (status) {
+    case 'queued':
+      return true;
+    case 'retry-wait':
+      return (claim.nextAttemptAtMs ?? 0) <= nowMs;
+    case 'running':
+    case 'succeeded':
+    case 'gave-up':
+    case 'cancelled':
+      return false;
+    default:
+      return unreachable(status);
+  }
+}
+
+/** Whether the claim counts as queued (waiting for a slot now or after its backoff). */
+export function isWaiting(status: ClaimStatus): boolean {
+  return status === 'queued' || status === 'retry-wait';
+}
+
+type ClaimChanges = Partial<Omit<IssueClaim, 'issueKey' | 'epoch' | 'updatedAtMs'>>;
+
+/** The one place a claim is derived from another. */
+function withChanges(claim: IssueClaim, stamp: Stamp, changes: ClaimChanges): IssueClaim {
+  return { ...claim, ...changes, updatedAtMs: stamp.nowMs, epoch: stamp.epoch };
+}
+
+function unreachable(value: never): never {
+  throw new Error(`unhandled claim lifecycle case: ${String(value)}`);
+}

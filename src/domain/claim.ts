@@ -1,0 +1,48 @@
+/**
+ * Where an issue stands in the factory. One claim per issue key; a new
+ * revision of a finished issue starts a new claim. The value list is the one
+ * source of the union, so code that lists statuses (SQL filters, validation)
+ * never drifts from the type.
+ */
+export const CLAIM_STATUSES = [
+  'queued', // waiting for a free team slot
+  'running', // a team is at work
+  'retry-wait', // failed, waiting for its backoff deadline
+  'succeeded',
+  'gave-up', // failed maxAttempts times, or was cut short by too many daemon crashes
+  'cancelled', // left scope or was closed while queued or running
+] as const;
+
+export type ClaimStatus = (typeof CLAIM_STATUSES)[number];
+
+/** Statuses of a claim still in play. */
+export const ACTIVE_CLAIM_STATUSES = ['queued', 'running', 'retry-wait'] as const satisfies readonly ClaimStatus[];
+
+export function isActiveClaimStatus(status: ClaimStatus): boolean {
+  return (ACTIVE_CLAIM_STATUSES as readonly ClaimStatus[]).includes(status);
+}
+
+export interface IssueClaim {
+  readonly issueKey: string;
+  readonly revision: string;
+  readonly status: ClaimStatus;
+  /** Attempts started so far for this revision. */
+  readonly attempt: number;
+  readonly nextAttemptAtMs: number | null;
+  readonly runId: string | null;
+  readonly repo: string;
+  readonly priority: number | null;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+  readonly lastReason: string | null;
+  /** The daemon epoch that last wrote this claim. */
+  readonly epoch: number;
+  /** Runs of this claim cut short by a daemon crash in a row (0 when absent); see `dispatch.maxCrashInterruptions`. */
+  readonly interruptions?: number;
+  /**
+   * Where the claim's run is placed while it is `running` (`local` for this
+   * machine). A restarted daemon reaps and requeues local runs and attaches to
+   * runs placed on another node. Absent on claims written before placements.
+   */
+  readonly node?: string | null;
+}

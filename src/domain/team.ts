@@ -1,0 +1,59 @@
+/**
+ * A team as data: an ordered list of stages, each with one or more agents of a
+ * named role. Stages run one after another; the agents of one stage run at
+ * once. The config expands `agents` + `dispatch.teamMode` (or an explicit
+ * `team.stages`) into this; nothing past that expansion names a role.
+ */
+
+/** What to run for an agent of one role, as configured. */
+export interface AgentCommand {
+  readonly command: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  /** Added to the role's built-in instruction. */
+  readonly instruction?: string | undefined;
+}
+
+export interface StageAgent {
+  /** The role, a key of the config's `agents`. */
+  readonly role: string;
+  /**
+   * Unique within the team: the role, or `<role>-2`, `<role>-3` … when the
+   * role appears again. Names the agent (`<KEY>-<slot>`) and its log file
+   * (`<runId>-<slot>.log`).
+   */
+  readonly slot: string;
+  readonly agent: AgentCommand;
+}
+
+export interface TeamStage {
+  readonly agents: readonly StageAgent[];
+}
+
+export type TeamStages = readonly TeamStage[];
+
+/**
+ * Builds stages from role names per stage, giving each agent its slot. The
+ * roles must already be checked against `agents` (the config does that).
+ */
+export function buildTeamStages(rolesPerStage: readonly (readonly string[])[], agents: Readonly<Record<string, AgentCommand | undefined>>): TeamStages {
+  const seen = new Map<string, number>();
+  return rolesPerStage.map((roles) => ({
+    agents: roles.map((role) => {
+      const agent = agents[role];
+      if (agent === undefined) throw new Error(`team stage names role "${role}", which has no agent`);
+      const count = (seen.get(role) ?? 0) + 1;
+      seen.set(role, count);
+      return { role, slot: count === 1 ? role : `${role}-${count}`, agent };
+    }),
+  }));
+}
+
+/** The name an agent of `slot` gets in the run of `issueKey`. */
+export function agentNameFor(issueKey: string, slot: string): string {
+  return `${issueKey}-${slot}`;
+}
+
+/** Every role the team uses, in first-use order. */
+export function rolesOf(stages: TeamStages): string[] {
+  return [...new Set(stages.flatMap((stage) => stage.agents.map((a) => a.role)))];
+}
