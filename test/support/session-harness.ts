@@ -100,7 +100,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
       held = new Promise<void>((r) => (release = r));
       return () => release();
     },
-    newSession(mode = 'live') {
+    newSession(mode = 'live', options = {}) {
       return new FactorySession(
         {
           config,
@@ -108,6 +108,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
           store: new SqliteStateStore(config.paths.stateDb),
           fleet,
           workspace,
+          ...(options.executor ? { executor: options.executor } : {}),
           clock,
           log: createSilentLogger(),
           identity: { pid: 4242, startTime: 7, bootId: 'boot' },

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { settle } from '../../src/adapters/clock/fake-clock.js';
+import { InMemoryTeamExecutor } from '../../src/adapters/team-executor/in-memory-team-executor.js';
+import { isFactoryError } from '../../src/errors.js';
 import { createHarness } from '../support/session-harness.js';
 
 test('live start writes `running` before it subscribes, and resolves the predecessor before it dispatches', async () => {
@@ -105,4 +107,76 @@ test('an issue whose runs die with the daemon three times in a row is given up, 
   assert.equal(claim.status, 'gave-up');
   assert.match(claim.lastReason ?? '', /interrupted by 3 daemon crashes in a row/);
   await survivor.close();
+});
+
+test('a restarted session attaches to a run still going on another node, instead of requeuing or refusing it', async () => {
+  const h = createHarness();
+  const executor = new InMemoryTeamExecutor({ node: 'worker-a', clock: h.clock });
+  h.source.put({ key: 'FAR-1', title: 'runs on a worker', labels: ['factory'] });
+  const first = h.newSession('live', { executor });
+  await first.open();
+  await first.startLive();
+  await settle();
+  assert.equal(executor.started.length, 1);
+  const run = executor.runOf('FAR-1')!;
+  const claimed = (await first.deps.store.getClaim('FAR-1'))!;
+  assert.equal(claimed.status, 'running');
+  assert.equal(claimed.node, 'worker-a', 'the claim records where its run is placed');
+  // The control plane dies; the worker carries on.
+  await first.intake!.close();
+
+  const second = h.newSession('live', { executor });
+  await second.open();
+  assert.deepEqual(second.predecessor?.attached, [run.plan.runId]);
+  assert.deepEqual(second.predecessor?.requeued, []);
+  assert.equal(second.status().runningTeams, 1, 'the attached run counts as running');
+  await second.startLive();
+  await settle();
+  assert.equal(executor.started.length, 1, 'no second run for the issue');
+  assert.equal(second.dispatcher.claim('FAR-1')?.status, 'running');
+
+  run.finish('succeeded', 'done on worker-a');
+  await settle();
+  const done = (await second.deps.store.getClaim('FAR-1'))!;
+  assert.equal(done.status, 'succeeded');
+  assert.equal(done.epoch, 2, 'the outcome is recorded by the session that attached');
+  assert.deepEqual(h.source.writeBacks.map((w) => [w.issue.key, w.outcome.reason]), [['FAR-1', 'succeeded']]);
+  assert.equal(second.status().runningTeams, 0);
+  await second.close();
+});
+
+test('a run its node no longer has is treated as interrupted: requeued and run again', async () => {
+  const h = createHarness();
+  const executor = new InMemoryTeamExecutor({ node: 'worker-a', clock: h.clock });
+  h.source.put({ key: 'LOST-1', title: 'its worker died', labels: ['factory'] });
+  const first = h.newSession('live', { executor });
+  await first.open();
+  await first.startLive();
+  await settle();
+  const lost = executor.runOf('LOST-1')!;
+  await first.intake!.close();
+  executor.lose(lost.plan.runId);
+
+  const second = h.newSession('live', { executor });
+  await second.open();
+  assert.deepEqual(second.predecessor?.attached, []);
+  assert.deepEqual(second.predecessor?.requeued, ['LOST-1']);
+  await second.startLive();
+  await settle();
+  assert.equal(executor.started.length, 2, 'run again');
+  assert.equal(executor.runOf('LOST-1')!.plan.attempt, 1, 'the interrupted attempt was given back');
+  await second.close();
+});
+
+test('session state: parts are refused before open with a coded error, and status() reports the state', async () => {
+  const h = createHarness();
+  const session = h.newSession('once');
+  assert.equal(session.status().state, 'new');
+  assert.throws(() => session.dispatcher, (error) => isFactoryError(error, 'FACTORY_SESSION_STATE'));
+  await session.open();
+  assert.equal(session.status().state, 'open');
+  await assert.rejects(session.open(), (error) => isFactoryError(error, 'FACTORY_SESSION_STATE') && /from open to opening/.test(error.message));
+  await session.close();
+  assert.equal(session.status().state, 'closed');
+  await assert.rejects(session.startLive(), (error) => isFactoryError(error, 'FACTORY_SESSION_STATE'));
 });

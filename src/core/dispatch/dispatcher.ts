@@ -263,14 +263,18 @@ export class Dispatcher {
     const { policy, log } = this.#options;
     const claim = this.#book.get(outcome.issueKey)!;
     const next = claimAfterOutcome(claim, outcome, policy, this.#stamp());
+    let recorded = false;
     try {
       await this.#book.recordOutcome(outcome, next);
+      recorded = true;
     } catch (error) {
       this.#reportWriteFailure(error, 'could not record the outcome', { issue: outcome.issueKey, run: outcome.runId });
     }
     this.#teams.delete(outcome.issueKey);
     log.info({ issue: outcome.issueKey, run: outcome.runId, reason: outcome.reason, next: next.status }, `team finished: ${outcome.detail}`);
-    if (outcome.reason !== 'released') {
+    // Writeback follows the record: an outcome this daemon could not record (a newer
+    // epoch owns the state) is not this daemon's to write back.
+    if (recorded && outcome.reason !== 'released') {
       maybeCrash('during-writeback');
       await this.#writeback.writeBack(team.plan.issue, outcome);
     }

@@ -1,0 +1,163 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  claimAfterCancel,
+  claimAfterCrash,
+  claimAfterIntake,
+  claimAfterOutcome,
+  claimAfterRequeue,
+  claimOnOpen,
+  claimOnStart,
+  isDueForStart,
+} from '../../src/domain/claim-lifecycle.js';
+import { ACTIVE_CLAIM_STATUSES, CLAIM_STATUSES, type ClaimStatus, type IssueClaim } from '../../src/domain/claim.js';
+import type { Issue } from '../../src/domain/issue.js';
+import type { RunOutcomeReason } from '../../src/domain/run.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+const stamp = { epoch: 7, nowMs: T0 + 1_000 };
+const retry = { maxAttempts: 3, backoffBaseMs: 1_000, backoffMaxMs: 60_000 };
+
+function claim(overrides: Partial<IssueClaim> = {}): IssueClaim {
+  return {
+    issueKey: 'FAC-1',
+    revision: 'rev-1',
+    status: 'running',
+    attempt: 1,
+    nextAttemptAtMs: null,
+    runId: 'FAC-1-e6-a1-abc',
+    repo: '/repos/main',
+    priority: 2,
+    createdAtMs: T0 - 50_000,
+    updatedAtMs: T0 - 10_000,
+    lastReason: null,
+    epoch: 6,
+    interruptions: 1,
+    node: 'local',
+    ...overrides,
+  };
+}
+
+test('every outcome reason leads to exactly one next status, by attempt', () => {
+  // [reason, attempt, expected status, expected attempt, retry due at, lastReason pattern]
+  const table: [RunOutcomeReason, number, ClaimStatus, number, number | null, RegExp][] = [
+    ['succeeded', 1, 'succeeded', 1, null, /^all good$/],
+    ['released', 2, 'queued', 1, null, /^released by daemon stop$/],
+    ['released', 0, 'queued', 0, null, /released/],
+    ['cancelled', 1, 'cancelled', 1, null, /^all good$/],
+    ['failed', 1, 'retry-wait', 1, stamp.nowMs + 1_000, /^failed: all good$/],
+    ['timed-out', 2, 'retry-wait', 2, stamp.nowMs + 2_000, /^timed-out: /],
+    ['stalled', 2, 'retry-wait', 2, stamp.nowMs + 2_000, /^stalled: /],
+    ['spawn-failed', 1, 'retry-wait', 1, stamp.nowMs + 1_000, /^spawn-failed: /],
+    ['failed', 3, 'gave-up', 3, null, /^failed on attempt 3 of 3: all good$/],
+    ['stalled', 3, 'gave-up', 3, null, /^stalled on attempt 3 of 3/],
+    ['spawn-failed', 4, 'gave-up', 4, null, /^spawn-failed on attempt 4 of 3/],
+  ];
+  for (const [reason, attempt, status, nextAttempt, dueAt, lastReason] of table) {
+    const next = claimAfterOutcome(claim({ attempt }), { reason, detail: 'all good' }, retry, stamp);
+    const label = `${reason} on attempt ${attempt}`;
+    assert.equal(next.status, status, label);
+    assert.equal(next.attempt, nextAttempt, label);
+    assert.equal(next.status === 'retry-wait' ? next.nextAttemptAtMs : null, dueAt, label);
+    assert.match(next.lastReason ?? '', lastReason, label);
+    assert.equal(next.interruptions, 0, `${label}: a run that ended breaks the crash streak`);
+    assert.equal(next.node, null, `${label}: an ended run has no placement`);
+    assert.equal(next.epoch, 7, label);
+    assert.equal(next.updatedAtMs, stamp.nowMs, label);
+    assert.equal(next.runId, 'FAC-1-e6-a1-abc', `${label}: the run id names the last run`);
+  }
+});
+
+test('backoff doubles per attempt and is capped', () => {
+  const dueIn = (attempt: number) => claimAfterOutcome(claim({ attempt }), { reason: 'failed', detail: 'x' }, { maxAttempts: 100, backoffBaseMs: 1_000, backoffMaxMs: 5_000 }, stamp).nextAttemptAtMs! - stamp.nowMs;
+  assert.deepEqual([1, 2, 3, 4, 10].map(dueIn), [1_000, 2_000, 4_000, 5_000, 5_000]);
+});
+
+test('a crash requeues the claim with its attempt given back, until maxCrashInterruptions in a row give it up', () => {
+  const table: [number, ClaimStatus, number, number][] = [
+    // [interruptions before, status after, attempt after, interruptions after]
+    [0, 'queued', 1, 1],
+    [1, 'queued', 1, 2],
+    [2, 'gave-up', 2, 3],
+    [5, 'gave-up', 2, 6],
+  ];
+  for (const [before, status, attempt, after] of table) {
+    const next = claimAfterCrash(claim({ attempt: 2, interruptions: before }), { maxCrashInterruptions: 3 }, stamp);
+    assert.equal(next.status, status, `after ${before} interruptions`);
+    assert.equal(next.attempt, attempt, `after ${before} interruptions`);
+    assert.equal(next.interruptions, after);
+    assert.equal(next.runId, null);
+    assert.equal(next.node, null);
+    assert.equal(next.epoch, 7);
+  }
+  assert.match(claimAfterCrash(claim({ interruptions: 2 }), { maxCrashInterruptions: 3 }, stamp).lastReason!, /interrupted by 3 daemon crashes in a row.*factory dispatch FAC-1 --force/);
+  assert.equal(claimAfterCrash(claim({ interruptions: undefined }), { maxCrashInterruptions: 3 }, stamp).interruptions, 1, 'an old claim without a count starts at 0');
+});
+
+test('intake, start, cancel and requeue', () => {
+  const issue = { key: 'FAC-9', revision: 'rev-9', priority: 4, createdAtMs: T0 - 5 } as Issue;
+  const queued = claimAfterIntake(issue, { repo: '/repos/api', routedBy: 'label "api"' }, stamp);
+  assert.deepEqual(queued, {
+    issueKey: 'FAC-9',
+    revision: 'rev-9',
+    status: 'queued',
+    attempt: 0,
+    nextAttemptAtMs: null,
+    runId: null,
+    repo: '/repos/api',
+    priority: 4,
+    createdAtMs: T0 - 5,
+    updatedAtMs: stamp.nowMs,
+    lastReason: 'routed by label "api"',
+    epoch: 7,
+    interruptions: 0,
+    node: null,
+  });
+  const running = claimOnStart({ ...queued, status: 'retry-wait', nextAttemptAtMs: T0, attempt: 1, interruptions: 2 }, { runId: 'run-2', node: 'worker-a' }, stamp);
+  assert.equal(running.status, 'running');
+  assert.equal(running.attempt, 2);
+  assert.equal(running.runId, 'run-2');
+  assert.equal(running.node, 'worker-a');
+  assert.equal(running.nextAttemptAtMs, null);
+  assert.equal(running.lastReason, null);
+  assert.equal(running.interruptions, 2, 'a start does not break a crash streak; only an ended run does');
+
+  const cancelled = claimAfterCancel(claim({ status: 'retry-wait', nextAttemptAtMs: T0, epoch: 3 }), 'left scope: closed', stamp);
+  assert.equal(cancelled.status, 'cancelled');
+  assert.equal(cancelled.nextAttemptAtMs, null);
+  assert.equal(cancelled.lastReason, 'left scope: closed');
+  assert.equal(cancelled.epoch, 7, 'a claim of an earlier epoch is written under the current one');
+
+  const requeued = claimAfterRequeue(claim({ status: 'gave-up', attempt: 3 }), stamp);
+  assert.equal(requeued.status, 'queued');
+  assert.equal(requeued.attempt, 0);
+  assert.equal(requeued.lastReason, 'requeued by hand');
+});
+
+test('transitions never change the claim they are given', () => {
+  const original = claim();
+  const frozen = Object.freeze({ ...original });
+  claimAfterOutcome(frozen, { reason: 'failed', detail: 'x' }, retry, stamp);
+  claimAfterCrash(frozen, { maxCrashInterruptions: 3 }, stamp);
+  claimAfterCancel(frozen, 'x', stamp);
+  claimAfterRequeue(frozen, stamp);
+  claimOnStart(frozen, { runId: 'r', node: 'local' }, stamp);
+  assert.deepEqual(frozen, original);
+});
+
+test('on open: only running claims of an earlier epoch are resolved; local ones as crashes, others attached', () => {
+  for (const status of CLAIM_STATUSES) {
+    const expected = status === 'running' ? 'resolve-local-crash' : 'keep';
+    assert.equal(claimOnOpen(claim({ status, epoch: 6 }), 7, 'local'), expected, status);
+  }
+  assert.equal(claimOnOpen(claim({ status: 'running', epoch: 7 }), 7, 'local'), 'keep', 'this epoch’s own claim');
+  assert.equal(claimOnOpen(claim({ status: 'running', node: 'worker-a' }), 7, 'local'), 'attach');
+  assert.equal(claimOnOpen(claim({ status: 'running', node: null }), 7, 'local'), 'resolve-local-crash', 'claims from before placements were local');
+});
+
+test('which claims wait for a slot', () => {
+  const due = CLAIM_STATUSES.filter((status) => isDueForStart(claim({ status, nextAttemptAtMs: stamp.nowMs }), stamp.nowMs));
+  assert.deepEqual(due, ['queued', 'retry-wait']);
+  assert.equal(isDueForStart(claim({ status: 'retry-wait', nextAttemptAtMs: stamp.nowMs + 1 }), stamp.nowMs), false, 'not before its deadline');
+  assert.deepEqual([...ACTIVE_CLAIM_STATUSES], ['queued', 'running', 'retry-wait']);
+});
