@@ -149,3 +149,104 @@ test('the dashboard shows a team at work, then its outcome, without a reload', {
   daemon.kill('SIGTERM');
   assert.equal(await exited, 0, `the daemon stopped in order:\n${daemonLog}`);
 });
+
+test('a lost event stream dims the last snapshot and says since when; teams sort by start; times show absolute on hover', { timeout: 120_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip('chromium not installed: apt-get install chromium');
+    return;
+  }
+  const { dir, configPath } = createScratchProject('dashboard-stale', {
+    // Agents that outlive the test's checks; the daemon's ordered stop releases them.
+    agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '120000'] } },
+    dispatch: { batchSize: 2 },
+    runs: { killGraceMs: 1_000 },
+    http: { port: 0 },
+  });
+  const config = loadConfig(configPath);
+  cleanups.push(() => {
+    killProcessesWithMarkerPrefix(new LinuxProcessTable(), markerPrefixFor(config));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_FORMAT: 'json' };
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let daemonLog = '';
+  daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+  const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
+  cleanups.push(() => {
+    if (daemon.exitCode === null && daemon.signalCode === null) {
+      daemon.kill('SIGCONT');
+      daemon.kill('SIGKILL');
+    }
+  });
+  const url = await waitForHeartbeatUrl(config.loop.heartbeatPath, daemon, () => daemonLog);
+
+  const profile = mkdtempSync(join(tmpdir(), 'factory-chromium-'));
+  const context: BrowserContext = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  cleanups.push(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto(url);
+  await page.locator('[data-testid="health"][data-state="green"]').waitFor({ timeout: 15_000 });
+  writeIssue(dir, 'SORT-A', 'First to start', 1);
+  writeIssue(dir, 'SORT-B', 'Second to start', 2);
+  await page.locator('[data-testid="team"]').nth(1).waitFor({ timeout: 15_000 });
+
+  // Absolute times on hover: every age and countdown carries the instant as its title.
+  const runningFor = page.locator('[data-testid="team"] .meta .t').first();
+  const startedAtMs = Number(await runningFor.getAttribute('data-since'));
+  const title = (await runningFor.getAttribute('title')) ?? '';
+  const shownInPage = await page.evaluate((at) => new Date(at).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' }), startedAtMs);
+  assert.equal(title, shownInPage, 'the hover text is the absolute start time');
+  assert.match(title, new RegExp(String(new Date(startedAtMs).getFullYear())));
+
+  // The page orders teams by start time itself, whatever order a snapshot lists them in: a second
+  // tab gets the real state with the start times swapped, over a stream it is served once.
+  const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { teams: { issueKey: string; startedAtMs: number }[] };
+  assert.deepEqual(state.teams.map((team) => team.issueKey), ['SORT-A', 'SORT-B']);
+  const [first, second] = state.teams as [{ startedAtMs: number }, { startedAtMs: number }];
+  [first.startedAtMs, second.startedAtMs] = [second.startedAtMs + 60_000, first.startedAtMs];
+  const reordered = await context.newPage();
+  await reordered.route('**/events', (route) => route.fulfill({ status: 200, contentType: 'text/event-stream', body: `retry: 600000\nevent: state\ndata: ${JSON.stringify(state)}\n\n` }));
+  await reordered.goto(url);
+  await reordered.locator('[data-testid="team"]').nth(1).waitFor({ timeout: 10_000 });
+  assert.deepEqual(await reordered.locator('[data-testid="team"]').evaluateAll((teams) => teams.map((team) => team.getAttribute('data-issue'))), ['SORT-B', 'SORT-A']);
+  await reordered.close();
+
+  // A hung daemon keeps the socket open and sends nothing: after three missed pushes the page
+  // says so instead of going on showing "Healthy".
+  assert.ok(daemon.kill('SIGSTOP'));
+  const stoppedAt = Date.now();
+  await page.locator('body[data-stale="true"]').waitFor({ timeout: 25_000 });
+  // Pushes come every 5 s; the last one came at most 5 s before the stop.
+  assert.ok(Date.now() - stoppedAt >= 9_000, 'one late push is not a lost stream');
+  const pill = page.locator('[data-testid="health"]');
+  assert.equal(await pill.getAttribute('data-state'), 'stale');
+  assert.equal(await pill.textContent(), 'connection lost');
+  assert.match((await page.locator('[data-testid="stale-banner"]').textContent()) ?? '', /^Lost the connection to the daemon at \d{1,2}:\d{2}:\d{2}.*\(\d+s ago\)\. Showing the last snapshot, from \d{1,2}:\d{2}:\d{2}/);
+  const opacity = await page.locator('.stats').evaluate((el) => Number(getComputedStyle(el).opacity));
+  assert.ok(opacity < 0.6, `the stale snapshot is dimmed (opacity ${opacity})`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-stale.png'), fullPage: true });
+
+  // It comes back by itself once the daemon does (health may read degraded for a moment: the
+  // subscription's probe was late too).
+  assert.ok(daemon.kill('SIGCONT'));
+  await page.locator('body:not([data-stale])').waitFor({ timeout: 15_000 });
+  assert.notEqual(await pill.getAttribute('data-state'), 'stale');
+
+  // The server stops while the page is open: stale again, with the teams of the last snapshot dimmed.
+  daemon.kill('SIGTERM');
+  assert.equal(await exited, 0, `the daemon stopped in order:\n${daemonLog}`);
+  await page.locator('body[data-stale="true"]').waitFor({ timeout: 10_000 });
+  assert.equal(await pill.textContent(), 'connection lost');
+  assert.match((await page.locator('[data-testid="stale-banner"]').textContent()) ?? '', /Lost the connection to the daemon at/);
+});
