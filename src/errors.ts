@@ -7,9 +7,11 @@
 
 export const ERROR_CATALOG = {
   FACTORY_CONFIG_NOT_FOUND: { exitCode: 2, hint: 'Run `factory init` to write a starter config, or pass --config PATH.' },
+  FACTORY_CONFIG_UNREADABLE: { exitCode: 2, hint: 'The config file exists but could not be read; check its permissions (and that it is a file, not a folder).' },
   FACTORY_CONFIG_INVALID: { exitCode: 2, hint: 'Fix each listed key; docs/configuration.md lists every key with its default.' },
   FACTORY_USAGE: { exitCode: 2, hint: 'Run `factory --help` for the verbs and their flags.' },
   FACTORY_ISSUE_NOT_FOUND: { exitCode: 2, hint: 'Check the key or path; `factory run-once --dry-run` lists the issues Factory can see.' },
+  FACTORY_ISSUE_SOURCE_UNAVAILABLE: { exitCode: 2, hint: 'Create the folder, or point mount.root in the config at the folder that holds your issue files.' },
   FACTORY_ISSUE_INVALID: { exitCode: 2, hint: 'An issue is JSON {"key","title","body","labels","state"} or Markdown with front matter; see docs/issues.md.' },
   FACTORY_DAEMON_ALREADY_RUNNING: { exitCode: 3, hint: 'Stop the running daemon with `factory kill-loop`, or use another config (its own heartbeat, registry and state paths).' },
   FACTORY_DAEMON_NOT_RUNNING: { exitCode: 3, hint: 'Start it with `factory start --mode live`; `factory loop-status` shows the verdict.' },
@@ -26,21 +28,31 @@ export const ERROR_CATALOG = {
   FACTORY_REGISTRY_UNREADABLE: { exitCode: 1, hint: 'The in-flight registry is torn or was edited by hand, so no agent can be proven; restore it or remove it after checking for stray processes carrying FACTORY_AGENT_MARKER.' },
   FACTORY_AGENT_SPAWN_FAILED: { exitCode: 1, hint: 'Check agents.<role>.command in the config: its first element must be an executable on PATH (or an absolute path), and the worktree must exist.' },
   FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
+  FACTORY_INIT_CONFIG_EXISTS: { exitCode: 2, hint: 'Pass --force to overwrite it, or --config PATH to write another file.' },
   FACTORY_HTTP_BIND_FAILED: { exitCode: 2, hint: 'Pick a free `http.port` (0 takes any free port; the heartbeat names it), fix `http.host`, or set `http.enabled` to false.' },
   FACTORY_RUN_LOGS_NOT_FOUND: { exitCode: 1, hint: 'Check the issue key; logs live in <state.dir>/logs/<KEY>/ and exist once a team has started on the issue (`factory status` lists runs).' },
   FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
+  FACTORY_GITHUB_AUTH_FAILED: { exitCode: 2, hint: 'Check source.github auth: the token variable or file (docs/github.md lists the scopes), or the App id, private key file and installation id.' },
+  FACTORY_GITHUB_REQUEST_FAILED: { exitCode: 1, hint: 'GitHub refused or kept failing a request after retries; the message names the request and status. Check the repo name, the token\'s access to it, and githubstatus.com.' },
+  FACTORY_GITHUB_WRITEBACK_UNVERIFIED: { exitCode: 1, hint: 'A label change did not show when read back (another actor may be editing the labels); it is retried on the next writeback.' },
   FACTORY_RESOURCES_GROUP_FAILED: { exitCode: 1, hint: 'The kernel refused a team\'s resource group (create, limit, join or remove); `factory status` shows what the machine offers. Run as root, or delegate a cgroup subtree to the daemon (systemd Delegate=yes, docs/resources.md).' },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;
 
 export type FactoryErrorCode = keyof typeof ERROR_CATALOG;
 
-export class FactoryError extends Error {
-  readonly code: FactoryErrorCode;
+/**
+ * An error with a code from the catalog. Generic over its code, so a caller
+ * that narrowed with `isFactoryError(error, 'FACTORY_X')` holds a
+ * `FactoryError<'FACTORY_X'>` and a switch on `code` is checked for
+ * exhaustiveness.
+ */
+export class FactoryError<C extends FactoryErrorCode = FactoryErrorCode> extends Error {
+  readonly code: C;
   readonly hint: string;
-  readonly exitCode: number;
+  readonly exitCode: (typeof ERROR_CATALOG)[C]['exitCode'];
   readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(code: FactoryErrorCode, message: string, options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
+  constructor(code: C, message: string, options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'FactoryError';
     this.code = code;
@@ -50,12 +62,13 @@ export class FactoryError extends Error {
   }
 }
 
-export function isFactoryError(error: unknown, code?: FactoryErrorCode): error is FactoryError {
+/** Whether `error` is a FactoryError (with `code`, when given); narrows to that code. */
+export function isFactoryError<C extends FactoryErrorCode = FactoryErrorCode>(error: unknown, code?: C): error is FactoryError<C> {
   return error instanceof FactoryError && (code === undefined || error.code === code);
 }
 
 /** The state store refused a write: a newer daemon epoch owns the state. */
-export function staleEpochError(epoch: number, current: number): FactoryError {
+export function staleEpochError(epoch: number, current: number): FactoryError<'FACTORY_STATE_STALE_EPOCH'> {
   return new FactoryError('FACTORY_STATE_STALE_EPOCH', `a write from daemon epoch ${epoch} was refused: epoch ${current} owns the state now`);
 }
 

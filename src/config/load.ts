@@ -128,7 +128,7 @@ export function loadConfig(path: string = DEFAULT_CONFIG_FILE): FactoryConfig {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new FactoryError('FACTORY_CONFIG_NOT_FOUND', `no config file at ${configPath}`);
     }
-    throw new FactoryError('FACTORY_CONFIG_NOT_FOUND', `cannot read ${configPath}: ${(error as Error).message}`);
+    throw new FactoryError('FACTORY_CONFIG_UNREADABLE', `cannot read ${configPath}: ${(error as Error).message}`);
   }
   let raw: unknown;
   try {

@@ -287,11 +287,12 @@ export class LiveIntake {
         issues.push(issue);
       } catch (error) {
         const key = this.#keyByLocation.get(path);
-        if ((error as { code?: string }).code === 'FACTORY_ISSUE_NOT_FOUND' && key !== undefined) {
+        const removed = isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND');
+        if (removed && key !== undefined) {
           this.#keyByLocation.delete(path);
           const decision = await dispatcher.removeIssue(key);
           if (decision) decisions.push(decision);
-        } else if ((error as { code?: string }).code !== 'FACTORY_ISSUE_NOT_FOUND') {
+        } else if (!removed) {
           skippedFiles.push({ path, reason: (error as Error).message });
           log.warn({ path }, `issue file skipped: ${(error as Error).message}`);
         }

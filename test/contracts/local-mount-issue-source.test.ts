@@ -280,7 +280,7 @@ describe('LocalMountIssueSource', () => {
 
     it('fails with a coded error naming the folder when the mount is missing', async () => {
       const missing = new LocalMountIssueSource({ root: join(root, 'nope'), clock: new SystemClock() });
-      await assert.rejects(missing.scan(), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && error.message.includes(join(root, 'nope')));
+      await assert.rejects(missing.scan(), (error) => isFactoryError(error, 'FACTORY_ISSUE_SOURCE_UNAVAILABLE') && error.message.includes(join(root, 'nope')));
     });
   });
 

@@ -177,3 +177,11 @@ test('loadConfig reads a valid file and validates it like compileConfig', () => 
   assert.equal(config.dispatch.teamMode, 'parallel');
   assert.equal(config.mount.root, join(dir, 'issues'));
 });
+
+test('a config file that exists but cannot be read is FACTORY_CONFIG_UNREADABLE, not "not found"', () => {
+  const dir = tempFolder();
+  const error = thrownBy(() => loadConfig(dir)); // a folder: reading it fails with EISDIR
+  assert.ok(isFactoryError(error, 'FACTORY_CONFIG_UNREADABLE'), String(error));
+  assert.equal(error.exitCode, 2);
+  assert.ok(error.message.includes(dir));
+});

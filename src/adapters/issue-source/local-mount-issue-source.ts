@@ -341,8 +341,8 @@ export class LocalMountIssueSource implements IssueSource {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       const problem = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a folder' : `cannot be read (${(error as Error).message})`;
-      throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `issue folder ${this.root} ${problem}`, {
-        hint: 'Create the folder, or point mount.root in the config at the folder that holds your issue files.',
+      // Not FACTORY_ISSUE_NOT_FOUND: intake reads that code as "this issue was removed", and a missing mount removes nothing.
+      throw new FactoryError('FACTORY_ISSUE_SOURCE_UNAVAILABLE', `issue folder ${this.root} ${problem}`, {
         details: { root: this.root },
         cause: error,
       });

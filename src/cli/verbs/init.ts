@@ -43,7 +43,7 @@ export const initVerb: Verb = {
   async run(args, output) {
     const configPath = resolve(flagString(args, 'config') ?? DEFAULT_CONFIG_FILE);
     if (existsSync(configPath) && !flagBoolean(args, 'force')) {
-      throw new FactoryError('FACTORY_USAGE', `${configPath} already exists`, { hint: 'Pass --force to overwrite it, or --config PATH to write another file.' });
+      throw new FactoryError('FACTORY_INIT_CONFIG_EXISTS', `${configPath} already exists`);
     }
     writeFileSync(configPath, `${JSON.stringify(starterConfig(), null, 2)}\n`);
     const issues = join(resolve(configPath, '..'), 'issues');
