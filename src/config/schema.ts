@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { resourcesSchema } from './resources-schema.js';
 import { describeBranchNameProblem } from '../domain/git-ref-format.js';
 import { labelIdentity } from '../domain/triage.js';
+import { describeScriptPlaceholderFix, findPlaceholdersInScripts } from '../domain/prompt.js';
+import { ENV_PASSTHROUGH_PATTERN } from '../domain/env-passthrough.js';
 
 /**
  * The config file's schema with every default. Raw JSON is validated once at
@@ -14,10 +16,20 @@ const nonEmpty = z.string().min(1, 'expected a non-empty string');
 const positiveMs = z.number().int('expected a whole number of milliseconds').positive('expected a positive number of milliseconds');
 const argv = z.array(nonEmpty).min(1, 'expected a command as a non-empty array of strings, e.g. ["claude", "-p", "{{prompt}}"]');
 
+/** A placeholder inside a shell script (or `python -c` code) would run issue text as code: refused, with the variable to use instead. */
+const agentCommand = argv.superRefine((command, ctx) => {
+  for (const found of findPlaceholdersInScripts(command)) {
+    const what = found.placeholders.map((name) => `{{${name}}}`).join(', ');
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: [found.index], message: `expected no ${what} inside the ${found.program} script: ${describeScriptPlaceholderFix(found.placeholders)}` });
+  }
+});
+
 const agentSchema = z
   .object({
-    command: argv,
+    command: agentCommand,
     env: z.record(z.string()).default({}),
+    /** Names (or `PREFIX_*` globs) of daemon environment variables the agent gets, besides PATH, HOME, LANG, LC_*, TERM, TMPDIR, USER, SHELL. */
+    envPassthrough: z.array(z.string().regex(ENV_PASSTHROUGH_PATTERN, 'expected a variable name such as "ANTHROPIC_API_KEY", or a prefix glob such as "OPENAI_*"')).default([]),
     /** Extra instruction appended to the role's built-in one. */
     instruction: z.string().optional(),
   })

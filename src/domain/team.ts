@@ -9,6 +9,8 @@
 export interface AgentCommand {
   readonly command: readonly string[];
   readonly env: Readonly<Record<string, string>>;
+  /** Daemon variables passed on besides the defaults (domain/env-passthrough.ts). */
+  readonly envPassthrough?: readonly string[] | undefined;
   /** Added to the role's built-in instruction. */
   readonly instruction?: string | undefined;
 }

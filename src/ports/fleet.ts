@@ -11,8 +11,12 @@ export interface AgentSpec {
   /** argv, already rendered: no shell is involved. */
   readonly command: readonly string[];
   readonly cwd: string;
-  /** Extra environment; merged over the daemon's own. The marker is added by the fleet. */
+  /** Extra environment, set over the allowed part of the daemon's own. The marker is added by the fleet. */
   readonly env: Readonly<Record<string, string>>;
+  /** Which of the daemon's (or worker's) own variables the agent gets: names and `PREFIX_*` globs; default domain/env-passthrough.ts. */
+  readonly envPassthrough?: readonly string[];
+  /** Files the agent reads (issue body, prompt), written before it starts, outside its worktree. */
+  readonly files?: readonly { readonly path: string; readonly content: string }[];
   /** Where stdout and stderr go (appended). */
   readonly logPath: string;
   readonly worktree: string;

@@ -1,11 +1,12 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
 import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
 import type { ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
 import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../../domain/registry.js';
+import { DEFAULT_ENV_PASSTHROUGH, passThroughEnvironment } from '../../domain/env-passthrough.js';
 import { collectAgentTree, hasExited, isStillRunning, signalVerifiedProcess, type AgentTree } from '../../core/process-identity.js';
 import { FactoryError } from '../../errors.js';
 
@@ -39,6 +40,8 @@ export interface LocalProcessFleetOptions {
   readonly clock: Clock;
   /** Where stop() reports a step that failed (it carries on with the next); silent when absent. A pino logger fits. */
   readonly logger?: Logger;
+  /** The daemon's environment, of which agents get only the allowlisted part (spec.envPassthrough); default process.env. */
+  readonly daemonEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 /** How often stop() looks at whether the tree has gone, during the grace period and after SIGKILL. */
@@ -56,8 +59,10 @@ export class LocalProcessFleet implements Fleet {
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
   readonly #logger: Logger | undefined;
+  readonly #daemonEnv: Readonly<Record<string, string | undefined>>;
 
   constructor(options: LocalProcessFleetOptions) {
+    this.#daemonEnv = options.daemonEnv ?? process.env;
     this.#instanceId = options.instanceId;
     this.#processTable = options.processTable;
     this.#clock = options.clock;
@@ -73,6 +78,7 @@ export class LocalProcessFleet implements Fleet {
 
     const marker = formatAgentMarker(this.#instanceId, spec.runId, spec.agentName);
     const { fd: logFd, initialSize } = openAgentLog(spec);
+    writeAgentFiles(spec, logFd);
 
     let child: ChildProcess;
     try {
@@ -80,7 +86,8 @@ export class LocalProcessFleet implements Fleet {
         cwd: spec.cwd,
         detached: true,
         env: {
-          ...process.env,
+          // Only the allowlisted part of the daemon's environment: its secrets and GIT_DIR-like variables stay behind.
+          ...passThroughEnvironment(this.#daemonEnv, spec.envPassthrough ?? DEFAULT_ENV_PASSTHROUGH),
           ...spec.env,
           // Last, so nothing in spec.env can forge or drop the identity of the tree.
           [AGENT_ENV.marker]: marker,
@@ -339,6 +346,19 @@ function openAgentLog(spec: AgentSpec): { fd: number; initialSize: number } {
     return { fd, initialSize: statSync(spec.logPath).size };
   } catch (error) {
     throw spawnFailed(spec, `could not open its log file ${spec.logPath} (${(error as Error).message})`, error, 'Check that the log folder is writable.');
+  }
+}
+
+/** The spec's files (issue body, prompt), readable by the daemon's user only: they hold issue text. */
+function writeAgentFiles(spec: AgentSpec, logFd: number): void {
+  try {
+    for (const file of spec.files ?? []) {
+      mkdirSync(dirname(file.path), { recursive: true });
+      writeFileSync(file.path, file.content, { mode: 0o600 });
+    }
+  } catch (error) {
+    closeSync(logFd);
+    throw spawnFailed(spec, `could not write its input files (${(error as Error).message})`, error, 'Check that the log folder is writable.');
   }
 }
 

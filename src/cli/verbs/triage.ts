@@ -1,5 +1,6 @@
 import { placeholderValues, renderArgument, renderPrompt } from '../../domain/prompt.js';
 import { branchNameFor, triageIssue } from '../../domain/triage.js';
+import { teamStagesFor } from '../../config/team.js';
 import { createIssueSource } from '../../main.js';
 import { flagBoolean, type ParsedArgs } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
@@ -17,8 +18,8 @@ export function issueArgument(args: ParsedArgs, verb: string): string {
 export const triageVerb: Verb = {
   name: 'triage',
   usage: 'factory triage <KEY|path> [--config PATH] [--json]',
-  summary: 'show how one issue would be triaged and routed, and the implementer prompt',
-  details: ['Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,', 'the branch, its claim (if any) and the rendered prompt. Changes nothing.', 'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.'].join('\n'),
+  summary: 'show how one issue would be triaged and routed, each agent\'s command, and the implementer prompt',
+  details: ['Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,', 'the branch, its claim (if any), the rendered argv of each agent and the prompt. Changes nothing.', 'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.'].join('\n'),
   flags: [],
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
@@ -27,18 +28,22 @@ export const triageVerb: Verb = {
     const decision = triageIssue(issue, { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos });
     const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
     const claim = readClaimsReadOnly(runtime).get(issue.key) ?? null;
-    const context = { issue, role: 'implementer' as const, branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: config.agents.implementer.instruction };
-    const prompt = renderPrompt(context);
-    // The same renderer as a real run, with the (long) prompt shown below instead of inline.
-    const values = { ...placeholderValues(context), prompt: '<prompt>' };
-    const command = config.agents.implementer.command.map((arg) => renderArgument(arg, values));
-    const result = { issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location }, decision, branch, claim, command, prompt };
+    const contextFor = (role: string, instruction: string | undefined) => ({ issue, role, branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: instruction });
+    const prompt = renderPrompt(contextFor('implementer', config.agents.implementer.instruction));
+    // Every agent's argv as the run renders it (the same renderer), with the (long) prompt shown below instead of inline.
+    const agents = teamStagesFor(config).flatMap((stage, index) =>
+      stage.agents.map(({ role, slot, agent }) => ({ stage: index + 1, slot, role, command: agent.command.map((arg) => renderArgument(arg, { ...placeholderValues(contextFor(role, agent.instruction)), prompt: '<prompt>' })) })),
+    );
+    const command = agents[0]?.command ?? [];
+    const result = { issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location }, decision, branch, claim, command, agents, prompt };
     if (flagBoolean(args, 'json')) printJson(output, result);
     else {
       output.out(`${issue.key}: ${issue.title}`);
       output.out(decision.verdict === 'dispatch' ? `  in scope: dispatch to ${decision.repo} (routed by ${decision.routedBy}) on branch ${branch}` : `  skipped: ${decision.reason}`);
       output.out(`  claim: ${claim ? `${claim.status}, attempt ${claim.attempt}${claim.revision === issue.revision ? '' : ' (an earlier revision)'}` : 'none'}`);
-      output.out(`  implementer: ${command.join(' ')}\n\n--- implementer prompt ---\n${prompt}`);
+      // JSON quoting shows where each argument starts and ends, which a space-joined line hides.
+      for (const agent of agents) output.out(`  ${agent.slot} (stage ${agent.stage}): ${JSON.stringify(agent.command)}`);
+      output.out(`\n--- implementer prompt ---\n${prompt}`);
     }
     return decision.verdict === 'dispatch' ? 0 : 1;
   },

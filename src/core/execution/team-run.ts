@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { placeholderValues, renderArgument } from '../../domain/prompt.js';
+import { agentEnvironment, placeholderValues, renderArgument } from '../../domain/prompt.js';
 import type { AgentResult, RunOutcome, RunOutcomeReason, StopReason } from '../../domain/run.js';
 import { agentNameFor, type StageAgent } from '../../domain/team.js';
 import type { Clock } from '../../ports/clock.js';
@@ -123,15 +123,10 @@ export class TeamRun implements TeamExecution {
     const { role, slot, agent } = stageAgent;
     const workspace = this.#workspace!;
     const agentName = agentNameFor(plan.issue.key, slot);
-    const values = placeholderValues({
-      issue: plan.issue,
-      role,
-      branch: workspace.branch,
-      worktree: workspace.path,
-      runId: plan.runId,
-      attempt: plan.attempt,
-      extraInstruction: agent.instruction,
-    });
+    const prompt = { issue: plan.issue, role, branch: workspace.branch, worktree: workspace.path, runId: plan.runId, attempt: plan.attempt, extraInstruction: agent.instruction };
+    const values = placeholderValues(prompt);
+    // Issue text reaches scripts as variables and files (beside the log, outside the worktree), never as code.
+    const environment = agentEnvironment({ context: prompt, configEnv: agent.env, configEnvPassthrough: agent.envPassthrough, filesDir: join(this.#deps.logsDir, plan.issue.key), fileStem: `${plan.runId}-${slot}` });
     const logPath = join(this.#deps.logsDir, plan.issue.key, `${plan.runId}-${slot}.log`);
     const startedAtMs = this.#deps.clock.now();
     let handle: AgentHandle;
@@ -143,7 +138,9 @@ export class TeamRun implements TeamExecution {
         agentName,
         command: agent.command.map((arg) => renderArgument(arg, values)),
         cwd: workspace.path,
-        env: { ...agent.env, FACTORY_BRANCH: workspace.branch, FACTORY_ATTEMPT: String(plan.attempt) },
+        env: environment.env,
+        envPassthrough: environment.envPassthrough,
+        files: environment.files,
         logPath,
         worktree: workspace.path,
       });
