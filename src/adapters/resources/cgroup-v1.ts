@@ -177,6 +177,8 @@ class CgroupV1TeamGroup implements TeamResourceGroup {
     const freezer = this.directories.get('freezer');
     if (freezer === undefined) return { method: 'kill-loop', ...(await killListedUntilEmpty(this.#io, this.#procsFiles)) };
 
+    // An empty group has nothing to freeze or kill; callers stop spawning into a group before killing it.
+    if (signallablePids(this.#io, this.#procsFiles).length === 0) return { method: 'freeze-then-kill', killed: 0, survivors: [] };
     const stateFile = join(freezer, 'freezer.state');
     writeControl(stateFile, 'FROZEN', this.teamId);
     // FREEZING turns FROZEN once every task stopped; a task in uninterruptible sleep can delay that.

@@ -170,6 +170,8 @@ class CgroupV2TeamGroup implements TeamResourceGroup {
 
   async #killAll(): Promise<KillAllResult> {
     const before = signallablePids(this.#io, [this.#procsFile]).length;
+    // An empty group has nothing to freeze or kill; callers stop spawning into a group before killing it.
+    if (before === 0) return { method: existsSync(join(this.directory, 'cgroup.kill')) ? 'cgroup.kill' : 'freeze-then-kill', killed: 0, survivors: [] };
     const killFile = join(this.directory, 'cgroup.kill');
     if (existsSync(killFile)) {
       // One write: the kernel kills every member and refuses forks into the group meanwhile.
