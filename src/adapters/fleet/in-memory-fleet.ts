@@ -1,6 +1,7 @@
 import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
 import type { Clock } from '../../ports/clock.js';
 import { formatAgentMarker, type RegistryEntry } from '../../domain/registry.js';
+import { FactoryError } from '../../errors.js';
 
 /** One agent the in-memory fleet "runs": the test decides when and how it ends. */
 export interface InMemoryAgent {
@@ -46,7 +47,7 @@ export class InMemoryFleet implements Fleet {
 
   async spawn(spec: AgentSpec): Promise<AgentHandle> {
     if (this.failSpawnOf !== undefined && spec.command[0] === this.failSpawnOf) {
-      throw new Error(`cannot start agent ${spec.agentName}: ${spec.command[0]} not found`);
+      throw new FactoryError('FACTORY_AGENT_SPAWN_FAILED', `cannot start agent ${spec.agentName}: ${spec.command[0]} not found`);
     }
     const clock = this.#clock;
     const events = this.#events;

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isFactoryError } from '../../src/errors.js';
+import type { PreparedWorkspace, Workspace } from '../../src/ports/workspace.js';
+
+/**
+ * What every Workspace owes a team run, run against git worktrees and the
+ * in-memory workspace alike. (Not named *.test.ts: a suite to call.)
+ */
+export interface WorkspaceHarness {
+  readonly workspace: Workspace;
+  /** A repo with one commit that prepare() accepts. */
+  newRepo(): string;
+  /** A repo path that does not exist. */
+  readonly missingRepo: string;
+  /** Makes one commit in the prepared workspace, as an agent would. */
+  commit(prepared: PreparedWorkspace, message: string): void;
+  dispose(): Promise<void>;
+}
+
+export function describeWorkspaceContract(name: string, makeHarness: () => Promise<WorkspaceHarness>): void {
+  describe(`Workspace contract: ${name}`, { timeout: 60_000 }, () => {
+    const withHarness = (title: string, body: (h: WorkspaceHarness) => Promise<void>): void => {
+      it(title, async () => {
+        const harness = await makeHarness();
+        try {
+          await body(harness);
+        } finally {
+          await harness.dispose();
+        }
+      });
+    };
+
+    withHarness('prepares a workspace on the requested branch with no commits of its own yet', async (h) => {
+      const repo = h.newRepo();
+      const prepared = await h.workspace.prepare({ repo, issueKey: 'FAC-1', branch: 'factory/FAC-1' });
+      assert.equal(prepared.branch, 'factory/FAC-1');
+      assert.ok(prepared.path.length > 0);
+      assert.ok(prepared.baseCommit.length > 0);
+      assert.equal(await h.workspace.commitsSince(prepared), 0);
+    });
+
+    withHarness('counts the commits made on the branch since it was prepared', async (h) => {
+      const prepared = await h.workspace.prepare({ repo: h.newRepo(), issueKey: 'FAC-2', branch: 'factory/FAC-2' });
+      h.commit(prepared, 'first');
+      h.commit(prepared, 'second');
+      assert.equal(await h.workspace.commitsSince(prepared), 2);
+    });
+
+    withHarness('preparing again for the same issue (a retry, the next stage) reuses the workspace and keeps its commits', async (h) => {
+      const repo = h.newRepo();
+      const first = await h.workspace.prepare({ repo, issueKey: 'FAC-3', branch: 'factory/FAC-3' });
+      h.commit(first, 'the implementer’s work');
+      const again = await h.workspace.prepare({ repo, issueKey: 'FAC-3', branch: 'factory/FAC-3' });
+      assert.equal(again.path, first.path);
+      assert.equal(again.branch, first.branch);
+      assert.equal(await h.workspace.commitsSince(again), 1, 'nothing was reset');
+    });
+
+    withHarness('different issues get different workspaces, also when their keys only differ in unsafe characters', async (h) => {
+      const repo = h.newRepo();
+      const paths = new Set<string>();
+      for (const issueKey of ['FAC-4', 'FAC-5', 'a/b', 'a_b']) {
+        const prepared = await h.workspace.prepare({ repo, issueKey, branch: `factory/${issueKey.replace('/', '-')}-${paths.size}` });
+        paths.add(prepared.path);
+      }
+      assert.equal(paths.size, 4);
+    });
+
+    withHarness('a repo that does not exist is refused with FACTORY_WORKSPACE_FAILED naming it', async (h) => {
+      await assert.rejects(h.workspace.prepare({ repo: h.missingRepo, issueKey: 'FAC-6', branch: 'factory/FAC-6' }), (error) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED') && error.message.includes(h.missingRepo));
+    });
+  });
+}
