@@ -25,6 +25,10 @@ export interface AgentCliRunOptions {
   readonly timeoutMs?: number;
   /** 'bypass' (default) lets tools run unasked; 'ask' leaves the CLI's own approval rules in force, so a tool call needs an approval nobody can give. */
   readonly permissions?: 'bypass' | 'ask';
+  /** Codex gives up on a silent model stream after this long (default 5 s). */
+  readonly streamIdleTimeoutMs?: number;
+  /** Each stdout chunk as it arrives, for parsing the stream live. */
+  readonly onStdout?: (chunk: Buffer) => void;
 }
 
 export interface AgentCliRunResult {
@@ -42,12 +46,12 @@ export const SCRIPTED_CODEX_MODEL = 'scripted-codex-model';
 /** A fake key: the server accepts anything, and a real one must never be sent to it. */
 export const FAKE_API_KEY = 'sk-scripted-not-a-real-key';
 
-export function agentCliArgv(options: Pick<AgentCliRunOptions, 'cli' | 'server' | 'prompt' | 'extraArgs' | 'permissions'>): string[] {
+export function agentCliArgv(options: Pick<AgentCliRunOptions, 'cli' | 'server' | 'prompt' | 'extraArgs' | 'permissions' | 'streamIdleTimeoutMs'>): string[] {
   const bypass = (options.permissions ?? 'bypass') === 'bypass';
   if (options.cli === 'claude-code') {
     return ['-p', options.prompt, '--output-format', 'stream-json', '--verbose', '--model', SCRIPTED_MODEL, ...(bypass ? ['--dangerously-skip-permissions'] : []), ...(options.extraArgs ?? [])];
   }
-  const provider = `model_providers.scripted={name="scripted",base_url="${options.server.url}/v1",env_key="OPENAI_API_KEY",wire_api="responses",request_max_retries=0,stream_max_retries=0,stream_idle_timeout_ms=5000}`;
+  const provider = `model_providers.scripted={name="scripted",base_url="${options.server.url}/v1",env_key="OPENAI_API_KEY",wire_api="responses",request_max_retries=0,stream_max_retries=0,stream_idle_timeout_ms=${options.streamIdleTimeoutMs ?? 5000}}`;
   return ['exec', '--json', '-c', provider, '-c', 'model_provider=scripted', '-m', SCRIPTED_CODEX_MODEL, ...(bypass ? ['--dangerously-bypass-approvals-and-sandbox'] : []), ...(options.extraArgs ?? []), options.prompt];
 }
 
@@ -75,10 +79,13 @@ export function runAgentCli(options: AgentCliRunOptions): Promise<AgentCliRunRes
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(options.bin, argv, { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    const stdoutChunks: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdoutChunks.push(chunk);
+      options.onStdout?.(chunk);
+    });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const timer = setTimeout(() => {
       timedOut = true;
@@ -90,7 +97,7 @@ export function runAgentCli(options: AgentCliRunOptions): Promise<AgentCliRunRes
     });
     child.on('close', (exitCode, signal) => {
       clearTimeout(timer);
-      resolve({ exitCode, signal, stdout, stderr, durationMs: Date.now() - started, timedOut, argv });
+      resolve({ exitCode, signal, stdout: Buffer.concat(stdoutChunks).toString('utf8'), stderr, durationMs: Date.now() - started, timedOut, argv });
     });
   });
 }

@@ -94,7 +94,7 @@ async function resolveOrInstall(name: AgentCliName, log: (line: string) => void)
     const npm = await runNpmInstall(staging, `${pin.packageName}@${pin.version}`);
     if (npm.code !== 0) {
       rmSync(staging, { recursive: true, force: true });
-      return { ok: false, name, reason: `npm install ${pin.packageName}@${pin.version} failed (exit ${npm.code}): ${lastLines(npm.stderr, 6)}` };
+      return { ok: false, name, reason: `npm install ${pin.packageName}@${pin.version} failed (exit ${npm.code}): ${npmErrorSummary(npm.stderr)}` };
     }
     const installed = verifiedInstall(name, staging);
     if (!installed.ok) {
@@ -177,6 +177,11 @@ function runNpmInstall(prefix: string, spec: string): Promise<{ code: number | n
   });
 }
 
-function lastLines(text: string, count: number): string {
-  return text.trim().split('\n').slice(-count).join(' | ') || '(no output)';
+/** npm's error code and message lines, without its object dumps and log-file pointer. */
+function npmErrorSummary(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((line) => line.replace(/^npm (?:error|ERR!)\s*/, '').trim())
+    .filter((line) => line.length > 0 && !/^[{}]|^\w+: |complete log of this run/.test(line));
+  return lines.slice(0, 3).join(' | ') || '(no output)';
 }
