@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { resourcesSchema } from './resources-schema.js';
 import { describeBranchNameProblem } from '../domain/git-ref-format.js';
 import { labelIdentity } from '../domain/triage.js';
 import { describeScriptPlaceholderFix, findPlaceholdersInScripts } from '../domain/prompt.js';
 import { ENV_PASSTHROUGH_PATTERN } from '../domain/env-passthrough.js';
+import { resourcesSchema } from './resources-schema.js';
 
 /**
  * The config file's schema with every default. Raw JSON is validated once at
@@ -83,12 +83,20 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** One command per role. Roles other than implementer and reviewer must be used by `team.stages`. */
     agents: z
       .object({
         implementer: agentSchema,
         reviewer: agentSchema.optional(),
       })
-      .strict(),
+      .catchall(agentSchema),
+    /** The team as stages of role names; without it, implementer then reviewer per `dispatch.teamMode`. */
+    team: z
+      .object({
+        stages: z.array(z.array(nonEmpty).min(1, 'expected at least one role in each stage')).min(1, 'expected at least one stage').optional(),
+      })
+      .strict()
+      .default({}),
     dispatch: z
       .object({
         batchSize: z.number().int().min(1).max(4096).default(1),
@@ -162,7 +170,27 @@ export const configSchema = z
     resources: resourcesSchema,
     http: httpSchema.default({}),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => checkTeamRoles(config.agents, config.team.stages, ctx));
+
+const BUILT_IN_ROLES = new Set(['implementer', 'reviewer']);
+
+/** Every stage role names a configured agent, and every extra agent is used by a stage (a misspelt role is an error, not a silent no-op). */
+function checkTeamRoles(agents: Record<string, unknown>, stages: readonly (readonly string[])[] | undefined, ctx: z.RefinementCtx): void {
+  const used = new Set(stages?.flat() ?? []);
+  stages?.forEach((roles, stage) =>
+    roles.forEach((role, index) => {
+      if (agents[role] === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['team', 'stages', stage, index], message: `expected a role configured under agents (${Object.keys(agents).join(', ')})` });
+      }
+    }),
+  );
+  for (const role of Object.keys(agents)) {
+    if (!BUILT_IN_ROLES.has(role) && !used.has(role)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['agents', role], message: `expected a role used by team.stages; "${role}" is in no stage (check the spelling, or add it to a stage)` });
+    }
+  }
+}
 
 /** Labels compare without case (domain/triage.ts), so `API` and `api` would be one label routed two ways. */
 function refuseLabelsEqualIgnoringCase(byLabel: Record<string, string>, ctx: z.RefinementCtx): void {
