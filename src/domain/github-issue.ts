@@ -164,3 +164,58 @@ export function mapGitHubIssue(repo: GitHubRepoRef, record: GitHubIssueRecord, m
     },
   };
 }
+
+/** Marks Factory's one status comment on an issue, so it is found again after a retry or a restart. */
+export const STATUS_COMMENT_MARKER = '<!-- factory:status -->';
+
+/** True when a comment body is Factory's status comment (the marker opens it). */
+export function isStatusComment(body: string): boolean {
+  return body.trimStart().startsWith(STATUS_COMMENT_MARKER);
+}
+
+export interface StatusCommentOutcome {
+  readonly runId: string;
+  readonly reason: string;
+  readonly detail: string;
+  readonly attempt: number;
+  readonly branch: string;
+  readonly revision: string;
+  readonly startedAtMs: number;
+  readonly endedAtMs: number;
+  readonly agents: readonly { readonly role: string; readonly reason: string; readonly exitCode: number | null; readonly signal: string | null }[];
+}
+
+/**
+ * The status comment's Markdown: outcome, run, branch and agents. Host paths
+ * (worktree, log files) stay out: the comment is public to everyone who can
+ * read the issue.
+ */
+export function renderStatusComment(issueKey: string, outcome: StatusCommentOutcome): string {
+  const code = (text: string): string => `\`${text.replace(/`/g, "'")}\``;
+  const lines = [
+    STATUS_COMMENT_MARKER,
+    `### Factory: ${outcome.reason}`,
+    '',
+    `| | |`,
+    `|---|---|`,
+    `| Outcome | **${outcome.reason}** |`,
+    `| Detail | ${outcome.detail.includes('\n') ? 'see below' : outcome.detail.replace(/\|/g, '\\|') || '(none)'} |`,
+    `| Attempt | ${outcome.attempt} |`,
+    `| Run | ${code(outcome.runId)} |`,
+    `| Issue key | ${code(issueKey)} |`,
+    `| Branch | ${code(outcome.branch)} |`,
+    `| Revision | ${code(outcome.revision.slice(0, 12))} |`,
+    `| Started | ${new Date(outcome.startedAtMs).toISOString()} |`,
+    `| Ended | ${new Date(outcome.endedAtMs).toISOString()} |`,
+  ];
+  if (outcome.detail.includes('\n')) lines.push('', '```text', outcome.detail.replace(/```/g, "'''"), '```');
+  if (outcome.agents.length > 0) {
+    lines.push('', '**Agents**', '');
+    for (const agent of outcome.agents) {
+      const exit = agent.signal !== null ? `killed by ${agent.signal}` : agent.exitCode !== null ? `exit code ${agent.exitCode}` : 'no exit status';
+      lines.push(`- ${agent.role}: ${agent.reason} (${exit})`);
+    }
+  }
+  lines.push('', '_Factory edits this comment in place after each run._');
+  return `${lines.join('\n')}\n`;
+}

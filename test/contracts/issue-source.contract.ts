@@ -29,6 +29,12 @@ export interface IssueSourceHarness {
   removeIssue(key: string): Promise<void>;
   /** Adds a record the source cannot read; returns the path scans must report it under. */
   putUnreadable(name: string): Promise<string>;
+  /**
+   * The key the source gives the issue put as `draftKey` (default: the same).
+   * Sources whose keys come from the remote system (GitHub's `owner/name#N`)
+   * cannot honour a chosen key; the suite compares through this mapping.
+   */
+  keyFor?(draftKey: string): string;
   /** The outcome last written back for `key`, as text, or undefined when there is none. */
   readWrittenOutcome(key: string): Promise<string | undefined>;
   dispose(): Promise<void>;
@@ -81,7 +87,7 @@ export function makeOutcome(issue: Issue, overrides: Partial<RunOutcome> = {}): 
   };
 }
 
-function issueWithKey(issues: readonly Issue[], key: string): Issue {
+function findIssueWithKey(issues: readonly Issue[], key: string): Issue {
   const issue = issues.find((candidate) => candidate.key === key);
   assert.ok(issue, `expected an issue with key ${key}, got keys ${JSON.stringify(issues.map((i) => i.key))}`);
   return issue;
@@ -91,6 +97,9 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
   describe(`IssueSource contract: ${name}`, () => {
     let harness: IssueSourceHarness;
     const subscriptions: IssueSubscription[] = [];
+    const sourceKey = (draftKey: string): string => harness.keyFor?.(draftKey) ?? draftKey;
+    const sourceKeys = (...draftKeys: string[]): string[] => draftKeys.map(sourceKey).sort();
+    const issueWithKey = (issues: readonly Issue[], draftKey: string): Issue => findIssueWithKey(issues, sourceKey(draftKey));
     const subscribe = async (recorder: EventRecorder): Promise<IssueSubscription> => {
       const subscription = await harness.source.subscribe(recorder.handlers);
       subscriptions.push(subscription);
@@ -117,7 +126,7 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       const { issues, skipped } = await harness.source.scan();
 
       assert.deepEqual(skipped, []);
-      assert.deepEqual(issues.map((issue) => issue.key).sort(), ['FAC-1', 'FAC-2']);
+      assert.deepEqual(issues.map((issue) => issue.key).sort(), sourceKeys('FAC-1', 'FAC-2'));
       const first = issueWithKey(issues, 'FAC-1');
       assert.equal(first.title, 'Add login');
       assert.equal(first.body, 'Use OAuth.');
@@ -136,7 +145,7 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
 
       const { issues, skipped } = await harness.source.scan();
 
-      assert.deepEqual(issues.map((issue) => issue.key).sort(), ['FAC-1', 'FAC-3']);
+      assert.deepEqual(issues.map((issue) => issue.key).sort(), sourceKeys('FAC-1', 'FAC-3'));
       assert.equal(skipped.length, 1);
       assert.equal(skipped[0]?.path, brokenPath);
       assert.ok((skipped[0]?.reason ?? '').length > 0, 'a skip must say why');
@@ -167,9 +176,9 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       await harness.putIssue({ key: 'FAC-1', title: 'Add login', state: 'ready' });
       const scanned = issueWithKey((await harness.source.scan()).issues, 'FAC-1');
 
-      assert.deepEqual(await harness.source.read('FAC-1'), scanned);
+      assert.deepEqual(await harness.source.read(sourceKey('FAC-1')), scanned);
       assert.deepEqual(await harness.source.read(scanned.location), scanned);
-      await assert.rejects(harness.source.read('FAC-404'), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && error.message.includes('FAC-404'));
+      await assert.rejects(harness.source.read(sourceKey('FAC-404')), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && error.message.includes(sourceKey('FAC-404')));
     });
 
     withFreshHarness('a removed issue leaves the scan', async () => {
@@ -177,7 +186,7 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       await harness.putIssue({ key: 'FAC-2', title: 'Two', state: 'ready' });
       await harness.removeIssue('FAC-1');
 
-      assert.deepEqual((await harness.source.scan()).issues.map((issue) => issue.key), ['FAC-2']);
+      assert.deepEqual((await harness.source.scan()).issues.map((issue) => issue.key), sourceKeys('FAC-2'));
     });
 
     withFreshHarness('a subscription announces a new, a changed and a removed issue, naming where it lives', async () => {
@@ -199,7 +208,7 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
 
     withFreshHarness('writeBack records the outcome without announcing it to subscribers', async () => {
       await harness.putIssue({ key: 'FAC-1', title: 'Add login', state: 'ready' });
-      const issue = await harness.source.read('FAC-1');
+      const issue = await harness.source.read(sourceKey('FAC-1'));
       const recorder = new EventRecorder();
       await subscribe(recorder);
 
@@ -219,8 +228,8 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       assert.ok(written, 'the outcome must be written back');
       assert.match(written, /failed/);
       assert.match(written, /implementer exited 3/);
-      assert.match(written, /run-FAC-1-1/);
-      assert.deepEqual((await harness.source.scan()).issues.map((scanned) => scanned.key).sort(), ['FAC-1', 'FAC-SENTINEL']);
+      assert.ok(written.includes(`run-${issue.key}-1`), 'the written outcome names the run');
+      assert.deepEqual((await harness.source.scan()).issues.map((scanned) => scanned.key).sort(), sourceKeys('FAC-1', 'FAC-SENTINEL'));
     });
 
     withFreshHarness('a probe, when the source offers one, comes back as a probe event and nothing else', async () => {
