@@ -359,7 +359,7 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
   test('event-to-dispatch latency counts teams the event started, measured from the event', async () => {
     const metrics = new FactoryMetrics({ heartbeatAgeMs: async () => null, processMetrics: false });
     const local = new DaemonObserver(metrics);
-    const starts: ((team: { issueKey: string; startedAtMs: number }) => void)[] = [];
+    const starts: ((team: { plan: { issue: { key: string } }; startedAtMs: number }) => void)[] = [];
     local.attach({ predecessor: { found: 2, reaped: 2, survivors: [], requeued: [] }, dispatcher: { observeStarts: (l: never) => (starts.push(l), () => undefined) } } as never);
     const pass = (firstEventAtMs: number | null, queued: string[]): IntakePass => ({
       kind: 'events',
@@ -369,10 +369,10 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
       durationMs: 1,
       firstEventAtMs,
     });
-    starts[0]!({ issueKey: 'A', startedAtMs: 1_040 });
+    starts[0]!({ plan: { issue: { key: 'A' } }, startedAtMs: 1_040 });
     local.hooks.onIntakePass(pass(1_000, ['A']));
     // A retry started between passes did not come from an event: not counted.
-    starts[0]!({ issueKey: 'B', startedAtMs: 5_000 });
+    starts[0]!({ plan: { issue: { key: 'B' } }, startedAtMs: 5_000 });
     local.hooks.onIntakePass(pass(4_000, ['C']));
     const text = await metrics.render();
     const families = parsePrometheusText(text);
