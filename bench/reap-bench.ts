@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SystemClock } from '../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../src/adapters/process-table/linux-process-table.js';
-import { reapOrphans } from '../src/core/reaper.js';
-import { writeHeartbeatFile, writeRegistryFile } from '../src/core/state-files.js';
+import { reapOrphans } from '../src/main.js';
+import { FileHeartbeatStore, FileRegistryStore } from '../src/adapters/node-state/file-node-state.js';
 import { buildHeartbeat } from '../test/fixtures/reaper/harness.js';
 import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../src/domain/registry.js';
 import type { ProcessSnapshot } from '../src/ports/process-table.js';
@@ -86,8 +86,8 @@ async function reapOnce(): Promise<{ msExcludingGrace: number; snapshots: number
     const registryPath = join(dir, 'registry.json');
     const updatedAtMs = Date.now() - 3_600_000;
     const daemonIdentity = { pid: daemon.pid ?? 0, startTime: daemonInfo?.startTime ?? 0, bootId: table.bootId() };
-    await writeHeartbeatFile(heartbeatPath, buildHeartbeat(daemonIdentity, { updatedAtMs, registryPath }));
-    await writeRegistryFile(registryPath, { version: 1, owner: null, updatedAtMs, agents: entries });
+    await new FileHeartbeatStore(heartbeatPath).write(buildHeartbeat(daemonIdentity, { updatedAtMs, registryPath }));
+    await new FileRegistryStore(registryPath).write({ version: 1, owner: null, updatedAtMs, agents: entries });
 
     const startedAt = performance.now();
     const report = await reapOrphans({

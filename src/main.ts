@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { LocalMountIssueSource } from './adapters/issue-source/local-mount-issue-source.js';
 import { LocalProcessFleet } from './adapters/fleet/local-process-fleet.js';
 import { LinuxProcessTable } from './adapters/process-table/linux-process-table.js';
+import { VerifiedProcessTerminator } from './adapters/process-table/verified-process-terminator.js';
 import { SqliteStateStore } from './adapters/state-store/sqlite-state-store.js';
 import { SystemClock } from './adapters/clock/system-clock.js';
 import { GitWorktreeWorkspace } from './adapters/workspace/git-worktree-workspace.js';
@@ -12,11 +14,16 @@ import type { DaemonMode } from './domain/heartbeat.js';
 import { FactoryError, isFactoryError } from './errors.js';
 import type { Clock } from './ports/clock.js';
 import type { ProcessIdentity, ProcessTable } from './ports/process-table.js';
+import type { ProcessTerminator } from './ports/process-terminator.js';
 import { FactorySession, type FactorySessionDeps } from './core/factory-session.js';
 import type { Logger } from './ports/logger.js';
-import { acquireReaperLock, withReaperLock, type HeldReaperLock } from './core/reaper-lock.js';
-import { reapPredecessorAgents } from './core/reaper.js';
-import { writeHeartbeatFile, writeRegistryFile } from './core/state-files.js';
+import { FileLease } from './adapters/lease/file-lease.js';
+import { FileHeartbeatStore, FileRegistryStore } from './adapters/node-state/file-node-state.js';
+import { withLease, type HeldLease } from './ports/lease.js';
+import { reapPredecessorAgents } from './core/reaper/reap-entries.js';
+import type { StatusSources } from './core/status-snapshot.js';
+import type { ReadOnlyStateStore } from './ports/state-store.js';
+import { reapOrphanedAgents, type ReapOrphansRequest, type ReapReport } from './core/reaper/reap-orphans.js';
 
 /**
  * The one place that wires adapters into the core. Everything below `core/`
@@ -39,20 +46,25 @@ export function markerPrefixFor(config: Pick<FactoryConfig, 'configPath'>): stri
 }
 
 export function selfIdentity(table: ProcessTable): ProcessIdentity {
-  const self = table.inspect(process.pid);
-  if (!self) throw new Error(`cannot read this process (pid ${process.pid}) from /proc`);
-  return { pid: process.pid, startTime: self.startTime, bootId: table.bootId() };
+  const { pid } = table.self();
+  const self = table.inspect(pid);
+  if (!self) throw new Error(`cannot read this process (pid ${pid}) from /proc`);
+  return { pid, startTime: self.startTime, bootId: table.bootId() };
 }
 
 export interface Runtime {
   readonly config: FactoryConfig;
   readonly clock: Clock;
   readonly processTable: ProcessTable;
+  /** The one way a signal is sent: identity re-proven before each; the fleet and the reaper share it. */
+  readonly terminator: ProcessTerminator;
   readonly log: Logger;
 }
 
 export function createRuntime(config: FactoryConfig, log: Logger): Runtime {
-  return { config, clock: new SystemClock(), processTable: new LinuxProcessTable(), log };
+  const clock = new SystemClock();
+  const processTable = new LinuxProcessTable();
+  return { config, clock, processTable, terminator: new VerifiedProcessTerminator({ processTable, clock }), log };
 }
 
 export function createIssueSource(runtime: Runtime): LocalMountIssueSource {
@@ -71,7 +83,7 @@ export async function openSession(
   mode: DaemonMode,
   options: { maxIterations?: number; hooks?: Pick<FactorySessionDeps, 'onOutcome' | 'onIntakePass'> } = {},
 ): Promise<OpenedSession> {
-  const { config, clock, processTable, log } = runtime;
+  const { config, clock, processTable, terminator, log } = runtime;
   const lock = await acquireDaemonLock(runtime);
   let store: SqliteStateStore | undefined;
   try {
@@ -82,15 +94,16 @@ export async function openSession(
         config,
         source: createIssueSource(runtime),
         store,
-        fleet: new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, logger: log }),
+        fleet: new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log }),
         workspace: new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir }),
         clock,
         log,
         identity: selfIdentity(processTable),
-        writeHeartbeat: writeHeartbeatFile,
-        writeRegistry: writeRegistryFile,
+        hostname: hostname(),
+        heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath),
+        registryStore: new FileRegistryStore(config.loop.registryPath),
         reapPredecessor: (entries) =>
-          underStartupReaperLock(runtime, () => reapPredecessorAgents(entries, { processTable, clock, graceMs, markerPrefix: markerPrefixFor(config), log })),
+          underStartupReaperLock(runtime, () => reapPredecessorAgents(entries, { processTable, terminator, graceMs, markerPrefix: markerPrefixFor(config), log })),
         ...options.hooks,
       },
       mode,
@@ -126,7 +139,7 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
   const deadline = runtime.clock.now() + STARTUP_REAPER_LOCK_WAIT_MS;
   for (;;) {
     try {
-      return await withReaperLock(runtime.config.paths.reaperLock, { processTable: runtime.processTable, clock: runtime.clock }, work);
+      return await withLease(new FileLease({ path: runtime.config.paths.reaperLock, processTable: runtime.processTable, clock: runtime.clock }), work);
     } catch (error) {
       if (!isFactoryError(error, 'FACTORY_REAPER_LOCKED') || runtime.clock.now() > deadline) throw error;
       runtime.log.info({}, 'a reaper is running on this config; waiting for it before resolving the previous daemon');
@@ -141,17 +154,9 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
  * `reap-orphans --terminate-wedged-daemon` checks in /proc/<pid>/fd before it
  * signals a wedged daemon.
  */
-async function acquireDaemonLock(runtime: Runtime): Promise<HeldReaperLock> {
+async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
   try {
-    const lock = await acquireReaperLock(runtime.config.paths.daemonLock, { processTable: runtime.processTable, clock: runtime.clock });
-    const held = await open(lock.path, 'r');
-    return {
-      ...lock,
-      async release() {
-        await held.close().catch(() => undefined);
-        await lock.release();
-      },
-    };
+    return await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire();
   } catch (error) {
     if (isFactoryError(error, 'FACTORY_REAPER_LOCKED')) {
       const owner = error.details.owner as { pid?: number; acquiredAtMs?: number } | undefined;
@@ -162,4 +167,61 @@ async function acquireDaemonLock(runtime: Runtime): Promise<HeldReaperLock> {
     }
     throw error;
   }
+}
+
+/** `reap-orphans` on this host's files: where the reaper finds the daemon's records, its lock and the daemon's. */
+export interface ReapOrphansOptions extends Omit<ReapOrphansRequest, 'heartbeats' | 'registry' | 'lease' | 'existingPaths' | 'terminator'> {
+  readonly heartbeatPath: string;
+  readonly registryPath: string;
+  readonly lockPath: string;
+  /** Defaults to the verified terminator over `processTable` and `clock`. */
+  readonly terminator?: ProcessTerminator;
+}
+
+export type { ReapReport } from './core/reaper/reap-orphans.js';
+
+/** The reaper wired to the heartbeat and registry files, the reaper lock file and the local process table. */
+export function reapOrphans(options: ReapOrphansOptions): Promise<ReapReport> {
+  const { heartbeatPath, registryPath, lockPath, terminator, ...rest } = options;
+  return reapOrphanedAgents({
+    ...rest,
+    heartbeats: new FileHeartbeatStore(heartbeatPath),
+    registry: new FileRegistryStore(registryPath),
+    lease: new FileLease({ path: lockPath, processTable: options.processTable, clock: options.clock }),
+    terminator: terminator ?? new VerifiedProcessTerminator({ processTable: options.processTable, clock: options.clock }),
+    existingPaths: async (paths) => {
+      const exists = await Promise.all(paths.map((path) => access(path).then(() => true, () => false)));
+      return paths.filter((_, index) => exists[index]);
+    },
+  });
+}
+
+/**
+ * The state database opened read-only (status readers, dry runs, `logs`): the
+ * one place it is opened that way. `whenMissing` when no daemon created it yet.
+ */
+export async function readStateStore<T>(config: FactoryConfig, read: (store: ReadOnlyStateStore) => Promise<T>, whenMissing: T): Promise<T> {
+  if (!existsSync(config.paths.stateDb)) return whenMissing;
+  const store = SqliteStateStore.openReadOnly(config.paths.stateDb);
+  try {
+    return await read(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The daemon's heartbeat and registry as this host keeps them. */
+export function nodeStateFor(config: FactoryConfig): { readonly heartbeats: FileHeartbeatStore; readonly registry: FileRegistryStore } {
+  return { heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath), registry: new FileRegistryStore(config.loop.registryPath) };
+}
+
+/** What `factory status` and the state API read, wired to this host's files and database. */
+export function statusSourcesFor(config: FactoryConfig, processTable: ProcessTable): StatusSources {
+  return {
+    configPath: config.configPath,
+    staleMs: config.loop.heartbeatStaleMs,
+    ...nodeStateFor(config),
+    processTable,
+    readState: (read, whenMissing) => readStateStore(config, read, whenMissing),
+  };
 }

@@ -1,10 +1,9 @@
-import { hostname } from 'node:os';
-import { performance } from 'node:perf_hooks';
 import type { DaemonMode, DaemonStatus, Heartbeat, SubscriptionHealth } from '../domain/heartbeat.js';
 import { computeRefreshIntervalMs } from '../domain/heartbeat.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { ProcessIdentity } from '../ports/process-table.js';
 import type { Logger } from '../ports/logger.js';
+import type { HeartbeatStore } from '../ports/node-state-store.js';
 
 /** Live numbers the heartbeat carries. Each getter must be O(1): the refresh calls them every tick. */
 export interface HeartbeatGauges {
@@ -15,7 +14,9 @@ export interface HeartbeatGauges {
 }
 
 export interface HeartbeatKeeperOptions {
-  readonly path: string;
+  /** Where the heartbeat goes; the keeper only ever writes it (tests count and hold the writes). */
+  readonly store: Pick<HeartbeatStore, 'location' | 'write'>;
+  readonly hostname: string;
   readonly registryPath: string;
   readonly statePath: string;
   readonly configPath: string;
@@ -28,8 +29,6 @@ export interface HeartbeatKeeperOptions {
   readonly clock: Clock;
   readonly gauges: HeartbeatGauges;
   readonly log: Logger;
-  /** The file write; injected so tests can count calls and hold a write in flight. */
-  readonly write: (path: string, heartbeat: Heartbeat) => Promise<void>;
 }
 
 /** The last heartbeat write that succeeded, for the metrics and the state API. */
@@ -125,7 +124,7 @@ export class HeartbeatKeeper {
     this.write(this.#status)
       .catch((error: Error) => {
         // Logged and retried on the next tick; a stale heartbeat is the alarm if it persists.
-        this.#options.log.warn({ err: error.message, path: this.#options.path }, 'heartbeat refresh failed; retrying next tick');
+        this.#options.log.warn({ err: error.message, path: this.#options.store.location }, 'heartbeat refresh failed; retrying next tick');
       })
       .finally(() => {
         this.#refreshing = false;
@@ -142,7 +141,7 @@ export class HeartbeatKeeper {
       pid: this.#options.identity.pid,
       startTime: this.#options.identity.startTime,
       bootId: this.#options.identity.bootId,
-      hostname: hostname(),
+      hostname: this.#options.hostname,
       status: this.#status,
       mode: this.#options.mode,
       iteration: gauges.iteration(),
@@ -163,7 +162,7 @@ export class HeartbeatKeeper {
     // Wall time of the write itself (a measurement for metrics, not a timing rule, so not the clock port).
     const writeStarted = performance.now();
     try {
-      await this.#options.write(this.#options.path, heartbeat);
+      await this.#options.store.write(heartbeat);
       this.#lastWrite = { status: heartbeat.status, atMs: nowMs, durationMs: performance.now() - writeStarted };
       this.#lastWriteError = null;
     } catch (error) {

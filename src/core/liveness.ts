@@ -1,7 +1,8 @@
-import { heartbeatAgeMs, isReconcileStalled, type Heartbeat } from '../domain/heartbeat.js';
-import type { ProcessTable } from '../ports/process-table.js';
-import { verifyProcessIdentity } from './process-identity.js';
-import type { FileRead } from './state-files.js';
+import { isReconcileStalled, type Heartbeat } from '../domain/heartbeat.js';
+import type { ProcessLookup } from '../domain/process.js';
+import { verifyProcessIdentity } from '../domain/process-identity.js';
+import type { StoredRead } from '../domain/stored-read.js';
+import { assessHeartbeat } from './reaper/verdict.js';
 
 /**
  * The liveness verdict `loop-status`, `status` and the health endpoint share.
@@ -27,15 +28,15 @@ export interface Liveness {
   readonly heartbeat: Heartbeat | null;
 }
 
-export function judgeLiveness(read: FileRead<Heartbeat>, options: { nowMs: number; staleMs: number; processTable: ProcessTable }): Liveness {
+export function judgeLiveness(read: StoredRead<Heartbeat>, options: { nowMs: number; staleMs: number; processTable: ProcessLookup }): Liveness {
   if (read.kind === 'missing') return { verdict: 'missing', healthy: false, detail: 'no heartbeat file: the daemon has never run with this config, or its state folder was removed', ageMs: null, processAlive: null, heartbeat: null };
   if (read.kind === 'unreadable') return { verdict: 'unreadable', healthy: false, detail: read.reason, ageMs: null, processAlive: null, heartbeat: null };
   const heartbeat = read.value;
-  const ageMs = heartbeatAgeMs(heartbeat, options.nowMs);
+  // The reaper's rule: one notion of a stale heartbeat for every reader.
+  const { ageMs, stale } = assessHeartbeat(read, options.nowMs, options.staleMs);
   const processAlive = verifyProcessIdentity(heartbeat, options.processTable).verdict === 'alive';
-  const base = { ageMs: Number.isFinite(ageMs) ? ageMs : null, processAlive, heartbeat };
-  const stale = ageMs > options.staleMs;
-  const ageText = Number.isFinite(ageMs) ? `${Math.round(ageMs / 1000)}s old` : 'dated in the future';
+  const base = { ageMs, processAlive, heartbeat };
+  const ageText = ageMs !== null ? `${Math.round(ageMs / 1000)}s old` : 'dated in the future';
   if (heartbeat.status === 'stopping' && !stale) return { ...base, verdict: 'stopping', healthy: false, detail: `the daemon (pid ${heartbeat.pid}) is stopping` };
   if (!processAlive && (heartbeat.status === 'stopped' || heartbeat.status === 'failed' || heartbeat.status === 'idle')) {
     return { ...base, verdict: 'stopped', healthy: false, detail: `the last daemon (pid ${heartbeat.pid}) ended with status ${heartbeat.status}` };

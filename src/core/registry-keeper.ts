@@ -1,5 +1,6 @@
-import type { RegistryEntry, RegistryFile, RegistryOwner } from '../domain/registry.js';
+import type { RegistryEntry, RegistryOwner } from '../domain/registry.js';
 import type { Clock } from '../ports/clock.js';
+import type { RegistryStore } from '../ports/node-state-store.js';
 
 /**
  * The daemon's in-flight registry. Entries change on spawn, exit, release and
@@ -9,19 +10,17 @@ import type { Clock } from '../ports/clock.js';
  */
 export class RegistryKeeper {
   readonly #entries = new Map<string, RegistryEntry>();
-  readonly #path: string;
+  readonly #store: Pick<RegistryStore, 'write'>;
   readonly #owner: RegistryOwner;
   readonly #clock: Clock;
-  readonly #write: (path: string, registry: RegistryFile) => Promise<void>;
   #writing: Promise<void> | undefined;
   #dirty = false;
   #writeCount = 0;
 
-  constructor(options: { path: string; owner: RegistryOwner; clock: Clock; write: (path: string, registry: RegistryFile) => Promise<void> }) {
-    this.#path = options.path;
+  constructor(options: { store: Pick<RegistryStore, 'write'>; owner: RegistryOwner; clock: Clock }) {
+    this.#store = options.store;
     this.#owner = options.owner;
     this.#clock = options.clock;
-    this.#write = options.write;
   }
 
   get size(): number {
@@ -62,7 +61,7 @@ export class RegistryKeeper {
     while (this.#dirty) {
       this.#dirty = false;
       this.#writeCount++;
-      await this.#write(this.#path, {
+      await this.#store.write({
         version: 1,
         owner: this.#owner,
         updatedAtMs: this.#clock.now(),

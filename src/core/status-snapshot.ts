@@ -1,12 +1,9 @@
-import { existsSync } from 'node:fs';
-import { SqliteStateStore } from '../adapters/state-store/sqlite-state-store.js';
-import type { FactoryConfig } from '../config/load.js';
 import type { RegistryEntry } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
+import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
 import type { ProcessTable } from '../ports/process-table.js';
-import type { IssueClaim, SkipRecord } from '../ports/state-store.js';
+import type { IssueClaim, ReadOnlyStateStore, SkipRecord } from '../ports/state-store.js';
 import { judgeLiveness, type Liveness } from './liveness.js';
-import { readHeartbeatFile, readRegistryFile } from './state-files.js';
 
 /**
  * What the running daemon is doing, read from its files (heartbeat, registry,
@@ -34,30 +31,36 @@ export interface TeamStatus {
   readonly agents: readonly (RegistryEntry & { readonly alive: boolean })[];
 }
 
-export async function readStatusSnapshot(config: FactoryConfig, options: { processTable: ProcessTable; nowMs: number; outcomeLimit?: number }): Promise<StatusSnapshot> {
-  const heartbeat = await readHeartbeatFile(config.loop.heartbeatPath);
-  const liveness = judgeLiveness(heartbeat, { nowMs: options.nowMs, staleMs: config.loop.heartbeatStaleMs, processTable: options.processTable });
-  const registry = await readRegistryFile(config.loop.registryPath);
+/** Where a status reader finds the daemon's records; main.ts builds it (`statusSourcesFor`). */
+export interface StatusSources {
+  readonly configPath: string;
+  readonly staleMs: number;
+  readonly heartbeats: Pick<HeartbeatStore, 'read'>;
+  readonly registry: Pick<RegistryStore, 'read'>;
+  readonly processTable: ProcessTable;
+  /** Reads the state store opened read-only; `whenMissing` when no daemon ever created it. */
+  readState<T>(read: (store: ReadOnlyStateStore) => Promise<T>, whenMissing: T): Promise<T>;
+}
+
+export async function readStatusSnapshot(sources: StatusSources, options: { nowMs: number; outcomeLimit?: number }): Promise<StatusSnapshot> {
+  const heartbeat = await sources.heartbeats.read();
+  const liveness = judgeLiveness(heartbeat, { nowMs: options.nowMs, staleMs: sources.staleMs, processTable: sources.processTable });
+  const registry = await sources.registry.read();
   const entries = registry.kind === 'ok' ? registry.value.file.agents : [];
   const byRun = new Map<string, RegistryEntry[]>();
   for (const entry of entries) byRun.set(entry.runId, [...(byRun.get(entry.runId) ?? []), entry]);
 
-  let claims: IssueClaim[] = [];
-  let recentOutcomes: RunOutcome[] = [];
-  let outcomeCount = 0;
-  let skipped: SkipRecord[] = [];
-  if (existsSync(config.paths.stateDb)) {
-    const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
-    try {
+  const empty: { claims: IssueClaim[]; recentOutcomes: RunOutcome[]; outcomeCount: number; skipped: SkipRecord[] } = { claims: [], recentOutcomes: [], outcomeCount: 0, skipped: [] };
+  const { claims, recentOutcomes, outcomeCount, skipped } = await sources.readState(
+    async (store) => ({
       // Only claims in play: a factory with a long history must not pay for all of it on every status read.
-      claims = store.listActiveClaims();
-      recentOutcomes = store.recentOutcomes(options.outcomeLimit ?? 20);
-      outcomeCount = store.outcomeCount();
-      skipped = store.listSkips();
-    } finally {
-      store.close();
-    }
-  }
+      claims: await store.listActiveClaims(),
+      recentOutcomes: await store.recentOutcomes(options.outcomeLimit ?? 20),
+      outcomeCount: await store.outcomeCount(),
+      skipped: await store.listSkips(),
+    }),
+    empty,
+  );
   const claimByRun = new Map(claims.filter((c) => c.runId).map((c) => [c.runId!, c]));
   const teams: TeamStatus[] = [...byRun.entries()].map(([runId, agents]) => ({
     issueKey: agents[0]!.issueKey,
@@ -65,13 +68,13 @@ export async function readStatusSnapshot(config: FactoryConfig, options: { proce
     attempt: claimByRun.get(runId)?.attempt ?? null,
     startedAtMs: Math.min(...agents.map((a) => a.startedAtMs)),
     agents: agents.map((agent) => {
-      const info = agent.node === 'local' ? options.processTable.inspect(agent.pid) : undefined;
+      const info = agent.node === 'local' ? sources.processTable.inspect(agent.pid) : undefined;
       return { ...agent, alive: info !== undefined && info.startTime === agent.startTime && info.state !== 'Z' };
     }),
   }));
   return {
     generatedAtMs: options.nowMs,
-    configPath: config.configPath,
+    configPath: sources.configPath,
     liveness,
     registry:
       registry.kind === 'ok'

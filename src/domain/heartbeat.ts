@@ -1,3 +1,5 @@
+import { parseProcessIdentity, PID_MAX_LIMIT } from './process.js';
+
 /**
  * The heartbeat file: one JSON object that proves a daemon is alive and says
  * who it is. Readers (status, loop-status, kill-loop, the reaper) must treat it
@@ -83,10 +85,6 @@ export function parseJsonObject(text: string): ParseResult<Record<string, unknow
   return { ok: true, value: raw as Record<string, unknown> };
 }
 
-function isSafePid(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 && value < 2 ** 22 + 1;
-}
-
 function finiteOr<T>(value: unknown, fallback: T): number | T {
   return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
 }
@@ -110,13 +108,8 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
   const parsed = parseJsonObject(text);
   if (!parsed.ok) return parsed;
   const r = parsed.value;
-  if (!isSafePid(r.pid)) return { ok: false, reason: `pid: expected a positive integer, got ${JSON.stringify(r.pid)}` };
-  if (typeof r.startTime !== 'number' || !Number.isSafeInteger(r.startTime) || r.startTime < 0) {
-    return { ok: false, reason: `startTime: expected a non-negative integer, got ${JSON.stringify(r.startTime)}` };
-  }
-  if (typeof r.bootId !== 'string' || r.bootId.length === 0) {
-    return { ok: false, reason: 'bootId: expected a non-empty string' };
-  }
+  const identity = parseProcessIdentity(r, { maxPid: PID_MAX_LIMIT });
+  if (!identity.ok) return identity;
   if (typeof r.updatedAtMs !== 'number' || !Number.isFinite(r.updatedAtMs)) {
     return { ok: false, reason: `updatedAtMs: expected a number, got ${JSON.stringify(r.updatedAtMs)}` };
   }
@@ -127,9 +120,7 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
     ok: true,
     value: {
       version: 1,
-      pid: r.pid,
-      startTime: r.startTime,
-      bootId: r.bootId,
+      ...identity.value,
       hostname: stringOr(r.hostname, ''),
       status,
       mode: (['live', 'loop', 'once'] as const).includes(r.mode as DaemonMode) ? (r.mode as DaemonMode) : 'live',

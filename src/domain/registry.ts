@@ -1,5 +1,6 @@
 import type { AgentRole } from './run.js';
 import { parseJsonObject, type ParseResult } from './heartbeat.js';
+import { parseProcessIdentity } from './process.js';
 
 /**
  * The in-flight registry: every agent process a daemon owns, with enough
@@ -72,12 +73,10 @@ function validateEntry(raw: unknown): ParseResult<RegistryEntry> {
       return { ok: false, reason: `${field}: expected a non-empty string` };
     }
   }
-  if (r.role !== 'implementer' && r.role !== 'reviewer') return { ok: false, reason: `role: expected implementer or reviewer, got ${JSON.stringify(r.role)}` };
-  if (!isPositiveInt(r.pid)) return { ok: false, reason: `pid: expected a positive integer, got ${JSON.stringify(r.pid)}` };
+  if (typeof r.role !== 'string' || r.role.length === 0) return { ok: false, reason: `role: expected a role name (a key of the config's agents), got ${JSON.stringify(r.role)}` };
+  const identity = parseProcessIdentity(r);
+  if (!identity.ok) return identity;
   if (!isPositiveInt(r.pgid)) return { ok: false, reason: `pgid: expected a positive integer, got ${JSON.stringify(r.pgid)}` };
-  if (typeof r.startTime !== 'number' || !Number.isSafeInteger(r.startTime) || r.startTime < 0) {
-    return { ok: false, reason: `startTime: expected a non-negative integer, got ${JSON.stringify(r.startTime)}` };
-  }
   if (!isFactoryMarker(r.marker as string)) return { ok: false, reason: 'marker: not a factory marker' };
   return {
     ok: true,
@@ -87,10 +86,8 @@ function validateEntry(raw: unknown): ParseResult<RegistryEntry> {
       role: r.role,
       agentName: r.agentName as string,
       node: typeof r.node === 'string' && r.node.length > 0 ? r.node : LOCAL_NODE,
-      pid: r.pid,
+      ...identity.value,
       pgid: r.pgid,
-      startTime: r.startTime,
-      bootId: r.bootId as string,
       marker: r.marker as string,
       logPath: typeof r.logPath === 'string' ? r.logPath : '',
       worktree: typeof r.worktree === 'string' ? r.worktree : '',

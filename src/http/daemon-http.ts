@@ -21,7 +21,7 @@ export interface DaemonHttp {
   close(): Promise<void>;
 }
 
-export function prepareDaemonHttp(runtime: Runtime, options: { warn: (line: string) => void }): DaemonHttp {
+export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'processTable' | 'log'>, options: { warn: (line: string) => void }): DaemonHttp {
   const { config, clock, processTable, log } = runtime;
   if (!config.http.enabled) return { hooks: {}, start: async () => undefined, announce: async () => undefined, close: async () => undefined };
   const metrics = new FactoryMetrics({ heartbeatAgeMs: () => readHeartbeatAgeMs(config, clock) });

@@ -8,10 +8,10 @@ import type { FactoryConfig } from '../config/load.js';
 import { judgeLiveness } from '../core/liveness.js';
 import type { Logger } from '../ports/logger.js';
 import { findRunLogs, LOG_ROLES, readLogTail, type LogRole } from '../core/run-logs.js';
-import { readHeartbeatFile } from '../core/state-files.js';
 import { readStatusSnapshot } from '../core/status-snapshot.js';
 import { heartbeatAgeMs } from '../domain/heartbeat.js';
 import { FactoryError } from '../errors.js';
+import { nodeStateFor, statusSourcesFor } from '../main.js';
 import type { Clock } from '../ports/clock.js';
 import type { ProcessTable } from '../ports/process-table.js';
 import type { DaemonView } from './daemon-view.js';
@@ -89,7 +89,7 @@ function contentSecurityPolicyFor(html: string): string {
 
 /** Age of the heartbeat file as the metrics report it: null when missing, unreadable or dated in the future. */
 export async function readHeartbeatAgeMs(config: FactoryConfig, clock: Clock): Promise<number | null> {
-  const read = await readHeartbeatFile(config.loop.heartbeatPath);
+  const read = await nodeStateFor(config).heartbeats.read();
   if (read.kind !== 'ok') return null;
   const age = heartbeatAgeMs(read.value, clock.now());
   return Number.isFinite(age) ? age : null;
@@ -241,7 +241,7 @@ export class StatusServer {
     if (check !== null && check !== 'ok' && check !== 'status') throw new HttpProblem(400, `check: expected "ok" or "status", got "${check}"`);
     const { config, processTable, clock, view } = this.#options;
     const nowMs = clock.now();
-    const liveness = judgeLiveness(await readHeartbeatFile(config.loop.heartbeatPath), { nowMs, staleMs: config.loop.heartbeatStaleMs, processTable });
+    const liveness = judgeLiveness(await nodeStateFor(config).heartbeats.read(), { nowMs, staleMs: config.loop.heartbeatStaleMs, processTable });
     const health = judgeHealth(liveness, { nowMs, staleMs: config.loop.heartbeatStaleMs, view });
     // Liveness answers 503 only for a dead or stale daemon; readiness for one that is not dispatching.
     const healthy = check === 'status' ? health.status.state !== 'unavailable' : health.ok;
@@ -253,7 +253,7 @@ export class StatusServer {
     this.#building ??= (async () => {
       try {
         const { config, processTable, clock, view } = this.#options;
-        const snapshot = await readStatusSnapshot(config, { processTable, nowMs: clock.now() });
+        const snapshot = await readStatusSnapshot(statusSourcesFor(config, processTable), { nowMs: clock.now() });
         return buildStateDocument(snapshot, { staleMs: config.loop.heartbeatStaleMs, view });
       } finally {
         this.#building = undefined;

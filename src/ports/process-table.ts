@@ -4,35 +4,11 @@
  * through this port so identity checks are testable and centralised.
  */
 
-/** Who a process is, strongly enough to survive pid reuse. */
-export interface ProcessIdentity {
-  readonly pid: number;
-  /** Start time in clock ticks since boot (/proc/<pid>/stat field 22). */
-  readonly startTime: number;
-  /** /proc/sys/kernel/random/boot_id of the boot the process belongs to. */
-  readonly bootId: string;
-}
+import type { ProcessInfo, ProcessLookup, ProcessSnapshot, SelfProcess } from '../domain/process.js';
 
-export interface ProcessInfo {
-  readonly pid: number;
-  readonly ppid: number;
-  readonly pgid: number;
-  readonly sid: number;
-  /** Single-letter state from /proc/<pid>/stat: R, S, D, Z, T, X … */
-  readonly state: string;
-  readonly startTime: number;
-  /** utime + stime of the process itself, in clock ticks. */
-  readonly cpuTicks: number;
-  readonly comm: string;
-}
+export type { ProcessIdentity, ProcessInfo, ProcessSnapshot, SelfProcess } from '../domain/process.js';
 
-export interface ProcessSnapshot {
-  readonly takenAtMs: number;
-  readonly bootId: string;
-  readonly processes: ReadonlyMap<number, ProcessInfo>;
-}
-
-export interface ProcessTable {
+export interface ProcessTable extends ProcessLookup {
   /** The current boot id. */
   bootId(): string;
   /** One pass over the whole table. Callers take one per decision round. */
@@ -47,6 +23,8 @@ export interface ProcessTable {
   holdsOpen(pid: number, path: string): boolean;
   /** The value of one environment variable of a live process, if readable. */
   readEnvironmentVariable(pid: number, name: string): string | undefined;
+  /** The process using this table (the daemon, the reaper, a CLI verb) and its parent: never signalled. */
+  self(): SelfProcess;
   /**
    * Sends a signal. `target` > 1 is a pid; a negative target is a process group.
    * Returns false when the target no longer exists (ESRCH).

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { loadConfig } from '../../src/config/load.js';
-import { readHeartbeatFile } from '../../src/core/state-files.js';
+import { FileHeartbeatStore } from '../../src/adapters/node-state/file-node-state.js';
 import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix } from './agent-process-support.js';
 import { createScratchProject } from '../support/sandbox.js';
@@ -37,7 +37,7 @@ async function waitForHeartbeatUrl(heartbeatPath: string, daemon: ChildProcess, 
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}:\n${log()}`);
-    const read = await readHeartbeatFile(heartbeatPath);
+    const read = await new FileHeartbeatStore(heartbeatPath).read();
     if (read.kind === 'ok' && read.value.http) return read.value.http.url;
     if (Date.now() > deadline) throw new Error(`the heartbeat never named the status server:\n${log()}`);
     await new Promise((resolve) => setTimeout(resolve, 25));

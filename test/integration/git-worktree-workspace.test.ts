@@ -8,6 +8,7 @@ import { GitWorktreeWorkspace } from '../../src/adapters/workspace/git-worktree-
 import { LocalProcessFleet } from '../../src/adapters/fleet/local-process-fleet.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
+import { VerifiedProcessTerminator } from '../../src/adapters/process-table/verified-process-terminator.js';
 import { isFactoryError } from '../../src/errors.js';
 import type { PreparedWorkspace } from '../../src/ports/workspace.js';
 import { DEMO_AGENT_PATH, killProcessesWithMarkerPrefix } from './agent-process-support.js';
@@ -193,7 +194,8 @@ describe('GitWorktreeWorkspace', { timeout: 30_000 }, () => {
   it('runs the demo team: the implementer’s commit lands on the issue branch and the reviewer finds it', async () => {
     const repo = makeRepo();
     const { workspace } = newWorkspace();
-    const fleet = new LocalProcessFleet({ instanceId, processTable: table, clock: new SystemClock() });
+    const clock = new SystemClock();
+    const fleet = new LocalProcessFleet({ instanceId, processTable: table, clock, terminator: new VerifiedProcessTerminator({ processTable: table, clock }) });
     const logs = join(scratch, `demo-logs-${repoCounter}`);
     const runAgent = async (prepared: PreparedWorkspace, role: 'implementer' | 'reviewer') => {
       const handle = await fleet.spawn({

@@ -8,6 +8,7 @@ import { LocalProcessFleet } from '../../src/adapters/fleet/local-process-fleet.
 import { createCallbackLogger } from '../../src/adapters/logging/callback-logger.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
+import { VerifiedProcessTerminator } from '../../src/adapters/process-table/verified-process-terminator.js';
 import { isFactoryError } from '../../src/errors.js';
 import type { AgentSpec } from '../../src/ports/fleet.js';
 import type { ProcessTable } from '../../src/ports/process-table.js';
@@ -30,6 +31,7 @@ class RecordingProcessTable implements ProcessTable {
   inspect = (pid: number) => table.inspect(pid);
   readEnvironmentVariable = (pid: number, name: string) => table.readEnvironmentVariable(pid, name);
   holdsOpen = (pid: number, path: string) => table.holdsOpen(pid, path);
+  self = () => table.self();
   signal(target: number, signal: NodeJS.Signals): boolean {
     this.signals.push({ target, signal });
     return table.signal(target, signal);
@@ -37,7 +39,7 @@ class RecordingProcessTable implements ProcessTable {
 }
 
 function newFleet(processTable: ProcessTable = table): LocalProcessFleet {
-  return new LocalProcessFleet({ instanceId, processTable, clock });
+  return new LocalProcessFleet({ instanceId, processTable, clock, terminator: new VerifiedProcessTerminator({ processTable, clock }) });
 }
 
 function agentSpec(command: string[], overrides: Partial<AgentSpec> = {}): AgentSpec {
@@ -140,7 +142,7 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
       if (level === 'warn') warnings.push(`${String(fields.step)}: ${message}`);
     });
     const spec = agentSpec(fixtureAgentCommand('ignore-sigterm.mjs'));
-    const handle = await new LocalProcessFleet({ instanceId, processTable: blind, clock, logger }).spawn(spec);
+    const handle = await new LocalProcessFleet({ instanceId, processTable: blind, clock, terminator: new VerifiedProcessTerminator({ processTable: blind, clock }), logger }).spawn(spec);
     const pids = await waitForPids(spec.logPath, ['leader', 'child']);
 
     const exit = await handle.stop(200);
@@ -181,7 +183,7 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
     assert.deepEqual({ exitCode: exit.exitCode, signal: exit.signal }, { exitCode: 3, signal: null });
 
     const agentOutput = 'fail-exit-3: starting\nfail-exit-3: something went wrong, exiting with 3\n';
-    assert.equal(first.activity().outputBytes, Buffer.byteLength(agentOutput), 'outputBytes counts the agent’s own output, not the header');
+    assert.equal((await first.activity()).outputBytes, Buffer.byteLength(agentOutput), 'outputBytes counts the agent’s own output, not the header');
 
     const retry = await fleet.spawn({ ...spec, runId: `${spec.runId}-retry` });
     await retry.exited;
@@ -257,7 +259,7 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
     const agents = await Promise.all([1, 2, 3].map(() => fleet.spawn(agentSpec(fixtureAgentCommand('idle-silent.mjs')))));
     try {
       const before = recording.snapshots;
-      for (const agent of agents) agent.activity();
+      await Promise.all(agents.map((agent) => agent.activity()));
       assert.equal(recording.snapshots - before, 1, 'one snapshot for the whole round');
     } finally {
       await Promise.all(agents.map((agent) => agent.stop(200)));
@@ -270,15 +272,15 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
     const busySpec = agentSpec(['/bin/sh', '-c', `"${process.execPath}" "${fixtureAgentCommand('output-then-cpu.mjs')[1]}" & wait`]);
     const busy = await fleet.spawn(busySpec);
     const idle = await fleet.spawn(agentSpec(fixtureAgentCommand('idle-silent.mjs')));
-    await waitFor('the busy agent’s output', () => busy.activity().outputBytes > 0 && readFileSync(busySpec.logPath, 'utf8').includes('quietly'));
+    await waitFor('the busy agent’s output', async () => (await busy.activity()).outputBytes > 0 && readFileSync(busySpec.logPath, 'utf8').includes('quietly'));
     // Let node start-up CPU settle before sampling the idle agent.
     await new Promise((resolve) => setTimeout(resolve, 200));
 
-    const busyBefore = busy.activity();
-    const idleBefore = idle.activity();
+    const busyBefore = await busy.activity();
+    const idleBefore = await idle.activity();
     await new Promise((resolve) => setTimeout(resolve, 700));
-    const busyAfter = busy.activity();
-    const idleAfter = idle.activity();
+    const busyAfter = await busy.activity();
+    const idleAfter = await idle.activity();
 
     assert.equal(busyAfter.outputBytes, busyBefore.outputBytes, 'the busy agent is silent');
     assert.ok((busyAfter.treeCpuTicks ?? 0) - (busyBefore.treeCpuTicks ?? 0) >= 20, `busy tree burned CPU: ${busyBefore.treeCpuTicks} -> ${busyAfter.treeCpuTicks}`);

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ReapReport } from '../../src/core/reaper.js';
+import type { ReapReport } from '../../src/main.js';
 import { AGENT_MARKER_ENV } from '../../src/domain/registry.js';
 import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix, waitFor } from './agent-process-support.js';

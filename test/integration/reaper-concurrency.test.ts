@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { reapOrphans, type ReapOrphansOptions, type ReapReport } from '../../src/core/reaper.js';
+import { reapOrphans, type ReapOrphansOptions, type ReapReport } from '../../src/main.js';
 import { AGENT_MARKER_ENV, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
 import { waitFor } from './agent-process-support.js';

@@ -2,7 +2,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { reapOrphans } from '../../src/core/reaper.js';
+import { reapOrphans } from '../../src/main.js';
 import { AGENT_MARKER_ENV, LOCAL_NODE, type RegistryEntry } from '../../src/domain/registry.js';
 import { waitFor } from './agent-process-support.js';
 import type { PidReuseTrial } from '../fixtures/reaper/pid-reuse-trials.js';

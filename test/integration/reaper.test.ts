@@ -2,7 +2,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
-import { reapOrphans } from '../../src/core/reaper.js';
+import { reapOrphans } from '../../src/main.js';
 import { AGENT_MARKER_ENV, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
 import { waitFor } from './agent-process-support.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
-import { writeHeartbeatFile, writeRegistryFile } from '../../src/core/state-files.js';
+import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
 import type { Heartbeat, SubscriptionHealth } from '../../src/domain/heartbeat.js';
 import type { RegistryEntry } from '../../src/domain/registry.js';
 import type { RunOutcome, RunOutcomeReason } from '../../src/domain/run.js';
@@ -69,7 +69,7 @@ export async function writeHeartbeatAs(config: FactoryConfig, overrides: Partial
     subscription: subscriptionHealth(),
     ...overrides,
   };
-  await writeHeartbeatFile(config.loop.heartbeatPath, heartbeat);
+  await new FileHeartbeatStore(config.loop.heartbeatPath).write(heartbeat);
   return heartbeat;
 }
 
@@ -97,7 +97,7 @@ export function liveAgentEntry(config: FactoryConfig, issueKey: string, runId: s
 }
 
 export async function writeRegistryOf(config: FactoryConfig, agents: readonly RegistryEntry[], identity: ProcessIdentity = ownIdentity()): Promise<void> {
-  await writeRegistryFile(config.loop.registryPath, { version: 1, owner: { ...identity, hostname: 'test-host', epoch: 1 }, updatedAtMs: Date.now(), agents });
+  await new FileRegistryStore(config.loop.registryPath).write({ version: 1, owner: { ...identity, hostname: 'test-host', epoch: 1 }, updatedAtMs: Date.now(), agents });
 }
 
 export function claimFor(issueKey: string, overrides: Partial<IssueClaim> = {}): IssueClaim {

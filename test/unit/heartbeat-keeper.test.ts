@@ -16,7 +16,19 @@ interface Recorder {
 function makeKeeper(clock: FakeClock, options: { intervalMs?: number; staleMs?: number; recorder?: Recorder; gauges?: Partial<HeartbeatGauges> } = {}) {
   const recorder: Recorder = options.recorder ?? { writes: [], gaugeReads: 0 };
   const keeper = new HeartbeatKeeper({
-    path: '/tmp/hb.json',
+    store: { location: '/tmp/hb.json', write: async (heartbeat) => {
+      const hold = recorder.hold;
+      if (hold) {
+        recorder.hold = undefined;
+        await hold.promise;
+      }
+      if (recorder.failNext) {
+        recorder.failNext = false;
+        throw new Error('disk full');
+      }
+      recorder.writes.push(heartbeat);
+    } },
+    hostname: 'test-host',
     registryPath: '/tmp/registry.json',
     statePath: '/tmp/state.db',
     configPath: '/tmp/factory.config.json',
@@ -34,18 +46,6 @@ function makeKeeper(clock: FakeClock, options: { intervalMs?: number; staleMs?: 
       iteration: () => 0,
       subscription: () => ({ state: 'subscribed', transport: 'subscribe', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, reconcileStalledAfterMs: null, unhealthySinceMs: null, lastError: null }),
       ...options.gauges,
-    },
-    write: async (_path, heartbeat) => {
-      const hold = recorder.hold;
-      if (hold) {
-        recorder.hold = undefined;
-        await hold.promise;
-      }
-      if (recorder.failNext) {
-        recorder.failNext = false;
-        throw new Error('disk full');
-      }
-      recorder.writes.push(heartbeat);
     },
   });
   return { keeper, recorder };

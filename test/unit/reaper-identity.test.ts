@@ -5,11 +5,11 @@ import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
 import {
   collectAgentTree,
   listMarkersWithPrefix,
-  signalVerifiedProcess,
   verifyAgentIdentity,
   verifyDaemonIdentity,
-} from '../../src/core/process-identity.js';
-import { reapRegistryEntries, terminateProcesses } from '../../src/core/reaper.js';
+} from '../../src/domain/process-identity.js';
+import { signalVerifiedProcess, VerifiedProcessTerminator } from '../../src/adapters/process-table/verified-process-terminator.js';
+import { reapRegistryEntries } from '../../src/core/reaper/reap-entries.js';
 import { AGENT_MARKER_ENV, LOCAL_NODE, type RegistryEntry } from '../../src/domain/registry.js';
 
 /**
@@ -158,11 +158,11 @@ describe('signalVerifiedProcess', () => {
   });
 });
 
-describe('terminateProcesses', () => {
+describe('the verified terminator', () => {
   test('SIGKILLs what ignores SIGTERM only once the grace period has passed on the clock', async () => {
     const table = tableWith({ pid: 500, startTime: 1000, ignoresTerm: true }, { pid: 501, startTime: 1001 });
     const clock = new FakeClock();
-    const done = terminateProcesses([{ pid: 500, startTime: 1000 }, { pid: 501, startTime: 1001 }], { processTable: table, clock, graceMs: 5_000 });
+    const done = new VerifiedProcessTerminator({ processTable: table, clock }).terminate({ processes: [{ pid: 500, startTime: 1000 }, { pid: 501, startTime: 1001 }], graceMs: 5_000 });
     await clock.advance(4_900);
     assert.deepEqual(table.signals.map((s) => `${s.target}:${s.signal}`), ['500:SIGTERM', '501:SIGTERM']);
     await clock.advance(200);
@@ -184,7 +184,7 @@ describe('reapRegistryEntries', () => {
       for (let k = 0; k < 3; k++) processes.push({ pid: pid + k, pgid: pid, startTime: pid, env: marked(marker) });
     }
     const table = tableWith(...processes);
-    const result = await reapRegistryEntries(entries, { processTable: table, clock: new FakeClock(), graceMs: 0, dryRun: false });
+    const result = await reapRegistryEntries(entries, { processTable: table, terminator: new VerifiedProcessTerminator({ processTable: table, clock: new FakeClock() }), graceMs: 0, dryRun: false });
     assert.equal(result.snapshots, 2);
     assert.equal(table.snapshotCount, 2);
     assert.equal(result.reaped.length, 100);

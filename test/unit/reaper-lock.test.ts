@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
-import { acquireReaperLock, withReaperLock } from '../../src/core/reaper-lock.js';
+import { FileLease } from '../../src/adapters/lease/file-lease.js';
+import { withLease } from '../../src/ports/lease.js';
 import { isFactoryError, type FactoryError } from '../../src/errors.js';
 import { identityOf, REAPER_FIXTURES, ReaperWorld } from '../fixtures/reaper/harness.js';
 
@@ -14,6 +15,7 @@ import { identityOf, REAPER_FIXTURES, ReaperWorld } from '../fixtures/reaper/har
 
 const table = new LinuxProcessTable();
 const options = { processTable: table, clock: new SystemClock() };
+const acquireReaperLock = (path: string, lockOptions: typeof options) => new FileLease({ path, ...lockOptions }).acquire();
 const dirs: string[] = [];
 const worlds: ReaperWorld[] = [];
 after(async () => {
@@ -78,10 +80,10 @@ describe('reaper lock', () => {
     });
   }
 
-  test('withReaperLock releases the lock when the work throws, and rethrows', async () => {
+  test('withLease releases the lock when the work throws, and rethrows', async () => {
     const path = await lockPath();
     await assert.rejects(
-      withReaperLock(path, options, async () => {
+      withLease(new FileLease({ path, ...options }), async () => {
         await access(path);
         throw new Error('boom');
       }),

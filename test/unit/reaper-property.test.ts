@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { InMemoryProcessTable, type InMemoryProcess } from '../../src/adapters/process-table/in-memory-process-table.js';
-import { reapOrphans, type ReapReport } from '../../src/core/reaper.js';
+import { reapOrphans, type ReapReport } from '../../src/main.js';
 import { isHeartbeatStale, parseHeartbeat } from '../../src/domain/heartbeat.js';
 import { AGENT_MARKER_ENV, LOCAL_NODE, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
@@ -267,7 +267,7 @@ function expectationsFor(world: WorldView, files: { heartbeat: string | null; re
   const heartbeat = files.heartbeat === null ? null : parseHeartbeat(files.heartbeat);
   const registry = files.registry === null ? null : parseRegistry(files.registry);
   const fresh = heartbeat?.ok === true && !isHeartbeatStale(heartbeat.value, nowMs, STALE_MS);
-  let rawOwner: unknown = null;
+  let rawOwner: unknown;
   try {
     rawOwner = files.registry === null ? null : (JSON.parse(files.registry) as { owner?: unknown } | null)?.owner;
   } catch {

@@ -7,7 +7,8 @@ import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '..
 import type { ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
 import { AGENT_MARKER_ENV, formatAgentMarker, LOCAL_NODE, type RegistryEntry } from '../../domain/registry.js';
 import { DEFAULT_ENV_PASSTHROUGH, passThroughEnvironment } from '../../domain/env-passthrough.js';
-import { collectAgentTree, hasExited, isStillRunning, signalVerifiedProcess, type AgentTree } from '../../core/process-identity.js';
+import { collectAgentTree, hasExited, type AgentTree } from '../../domain/process-identity.js';
+import type { ProcessTerminator } from '../../ports/process-terminator.js';
 import { FactoryError } from '../../errors.js';
 
 /**
@@ -38,19 +39,16 @@ export interface LocalProcessFleetOptions {
   readonly instanceId: string;
   readonly processTable: ProcessTable;
   readonly clock: Clock;
-  /** Where stop() reports a step that failed (it carries on with the next); silent when absent. A pino logger fits. */
+  /** Ends an agent's tree (TERM, grace, KILL, each signal identity-checked); the reaper uses the same one. */
+  readonly terminator: ProcessTerminator;
+  /** Where stop() reports a step that failed (it carries on with the next); silent when absent. */
   readonly logger?: Logger;
   /** The daemon's environment, of which agents get only the allowlisted part (spec.envPassthrough); default process.env. */
   readonly daemonEnv?: Readonly<Record<string, string | undefined>>;
 }
 
-/** How often stop() looks at whether the tree has gone, during the grace period and after SIGKILL. */
-const STOP_POLL_INTERVAL_MS = 25;
-
 /** A snapshot younger than this is reused by activity(): stall checks of one supervision round share it. */
 const ACTIVITY_SNAPSHOT_MAX_AGE_MS = 100;
-/** Bound on waiting for SIGKILLed processes to vanish; only a process stuck in the kernel (state D) takes longer. */
-const KILL_SETTLE_MS = 2000;
 
 export class LocalProcessFleet implements Fleet {
   #lastActivitySnapshot: { atMs: number; snapshot: ProcessSnapshot } | undefined;
@@ -58,6 +56,7 @@ export class LocalProcessFleet implements Fleet {
   readonly #instanceId: string;
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
+  readonly #terminator: ProcessTerminator;
   readonly #logger: Logger | undefined;
   readonly #daemonEnv: Readonly<Record<string, string | undefined>>;
 
@@ -66,6 +65,7 @@ export class LocalProcessFleet implements Fleet {
     this.#instanceId = options.instanceId;
     this.#processTable = options.processTable;
     this.#clock = options.clock;
+    this.#terminator = options.terminator;
     this.#logger = options.logger;
   }
 
@@ -143,6 +143,7 @@ export class LocalProcessFleet implements Fleet {
       initialLogSize: initialSize,
       processTable: this.#processTable,
       clock: this.#clock,
+      terminator: this.#terminator,
       logger: this.#logger,
       activitySnapshot: () => this.#activitySnapshot(),
     });
@@ -166,6 +167,7 @@ class LocalAgentHandle implements AgentHandle {
   readonly exited: Promise<AgentExit>;
   readonly #processTable: ProcessTable;
   readonly #clock: Clock;
+  readonly #terminator: ProcessTerminator;
   readonly #initialLogSize: number;
   readonly #logger: Logger | undefined;
   /**
@@ -185,6 +187,7 @@ class LocalAgentHandle implements AgentHandle {
     initialLogSize: number;
     processTable: ProcessTable;
     clock: Clock;
+    terminator: ProcessTerminator;
     logger: Logger | undefined;
     activitySnapshot: () => ProcessSnapshot;
   }) {
@@ -192,6 +195,7 @@ class LocalAgentHandle implements AgentHandle {
     this.identity = options.identity;
     this.#processTable = options.processTable;
     this.#clock = options.clock;
+    this.#terminator = options.terminator;
     this.#logger = options.logger;
     this.#initialLogSize = options.initialLogSize;
     const { child } = options;
@@ -221,50 +225,35 @@ class LocalAgentHandle implements AgentHandle {
    * is not in it, so a tree of short-lived processes can show a sum that goes
    * down. Treat any change, not only growth, as a sign of work.
    */
-  activity(): AgentActivity {
+  async activity(): Promise<AgentActivity> {
     return { outputBytes: this.#outputBytes(), treeCpuTicks: this.#treeCpuTicks() };
   }
 
   /**
-   * Each step is guarded so that one failure (an unreadable /proc entry, an
-   * EPERM) never skips the steps after it: above all, never the SIGKILL.
+   * The whole tree goes: SIGTERM to the group, a grace period while any group
+   * member still runs, then SIGKILL to the group and to every escapee that
+   * still carries the agent's marker. The shared terminator guards each step,
+   * so one failure (an unreadable /proc) never skips the SIGKILL.
    */
   async #terminateTree(graceMs: number): Promise<AgentExit> {
-    const graceDeadlineMs = this.#clock.now() + Math.max(0, graceMs);
-    this.#guarded('SIGTERM the group', () => this.#signalGroupIfStillOurs('SIGTERM', () => this.#collectTree()));
-
-    // Wait for the whole group, not just the leader: children still flushing
-    // their work after SIGTERM deserve the same grace as the leader.
-    while (this.#clock.now() < graceDeadlineMs && (this.#guarded('watch the group', () => this.#treeMayStillRun()) ?? true)) {
-      await this.#clock.sleep(Math.min(STOP_POLL_INTERVAL_MS, graceDeadlineMs - this.#clock.now()));
-    }
-
-    // One snapshot decides both the group kill (after the leader is gone) and
-    // which escaped processes carry our marker.
-    const tree = this.#guarded('find the tree by its marker', () => this.#collectTree());
-    this.#guarded('SIGKILL the group', () => this.#signalGroupIfStillOurs('SIGKILL', () => tree));
-    for (const member of tree?.members ?? []) {
-      if (member.via === 'escapee') this.#guarded(`SIGKILL escaped pid ${member.pid}`, () => signalVerifiedProcess(this.#processTable, member, 'SIGKILL'));
-    }
-
-    // SIGKILL is delivered asynchronously. Waiting (briefly) for the marked
-    // processes to die means that when stop() resolves, a registry write or a
-    // reaper pass that follows sees no survivors.
-    const settleDeadlineMs = this.#clock.now() + KILL_SETTLE_MS;
-    while (this.#clock.now() < settleDeadlineMs && (tree?.members ?? []).some((member) => isStillRunning(this.#processTable, member))) {
-      await this.#clock.sleep(STOP_POLL_INTERVAL_MS);
-    }
+    const { issueKey, runId, agentName, pid } = this.identity;
+    // The tree seen for the SIGKILL round: the group proof and the escapees come from one snapshot.
+    let killRoundTree: AgentTree | null | undefined;
+    await this.#terminator.terminate({
+      graceMs,
+      group: {
+        pgid: this.identity.pgid,
+        isOurs: () => this.#groupIsOurs(() => (killRoundTree === undefined ? this.#collectTree() : killRoundTree)),
+        mayStillRun: () => this.#treeMayStillRun(),
+        markedMembers: () => {
+          killRoundTree = null;
+          killRoundTree = this.#collectTree();
+          return killRoundTree.members;
+        },
+      },
+      ...(this.#logger ? { log: this.#logger.child({ issue: issueKey, run: runId, agent: agentName, pid }) } : {}),
+    });
     return this.exited;
-  }
-
-  #guarded<T>(step: string, run: () => T): T | undefined {
-    try {
-      return run();
-    } catch (error) {
-      const { issueKey, runId, agentName, pid } = this.identity;
-      this.#logger?.warn({ issue: issueKey, run: runId, agent: agentName, pid, step, err: error }, `stopping agent ${agentName}: could not ${step}; carrying on`);
-      return undefined;
-    }
   }
 
   /**
@@ -283,14 +272,13 @@ class LocalAgentHandle implements AgentHandle {
   }
 
   /**
-   * Signals the agent's group only while it provably is the agent's group:
+   * Whether the agent's group id still provably names the agent's group:
    * before the leader is reaped its pid pins the group id, and no lookup is
    * needed (so none can fail); afterwards the id may have been reused, so a
    * member must still carry our exact marker.
    */
-  #signalGroupIfStillOurs(signal: NodeJS.Signals, findTree: () => AgentTree | undefined): void {
-    const provablyOurs = !this.#leaderReaped || (findTree()?.members.some((member) => member.via === 'group') ?? false);
-    if (provablyOurs) this.#processTable.signal(-this.identity.pgid, signal);
+  #groupIsOurs(findTree: () => AgentTree | null): boolean {
+    return !this.#leaderReaped || (findTree()?.members.some((member) => member.via === 'group') ?? false);
   }
 
   /** The agent's processes, found by its exact marker, from one snapshot. */

@@ -1,4 +1,4 @@
-import type { ProcessInfo, ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
+import type { ProcessInfo, ProcessSnapshot, ProcessTable, SelfProcess } from '../../ports/process-table.js';
 
 /**
  * A process table that exists only in memory, for unit and property tests of
@@ -44,8 +44,12 @@ export class InMemoryProcessTable implements ProcessTable {
   /** Called before a signal takes effect, so a test can check the world as the signaller saw it. */
   onSignal: ((target: number, signal: NodeJS.Signals, table: InMemoryProcessTable) => void) | undefined;
 
-  constructor(options: { bootId?: string; processes?: readonly InMemoryProcess[] } = {}) {
+  readonly #self: SelfProcess;
+
+  /** `self` defaults to the real process, so worlds built around process.pid protect it as they would on Linux. */
+  constructor(options: { bootId?: string; processes?: readonly InMemoryProcess[]; self?: SelfProcess } = {}) {
     this.#bootId = options.bootId ?? 'in-memory-boot';
+    this.#self = options.self ?? { pid: process.pid, ppid: process.ppid };
     for (const process of options.processes ?? []) this.add(process);
   }
 
@@ -68,6 +72,10 @@ export class InMemoryProcessTable implements ProcessTable {
 
   remove(pid: number): void {
     this.#processes.delete(pid);
+  }
+
+  self(): SelfProcess {
+    return this.#self;
   }
 
   bootId(): string {

@@ -1,5 +1,5 @@
 import { readFileSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
-import type { ProcessInfo, ProcessSnapshot, ProcessTable } from '../../ports/process-table.js';
+import type { ProcessInfo, ProcessSnapshot, ProcessTable, SelfProcess } from '../../ports/process-table.js';
 
 /**
  * The process table read straight from /proc: no `ps` child per lookup, one
@@ -43,6 +43,10 @@ export class LinuxProcessTable implements ProcessTable {
 
   constructor(options: { procRoot?: string } = {}) {
     this.#procRoot = options.procRoot ?? '/proc';
+  }
+
+  self(): SelfProcess {
+    return { pid: process.pid, ppid: process.ppid };
   }
 
   bootId(): string {

@@ -1,10 +1,8 @@
-import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
-import { SystemClock } from '../../adapters/clock/system-clock.js';
-import { isStillRunning, signalVerifiedProcess, verifyProcessIdentity } from '../../core/process-identity.js';
-import { readHeartbeatFile } from '../../core/state-files.js';
+import { isStillRunning, verifyProcessIdentity } from '../../domain/process-identity.js';
+import { nodeStateFor } from '../../main.js';
 import { FactoryError } from '../../errors.js';
 import { flagBoolean, flagPositiveInt } from '../args.js';
-import { configFromArgs } from '../context.js';
+import { runtimeFromArgs } from '../context.js';
 import { printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
@@ -21,11 +19,9 @@ export const killLoopVerb: Verb = {
   ].join('\n'),
   flags: [{ name: 'timeout-ms', takesValue: true, description: 'how long to wait for the stop (default 60000)' }],
   async run(args, output) {
-    const config = configFromArgs(args);
+    const { config, processTable: table, terminator, clock } = runtimeFromArgs(args);
     const timeoutMs = flagPositiveInt(args, 'timeout-ms', 60_000);
-    const table = new LinuxProcessTable();
-    const clock = new SystemClock();
-    const read = await readHeartbeatFile(config.loop.heartbeatPath);
+    const read = await nodeStateFor(config).heartbeats.read();
     if (read.kind === 'missing') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `no heartbeat at ${config.loop.heartbeatPath}; no daemon to stop`);
     if (read.kind === 'unreadable') throw new FactoryError('FACTORY_HEARTBEAT_UNREADABLE', `cannot trust ${config.loop.heartbeatPath}: ${read.reason}; nothing was signalled`);
     const heartbeat = read.value;
@@ -33,7 +29,7 @@ export const killLoopVerb: Verb = {
     if (check.verdict === 'mismatch') throw new FactoryError('FACTORY_DAEMON_IDENTITY_MISMATCH', `${check.reason}; nothing was signalled`);
     if (check.verdict === 'dead') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `the daemon that wrote ${config.loop.heartbeatPath} is not running (${check.reason})`);
     const expected = { pid: heartbeat.pid, startTime: heartbeat.startTime };
-    const sent = signalVerifiedProcess(table, expected, 'SIGTERM');
+    const sent = terminator.signalVerified(expected, 'SIGTERM');
     if (sent.kind !== 'sent') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `SIGTERM not sent: ${sent.reason}`);
     const deadline = clock.now() + timeoutMs;
     while (isStillRunning(table, expected) && clock.now() < deadline) await clock.sleep(100);

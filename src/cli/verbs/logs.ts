@@ -1,17 +1,14 @@
-import { existsSync } from 'node:fs';
-import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
-import { SqliteStateStore } from '../../adapters/state-store/sqlite-state-store.js';
 import type { FactoryConfig } from '../../config/load.js';
-import { isStillRunning, verifyProcessIdentity } from '../../core/process-identity.js';
 import { findRunLogs, listIssueRuns, parseRunId, readLogFrom, readLogTail, type RunLogFile, type RunLogs } from '../../core/run-logs.js';
-import { readHeartbeatFile, readRegistryFile } from '../../core/state-files.js';
 import { isValidIssueKey } from '../../domain/issue.js';
+import { isStillRunning, verifyProcessIdentity } from '../../domain/process-identity.js';
+import { nodeStateFor, readStateStore } from '../../main.js';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError } from '../../errors.js';
 import type { ProcessTable } from '../../ports/process-table.js';
 import type { IssueClaim } from '../../ports/state-store.js';
 import { flagBoolean, flagPositiveInt, flagString } from '../args.js';
-import { configFromArgs } from '../context.js';
+import { runtimeFromArgs } from '../context.js';
 import { printJson, type Output } from '../output.js';
 import { onStopSignal } from '../signals.js';
 import type { Verb } from '../verb.js';
@@ -37,12 +34,11 @@ export const logsVerb: Verb = {
     { name: 'tail', takesValue: true, description: 'only the last N lines of each agent\'s log' },
   ],
   async run(args, output) {
-    const config = configFromArgs(args);
+    const { config, processTable } = runtimeFromArgs(args);
     const issueKey = issueArgument(args, 'logs');
     if (!isValidIssueKey(issueKey)) throw new FactoryError('FACTORY_USAGE', `\`factory logs\` takes an issue key (letters, digits, ".", "_", "-"), got "${issueKey}"`);
     const tail = flagString(args, 'tail') === undefined ? undefined : flagPositiveInt(args, 'tail', 1);
-    const processTable = new LinuxProcessTable();
-    const claim = readClaim(config, issueKey);
+    const claim = await readClaim(config, issueKey);
     // The claim names the run at work now; the files name every run that ever logged.
     const current = claim?.status === 'running' && claim.runId ? parseRunId(claim.runId) : undefined;
     const latest = (await listIssueRuns(config.paths.logsDir, issueKey))[0];
@@ -63,24 +59,12 @@ export const logsVerb: Verb = {
   },
 };
 
-function readClaim(config: FactoryConfig, issueKey: string): IssueClaim | undefined {
-  if (!existsSync(config.paths.stateDb)) return undefined;
-  const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
-  try {
-    return store.getClaim(issueKey);
-  } finally {
-    store.close();
-  }
+function readClaim(config: FactoryConfig, issueKey: string): Promise<IssueClaim | undefined> {
+  return readStateStore(config, (store) => store.getClaim(issueKey), undefined);
 }
 
-function readOutcome(config: FactoryConfig, runId: string): RunOutcome | undefined {
-  if (!existsSync(config.paths.stateDb)) return undefined;
-  const store = new SqliteStateStore(config.paths.stateDb, { readonly: true });
-  try {
-    return store.recentOutcomes(100).find((outcome) => outcome.runId === runId);
-  } finally {
-    store.close();
-  }
+function readOutcome(config: FactoryConfig, runId: string): Promise<RunOutcome | undefined> {
+  return readStateStore(config, async (store) => (await store.recentOutcomes(100)).find((outcome) => outcome.runId === runId), undefined);
 }
 
 function header(file: RunLogFile): string {
@@ -183,20 +167,21 @@ async function followRun(
     for (const buffer of buffers.values()) buffer.flush();
   }
   if (interrupted) return 0;
-  const outcome = readOutcome(config, runId);
+  const outcome = await readOutcome(config, runId);
   output.err(outcome ? `factory: run ${runId} ended: ${outcome.reason}: ${outcome.detail}` : `factory: run ${runId} is no longer running`);
   return 0;
 }
 
 async function isRunActive(config: FactoryConfig, runId: string, processTable: ProcessTable): Promise<boolean> {
-  const registry = await readRegistryFile(config.loop.registryPath);
+  const records = nodeStateFor(config);
+  const registry = await records.registry.read();
   const agents = registry.kind === 'ok' ? registry.value.file.agents.filter((agent) => agent.runId === runId && agent.node === 'local') : [];
   const bootId = processTable.bootId();
   if (agents.some((agent) => agent.bootId === bootId && isStillRunning(processTable, { pid: agent.pid, startTime: agent.startTime }))) return true;
   // No agent alive: between the implementer and the reviewer the claim still says running, as long as the daemon lives.
   const run = parseRunId(runId);
-  const claim = run ? readClaim(config, run.issueKey) : undefined;
+  const claim = run ? await readClaim(config, run.issueKey) : undefined;
   if (claim?.status !== 'running' || claim.runId !== runId) return false;
-  const heartbeat = await readHeartbeatFile(config.loop.heartbeatPath);
+  const heartbeat = await records.heartbeats.read();
   return heartbeat.kind === 'ok' && verifyProcessIdentity(heartbeat.value, processTable).verdict === 'alive';
 }

@@ -1,8 +1,7 @@
-import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
 import { judgeLiveness } from '../../core/liveness.js';
-import { readHeartbeatFile } from '../../core/state-files.js';
+import { nodeStateFor } from '../../main.js';
 import { flagBoolean } from '../args.js';
-import { configFromArgs } from '../context.js';
+import { runtimeFromArgs } from '../context.js';
 import { printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
@@ -17,11 +16,11 @@ export const loopStatusVerb: Verb = {
   ].join('\n'),
   flags: [],
   async run(args, output) {
-    const config = configFromArgs(args);
-    const liveness = judgeLiveness(await readHeartbeatFile(config.loop.heartbeatPath), {
-      nowMs: Date.now(),
+    const { config, processTable, clock } = runtimeFromArgs(args);
+    const liveness = judgeLiveness(await nodeStateFor(config).heartbeats.read(), {
+      nowMs: clock.now(),
       staleMs: config.loop.heartbeatStaleMs,
-      processTable: new LinuxProcessTable(),
+      processTable,
     });
     if (flagBoolean(args, 'json')) printJson(output, liveness);
     else output.out(`${liveness.verdict}: ${liveness.detail}`);

@@ -1,5 +1,4 @@
-import { reapOrphans } from '../../core/reaper.js';
-import { markerPrefixFor } from '../../main.js';
+import { markerPrefixFor, reapOrphans } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { printJson } from '../output.js';

@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
-import { SqliteStateStore } from '../../adapters/state-store/sqlite-state-store.js';
 import { planCycle, runCycle, type CycleReport } from '../../core/bounded-run.js';
-import { createIssueSource, openSession, type Runtime } from '../../main.js';
+import { createIssueSource, openSession, readStateStore, type Runtime } from '../../main.js';
 import type { IssueClaim } from '../../ports/state-store.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
@@ -11,20 +9,13 @@ import { openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 
 /** Claims as the last daemon left them, read-only; empty when there is no state yet. */
-export function readClaimsReadOnly(runtime: Runtime): Map<string, IssueClaim> {
-  const path = runtime.config.paths.stateDb;
-  if (!existsSync(path)) return new Map();
-  const store = new SqliteStateStore(path, { readonly: true });
-  try {
-    return new Map(store.listClaims().map((c) => [c.issueKey, c]));
-  } finally {
-    store.close();
-  }
+export function readClaimsReadOnly(runtime: Runtime): Promise<Map<string, IssueClaim>> {
+  return readStateStore(runtime.config, async (store) => new Map((await store.listClaims()).map((c) => [c.issueKey, c])), new Map<string, IssueClaim>());
 }
 
-export function dryRunCycle(runtime: Runtime): Promise<CycleReport> {
+export async function dryRunCycle(runtime: Runtime): Promise<CycleReport> {
   const { config } = runtime;
-  return planCycle(createIssueSource(runtime), { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos }, readClaimsReadOnly(runtime));
+  return planCycle(createIssueSource(runtime), { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos }, await readClaimsReadOnly(runtime));
 }
 
 /** Exit 1 when a team ran and did not succeed, so scripts can tell. */

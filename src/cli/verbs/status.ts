@@ -1,7 +1,7 @@
 import { readStatusSnapshot, type StatusSnapshot } from '../../core/status-snapshot.js';
-import { LinuxProcessTable } from '../../adapters/process-table/linux-process-table.js';
+import { statusSourcesFor } from '../../main.js';
 import { flagBoolean } from '../args.js';
-import { configFromArgs } from '../context.js';
+import { runtimeFromArgs } from '../context.js';
 import { formatAge, formatDuration, formatTable, printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
@@ -51,8 +51,8 @@ export const statusVerb: Verb = {
   ].join('\n'),
   flags: [],
   async run(args, output) {
-    const config = configFromArgs(args);
-    const snapshot = await readStatusSnapshot(config, { processTable: new LinuxProcessTable(), nowMs: Date.now() });
+    const { config, processTable, clock } = runtimeFromArgs(args);
+    const snapshot = await readStatusSnapshot(statusSourcesFor(config, processTable), { nowMs: clock.now() });
     if (flagBoolean(args, 'json')) printJson(output, snapshot);
     else output.out(formatStatus(snapshot));
     return 0;

@@ -1,9 +1,10 @@
-import type { ProcessIdentity, ProcessInfo, ProcessSnapshot, ProcessTable } from '../ports/process-table.js';
-import { AGENT_MARKER_ENV, type RegistryEntry } from '../domain/registry.js';
+import type { ProcessIdentity, ProcessInfo, ProcessLookup, ProcessSnapshot, SelfProcess } from './process.js';
+import { AGENT_MARKER_ENV, type RegistryEntry } from './registry.js';
 
 /**
- * Identity proofs over the process table, shared by the reaper, the daemon
- * (adoption at restart) and `kill-loop`. A pid alone proves nothing: pids are
+ * Identity proofs over the process table, shared by the reaper, the fleet,
+ * the liveness verdict and `kill-loop`; pure functions of what they read
+ * through a `ProcessLookup`, so they are tested on an in-memory table. A pid alone proves nothing: pids are
  * reused. A process is "the one we recorded" only when its pid, start time and
  * boot id all match, and, for agents, when it still carries the agent's marker.
  *
@@ -62,10 +63,10 @@ export function hasExited(info: ProcessInfo): boolean {
  * through `lookup` so it works on a snapshot or on single /proc reads; it stops
  * at pid 1, at a cycle, or where the chain leaves the table.
  */
-export function collectSelfAndAncestors(lookup: (pid: number) => ProcessInfo | undefined): ReadonlySet<number> {
-  const chain = new Set<number>([process.pid, process.ppid]);
+export function collectSelfAndAncestors(self: SelfProcess, lookup: (pid: number) => ProcessInfo | undefined): ReadonlySet<number> {
+  const chain = new Set<number>([self.pid, self.ppid]);
   const visited = new Set<number>();
-  for (let pid = process.pid; pid > 1 && !visited.has(pid); ) {
+  for (let pid = self.pid; pid > 1 && !visited.has(pid); ) {
     visited.add(pid);
     const info = lookup(pid);
     if (!info) break;
@@ -76,9 +77,9 @@ export function collectSelfAndAncestors(lookup: (pid: number) => ProcessInfo | u
 }
 
 /** Why a pid must never be signalled by us (pid ≤ 1, this process, an ancestor), or undefined when it may be. */
-export function explainProtectedPid(pid: number, protectedPids: ReadonlySet<number>): string | undefined {
+export function explainProtectedPid(pid: number, protectedPids: ReadonlySet<number>, self: SelfProcess): string | undefined {
   if (pid <= 1) return `pid ${pid} is init or not a single process`;
-  if (pid === process.pid) return 'it is the reaper itself';
+  if (pid === self.pid) return 'it is the reaper itself';
   if (protectedPids.has(pid)) return "it is one of the reaper's ancestors";
   return undefined;
 }
@@ -103,7 +104,7 @@ function compareIdentity(expected: ProcessIdentity, info: ProcessInfo | undefine
  * still that process. With a snapshot the lookup is free; without one it costs
  * a single /proc read.
  */
-export function verifyProcessIdentity(expected: ProcessIdentity, table: ProcessTable, snapshot?: ProcessSnapshot): IdentityCheck {
+export function verifyProcessIdentity(expected: ProcessIdentity, table: ProcessLookup, snapshot?: ProcessSnapshot): IdentityCheck {
   const info = snapshot ? snapshot.processes.get(expected.pid) : table.inspect(expected.pid);
   return compareIdentity(expected, info, snapshot?.bootId ?? table.bootId());
 }
@@ -121,7 +122,7 @@ interface SnapshotIndex {
 
 const snapshotIndexes = new WeakMap<ProcessSnapshot, SnapshotIndex>();
 
-function indexSnapshot(snapshot: ProcessSnapshot, table: ProcessTable): SnapshotIndex {
+function indexSnapshot(snapshot: ProcessSnapshot, table: ProcessLookup): SnapshotIndex {
   const cached = snapshotIndexes.get(snapshot);
   if (cached) return cached;
   const markerByPid = new Map<number, string>();
@@ -143,7 +144,7 @@ function indexSnapshot(snapshot: ProcessSnapshot, table: ProcessTable): Snapshot
     markerByPid,
     pidsByMarker,
     pidsByGroup,
-    selfAndAncestors: collectSelfAndAncestors((pid) => snapshot.processes.get(pid)),
+    selfAndAncestors: collectSelfAndAncestors(table.self(), (pid) => snapshot.processes.get(pid)),
   };
   snapshotIndexes.set(snapshot, index);
   return index;
@@ -154,7 +155,7 @@ function indexSnapshot(snapshot: ProcessSnapshot, table: ProcessTable): Snapshot
  * start time and boot id, not a zombie, and carrying the entry's exact marker.
  * A leader that is dead does not mean its tree is: see `collectAgentTree`.
  */
-export function verifyAgentIdentity(entry: AgentIdentity, snapshot: ProcessSnapshot, table: ProcessTable): IdentityCheck {
+export function verifyAgentIdentity(entry: AgentIdentity, snapshot: ProcessSnapshot, table: ProcessLookup): IdentityCheck {
   const base = compareIdentity(entry, snapshot.processes.get(entry.pid), snapshot.bootId);
   if (base.verdict !== 'alive') return base;
   const marker = indexSnapshot(snapshot, table).markerByPid.get(entry.pid);
@@ -178,7 +179,7 @@ export function verifyAgentIdentity(entry: AgentIdentity, snapshot: ProcessSnaps
  * (a pgid is reused like a pid), so unmarked group members are only reported.
  * Entries of another boot have no tree in this one.
  */
-export function collectAgentTree(entry: MarkedTreeRoot, snapshot: ProcessSnapshot, table: ProcessTable): AgentTree {
+export function collectAgentTree(entry: MarkedTreeRoot, snapshot: ProcessSnapshot, table: ProcessLookup): AgentTree {
   if (entry.bootId !== snapshot.bootId) return { members: [], withheld: [], unmarkedGroupMembers: [] };
   const index = indexSnapshot(snapshot, table);
   const members: AgentTreeMember[] = [];
@@ -186,7 +187,7 @@ export function collectAgentTree(entry: MarkedTreeRoot, snapshot: ProcessSnapsho
   for (const pid of index.pidsByMarker.get(entry.marker) ?? []) {
     const info = snapshot.processes.get(pid);
     if (!info) continue;
-    const protectedBecause = explainProtectedPid(pid, index.selfAndAncestors);
+    const protectedBecause = explainProtectedPid(pid, index.selfAndAncestors, table.self());
     if (protectedBecause) {
       withheld.push({ pid, reason: `carries the marker but ${protectedBecause}; never signalled` });
       continue;
@@ -206,49 +207,21 @@ const INSTANCE_MARKER_PREFIX = /^factory:[^:]+:$/;
  * snapshot. A restarted daemon uses its instance prefix to find agents of its
  * predecessor that never reached the registry (a crash between spawn and write).
  */
-export function listMarkersWithPrefix(prefix: string, snapshot: ProcessSnapshot, table: ProcessTable): string[] {
+export function listMarkersWithPrefix(prefix: string, snapshot: ProcessSnapshot, table: ProcessLookup): string[] {
   if (!INSTANCE_MARKER_PREFIX.test(prefix)) throw new RangeError(`marker prefix must look like "factory:<instance>:", got ${JSON.stringify(prefix)}`);
   return [...indexSnapshot(snapshot, table).pidsByMarker.keys()].filter((marker) => marker.startsWith(prefix));
 }
-
-export type SignalOutcome =
-  | { readonly kind: 'sent' }
-  | { readonly kind: 'gone'; readonly reason: string }
-  | { readonly kind: 'refused'; readonly reason: string }
-  | { readonly kind: 'failed'; readonly reason: string };
 
 /**
  * Whether `expected` is still running as the same process (same start time, not
  * a zombie). One /proc read: cheap enough to poll a grace period with.
  */
-export function isStillRunning(table: ProcessTable, expected: ExpectedProcess): boolean {
+export function isStillRunning(table: ProcessLookup, expected: ExpectedProcess): boolean {
   const info = table.inspect(expected.pid);
   return info !== undefined && !hasExited(info) && info.startTime === expected.startTime;
 }
 
-/**
- * Signals a process only after proving, right now, that it still is the one we
- * identified: same start time, not a zombie, and the same marker when one is
- * expected. Between a snapshot and a signal a pid can die and be reused; this
- * re-check narrows that window to the kill syscall itself (Node has no pidfd).
- * Refuses pid ≤ 1, this process and its parent whatever the caller passes.
- */
-export function signalVerifiedProcess(table: ProcessTable, expected: ExpectedProcess, signal: NodeJS.Signals): SignalOutcome {
-  const protectedBecause = explainProtectedPid(expected.pid, new Set([process.ppid]));
-  if (protectedBecause) return { kind: 'refused', reason: protectedBecause };
-  if (!isStillRunning(table, expected)) return { kind: 'gone', reason: `pid ${expected.pid} has exited or was reused` };
-  if (expected.marker !== undefined) {
-    const marker = table.readEnvironmentVariable(expected.pid, AGENT_MARKER_ENV);
-    if (marker !== expected.marker) return { kind: 'gone', reason: `pid ${expected.pid} no longer carries the marker` };
-  }
-  try {
-    return table.signal(expected.pid, signal) ? { kind: 'sent' } : { kind: 'gone', reason: `pid ${expected.pid} exited before the signal` };
-  } catch (error) {
-    return { kind: 'failed', reason: `${signal} to pid ${expected.pid} failed: ${(error as Error).message}` };
-  }
-}
-
 /** This process and its ancestors, walked with single /proc reads (for callers without a snapshot). */
-export function readSelfAndAncestors(table: ProcessTable): ReadonlySet<number> {
-  return collectSelfAndAncestors((pid) => table.inspect(pid));
+export function readSelfAndAncestors(table: ProcessLookup): ReadonlySet<number> {
+  return collectSelfAndAncestors(table.self(), (pid) => table.inspect(pid));
 }
