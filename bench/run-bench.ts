@@ -30,6 +30,7 @@ async function loadOptional(name: string, path: string, exportName: string): Pro
 
 await loadOptional('reap', './reap-bench.js', 'benchReap');
 await loadOptional('state-api', './state-api-bench.js', 'benchStateApi');
+await loadOptional('cli-start', './cli-start-bench.js', 'benchCliStart');
 await loadOptional('agent-parser', './agent-parser-bench.js', 'benchAgentParsers');
 
 const wanted = process.argv.slice(2);

@@ -1,13 +1,18 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (dist/, built by `npm run build`, which `npm ci` runs via
-// `prepare`) when it is at least as new as the sources; otherwise runs the
-// TypeScript sources through tsx, so an edited checkout never runs stale code.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// Chooses what `factory` runs:
+// - an installed package (its folder lies under node_modules, or it has no src/): the compiled
+//   code in dist/, always. The published package ships dist/ only, and tsx is a devDependency.
+// - a development checkout: dist/ when it is at least as new as every source file (`npm ci`
+//   builds it through `prepare`), otherwise the TypeScript sources through tsx, so an edited
+//   checkout never runs stale code.
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const root = join(dirname(realpathSync(fileURLToPath(import.meta.url))), '..');
 const compiled = join(root, 'dist', 'cli', 'main.js');
+const sources = join(root, 'src');
+const sourceEntry = join(sources, 'cli', 'main.ts');
 
 function newestSourceMtimeMs(folder) {
   let newest = 0;
@@ -18,13 +23,17 @@ function newestSourceMtimeMs(folder) {
   return newest;
 }
 
-const sources = join(root, 'src');
-const useCompiled = existsSync(compiled) && (!existsSync(sources) || statSync(compiled).mtimeMs >= newestSourceMtimeMs(sources));
+const installed = root.split(sep).includes('node_modules') || !existsSync(sourceEntry);
+if (installed && !existsSync(compiled)) {
+  process.stderr.write(`factory: this installation has no compiled code (${compiled} is missing); reinstall the package\n`);
+  process.exit(70);
+}
+const useCompiled = installed || (existsSync(compiled) && statSync(compiled).mtimeMs >= newestSourceMtimeMs(sources));
 const { runCli } = useCompiled
   ? await import(pathToFileURL(compiled).href)
   : await (async () => {
       const { register } = await import('tsx/esm/api');
       register();
-      return import(pathToFileURL(join(sources, 'cli', 'main.ts')).href);
+      return import(pathToFileURL(sourceEntry).href);
     })();
 process.exitCode = await runCli(process.argv.slice(2));
