@@ -162,10 +162,10 @@ export async function waitUntilEmpty(io: CgroupIo, procsFiles: readonly string[]
 /**
  * SIGKILLs every pid listed, again and again until none is left: for groups
  * without a freezer and without cgroup.kill, where a process can still fork
- * between a read and a kill. Returns how many distinct pids were signalled.
+ * between a read and a kill. Returns how many distinct pids were signalled,
+ * counting those in `signalled` (a first pass the caller already made).
  */
-export async function killListedUntilEmpty(io: CgroupIo, procsFiles: readonly string[]): Promise<{ killed: number; survivors: number[] }> {
-  const signalled = new Set<number>();
+export async function killListedUntilEmpty(io: CgroupIo, procsFiles: readonly string[], signalled = new Set<number>()): Promise<{ killed: number; survivors: number[] }> {
   const deadline = Date.now() + io.settleMs;
   for (;;) {
     const alive = signallablePids(io, procsFiles);

@@ -184,19 +184,19 @@ class CgroupV1TeamGroup implements TeamResourceGroup {
     // FREEZING turns FROZEN once every task stopped; a task in uninterruptible sleep can delay that.
     const freezeDeadline = Date.now() + FREEZE_WAIT_MS;
     while (readText(stateFile)?.trim() !== 'FROZEN' && Date.now() < freezeDeadline) await this.#io.sleep(5);
-    let killed = 0;
+    const signalled = new Set<number>();
     try {
       for (const pid of signallablePids(this.#io, this.#procsFiles)) {
-        if (this.#io.processTable.signal(pid, 'SIGKILL')) killed += 1;
+        if (this.#io.processTable.signal(pid, 'SIGKILL')) signalled.add(pid);
       }
     } finally {
       // Frozen tasks act on SIGKILL only once thawed; thawing is what lets them die.
       writeControl(stateFile, 'THAWED', this.teamId);
     }
     // Anything that slipped in between (a joiner mid-exec) is caught by the loop.
-    const rest = await killListedUntilEmpty(this.#io, this.#procsFiles);
+    const rest = await killListedUntilEmpty(this.#io, this.#procsFiles, signalled);
     const survivors = rest.survivors.length > 0 ? rest.survivors : await waitUntilEmpty(this.#io, this.#procsFiles);
-    return { method: 'freeze-then-kill', killed: killed + rest.killed, survivors };
+    return { method: 'freeze-then-kill', killed: rest.killed, survivors };
   }
 
   remove(): Promise<void> {

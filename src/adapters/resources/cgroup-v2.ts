@@ -189,16 +189,16 @@ class CgroupV2TeamGroup implements TeamResourceGroup {
       const deadline = Date.now() + FREEZE_WAIT_MS;
       while (readKeyedNumbers(join(this.directory, 'cgroup.events')).get('frozen') !== 1 && Date.now() < deadline) await this.#io.sleep(5);
     }
-    let killed = 0;
+    const signalled = new Set<number>();
     try {
       for (const pid of signallablePids(this.#io, [this.#procsFile])) {
-        if (this.#io.processTable.signal(pid, 'SIGKILL')) killed += 1;
+        if (this.#io.processTable.signal(pid, 'SIGKILL')) signalled.add(pid);
       }
     } finally {
       if (canFreeze) writeOptionalControl(freezeFile, '0');
     }
-    const rest = await killListedUntilEmpty(this.#io, [this.#procsFile]);
-    return { method: canFreeze ? 'freeze-then-kill' : 'kill-loop', killed: killed + rest.killed, survivors: rest.survivors };
+    const rest = await killListedUntilEmpty(this.#io, [this.#procsFile], signalled);
+    return { method: canFreeze ? 'freeze-then-kill' : 'kill-loop', killed: rest.killed, survivors: rest.survivors };
   }
 
   remove(): Promise<void> {
