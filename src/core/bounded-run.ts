@@ -35,7 +35,8 @@ export async function planCycle(source: IssueSource, rules: TriageRules, claims:
         return { issueKey: issue.key, action: 'queued', reason: `would dispatch; routed by ${verdict.routedBy}`, repo: verdict.repo };
       case 'already-active':
         return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason, repo: verdict.repo };
-      default:
+      case 'already-handled':
+      case 'deferred':
         return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason };
     }
   });

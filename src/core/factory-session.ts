@@ -1,9 +1,9 @@
 import type { FactoryConfig } from '../config/load.js';
 import { claimAfterCrash, claimOnOpen } from '../domain/claim-lifecycle.js';
 import type { IssueClaim } from '../domain/claim.js';
-import { notListening, type DaemonMode, type DaemonStatus, type Heartbeat } from '../domain/heartbeat.js';
+import { notListening, type DaemonMode, type DaemonStatus } from '../domain/heartbeat.js';
 import type { Issue } from '../domain/issue.js';
-import { LOCAL_NODE, type RegistryEntry, type RegistryFile, type RegistryOwner } from '../domain/registry.js';
+import { LOCAL_NODE, type RegistryEntry, type RegistryOwner } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
 import { FactoryError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';

@@ -1,7 +1,7 @@
 import type { IssueClaim } from '../domain/claim.js';
 import type { RunOutcome } from '../domain/run.js';
 
-export { ACTIVE_CLAIM_STATUSES, CLAIM_STATUSES, isActiveClaimStatus, type ClaimStatus, type IssueClaim } from '../domain/claim.js';
+export type { ClaimStatus, IssueClaim } from '../domain/claim.js';
 
 export interface SkipRecord {
   readonly issueKey: string;

@@ -1,6 +1,7 @@
 import type { RunOutcome } from '../../domain/run.js';
 import { staleEpochError } from '../../errors.js';
-import { isActiveClaimStatus, type DaemonOwner, type IssueClaim, type SkipRecord, type StateBatch, type StateStore } from '../../ports/state-store.js';
+import { isActiveClaimStatus } from '../../domain/claim.js';
+import type { DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore } from '../../ports/state-store.js';
 
 /**
  * A StateStore in memory with the SQLite store's semantics (epochs, stale

@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError, staleEpochError } from '../../errors.js';
-import { ACTIVE_CLAIM_STATUSES, type DaemonOwner, type IssueClaim, type SkipRecord, type StateBatch, type StateStore } from '../../ports/state-store.js';
+import { ACTIVE_CLAIM_STATUSES } from '../../domain/claim.js';
+import type { DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore } from '../../ports/state-store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
