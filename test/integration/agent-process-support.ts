@@ -16,7 +16,7 @@ export function fixtureAgentCommand(name: string, ...args: string[]): string[] {
 /** The `{"role","pid"}` lines the fixture agents print, by role, from an agent log. */
 export function readReportedPids(logPath: string): Map<string, number> {
   const pids = new Map<string, number>();
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(logPath, 'utf8');
   } catch {

@@ -230,7 +230,7 @@ async function baseCommitOf(checkout: Checkout, branchRef: string): Promise<stri
 
 /** A folder we would create a worktree in must be absent or empty; we never delete what is there. */
 function assertFreeFolder(path: string, topLevel: string): void {
-  let occupied = false;
+  let occupied: boolean;
   try {
     occupied = statSync(path).isDirectory() ? readdirSync(path).length > 0 : true;
   } catch {
