@@ -27,7 +27,7 @@ export const triageVerb: Verb = {
     const issue = await createIssueSource(runtime).read(issueArgument(args, 'triage'));
     const decision = triageIssue(issue, { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos });
     const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
-    const claim = readClaimsReadOnly(runtime).get(issue.key) ?? null;
+    const claim = (await readClaimsReadOnly(runtime)).get(issue.key) ?? null;
     const contextFor = (role: string, instruction: string | undefined) => ({ issue, role, branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: instruction });
     const prompt = renderPrompt(contextFor('implementer', config.agents.implementer.instruction));
     // Every agent's argv as the run renders it (the same renderer), with the (long) prompt shown below instead of inline.
