@@ -36,6 +36,10 @@ export const ERROR_CATALOG = {
   FACTORY_GITHUB_REQUEST_FAILED: { exitCode: 1, hint: 'GitHub refused or kept failing a request after retries; the message names the request and status. Check the repo name, the token\'s access to it, and githubstatus.com.' },
   FACTORY_GITHUB_WRITEBACK_UNVERIFIED: { exitCode: 1, hint: 'A label change did not show when read back (another actor may be editing the labels); it is retried on the next writeback.' },
   FACTORY_RESOURCES_GROUP_FAILED: { exitCode: 1, hint: 'The kernel refused a team\'s resource group (create, limit, join or remove); `factory status` shows what the machine offers. Run as root, or delegate a cgroup subtree to the daemon (systemd Delegate=yes, docs/resources.md).' },
+  FACTORY_REDIS_UNREACHABLE: { exitCode: 5, hint: 'Check fleet.redis.url (host, port, password) and that Redis is running and reachable from this machine; the supervisor restarts the daemon.' },
+  FACTORY_REDIS_UNSUITABLE: { exitCode: 2, hint: 'The fleet needs Redis >= 7 with `maxmemory-policy noeviction` and `appendonly yes`; the message names the setting and the line to fix (docs/fleet.md explains why).' },
+  FACTORY_LEASE_HELD: { exitCode: 4, hint: 'Another control plane holds the leader lease; this one stands by and takes over when the lease expires. `factory status` names the holder.' },
+  FACTORY_LEASE_LOST: { exitCode: 3, hint: 'This control plane lost its leader lease (it could not renew in time, or another took over); it stopped acting and must take a new lease before it writes again.' },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;
 
 export type FactoryErrorCode = keyof typeof ERROR_CATALOG;

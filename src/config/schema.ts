@@ -64,6 +64,31 @@ const httpSchema = z
     }
   });
 
+/** Pool names go into Redis keys and queue names, so they stay plain. */
+const poolName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+const fleetSchema = z
+  .object({
+    backend: z.enum(['local', 'bullmq']).default('local'),
+    redis: z
+      .object({
+        /** redis://[user:password@]host:port[/db] or rediss:// for TLS; the password is never logged. */
+        url: z.string().regex(/^rediss?:\/\/./, 'expected a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"'),
+        /** Prefix of every key Factory writes, before the pool: `<keyPrefix>:{<pool>}:...`. */
+        keyPrefix: poolName.default('factory'),
+      })
+      .strict()
+      .optional(),
+    /** Queue name suffix and key namespace: control planes and workers of one pool share a lease and a state. */
+    pool: poolName.default('default'),
+  })
+  .strict()
+  .superRefine((fleet, ctx) => {
+    if (fleet.backend === 'bullmq' && fleet.redis === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redis'], message: 'expected fleet.redis.url when fleet.backend is "bullmq", e.g. { "url": "redis://127.0.0.1:6379" }' });
+    }
+  });
+
 export const configSchema = z
   .object({
     mount: z.object({ root: nonEmpty }).strict(),
@@ -169,6 +194,8 @@ export const configSchema = z
     /** Per-team budgets and memory admission (docs/resources.md); absent, nothing is limited. */
     resources: resourcesSchema,
     http: httpSchema.default({}),
+    /** Where teams run: this machine (`local`), or BullMQ workers on Redis with a fenced leader lease (`bullmq`, docs/fleet.md). */
+    fleet: fleetSchema.default({}),
   })
   .strict()
   .superRefine((config, ctx) => checkTeamRoles(config.agents, config.team.stages, ctx));
