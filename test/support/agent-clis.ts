@@ -135,7 +135,7 @@ function tryTakeLock(lockPath: string): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  let holder = Number.NaN;
+  let holder: number;
   try {
     holder = Number.parseInt(readFileSync(lockPath, 'utf8'), 10);
   } catch {

@@ -6,7 +6,8 @@ import { ESLint, type Linter } from 'eslint';
 
 // The layer rules of eslint.config.js, exercised with the project's real config on code that never
 // touches the disk. Typed linting needs every file in a TypeScript project; these probe paths do not
-// exist, so they are let into the default project (the probe names must never be real files).
+// exist, so the project service lets them into a default project built from tsconfig.json (the probe
+// names must never be real files).
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const PROBES = {
   core: 'src/core/layering-probe.ts',
@@ -21,7 +22,7 @@ const eslint = new ESLint({
   cwd: root,
   overrideConfig: {
     files: ['**/*.ts'],
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: Object.values(PROBES), defaultProject: 'tsconfig.json' } } },
+    languageOptions: { parserOptions: { project: null, projectService: { allowDefaultProject: Object.values(PROBES), defaultProject: 'tsconfig.json' } } },
   },
 });
 
