@@ -15,8 +15,9 @@ import { runOnceVerb } from './verbs/run-once.js';
 import { startVerb } from './verbs/start.js';
 import { statusVerb } from './verbs/status.js';
 import { triageVerb } from './verbs/triage.js';
+import { workerVerb } from './verbs/worker.js';
 
-export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, logsVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, initVerb];
+export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, logsVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, initVerb, workerVerb];
 
 function generalHelp(): string {
   const width = Math.max(...VERBS.map((v) => v.name.length));

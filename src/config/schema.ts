@@ -81,6 +81,32 @@ const fleetSchema = z
       .optional(),
     /** Queue name suffix and key namespace: control planes and workers of one pool share a lease and a state. */
     pool: poolName.default('default'),
+    /** Team-run queue timing; control planes and workers of one pool must agree (docs/fleet.md). */
+    queue: z
+      .object({
+        /** A worker that has not renewed a run's lock for this long loses the run (it self-fences before). */
+        lockDurationMs: positiveMs.default(120_000),
+        /** How often lapsed locks are looked for; a lost run is declared after its lock lapsed plus this. */
+        stalledIntervalMs: positiveMs.default(30_000),
+        /** Entries kept per run event stream (XADD MAXLEN ~). */
+        eventsMaxLen: z.number().int().min(10).max(100_000).default(1_000),
+      })
+      .strict()
+      .default({}),
+    /** `factory worker` on this machine. */
+    worker: z
+      .object({
+        /** Team runs at once. */
+        slots: z.number().int().min(1).max(256).default(1),
+        /** This worker's name in events and status; default the host name. */
+        node: poolName.optional(),
+        /** On SIGTERM, runs get this long to finish before they are stopped and handed back to the queue. */
+        shutdownGraceMs: positiveMs.default(30_000),
+        /** Folder of per-worker clones of each routed repo (path or URL), fetched before each run; absent: the repo path is used as is. */
+        repoCacheDir: nonEmpty.optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict()
   .superRefine((fleet, ctx) => {

@@ -1,0 +1,56 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+
+const run = promisify(execFile);
+
+/**
+ * A worker's view of the routed repos: each repo (a path or a remote URL, as
+ * the control plane routed it) is cloned once into this worker's cache folder
+ * and fetched before every run; worktrees are then made from that clone, so
+ * two workers never share a checkout and a branch checked out on one worker
+ * never blocks another.
+ */
+export class RepoCacheWorkspace implements Workspace {
+  readonly #cacheDir: string;
+  readonly #inner: Workspace;
+  /** One clone or fetch per repo at a time. */
+  readonly #busy = new Map<string, Promise<string>>();
+
+  constructor(options: { cacheDir: string; inner: Workspace }) {
+    this.#cacheDir = options.cacheDir;
+    this.#inner = options.inner;
+  }
+
+  async prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
+    const clone = await this.#refresh(request.repo);
+    return this.#inner.prepare({ ...request, repo: clone });
+  }
+
+  commitsSince(workspace: PreparedWorkspace): Promise<number> {
+    return this.#inner.commitsSince(workspace);
+  }
+
+  #refresh(repo: string): Promise<string> {
+    const previous = this.#busy.get(repo) ?? Promise.resolve('');
+    const next = previous.catch(() => '').then(async () => {
+      const name = `${basename(repo).replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.git$/, '')}-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`;
+      const clone = join(this.#cacheDir, name);
+      if (existsSync(join(clone, '.git'))) {
+        await run('git', ['-C', clone, 'fetch', '--quiet', '--prune', 'origin']);
+        // The default branch moves with the remote; run branches start from it.
+        await run('git', ['-C', clone, 'reset', '--quiet', '--hard', '@{upstream}']).catch(() => undefined);
+      } else {
+        await mkdir(this.#cacheDir, { recursive: true });
+        await run('git', ['clone', '--quiet', repo, clone]);
+      }
+      return clone;
+    });
+    this.#busy.set(repo, next);
+    return next;
+  }
+}

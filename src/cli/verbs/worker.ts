@@ -1,0 +1,153 @@
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { BullmqRunConsumer } from '../../adapters/bullmq/bullmq-run-consumer.js';
+import { FileEpochFloor } from '../../adapters/bullmq/epoch-floor-file.js';
+import { DEFAULT_FLEET_QUEUE_SETTINGS, type FleetQueueSettings } from '../../adapters/bullmq/queue-settings.js';
+import { teamRunKeys } from '../../adapters/bullmq/team-run-keys.js';
+import { LocalProcessFleet } from '../../adapters/fleet/local-process-fleet.js';
+import { FileLease } from '../../adapters/lease/file-lease.js';
+import { FileRegistryStore, FileHeartbeatStore } from '../../adapters/node-state/file-node-state.js';
+import { connectSuitableRedis } from '../../adapters/redis/connection.js';
+import { GitWorktreeWorkspace } from '../../adapters/workspace/git-worktree-workspace.js';
+import { RepoCacheWorkspace } from '../../adapters/workspace/repo-cache-workspace.js';
+import { LocalTeamExecutor } from '../../core/execution/local-team-executor.js';
+import { HeartbeatKeeper } from '../../core/heartbeat-keeper.js';
+import { reapPredecessorAgents } from '../../core/reaper/reap-entries.js';
+import { RegistryKeeper } from '../../core/registry-keeper.js';
+import { TeamRunWorker } from '../../core/worker/team-run-worker.js';
+import { notListening } from '../../domain/heartbeat.js';
+import { FactoryError, isFactoryError } from '../../errors.js';
+import { instanceIdFor, markerPrefixFor, runLogStoreFor, selfIdentity } from '../../main.js';
+import { withLease } from '../../ports/lease.js';
+import { flagString } from '../args.js';
+import { runtimeFromArgs } from '../context.js';
+import { onStopSignal } from '../signals.js';
+import type { Verb } from '../verb.js';
+
+export const workerVerb: Verb = {
+  name: 'worker',
+  usage: 'factory worker [--slots N] [--config PATH]',
+  summary: 'run team runs from the fleet queue on this machine (fleet.backend "bullmq", docs/fleet.md)',
+  details: [
+    'Consumes team runs from the BullMQ queue of fleet.pool on fleet.redis.url, up to --slots (default',
+    'fleet.worker.slots) at a time. Each run gets a worktree (from a per-worker clone when',
+    'fleet.worker.repoCacheDir is set) and its agents run as local process groups, listed in this',
+    "worker's registry with its own heartbeat, so `factory reap-orphans --config` works on this host.",
+    'A run whose lock cannot be renewed in time is self-fenced: agents killed, nothing reported.',
+    'Runs from a control plane with an older lease epoch than this worker has seen are refused.',
+    'SIGTERM/SIGINT: no new run is fetched; running ones get fleet.worker.shutdownGraceMs to finish,',
+    'then are stopped and handed back to the queue. Exit codes: 0 stopped by a signal, 2 config error',
+    'or unsuitable Redis, 3 another worker or daemon uses this config or its predecessor\'s agents',
+    'survived, 5 Redis unreachable.',
+  ].join('\n'),
+  flags: [{ name: 'slots', takesValue: true, description: 'team runs at once (default fleet.worker.slots)' }],
+  async run(args, output) {
+    const runtime = runtimeFromArgs(args);
+    const { config, clock, processTable, terminator, log } = runtime;
+    const redisConfig = config.fleet.redis;
+    if (!redisConfig) throw new FactoryError('FACTORY_USAGE', `factory worker needs fleet.redis.url in ${config.configPath} (the queue it consumes)`);
+    const slotsFlag = flagString(args, 'slots');
+    const slots = slotsFlag === undefined ? config.fleet.worker.slots : Number(slotsFlag);
+    if (!Number.isInteger(slots) || slots < 1 || slots > 256) throw new FactoryError('FACTORY_USAGE', `--slots: expected a whole number from 1 to 256, got "${slotsFlag}"`);
+    const node = config.fleet.worker.node ?? hostname();
+    const settings: FleetQueueSettings = { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs: config.fleet.queue.lockDurationMs, stalledIntervalMs: config.fleet.queue.stalledIntervalMs, eventsMaxLen: config.fleet.queue.eventsMaxLen };
+
+    // Refuse a Redis that cannot keep the fleet's promises before touching anything.
+    const probe = await connectSuitableRedis({ url: redisConfig.url, connectionName: `factory-worker-check:${node}`, log });
+    probe.disconnect();
+
+    // One worker (or daemon) per config: its registry and heartbeat are this process's alone.
+    const lock = await acquireWorkerLock(runtime);
+    const registryStore = new FileRegistryStore(config.loop.registryPath);
+    let heartbeat: HeartbeatKeeper | undefined;
+    let consumer: BullmqRunConsumer | undefined;
+    try {
+      const previous = await registryStore.read();
+      const entries = previous.kind === 'ok' ? previous.value.file.agents : [];
+      const reapLease = new FileLease({ path: config.paths.reaperLock, processTable, clock });
+      const { survivors } = await withLease(reapLease, () => reapPredecessorAgents(entries, { processTable, terminator, graceMs: config.reaper.graceMs, markerPrefix: markerPrefixFor(config), log }));
+      if (survivors.length > 0) throw new FactoryError('FACTORY_PREDECESSOR_UNRESOLVED', `${survivors.length} agent(s) of the previous worker on this config are still alive and could not be reaped`);
+
+      const identity = selfIdentity(processTable);
+      const epochs = new FileEpochFloor(join(config.paths.stateDir, 'worker-epoch.json'));
+      const registry = new RegistryKeeper({ store: registryStore, owner: { ...identity, hostname: hostname(), epoch: await epochs.highest() }, clock });
+      await registry.flush();
+      let running = (): number => 0;
+      heartbeat = new HeartbeatKeeper({
+        store: new FileHeartbeatStore(config.loop.heartbeatPath),
+        hostname: hostname(),
+        registryPath: config.loop.registryPath,
+        statePath: join(config.paths.stateDir, 'worker-epoch.json'),
+        configPath: config.configPath,
+        mode: 'live',
+        maxIterations: 0,
+        identity,
+        epoch: await epochs.highest(),
+        intervalMs: config.loop.heartbeatIntervalMs,
+        staleMs: config.loop.heartbeatStaleMs,
+        clock,
+        log,
+        gauges: { inFlightTeams: () => running(), queuedIssues: () => 0, iteration: () => 0, subscription: () => notListening('bullmq') },
+      });
+      await heartbeat.write('running');
+      heartbeat.startRefreshing();
+
+      const worktrees = new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir });
+      const cacheDir = config.fleet.worker.repoCacheDir;
+      const workspace = cacheDir ? new RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : worktrees;
+      const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
+      const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs });
+      const worker = new TeamRunWorker({ executor, epochs, clock, monotonicNow: () => performance.now(), node, lockDurationMs: settings.lockDurationMs, log });
+      running = () => worker.runningCount;
+
+      const stopRequested = new Promise<void>((resolveStop) => {
+        const signals = onStopSignal((signal) => {
+          log.info({ signal }, 'stop requested: no new runs');
+          signals.dispose();
+          resolveStop();
+        });
+      });
+      consumer = await BullmqRunConsumer.open({
+        url: redisConfig.url,
+        keys: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }),
+        node,
+        slots,
+        settings,
+        handle: (claimed) => worker.handle(claimed),
+        onCancel: (request) => void worker.cancel(request),
+        log,
+      });
+      output.err(`factory: worker ${node} consuming pool ${config.fleet.pool} with ${slots} slot(s) (pid ${process.pid}); Ctrl-C to stop`);
+      await stopRequested;
+      await heartbeat.write('stopping');
+      const fetchingStopped = consumer.stopFetching();
+      await worker.drain(config.fleet.worker.shutdownGraceMs);
+      await fetchingStopped;
+      await consumer.close();
+      consumer = undefined;
+      await registry.flush();
+      await heartbeat.stopRefreshing();
+      await heartbeat.write('stopped');
+      output.err(`factory: worker ${node} stopped (${worker.counters.completed} run(s) reported, ${worker.counters.handedBack} handed back)`);
+      return 0;
+    } catch (error) {
+      await heartbeat?.write('failed').catch(() => undefined);
+      throw error;
+    } finally {
+      await consumer?.close().catch(() => undefined);
+      await heartbeat?.stopRefreshing();
+      await lock.release();
+    }
+  },
+};
+
+async function acquireWorkerLock(runtime: ReturnType<typeof runtimeFromArgs>): ReturnType<FileLease['acquire']> {
+  try {
+    return await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire();
+  } catch (error) {
+    if (isFactoryError(error, 'FACTORY_REAPER_LOCKED')) {
+      throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `another worker or daemon already uses ${runtime.config.configPath}`, { details: { owner: error.details.owner } });
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,69 @@
+import type { RunOutcome, StopReason } from '../domain/run.js';
+import type { RunEvent, TeamPlan } from './team-executor.js';
+
+/**
+ * The worker's side of a queue of team runs (BullMQ on Redis today). A worker
+ * claims a run, holds a lock on it that expires unless renewed, and may only
+ * speak for the run while it holds that lock: every publish is checked
+ * against the lock where it is stored, so a worker that froze or was cut off
+ * cannot report anything once another worker may have the run.
+ */
+
+/** What a worker says about a run besides the run's own events, in stream order. */
+export type WorkerRunEvent =
+  | RunEvent
+  /** A worker took the run; `pickedAtMs - enqueuedAtMs` is the pickup latency (worker clock vs control-plane clock). */
+  | { readonly kind: 'picked'; readonly runId: string; readonly node: string; readonly enqueuedAtMs: number; readonly atMs: number }
+  /** The agents showed a sign of work (output or CPU) since the last report. */
+  | { readonly kind: 'activity'; readonly runId: string; readonly atMs: number }
+  /** The worker handed the run back to the queue (it is shutting down); another worker takes it from the start. */
+  | { readonly kind: 'requeued'; readonly runId: string; readonly node: string; readonly reason: string; readonly atMs: number }
+  /** The worker refused the run: it carries an older control-plane epoch than the worker has seen. */
+  | { readonly kind: 'refused'; readonly runId: string; readonly node: string; readonly reason: string; readonly atMs: number };
+
+export type WorkerRunEventKind = WorkerRunEvent['kind'];
+
+/** A durable request to stop a run, written by the control plane that holds the lease. */
+export interface CancelRequest {
+  readonly runId: string;
+  readonly reason: StopReason;
+  /** The lease epoch of the control plane that asked: a worker ignores requests older than the newest epoch it has seen. */
+  readonly epoch: number;
+}
+
+/** One run a worker holds the lock of. */
+export interface ClaimedTeamRun {
+  readonly plan: TeamPlan;
+  /** The lease epoch of the control plane that queued the run. */
+  readonly epoch: number;
+  readonly enqueuedAtMs: number;
+  /** Appends to the run's event stream if this worker still holds the run's lock; false (and nothing written) when it does not. */
+  publish(event: WorkerRunEvent): Promise<boolean>;
+  /** Extends the lock by the queue's lock duration; false when the lock is no longer ours. Throws when the queue cannot be reached. */
+  renewLock(): Promise<boolean>;
+  /** The durable cancel record of this run, if any. */
+  cancelRequest(): Promise<CancelRequest | null>;
+  /** Puts the run back in the queue for another worker; false when the lock was already gone. */
+  handBack(): Promise<boolean>;
+}
+
+/** How a worker finished with a claimed run. */
+export type HandledRun =
+  | { readonly kind: 'completed'; readonly outcome: RunOutcome }
+  /** Refused before anything ran (stale epoch). */
+  | { readonly kind: 'refused'; readonly reason: string }
+  /** The lock was lost: the agents were killed and nothing was reported. */
+  | { readonly kind: 'fenced'; readonly reason: string }
+  /** Handed back to the queue during shutdown. */
+  | { readonly kind: 'handed-back' };
+
+/**
+ * The highest control-plane epoch a worker has seen, kept across its restarts
+ * (a small file in its state folder): runs and cancels from an older epoch come
+ * from a control plane that has lost its lease, and are refused.
+ */
+export interface EpochFloor {
+  highest(): Promise<number>;
+  /** Records `epoch` if it is higher than what is stored (durably, before it returns). */
+  raise(epoch: number): Promise<void>;
+}
