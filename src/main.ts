@@ -10,15 +10,23 @@ import { SqliteStateStore } from './adapters/state-store/sqlite-state-store.js';
 import { SystemClock } from './adapters/clock/system-clock.js';
 import { GitWorktreeWorkspace } from './adapters/workspace/git-worktree-workspace.js';
 import type { FactoryConfig } from './config/load.js';
+import { teamStagesFor } from './config/team.js';
 import type { DaemonMode } from './domain/heartbeat.js';
 import { FactoryError, isFactoryError } from './errors.js';
 import type { Clock } from './ports/clock.js';
 import type { ProcessIdentity, ProcessTable } from './ports/process-table.js';
 import type { ProcessTerminator } from './ports/process-terminator.js';
 import { FactorySession, type FactorySessionDeps } from './core/factory-session.js';
+import { armCrashPoint, parseCrashSetting } from './core/fault-injection.js';
 import type { Logger } from './ports/logger.js';
 import { FileLease } from './adapters/lease/file-lease.js';
 import { FileHeartbeatStore, FileRegistryStore } from './adapters/node-state/file-node-state.js';
+import { FileRunLogStore } from './adapters/run-logs/file-run-log-store.js';
+import { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
+import { connectSuitableRedis } from './adapters/redis/connection.js';
+import { DEFAULT_FLEET_QUEUE_SETTINGS } from './adapters/bullmq/queue-settings.js';
+import { teamRunKeys } from './adapters/bullmq/team-run-keys.js';
+import type { RunLogStore } from './ports/run-log-store.js';
 import { withLease, type HeldLease } from './ports/lease.js';
 import { reapPredecessorAgents } from './core/reaper/reap-entries.js';
 import type { StatusSources } from './core/status-snapshot.js';
@@ -61,7 +69,14 @@ export interface Runtime {
   readonly log: Logger;
 }
 
+let crashPointArmed = false;
+
 export function createRuntime(config: FactoryConfig, log: Logger): Runtime {
+  // Fault-injection tests only: FACTORY_CRASH_AT makes this daemon die like a kill -9 at a dispatch step.
+  if (!crashPointArmed) {
+    crashPointArmed = true;
+    armCrashPoint(parseCrashSetting(process.env.FACTORY_CRASH_AT), () => process.kill(process.pid, 'SIGKILL'));
+  }
   const clock = new SystemClock();
   const processTable = new LinuxProcessTable();
   return { config, clock, processTable, terminator: new VerifiedProcessTerminator({ processTable, clock }), log };
@@ -86,9 +101,12 @@ export async function openSession(
   const { config, clock, processTable, terminator, log } = runtime;
   const lock = await acquireDaemonLock(runtime);
   let store: SqliteStateStore | undefined;
+  let executor: BullmqTeamExecutor | undefined;
   try {
     store = new SqliteStateStore(config.paths.stateDb);
     const graceMs = config.reaper.graceMs;
+    // fleet.backend "bullmq": teams run on queue workers, and every job carries this session's epoch.
+    executor = config.fleet.backend === 'bullmq' ? await openQueueExecutor(runtime, () => session.epoch) : undefined;
     const session = new FactorySession(
       {
         config,
@@ -102,6 +120,8 @@ export async function openSession(
         hostname: hostname(),
         heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath),
         registryStore: new FileRegistryStore(config.loop.registryPath),
+        runLogs: runLogStoreFor(config),
+        ...(executor ? { executor } : {}),
         reapPredecessor: (entries) =>
           underStartupReaperLock(runtime, () => reapPredecessorAgents(entries, { processTable, terminator, graceMs, markerPrefix: markerPrefixFor(config), log })),
         ...options.hooks,
@@ -116,15 +136,35 @@ export async function openSession(
         try {
           await session.close(finalStatus);
         } finally {
+          await executor?.close();
           await lock.release();
         }
       },
     };
   } catch (error) {
-    store?.close();
+    await executor?.close();
+    await store?.close();
     await lock.release();
     throw error;
   }
+}
+
+/** The control plane's side of the BullMQ fleet, on a Redis that passed the startup checks. */
+async function openQueueExecutor(runtime: Runtime, currentEpoch: () => number): Promise<BullmqTeamExecutor> {
+  const { config, clock, log } = runtime;
+  const redis = config.fleet.redis;
+  if (!redis) throw new FactoryError('FACTORY_CONFIG_INVALID', 'fleet.backend is "bullmq" but fleet.redis.url is missing');
+  const probe = await connectSuitableRedis({ url: redis.url, connectionName: 'factory-control-check', log });
+  probe.disconnect();
+  const { lockDurationMs, stalledIntervalMs, eventsMaxLen } = config.fleet.queue;
+  return BullmqTeamExecutor.open({
+    url: redis.url,
+    keys: teamRunKeys({ keyPrefix: redis.keyPrefix, pool: config.fleet.pool }),
+    settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen },
+    currentEpoch,
+    clock,
+    log,
+  });
 }
 
 /** How long a starting daemon waits for a cron reaper that holds the reaper lock. */
@@ -141,7 +181,7 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
     try {
       return await withLease(new FileLease({ path: runtime.config.paths.reaperLock, processTable: runtime.processTable, clock: runtime.clock }), work);
     } catch (error) {
-      if (!isFactoryError(error, 'FACTORY_REAPER_LOCKED') || runtime.clock.now() > deadline) throw error;
+      if (!isFactoryError(error, 'FACTORY_LEASE_HELD') || runtime.clock.now() > deadline) throw error;
       runtime.log.info({}, 'a reaper is running on this config; waiting for it before resolving the previous daemon');
       await runtime.clock.sleep(500);
     }
@@ -158,7 +198,7 @@ async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
   try {
     return await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire();
   } catch (error) {
-    if (isFactoryError(error, 'FACTORY_REAPER_LOCKED')) {
+    if (isFactoryError(error, 'FACTORY_LEASE_HELD')) {
       const owner = error.details.owner as { pid?: number; acquiredAtMs?: number } | undefined;
       const since = owner?.acquiredAtMs ? new Date(owner.acquiredAtMs).toISOString() : 'an unknown time';
       throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `another factory daemon (pid ${owner?.pid ?? '?'}, running since ${since}) already uses ${runtime.config.configPath}`, {
@@ -220,8 +260,15 @@ export function statusSourcesFor(config: FactoryConfig, processTable: ProcessTab
   return {
     configPath: config.configPath,
     staleMs: config.loop.heartbeatStaleMs,
+    dispatch: { batchSize: config.dispatch.batchSize, maxAttempts: config.dispatch.maxAttempts },
     ...nodeStateFor(config),
     processTable,
     readState: (read, whenMissing) => readStateStore(config, read, whenMissing),
   };
+}
+
+/** Agents' logs as this host keeps them: where the fleet writes, what `logs` and the log endpoint read. */
+export function runLogStoreFor(config: FactoryConfig): RunLogStore {
+  const agentOrder = teamStagesFor(config).flatMap((stage) => stage.agents.map((agent) => agent.slot));
+  return new FileRunLogStore(config.paths.logsDir, { agentOrder });
 }

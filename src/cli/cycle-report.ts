@@ -1,5 +1,6 @@
 import type { CycleReport } from '../core/bounded-run.js';
-import { formatDuration, formatTable } from './output.js';
+import { formatDuration } from '../domain/duration.js';
+import { formatTable } from './output.js';
 
 /** The human-readable form of a run-once or loop iteration report. */
 export function formatCycleReport(report: CycleReport, nowMs: number): string {

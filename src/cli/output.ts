@@ -1,14 +1,6 @@
-/** Small formatting helpers for human-readable CLI output. */
+import { formatDuration } from '../domain/duration.js';
 
-export function formatDuration(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '-';
-  if (ms < 1_000) return `${Math.round(ms)}ms`;
-  const s = Math.round(ms / 1_000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
-}
+/** Small formatting helpers for human-readable CLI output. */
 
 export function formatAge(atMs: number | null | undefined, nowMs: number): string {
   if (atMs === null || atMs === undefined) return 'never';

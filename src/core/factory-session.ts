@@ -11,6 +11,8 @@ import type { Fleet } from '../ports/fleet.js';
 import type { IssueSource } from '../ports/issue-source.js';
 import type { Logger } from '../ports/logger.js';
 import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
+import type { RunLogStore } from '../ports/run-log-store.js';
+import { triageRulesFor } from '../domain/triage.js';
 import type { ProcessIdentity } from '../ports/process-table.js';
 import type { StateStore } from '../ports/state-store.js';
 import type { TeamExecution, TeamExecutor } from '../ports/team-executor.js';
@@ -51,6 +53,8 @@ export interface FactorySessionDeps {
   readonly hostname: string;
   readonly heartbeats: HeartbeatStore;
   readonly registryStore: RegistryStore;
+  /** Where the local team executor's agents write their logs. */
+  readonly runLogs: Pick<RunLogStore, 'locateAgentLog'>;
   /**
    * Deals with a dead predecessor's agents before anything is dispatched:
    * reaps every listed entry (identity-checked) and any process carrying this
@@ -225,7 +229,7 @@ export class FactorySession {
         registry: this.#registry,
         clock,
         log,
-        logsDir: config.paths.logsDir,
+        runLogs: this.deps.runLogs,
         killGraceMs: config.runs.killGraceMs,
       });
     const { report, attached } = await this.#resolvePredecessor(executor);
@@ -239,7 +243,7 @@ export class FactorySession {
     await this.#registry.flush();
     this.#dispatcher = await Dispatcher.open({
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs },
-      triage: { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos },
+      triage: triageRulesFor(config),
       stages: config.teamStages,
       source: this.deps.source,
       store,

@@ -1,17 +1,37 @@
 /**
- * Crash points for fault-injection tests: with FACTORY_CRASH_AT=<point>[:N]
- * in the environment, the daemon SIGKILLs itself the Nth time (default 1st)
- * it reaches that point of the dispatch path, exactly as a kill -9 or an OOM
- * kill would. Unset (always, in production) this is one comparison.
+ * Crash points for fault-injection tests: armed with a point and N, the
+ * daemon dies the Nth time (default 1st) it reaches that point of the
+ * dispatch path, exactly as a kill -9 or an OOM kill would. The composition
+ * root arms it from FACTORY_CRASH_AT=<point>[:N] and supplies how to die;
+ * unarmed (always, in production) `maybeCrash` is one comparison.
  */
-export type CrashPoint = 'after-claim' | 'after-spawn' | 'after-registry-write' | 'during-writeback';
+export const CRASH_POINTS = ['after-claim', 'after-spawn', 'after-registry-write', 'during-writeback'] as const;
+export type CrashPoint = (typeof CRASH_POINTS)[number];
 
-const setting = process.env.FACTORY_CRASH_AT;
-const [crashPoint, crashOnHit] = setting ? [setting.split(':')[0], Number(setting.split(':')[1] ?? 1)] : [undefined, 0];
-let hits = 0;
+export interface CrashPlan {
+  readonly point: CrashPoint;
+  /** Crash on the Nth time the point is reached. */
+  readonly onHit: number;
+}
+
+/** Reads `<point>[:N]`; undefined for an empty setting or an unknown point (a typo must not crash a daemon). */
+export function parseCrashSetting(setting: string | undefined): CrashPlan | undefined {
+  if (!setting) return undefined;
+  const [point, count] = setting.split(':');
+  const onHit = count === undefined ? 1 : Number(count);
+  if (!CRASH_POINTS.includes(point as CrashPoint) || !Number.isSafeInteger(onHit) || onHit < 1) return undefined;
+  return { point: point as CrashPoint, onHit };
+}
+
+let armed: { readonly plan: CrashPlan; readonly crash: () => void; hits: number } | undefined;
+
+/** Arms one crash point for this process (or disarms with undefined); `crash` must not return. */
+export function armCrashPoint(plan: CrashPlan | undefined, crash: () => void): void {
+  armed = plan ? { plan, crash, hits: 0 } : undefined;
+}
 
 export function maybeCrash(point: CrashPoint): void {
-  if (crashPoint !== point) return;
-  hits++;
-  if (hits === crashOnHit) process.kill(process.pid, 'SIGKILL');
+  if (armed?.plan.point !== point) return;
+  armed.hits++;
+  if (armed.hits === armed.plan.onHit) armed.crash();
 }

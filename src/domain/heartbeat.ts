@@ -6,16 +6,13 @@ import { parseProcessIdentity, PID_MAX_LIMIT } from './process.js';
  * as untrusted input: it may be torn, empty, hand-edited or hostile.
  */
 
-export type DaemonStatus = 'starting' | 'running' | 'idle' | 'stopping' | 'stopped' | 'failed';
-export type DaemonMode = 'live' | 'loop' | 'once';
+export const DAEMON_STATUSES = ['starting', 'running', 'idle', 'stopping', 'stopped', 'failed'] as const;
+export type DaemonStatus = (typeof DAEMON_STATUSES)[number];
+export const DAEMON_MODES = ['live', 'loop', 'once'] as const;
+export type DaemonMode = (typeof DAEMON_MODES)[number];
 
-export type SubscriptionState =
-  | 'starting'
-  | 'subscribed'
-  | 'polling'
-  | 'reconnecting'
-  | 'wedged'
-  | 'not-listening';
+export const SUBSCRIPTION_STATES = ['starting', 'subscribed', 'polling', 'reconnecting', 'wedged', 'not-listening'] as const;
+export type SubscriptionState = (typeof SUBSCRIPTION_STATES)[number];
 
 export interface SubscriptionHealth {
   readonly state: SubscriptionState;
@@ -67,8 +64,6 @@ export interface Heartbeat {
   /** The daemon's status server, when it runs one (`factory start` with `http.enabled`). */
   readonly http?: { readonly url: string };
 }
-
-export const DAEMON_STATUSES: readonly DaemonStatus[] = ['starting', 'running', 'idle', 'stopping', 'stopped', 'failed'];
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -123,7 +118,7 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
       ...identity.value,
       hostname: stringOr(r.hostname, ''),
       status,
-      mode: (['live', 'loop', 'once'] as const).includes(r.mode as DaemonMode) ? (r.mode as DaemonMode) : 'live',
+      mode: DAEMON_MODES.includes(r.mode as DaemonMode) ? (r.mode as DaemonMode) : 'live',
       iteration: finiteOr(r.iteration, 0),
       maxIterations: finiteOr(r.maxIterations, 0),
       startedAtMs: finiteOr(r.startedAtMs, 0),

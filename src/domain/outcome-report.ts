@@ -1,4 +1,5 @@
 import type { Issue } from './issue.js';
+import { formatDuration } from './duration.js';
 import type { AgentResult, RunOutcome } from './run.js';
 
 /**
@@ -70,14 +71,3 @@ function formatTime(ms: number): string {
   return Number.isFinite(ms) ? new Date(ms).toISOString() : 'unknown';
 }
 
-/** `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 3 min`. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return 'unknown duration';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const totalSeconds = Math.round(ms / 1000);
-  const hours = Math.floor(totalSeconds / 3600);
-  const minutes = Math.floor((totalSeconds % 3600) / 60);
-  const seconds = totalSeconds % 60;
-  return hours > 0 ? `${hours} h ${minutes} min` : `${minutes} min ${seconds} s`;
-}

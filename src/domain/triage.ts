@@ -15,6 +15,11 @@ export interface TriageRules {
   };
 }
 
+/** The triage rules of a loaded config: the one place they are picked out of it (daemon, dry run, triage). */
+export function triageRulesFor(config: { readonly safety: { readonly requireLabel: string; readonly titlePrefix: string }; readonly repos: TriageRules['repos'] }): TriageRules {
+  return { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos };
+}
+
 export type TriageDecision =
   | { readonly verdict: 'dispatch'; readonly repo: string; readonly routedBy: string }
   | { readonly verdict: 'skip'; readonly reason: string };

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { SubscriptionState } from '../domain/heartbeat.js';
-import type { RunOutcomeReason } from '../domain/run.js';
+import { SUBSCRIPTION_STATES } from '../domain/heartbeat.js';
+import { RUN_OUTCOME_REASONS, type RunOutcomeReason } from '../domain/run.js';
 import type { DaemonView } from './daemon-view.js';
 
 /**
@@ -11,10 +11,8 @@ import type { DaemonView } from './daemon-view.js';
  * scrape costs nothing between scrapes. docs/observability.md lists them all.
  */
 
-const SUBSCRIPTION_STATES: readonly SubscriptionState[] = ['starting', 'subscribed', 'polling', 'reconnecting', 'wedged', 'not-listening'];
 /** prom-client's default gauges named like counters; dropped (see the constructor). */
 const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
-const OUTCOME_REASONS: readonly RunOutcomeReason[] = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released'];
 
 export interface MetricsOptions {
   /** Age of the heartbeat file in ms (null when there is none), read at scrape time. */
@@ -37,7 +35,7 @@ export class FactoryMetrics {
     this.#dispatches = new Counter({ name: 'factory_dispatches_total', help: 'Teams started (one per run attempt).', registers });
     this.#outcomes = new Counter({ name: 'factory_run_outcomes_total', help: 'Runs ended, by outcome reason.', labelNames: ['reason'], registers });
     // Every reason is exported from the start, at 0, so rate() and alerts work before the first failure.
-    for (const reason of OUTCOME_REASONS) this.#outcomes.inc({ reason }, 0);
+    for (const reason of RUN_OUTCOME_REASONS) this.#outcomes.inc({ reason }, 0);
     this.#eventToDispatch = new Histogram({
       name: 'factory_event_to_dispatch_seconds',
       help: 'From the source event that announced an issue to its team starting, for teams the event started at once.',

@@ -7,11 +7,10 @@ import { isLoopbackHost } from '../config/schema.js';
 import type { FactoryConfig } from '../config/load.js';
 import { judgeLiveness } from '../core/liveness.js';
 import type { Logger } from '../ports/logger.js';
-import { findRunLogs, LOG_ROLES, readLogTail, type LogRole } from '../core/run-logs.js';
 import { readStatusSnapshot } from '../core/status-snapshot.js';
 import { heartbeatAgeMs } from '../domain/heartbeat.js';
 import { FactoryError } from '../errors.js';
-import { nodeStateFor, statusSourcesFor } from '../main.js';
+import { nodeStateFor, runLogStoreFor, statusSourcesFor } from '../main.js';
 import type { Clock } from '../ports/clock.js';
 import type { ProcessTable } from '../ports/process-table.js';
 import type { DaemonView } from './daemon-view.js';
@@ -51,6 +50,8 @@ const CHANGE_PUSH_DELAY_MS = 100;
 const MAX_EVENT_STREAMS = 64;
 const DEFAULT_LOG_TAIL_LINES = 200;
 const MAX_LOG_TAIL_LINES = 5_000;
+/** An agent's name in its team (a config role, or `<role>-2` …), as a `role` filter may give it. */
+const AGENT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 
 /** The dashboard page, read once at startup; no build step. */
 export function loadDashboardHtml(): string {
@@ -272,18 +273,20 @@ export class StatusServer {
     const tailText = params.get('tail');
     const tail = tailText === null ? DEFAULT_LOG_TAIL_LINES : Number(tailText);
     if (!Number.isSafeInteger(tail) || tail < 1 || tail > MAX_LOG_TAIL_LINES) throw new HttpProblem(400, `tail: expected a whole number from 1 to ${MAX_LOG_TAIL_LINES}, got "${tailText}"`);
+    // Roles are free names from the config: one filters the run's agents, it never builds a path.
     const role = params.get('role');
-    if (role !== null && !LOG_ROLES.includes(role as LogRole)) throw new HttpProblem(400, `role: expected one of ${LOG_ROLES.join(', ')}, got "${role}"`);
-    const logs = await findRunLogs(this.#options.config.paths.logsDir, runId);
+    if (role !== null && !AGENT_NAME_PATTERN.test(role)) throw new HttpProblem(400, `role: expected an agent name (letters, digits, ".", "_", "-"), got "${role.slice(0, 100)}"`);
+    const store = runLogStoreFor(this.#options.config);
+    const logs = await store.findRun(runId);
     if (logs === undefined) {
       // Malformed ids (anything with a slash, "..", odd characters) never reach the file system.
       throw /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(runId) ? new HttpProblem(404, `no logs for run ${runId}`) : new HttpProblem(400, 'malformed run id; expected <KEY>-e<epoch>-a<attempt>-<hex>');
     }
-    const files = logs.files.filter((file) => role === null || file.role === role);
+    const files = logs.files.filter((file) => role === null || file.agent === role);
     const agents = await Promise.all(
       files.map(async (file) => {
-        const text = await readLogTail(file.path, { lines: tail });
-        return { role: file.role, sizeBytes: text.sizeBytes, modifiedAtMs: file.modifiedAtMs, truncated: text.truncated, text: text.text };
+        const text = await store.tail(file, { lines: tail });
+        return { role: file.agent, sizeBytes: text.sizeBytes, modifiedAtMs: file.modifiedAtMs, truncated: text.truncated, text: text.text };
       }),
     );
     this.#sendJson(response, 200, { runId: logs.run.runId, issueKey: logs.run.issueKey, attempt: logs.run.attempt, tail, agents });

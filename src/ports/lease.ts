@@ -31,7 +31,7 @@ export interface LeaseGrant {
 export interface HeldLease extends LeaseGrant {
   /** Whether the lease is still ours now (not released, expired or taken over). */
   held(): Promise<boolean>;
-  /** Extends the expiry; a lease without expiry is returned as it is. Throws when the lease was lost. */
+  /** Extends the expiry; a lease without expiry is returned as it is. Throws FACTORY_LEASE_LOST when the lease was lost. */
   renew(): Promise<HeldLease>;
   /** Gives the lease up if it is still ours. Idempotent. */
   release(): Promise<void>;
@@ -41,8 +41,9 @@ export interface Lease {
   readonly name: string;
   /**
    * Takes the lease, reclaiming it from a holder whose identity is gone.
-   * Throws FACTORY_REAPER_LOCKED (details.owner names the holder) when a live
-   * holder has it.
+   * Throws FACTORY_LEASE_HELD (details.owner names the holder) when a live
+   * holder has it; callers say what that means to the user (another daemon,
+   * another reaper).
    */
   acquire(): Promise<HeldLease>;
   /** The current grant, or null when nobody holds it (or what is there cannot be read). */

@@ -422,7 +422,7 @@ describe('LocalMountIssueSource', () => {
         'timed-out (killed by SIGKILL)',
         '`/tmp/logs/FAC-1-implementer.log`',
         'reviewer rejected the change\nsee the review log',
-        '2026-01-01T09:06:00.000Z (6 min 0 s)',
+        '2026-01-01T09:06:00.000Z (6m00s)',
       ]) {
         assert.ok(report.includes(expected), `report should contain ${JSON.stringify(expected)}:\n${report}`);
       }

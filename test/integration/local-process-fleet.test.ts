@@ -278,8 +278,17 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
 
     const busyBefore = await busy.activity();
     const idleBefore = await idle.activity();
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    const busyAfter = await busy.activity();
+    // Wait for the busy tree to burn 20 ticks (0.2 s of CPU) however loaded the machine is, not for a fixed
+    // time: the idle agent is then measured over that same window, however long it took.
+    const busyAfter = await waitFor(
+      'the busy tree to burn 20 CPU ticks',
+      async () => {
+        const now = await busy.activity();
+        return (now.treeCpuTicks ?? 0) - (busyBefore.treeCpuTicks ?? 0) >= 20 && now;
+      },
+      60_000,
+      100,
+    );
     const idleAfter = await idle.activity();
 
     assert.equal(busyAfter.outputBytes, busyBefore.outputBytes, 'the busy agent is silent');

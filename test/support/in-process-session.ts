@@ -7,6 +7,7 @@ import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
 import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
+import { FileRunLogStore } from '../../src/adapters/run-logs/file-run-log-store.js';
 import type { IssueSource } from '../../src/ports/issue-source.js';
 
 /**
@@ -35,6 +36,7 @@ export async function openInProcessSession(dir: string, options: { config?: Reco
       hostname: 'in-process',
       heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath),
       registryStore: new FileRegistryStore(config.loop.registryPath),
+      runLogs: new FileRunLogStore(config.paths.logsDir),
       reapPredecessor: async () => ({ reaped: 0, survivors: [] }),
     },
     'live',

@@ -11,6 +11,7 @@ import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
 import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
+import { FileRunLogStore } from '../../src/adapters/run-logs/file-run-log-store.js';
 import type { Heartbeat } from '../../src/domain/heartbeat.js';
 import type { RegistryEntry, RegistryFile } from '../../src/domain/registry.js';
 import type { IssueSubscription, IssueSubscriptionHandlers } from '../../src/ports/issue-source.js';
@@ -137,6 +138,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
               events.push(`registry ${registry.agents.length}`);
             },
           },
+          runLogs: new FileRunLogStore(config.paths.logsDir),
           reapPredecessor: async (entries) => {
             predecessorCalls.push(entries);
             events.push(`reap predecessor ${entries.length}`);

@@ -40,7 +40,7 @@ async function writeLock(path: string, text: string): Promise<void> {
   await writeFile(path, text);
 }
 
-const isLocked = (error: unknown): error is FactoryError => isFactoryError(error, 'FACTORY_REAPER_LOCKED');
+const isLocked = (error: unknown): error is FactoryError => isFactoryError(error, 'FACTORY_LEASE_HELD');
 
 describe('reaper lock', () => {
   test('names its owner by pid, start time and boot id, and is gone after release', async () => {
@@ -54,7 +54,7 @@ describe('reaper lock', () => {
     assert.deepEqual(await readdir(join(path, '..')), [], 'no temp files left behind');
   });
 
-  test('a live owner keeps it: FACTORY_REAPER_LOCKED names the owner', async () => {
+  test('a live owner keeps it: FACTORY_LEASE_HELD names the owner', async () => {
     const path = await lockPath();
     const live = (await world()).spawnBystander().identity;
     await writeLock(path, JSON.stringify({ ...live, acquiredAtMs: 1, token: 'x' }));
@@ -121,7 +121,7 @@ describe('reaper lock', () => {
     const results = await Promise.all(contenders);
     const holds = results.filter((result) => result.won).sort((a, b) => (a.from ?? 0) - (b.from ?? 0));
     assert.ok(holds.length >= 1, JSON.stringify(results));
-    for (const result of results) if (!result.won) assert.equal(result.code, 'FACTORY_REAPER_LOCKED');
+    for (const result of results) if (!result.won) assert.equal(result.code, 'FACTORY_LEASE_HELD');
     for (let i = 1; i < holds.length; i++) assert.ok((holds[i]?.from ?? 0) >= (holds[i - 1]?.to ?? 0), `holds overlap: ${JSON.stringify(holds)}`);
     await assert.rejects(access(path));
   });

@@ -171,7 +171,7 @@ export class FileLease implements Lease {
       if (existing.kind === 'missing') continue; // released between our attempt and the read
       if (existing.kind === 'owned') {
         if (verifyProcessIdentity(existing.owner, table).verdict === 'alive') {
-          throw new FactoryError('FACTORY_REAPER_LOCKED', `the reaper lock ${path} is held by a running reaper (pid ${existing.owner.pid})`, {
+          throw new FactoryError('FACTORY_LEASE_HELD', `the lock ${path} is held by a running process (pid ${existing.owner.pid})`, {
             details: { path, owner: existing.owner },
           });
         }
@@ -179,7 +179,7 @@ export class FileLease implements Lease {
       }
       await reclaimStaleLock(path, existing.text);
     }
-    throw new FactoryError('FACTORY_REAPER_LOCKED', `the reaper lock ${path} kept changing hands; another reaper is contending for it`, {
+    throw new FactoryError('FACTORY_LEASE_HELD', `the lock ${path} kept changing hands; another process is contending for it`, {
       details: { path },
     });
   }
@@ -197,7 +197,7 @@ export class FileLease implements Lease {
       ...grantOf(path, owner),
       held: async () => !released && (await isStillOurs()),
       renew: async () => {
-        if (released || !(await isStillOurs())) throw new FactoryError('FACTORY_REAPER_LOCKED', `the lock ${path} is no longer held by this process`, { details: { path } });
+        if (released || !(await isStillOurs())) throw new FactoryError('FACTORY_LEASE_LOST', `the lock ${path} is no longer held by this process`, { details: { path } });
         return held;
       },
       release: async () => {

@@ -1,7 +1,8 @@
 import { createIssueSource, openSession } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
-import { formatDuration, printJson } from '../output.js';
+import { formatDuration } from '../../domain/duration.js';
+import { printJson } from '../output.js';
 import { openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 import { issueArgument } from './triage.js';

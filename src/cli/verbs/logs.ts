@@ -1,11 +1,12 @@
 import type { FactoryConfig } from '../../config/load.js';
-import { findRunLogs, listIssueRuns, parseRunId, readLogFrom, readLogTail, type RunLogFile, type RunLogs } from '../../core/run-logs.js';
 import { isValidIssueKey } from '../../domain/issue.js';
 import { isStillRunning, verifyProcessIdentity } from '../../domain/process-identity.js';
-import { nodeStateFor, readStateStore } from '../../main.js';
+import { parseRunId } from '../../domain/run-id.js';
+import { nodeStateFor, readStateStore, runLogStoreFor } from '../../main.js';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError } from '../../errors.js';
 import type { ProcessTable } from '../../ports/process-table.js';
+import type { RunLogFile, RunLogStore } from '../../ports/run-log-store.js';
 import type { IssueClaim } from '../../ports/state-store.js';
 import { flagBoolean, flagPositiveInt, flagString } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
@@ -23,8 +24,8 @@ export const logsVerb: Verb = {
   usage: 'factory logs <KEY> [--follow] [--tail N] [--config PATH] [--json]',
   summary: "print the agent logs of an issue's latest run (--follow: until its agents exit)",
   details: [
-    'Prints the implementer\'s and the reviewer\'s logs of the issue\'s latest run, each under a',
-    '`==> <role> <run> <==` header, from <state.dir>/logs/<KEY>/. --tail N prints only the last N',
+    'Prints every agent\'s log of the issue\'s latest run, in the team\'s stage order, each under a',
+    '`==> <agent> <run> <==` header, from <state.dir>/logs/<KEY>/. --tail N prints only the last N',
     'lines of each. --follow keeps printing new output until the run ends (its agents exited and',
     'the daemon recorded the outcome) or Ctrl-C; if the issue\'s team is starting, it waits for it.',
     'Exit codes: 0 printed, 1 no logs for this issue (FACTORY_RUN_LOGS_NOT_FOUND), 2 usage or config error.',
@@ -41,21 +42,22 @@ export const logsVerb: Verb = {
     const claim = await readClaim(config, issueKey);
     // The claim names the run at work now; the files name every run that ever logged.
     const current = claim?.status === 'running' && claim.runId ? parseRunId(claim.runId) : undefined;
-    const latest = (await listIssueRuns(config.paths.logsDir, issueKey))[0];
+    const logs = runLogStoreFor(config);
+    const latest = (await logs.listIssueRuns(issueKey))[0];
     const follow = flagBoolean(args, 'follow');
-    if (follow && current && current.runId !== latest?.run.runId) return followRun(config, current.runId, { output, processTable, tail, printed: new Map() });
+    if (follow && current && current.runId !== latest?.run.runId) return followRun(config, current.runId, { output, processTable, logs, tail, printed: new Map() });
     if (!latest) {
       throw new FactoryError('FACTORY_RUN_LOGS_NOT_FOUND', `no agent logs for ${issueKey} in ${config.paths.logsDir}${claim ? ` (its claim is ${claim.status})` : ' (Factory has no claim for it)'}`);
     }
     if (flagBoolean(args, 'json') && !follow) {
-      const agents = await Promise.all(latest.files.map(async (file) => ({ role: file.role, path: file.path, ...(await readLogTail(file.path, { lines: tail ?? Number.MAX_SAFE_INTEGER, maxBytes: tail ? undefined : Number.MAX_SAFE_INTEGER })) })));
+      const agents = await Promise.all(latest.files.map(async (file) => ({ role: file.agent, path: file.path, ...(await logs.tail(file, { lines: tail ?? Number.MAX_SAFE_INTEGER, maxBytes: tail ? undefined : Number.MAX_SAFE_INTEGER })) })));
       printJson(output, { issueKey, runId: latest.run.runId, attempt: latest.run.attempt, agents });
       return 0;
     }
     const printed = new Map<string, number>();
-    for (const file of latest.files) printed.set(file.path, await printFile(file, { output, tail }));
+    for (const file of latest.files) printed.set(file.path, await printFile(file, { output, logs, tail }));
     if (!follow) return 0;
-    return followRun(config, latest.run.runId, { output, processTable, tail, printed });
+    return followRun(config, latest.run.runId, { output, processTable, logs, tail, printed });
   },
 };
 
@@ -68,21 +70,21 @@ function readOutcome(config: FactoryConfig, runId: string): Promise<RunOutcome |
 }
 
 function header(file: RunLogFile): string {
-  return `==> ${file.role} ${file.run.runId} (${file.path}) <==`;
+  return `==> ${file.agent} ${file.run.runId} (${file.path}) <==`;
 }
 
 /** Prints one log (all of it, or its last `tail` lines); returns the offset printed up to. */
-async function printFile(file: RunLogFile, options: { output: Output; tail: number | undefined }): Promise<number> {
+async function printFile(file: RunLogFile, options: { output: Output; logs: RunLogStore; tail: number | undefined }): Promise<number> {
   options.output.out(header(file));
   if (options.tail !== undefined) {
-    const tail = await readLogTail(file.path, { lines: options.tail });
+    const tail = await options.logs.tail(file, { lines: options.tail });
     if (tail.text) options.output.out(tail.text.replace(/\n$/, ''));
     return tail.sizeBytes;
   }
   const lines = new LineBuffer(options.output);
   let offset = 0;
   for (;;) {
-    const { chunk, nextOffset } = await readLogFrom(file.path, offset);
+    const { chunk, nextOffset } = await options.logs.readFrom(file, offset);
     if (chunk.length === 0) break;
     lines.push(chunk);
     offset = nextOffset;
@@ -119,7 +121,7 @@ class LineBuffer {
 async function followRun(
   config: FactoryConfig,
   runId: string,
-  options: { output: Output; processTable: ProcessTable; tail: number | undefined; printed: Map<string, number> },
+  options: { output: Output; processTable: ProcessTable; logs: RunLogStore; tail: number | undefined; printed: Map<string, number> },
 ): Promise<number> {
   const { output, processTable, printed } = options;
   const buffers = new Map<string, LineBuffer>();
@@ -136,18 +138,18 @@ async function followRun(
         running = await isRunActive(config, runId, processTable);
         statusCheckedAtMs = Date.now();
       }
-      const logs: RunLogs | undefined = await findRunLogs(config.paths.logsDir, runId);
-      for (const file of logs?.files ?? []) {
+      const run = await options.logs.findRun(runId);
+      for (const file of run?.files ?? []) {
         if (!printed.has(file.path)) {
           // A log that appeared while following (the reviewer after the implementer) starts in full, or at its tail.
           if (options.tail !== undefined && file.sizeBytes > 0) {
-            printed.set(file.path, await printFile(file, { output, tail: options.tail }));
+            printed.set(file.path, await printFile(file, { output, logs: options.logs, tail: options.tail }));
             lastSource = file.path;
             continue;
           }
           printed.set(file.path, 0);
         }
-        const { chunk, nextOffset } = await readLogFrom(file.path, printed.get(file.path)!);
+        const { chunk, nextOffset } = await options.logs.readFrom(file, printed.get(file.path)!);
         if (chunk.length === 0) continue;
         if (lastSource !== file.path) {
           buffers.get(lastSource ?? '')?.flush();

@@ -1,5 +1,6 @@
 import { planCycle, runCycle, type CycleReport } from '../../core/bounded-run.js';
 import { createIssueSource, openSession, readStateStore, type Runtime } from '../../main.js';
+import { triageRulesFor } from '../../domain/triage.js';
 import type { IssueClaim } from '../../ports/state-store.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
@@ -15,7 +16,7 @@ export function readClaimsReadOnly(runtime: Runtime): Promise<Map<string, IssueC
 
 export async function dryRunCycle(runtime: Runtime): Promise<CycleReport> {
   const { config } = runtime;
-  return planCycle(createIssueSource(runtime), { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos }, await readClaimsReadOnly(runtime));
+  return planCycle(createIssueSource(runtime), triageRulesFor(config), await readClaimsReadOnly(runtime));
 }
 
 /** Exit 1 when a team ran and did not succeed, so scripts can tell. */

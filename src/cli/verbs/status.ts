@@ -2,7 +2,8 @@ import { readStatusSnapshot, type StatusSnapshot } from '../../core/status-snaps
 import { statusSourcesFor } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
-import { formatAge, formatDuration, formatTable, printJson } from '../output.js';
+import { formatDuration } from '../../domain/duration.js';
+import { formatAge, formatTable, printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
 export function formatStatus(s: StatusSnapshot): string {

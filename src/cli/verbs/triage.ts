@@ -1,5 +1,5 @@
 import { placeholderValues, renderArgument, renderPrompt } from '../../domain/prompt.js';
-import { branchNameFor, triageIssue } from '../../domain/triage.js';
+import { branchNameFor, triageIssue, triageRulesFor } from '../../domain/triage.js';
 import { teamStagesFor } from '../../config/team.js';
 import { createIssueSource } from '../../main.js';
 import { flagBoolean, type ParsedArgs } from '../args.js';
@@ -25,7 +25,7 @@ export const triageVerb: Verb = {
     const runtime = runtimeFromArgs(args);
     const { config } = runtime;
     const issue = await createIssueSource(runtime).read(issueArgument(args, 'triage'));
-    const decision = triageIssue(issue, { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos });
+    const decision = triageIssue(issue, triageRulesFor(config));
     const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
     const claim = (await readClaimsReadOnly(runtime)).get(issue.key) ?? null;
     const contextFor = (role: string, instruction: string | undefined) => ({ issue, role, branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: instruction });

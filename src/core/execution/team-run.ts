@@ -6,6 +6,7 @@ import type { Clock } from '../../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../../ports/fleet.js';
 import type { Logger } from '../../ports/logger.js';
 import type { Placement, RunEvent, RunningAgent, TeamExecution, TeamPlan } from '../../ports/team-executor.js';
+import type { RunLogStore } from '../../ports/run-log-store.js';
 import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 import { maybeCrash } from '../fault-injection.js';
 import type { RegistryKeeper } from '../registry-keeper.js';
@@ -16,7 +17,8 @@ export interface TeamRunDeps {
   readonly registry: RegistryKeeper;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly logsDir: string;
+  /** Where each agent's log and side files go. */
+  readonly runLogs: Pick<RunLogStore, 'locateAgentLog'>;
   readonly killGraceMs: number;
 }
 
@@ -126,8 +128,8 @@ export class TeamRun implements TeamExecution {
     const prompt = { issue: plan.issue, role, branch: workspace.branch, worktree: workspace.path, runId: plan.runId, attempt: plan.attempt, extraInstruction: agent.instruction };
     const values = placeholderValues(prompt);
     // Issue text reaches scripts as variables and files (beside the log, outside the worktree), never as code.
-    const environment = agentEnvironment({ context: prompt, configEnv: agent.env, configEnvPassthrough: agent.envPassthrough, filesDir: join(this.#deps.logsDir, plan.issue.key), fileStem: `${plan.runId}-${slot}` });
-    const logPath = join(this.#deps.logsDir, plan.issue.key, `${plan.runId}-${slot}.log`);
+    const { logPath, sideFilesDir, sideFileStem } = this.#deps.runLogs.locateAgentLog(plan.issue.key, plan.runId, slot);
+    const environment = agentEnvironment({ context: prompt, configEnv: agent.env, configEnvPassthrough: agent.envPassthrough, filesDir: sideFilesDir, fileStem: sideFileStem });
     const startedAtMs = this.#deps.clock.now();
     let handle: AgentHandle;
     try {

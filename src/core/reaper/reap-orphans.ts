@@ -3,9 +3,9 @@ import type { SentSignal } from '../../domain/process.js';
 import { explainProtectedPid, readSelfAndAncestors } from '../../domain/process-identity.js';
 import { refOf, type ReapedAgent, type ReapedTree, type SkippedItem, type SurvivorItem } from '../../domain/reap-plan.js';
 import type { StoredRead } from '../../domain/stored-read.js';
-import { ERROR_CATALOG } from '../../errors.js';
+import { ERROR_CATALOG, FactoryError, isFactoryError } from '../../errors.js';
 import type { Clock } from '../../ports/clock.js';
-import { withLease, type Lease } from '../../ports/lease.js';
+import type { HeldLease, Lease } from '../../ports/lease.js';
 import type { Logger } from '../../ports/logger.js';
 import type { HeartbeatStore, RegistryStore } from '../../ports/node-state-store.js';
 import type { ProcessTable } from '../../ports/process-table.js';
@@ -100,9 +100,23 @@ export interface ReapReport {
  * lock: it changes nothing). Throws FACTORY_REAPER_LOCKED when another live
  * reaper holds the lock; every other outcome is a report with an exit code.
  */
-export function reapOrphanedAgents(options: ReapOrphansRequest): Promise<ReapReport> {
+export async function reapOrphanedAgents(options: ReapOrphansRequest): Promise<ReapReport> {
   if (options.dryRun) return runReaper(options);
-  return withLease(options.lease, () => runReaper(options));
+  let held: HeldLease;
+  try {
+    held = await options.lease.acquire();
+  } catch (error) {
+    if (!isFactoryError(error, 'FACTORY_LEASE_HELD')) throw error;
+    const owner = error.details.owner as { pid?: number } | undefined;
+    throw new FactoryError('FACTORY_REAPER_LOCKED', owner ? `the reaper lock ${options.lease.name} is held by a running reaper (pid ${owner.pid ?? '?'})` : `the reaper lock ${options.lease.name} kept changing hands; another reaper is contending for it`, {
+      details: error.details,
+    });
+  }
+  try {
+    return await runReaper(options);
+  } finally {
+    await held.release();
+  }
 }
 
 async function existingPaths(options: ReapOrphansRequest, paths: readonly string[]): Promise<string[]> {
