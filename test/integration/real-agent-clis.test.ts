@@ -9,7 +9,9 @@ import { JsonLinesReader } from '../../src/domain/agent-events/json-lines.js';
 import type { AgentEventParser, AgentRunEvent } from '../../src/domain/agent-events/run-events.js';
 import { judgeAgentRun, type AgentRunVerdict } from '../../src/domain/agent-events/run-verdict.js';
 import { agentClisRequired, ensureAgentCli, type AgentCliName } from '../support/agent-clis.js';
-import { FAKE_API_KEY, runAgentCli, SCRIPTED_CODEX_MODEL, SCRIPTED_MODEL, type AgentCliRunResult } from '../support/agent-cli-runs.js';
+import { FAKE_API_KEY, runAgentCli, SCRIPTED_CODEX_MODEL, SCRIPTED_MODEL, scriptedCodexProvider, type AgentCliRunResult } from '../support/agent-cli-runs.js';
+import { claudeCodeArgv, codexArgv } from '../../src/adapters/agent-drivers/agent-argv.js';
+import type { TokenUsage } from '../../src/domain/agent-events/usage-ledger.js';
 import { createScratchRepo, git } from '../support/sandbox.js';
 import { startScriptedModelServer, type ScriptedModelServer, type ScriptedTurn } from '../support/scripted-model-server.js';
 
@@ -31,6 +33,7 @@ after(async () => {
 interface LiveRun {
   readonly run: AgentCliRunResult;
   readonly server: ScriptedModelServer;
+  readonly dir: string;
   readonly repo: string;
   readonly parser: AgentEventParser;
   readonly events: AgentRunEvent[];
@@ -45,18 +48,38 @@ async function binFor(t: TestContext, cli: AgentCliName): Promise<string | undef
   return undefined;
 }
 
-async function runLive(t: TestContext, cli: AgentCliName, bin: string, script: readonly ScriptedTurn[], options: { permissions?: 'bypass' | 'ask'; streamIdleTimeoutMs?: number } = {}): Promise<LiveRun> {
-  const server = await startScriptedModelServer(script);
-  const dir = mkdtempSync(join(tmpdir(), `factory-real-${cli}-`));
-  cleanups.push(async () => {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+interface LiveOptions {
+  readonly permissions?: 'bypass' | 'ask';
+  readonly streamIdleTimeoutMs?: number;
+  /** Run again in the same server, repo and HOME (a resume), with this argv. */
+  readonly reuse?: LiveRun;
+  readonly argv?: (server: ScriptedModelServer) => readonly string[];
+  readonly usageBaseline?: TokenUsage;
+}
+
+async function runLive(t: TestContext, cli: AgentCliName, bin: string, script: readonly ScriptedTurn[], options: LiveOptions = {}): Promise<LiveRun> {
+  let server: ScriptedModelServer;
+  let dir: string;
+  if (options.reuse) {
+    server = options.reuse.server;
+    dir = options.reuse.dir;
+  } else {
+    const started = await startScriptedModelServer(script);
+    const made = mkdtempSync(join(tmpdir(), `factory-real-${cli}-`));
+    server = started;
+    dir = made;
+    cleanups.push(async () => {
+      await started.close();
+      rmSync(made, { recursive: true, force: true });
+    });
+  }
   const repo = join(dir, 'repo');
-  createScratchRepo(repo);
-  git(repo, 'config', 'user.name', 'Agent');
-  git(repo, 'config', 'user.email', 'agent@factory.invalid');
-  const parser: AgentEventParser = cli === 'codex' ? new CodexParser({ nowMs: () => Date.now(), utcOffsetMinutes: -new Date().getTimezoneOffset() }) : new ClaudeCodeParser();
+  if (!options.reuse) {
+    createScratchRepo(repo);
+    git(repo, 'config', 'user.name', 'Agent');
+    git(repo, 'config', 'user.email', 'agent@factory.invalid');
+  }
+  const parser: AgentEventParser = cli === 'codex' ? new CodexParser({ nowMs: () => Date.now(), utcOffsetMinutes: -new Date().getTimezoneOffset(), usageBaseline: options.usageBaseline }) : new ClaudeCodeParser();
   const reader = new JsonLinesReader();
   const events: AgentRunEvent[] = [];
   // Parsed as the bytes arrive, the way a driver follows the growing run log.
@@ -68,7 +91,9 @@ async function runLive(t: TestContext, cli: AgentCliName, bin: string, script: r
     home: join(dir, 'home'),
     prompt: 'Add hello.txt and commit it.',
     timeoutMs: 60_000,
-    ...options,
+    permissions: options.permissions,
+    streamIdleTimeoutMs: options.streamIdleTimeoutMs,
+    argv: options.argv?.(server),
     onStdout: (chunk) => {
       for (const line of reader.push(chunk).lines) events.push(...parser.parseLine(line));
     },
@@ -76,7 +101,7 @@ async function runLive(t: TestContext, cli: AgentCliName, bin: string, script: r
   for (const line of reader.flush().lines) events.push(...parser.parseLine(line));
   t.diagnostic(`${cli}: exit ${run.exitCode}, ${run.durationMs} ms, ${events.length} events, ${server.modelRequests().length} model requests`);
   assert.equal(run.timedOut, false, `${cli} did not finish:\n${run.stderr}`);
-  return { run, server, repo, parser, events, verdict: judgeAgentRun(parser.snapshot(), { code: run.exitCode, signal: run.signal }) };
+  return { run, server, dir, repo, parser, events, verdict: judgeAgentRun(parser.snapshot(), { code: run.exitCode, signal: run.signal }) };
 }
 
 const commitScript: readonly ScriptedTurn[] = [
@@ -185,5 +210,44 @@ describe('Codex 0.171.0 against the scripted model server', () => {
     assert.equal(stalled.verdict.verdict, 'failed');
     assert.equal(stalled.server.modelRequests().length, 1);
     assert.ok(stalled.run.durationMs < 30_000, `gave up after ${stalled.run.durationMs} ms`);
+  });
+});
+
+describe('resuming a session with the driver argv builders', () => {
+  const script: readonly ScriptedTurn[] = [
+    { kind: 'text', text: 'first answer', usage: { input: 100, output: 7, cacheRead: 10 } },
+    { kind: 'text', text: 'second answer', usage: { input: 200, output: 9, cacheRead: 20 } },
+  ];
+  const FIRST_PROMPT = '-first prompt, starting with a dash';
+
+  test('Claude Code: --resume continues the same session with its history; the resumed run reports its own usage', { timeout: 120_000 }, async (t) => {
+    const bin = await binFor(t, 'claude-code');
+    if (!bin) return;
+    const first = await runLive(t, 'claude-code', bin, script, { argv: () => claudeCodeArgv({ prompt: FIRST_PROMPT, model: SCRIPTED_MODEL, permissionMode: 'bypassPermissions', maxTurns: 5, allowedTools: ['Bash(git commit:*)', 'Edit'] }) });
+    assert.deepEqual(first.verdict, { verdict: 'succeeded' });
+    const sessionId = first.parser.snapshot().sessionId!;
+    const second = await runLive(t, 'claude-code', bin, script, { reuse: first, argv: () => claudeCodeArgv({ prompt: 'second prompt', model: SCRIPTED_MODEL, permissionMode: 'bypassPermissions', resumeSessionId: sessionId }) });
+    assert.deepEqual(second.verdict, { verdict: 'succeeded' });
+    assert.equal(second.parser.snapshot().sessionId, sessionId);
+    assert.ok(JSON.stringify(first.server.modelRequests()[1]!.body).includes(FIRST_PROMPT), 'the resumed call carries the first exchange');
+    assert.deepEqual(second.parser.snapshot().usage, { input: 200, output: 9, cacheRead: 20, cacheWrite: 0 });
+  });
+
+  test('Codex: exec resume continues the same thread; its thread-cumulative usage is cut back to the resumed run', { timeout: 120_000 }, async (t) => {
+    const bin = await binFor(t, 'codex');
+    if (!bin) return;
+    const config = (server: ScriptedModelServer) => [['model_providers.scripted', scriptedCodexProvider(server)], ['model_provider', '"scripted"']] as const;
+    const first = await runLive(t, 'codex', bin, script, { argv: (server) => codexArgv({ prompt: FIRST_PROMPT, model: SCRIPTED_CODEX_MODEL, config: config(server), bypassApprovalsAndSandbox: true }) });
+    assert.deepEqual(first.verdict, { verdict: 'succeeded' });
+    const threadId = first.parser.snapshot().sessionId!;
+    const second = await runLive(t, 'codex', bin, script, {
+      reuse: first,
+      usageBaseline: first.parser.snapshot().usage,
+      argv: (server) => codexArgv({ prompt: 'second prompt', model: SCRIPTED_CODEX_MODEL, config: config(server), sandbox: 'workspace-write', approvalPolicy: 'never', resumeThreadId: threadId }),
+    });
+    assert.deepEqual(second.verdict, { verdict: 'succeeded' });
+    assert.equal(second.parser.snapshot().sessionId, threadId);
+    assert.ok(JSON.stringify(first.server.modelRequests()[1]!.body).includes(FIRST_PROMPT), 'the resumed call carries the first exchange');
+    assert.deepEqual(second.parser.snapshot().usage, { input: 200, output: 9, cacheRead: 20, cacheWrite: 0 });
   });
 });

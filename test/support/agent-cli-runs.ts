@@ -27,6 +27,8 @@ export interface AgentCliRunOptions {
   readonly permissions?: 'bypass' | 'ask';
   /** Codex gives up on a silent model stream after this long (default 5 s). */
   readonly streamIdleTimeoutMs?: number;
+  /** The argv to run instead of the test default (e.g. from the driver argv builders); env and HOME stay the harness's. */
+  readonly argv?: readonly string[];
   /** Each stdout chunk as it arrives, for parsing the stream live. */
   readonly onStdout?: (chunk: Buffer) => void;
 }
@@ -46,12 +48,17 @@ export const SCRIPTED_CODEX_MODEL = 'scripted-codex-model';
 /** A fake key: the server accepts anything, and a real one must never be sent to it. */
 export const FAKE_API_KEY = 'sk-scripted-not-a-real-key';
 
+/** Codex's `model_providers.scripted` table pointing at the server; exported for tests that build their own argv. */
+export function scriptedCodexProvider(server: ScriptedModelServer, streamIdleTimeoutMs = 5000): string {
+  return `{name="scripted",base_url="${server.url}/v1",env_key="OPENAI_API_KEY",wire_api="responses",request_max_retries=0,stream_max_retries=0,stream_idle_timeout_ms=${streamIdleTimeoutMs}}`;
+}
+
 export function agentCliArgv(options: Pick<AgentCliRunOptions, 'cli' | 'server' | 'prompt' | 'extraArgs' | 'permissions' | 'streamIdleTimeoutMs'>): string[] {
   const bypass = (options.permissions ?? 'bypass') === 'bypass';
   if (options.cli === 'claude-code') {
     return ['-p', options.prompt, '--output-format', 'stream-json', '--verbose', '--model', SCRIPTED_MODEL, ...(bypass ? ['--dangerously-skip-permissions'] : []), ...(options.extraArgs ?? [])];
   }
-  const provider = `model_providers.scripted={name="scripted",base_url="${options.server.url}/v1",env_key="OPENAI_API_KEY",wire_api="responses",request_max_retries=0,stream_max_retries=0,stream_idle_timeout_ms=${options.streamIdleTimeoutMs ?? 5000}}`;
+  const provider = `model_providers.scripted=${scriptedCodexProvider(options.server, options.streamIdleTimeoutMs)}`;
   return ['exec', '--json', '-c', provider, '-c', 'model_provider=scripted', '-m', SCRIPTED_CODEX_MODEL, ...(bypass ? ['--dangerously-bypass-approvals-and-sandbox'] : []), ...(options.extraArgs ?? []), options.prompt];
 }
 
@@ -74,7 +81,7 @@ export function agentCliEnv(cli: AgentCliName, server: ScriptedModelServer, home
 
 export function runAgentCli(options: AgentCliRunOptions): Promise<AgentCliRunResult> {
   mkdirSync(options.home, { recursive: true });
-  const argv = agentCliArgv(options);
+  const argv = options.argv ? [...options.argv] : agentCliArgv(options);
   const env = agentCliEnv(options.cli, options.server, options.home);
   const started = Date.now();
   return new Promise((resolve, reject) => {

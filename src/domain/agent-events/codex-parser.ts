@@ -1,5 +1,5 @@
 import { AgentRunTracker, asFiniteNumber, asRecord, asString, oneLine, parseJsonObjectLine, type AgentEventParser, type AgentRunEvent, type AgentRunSnapshot } from './run-events.js';
-import { addUsage, tokenCount, ZERO_USAGE, type TokenUsage } from './usage-ledger.js';
+import { subtractUsage, tokenCount, ZERO_USAGE, type TokenUsage } from './usage-ledger.js';
 
 /**
  * Codex's `codex exec --json` stream → run events.
@@ -8,7 +8,8 @@ import { addUsage, tokenCount, ZERO_USAGE, type TokenUsage } from './usage-ledge
  * `thread.started` names the thread (what `exec resume` continues);
  * `turn.started`, then `item.started` / `item.completed` for each
  * `agent_message`, `command_execution`, `file_change`, ... item, then
- * `turn.completed` with the turn's usage, or `turn.failed` with the error.
+ * `turn.completed` with the thread's usage so far (cumulative across
+ * `exec resume` runs), or `turn.failed` with the error.
  * A top-level `error` event precedes `turn.failed`; an `error` item is a
  * warning (e.g. unknown model metadata) and does not end the run.
  *
@@ -22,6 +23,12 @@ export interface CodexParserOptions {
   readonly nowMs?: () => number;
   /** The zone the CLI formats times in, minutes east of UTC (the negated `Date#getTimezoneOffset()`). */
   readonly utcOffsetMinutes?: number;
+  /**
+   * The thread's usage at the end of the run this one resumes. `turn.completed`
+   * reports the whole thread's total, earlier `exec` runs included, so a
+   * resumed run's own usage is that minus this.
+   */
+  readonly usageBaseline?: TokenUsage;
 }
 
 export class CodexParser implements AgentEventParser {
@@ -59,13 +66,13 @@ export class CodexParser implements AgentEventParser {
         const raw = asRecord(line.usage);
         // Cached input is part of Codex's input_tokens; Factory counts it apart, as cache reads.
         const cacheRead = tokenCount(raw?.cached_input_tokens);
-        const turnUsage: TokenUsage = {
+        const threadTotal: TokenUsage = {
           input: Math.max(0, tokenCount(raw?.input_tokens) - cacheRead),
           output: tokenCount(raw?.output_tokens),
           cacheRead,
           cacheWrite: tokenCount(raw?.cache_write_input_tokens),
         };
-        this.usage = addUsage(this.usage, turnUsage);
+        this.usage = subtractUsage(threadTotal, this.options.usageBaseline ?? ZERO_USAGE);
         return [
           { kind: 'usage', total: this.usage },
           { kind: 'turn-completed', turn: this.turns },

@@ -19,6 +19,11 @@ export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
   return { input: a.input + b.input, output: a.output + b.output, cacheRead: a.cacheRead + b.cacheRead, cacheWrite: a.cacheWrite + b.cacheWrite };
 }
 
+/** Field-wise `a - b`, never below 0: a total minus an earlier total. */
+export function subtractUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
+  return { input: Math.max(0, a.input - b.input), output: Math.max(0, a.output - b.output), cacheRead: Math.max(0, a.cacheRead - b.cacheRead), cacheWrite: Math.max(0, a.cacheWrite - b.cacheWrite) };
+}
+
 /** Field-wise maximum: two reports of one message's usage, the later one never smaller. */
 export function maxUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
   return { input: Math.max(a.input, b.input), output: Math.max(a.output, b.output), cacheRead: Math.max(a.cacheRead, b.cacheRead), cacheWrite: Math.max(a.cacheWrite, b.cacheWrite) };
