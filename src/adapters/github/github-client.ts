@@ -74,14 +74,24 @@ class RequestPacer {
   }
 }
 
-/** A fresh timeout per attempt: registered before the retry plugin, so each retry gets its own bound. */
+/**
+ * A fresh timeout per attempt: registered before the retry plugin, so each
+ * retry gets its own bound. It sets the signal on the options object itself:
+ * Octokit's hook chain binds one options object to every inner hook, so
+ * passing a new object on would not reach the request.
+ */
 function requestTimeoutPlugin(octokit: Pick<Octokit, 'hook'>, options: Record<string, unknown>): void {
   const timeoutMs = typeof options.requestTimeoutMs === 'number' ? options.requestTimeoutMs : 30_000;
+  // Signals this plugin made; anything else on the options is the caller's and keeps applying.
+  const ours = new WeakMap<AbortSignal, AbortSignal | undefined>();
   octokit.hook.wrap('request', (request, requestOptions) => {
+    const present = requestOptions.request?.signal as AbortSignal | undefined;
+    const callerSignal = present !== undefined && ours.has(present) ? ours.get(present) : present;
     const timeout = AbortSignal.timeout(timeoutMs);
-    const callerSignal = requestOptions.request?.signal as AbortSignal | undefined;
     const signal = callerSignal === undefined ? timeout : AbortSignal.any([callerSignal, timeout]);
-    return request({ ...requestOptions, request: { ...requestOptions.request, signal } });
+    ours.set(signal, callerSignal);
+    requestOptions.request = { ...requestOptions.request, signal };
+    return request(requestOptions);
   });
 }
 
@@ -140,7 +150,14 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
     const request = shape.request?.method !== undefined ? describeRequest(shape.request) : undefined;
     const reason = redact(String(shape.message ?? error));
     const requestId = shape.response?.headers?.['x-github-request-id'];
-    const details = { ...(status === undefined ? {} : { status }), ...(request === undefined ? {} : { request }), ...(requestId === undefined ? {} : { requestId }) };
+    // A 403 or 429 may be a rate limit rather than a refusal: callers must not treat it as "no access".
+    const rateLimited = (status === 403 || status === 429) && (shape.response?.headers?.['x-ratelimit-remaining'] === '0' || /rate limit/i.test(reason));
+    const details = {
+      ...(status === undefined ? {} : { status }),
+      ...(rateLimited ? { rateLimited } : {}),
+      ...(request === undefined ? {} : { request }),
+      ...(requestId === undefined ? {} : { requestId }),
+    };
     if (status === 401 || (error instanceof Error && error.name === 'AuthError')) {
       return new FactoryError('FACTORY_GITHUB_AUTH_FAILED', `GitHub refused the credential while trying to ${what}${request === undefined ? '' : ` (${request})`}: ${reason}`, { details });
     }

@@ -331,7 +331,8 @@ export class GitHubIssueSource implements IssueSource {
       state.cursorMs = nextCursorMs;
     } catch (error) {
       const status = isFactoryError(error) ? error.details.status : undefined;
-      if (isFactoryError(error, 'FACTORY_GITHUB_REQUEST_FAILED') && typeof status === 'number' && DENIED_STATUSES.has(status)) {
+      const refused = isFactoryError(error, 'FACTORY_GITHUB_REQUEST_FAILED') && typeof status === 'number' && DENIED_STATUSES.has(status) && error.details.rateLimited !== true;
+      if (refused) {
         state.deniedReason = `${formatRepoSlug(state.repo)}: GitHub answered ${status}; the repository does not exist or the credential cannot read its issues (${error.message})`;
         state.loaded = false;
         return;

@@ -136,6 +136,7 @@ export class FakeGitHub {
   readonly #buckets = new Map<string, RateBucket>();
   #faults: InjectedFault[] = [];
   #corruptNext: ((body: unknown) => unknown) | undefined;
+  #stalls: { remaining: number; delayMs: number }[] = [];
   #nextId = 1000;
   #baseUrl = '';
   /** Real time, shifted by `advanceTime`; GitHub timestamps have second resolution. */
@@ -292,6 +293,11 @@ export class FakeGitHub {
     this.#faults.push({ remaining: count, status: 403, match: undefined, afterApplying: false, retryAfterSeconds });
   }
 
+  /** The next `count` requests are answered only after `delayMs`, as from an overloaded server. */
+  stallNext(count: number, delayMs: number): void {
+    this.#stalls.push({ remaining: count, delayMs });
+  }
+
   /** Uses up every token's primary limit until `resetInMs` from now. */
   exhaustPrimaryLimit(resetInMs: number): void {
     const reset = Math.ceil((this.now() + resetInMs) / 1000);
@@ -406,6 +412,12 @@ export class FakeGitHub {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
     const token = /^(?:token|bearer)\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const stall = this.#stalls.find((candidate) => candidate.remaining > 0);
+    if (stall !== undefined) {
+      stall.remaining--;
+      await new Promise((resolve) => setTimeout(resolve, stall.delayMs));
+      if (res.destroyed) return;
+    }
 
     let route: Route | undefined;
     let params: Record<string, string> = {};
