@@ -70,6 +70,34 @@ async function runCli(args: readonly string[], timeoutMs = 20_000): Promise<CliR
   return result;
 }
 
+/** A heartbeat as a daemon writes it, naming whatever identity a forger (or a test) chooses. */
+function writeForgedHeartbeat(s: Sandbox, identity: { pid: number; startTime: number; bootId: string }): void {
+  const nowMs = Date.now();
+  mkdirSync(s.stateDir, { recursive: true });
+  writeFileSync(
+    s.heartbeatPath,
+    JSON.stringify({
+      version: 1,
+      ...identity,
+      hostname: 'test',
+      status: 'running',
+      mode: 'live',
+      iteration: 0,
+      maxIterations: 0,
+      startedAtMs: nowMs,
+      updatedAt: new Date(nowMs).toISOString(),
+      updatedAtMs: nowMs,
+      registryPath: s.registryPath,
+      statePath: join(s.stateDir, 'state.db'),
+      configPath: s.configPath,
+      epoch: 1,
+      inFlightTeams: 0,
+      queuedIssues: 0,
+      subscription: { state: 'subscribed', transport: 'subscribe', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, lastError: null },
+    }),
+  );
+}
+
 function readJson<T = Record<string, unknown>>(path: string): T | undefined {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as T;
@@ -286,32 +314,7 @@ describe('factory CLI, end to end', () => {
 
     // A heartbeat naming this very test process, with a start time that is not ours.
     const self = table.inspect(process.pid)!;
-    const nowMs = Date.now();
-    mkdirSync(s.stateDir, { recursive: true });
-    writeFileSync(
-      s.heartbeatPath,
-      JSON.stringify({
-        version: 1,
-        pid: process.pid,
-        startTime: self.startTime + 12_345,
-        bootId: table.bootId(),
-        hostname: 'test',
-        status: 'running',
-        mode: 'live',
-        iteration: 0,
-        maxIterations: 0,
-        startedAtMs: nowMs,
-        updatedAt: new Date(nowMs).toISOString(),
-        updatedAtMs: nowMs,
-        registryPath: s.registryPath,
-        statePath: join(s.stateDir, 'state.db'),
-        configPath: s.configPath,
-        epoch: 1,
-        inFlightTeams: 0,
-        queuedIssues: 0,
-        subscription: { state: 'subscribed', transport: 'subscribe', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, lastError: null },
-      }),
-    );
+    writeForgedHeartbeat(s, { pid: process.pid, startTime: self.startTime + 12_345, bootId: table.bootId() });
     let signalled = false;
     const onSignal = (): void => void (signalled = true);
     process.on('SIGTERM', onSignal);
@@ -324,6 +327,28 @@ describe('factory CLI, end to end', () => {
       assert.equal(signalled, false, 'this test process got no SIGTERM');
     } finally {
       process.off('SIGTERM', onSignal);
+    }
+  });
+
+  it('kill-loop refuses a forged heartbeat naming an unrelated live process (real pid, start time and boot id): it survives', async () => {
+    const s = makeSandbox('kill-loop-forged', { implementer: demoAgent() });
+    const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+    daemons.add(bystander);
+    try {
+      const pid = bystander.pid!;
+      const info = await waitFor('the bystander in /proc', () => table.inspect(pid));
+      writeForgedHeartbeat(s, { pid, startTime: info.startTime, bootId: table.bootId() });
+      const result = await runCli(['kill-loop', '--config', s.configPath]);
+      assert.equal(result.code, 3, result.stdout + result.stderr);
+      assert.match(result.stderr, /FACTORY_DAEMON_IDENTITY_MISMATCH/);
+      assert.match(result.stderr, /does not hold the daemon lock .* open.*nothing was signalled/);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(bystander.exitCode, null, 'the bystander is still running');
+      assert.equal(bystander.signalCode, null, 'the bystander got no signal');
+      assert.equal(table.inspect(pid)?.startTime, info.startTime);
+    } finally {
+      bystander.kill('SIGKILL');
+      daemons.delete(bystander);
     }
   });
 

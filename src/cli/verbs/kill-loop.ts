@@ -1,3 +1,4 @@
+import { explainUnprovenDaemon } from '../../core/reaper/verdict.js';
 import { isStillRunning, verifyProcessIdentity } from '../../domain/process-identity.js';
 import { nodeStateFor } from '../../main.js';
 import { FactoryError } from '../../errors.js';
@@ -11,7 +12,8 @@ export const killLoopVerb: Verb = {
   usage: 'factory kill-loop [--timeout-ms N] [--config PATH] [--json]',
   summary: "SIGTERM the daemon, after proving the heartbeat's process is still that daemon",
   details: [
-    'Reads the heartbeat, proves pid + start time + boot id still name the daemon that wrote it,',
+    'Reads the heartbeat, proves pid + start time + boot id still name the daemon that wrote it',
+    'and that this process holds the daemon lock open (a forged heartbeat cannot fake that),',
     'sends SIGTERM and waits up to --timeout-ms (default 60000) for the ordered stop to finish.',
     'A heartbeat whose process is gone or was reused is never signalled.',
     'Exit codes: 0 the daemon stopped, 1 it is still stopping after the timeout, 2 usage or',
@@ -28,6 +30,9 @@ export const killLoopVerb: Verb = {
     const check = verifyProcessIdentity(heartbeat, table);
     if (check.verdict === 'mismatch') throw new FactoryError('FACTORY_DAEMON_IDENTITY_MISMATCH', `${check.reason}; nothing was signalled`);
     if (check.verdict === 'dead') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `the daemon that wrote ${config.loop.heartbeatPath} is not running (${check.reason})`);
+    // A heartbeat can be forged with an unrelated process's real identity: only the daemon holds its lock open.
+    const unproven = explainUnprovenDaemon(table, heartbeat.pid, config.paths.daemonLock);
+    if (unproven) throw new FactoryError('FACTORY_DAEMON_IDENTITY_MISMATCH', `${unproven}; nothing was signalled`, { details: { pid: heartbeat.pid, daemonLock: config.paths.daemonLock } });
     const expected = { pid: heartbeat.pid, startTime: heartbeat.startTime };
     const sent = terminator.signalVerified(expected, 'SIGTERM');
     if (sent.kind !== 'sent') throw new FactoryError('FACTORY_DAEMON_NOT_RUNNING', `SIGTERM not sent: ${sent.reason}`);

@@ -11,7 +11,9 @@ import type { HeartbeatStore, RegistryStore } from '../../ports/node-state-store
 import type { ProcessTable } from '../../ports/process-table.js';
 import type { ProcessTerminator } from '../../ports/process-terminator.js';
 import { reapRegistryEntries, type ReapEntriesResult } from './reap-entries.js';
-import { aggregateVerdict, assessHeartbeat, recordedDaemonIdentities, type DaemonIdentityReport, type DaemonReport, type DaemonState, type HeartbeatReport } from './verdict.js';
+import type { TeamResourceGroups } from '../../ports/team-resources.js';
+import { reapLeftoverGroups, type ReapedGroup } from './reap-groups.js';
+import { aggregateVerdict, assessHeartbeat, explainUnprovenDaemon, recordedDaemonIdentities, type DaemonIdentityReport, type DaemonReport, type DaemonState, type HeartbeatReport } from './verdict.js';
 
 /**
  * `factory reap-orphans`: the whole decision, for the CLI verb and cron.
@@ -64,6 +66,8 @@ export interface ReapOrphansRequest {
   readonly clock: Clock;
   /** This instance's marker prefix: also reap live trees carrying it that the registry never listed. */
   readonly markerPrefix?: string;
+  /** This instance's team groups (cgroups): a dead daemon's groups are killed and removed before the registry reap. */
+  readonly resourceGroups?: TeamResourceGroups;
   readonly log?: Logger;
 }
 
@@ -87,6 +91,8 @@ export interface ReapReport {
   readonly unlisted: readonly ReapedTree[];
   readonly skipped: readonly SkippedItem[];
   readonly survivors: readonly SurvivorItem[];
+  /** Team groups (cgroups) of the dead daemon, killed and removed before the registry reap. */
+  readonly groups: readonly ReapedGroup[];
   /** Worktrees and log files of removed agents that still exist on disk, for the user to inspect or delete. */
   readonly leftBehind: { readonly worktrees: readonly string[]; readonly logs: readonly string[] };
   readonly snapshots: number;
@@ -139,6 +145,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
     daemon: Omit<DaemonReport, 'identities' | 'verdict'>;
     registry?: RegistryReport;
     reap?: ReapEntriesResult;
+    groups?: readonly ReapedGroup[];
     leftBehind?: ReapReport['leftBehind'];
     exitCode: number;
   }): ReapReport => {
@@ -153,6 +160,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
       unlisted: parts.reap?.unlisted ?? [],
       skipped: parts.reap?.skipped ?? [],
       survivors: parts.reap?.survivors ?? [],
+      groups: parts.groups ?? [],
       leftBehind: parts.leftBehind ?? { worktrees: [], logs: [] },
       snapshots: parts.reap?.snapshots ?? 0,
       graceWaitedMs: parts.reap?.graceWaitedMs ?? 0,
@@ -224,6 +232,8 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
   const file = registryRead.kind === 'ok' ? registryRead.value.file : null;
   const rejected = registryRead.kind === 'ok' ? registryRead.value.rejected : [];
   const listed = file?.agents ?? [];
+  // The groups first: one kill per group reaches every process in it, escapees and unmarked ones included.
+  const groups = await reapLeftoverGroups(options.resourceGroups, { dryRun: options.dryRun, log });
   const reap = await reapRegistryEntries(listed, {
     ...options,
     ...(options.markerPrefix !== undefined ? { sweepMarkerPrefix: options.markerPrefix } : {}),
@@ -257,6 +267,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
     daemon,
     registry,
     reap: { ...reap, skipped: [...droppedEntries, ...reap.skipped] },
+    groups,
     leftBehind,
     exitCode: survived
       ? ERROR_CATALOG.FACTORY_REAPER_SURVIVORS.exitCode
@@ -287,13 +298,8 @@ async function stopWedgedDaemon(
   }
   if (options.daemonLockPath !== undefined) {
     for (const identity of alive) {
-      if (!options.processTable.holdsOpen(identity.pid, options.daemonLockPath)) {
-        return {
-          stopped: false,
-          reason: `refusing to signal pid ${identity.pid}: it matches the recorded identity but does not hold the daemon lock ${options.daemonLockPath} open, so it is not proven to be the daemon`,
-          signals: [],
-        };
-      }
+      const unproven = explainUnprovenDaemon(options.processTable, identity.pid, options.daemonLockPath);
+      if (unproven) return { stopped: false, reason: `refusing to signal: ${unproven}`, signals: [] };
     }
   }
   const pids = alive.map((identity) => identity.pid).join(', ');

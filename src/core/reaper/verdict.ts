@@ -3,6 +3,7 @@ import type { ProcessIdentity, ProcessLookup, SentSignal } from '../../domain/pr
 import { verifyDaemonIdentity, type IdentityVerdict } from '../../domain/process-identity.js';
 import type { RegistryParse } from '../../domain/registry.js';
 import type { StoredRead } from '../../domain/stored-read.js';
+import type { ProcessTable } from '../../ports/process-table.js';
 
 /**
  * Is the daemon dead? One rule for the reaper and the liveness verdict
@@ -79,3 +80,15 @@ export function aggregateVerdict(identities: readonly DaemonIdentityReport[]): I
   return 'dead';
 }
 
+
+/**
+ * The proof a pid is the daemon beyond what a heartbeat says (a heartbeat is
+ * a file anyone who can write the state folder can forge): the daemon keeps
+ * its lock file open for its whole life. `undefined` when proven, else why
+ * not. Required before any signal to a daemon: `reap-orphans
+ * --terminate-wedged-daemon` and `kill-loop`.
+ */
+export function explainUnprovenDaemon(table: Pick<ProcessTable, 'holdsOpen'>, pid: number, daemonLockPath: string): string | undefined {
+  if (table.holdsOpen(pid, daemonLockPath)) return undefined;
+  return `pid ${pid} matches the recorded identity but does not hold the daemon lock ${daemonLockPath} open, so it is not proven to be the daemon`;
+}
