@@ -56,11 +56,16 @@ export async function benchAgentParsers(runs = 9): Promise<Record<string, unknow
   }
   const records = 10_000;
   const ledgerMs = median(
-    await timeRuns(() => {
-      let ledger = UsageLedger.empty();
-      for (let i = 0; i < records; i++) ledger = ledger.record({ agent: i % 2 ? 'implementer' : 'reviewer', usage: { input: 1000, output: 50, cacheRead: 300, cacheWrite: 10 }, costUsd: 0.01, turns: 3 });
-      return ledger.total();
-    }, runs, 2),
+    await timeRuns(
+      () => {
+        let ledger = UsageLedger.empty();
+        for (let i = 0; i < records; i++)
+          ledger = ledger.record({ agent: i % 2 ? 'implementer' : 'reviewer', usage: { input: 1000, output: 50, cacheRead: 300, cacheWrite: 10 }, costUsd: 0.01, turns: 3 });
+        return ledger.total();
+      },
+      runs,
+      2,
+    ),
   );
   result.ledgerRecordMicros = round((ledgerMs * 1000) / records, 3);
   return result;

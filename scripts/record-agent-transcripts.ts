@@ -88,7 +88,17 @@ for (const scenario of scenarios) {
     createScratchRepo(repo);
     git(repo, 'config', 'user.name', 'Agent');
     git(repo, 'config', 'user.email', 'agent@factory.invalid');
-    const run = await runAgentCli({ cli: scenario.cli, bin: cli.bin, server, cwd: repo, home: join(dir, 'home'), prompt: 'Add hello.txt and commit it.', extraArgs: scenario.extraArgs, permissions: scenario.permissions, timeoutMs: 120_000 });
+    const run = await runAgentCli({
+      cli: scenario.cli,
+      bin: cli.bin,
+      server,
+      cwd: repo,
+      home: join(dir, 'home'),
+      prompt: 'Add hello.txt and commit it.',
+      extraArgs: scenario.extraArgs,
+      permissions: scenario.permissions,
+      timeoutMs: 120_000,
+    });
     const scrub = (text: string): string => text.split(dir).join('/scratch');
     writeFileSync(join(OUT, `${fileName}.jsonl`), scrub(run.stdout));
     const expected = {

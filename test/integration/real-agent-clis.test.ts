@@ -79,7 +79,8 @@ async function runLive(t: TestContext, cli: AgentCliName, bin: string, script: r
     git(repo, 'config', 'user.name', 'Agent');
     git(repo, 'config', 'user.email', 'agent@factory.invalid');
   }
-  const parser: AgentEventParser = cli === 'codex' ? new CodexParser({ nowMs: () => Date.now(), utcOffsetMinutes: -new Date().getTimezoneOffset(), usageBaseline: options.usageBaseline }) : new ClaudeCodeParser();
+  const parser: AgentEventParser =
+    cli === 'codex' ? new CodexParser({ nowMs: () => Date.now(), utcOffsetMinutes: -new Date().getTimezoneOffset(), usageBaseline: options.usageBaseline }) : new ClaudeCodeParser();
   const reader = new JsonLinesReader();
   const events: AgentRunEvent[] = [];
   // Parsed as the bytes arrive, the way a driver follows the growing run log.
@@ -223,10 +224,15 @@ describe('resuming a session with the driver argv builders', () => {
   test('Claude Code: --resume continues the same session with its history; the resumed run reports its own usage', { timeout: 120_000 }, async (t) => {
     const bin = await binFor(t, 'claude-code');
     if (!bin) return;
-    const first = await runLive(t, 'claude-code', bin, script, { argv: () => claudeCodeArgv({ prompt: FIRST_PROMPT, model: SCRIPTED_MODEL, permissionMode: 'bypassPermissions', maxTurns: 5, allowedTools: ['Bash(git commit:*)', 'Edit'] }) });
+    const first = await runLive(t, 'claude-code', bin, script, {
+      argv: () => claudeCodeArgv({ prompt: FIRST_PROMPT, model: SCRIPTED_MODEL, permissionMode: 'bypassPermissions', maxTurns: 5, allowedTools: ['Bash(git commit:*)', 'Edit'] }),
+    });
     assert.deepEqual(first.verdict, { verdict: 'succeeded' });
     const sessionId = first.parser.snapshot().sessionId!;
-    const second = await runLive(t, 'claude-code', bin, script, { reuse: first, argv: () => claudeCodeArgv({ prompt: 'second prompt', model: SCRIPTED_MODEL, permissionMode: 'bypassPermissions', resumeSessionId: sessionId }) });
+    const second = await runLive(t, 'claude-code', bin, script, {
+      reuse: first,
+      argv: () => claudeCodeArgv({ prompt: 'second prompt', model: SCRIPTED_MODEL, permissionMode: 'bypassPermissions', resumeSessionId: sessionId }),
+    });
     assert.deepEqual(second.verdict, { verdict: 'succeeded' });
     assert.equal(second.parser.snapshot().sessionId, sessionId);
     assert.ok(JSON.stringify(first.server.modelRequests()[1]!.body).includes(FIRST_PROMPT), 'the resumed call carries the first exchange');
@@ -236,8 +242,14 @@ describe('resuming a session with the driver argv builders', () => {
   test('Codex: exec resume continues the same thread; its thread-cumulative usage is cut back to the resumed run', { timeout: 120_000 }, async (t) => {
     const bin = await binFor(t, 'codex');
     if (!bin) return;
-    const config = (server: ScriptedModelServer) => [['model_providers.scripted', scriptedCodexProvider(server)], ['model_provider', '"scripted"']] as const;
-    const first = await runLive(t, 'codex', bin, script, { argv: (server) => codexArgv({ prompt: FIRST_PROMPT, model: SCRIPTED_CODEX_MODEL, config: config(server), bypassApprovalsAndSandbox: true }) });
+    const config = (server: ScriptedModelServer) =>
+      [
+        ['model_providers.scripted', scriptedCodexProvider(server)],
+        ['model_provider', '"scripted"'],
+      ] as const;
+    const first = await runLive(t, 'codex', bin, script, {
+      argv: (server) => codexArgv({ prompt: FIRST_PROMPT, model: SCRIPTED_CODEX_MODEL, config: config(server), bypassApprovalsAndSandbox: true }),
+    });
     assert.deepEqual(first.verdict, { verdict: 'succeeded' });
     const threadId = first.parser.snapshot().sessionId!;
     const second = await runLive(t, 'codex', bin, script, {

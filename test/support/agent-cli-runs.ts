@@ -59,7 +59,19 @@ export function agentCliArgv(options: Pick<AgentCliRunOptions, 'cli' | 'server' 
     return ['-p', options.prompt, '--output-format', 'stream-json', '--verbose', '--model', SCRIPTED_MODEL, ...(bypass ? ['--dangerously-skip-permissions'] : []), ...(options.extraArgs ?? [])];
   }
   const provider = `model_providers.scripted=${scriptedCodexProvider(options.server, options.streamIdleTimeoutMs)}`;
-  return ['exec', '--json', '-c', provider, '-c', 'model_provider=scripted', '-m', SCRIPTED_CODEX_MODEL, ...(bypass ? ['--dangerously-bypass-approvals-and-sandbox'] : []), ...(options.extraArgs ?? []), options.prompt];
+  return [
+    'exec',
+    '--json',
+    '-c',
+    provider,
+    '-c',
+    'model_provider=scripted',
+    '-m',
+    SCRIPTED_CODEX_MODEL,
+    ...(bypass ? ['--dangerously-bypass-approvals-and-sandbox'] : []),
+    ...(options.extraArgs ?? []),
+    options.prompt,
+  ];
 }
 
 export function agentCliEnv(cli: AgentCliName, server: ScriptedModelServer, home: string): NodeJS.ProcessEnv {

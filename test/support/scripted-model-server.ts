@@ -235,7 +235,10 @@ function playAnthropicTurn(res: ServerResponse, turn: ScriptedTurn, model: strin
     });
   }
   const send = startEventStream(res);
-  const startUsage = turn.kind === 'stall' || turn.kind === 'stream-error' ? { input_tokens: 0, output_tokens: 0 } : { input_tokens: turn.usage.input, output_tokens: 1, cache_read_input_tokens: turn.usage.cacheRead ?? 0, cache_creation_input_tokens: turn.usage.cacheWrite ?? 0 };
+  const startUsage =
+    turn.kind === 'stall' || turn.kind === 'stream-error'
+      ? { input_tokens: 0, output_tokens: 0 }
+      : { input_tokens: turn.usage.input, output_tokens: 1, cache_read_input_tokens: turn.usage.cacheRead ?? 0, cache_creation_input_tokens: turn.usage.cacheWrite ?? 0 };
   send('message_start', { message: { id: messageId, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: startUsage } });
   if (turn.kind === 'stall') {
     stalled.add(res);
@@ -303,7 +306,10 @@ function playResponsesTurn(res: ServerResponse, turn: ScriptedTurn, model: strin
   if (text !== undefined) {
     send('response.output_item.added', { output_index: 0, item: { type: 'message', id: `msg_scripted_${id}`, role: 'assistant', status: 'in_progress', content: [] } });
     send('response.output_text.delta', { item_id: `msg_scripted_${id}`, output_index: 0, content_index: 0, delta: text });
-    send('response.output_item.done', { output_index: 0, item: { type: 'message', id: `msg_scripted_${id}`, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text, annotations: [] }] } });
+    send('response.output_item.done', {
+      output_index: 0,
+      item: { type: 'message', id: `msg_scripted_${id}`, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text, annotations: [] }] },
+    });
   }
   if (turn.kind === 'shell') {
     send('response.output_item.done', {

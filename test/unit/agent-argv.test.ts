@@ -8,7 +8,26 @@ test('claude-code: stream-json flags, options from config, the prompt last after
   assert.deepEqual(claudeCodeArgv({ prompt: 'fix it' }), ['-p', '--output-format', 'stream-json', '--verbose', '--', 'fix it']);
   assert.deepEqual(
     claudeCodeArgv({ prompt: '-x', model: 'sonnet', maxTurns: 20, allowedTools: ['Bash(git commit:*)', 'Edit'], permissionMode: 'acceptEdits', resumeSessionId: 's-1', includePartialMessages: true }),
-    ['-p', '--output-format', 'stream-json', '--verbose', '--model', 'sonnet', '--max-turns', '20', '--allowedTools', 'Bash(git commit:*)', 'Edit', '--permission-mode', 'acceptEdits', '--resume', 's-1', '--include-partial-messages', '--', '-x'],
+    [
+      '-p',
+      '--output-format',
+      'stream-json',
+      '--verbose',
+      '--model',
+      'sonnet',
+      '--max-turns',
+      '20',
+      '--allowedTools',
+      'Bash(git commit:*)',
+      'Edit',
+      '--permission-mode',
+      'acceptEdits',
+      '--resume',
+      's-1',
+      '--include-partial-messages',
+      '--',
+      '-x',
+    ],
   );
   assert.throws(() => claudeCodeArgv({ prompt: 'p', maxTurns: 0 }), RangeError);
   assert.throws(() => claudeCodeArgv({ prompt: 'p', maxTurns: 1.5 }), RangeError);

@@ -97,13 +97,22 @@ describe('Claude Code transcripts (2.1.332)', () => {
     assert.equal(snapshot.sessionId, session.sessionId);
 
     const calls = ofKind(events, 'tool-call');
-    assert.deepEqual(calls.map((call) => [call.tool, call.summary]), [['Bash', COMMIT_COMMAND]]);
+    assert.deepEqual(
+      calls.map((call) => [call.tool, call.summary]),
+      [['Bash', COMMIT_COMMAND]],
+    );
     const results = ofKind(events, 'tool-result');
     assert.equal(results.length, 1);
     assert.equal(results[0]!.tool, 'Bash');
     assert.equal(results[0]!.isError, false);
-    assert.deepEqual(ofKind(events, 'text').map((t) => t.text), ['I will add hello.txt and commit it.', 'Committed hello.txt.']);
-    assert.deepEqual(ofKind(events, 'turn-started').map((t) => t.turn), [1, 2]);
+    assert.deepEqual(
+      ofKind(events, 'text').map((t) => t.text),
+      ['I will add hello.txt and commit it.', 'Committed hello.txt.'],
+    );
+    assert.deepEqual(
+      ofKind(events, 'turn-started').map((t) => t.turn),
+      [1, 2],
+    );
 
     // Message 1 arrives as two assistant events repeating its usage: input must count once (1200 + 1500, not 1200 * 2 + 1500).
     const resultLine = perLine.findIndex((line) => line.some((e) => e.kind === 'result'));
@@ -171,7 +180,10 @@ describe('Claude Code transcripts (2.1.332)', () => {
     const { parser, events } = replay('claude-code-permission-denied');
     const snapshot = parser.snapshot();
     assert.equal(snapshot.result?.ok, true, 'the CLI itself reports success');
-    assert.deepEqual(ofKind(events, 'approval-needed').map((a) => [a.tool, a.summary]), [['Bash', COMMIT_COMMAND]]);
+    assert.deepEqual(
+      ofKind(events, 'approval-needed').map((a) => [a.tool, a.summary]),
+      [['Bash', COMMIT_COMMAND]],
+    );
     assert.equal(ofKind(events, 'tool-result')[0]?.isError, true);
     const verdict = judgeAgentRun(snapshot, { code: 0, signal: null });
     assert.equal(verdict.verdict, 'needs-approval');
@@ -186,18 +198,24 @@ describe('Claude Code transcripts (2.1.332)', () => {
 });
 
 describe('Codex transcripts (0.171.0)', () => {
-  test('commit: thread id, shell call with the model\'s command, exit code, text, usage exactly as sent', () => {
+  test("commit: thread id, shell call with the model's command, exit code, text, usage exactly as sent", () => {
     const expected = expectedOf('codex-commit');
     assert.equal(expected.cliVersion, '0.171.0');
     assert.equal(expected.commits, '2');
     const { parser, events } = replay('codex-commit', 13);
     const snapshot = parser.snapshot();
     assert.match(snapshot.sessionId ?? '', /^[0-9a-f-]{36}$/);
-    assert.deepEqual(ofKind(events, 'tool-call').map((c) => [c.tool, c.summary]), [['shell', COMMIT_COMMAND]]);
+    assert.deepEqual(
+      ofKind(events, 'tool-call').map((c) => [c.tool, c.summary]),
+      [['shell', COMMIT_COMMAND]],
+    );
     const result = ofKind(events, 'tool-result')[0];
     assert.equal(result?.exitCode, 0);
     assert.equal(result?.isError, false);
-    assert.deepEqual(ofKind(events, 'text').map((t) => t.text), ['I will add hello.txt and commit it.', 'Committed hello.txt.']);
+    assert.deepEqual(
+      ofKind(events, 'text').map((t) => t.text),
+      ['I will add hello.txt and commit it.', 'Committed hello.txt.'],
+    );
     assert.equal(ofKind(events, 'warning').length, 1, 'the unknown-model notice is an error item: a warning');
     assert.deepEqual(snapshot.usage, expected.usageSent);
     assert.equal(snapshot.turns, 1);
@@ -213,7 +231,7 @@ describe('Codex transcripts (0.171.0)', () => {
     assert.equal(judgeAgentRun(snapshot, { code: 0, signal: null }).verdict, 'failed');
   });
 
-  test('a usage limit parks with the reset time resolved from the CLI\'s words', () => {
+  test("a usage limit parks with the reset time resolved from the CLI's words", () => {
     for (const [name, seconds] of [
       ['codex-rate-limit', 2 * 3600],
       ['codex-rate-limit-days', 3 * 86400],
@@ -319,7 +337,7 @@ describe('usage and reset helpers', () => {
     assert.deepEqual(two.agents(), ['implementer', 'reviewer']);
   });
 
-  test('reset times: a clock time is the next such instant in the CLI\'s zone; a date is that date; anything else is unknown', () => {
+  test("reset times: a clock time is the next such instant in the CLI's zone; a date is that date; anything else is unknown", () => {
     const now = Date.parse('2026-11-30T12:29:30Z');
     assert.equal(resolveWallClockTime('2:29 PM', now, 0), Date.parse('2026-11-30T14:29:00Z'));
     assert.equal(resolveWallClockTime('12:29 PM', now, 0), Date.parse('2026-11-30T12:29:00Z'), 'rounded down to the minute: now, not tomorrow');

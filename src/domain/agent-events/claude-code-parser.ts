@@ -1,4 +1,15 @@
-import { AgentRunTracker, asFiniteNumber, asRecord, asString, oneLine, parseJsonObjectLine, type AgentEventParser, type AgentFailure, type AgentRunEvent, type AgentRunSnapshot } from './run-events.js';
+import {
+  AgentRunTracker,
+  asFiniteNumber,
+  asRecord,
+  asString,
+  oneLine,
+  parseJsonObjectLine,
+  type AgentEventParser,
+  type AgentFailure,
+  type AgentRunEvent,
+  type AgentRunSnapshot,
+} from './run-events.js';
 import { addUsage, maxUsage, sameUsage, tokenCount, ZERO_USAGE, type TokenUsage } from './usage-ledger.js';
 
 /**
@@ -108,7 +119,13 @@ export class ClaudeCodeParser implements AgentEventParser {
       const block = asRecord(raw);
       if (block?.type !== 'tool_result') continue;
       const callId = asString(block.tool_use_id);
-      events.push({ kind: 'tool-result', callId, tool: callId === undefined ? undefined : this.toolNames.get(callId), isError: block.is_error === true, summary: oneLine(toolResultText(block.content) || '(no output)') });
+      events.push({
+        kind: 'tool-result',
+        callId,
+        tool: callId === undefined ? undefined : this.toolNames.get(callId),
+        isError: block.is_error === true,
+        summary: oneLine(toolResultText(block.content) || '(no output)'),
+      });
     }
     return events;
   }

@@ -121,7 +121,9 @@ export class CodexParser implements AgentEventParser {
         if (!completed) return [];
         const exitCode = asFiniteNumber(item.exit_code);
         const output = asString(item.aggregated_output) ?? '';
-        return [{ kind: 'tool-result', callId: id, tool: 'shell', isError: item.status === 'failed' || (exitCode !== undefined && exitCode !== 0), exitCode, summary: oneLine(output || '(no output)') }];
+        return [
+          { kind: 'tool-result', callId: id, tool: 'shell', isError: item.status === 'failed' || (exitCode !== undefined && exitCode !== 0), exitCode, summary: oneLine(output || '(no output)') },
+        ];
       }
       case 'file_change': {
         if (!completed) return [];

@@ -28,7 +28,10 @@ export function judgeAgentRun(snapshot: AgentRunSnapshot, exit: AgentExit): Agen
   if (snapshot.approvalsNeeded.length > 0) {
     const first = snapshot.approvalsNeeded[0]!;
     const more = snapshot.approvalsNeeded.length > 1 ? ` and ${snapshot.approvalsNeeded.length - 1} more` : '';
-    return { verdict: 'needs-approval', reason: `${snapshot.agent} needed approval for ${first.tool} (${first.summary})${more}; a non-interactive run cannot give it: allow the tool in the agent's config` };
+    return {
+      verdict: 'needs-approval',
+      reason: `${snapshot.agent} needed approval for ${first.tool} (${first.summary})${more}; a non-interactive run cannot give it: allow the tool in the agent's config`,
+    };
   }
   const result = snapshot.result;
   if (result && !result.ok) {
