@@ -4,6 +4,7 @@ import { labelIdentity } from '../domain/triage.js';
 import { describeScriptPlaceholderFix, findPlaceholdersInScripts } from '../domain/prompt.js';
 import { ENV_PASSTHROUGH_PATTERN } from '../domain/env-passthrough.js';
 import { resourcesSchema } from './resources-schema.js';
+import { sourceSchema } from './source-schema.js';
 
 /**
  * The config file's schema with every default. Raw JSON is validated once at
@@ -219,6 +220,8 @@ export const configSchema = z
       .default({}),
     /** Per-team budgets and memory admission (docs/resources.md); absent, nothing is limited. */
     resources: resourcesSchema,
+    /** Where issues come from: the mount (default) or GitHub (docs/github.md). */
+    source: sourceSchema,
     http: httpSchema.default({}),
     /** Where teams run: this machine (`local`), or BullMQ workers on Redis with a fenced leader lease (`bullmq`, docs/fleet.md). */
     fleet: fleetSchema.default({}),
