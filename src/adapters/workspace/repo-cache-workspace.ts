@@ -19,38 +19,40 @@ export class RepoCacheWorkspace implements Workspace {
   readonly #cacheDir: string;
   readonly #inner: Workspace;
   /** One clone or fetch per repo at a time. */
-  readonly #busy = new Map<string, Promise<string>>();
+  readonly #busy = new Map<string, Promise<unknown>>();
 
   constructor(options: { cacheDir: string; inner: Workspace }) {
     this.#cacheDir = options.cacheDir;
     this.#inner = options.inner;
   }
 
-  async prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
-    const clone = await this.#refresh(request.repo);
-    return this.#inner.prepare({ ...request, repo: clone });
+  prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
+    // The fetch and the worktree add run one at a time per clone: a fetch walks the refs of every worktree, so it must not see one half made.
+    return this.#serially(request.repo, async () => this.#inner.prepare({ ...request, repo: await this.#refresh(request.repo) }));
   }
 
   commitsSince(workspace: PreparedWorkspace): Promise<number> {
     return this.#inner.commitsSince(workspace);
   }
 
-  #refresh(repo: string): Promise<string> {
-    const previous = this.#busy.get(repo) ?? Promise.resolve('');
-    const next = previous.catch(() => '').then(async () => {
-      const name = `${basename(repo).replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.git$/, '')}-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`;
-      const clone = join(this.#cacheDir, name);
-      if (existsSync(join(clone, '.git'))) {
-        await run('git', ['-C', clone, 'fetch', '--quiet', '--prune', 'origin']);
-        // The default branch moves with the remote; run branches start from it.
-        await run('git', ['-C', clone, 'reset', '--quiet', '--hard', '@{upstream}']).catch(() => undefined);
-      } else {
-        await mkdir(this.#cacheDir, { recursive: true });
-        await run('git', ['clone', '--quiet', repo, clone]);
-      }
-      return clone;
-    });
+  #serially<T>(repo: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#busy.get(repo) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(work);
     this.#busy.set(repo, next);
     return next;
+  }
+
+  async #refresh(repo: string): Promise<string> {
+    const name = `${basename(repo).replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.git$/, '')}-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`;
+    const clone = join(this.#cacheDir, name);
+    if (existsSync(join(clone, '.git'))) {
+      await run('git', ['-C', clone, 'fetch', '--quiet', '--prune', 'origin']);
+      // The default branch moves with the remote; run branches start from it.
+      await run('git', ['-C', clone, 'reset', '--quiet', '--hard', '@{upstream}']).catch(() => undefined);
+    } else {
+      await mkdir(this.#cacheDir, { recursive: true });
+      await run('git', ['clone', '--quiet', repo, clone]);
+    }
+    return clone;
   }
 }
