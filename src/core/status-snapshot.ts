@@ -1,3 +1,4 @@
+import { compareClaimsForDispatch, describeWait, isDueForStart, type SlotUse } from '../domain/claim-lifecycle.js';
 import type { RegistryEntry } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
 import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
@@ -16,11 +17,18 @@ export interface StatusSnapshot {
   readonly liveness: Liveness;
   readonly registry: { readonly state: 'ok' | 'missing' | 'unreadable'; readonly detail: string; readonly rejectedEntries: number };
   readonly teams: readonly TeamStatus[];
-  readonly queue: readonly IssueClaim[];
-  readonly retries: readonly IssueClaim[];
+  /** Claims due to start (queued, or past their retry time), in the order they will start. */
+  readonly queue: readonly WaitingClaim[];
+  /** Claims waiting for their retry time, soonest first. */
+  readonly retries: readonly WaitingClaim[];
   readonly recentOutcomes: readonly RunOutcome[];
   readonly outcomeCount: number;
   readonly skipped: readonly SkipRecord[];
+}
+
+/** A claim not started yet, with why: `waiting for a slot: 4 of 4 busy`, `retrying at <time> (attempt 2 of 3)`. */
+export interface WaitingClaim extends IssueClaim {
+  readonly why: string;
 }
 
 export interface TeamStatus {
@@ -35,6 +43,8 @@ export interface TeamStatus {
 export interface StatusSources {
   readonly configPath: string;
   readonly staleMs: number;
+  /** The config's slots and attempts, to say why a claim waits. */
+  readonly dispatch: { readonly batchSize: number; readonly maxAttempts: number };
   readonly heartbeats: Pick<HeartbeatStore, 'read'>;
   readonly registry: Pick<RegistryStore, 'read'>;
   readonly processTable: ProcessTable;
@@ -83,10 +93,24 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
           ? { state: 'missing', detail: 'no registry file yet', rejectedEntries: 0 }
           : { state: 'unreadable', detail: registry.reason, rejectedEntries: 0 },
     teams,
-    queue: claims.filter((c) => c.status === 'queued'),
-    retries: claims.filter((c) => c.status === 'retry-wait').sort((a, b) => (a.nextAttemptAtMs ?? 0) - (b.nextAttemptAtMs ?? 0)),
+    ...describeWaitingClaims(claims, liveness, sources.dispatch, options.nowMs),
     recentOutcomes,
     outcomeCount,
     skipped,
+  };
+}
+
+/** Verdicts under which the daemon is dispatching (an unhealthy subscription still starts what is queued). */
+const DISPATCHING: readonly Liveness['verdict'][] = ['healthy', 'subscription-unhealthy'];
+
+function describeWaitingClaims(claims: readonly IssueClaim[], liveness: Liveness, dispatch: StatusSources['dispatch'], nowMs: number): Pick<StatusSnapshot, 'queue' | 'retries'> {
+  const heartbeat = liveness.heartbeat;
+  const slots: SlotUse | null = heartbeat && DISPATCHING.includes(liveness.verdict) ? { busy: heartbeat.inFlightTeams, total: dispatch.batchSize } : null;
+  const context = { nowMs, slots, noDaemon: `the daemon is ${liveness.verdict}`, maxAttempts: dispatch.maxAttempts };
+  const due = claims.filter((c) => isDueForStart(c, nowMs)).sort(compareClaimsForDispatch);
+  const later = claims.filter((c) => c.status === 'retry-wait' && !isDueForStart(c, nowMs)).sort((a, b) => (a.nextAttemptAtMs ?? 0) - (b.nextAttemptAtMs ?? 0));
+  return {
+    queue: due.map((claim, position) => ({ ...claim, why: describeWait(claim, { ...context, position }) })),
+    retries: later.map((claim) => ({ ...claim, why: describeWait(claim, { ...context, position: 0 }) })),
   };
 }

@@ -155,6 +155,67 @@ export function isDueForStart(claim: IssueClaim, nowMs: number): boolean {
   }
 }
 
+/**
+ * The order due claims start in: priority first (lower first, none last),
+ * then age (older issue first), then key. Admission sorts with it and
+ * `status` lists the queue with it, so the listed order is the run order.
+ */
+export function compareClaimsForDispatch(a: IssueClaim, b: IssueClaim): number {
+  const pa = a.priority ?? Number.POSITIVE_INFINITY;
+  const pb = b.priority ?? Number.POSITIVE_INFINITY;
+  if (pa !== pb) return pa < pb ? -1 : 1;
+  if (a.createdAtMs !== b.createdAtMs) return a.createdAtMs - b.createdAtMs;
+  return a.issueKey < b.issueKey ? -1 : a.issueKey > b.issueKey ? 1 : 0;
+}
+
+/**
+ * A waiting claim's issue got a new priority or creation time. Neither is part
+ * of the revision (reordering work is not new work), so the claim is kept and
+ * only its place in the queue changes.
+ */
+export function claimAfterReorder(claim: IssueClaim, order: { readonly priority: number | null; readonly createdAtMs: number }, stamp: Stamp): IssueClaim {
+  return withChanges(claim, stamp, { priority: order.priority, createdAtMs: order.createdAtMs });
+}
+
+/** Whether the issue's order fields differ from its claim's. */
+export function isReordered(claim: IssueClaim, issue: Issue): boolean {
+  return claim.priority !== (issue.priority ?? null) || claim.createdAtMs !== issue.createdAtMs;
+}
+
+/** Team slots of the daemon dispatching the queue, as its heartbeat last said. */
+export interface SlotUse {
+  readonly busy: number;
+  readonly total: number;
+}
+
+export interface WaitContext {
+  readonly nowMs: number;
+  /** Null when no daemon is dispatching; `noDaemon` then says why. */
+  readonly slots: SlotUse | null;
+  readonly noDaemon: string;
+  /** The claim's 0-based place among the due claims, in dispatch order. */
+  readonly position: number;
+  readonly maxAttempts: number;
+}
+
+/**
+ * Why a waiting claim has not started yet, in the words `status`, the state
+ * API and the dashboard show: `waiting for a slot: 4 of 4 busy`,
+ * `retrying at <time> (attempt 2 of 3)`.
+ */
+export function describeWait(claim: IssueClaim, context: WaitContext): string {
+  const nextAttempt = `attempt ${claim.attempt + 1} of ${context.maxAttempts}`;
+  if (!isDueForStart(claim, context.nowMs)) {
+    return claim.status === 'retry-wait' ? `retrying at ${new Date(claim.nextAttemptAtMs ?? 0).toISOString()} (${nextAttempt})` : `not waiting: ${claim.status}`;
+  }
+  const retrySuffix = claim.attempt > 0 ? ` (${nextAttempt})` : '';
+  const { slots } = context;
+  if (slots === null) return `waiting for a daemon: ${context.noDaemon}${retrySuffix}`;
+  const free = slots.total - slots.busy;
+  if (context.position < free) return `next to start: ${slots.busy} of ${slots.total} slots busy${retrySuffix}`;
+  return `waiting for a slot: ${slots.busy} of ${slots.total} busy${retrySuffix}`;
+}
+
 /** Whether the claim counts as queued (waiting for a slot now or after its backoff). */
 export function isWaiting(status: ClaimStatus): boolean {
   return status === 'queued' || status === 'retry-wait';

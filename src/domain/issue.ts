@@ -46,12 +46,3 @@ export function describeIssueKeyProblem(key: string): string | undefined {
   if (branchProblem !== undefined) return `it is not a valid git branch name: ${branchProblem}`;
   return undefined;
 }
-
-/** Priority first (lower first, missing last), then age (older first), then key. */
-export function compareIssuesForDispatch(a: Issue, b: Issue): number {
-  const pa = a.priority ?? Number.POSITIVE_INFINITY;
-  const pb = b.priority ?? Number.POSITIVE_INFINITY;
-  if (pa !== pb) return pa < pb ? -1 : 1;
-  if (a.createdAtMs !== b.createdAtMs) return a.createdAtMs - b.createdAtMs;
-  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-}

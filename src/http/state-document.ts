@@ -1,7 +1,7 @@
 import type { Liveness, LivenessVerdict } from '../core/liveness.js';
 import type { StatusSnapshot, TeamStatus } from '../core/status-snapshot.js';
 import { isReconcileStalled, type DaemonStatus, type SubscriptionHealth } from '../domain/heartbeat.js';
-import type { DaemonView, LiveHeartbeat } from './daemon-view.js';
+import type { DaemonView, LiveAgent, LiveHeartbeat } from './daemon-view.js';
 
 /**
  * Health in two parts, because they answer different questions:
@@ -86,12 +86,16 @@ function describeReconcile(subscription: SubscriptionHealth | null, nowMs: numbe
 }
 
 /** A running team as the state API shows it: the registry's agents plus what only the daemon knows. */
-export interface StateTeam extends TeamStatus {
+export interface StateTeam extends Omit<TeamStatus, 'agents'> {
+  /** Registry entries for agents on this machine; for a run the registry does not list (placed on another node), the daemon's own view, whose pid is null. */
+  readonly agents: readonly StateAgent[];
   /** Untrusted issue text; null when served from files only. */
   readonly title: string | null;
   readonly lastActivityAtMs: number | null;
   readonly stopping: string | null;
 }
+
+export type StateAgent = TeamStatus['agents'][number] | (LiveAgent & { readonly alive: boolean });
 
 /** `GET /api/v1/state`: the `factory status` snapshot, health, and the live extras when served by the daemon. */
 export interface StateDocument extends Omit<StatusSnapshot, 'teams'> {
@@ -117,9 +121,10 @@ export function buildStateDocument(snapshot: StatusSnapshot, options: { staleMs:
     liveTeams.delete(team.runId);
     return { ...team, attempt: team.attempt ?? live?.attempt ?? null, title: live?.title ?? null, lastActivityAtMs: live?.lastActivityAtMs ?? null, stopping: live?.stopping ?? null };
   });
-  // Teams the registry does not list yet (worktree being prepared) or for a moment (between implementer and reviewer).
+  // Teams the registry does not list: worktree being prepared, between two stages, or placed on another node.
   for (const live of liveTeams.values()) {
-    teams.push({ issueKey: live.issueKey, runId: live.runId, attempt: live.attempt, startedAtMs: live.startedAtMs, agents: [], title: live.title, lastActivityAtMs: live.lastActivityAtMs, stopping: live.stopping });
+    const agents = live.agents.map((agent) => ({ ...agent, alive: true }));
+    teams.push({ issueKey: live.issueKey, runId: live.runId, attempt: live.attempt, startedAtMs: live.startedAtMs, agents, title: live.title, lastActivityAtMs: live.lastActivityAtMs, stopping: live.stopping });
   }
   teams.sort((a, b) => a.startedAtMs - b.startedAtMs || (a.issueKey < b.issueKey ? -1 : 1));
   const predecessor = view?.predecessor();

@@ -5,10 +5,14 @@ import {
   claimAfterCrash,
   claimAfterIntake,
   claimAfterOutcome,
+  claimAfterReorder,
   claimAfterRequeue,
   claimOnOpen,
   claimOnStart,
+  compareClaimsForDispatch,
+  describeWait,
   isDueForStart,
+  type WaitContext,
 } from '../../src/domain/claim-lifecycle.js';
 import { ACTIVE_CLAIM_STATUSES, CLAIM_STATUSES, type ClaimStatus, type IssueClaim } from '../../src/domain/claim.js';
 import type { Issue } from '../../src/domain/issue.js';
@@ -160,4 +164,33 @@ test('which claims wait for a slot', () => {
   assert.deepEqual(due, ['queued', 'retry-wait']);
   assert.equal(isDueForStart(claim({ status: 'retry-wait', nextAttemptAtMs: stamp.nowMs + 1 }), stamp.nowMs), false, 'not before its deadline');
   assert.deepEqual([...ACTIVE_CLAIM_STATUSES], ['queued', 'running', 'retry-wait']);
+});
+
+test('dispatch order: priority (none last), then age, then key; and why a waiting claim has not started', () => {
+  const waiting = [
+    claim({ issueKey: 'NOPRIO', priority: null, createdAtMs: T0 - 9_000 }),
+    claim({ issueKey: 'P2-NEW', priority: 2, createdAtMs: T0 - 1_000 }),
+    claim({ issueKey: 'P2-OLD-B', priority: 2, createdAtMs: T0 - 5_000 }),
+    claim({ issueKey: 'P2-OLD-A', priority: 2, createdAtMs: T0 - 5_000 }),
+    claim({ issueKey: 'P0', priority: 0, createdAtMs: T0 }),
+  ];
+  assert.deepEqual([...waiting].sort(compareClaimsForDispatch).map((c) => c.issueKey), ['P0', 'P2-OLD-A', 'P2-OLD-B', 'P2-NEW', 'NOPRIO']);
+
+  const context: WaitContext = { nowMs: stamp.nowMs, slots: { busy: 3, total: 4 }, noDaemon: 'the daemon is stale', position: 0, maxAttempts: 3 };
+  const queued = claim({ status: 'queued', attempt: 0 });
+  const table: [IssueClaim, Partial<WaitContext>, string][] = [
+    [queued, {}, 'next to start: 3 of 4 slots busy'],
+    [queued, { position: 1 }, 'waiting for a slot: 3 of 4 busy'],
+    [queued, { slots: { busy: 4, total: 4 } }, 'waiting for a slot: 4 of 4 busy'],
+    [queued, { slots: null }, 'waiting for a daemon: the daemon is stale'],
+    [claim({ status: 'retry-wait', attempt: 1, nextAttemptAtMs: Date.UTC(2026, 0, 1, 12) }), {}, 'retrying at 2026-01-01T12:00:00.000Z (attempt 2 of 3)'],
+    [claim({ status: 'retry-wait', attempt: 2, nextAttemptAtMs: stamp.nowMs }), { slots: { busy: 4, total: 4 } }, 'waiting for a slot: 4 of 4 busy (attempt 3 of 3)'],
+  ];
+  for (const [subject, overrides, expected] of table) assert.equal(describeWait(subject, { ...context, ...overrides }), expected);
+
+  const moved = claimAfterReorder(claim({ status: 'queued', priority: 5 }), { priority: 0, createdAtMs: T0 - 1 }, stamp);
+  assert.equal(moved.priority, 0);
+  assert.equal(moved.createdAtMs, T0 - 1);
+  assert.equal(moved.status, 'queued');
+  assert.equal(moved.revision, 'rev-1', 'the same revision: a priority edit is not new work');
 });

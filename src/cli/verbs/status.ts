@@ -26,11 +26,12 @@ export function formatStatus(s: StatusSnapshot): string {
       s.teams.map((t) => [t.issueKey, t.runId, String(t.attempt ?? '?'), formatDuration(now - t.startedAtMs), t.agents.map((a) => `${a.role} pid ${a.pid}${a.alive ? '' : ' (gone)'}`).join(', ')]),
     ),
   );
-  lines.push('', `queue (${s.queue.length}):`, formatTable(['ISSUE', 'ATTEMPTS', 'REPO'], s.queue.map((c) => [c.issueKey, String(c.attempt), c.repo])));
+  // In the order the issues will start (priority, then age), each with why it has not yet.
+  lines.push('', `queue (${s.queue.length}):`, formatTable(['#', 'ISSUE', 'PRIORITY', 'ATTEMPTS', 'REPO', 'WHY'], s.queue.map((c, i) => [String(i + 1), c.issueKey, c.priority === null ? '-' : String(c.priority), String(c.attempt), c.repo, c.why])));
   lines.push(
     '',
     `retries (${s.retries.length}):`,
-    formatTable(['ISSUE', 'ATTEMPTS', 'DUE', 'LAST FAILURE'], s.retries.map((c) => [c.issueKey, String(c.attempt), c.nextAttemptAtMs ? `in ${formatDuration(c.nextAttemptAtMs - now)}` : '-', c.lastReason ?? ''])),
+    formatTable(['ISSUE', 'DUE', 'WHY', 'LAST FAILURE'], s.retries.map((c) => [c.issueKey, c.nextAttemptAtMs ? `in ${formatDuration(c.nextAttemptAtMs - now)}` : '-', c.why, c.lastReason ?? ''])),
   );
   lines.push(
     '',

@@ -1,11 +1,11 @@
-import { isDueForStart } from '../../domain/claim-lifecycle.js';
+import { compareClaimsForDispatch, isDueForStart } from '../../domain/claim-lifecycle.js';
 import type { IssueClaim } from '../../domain/claim.js';
-import { compareIssuesForDispatch, type Issue } from '../../domain/issue.js';
+import type { Issue } from '../../domain/issue.js';
 
 /**
  * Which due claims start now: those queued or past their retry deadline, whose
- * issue is in scope and has no team, in priority-then-age order, up to the
- * free slots. Pure: the dispatcher passes in what it knows.
+ * issue is in scope and has no team, in dispatch order (the one `status`
+ * lists), up to the free slots. Pure: the dispatcher passes in what it knows.
  */
 export function admit(input: {
   readonly claims: Iterable<IssueClaim>;
@@ -24,7 +24,7 @@ export function admit(input: {
     if (!isDueForStart(claim, input.nowMs) || input.busy(claim.issueKey) || !input.issues.has(claim.issueKey)) continue;
     due.push(claim);
   }
-  due.sort((a, b) => compareIssuesForDispatch(input.issues.get(a.issueKey)!, input.issues.get(b.issueKey)!));
+  due.sort(compareClaimsForDispatch);
   return due.slice(0, input.freeSlots);
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterRequeue, claimOnStart, type RetryPolicy, type Stamp } from '../../domain/claim-lifecycle.js';
+import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterReorder, claimAfterRequeue, claimOnStart, isReordered, isWaiting, type RetryPolicy, type Stamp } from '../../domain/claim-lifecycle.js';
 import { isActiveClaimStatus, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
@@ -154,7 +154,13 @@ export class Dispatcher {
     }
     this.#issues.set(issue.key, issue);
     batch.clearSkip(issue.key);
-    if (verdict.kind === 'already-active') return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason, repo: verdict.repo };
+    if (verdict.kind === 'already-active') {
+      // The claim orders the queue (admission and `status` sort claims), so it follows a priority edit.
+      if (existing && isWaiting(existing.status) && isReordered(existing, issue)) {
+        batch.saveClaim(claimAfterReorder(existing, { priority: issue.priority ?? null, createdAtMs: issue.createdAtMs }, this.#stamp()));
+      }
+      return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason, repo: verdict.repo };
+    }
     if (verdict.kind !== 'queue') return { issueKey: issue.key, action: verdict.kind, reason: verdict.reason };
     batch.saveClaim(claimAfterIntake(issue, verdict, this.#stamp()));
     return { issueKey: issue.key, action: 'queued', reason: `routed by ${verdict.routedBy}`, repo: verdict.repo };
