@@ -56,8 +56,8 @@ export class BullmqRunConsumer {
     // BullMQ needs maxRetriesPerRequest: null on the connection it blocks on; it duplicates this one for that.
     const bullConnection = new Redis(options.url, { connectionName: `factory-worker:${options.node}`, maxRetriesPerRequest: null });
     bullConnection.on('error', () => undefined);
-    let consumer: BullmqRunConsumer | undefined;
-    const worker = new Worker(keys.queueName, (job: Job, token?: string) => consumer!.#process(job, token), {
+    const holder: { consumer?: BullmqRunConsumer } = {};
+    const worker = new Worker(keys.queueName, (job: Job, token?: string) => holder.consumer!.#process(job, token), {
       connection: bullConnection,
       prefix: keys.prefix,
       name: options.node,
@@ -69,7 +69,8 @@ export class BullmqRunConsumer {
       autorun: false,
     });
     worker.on('error', (error) => log.warn({ err: error.message }, 'queue worker error'));
-    consumer = new BullmqRunConsumer(options, commands, subscriber, worker, bullConnection);
+    const consumer = new BullmqRunConsumer(options, commands, subscriber, worker, bullConnection);
+    holder.consumer = consumer;
     subscriber.on('message', (_channel: string, message: string) => {
       const request = parseCancelRequest(message);
       if (request) options.onCancel(request);
