@@ -269,4 +269,32 @@ describe('GitHub writeback', () => {
     );
     await fake.close();
   });
+
+  it('offers publishing and the shepherd the calls they will need: find-before-create pulls, checks, statuses, reviews', async () => {
+    const fake = await startFakeGitHub();
+    fake.createRepo('acme/api');
+    const client = new GitHubRepoClient(createGitHubClient(fastClientOptions(fake)));
+    const repo = repoRef('acme/api');
+
+    assert.equal(await client.findOpenPullByHead(repo, 'factory/acme_api-1'), undefined);
+    const opened = await client.createDraftPull(repo, { branch: 'factory/acme_api-1', base: 'main', title: 'Add login', body: 'Closes acme/api#1' });
+    const found = await client.findOpenPullByHead(repo, 'factory/acme_api-1');
+    assert.deepEqual(found, opened);
+    assert.equal(found?.draft, true);
+    await assert.rejects(
+      client.createDraftPull(repo, { branch: 'factory/acme_api-1', base: 'main', title: 'again', body: '' }),
+      (error) => isFactoryError(error, 'FACTORY_GITHUB_REQUEST_FAILED') && error.details.status === 422,
+      'GitHub refuses a second open pull request for one branch',
+    );
+    await client.updatePull(repo, opened.number, { body: 'Closes acme/api#1\n\nUpdated' });
+    assert.equal(fake.pulls('acme/api')[0]?.body, 'Closes acme/api#1\n\nUpdated');
+
+    fake.addCheckRun('acme/api', { headSha: opened.headSha, name: 'test', status: 'completed', conclusion: 'failure', summary: '2 failed', text: null });
+    fake.addStatus('acme/api', { sha: opened.headSha, context: 'lint', state: 'success', description: 'ok', targetUrl: null });
+    fake.addReview('acme/api', { pullNumber: opened.number, body: 'Rename the helper', state: 'CHANGES_REQUESTED', commitId: opened.headSha });
+    assert.deepEqual(await client.listCheckRuns(repo, opened.headSha), [{ name: 'test', status: 'completed', conclusion: 'failure', summary: '2 failed' }]);
+    assert.deepEqual(await client.getCombinedStatus(repo, opened.headSha), { state: 'success', contexts: [{ context: 'lint', state: 'success', description: 'ok' }] });
+    assert.deepEqual(await client.listReviews(repo, opened.number), [{ state: 'CHANGES_REQUESTED', body: 'Rename the helper', commitId: opened.headSha }]);
+    await fake.close();
+  });
 });

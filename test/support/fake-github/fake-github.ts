@@ -180,7 +180,8 @@ export class FakeGitHub {
   async close(): Promise<void> {
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    if (this.violations.length > 0) throw this.violations[0];
+    const [firstViolation] = this.violations;
+    if (firstViolation !== undefined) throw firstViolation;
   }
 
   // ---- state, as people and CI would change it on github.com ----
