@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { LocalMountIssueSource } from './adapters/issue-source/local-mount-issue-source.js';
 import { LocalProcessFleet } from './adapters/fleet/local-process-fleet.js';
 import { LinuxProcessTable } from './adapters/process-table/linux-process-table.js';
@@ -32,6 +33,11 @@ import { reapPredecessorAgents } from './core/reaper/reap-entries.js';
 import type { StatusSources } from './core/status-snapshot.js';
 import type { ReadOnlyStateStore } from './ports/state-store.js';
 import { reapOrphanedAgents, type ReapOrphansRequest, type ReapReport } from './core/reaper/reap-orphans.js';
+import { reapLeftoverGroups } from './core/reaper/reap-groups.js';
+import { detectResourceSupport } from './adapters/resources/detect-resources.js';
+import { createTeamResourceGroups } from './adapters/resources/team-resource-groups.js';
+import { ProcAvailableMemorySource, PsiMemoryPressureSource } from './adapters/resources/memory-sources.js';
+import type { ResourceSupportReport, TeamResources } from './ports/team-resources.js';
 
 /**
  * The one place that wires adapters into the core. Everything below `core/`
@@ -100,6 +106,7 @@ export async function openSession(
 ): Promise<OpenedSession> {
   const { config, clock, processTable, terminator, log } = runtime;
   const lock = await acquireDaemonLock(runtime);
+  const resources = teamResourcesFor(runtime);
   let store: SqliteStateStore | undefined;
   let executor: BullmqTeamExecutor | undefined;
   try {
@@ -122,8 +129,13 @@ export async function openSession(
         registryStore: new FileRegistryStore(config.loop.registryPath),
         runLogs: runLogStoreFor(config),
         ...(executor ? { executor } : {}),
+        resources,
         reapPredecessor: (entries) =>
-          underStartupReaperLock(runtime, () => reapPredecessorAgents(entries, { processTable, terminator, graceMs, markerPrefix: markerPrefixFor(config), log })),
+          underStartupReaperLock(runtime, async () => {
+            // A crashed predecessor's team groups go first: one kill per group, escapees included.
+            await reapLeftoverGroups(resources.groups, { dryRun: false, log });
+            return reapPredecessorAgents(entries, { processTable, terminator, graceMs, markerPrefix: markerPrefixFor(config), log });
+          }),
         ...options.hooks,
       },
       mode,
@@ -207,6 +219,38 @@ async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
     }
     throw error;
   }
+}
+
+const teamResourcesByRuntime = new WeakMap<Runtime, TeamResources>();
+
+/**
+ * What this machine offers for team budgets, found once per runtime (detection
+ * probes the cgroup trees with a mkdir): the groups of the chosen mechanism
+ * (cgroup v2, v1, or RSS sampling), available memory (the daemon's own group
+ * limit inside a container, else MemAvailable) and PSI where readable.
+ */
+export function teamResourcesFor(runtime: Pick<Runtime, 'config' | 'processTable'>): TeamResources {
+  const known = teamResourcesByRuntime.get(runtime as Runtime);
+  if (known) return known;
+  const report = detectResourceSupport();
+  const resources: TeamResources = {
+    report,
+    groups: createTeamResourceGroups(report, { instanceId: instanceIdFor(runtime.config), processTable: runtime.processTable }),
+    availableMemory: new ProcAvailableMemorySource(ownMemoryGroupOf(report)),
+    ...(report.pressure ? { pressure: new PsiMemoryPressureSource() } : {}),
+  };
+  teamResourcesByRuntime.set(runtime as Runtime, resources);
+  return resources;
+}
+
+/** The daemon's own memory group (v1 hierarchy or v2 group), whose limit caps what its teams can get. */
+function ownMemoryGroupOf(report: ResourceSupportReport): { ownMemoryGroup?: { path: string; version: 1 | 2 } } {
+  const v1Memory = report.v1.find((hierarchy) => hierarchy.controller === 'memory');
+  if (v1Memory) return { ownMemoryGroup: { path: v1Memory.parentPath, version: 1 } };
+  if (report.v2.mountPath !== null && report.v2.ownGroup !== null && report.v2.controllers.includes('memory')) {
+    return { ownMemoryGroup: { path: join(report.v2.mountPath, report.v2.ownGroup), version: 2 } };
+  }
+  return {};
 }
 
 /** `reap-orphans` on this host's files: where the reaper finds the daemon's records, its lock and the daemon's. */

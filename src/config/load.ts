@@ -87,6 +87,8 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
       rules: c.repos.rules.map((rule) => ({ ...rule, repo: resolveFrom(base, rule.repo) })),
     },
     agents,
+    // byRepo keys name repos like repos.* does, so they are anchored the same way and compare with a claim's repo.
+    resources: { ...c.resources, byRepo: Object.fromEntries(Object.entries(c.resources.byRepo).map(([repo, budget]) => [resolveFrom(base, repo), budget])) },
     teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team }),
     loop: {
       ...c.loop,

@@ -59,6 +59,8 @@ export const resourcesSchema = z
     byLabel: z.record(budgetSchema).default({}),
     reserve: reserveSchema.default(0.1),
     onPressure: z.enum(['hold', 'park', 'ignore']).default('hold'),
+    /** Try a team again after outcome `oom` (within dispatch.maxAttempts); off by default, as the same budget would most likely run out again. */
+    retryOom: z.boolean().default(false),
   })
   .strict()
   .default({})

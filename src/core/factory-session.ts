@@ -17,6 +17,9 @@ import type { ProcessIdentity } from '../ports/process-table.js';
 import type { StateStore } from '../ports/state-store.js';
 import type { TeamExecution, TeamExecutor } from '../ports/team-executor.js';
 import type { Workspace } from '../ports/workspace.js';
+import type { TeamResources, TeamResourceGroup, TeamResourceGroups } from '../ports/team-resources.js';
+import { admissionBudgetBytes, hasAnyLimit, resolveTeamBudget } from '../domain/resource-budget.js';
+import { MemoryAdmissionGate } from './dispatch/memory-admission.js';
 import { Dispatcher, type IntakeDecision } from './dispatch/dispatcher.js';
 import { LocalTeamExecutor } from './execution/local-team-executor.js';
 import { HeartbeatKeeper } from './heartbeat-keeper.js';
@@ -64,6 +67,12 @@ export interface FactorySessionDeps {
   readonly reapPredecessor: (entries: readonly RegistryEntry[]) => Promise<{ reaped: number; survivors: readonly RegistryEntry[] }>;
   readonly onOutcome?: (outcome: RunOutcome) => void;
   readonly onIntakePass?: (pass: IntakePass) => void;
+  /**
+   * Budgets and memory admission (docs/resources.md), built once by main.ts
+   * from detection. Used only when `resources` sets a limit; absent or unused,
+   * teams start as before: no group, no wrapper, slots alone decide.
+   */
+  readonly resources?: TeamResources;
 }
 
 /**
@@ -112,6 +121,9 @@ export class FactorySession {
   #closing: Promise<void> | undefined;
   #predecessor: PredecessorReport | undefined;
   #fatalReported = false;
+  /** Live team groups by run id (for admission's usage figures), and the memory gate; both only when budgets are configured. */
+  readonly #teamGroups = new Map<string, TeamResourceGroup>();
+  #memoryGate: MemoryAdmissionGate | undefined;
   /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
   #onFatal: (error: FactoryError) => void = (error) => this.deps.log.error({ code: error.code }, error.message);
 
@@ -231,7 +243,9 @@ export class FactorySession {
         log,
         runLogs: this.deps.runLogs,
         killGraceMs: config.runs.killGraceMs,
+        ...(this.#budgetsConfigured() ? { resources: { groups: this.#trackedGroups(this.deps.resources!.groups), policy: config.resources } } : {}),
       });
+    this.#memoryGate = this.#budgetsConfigured() ? this.#createMemoryGate(this.deps.resources!) : undefined;
     const { report, attached } = await this.#resolvePredecessor(executor);
     this.#predecessor = report;
     if (report.survivors.length > 0) {
@@ -242,7 +256,7 @@ export class FactorySession {
     }
     await this.#registry.flush();
     this.#dispatcher = await Dispatcher.open({
-      policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs },
+      policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },
       triage: triageRulesFor(config),
       stages: config.teamStages,
       source: this.deps.source,
@@ -253,6 +267,7 @@ export class FactorySession {
       log,
       ...(this.deps.onOutcome ? { onOutcome: this.deps.onOutcome } : {}),
       onStateLost: (error) => this.#reportFatal(error),
+      ...(this.#memoryGate ? { admissionGate: this.#memoryGate } : {}),
     });
     for (const team of attached) this.#dispatcher.attach(team);
     const rewritten = await this.#dispatcher.retryPendingWritebacks();
@@ -309,10 +324,75 @@ export class FactorySession {
     this.#onFatal(error);
   }
 
+  /** Whether `resources` sets any limit, and the composition root gave the means to enforce it. */
+  #budgetsConfigured(): boolean {
+    const { team, byRepo, byLabel } = this.deps.config.resources;
+    return this.deps.resources !== undefined && [team, ...Object.values(byRepo), ...Object.values(byLabel)].some(hasAnyLimit);
+  }
+
+  /** The groups as teams use them, remembered while they live so admission can read their usage. */
+  #trackedGroups(groups: TeamResourceGroups): TeamResourceGroups {
+    const live = this.#teamGroups;
+    return {
+      mechanism: groups.mechanism,
+      create(teamId, budget) {
+        const group = groups.create(teamId, budget);
+        live.set(teamId, group);
+        return {
+          teamId: group.teamId,
+          name: group.name,
+          budget: group.budget,
+          joinCommand: (command) => group.joinCommand(command),
+          pids: () => group.pids(),
+          memory: () => group.memory(),
+          killAll: () => group.killAll(),
+          remove: () => group.remove().finally(() => live.delete(teamId)),
+        };
+      },
+      listLeftovers: () => groups.listLeftovers(),
+      adopt: (leftover) => groups.adopt(leftover),
+    };
+  }
+
+  #createMemoryGate(resources: TeamResources): MemoryAdmissionGate {
+    const { config, clock } = this.deps;
+    return new MemoryAdmissionGate({
+      policy: config.resources,
+      availableMemory: resources.availableMemory,
+      ...(resources.pressure ? { pressure: resources.pressure } : {}),
+      clock,
+      // Every team running or being started counts with its budget; what its group already uses is out of MemAvailable.
+      running: () =>
+        (this.#dispatcher?.teams() ?? []).map((team) => ({
+          budgetBytes: admissionBudgetBytes(resolveTeamBudget(config.resources, { repo: team.plan.repo, labels: team.plan.issue.labels })),
+          usedBytes: this.#teamGroups.get(team.plan.runId)?.memory().currentBytes ?? 0,
+        })),
+    });
+  }
+
+  /**
+   * The resource part of a supervision round: the RSS sampler stops teams over
+   * budget (cgroups need no help), PSI is sampled, and held claims are offered
+   * again, so a team waiting for memory starts as soon as memory frees up.
+   */
+  async #superviseResources(): Promise<void> {
+    const { log } = this.deps;
+    const groups = this.#budgetsConfigured() ? this.deps.resources?.groups : undefined;
+    const stops = (await groups?.enforceBudgets?.()) ?? [];
+    for (const stop of stops) log.warn({ run: stop.teamId, rssBytes: stop.rssBytes, limitBytes: stop.limitBytes, killed: stop.result.killed }, 'team over its memory budget; stopped');
+    this.#memoryGate?.samplePressure();
+    if (this.#dispatcher && this.#dispatcher.heldReasons().size > 0) await this.#dispatcher.pump();
+  }
+
+  /** Why each claim admission holds is waiting (e.g. `waiting for memory: need 4.0 GB, 2.1 GB free`). */
+  heldReasons(): ReadonlyMap<string, string> {
+    return this.#dispatcher?.heldReasons() ?? new Map();
+  }
+
   #armSupervisor(): void {
     const { clock, config, log } = this.deps;
     this.#superviseTimer = clock.setTimeout(() => {
-      const round = this.#dispatcher?.supervise() ?? Promise.resolve();
+      const round = Promise.all([this.#dispatcher?.supervise(), this.#superviseResources()]);
       void round
         .catch((error: Error) => log.warn({ err: error.message }, 'supervision round failed; trying again next interval'))
         .finally(() => {

@@ -18,6 +18,8 @@ export interface RetryPolicy {
   readonly maxAttempts: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  /** Whether a team that ran out of its memory budget (outcome `oom`) is tried again (`resources.retryOom`, default no). */
+  readonly retryOom?: boolean;
 }
 
 export interface CrashPolicy {
@@ -72,18 +74,28 @@ export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, '
       return withChanges(claim, stamp, { ...ended, status: 'queued', attempt: Math.max(0, claim.attempt - 1), lastReason: 'released by daemon stop' });
     case 'cancelled':
       return withChanges(claim, stamp, { ...ended, status: 'cancelled', lastReason: outcome.detail });
+    case 'oom':
+      // The same budget would most likely run out again: only tried again when the config says so.
+      if (!policy.retryOom) return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `oom: ${outcome.detail}` });
+      return retryOrGiveUp(claim, reason, outcome.detail, policy, stamp);
     case 'failed':
     case 'timed-out':
     case 'stalled':
     case 'spawn-failed':
-      if (claim.attempt < policy.maxAttempts) {
-        const dueAt = stamp.nowMs + computeBackoffMs(claim.attempt, policy.backoffBaseMs, policy.backoffMaxMs);
-        return withChanges(claim, stamp, { ...ended, status: 'retry-wait', nextAttemptAtMs: dueAt, lastReason: `${reason}: ${outcome.detail}` });
-      }
-      return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `${reason} on attempt ${claim.attempt} of ${policy.maxAttempts}: ${outcome.detail}` });
+      return retryOrGiveUp(claim, reason, outcome.detail, policy, stamp);
     default:
       return unreachable(reason);
   }
+}
+
+/** A run that may go better next time: retried after a backoff until `maxAttempts`, then given up. */
+function retryOrGiveUp(claim: IssueClaim, reason: RunOutcomeReason, detail: string, policy: RetryPolicy, stamp: Stamp): IssueClaim {
+  const ended = { interruptions: 0, node: null } as const;
+  if (claim.attempt < policy.maxAttempts) {
+    const dueAt = stamp.nowMs + computeBackoffMs(claim.attempt, policy.backoffBaseMs, policy.backoffMaxMs);
+    return withChanges(claim, stamp, { ...ended, status: 'retry-wait', nextAttemptAtMs: dueAt, lastReason: `${reason}: ${detail}` });
+  }
+  return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `${reason} on attempt ${claim.attempt} of ${policy.maxAttempts}: ${detail}` });
 }
 
 /**

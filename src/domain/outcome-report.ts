@@ -1,6 +1,7 @@
 import type { Issue } from './issue.js';
 import { formatDuration } from './duration.js';
-import type { AgentResult, RunOutcome } from './run.js';
+import { formatMemory } from './resource-budget.js';
+import type { AgentResult, RunMemory, RunOutcome } from './run.js';
 
 /**
  * A run's outcome as a short Markdown report for a person: what happened, where
@@ -25,6 +26,7 @@ export function renderOutcomeReport(issue: Issue, outcome: RunOutcome): string {
     `- **Started:** ${formatTime(outcome.startedAtMs)}`,
     `- **Ended:** ${formatTime(outcome.endedAtMs)} (${formatDuration(outcome.endedAtMs - outcome.startedAtMs)})`,
   ];
+  if (outcome.memory) lines.push(`- **Memory:** ${describeRunMemory(outcome.memory)}`);
   if (!isSingleLine(outcome.detail)) lines.push('', '## Detail', '', ...fencedBlock(outcome.detail));
   lines.push('', '## Agents', '');
   if (outcome.agents.length === 0) lines.push('No agent was started.');
@@ -42,6 +44,13 @@ function renderAgent(agent: AgentResult): string[] {
     `- **Started:** ${formatTime(agent.startedAtMs)}`,
     `- **Ended:** ${formatTime(agent.endedAtMs)} (${formatDuration(agent.endedAtMs - agent.startedAtMs)})`,
   ];
+}
+
+/** `peak 98 MB of a 100 MB budget, 1 OOM kill (cgroup-v1)`. */
+export function describeRunMemory(memory: RunMemory): string {
+  const budget = memory.limitBytes === null ? '' : ` of a ${formatMemory(memory.limitBytes)} budget`;
+  const kills = memory.oomKills === 0 ? '' : `, ${memory.oomKills} OOM kill${memory.oomKills === 1 ? '' : 's'}`;
+  return `peak ${formatMemory(memory.peakBytes)}${budget}${kills} (${memory.mechanism})`;
 }
 
 function isSingleLine(text: string): boolean {

@@ -1,3 +1,5 @@
+import type { RunMemory, RunOutcome } from './run.js';
+
 /**
  * Resource budgets of a team and memory-aware admission: pure rules, no I/O.
  *
@@ -36,6 +38,8 @@ export interface ResourcesPolicy {
   readonly byLabel: Readonly<Record<string, TeamBudget>>;
   readonly reserve: MemoryReserve;
   readonly onPressure: PressureAction;
+  /** Whether a team that ran out of its memory budget (outcome `oom`) is tried again; default no. */
+  readonly retryOom: boolean;
 }
 
 export const DEFAULT_MEMORY_RESERVE: MemoryReserve = { fraction: 0.1 };
@@ -178,6 +182,29 @@ export function isPressureSustained(samples: readonly PressureSample[], nowMs: n
   const anchorIndex = (firstInWindow === -1 ? ordered.length : firstInWindow) - 1;
   if (anchorIndex < 0) return false;
   return ordered.slice(anchorIndex).every((sample) => sample.someAvg10 >= thresholdPct);
+}
+
+/** A team's memory as its group measured it at the end of the run. */
+export interface TeamMemoryFigures {
+  readonly peakBytes: number;
+  readonly oomKills: number;
+  readonly limitBytes: number | null;
+}
+
+/**
+ * The outcome of a team that ran inside a group: its memory figures attached,
+ * and `oom` instead of a failure when the group was killed for its memory
+ * (the kernel's OOM killer inside the group, or the RSS sampler's budget stop).
+ * A run the factory or a person stopped (cancelled, released) keeps its reason,
+ * and so does a run that succeeded although a child was OOM-killed on the way.
+ */
+export function outcomeWithMemory(outcome: RunOutcome, figures: TeamMemoryFigures, mechanism: string): RunOutcome {
+  const memory: RunMemory = { peakBytes: figures.peakBytes, oomKills: figures.oomKills, limitBytes: figures.limitBytes, mechanism };
+  const ranOut = figures.oomKills > 0 && (outcome.reason === 'failed' || outcome.reason === 'stalled' || outcome.reason === 'timed-out');
+  if (!ranOut) return { ...outcome, memory };
+  const limit = figures.limitBytes === null ? 'its memory budget' : `its memory budget of ${formatMemory(figures.limitBytes)}`;
+  const by = mechanism === 'rss-sampling' ? 'stopped by Factory' : 'OOM-killed by the kernel';
+  return { ...outcome, reason: 'oom', detail: `the team ran out of ${limit} (${by}, peak ${formatMemory(figures.peakBytes)}): ${outcome.detail}`, memory };
 }
 
 /** v1 cpu.shares for a v2-style weight (v2 default 100 = v1 default 1024). */

@@ -5,14 +5,8 @@ export type AgentRole = string;
  * Why a run ended. Distinct reasons, so retries, metrics and the user can tell
  * a crash from a timeout from a cancellation.
  */
-export type RunOutcomeReason =
-  | 'succeeded'
-  | 'failed'
-  | 'timed-out'
-  | 'stalled'
-  | 'cancelled'
-  | 'spawn-failed'
-  | 'released';
+export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom'] as const;
+export type RunOutcomeReason = (typeof RUN_OUTCOME_REASONS)[number];
 
 /** Why the factory stopped a team before it finished on its own. */
 export type StopReason = Extract<RunOutcomeReason, 'timed-out' | 'stalled' | 'cancelled' | 'released'>;
@@ -40,12 +34,29 @@ export interface RunOutcome {
   readonly agents: readonly AgentResult[];
   readonly startedAtMs: number;
   readonly endedAtMs: number;
+  /** The team's memory, when it ran inside a resource group (a `resources` budget is configured). */
+  readonly memory?: RunMemory;
+}
+
+/**
+ * A team's memory over its run, from its resource group: the kernel's own peak
+ * and OOM-kill count for cgroups, the highest sample and budget stops for the
+ * RSS sampler (docs/resources.md).
+ */
+export interface RunMemory {
+  readonly peakBytes: number;
+  /** Kernel OOM kills inside the group, or stops by the RSS sampler for the budget. */
+  readonly oomKills: number;
+  readonly limitBytes: number | null;
+  /** `cgroup-v2`, `cgroup-v1` or `rss-sampling`. */
+  readonly mechanism: string;
 }
 
 /** Reasons after which a retry may help. */
 export function isRetryableOutcome(reason: RunOutcomeReason): boolean {
   return reason === 'failed' || reason === 'timed-out' || reason === 'stalled' || reason === 'spawn-failed';
 }
+
 
 /** Exponential backoff with a cap; attempt is the attempt that just failed (1-based). */
 export function computeBackoffMs(attempt: number, baseMs: number, maxMs: number): number {

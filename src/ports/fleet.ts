@@ -1,5 +1,6 @@
 import type { AgentRole } from '../domain/run.js';
 import type { RegistryEntry } from '../domain/registry.js';
+import type { TeamResourceGroup } from './team-resources.js';
 
 /** What to run for one agent of a team. */
 export interface AgentSpec {
@@ -20,6 +21,12 @@ export interface AgentSpec {
   /** Where stdout and stderr go (appended). */
   readonly logPath: string;
   readonly worktree: string;
+  /**
+   * The team's resource group, when it has a budget: the agent is started
+   * through the group's join wrapper, so it and every descendant are inside
+   * before the agent runs anything. Absent: started as before, no wrapper.
+   */
+  readonly resourceGroup?: Pick<TeamResourceGroup, 'joinCommand'>;
 }
 
 export interface AgentExit {

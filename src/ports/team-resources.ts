@@ -116,6 +116,33 @@ export interface TeamResourceGroups {
   listLeftovers(): LeftoverGroup[];
   /** A handle on an existing group by name (from listLeftovers), to kill and remove it. */
   adopt(leftover: LeftoverGroup): TeamResourceGroup;
+  /**
+   * Only where Factory itself enforces budgets (`rss-sampling`): samples every
+   * team once and stops those over their memoryMax. The daemon calls it on its
+   * supervision tick; the kernel needs no such help.
+   */
+  enforceBudgets?(): Promise<readonly BudgetStop[]>;
+}
+
+/** A team stopped for its budget by enforceBudgets(). */
+export interface BudgetStop {
+  readonly teamId: string;
+  readonly rssBytes: number;
+  readonly limitBytes: number;
+  readonly result: KillAllResult;
+}
+
+/**
+ * Everything the daemon uses for budgets, built once at startup by the
+ * composition root: what detection found, the groups of the chosen mechanism,
+ * and the memory and pressure readers admission asks before a team starts.
+ */
+export interface TeamResources {
+  readonly report: ResourceSupportReport;
+  readonly groups: TeamResourceGroups;
+  readonly availableMemory: AvailableMemorySource;
+  /** Absent where PSI cannot be read. */
+  readonly pressure?: MemoryPressureSource;
 }
 
 /** The machine's memory as admission sees it. */

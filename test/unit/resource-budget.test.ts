@@ -115,7 +115,7 @@ test('CPU budgets convert to the units of each cgroup version', () => {
 
 test('config: resources is optional and its defaults limit nothing', () => {
   const parsed = resourcesSchema.parse(undefined);
-  assert.deepEqual(parsed, { team: {}, byRepo: {}, byLabel: {}, reserve: { fraction: 0.1 }, onPressure: 'hold' });
+  assert.deepEqual(parsed, { team: {}, byRepo: {}, byLabel: {}, reserve: { fraction: 0.1 }, onPressure: 'hold', retryOom: false });
   const full = configSchema.parse({ mount: { root: 'issues' }, agents: { implementer: { command: ['true'] } } });
   assert.deepEqual(full.resources.team, {});
 });

@@ -1,6 +1,6 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { Clock } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
 import type { AgentActivity, AgentExit, AgentHandle, AgentSpec, Fleet } from '../../ports/fleet.js';
@@ -70,32 +70,38 @@ export class LocalProcessFleet implements Fleet {
   }
 
   async spawn(spec: AgentSpec): Promise<AgentHandle> {
-    const [command, ...args] = spec.command;
+    const [command] = spec.command;
     if (command === undefined || command === '') {
       throw spawnFailed(spec, 'its command is empty');
     }
     assertDirectory(spec);
 
     const marker = formatAgentMarker(this.#instanceId, spec.runId, spec.agentName);
+    const childEnv: Record<string, string | undefined> = {
+      // Only the allowlisted part of the daemon's environment: its secrets and GIT_DIR-like variables stay behind.
+      ...passThroughEnvironment(this.#daemonEnv, spec.envPassthrough ?? DEFAULT_ENV_PASSTHROUGH),
+      ...spec.env,
+      // Last, so nothing in spec.env can forge or drop the identity of the tree.
+      [AGENT_ENV.marker]: marker,
+      [AGENT_ENV.runId]: spec.runId,
+      [AGENT_ENV.issueKey]: spec.issueKey,
+      [AGENT_ENV.role]: spec.role,
+      [AGENT_ENV.agentName]: spec.agentName,
+    };
+    // Inside a team's group the wrapper shell is what gets exec'd; a missing agent command
+    // would surface as the shell's exit 127, so it is looked up first and refused as before.
+    if (spec.resourceGroup) assertExecutable(spec, command, childEnv.PATH);
     const { fd: logFd, initialSize } = openAgentLog(spec);
     writeAgentFiles(spec, logFd);
 
+    const [program, ...programArgs] = spec.resourceGroup ? spec.resourceGroup.joinCommand(spec.command) : spec.command;
+
     let child: ChildProcess;
     try {
-      child = spawnChild(command, args, {
+      child = spawnChild(program!, programArgs, {
         cwd: spec.cwd,
         detached: true,
-        env: {
-          // Only the allowlisted part of the daemon's environment: its secrets and GIT_DIR-like variables stay behind.
-          ...passThroughEnvironment(this.#daemonEnv, spec.envPassthrough ?? DEFAULT_ENV_PASSTHROUGH),
-          ...spec.env,
-          // Last, so nothing in spec.env can forge or drop the identity of the tree.
-          [AGENT_ENV.marker]: marker,
-          [AGENT_ENV.runId]: spec.runId,
-          [AGENT_ENV.issueKey]: spec.issueKey,
-          [AGENT_ENV.role]: spec.role,
-          [AGENT_ENV.agentName]: spec.agentName,
-        },
+        env: childEnv,
         stdio: ['ignore', logFd, logFd],
       });
     } catch (error) {
@@ -361,6 +367,27 @@ function assertDirectory(spec: AgentSpec): void {
   if (!isDirectory) {
     throw spawnFailed(spec, `its working directory ${spec.cwd} does not exist or is not a directory`, undefined, 'The worktree was removed or never prepared; check the workspace settings and retry the issue.');
   }
+}
+
+/**
+ * What spawn() would report as ENOENT or EACCES for `command`, checked by hand
+ * for a command started through a wrapper (whose own spawn always succeeds):
+ * a path is checked as given (against the agent's cwd), a bare name on PATH.
+ */
+function assertExecutable(spec: AgentSpec, command: string, path: string | undefined): void {
+  const candidates = command.includes('/') ? [resolvePath(spec.cwd, command)] : (path ?? '').split(':').filter(Boolean).map((dir) => join(dir, command));
+  let sawNotExecutable = false;
+  for (const candidate of candidates) {
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      accessSync(candidate, fsConstants.X_OK);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EACCES') sawNotExecutable = true;
+    }
+  }
+  const code = sawNotExecutable ? 'EACCES' : 'ENOENT';
+  throw spawnFailed(spec, describeSpawnErrno(command, Object.assign(new Error(code), { code })));
 }
 
 function describeSpawnErrno(command: string, error: NodeJS.ErrnoException): string {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { AGENT_MARKER_ENV, formatAgentMarker } from '../../domain/registry.js';
 import type { TeamBudget } from '../../domain/resource-budget.js';
 import type { ProcessInfo, ProcessTable } from '../../ports/process-table.js';
-import type { GroupMemory, KillAllResult, LeftoverGroup, TeamResourceGroup, TeamResourceGroups } from '../../ports/team-resources.js';
+import type { BudgetStop, GroupMemory, KillAllResult, LeftoverGroup, TeamResourceGroup, TeamResourceGroups } from '../../ports/team-resources.js';
 
 /**
  * The fallback where no cgroup is writable (not root, no delegation): a team's
@@ -27,13 +27,7 @@ export interface RssTeamGroupsOptions {
   readonly settleMs?: number;
 }
 
-/** A team stopped for its budget by enforceBudgets(). */
-export interface BudgetStop {
-  readonly teamId: string;
-  readonly rssBytes: number;
-  readonly limitBytes: number;
-  readonly result: KillAllResult;
-}
+export type { BudgetStop } from '../../ports/team-resources.js';
 
 interface TeamSample {
   readonly members: ProcessInfo[];

@@ -1,4 +1,4 @@
-import { markerPrefixFor, reapOrphans } from '../../main.js';
+import { markerPrefixFor, reapOrphans, teamResourcesFor } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { printJson } from '../output.js';
@@ -35,6 +35,8 @@ export const reapOrphansVerb: Verb = {
       lockPath: config.paths.reaperLock,
       daemonLockPath: config.paths.daemonLock,
       markerPrefix: markerPrefixFor(config),
+      // A dead daemon's team groups (cgroups) are killed and removed before the registry reap.
+      resourceGroups: teamResourcesFor({ config, processTable }).groups,
       log,
     });
     printJson(output, report);

@@ -8,7 +8,7 @@ import type { Verb } from '../verb.js';
 
 export const startVerb: Verb = {
   name: 'start',
-  usage: 'factory start [--mode live] [--config PATH]',
+  usage: 'factory start --mode live [--config PATH]',
   summary: 'the long-lived daemon: watch the mount, dispatch teams, keep the heartbeat fresh',
   details: [
     'Writes a `running` heartbeat, deals with a crashed predecessor\'s agents, subscribes to the',
@@ -22,8 +22,7 @@ export const startVerb: Verb = {
     '3 another daemon uses this config or the predecessor\'s agents could not be reaped,',
     '5 the issue subscription failed.',
   ].join('\n'),
-  flags: [{ name: 'mode', takesValue: true, description: '`live`, the default and only mode (bounded runs are `loop` and `run-once`)' }],
-  outlivesItsOutput: true,
+  flags: [{ name: 'mode', takesValue: true, description: 'only `live` is supported' }],
   async run(args, output) {
     const mode = flagString(args, 'mode') ?? 'live';
     if (mode !== 'live') throw new FactoryError('FACTORY_USAGE', `--mode: expected "live", got "${mode}" (bounded runs are \`factory loop\` and \`factory run-once\`)`);

@@ -14,6 +14,7 @@ import type { TeamExecution, TeamExecutor } from '../../ports/team-executor.js';
 import { maybeCrash } from '../fault-injection.js';
 import { decideIntake } from '../intake-decision.js';
 import { admit, earliestRetryAtMs } from './admission.js';
+import type { AdmissionGate } from './memory-admission.js';
 import { ClaimBook, type ClaimBatch } from './claim-book.js';
 import { superviseTeams, type SupervisionPolicy } from './supervision.js';
 import { Writeback } from './writeback.js';
@@ -38,6 +39,8 @@ export interface DispatcherOptions {
   readonly onStateLost?: (error: FactoryError) => void;
   /** Called after each team outcome is recorded (metrics, tests, the bounded loop). */
   readonly onOutcome?: (outcome: RunOutcome) => void;
+  /** Memory admission (`resources`): claims with a free slot it holds stay queued, with its reason. Absent: slots alone decide. */
+  readonly admissionGate?: AdmissionGate;
 }
 
 /** What one intake pass decided, issue by issue, for reports. */
@@ -69,6 +72,8 @@ export class Dispatcher {
   #accepting = true;
   #idleWaiters: (() => void)[] = [];
   readonly #startListeners = new Set<(team: TeamExecution) => void>();
+  /** Claims that had a slot but were held by the admission gate at the last pump, with why. */
+  #held = new Map<string, string>();
 
   private constructor(options: DispatcherOptions, book: ClaimBook) {
     this.#options = options;
@@ -99,6 +104,11 @@ export class Dispatcher {
   observeStarts(listener: (team: TeamExecution) => void): () => void {
     this.#startListeners.add(listener);
     return () => this.#startListeners.delete(listener);
+  }
+
+  /** Why each claim the admission gate held at the last pump is still waiting (e.g. `waiting for memory: need 4.0 GB, 2.1 GB free`). */
+  heldReasons(): ReadonlyMap<string, string> {
+    return this.#held;
   }
 
   claim(issueKey: string): IssueClaim | undefined {
@@ -204,7 +214,7 @@ export class Dispatcher {
   async pump(only?: string): Promise<TeamExecution[]> {
     if (!this.#accepting) return [];
     const { policy, clock, epoch, executor } = this.#options;
-    const admitted = admit({
+    const withSlot = admit({
       claims: this.#book.values(),
       issues: this.#issues,
       busy: (key) => this.#isBusy(key),
@@ -212,6 +222,11 @@ export class Dispatcher {
       nowMs: clock.now(),
       only,
     });
+    const gate = this.#options.admissionGate?.select(withSlot, this.#issues);
+    const admitted = gate?.start ?? withSlot;
+    if (only === undefined) this.#held = gate?.held ?? new Map();
+    else if (gate?.held.has(only)) this.#held.set(only, gate.held.get(only)!);
+    else this.#held.delete(only);
     const starts = admitted.map((claim) => {
       const issue = this.#issues.get(claim.issueKey)!;
       const attempt = claim.attempt + 1;

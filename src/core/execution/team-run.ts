@@ -10,6 +10,8 @@ import type { RunLogStore } from '../../ports/run-log-store.js';
 import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 import { maybeCrash } from '../fault-injection.js';
 import type { RegistryKeeper } from '../registry-keeper.js';
+import type { TeamResourceGroup } from '../../ports/team-resources.js';
+import { closeTeamGroup, killTeamGroup, openTeamGroup, type TeamRunResources } from './team-group.js';
 
 export interface TeamRunDeps {
   readonly fleet: Fleet;
@@ -20,6 +22,8 @@ export interface TeamRunDeps {
   /** Where each agent's log and side files go. */
   readonly runLogs: Pick<RunLogStore, 'locateAgentLog'>;
   readonly killGraceMs: number;
+  /** Budgets (`resources`): each team with a limit runs in its own group. Absent: no groups. */
+  readonly resources?: TeamRunResources;
 }
 
 /**
@@ -41,6 +45,8 @@ export class TeamRun implements TeamExecution {
   readonly #listeners = new Set<(event: RunEvent) => void>();
   #stopReason: StopReason | undefined;
   #workspace: PreparedWorkspace | undefined;
+  /** The team's resource group, when its budget sets a limit. */
+  #group: TeamResourceGroup | undefined;
   #lastActivity: { signature: string; atMs: number };
 
   constructor(plan: TeamPlan, deps: TeamRunDeps) {
@@ -49,10 +55,12 @@ export class TeamRun implements TeamExecution {
     this.#deps = deps;
     this.startedAtMs = deps.clock.now();
     this.#lastActivity = { signature: '', atMs: this.startedAtMs };
-    this.outcome = this.#run().then((outcome) => {
-      this.#emit({ kind: 'outcome', runId: plan.runId, outcome, atMs: outcome.endedAtMs });
-      return outcome;
-    });
+    this.outcome = this.#run()
+      .then((outcome) => closeTeamGroup(this.#group, deps.resources?.groups.mechanism ?? '', outcome, deps.log.child({ run: plan.runId })))
+      .then((outcome) => {
+        this.#emit({ kind: 'outcome', runId: plan.runId, outcome, atMs: outcome.endedAtMs });
+        return outcome;
+      });
   }
 
   subscribe(listener: (event: RunEvent) => void): () => void {
@@ -90,6 +98,8 @@ export class TeamRun implements TeamExecution {
   async cancel(reason: StopReason): Promise<void> {
     this.#stopReason ??= reason;
     await Promise.all([...this.#handles.values()].map(({ handle }) => handle.stop(this.#deps.killGraceMs)));
+    // Whatever the trees left that is still in the team's group (a process that dropped its marker) goes too.
+    await killTeamGroup(this.#group, this.#deps.log.child({ run: this.plan.runId }));
   }
 
   get stopReason(): StopReason | undefined {
@@ -102,6 +112,11 @@ export class TeamRun implements TeamExecution {
       this.#workspace = await this.#deps.workspace.prepare({ repo: plan.repo, issueKey: plan.issue.key, branch: plan.branch });
     } catch (error) {
       return this.#finish('spawn-failed', `could not prepare the worktree: ${(error as Error).message}`);
+    }
+    try {
+      this.#group = openTeamGroup(this.#deps.resources, plan);
+    } catch (error) {
+      return this.#finish('spawn-failed', `could not create the team's resource group: ${(error as Error).message}`);
     }
     for (const [index, stage] of plan.stages.entries()) {
       if (this.#stopReason) break;
@@ -145,6 +160,7 @@ export class TeamRun implements TeamExecution {
         files: environment.files,
         logPath,
         worktree: workspace.path,
+        ...(this.#group ? { resourceGroup: this.#group } : {}),
       });
     } catch (error) {
       return this.#record({ role, agentName, exitCode: null, signal: null, reason: 'spawn-failed', logPath, startedAtMs, endedAtMs: this.#deps.clock.now() }, (error as Error).message);
