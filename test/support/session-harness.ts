@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import type { TeamResources } from '../../src/ports/team-resources.js';
 import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
 import { InMemoryIssueSource } from '../../src/adapters/issue-source/in-memory-issue-source.js';
 import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
@@ -54,7 +55,7 @@ export interface Harness {
   /** Hold the next heartbeat write until the returned function is called. */
   holdNextHeartbeat(): () => void;
   /** A session; `executor` replaces the local one (teams on another node). */
-  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor }): FactorySession;
+  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor; resources?: TeamResources }): FactorySession;
   stateDb: string;
 }
 
@@ -110,6 +111,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
           fleet,
           workspace,
           ...(options.executor ? { executor: options.executor } : {}),
+          ...(options.resources ? { resources: options.resources } : {}),
           clock,
           log: createSilentLogger(),
           identity: { pid: 4242, startTime: 7, bootId: 'boot' },
