@@ -1,3 +1,4 @@
+import { parseArgs as parseNodeArgs, type ParseArgsConfig } from 'node:util';
 import { FactoryError } from '../errors.js';
 
 /** A parsed command line: the verb, its positional arguments and its flags. */
@@ -11,48 +12,83 @@ export interface FlagSpec {
   readonly name: string;
   readonly takesValue: boolean;
   readonly description: string;
+  /** A one-letter alias (`-h`). */
+  readonly short?: string;
 }
 
 /** Flags every verb accepts. */
 export const COMMON_FLAGS: readonly FlagSpec[] = [
   { name: 'config', takesValue: true, description: 'config file (default ./factory.config.json)' },
   { name: 'json', takesValue: false, description: 'print machine-readable JSON' },
-  { name: 'help', takesValue: false, description: 'show help for this verb' },
+  { name: 'help', short: 'h', takesValue: false, description: 'show help for this verb' },
 ];
 
+/** Flags only meaningful without a verb. */
+const TOP_LEVEL_FLAGS: readonly FlagSpec[] = [{ name: 'version', takesValue: false, description: 'print the version' }];
+
+/** What the parser needs to know about a verb: its flags and how many positional arguments it takes. */
+export interface VerbGrammar {
+  readonly flags: readonly FlagSpec[];
+  readonly maxPositionals: number;
+}
+
+function optionsOf(flags: readonly FlagSpec[]): NonNullable<ParseArgsConfig['options']> {
+  return Object.fromEntries(flags.map((f) => [f.name, { type: f.takesValue ? 'string' : 'boolean', ...(f.short ? { short: f.short } : {}) }] as const));
+}
+
+/** Usage errors point at the help of the verb being used, not at the general help. */
+function usageHint(verb: string | undefined): { hint: string } {
+  return { hint: verb ? `Run \`factory ${verb} --help\` for its arguments and flags.` : 'Run `factory --help` for the verbs and their flags.' };
+}
+
+/** node:util's parse errors, said the way Factory says usage errors (exit 2, pointing at the verb's help). */
+function usageError(error: unknown, verb: string | undefined): FactoryError<'FACTORY_USAGE'> {
+  const code = (error as { code?: string }).code;
+  const message = (error as Error).message
+    // node:util's advice names its own API ("To specify a positional argument starting with a '-', …"): keep the first sentence.
+    .replace(/\. To specify .*$/s, '')
+    .replace(/^Unknown option '([^']+)'.*$/s, 'unknown flag $1')
+    .replace(/^Option '(-[^' ]+)[^']*' argument missing.*$/s, '$1 needs a value')
+    .replace(/^Option '(-[^' ]+)[^']*' does not take an argument.*$/s, '$1 takes no value')
+    .replace(/^Option '(-[^' ]+)[^']*' argument is ambiguous.*$/s, '$1 needs a value (to pass one that starts with "-", write $1=VALUE)');
+  const where = verb ? ` for \`factory ${verb}\`` : '';
+  return new FactoryError('FACTORY_USAGE', `${message}${code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? where : ''}`, usageHint(verb));
+}
+
 /**
- * Parses `factory <verb> [args] [--flag value | --flag=value | --bool]`.
- * Unknown flags are errors, so a typo never silently changes behaviour.
+ * Parses `factory <verb> [args] [--flag value | --flag=value | --bool | -h]`
+ * with node:util's parseArgs in strict mode: unknown flags (long or short),
+ * a missing value and a value given to a switch are errors, and so is one
+ * positional argument more than the verb takes, so a typo never silently
+ * changes behaviour. `grammarOf` returns undefined for an unknown verb.
  */
-export function parseArgs(argv: readonly string[], flagsFor: (verb: string | undefined) => readonly FlagSpec[]): ParsedArgs {
-  const positionals: string[] = [];
-  const flags: Record<string, string | boolean> = {};
+export function parseArgs(argv: readonly string[], grammarOf: (verb: string) => VerbGrammar | undefined): ParsedArgs {
+  // First pass: find the verb (the first positional), knowing only the common flags that take values.
   let verb: string | undefined;
-  const tokens = [...argv];
-  while (tokens.length > 0) {
-    const token = tokens.shift()!;
-    if (token === '-h') {
-      flags.help = true;
-      continue;
-    }
-    if (!token.startsWith('--')) {
-      if (verb === undefined) verb = token;
-      else positionals.push(token);
-      continue;
-    }
-    const [rawName, inlineValue] = token.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
-    const spec = [...COMMON_FLAGS, ...flagsFor(verb)].find((f) => f.name === rawName);
-    if (!spec) throw new FactoryError('FACTORY_USAGE', `unknown flag --${rawName}${verb ? ` for \`factory ${verb}\`` : ''}`);
-    if (!spec.takesValue) {
-      if (inlineValue !== undefined) throw new FactoryError('FACTORY_USAGE', `--${rawName} takes no value, got "${inlineValue}"`);
-      flags[rawName] = true;
-      continue;
-    }
-    const value = inlineValue ?? tokens.shift();
-    if (value === undefined || value.startsWith('--')) throw new FactoryError('FACTORY_USAGE', `--${rawName} needs a value`);
-    flags[rawName] = value;
+  try {
+    const first = parseNodeArgs({ args: [...argv], options: optionsOf([...COMMON_FLAGS, ...TOP_LEVEL_FLAGS]), strict: false, allowPositionals: true, tokens: true });
+    verb = first.tokens.find((token) => token.kind === 'positional')?.value;
+  } catch (error) {
+    throw usageError(error, undefined);
   }
-  return { verb, positionals, flags };
+  const grammar = verb === undefined ? undefined : grammarOf(verb);
+  const flags = verb === undefined ? [...COMMON_FLAGS, ...TOP_LEVEL_FLAGS] : [...COMMON_FLAGS, ...(grammar?.flags ?? [])];
+  let parsed: { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
+  try {
+    parsed = parseNodeArgs({ args: [...argv], options: optionsOf(flags), strict: true, allowPositionals: true });
+  } catch (error) {
+    // An unknown verb is reported as such (by the caller), not as its first unknown flag.
+    if (verb !== undefined && grammar === undefined) return { verb, positionals: [], flags: {} };
+    throw usageError(error, verb);
+  }
+  const positionals = parsed.positionals.slice(1);
+  if (grammar && !parsed.values.help && positionals.length > grammar.maxPositionals) {
+    const extra = positionals.slice(grammar.maxPositionals).map((p) => `"${p}"`).join(' ');
+    throw new FactoryError('FACTORY_USAGE', `\`factory ${verb}\` takes ${grammar.maxPositionals === 0 ? 'no arguments' : `at most ${grammar.maxPositionals} argument(s)`}, got ${extra} too`, usageHint(verb));
+  }
+  const values: Record<string, string | boolean> = {};
+  for (const [name, value] of Object.entries(parsed.values)) if (typeof value === 'string' || typeof value === 'boolean') values[name] = value;
+  return { verb, positionals, flags: values };
 }
 
 export function flagString(args: ParsedArgs, name: string): string | undefined {
@@ -69,6 +105,6 @@ export function flagPositiveInt(args: ParsedArgs, name: string, fallback: number
   const text = flagString(args, name);
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new FactoryError('FACTORY_USAGE', `--${name}: expected a whole number of at least 1, got "${text}"`);
+  if (!Number.isSafeInteger(value) || value < 1) throw new FactoryError('FACTORY_USAGE', `--${name}: expected a whole number of at least 1, got "${text}"`, usageHint(args.verb));
   return value;
 }

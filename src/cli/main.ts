@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { pathToFileURL } from 'node:url';
 import { FactoryError, formatErrorLine, isFactoryError } from '../errors.js';
-import { COMMON_FLAGS, parseArgs } from './args.js';
-import { processOutput, type Output } from './output.js';
+import { readFileSync } from 'node:fs';
+import { COMMON_FLAGS, parseArgs, type FlagSpec, type VerbGrammar } from './args.js';
+import { processOutput, quietOnBrokenPipe, type Output } from './output.js';
 import type { Verb } from './verb.js';
 import { dispatchVerb } from './verbs/dispatch.js';
 import { initVerb } from './verbs/init.js';
@@ -25,25 +26,49 @@ function generalHelp(): string {
     'factory: turns ready issues into supervised coding-agent runs',
     '',
     'usage: factory <verb> [--config PATH] [--json]',
+    '       factory --version | factory version',
     '',
     'verbs:',
     ...VERBS.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`),
     '',
     'common flags:',
-    ...COMMON_FLAGS.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}  ${f.description}`),
+    ...COMMON_FLAGS.map(flagLine),
     '',
     '`factory <verb> --help` shows a verb\'s flags, output and exit codes. Docs: README.md, docs/.',
   ].join('\n');
 }
 
 function verbHelp(verb: Verb): string {
-  return [`usage: ${verb.usage}`, '', verb.summary, '', verb.details, ...(verb.flags.length ? ['', 'flags:', ...verb.flags.map((f) => `  --${f.name}${f.takesValue ? ' VALUE' : ''}  ${f.description}`)] : [])].join('\n');
+  return [`usage: ${verb.usage}`, '', verb.summary, '', verb.details, ...(verb.flags.length ? ['', 'flags:', ...verb.flags.map(flagLine)] : [])].join('\n');
+}
+
+function flagLine(flag: FlagSpec): string {
+  return `  ${flag.short ? `-${flag.short}, ` : ''}--${flag.name}${flag.takesValue ? ' VALUE' : ''}  ${flag.description}`;
+}
+
+/** package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js. */
+export function factoryVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
+/** `help [VERB]` and `version` are words of the CLI itself, not verbs with a config. */
+function grammarOf(name: string): VerbGrammar | undefined {
+  if (name === 'help') return { flags: [], maxPositionals: 1 };
+  if (name === 'version') return { flags: [], maxPositionals: 0 };
+  const verb = VERBS.find((v) => v.name === name);
+  return verb && { flags: verb.flags, maxPositionals: verb.maxPositionals ?? 0 };
 }
 
 /** Runs the CLI and returns the exit code; never throws for user mistakes. */
 export async function runCli(argv: readonly string[], output: Output = processOutput): Promise<number> {
   try {
-    const args = parseArgs(argv, (name) => VERBS.find((v) => v.name === name)?.flags ?? []);
+    if (output === processOutput) quietOnBrokenPipe({ exit: true });
+    const args = parseArgs(argv, grammarOf);
+    if (output === processOutput && VERBS.find((v) => v.name === args.verb)?.outlivesItsOutput) quietOnBrokenPipe({ exit: false });
+    if (args.verb === 'version' || (args.verb === undefined && args.flags.version)) {
+      output.out(args.flags.json ? JSON.stringify({ version: factoryVersion() }) : `factory ${factoryVersion()}`);
+      return 0;
+    }
     if (args.verb === undefined || args.verb === 'help') {
       const topic = VERBS.find((v) => v.name === args.positionals[0]);
       output.out(topic ? verbHelp(topic) : generalHelp());

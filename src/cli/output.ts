@@ -20,9 +20,32 @@ export interface Output {
   err(text: string): void;
 }
 
+let outputClosed = false;
+let exitOnBrokenPipe = true;
+let pipeGuarded = false;
+
+/**
+ * `factory logs X | head -1`: the reader went away (EPIPE). Not an error to
+ * report with a stack trace: a verb that only prints exits quietly (0); a verb
+ * that owns agents (`exit: false`) keeps going with its output dropped, so its
+ * ordered stop is never cut short.
+ */
+export function quietOnBrokenPipe(options: { exit: boolean }): void {
+  exitOnBrokenPipe = options.exit;
+  if (pipeGuarded) return;
+  pipeGuarded = true;
+  const onError = (error: NodeJS.ErrnoException): void => {
+    if (error.code !== 'EPIPE') throw error;
+    outputClosed = true;
+    if (exitOnBrokenPipe) process.exit(0);
+  };
+  process.stdout.on('error', onError);
+  process.stderr.on('error', onError);
+}
+
 export const processOutput: Output = {
-  out: (text) => process.stdout.write(`${text}\n`),
-  err: (text) => process.stderr.write(`${text}\n`),
+  out: (text) => void (outputClosed || process.stdout.write(`${text}\n`)),
+  err: (text) => void (outputClosed || process.stderr.write(`${text}\n`)),
 };
 
 export function printJson(output: Output, value: unknown): void {

@@ -3,11 +3,15 @@
  * the ordered stop; later ones are acknowledged but do not cut it short (a
  * half-done stop would leave agents without a registry entry).
  */
-export function onStopSignal(handler: (signal: NodeJS.Signals) => void): { readonly requested: () => boolean; dispose(): void } {
+export function onStopSignal(
+  handler: (signal: NodeJS.Signals) => void,
+  /** Says a repeated signal was heard; the daemon passes its logger, so its stderr stays pure log lines. */
+  onRepeat: (message: string) => void = (message) => void process.stderr.write(`factory: ${message}\n`),
+): { readonly requested: () => boolean; dispose(): void } {
   let requested = false;
   const listener = (signal: NodeJS.Signals): void => {
     if (requested) {
-      process.stderr.write(`factory: ${signal} received again; still stopping in order (agents are being released)\n`);
+      onRepeat(`${signal} received again; still stopping in order (agents are being released)`);
       return;
     }
     requested = true;
@@ -33,13 +37,14 @@ export function onStopSignal(handler: (signal: NodeJS.Signals) => void): { reado
 export async function openWithStopSignals<T>(
   open: () => Promise<T>,
   onStop: (opened: T, signal: NodeJS.Signals) => void,
+  onRepeat?: (message: string) => void,
 ): Promise<{ opened: T; signals: ReturnType<typeof onStopSignal> }> {
   let opened: T | undefined;
   let pending: NodeJS.Signals | undefined;
   const signals = onStopSignal((signal) => {
     if (opened === undefined) pending = signal;
     else onStop(opened, signal);
-  });
+  }, onRepeat);
   try {
     opened = await open();
   } catch (error) {

@@ -174,6 +174,10 @@ export const configSchema = z
         /** How often running teams are checked for stall and timeout. */
         superviseIntervalMs: positiveMs.default(5_000),
         killGraceMs: positiveMs.default(5_000),
+        /** A team whose agents all exited 0 but left no commit on its branch ends `no-changes` (not retried) unless this is on. */
+        allowNoChanges: z.boolean().default(false),
+        /** An issue with this label (any case) may end without a commit even when allowNoChanges is off. */
+        allowNoChangesLabel: nonEmpty.optional(),
       })
       .strict()
       .default({}),

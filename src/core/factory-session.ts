@@ -243,6 +243,7 @@ export class FactorySession {
         log,
         runLogs: this.deps.runLogs,
         killGraceMs: config.runs.killGraceMs,
+        noChanges: config.runs,
         ...(this.#budgetsConfigured() ? { resources: { groups: this.#trackedGroups(this.deps.resources!.groups), policy: config.resources } } : {}),
       });
     this.#memoryGate = this.#budgetsConfigured() ? this.#createMemoryGate(this.deps.resources!) : undefined;

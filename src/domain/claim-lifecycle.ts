@@ -8,7 +8,7 @@ import { computeBackoffMs, type RunOutcome, type RunOutcomeReason } from './run.
  * of the claim and the event, with the writer's epoch and the time passed in.
  * Nothing else in the code builds a claim from another one.
  *
- *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up | cancelled | queued (released)
+ *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up (incl. no-changes) | cancelled | queued (released)
  *   retry-wait ──due──▶ running;  running ──daemon crash──▶ queued | gave-up;  active ──left scope──▶ cancelled
  *   ended ──requeue by hand──▶ queued
  */
@@ -74,6 +74,9 @@ export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, '
       return withChanges(claim, stamp, { ...ended, status: 'queued', attempt: Math.max(0, claim.attempt - 1), lastReason: 'released by daemon stop' });
     case 'cancelled':
       return withChanges(claim, stamp, { ...ended, status: 'cancelled', lastReason: outcome.detail });
+    case 'no-changes':
+      // Agents that exited 0 without a commit would most likely do so again: a person looks first.
+      return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `no-changes: ${outcome.detail}` });
     case 'oom':
       // The same budget would most likely run out again: only tried again when the config says so.
       if (!policy.retryOom) return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `oom: ${outcome.detail}` });

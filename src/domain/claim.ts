@@ -9,7 +9,7 @@ export const CLAIM_STATUSES = [
   'running', // a team is at work
   'retry-wait', // failed, waiting for its backoff deadline
   'succeeded',
-  'gave-up', // failed maxAttempts times, or was cut short by too many daemon crashes
+  'gave-up', // failed maxAttempts times, ended without a commit (no-changes), or was cut short by too many daemon crashes
   'cancelled', // left scope or was closed while queued or running
 ] as const;
 

@@ -1,3 +1,5 @@
+import { sameLabel } from './triage.js';
+
 /** A role in a team, as named by the config's `agents` (see domain/team.ts). */
 export type AgentRole = string;
 
@@ -5,7 +7,7 @@ export type AgentRole = string;
  * Why a run ended. Distinct reasons, so retries, metrics and the user can tell
  * a crash from a timeout from a cancellation.
  */
-export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom'] as const;
+export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom', 'no-changes'] as const;
 export type RunOutcomeReason = (typeof RUN_OUTCOME_REASONS)[number];
 
 /** Why the factory stopped a team before it finished on its own. */
@@ -57,6 +59,25 @@ export function isRetryableOutcome(reason: RunOutcomeReason): boolean {
   return reason === 'failed' || reason === 'timed-out' || reason === 'stalled' || reason === 'spawn-failed';
 }
 
+
+/**
+ * Whether a team whose agents all exited 0 may end without a commit on its
+ * branch. Otherwise such a run is `no-changes`: an agent that "succeeds" while
+ * doing nothing is not a success, and running it again would most likely do
+ * nothing again, so it is not retried.
+ */
+export interface NoChangesPolicy {
+  /** `runs.allowNoChanges`: every issue may end without a commit. */
+  readonly allowNoChanges: boolean;
+  /** `runs.allowNoChangesLabel`: an issue with this label (any case) may. */
+  readonly allowNoChangesLabel?: string | undefined;
+}
+
+export function mayEndWithoutChanges(labels: readonly string[], policy: NoChangesPolicy): boolean {
+  if (policy.allowNoChanges) return true;
+  const label = policy.allowNoChangesLabel;
+  return label !== undefined && labels.some((candidate) => sameLabel(candidate, label));
+}
 
 /** Exponential backoff with a cap; attempt is the attempt that just failed (1-based). */
 export function computeBackoffMs(attempt: number, baseMs: number, maxMs: number): number {

@@ -21,7 +21,7 @@ export interface DaemonHttp {
   close(): Promise<void>;
 }
 
-export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'processTable' | 'log'>, options: { warn: (line: string) => void }): DaemonHttp {
+export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'processTable' | 'log'>, options: { warn: (message: string) => void }): DaemonHttp {
   const { config, clock, processTable, log } = runtime;
   if (!config.http.enabled) return { hooks: {}, start: async () => undefined, announce: async () => undefined, close: async () => undefined };
   const metrics = new FactoryMetrics({ heartbeatAgeMs: () => readHeartbeatAgeMs(config, clock) });
@@ -32,7 +32,7 @@ export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'p
     hooks: observer.hooks,
     async start(session) {
       if (!isLoopbackHost(config.http.host)) {
-        options.warn(`factory: warning: serving HTTP on ${config.http.host} (http.allowNonLoopback): anyone who can reach it can read issue text and agent logs`);
+        options.warn(`serving HTTP on ${config.http.host} (http.allowNonLoopback): anyone who can reach it can read issue text and agent logs`);
       }
       detach = observer.attach(session);
       server = await StatusServer.start({ config, processTable, clock, log, view: sessionView(session), metrics, onChange: (listener) => observer.onChange(listener) });

@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LinuxProcessTable } from '../../src/adapters/process-table/linux-process-table.js';
@@ -405,6 +405,79 @@ describe('factory CLI, end to end', () => {
     assert.equal(unknownFlag.code, 2);
     assert.match(unknownFlag.stderr, /unknown flag --frobnicate/);
     assert.equal((await runCli([])).code, 2, 'no verb is a usage error');
+  });
+
+  it('--version and version print the package version; unknown short flags and extra arguments exit 2 pointing at the verb\'s --help; start documents live as its default', async () => {
+    const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const args of [['--version'], ['version']]) {
+      const result = await runCli(args);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.trim(), `factory ${version}`);
+    }
+    const s = makeSandbox('usage', { implementer: demoAgent() });
+    const usageErrors: [string[], RegExp][] = [
+      [['status', '-x', '--config', s.configPath], /unknown flag -x for `factory status`/],
+      [['status', 'extra', '--config', s.configPath], /`factory status` takes no arguments, got "extra"/],
+      [['logs', 'A-1', 'B-2', '--config', s.configPath], /`factory logs` takes at most 1 argument\(s\), got "B-2"/],
+      [['reap-orphans', 'now', '--config', s.configPath], /`factory reap-orphans` takes no arguments/],
+      [['logs', 'A-1', '--tail', '--config', s.configPath], /--tail needs a value/],
+    ];
+    for (const [args, expected] of usageErrors) {
+      const result = await runCli(args);
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, expected);
+      assert.match(result.stderr, new RegExp(`hint: Run \`factory ${args[0]} --help\``), `${args.join(' ')} points at its own help`);
+      assert.doesNotMatch(result.stderr, /internal error|\n\s+at /, 'no stack trace');
+    }
+    const startHelp = await runCli(['start', '--help']);
+    assert.match(startHelp.stdout, /usage: factory start \[--mode live\]/);
+    assert.match(startHelp.stdout, /--mode VALUE +`live`, the default/);
+  });
+
+  it('a piped `start` writes pure JSON log lines: the ready and stopped lines included, each with the daemon\'s pid and hostname, agents under agentPid', async () => {
+    const s = makeSandbox('json-logs', { implementer: demoAgent() });
+    const daemon = await startDaemon(s);
+    s.writeIssue('JSONLOG-1');
+    await waitFor('the outcome file', () => existsSync(join(s.issues, 'JSONLOG-1.outcome.md')), 15_000);
+    daemon.child.kill('SIGTERM');
+    const result = await daemon.finished;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, '', 'nothing but logs, and logs go to stderr');
+    const lines = result.stderr.split('\n').filter((line) => line !== '');
+    const records = lines.map((line) => {
+      try {
+        return JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        assert.fail(`not a JSON line: ${line}`);
+      }
+    });
+    for (const record of records) {
+      assert.equal(record.pid, daemon.child.pid, `every line names the daemon's pid: ${JSON.stringify(record)}`);
+      assert.equal(record.hostname, hostname(), `every line names the host: ${JSON.stringify(record)}`);
+    }
+    assert.ok(records.some((r) => typeof r.msg === 'string' && r.msg.startsWith('live daemon running') && r.heartbeat === s.heartbeatPath), 'the ready line is a log record');
+    assert.ok(records.some((r) => r.msg === 'stopped'), 'the stopped line is a log record');
+    const started = records.find((r) => r.msg === 'implementer started');
+    assert.ok(started && typeof started.agentPid === 'number' && started.agentPid !== daemon.child.pid, `the agent's pid is agentPid: ${JSON.stringify(started)}`);
+  });
+
+  it('a closed output pipe ends a printing verb quietly: `factory logs KEY | head -1` prints no stack trace', async () => {
+    const s = makeSandbox('epipe', { implementer: demoAgent() });
+    const runId = 'PIPE-1-e1-a1-abc';
+    mkdirSync(join(s.stateDir, 'logs', 'PIPE-1'), { recursive: true });
+    // Far more than a pipe buffer, so the writer is still writing when head has gone.
+    writeFileSync(join(s.stateDir, 'logs', 'PIPE-1', `${runId}-implementer.log`), 'a line of agent output\n'.repeat(200_000));
+    const cli = `"${process.execPath}" --import tsx src/cli/main.ts`;
+    for (const verb of [`logs PIPE-1 --config "${s.configPath}"`, `--help`, `status --config "${s.configPath}"`]) {
+      const child = spawn('/bin/sh', ['-c', `${cli} ${verb} | head -1`], { cwd: REPO_ROOT, env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      await new Promise((resolve) => child.once('close', resolve));
+      assert.ok(stdout.length > 0, `${verb}: head printed the first line`);
+      assert.equal(stderr, '', `${verb}: nothing on stderr, got:\n${stderr}`);
+    }
   });
 
   it('stopping the daemon kills every process of a running team, including what an exited agent left behind', async () => {

@@ -1,4 +1,5 @@
 import { writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { isatty } from 'node:tty';
 import { pino, destination, type DestinationStream } from 'pino';
 import type { Logger } from '../../ports/logger.js';
@@ -25,7 +26,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? chooseLogFormat(fd, env.FACTORY_LOG_FORMAT);
   const level = options.level ?? env.FACTORY_LOG_LEVEL ?? 'info';
   const stream: DestinationStream = format === 'pretty' ? prettyStream(fd, { color: env.NO_COLOR === undefined }) : destination({ fd, sync: true });
-  return pino({ level, base: { pid: process.pid } }, stream);
+  // Every line names the process and the machine that wrote it; anything else that names a pid says whose (`agentPid`, `targetPid`).
+  return pino({ level, base: { pid: process.pid, hostname: hostname() } }, stream);
 }
 
 function chooseLogFormat(fd: number, requested: string | undefined): LogFormat {

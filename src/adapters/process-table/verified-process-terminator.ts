@@ -77,12 +77,12 @@ export class VerifiedProcessTerminator implements ProcessTerminator {
       const outcome = this.signalVerified(target, signal);
       if (outcome.kind === 'sent') {
         signals.push({ pid: target.pid, signal });
-        log?.info({ pid: target.pid, signal }, 'signal sent');
+        log?.info({ targetPid: target.pid, signal }, 'signal sent');
         return true;
       }
       if (outcome.kind !== 'gone') {
         survivors.set(target.pid, outcome.reason);
-        log?.warn({ pid: target.pid, signal, reason: outcome.reason }, 'signal not sent');
+        log?.warn({ targetPid: target.pid, signal, reason: outcome.reason }, 'signal not sent');
       }
       return false;
     };

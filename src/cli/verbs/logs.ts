@@ -30,6 +30,7 @@ export const logsVerb: Verb = {
     'the daemon recorded the outcome) or Ctrl-C; if the issue\'s team is starting, it waits for it.',
     'Exit codes: 0 printed, 1 no logs for this issue (FACTORY_RUN_LOGS_NOT_FOUND), 2 usage or config error.',
   ].join('\n'),
+  maxPositionals: 1,
   flags: [
     { name: 'follow', takesValue: false, description: 'keep printing until the run\'s agents exit' },
     { name: 'tail', takesValue: true, description: 'only the last N lines of each agent\'s log' },

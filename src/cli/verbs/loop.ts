@@ -19,6 +19,7 @@ export const loopVerb: Verb = {
     'Exit codes: 0 finished, 1 stopped after consecutive failures, 2 usage or config error,',
     '3 another daemon uses this config.',
   ].join('\n'),
+  outlivesItsOutput: true,
   flags: [
     { name: 'max-iterations', takesValue: true, description: 'number of cycles (default 10)' },
     { name: 'dry-run', takesValue: false, description: 'plan one cycle; change nothing' },

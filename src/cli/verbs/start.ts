@@ -8,7 +8,7 @@ import type { Verb } from '../verb.js';
 
 export const startVerb: Verb = {
   name: 'start',
-  usage: 'factory start --mode live [--config PATH]',
+  usage: 'factory start [--mode live] [--config PATH]',
   summary: 'the long-lived daemon: watch the mount, dispatch teams, keep the heartbeat fresh',
   details: [
     'Writes a `running` heartbeat, deals with a crashed predecessor\'s agents, subscribes to the',
@@ -22,12 +22,14 @@ export const startVerb: Verb = {
     '3 another daemon uses this config or the predecessor\'s agents could not be reaped,',
     '5 the issue subscription failed.',
   ].join('\n'),
-  flags: [{ name: 'mode', takesValue: true, description: 'only `live` is supported' }],
-  async run(args, output) {
+  flags: [{ name: 'mode', takesValue: true, description: '`live`, the default and only mode (bounded runs are `loop` and `run-once`)' }],
+  outlivesItsOutput: true,
+  async run(args) {
     const mode = flagString(args, 'mode') ?? 'live';
     if (mode !== 'live') throw new FactoryError('FACTORY_USAGE', `--mode: expected "live", got "${mode}" (bounded runs are \`factory loop\` and \`factory run-once\`)`);
     const runtime = runtimeFromArgs(args);
-    const http = prepareDaemonHttp(runtime, { warn: (line) => output.err(line) });
+    // Everything `start` says goes through the logger: piped, its stderr is pure JSON lines.
+    const http = prepareDaemonHttp(runtime, { warn: (message) => runtime.log.warn({}, message) });
     let stopped!: () => void;
     let failed!: (error: FactoryError) => void;
     const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
@@ -40,16 +42,17 @@ export const startVerb: Verb = {
         runtime.log.info({ signal }, 'stop requested');
         stopped();
       },
+      (message) => runtime.log.warn({}, message),
     );
     try {
       const url = await http.start(opened.session);
       await opened.session.startLive(failed);
       await http.announce(opened.session);
-      output.err(`factory: live daemon running (pid ${process.pid}); heartbeat ${runtime.config.loop.heartbeatPath};${url ? ` dashboard ${url};` : ''} Ctrl-C to stop`);
+      runtime.log.info({ heartbeat: runtime.config.loop.heartbeatPath, ...(url ? { dashboard: url } : {}) }, `live daemon running (pid ${process.pid});${url ? ` dashboard ${url};` : ''} Ctrl-C to stop`);
       // A subscription that cannot heal rejects `fatal`: the stop below records `failed` and exits 5.
       await Promise.race([stopRequested, fatal]);
       await opened.close('stopped');
-      output.err('factory: stopped');
+      runtime.log.info({}, 'stopped');
       return 0;
     } catch (error) {
       await opened.close('failed');

@@ -21,6 +21,7 @@ export const triageVerb: Verb = {
   summary: 'show how one issue would be triaged and routed, each agent\'s command, and the implementer prompt',
   details: ['Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,', 'the branch, its claim (if any), the rendered argv of each agent and the prompt. Changes nothing.', 'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.'].join('\n'),
   flags: [],
+  maxPositionals: 1,
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
     const { config } = runtime;

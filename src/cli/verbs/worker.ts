@@ -96,7 +96,7 @@ export const workerVerb: Verb = {
       const cacheDir = config.fleet.worker.repoCacheDir;
       const workspace = cacheDir ? new RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : worktrees;
       const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
-      const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs });
+      const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs, noChanges: config.runs });
       const worker = new TeamRunWorker({ executor, epochs, clock, monotonicNow: () => performance.now(), node, lockDurationMs: settings.lockDurationMs, log });
       running = () => worker.runningCount;
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { agentEnvironment, placeholderValues, renderArgument } from '../../domain/prompt.js';
-import type { AgentResult, RunOutcome, RunOutcomeReason, StopReason } from '../../domain/run.js';
+import { mayEndWithoutChanges, type AgentResult, type NoChangesPolicy, type RunOutcome, type RunOutcomeReason, type StopReason } from '../../domain/run.js';
 import { agentNameFor, type StageAgent } from '../../domain/team.js';
 import type { Clock } from '../../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../../ports/fleet.js';
@@ -22,6 +22,8 @@ export interface TeamRunDeps {
   /** Where each agent's log and side files go. */
   readonly runLogs: Pick<RunLogStore, 'locateAgentLog'>;
   readonly killGraceMs: number;
+  /** Whether a team may end without a commit on its branch (`runs.allowNoChanges`). Absent: it may not. */
+  readonly noChanges?: NoChangesPolicy;
   /** Budgets (`resources`): each team with a limit runs in its own group. Absent: no groups. */
   readonly resources?: TeamRunResources;
 }
@@ -131,6 +133,9 @@ export class TeamRun implements TeamExecution {
     }
     if (this.#stopReason) return this.#finish(this.#stopReason, `stopped: ${this.#stopReason}`);
     const commits = await this.#deps.workspace.commitsSince(this.#workspace).catch(() => -1);
+    if (commits === 0 && !mayEndWithoutChanges(plan.issue.labels, this.#deps.noChanges ?? { allowNoChanges: false })) {
+      return this.#finish('no-changes', `${this.#results.length} agent(s) exited 0 but left no commit on ${plan.branch} (runs.allowNoChanges is off)`);
+    }
     const detail = commits >= 0 ? `${this.#results.length} agent(s) exited 0; ${commits} commit(s) on ${plan.branch}` : `${this.#results.length} agent(s) exited 0`;
     return this.#finish('succeeded', detail);
   }
