@@ -18,6 +18,8 @@ export const dispatchVerb: Verb = {
     'config or issue error, 3 a daemon is running on this config.',
   ].join('\n'),
   flags: [{ name: 'force', takesValue: false, description: 'run even if this revision already ended' }],
+  maxPositionals: 1,
+  outlivesItsOutput: true,
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
     const issue = await createIssueSource(runtime).read(issueArgument(args, 'dispatch'));

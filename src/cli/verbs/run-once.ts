@@ -36,6 +36,7 @@ export const runOnceVerb: Verb = {
     '3 another daemon uses this config.',
   ].join('\n'),
   flags: [{ name: 'dry-run', takesValue: false, description: 'report what would happen; change nothing' }],
+  outlivesItsOutput: true,
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
     let report: CycleReport;
