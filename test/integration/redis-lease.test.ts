@@ -230,7 +230,7 @@ describe('leader lease on real Redis', () => {
     for (const e of acceptedBeforeKill) assert.equal(await redis.hexists(keys.claims, String(e.key)), 1, `${String(e.key)} lost in the restart`);
     const terminal = acceptedBeforeKill.filter((e) => e.terminal === true).map((e) => `${String(e.key)}-run`);
     assert.ok(terminal.length >= 1);
-    const pending = await redis.zrange(keys.pendingWritebacks, 0, -1);
+    const pending = await redis.zrange(keys.pendingWritebacks, '0', '-1');
     for (const runId of terminal) assert.ok(pending.includes(runId), `terminal outcome ${runId} lost in the restart`);
     // The holder rides the outage (or stops and leaves); either way the next leader's epoch is higher.
     const afterRestart = a.events.length;
