@@ -10,9 +10,11 @@ import { describeTeamExecutorContract } from './team-executor.contract.js';
 
 describeTeamExecutorContract('LocalTeamExecutor (on the in-memory fleet)', async () => {
   const clock = new FakeClock();
-  const fleet = new InMemoryFleet({ clock });
+  const workspace = new InMemoryWorkspace();
+  // An agent that exits 0 has committed on its branch, as one that did its work has.
+  const fleet = new InMemoryFleet({ clock, onExit: (spec, exitCode) => exitCode === 0 && workspace.commit({ path: spec.cwd, branch: spec.env.FACTORY_BRANCH ?? '' }) });
   const registry = new RegistryKeeper({ store: { write: async () => undefined }, owner: { pid: 1, startTime: 1, bootId: 'b', hostname: 'h', epoch: 1 }, clock });
-  const executor = new LocalTeamExecutor({ fleet, workspace: new InMemoryWorkspace(), registry, clock, log: createSilentLogger(), runLogs: new FileRunLogStore('/logs'), killGraceMs: 100 });
+  const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log: createSilentLogger(), runLogs: new FileRunLogStore('/logs'), killGraceMs: 100 });
   return {
     executor,
     endStage: async (run, exitCode) => {

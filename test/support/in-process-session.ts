@@ -22,14 +22,16 @@ export async function openInProcessSession(dir: string, options: { config?: Reco
     { mount: { root: './issues' }, repos: { default: '/repo' }, agents: { implementer: { command: ['agent'] } }, ...options.config },
     join(dir, 'factory.config.json'),
   );
-  const fleet = new InMemoryFleet({ clock });
+  const workspace = new InMemoryWorkspace();
+  // An agent that exits 0 has committed, as one that did its work has (else the run ends no-changes).
+  const fleet = new InMemoryFleet({ clock, onExit: (spec, exitCode) => exitCode === 0 && workspace.commit({ path: spec.cwd, branch: spec.env.FACTORY_BRANCH ?? '' }) });
   const session = new FactorySession(
     {
       config,
       source: options.source(config, clock),
       store: new SqliteStateStore(config.paths.stateDb),
       fleet,
-      workspace: new InMemoryWorkspace(),
+      workspace,
       clock,
       log: createSilentLogger(),
       identity: { pid: process.pid, startTime: 1, bootId: 'in-process' },

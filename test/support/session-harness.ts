@@ -48,6 +48,8 @@ export interface Harness {
   readonly source: LoggingIssueSource;
   readonly fleet: InMemoryFleet;
   readonly workspace: InMemoryWorkspace;
+  /** An agent that exits 0 commits on its branch first (true by default); false: it exits 0 with no commit (`no-changes`). */
+  agentsCommit: boolean;
   readonly events: string[];
   readonly heartbeats: Heartbeat[];
   readonly registries: RegistryFile[];
@@ -80,8 +82,14 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
     join(dir, 'factory.config.json'),
   );
   const source = new LoggingIssueSource(clock, events, sourceOptions);
-  const fleet = new InMemoryFleet({ clock, events });
   const workspace = new InMemoryWorkspace();
+  const fleet = new InMemoryFleet({
+    clock,
+    events,
+    onExit: (spec, exitCode) => {
+      if (exitCode === 0 && harness.agentsCommit) workspace.commit({ path: spec.cwd, branch: spec.env.FACTORY_BRANCH ?? '' });
+    },
+  });
   const heartbeats: Heartbeat[] = [];
   const registries: RegistryFile[] = [];
   const predecessorCalls: (readonly RegistryEntry[])[] = [];
@@ -92,6 +100,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
     source,
     fleet,
     workspace,
+    agentsCommit: true,
     events,
     heartbeats,
     registries,

@@ -16,7 +16,7 @@ import {
 } from '../../src/domain/claim-lifecycle.js';
 import { ACTIVE_CLAIM_STATUSES, CLAIM_STATUSES, type ClaimStatus, type IssueClaim } from '../../src/domain/claim.js';
 import type { Issue } from '../../src/domain/issue.js';
-import type { RunOutcomeReason } from '../../src/domain/run.js';
+import { RUN_OUTCOME_REASONS, type RunOutcomeReason } from '../../src/domain/run.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const stamp = { epoch: 7, nowMs: T0 + 1_000 };
@@ -56,7 +56,11 @@ test('every outcome reason leads to exactly one next status, by attempt', () => 
     ['failed', 3, 'gave-up', 3, null, /^failed on attempt 3 of 3: all good$/],
     ['stalled', 3, 'gave-up', 3, null, /^stalled on attempt 3 of 3/],
     ['spawn-failed', 4, 'gave-up', 4, null, /^spawn-failed on attempt 4 of 3/],
+    ['no-changes', 1, 'gave-up', 1, null, /^no-changes: all good$/],
+    ['no-changes', 3, 'gave-up', 3, null, /^no-changes: /],
+    ['oom', 1, 'gave-up', 1, null, /^oom: all good$/],
   ];
+  for (const reason of RUN_OUTCOME_REASONS) assert.ok(table.some(([covered]) => covered === reason), `the table covers ${reason}`);
   for (const [reason, attempt, status, nextAttempt, dueAt, lastReason] of table) {
     const next = claimAfterOutcome(claim({ attempt }), { reason, detail: 'all good' }, retry, stamp);
     const label = `${reason} on attempt ${attempt}`;

@@ -31,10 +31,17 @@ export class InMemoryFleet implements Fleet {
   failSpawnOf: string | undefined;
   /** When true, agents exit 0 right after spawning. */
   autoSucceed = false;
+  /**
+   * Called as an agent exits, before its exit is seen: a test wires it to its
+   * fake workspace so that an agent exiting 0 has committed, as a real agent
+   * that did its work has (a team without a commit ends `no-changes`).
+   */
+  onExit: ((spec: AgentSpec, exitCode: number | null) => void) | undefined;
 
-  constructor(options: { clock: Clock; events?: string[] }) {
+  constructor(options: { clock: Clock; events?: string[]; onExit?: (spec: AgentSpec, exitCode: number | null) => void }) {
     this.#clock = options.clock;
     this.#events = options.events ?? [];
+    this.onExit = options.onExit;
   }
 
   running(): InMemoryAgent[] {
@@ -76,6 +83,7 @@ export class InMemoryFleet implements Fleet {
       if (ended) return;
       ended = true;
       agent.ended = true;
+      this.onExit?.(spec, exitCode);
       resolveExit({ exitCode, signal, endedAtMs: clock.now() });
     };
     const handle: AgentHandle = {

@@ -38,7 +38,7 @@ export class InMemoryWorkspace implements Workspace {
   }
 
   /** Pretends an agent committed on the workspace's branch. */
-  commit(workspace: PreparedWorkspace): void {
+  commit(workspace: Pick<PreparedWorkspace, 'path' | 'branch'>): void {
     const key = `${workspace.path}\0${workspace.branch}`;
     this.#commits.set(key, (this.#commits.get(key) ?? 0) + 1);
   }
