@@ -498,7 +498,7 @@ describe('the status server inside a daemon session', () => {
     try {
       const url = await http.start(session);
       assert.ok(url, 'the server started');
-      assert.match(warnings.join('\n'), /warning: serving HTTP on 0\.0\.0\.0 \(http\.allowNonLoopback\)/);
+      assert.match(warnings.join('\n'), /^serving HTTP on 0\.0\.0\.0 \(http\.allowNonLoopback\): anyone who can reach it/);
       await session.startLive();
       await settle();
       await http.announce(session);
