@@ -89,7 +89,7 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
     agents,
     // byRepo keys name repos like repos.* does, so they are anchored the same way and compare with a claim's repo.
     resources: { ...c.resources, byRepo: Object.fromEntries(Object.entries(c.resources.byRepo).map(([repo, budget]) => [resolveFrom(base, repo), budget])) },
-    teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team }),
+    teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team, review: c.review }),
     loop: {
       ...c.loop,
       heartbeatPath: resolveFrom(base, c.loop.heartbeatPath),

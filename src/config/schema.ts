@@ -33,6 +33,8 @@ const agentSchema = z
     envPassthrough: z.array(z.string().regex(ENV_PASSTHROUGH_PATTERN, 'expected a variable name such as "ANTHROPIC_API_KEY", or a prefix glob such as "OPENAI_*"')).default([]),
     /** Extra instruction appended to the role's built-in one. */
     instruction: z.string().optional(),
+    /** This role reports a review verdict (FACTORY_REVIEW_FILE), and its stage is a review stage; default on for `reviewer` only. */
+    reviews: z.boolean().optional(),
   })
   .strict();
 
@@ -115,6 +117,31 @@ const fleetSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['redis'], message: 'expected fleet.redis.url when fleet.backend is "bullmq", e.g. { "url": "redis://127.0.0.1:6379" }' });
     }
   });
+
+const positiveCount = z.number().int('expected a whole number').positive('expected a positive number');
+const positiveUsd = z.number().positive('expected a positive amount in US dollars').finite();
+
+const budgetsSchema = z
+  .object({
+    /** Per run of a team, all its agents together (usage as the agents report it). */
+    run: z
+      .object({
+        maxTokens: positiveCount.optional(),
+        maxCostUsd: positiveUsd.optional(),
+        maxTurns: positiveCount.optional(),
+      })
+      .strict()
+      .default({}),
+    /** Per calendar day (UTC), every run together. */
+    daily: z
+      .object({
+        maxCostUsd: positiveUsd.optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .default({});
 
 export const configSchema = z
   .object({
@@ -222,6 +249,19 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Review rounds (docs/agents.md): reviews per review stage before the run ends `changes-requested`. */
+    review: z
+      .object({
+        maxRounds: z.number().int('expected a whole number of rounds').min(1).max(20).default(2),
+      })
+      .strict()
+      .default({}),
+    /** Usage budgets per run and per day (docs/agents.md); over one, the run is parked, not failed. */
+    budgets: budgetsSchema,
+    /** Per-team budgets and memory admission (docs/resources.md); absent, nothing is limited. */
+    resources: resourcesSchema,
+    /** Where issues come from: the mount (default) or GitHub (docs/github.md). */
+    source: sourceSchema,
     /** Per-team budgets and memory admission (docs/resources.md); absent, nothing is limited. */
     resources: resourcesSchema,
     /** Where issues come from: the mount (default) or GitHub (docs/github.md). */

@@ -57,7 +57,7 @@ export interface FactorySessionDeps {
   readonly heartbeats: HeartbeatStore;
   readonly registryStore: RegistryStore;
   /** Where the local team executor's agents write their logs. */
-  readonly runLogs: Pick<RunLogStore, 'locateAgentLog'>;
+  readonly runLogs: Pick<RunLogStore, 'locateAgentLog' | 'readSideFile'>;
   /**
    * Deals with a dead predecessor's agents before anything is dispatched:
    * reaps every listed entry (identity-checked) and any process carrying this

@@ -8,7 +8,7 @@ import { computeBackoffMs, type RunOutcome, type RunOutcomeReason } from './run.
  * of the claim and the event, with the writer's epoch and the time passed in.
  * Nothing else in the code builds a claim from another one.
  *
- *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up (incl. no-changes) | cancelled | queued (released)
+ *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up (incl. no-changes, changes-requested) | cancelled | queued (released)
  *   retry-wait ──due──▶ running;  running ──daemon crash──▶ queued | gave-up;  active ──left scope──▶ cancelled
  *   ended ──requeue by hand──▶ queued
  */
@@ -77,6 +77,9 @@ export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, '
     case 'no-changes':
       // Agents that exited 0 without a commit would most likely do so again: a person looks first.
       return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `no-changes: ${outcome.detail}` });
+    case 'changes-requested':
+      // The reviewer still wanted changes after review.maxRounds: another attempt would replay the same argument; a person decides.
+      return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `changes-requested: ${outcome.detail}` });
     case 'oom':
       // The same budget would most likely run out again: only tried again when the config says so.
       if (!policy.retryOom) return withChanges(claim, stamp, { ...ended, status: 'gave-up', lastReason: `oom: ${outcome.detail}` });
@@ -211,12 +214,14 @@ export interface WaitContext {
   /** The claim's 0-based place among the due claims, in dispatch order. */
   readonly position: number;
   readonly maxAttempts: number;
+  /** Claims the daemon's memory admission holds (from its heartbeat), with their reason: it wins over the slot reason. */
+  readonly held?: ReadonlyMap<string, string>;
 }
 
 /**
  * Why a waiting claim has not started yet, in the words `status`, the state
  * API and the dashboard show: `waiting for a slot: 4 of 4 busy`,
- * `retrying at <time> (attempt 2 of 3)`.
+ * `waiting for memory: need 4.0 GB, 2.1 GB free`, `retrying at <time> (attempt 2 of 3)`.
  */
 export function describeWait(claim: IssueClaim, context: WaitContext): string {
   const nextAttempt = `attempt ${claim.attempt + 1} of ${context.maxAttempts}`;
@@ -226,6 +231,9 @@ export function describeWait(claim: IssueClaim, context: WaitContext): string {
   const retrySuffix = claim.attempt > 0 ? ` (${nextAttempt})` : '';
   const { slots } = context;
   if (slots === null) return `waiting for a daemon: ${context.noDaemon}${retrySuffix}`;
+  // A claim with a free slot that admission holds waits for memory, not for a slot.
+  const heldReason = context.held?.get(claim.issueKey);
+  if (heldReason !== undefined) return `${heldReason}${retrySuffix}`;
   const free = slots.total - slots.busy;
   if (context.position < free) return `next to start: ${slots.busy} of ${slots.total} slots busy${retrySuffix}`;
   return `waiting for a slot: ${slots.busy} of ${slots.total} busy${retrySuffix}`;

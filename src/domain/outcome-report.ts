@@ -1,6 +1,7 @@
 import type { Issue } from './issue.js';
 import { formatDuration } from './duration.js';
 import { formatMemory } from './resource-budget.js';
+import type { ReviewRoundEntry } from './review.js';
 import type { AgentResult, RunMemory, RunOutcome } from './run.js';
 
 /**
@@ -28,10 +29,21 @@ export function renderOutcomeReport(issue: Issue, outcome: RunOutcome): string {
   ];
   if (outcome.memory) lines.push(`- **Memory:** ${describeRunMemory(outcome.memory)}`);
   if (!isSingleLine(outcome.detail)) lines.push('', '## Detail', '', ...fencedBlock(outcome.detail));
+  if (outcome.reviewRounds && outcome.reviewRounds.length > 0) lines.push('', '## Review rounds', '', ...renderReviewRounds(outcome.reviewRounds));
   lines.push('', '## Agents', '');
   if (outcome.agents.length === 0) lines.push('No agent was started.');
   for (const agent of outcome.agents) lines.push(...renderAgent(agent), '');
   return `${lines.join('\n').trimEnd()}\n`;
+}
+
+/** One line per agent turn: `1. round 1, reviewer: request-changes (add a test) at \`abc123\``. */
+function renderReviewRounds(rounds: readonly ReviewRoundEntry[]): string[] {
+  return rounds.map((entry, index) => {
+    const said = entry.verdict === undefined ? '' : `: **${entry.verdict}**${entry.verdictSource === 'exit-code' ? ' (exit 0, no verdict file)' : ''}`;
+    const comments = entry.commentsSummary === undefined ? '' : ` "${singleLine(entry.commentsSummary)}"`;
+    const commit = entry.commit === null ? '' : ` at ${inlineCode(entry.commit.slice(0, 12))}`;
+    return `${index + 1}. round ${entry.round}, ${singleLine(entry.role)}${said}${comments}${commit}`;
+  });
 }
 
 function renderAgent(agent: AgentResult): string[] {

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { envPassthroughFor } from './env-passthrough.js';
 import type { Issue } from './issue.js';
+import { reviewCommentsSection, verdictInstruction } from './review.js';
 import type { AgentRole } from './run.js';
 
 /** Built-in instruction per well-known role; config `agents.<role>.instruction` adds to it. */
@@ -24,11 +25,27 @@ export interface PromptContext {
   readonly runId: string;
   readonly attempt: number;
   readonly extraInstruction?: string | undefined;
+  /** Set when the agent's stage is in a review loop (domain/review.ts). */
+  readonly review?: AgentReviewContext | undefined;
+}
+
+/** An agent's part in a review round. */
+export interface AgentReviewContext {
+  /** 1 for the first pass; 2 and on after a reviewer requested changes. */
+  readonly round: number;
+  /** Set for a reviewer: where it writes its verdict (outside the worktree). */
+  readonly verdictFile?: string | undefined;
+  /** The comments of the review that sent the team back, from round 2 on. */
+  readonly comments?: string | undefined;
 }
 
 export function renderPrompt(context: PromptContext): string {
-  const { issue, role } = context;
-  const instruction = [builtInInstruction(role), context.extraInstruction].filter(Boolean).join('\n');
+  const { issue, role, review } = context;
+  const reviewSections = [
+    review?.comments === undefined ? undefined : reviewCommentsSection(review.round, review.comments),
+    review?.verdictFile === undefined ? undefined : verdictInstruction(),
+  ];
+  const instruction = [builtInInstruction(role), context.extraInstruction, ...reviewSections].filter(Boolean).join('\n');
   return [
     `Issue ${issue.key}: ${issue.title}`,
     '',
@@ -246,6 +263,8 @@ export function agentEnvironment(input: AgentEnvironmentInput): AgentEnvironment
   }
   const bodyFile = join(filesDir, `${fileStem}.issue-body.md`);
   const promptFile = join(filesDir, `${fileStem}.prompt.md`);
+  const review = context.review;
+  const commentsFile = review?.comments === undefined ? undefined : join(filesDir, `${fileStem}.review-comments.md`);
   return {
     env: {
       ...input.configEnv,
@@ -255,10 +274,14 @@ export function agentEnvironment(input: AgentEnvironmentInput): AgentEnvironment
       [PLACEHOLDER_ENVIRONMENT.title]: context.issue.title.replaceAll('\0', ''),
       [PLACEHOLDER_ENVIRONMENT.body]: bodyFile,
       [PLACEHOLDER_ENVIRONMENT.prompt]: promptFile,
+      ...(review ? { FACTORY_REVIEW_ROUND: String(review.round) } : {}),
+      ...(review?.verdictFile === undefined ? {} : { FACTORY_REVIEW_FILE: review.verdictFile }),
+      ...(commentsFile === undefined ? {} : { FACTORY_REVIEW_COMMENTS_FILE: commentsFile }),
     },
     files: [
       { path: bodyFile, content: `${context.issue.body}\n` },
       { path: promptFile, content: `${renderPrompt(context)}\n` },
+      ...(commentsFile === undefined || review?.comments === undefined ? [] : [{ path: commentsFile, content: `${review.comments.trim()}\n` }]),
     ],
     envPassthrough: envPassthroughFor(input.configEnvPassthrough),
   };

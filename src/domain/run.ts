@@ -1,3 +1,4 @@
+import type { ReviewRoundEntry } from './review.js';
 import { sameLabel } from './triage.js';
 
 /** A role in a team, as named by the config's `agents` (see domain/team.ts). */
@@ -7,7 +8,7 @@ export type AgentRole = string;
  * Why a run ended. Distinct reasons, so retries, metrics and the user can tell
  * a crash from a timeout from a cancellation.
  */
-export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom', 'no-changes'] as const;
+export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom', 'no-changes', 'changes-requested'] as const;
 export type RunOutcomeReason = (typeof RUN_OUTCOME_REASONS)[number];
 
 /** Why the factory stopped a team before it finished on its own. */
@@ -34,6 +35,8 @@ export interface RunOutcome {
   readonly branch: string;
   readonly worktree: string;
   readonly agents: readonly AgentResult[];
+  /** Who did what in each review round (domain/review.ts); absent for a team without a review stage. */
+  readonly reviewRounds?: readonly ReviewRoundEntry[];
   readonly startedAtMs: number;
   readonly endedAtMs: number;
   /** The team's memory, when it ran inside a resource group (a `resources` budget is configured). */

@@ -1,3 +1,5 @@
+import type { AgentDriverSpec } from './agent-events/agent-driver.js';
+
 /**
  * A team as data: an ordered list of stages, each with one or more agents of a
  * named role. Stages run one after another; the agents of one stage run at
@@ -13,6 +15,8 @@ export interface AgentCommand {
   readonly envPassthrough?: readonly string[] | undefined;
   /** Added to the role's built-in instruction. */
   readonly instruction?: string | undefined;
+  /** How it runs: absent or `command` runs `command` as is; a CLI driver runs `command` as the executable and reads its stream. */
+  readonly driver?: AgentDriverSpec | undefined;
 }
 
 export interface StageAgent {
@@ -29,6 +33,24 @@ export interface StageAgent {
 
 export interface TeamStage {
   readonly agents: readonly StageAgent[];
+  /**
+   * Set on a review stage: its `reviewers` (slots) report a verdict, and
+   * request-changes sends the team back to the work stages before it, up to
+   * `maxRounds` reviews in all (domain/review.ts).
+   */
+  readonly review?: StageReviewRule;
+}
+
+export interface StageReviewRule {
+  readonly maxRounds: number;
+  /** Slots of this stage's agents that report a verdict. */
+  readonly reviewers: readonly string[];
+}
+
+/** Which roles review, and how many rounds a review stage may take. */
+export interface TeamReviewRule {
+  readonly maxRounds: number;
+  readonly roles: ReadonlySet<string>;
 }
 
 export type TeamStages = readonly TeamStage[];
@@ -37,17 +59,19 @@ export type TeamStages = readonly TeamStage[];
  * Builds stages from role names per stage, giving each agent its slot. The
  * roles must already be checked against `agents` (the config does that).
  */
-export function buildTeamStages(rolesPerStage: readonly (readonly string[])[], agents: Readonly<Record<string, AgentCommand | undefined>>): TeamStages {
+export function buildTeamStages(rolesPerStage: readonly (readonly string[])[], agents: Readonly<Record<string, AgentCommand | undefined>>, review?: TeamReviewRule): TeamStages {
   const seen = new Map<string, number>();
-  return rolesPerStage.map((roles) => ({
-    agents: roles.map((role) => {
+  return rolesPerStage.map((roles) => {
+    const stageAgents = roles.map((role) => {
       const agent = agents[role];
       if (agent === undefined) throw new Error(`team stage names role "${role}", which has no agent`);
       const count = (seen.get(role) ?? 0) + 1;
       seen.set(role, count);
       return { role, slot: count === 1 ? role : `${role}-${count}`, agent };
-    }),
-  }));
+    });
+    const reviewers = review ? stageAgents.filter((a) => review.roles.has(a.role)).map((a) => a.slot) : [];
+    return reviewers.length > 0 ? { agents: stageAgents, review: { maxRounds: review!.maxRounds, reviewers } } : { agents: stageAgents };
+  });
 }
 
 /** The name an agent of `slot` gets in the run of `issueKey`. */

@@ -60,4 +60,10 @@ export interface RunLogStore {
   tail(file: RunLogFile, options: { lines: number; maxBytes?: number }): Promise<LogTail>;
   /** Bytes from `offset` on (at most `maxBytes`, default 1 MiB), for following a growing log. */
   readFrom(file: RunLogFile, offset: number, maxBytes?: number): Promise<LogChunk>;
+  /**
+   * A side file an agent wrote into its side-files folder (a reviewer's
+   * verdict): its text, or undefined when it does not exist. Refuses a path
+   * outside the store and a file over `maxBytes`.
+   */
+  readSideFile(path: string, maxBytes: number): Promise<string | undefined>;
 }

@@ -15,4 +15,6 @@ export interface Workspace {
   prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace>;
   /** Commits on the branch since the base commit (for the report). */
   commitsSince(workspace: PreparedWorkspace): Promise<number>;
+  /** The commit the branch points at now (for the review round history). */
+  branchHead(workspace: PreparedWorkspace): Promise<string>;
 }

@@ -1,5 +1,6 @@
+import { constants } from 'node:fs';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { isValidIssueKey } from '../../domain/issue.js';
 import { parseRunId, type ParsedRunId } from '../../domain/run-id.js';
 import type { AgentLogLocation, LogChunk, LogTail, RunLogFile, RunLogs, RunLogStore } from '../../ports/run-log-store.js';
@@ -101,6 +102,28 @@ export class FileRunLogStore implements RunLogStore {
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, from);
       return { chunk: buffer.subarray(0, bytesRead), nextOffset: from + bytesRead };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async readSideFile(path: string, maxBytes: number): Promise<string | undefined> {
+    const root = resolve(this.logsDir);
+    if (!resolve(path).startsWith(`${root}${sep}`)) throw new Error(`${path} is not a side file of the run logs in ${root}`);
+    let handle;
+    try {
+      // O_NOFOLLOW: an agent that swaps its verdict file for a symlink cannot make the daemon read another file.
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size > maxBytes) throw new Error(`${path} holds ${size} bytes, more than the ${maxBytes} a side file may`);
+      const buffer = Buffer.alloc(size);
+      const { bytesRead } = await handle.read(buffer, 0, size, 0);
+      return buffer.subarray(0, bytesRead).toString('utf8');
     } finally {
       await handle.close();
     }

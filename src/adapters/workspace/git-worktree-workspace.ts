@@ -74,6 +74,14 @@ export class GitWorktreeWorkspace implements Workspace {
     }
   }
 
+  async branchHead(workspace: PreparedWorkspace): Promise<string> {
+    try {
+      return (await runGit(workspace.repo, ['rev-parse', '--verify', `refs/heads/${workspace.branch}^{commit}`])).stdout.trim();
+    } catch (error) {
+      throw workspaceFailed(`could not read the head of branch ${workspace.branch} in ${workspace.repo}: ${describeGitError(error)}`, error);
+    }
+  }
+
   async #prepareLocked(checkout: Checkout, issueKey: string, branch: string): Promise<PreparedWorkspace> {
     const path = this.#worktreePathFor(checkout.topLevel, issueKey);
     const branchRef = `refs/heads/${branch}`;

@@ -37,6 +37,10 @@ export class InMemoryWorkspace implements Workspace {
     return this.#commits.get(`${workspace.path}\0${workspace.branch}`) ?? 0;
   }
 
+  async branchHead(workspace: PreparedWorkspace): Promise<string> {
+    return `commit-${await this.commitsSince(workspace)}`;
+  }
+
   /** Pretends an agent committed on the workspace's branch. */
   commit(workspace: Pick<PreparedWorkspace, 'path' | 'branch'>): void {
     const key = `${workspace.path}\0${workspace.branch}`;

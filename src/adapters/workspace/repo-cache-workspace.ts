@@ -35,6 +35,10 @@ export class RepoCacheWorkspace implements Workspace {
     return this.#inner.commitsSince(workspace);
   }
 
+  branchHead(workspace: PreparedWorkspace): Promise<string> {
+    return this.#inner.branchHead(workspace);
+  }
+
   #serially<T>(repo: string, work: () => Promise<T>): Promise<T> {
     const previous = this.#busy.get(repo) ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(work);

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { agentEnvironment, placeholderValues, renderArgument } from '../../domain/prompt.js';
+import { agentEnvironment, placeholderValues, renderArgument, type AgentReviewContext } from '../../domain/prompt.js';
+import { decideStageReview, MAX_VERDICT_FILE_BYTES, readReviewerVerdict, reworkStageFor, summarizeComments, type ReviewRoundEntry, type StageReview, type VerdictReading } from '../../domain/review.js';
 import { mayEndWithoutChanges, type AgentResult, type NoChangesPolicy, type RunOutcome, type RunOutcomeReason, type StopReason } from '../../domain/run.js';
-import { agentNameFor, type StageAgent } from '../../domain/team.js';
+import { agentNameFor, type StageAgent, type TeamStage } from '../../domain/team.js';
 import type { Clock } from '../../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../../ports/fleet.js';
 import type { Logger } from '../../ports/logger.js';
@@ -20,7 +21,7 @@ export interface TeamRunDeps {
   readonly clock: Clock;
   readonly log: Logger;
   /** Where each agent's log and side files go. */
-  readonly runLogs: Pick<RunLogStore, 'locateAgentLog'>;
+  readonly runLogs: Pick<RunLogStore, 'locateAgentLog' | 'readSideFile'>;
   readonly killGraceMs: number;
   /** Whether a team may end without a commit on its branch (`runs.allowNoChanges`). Absent: it may not. */
   readonly noChanges?: NoChangesPolicy;
@@ -41,6 +42,8 @@ export class TeamRun implements TeamExecution {
   readonly #deps: TeamRunDeps;
   readonly #handles = new Map<string, { handle: AgentHandle; agent: RunningAgent }>();
   readonly #results: AgentResult[] = [];
+  /** Who did what in which review round, for the outcome (empty for a team without a review stage). */
+  readonly #rounds: ReviewRoundEntry[] = [];
   /** Why an agent could not be started, by agent name, for the outcome's detail. */
   readonly #spawnErrors = new Map<string, string>();
   readonly #events: RunEvent[] = [];
@@ -120,16 +123,44 @@ export class TeamRun implements TeamExecution {
     } catch (error) {
       return this.#finish('spawn-failed', `could not create the team's resource group: ${(error as Error).message}`);
     }
-    for (const [index, stage] of plan.stages.entries()) {
+    // Review rounds (domain/review.ts): a review stage that requests changes sends the team back to its work stages.
+    const reviewsDone = new Map<number, number>();
+    let review: { round: number; comments: string } | undefined;
+    for (let index = 0; index < plan.stages.length; ) {
       if (this.#stopReason) break;
+      const stage = plan.stages[index]!;
+      const round = review?.round ?? 1;
       this.#emit({ kind: 'stage-started', runId: plan.runId, stage: index, roles: stage.agents.map((a) => a.role), atMs: this.#deps.clock.now() });
       const parallel = stage.agents.length > 1;
-      const results = await Promise.all(stage.agents.map((agent) => this.#runAgent(agent, parallel)));
+      const inReviewLoop = review !== undefined || stage.review !== undefined || plan.stages.some((s) => s.review !== undefined);
+      const results = await Promise.all(
+        stage.agents.map((agent) => {
+          const reviewer = stage.review?.reviewers.includes(agent.slot) === true;
+          const context = inReviewLoop ? { round, comments: review?.comments, verdictFile: reviewer ? this.#verdictFileFor(agent.slot, round) : undefined } : undefined;
+          return this.#runAgent(agent, parallel, context);
+        }),
+      );
       const failed = results.find((r) => r.reason !== 'succeeded');
       if (failed) {
         const reason = this.#stopReason ?? failed.reason;
         return this.#finish(reason, describeAgentFailure(failed, this.#stopReason));
       }
+      const decision = await this.#recordRound(stage, results, round);
+      if (decision.kind === 'invalid') return this.#finish('failed', decision.reason);
+      if (decision.kind === 'request-changes' && stage.review) {
+        const reviews = (reviewsDone.get(index) ?? 0) + 1;
+        reviewsDone.set(index, reviews);
+        const rework = reworkStageFor(plan.stages, index);
+        if (reviews >= stage.review.maxRounds || rework === undefined) {
+          const why = rework === undefined ? 'no work stage comes before the review stage to send the changes to' : `after ${reviews} review round(s) (review.maxRounds ${stage.review.maxRounds})`;
+          return this.#finish('changes-requested', `changes requested ${why}: ${summarizeComments(decision.comments)}`);
+        }
+        review = { round: round + 1, comments: decision.comments };
+        index = rework;
+        continue;
+      }
+      if (stage.review) review = undefined;
+      index++;
     }
     if (this.#stopReason) return this.#finish(this.#stopReason, `stopped: ${this.#stopReason}`);
     const commits = await this.#deps.workspace.commitsSince(this.#workspace).catch(() => -1);
@@ -140,12 +171,45 @@ export class TeamRun implements TeamExecution {
     return this.#finish('succeeded', detail);
   }
 
-  async #runAgent(stageAgent: StageAgent, hasSiblings: boolean): Promise<AgentResult> {
+  /** Where `slot` writes its verdict in `round`: beside its log, outside the worktree, one file per round so a stale one is never read. */
+  #verdictFileFor(slot: string, round: number): string {
+    const { sideFilesDir, sideFileStem } = this.#deps.runLogs.locateAgentLog(this.plan.issue.key, this.plan.runId, slot);
+    return join(sideFilesDir, `${sideFileStem}.review-${round}.json`);
+  }
+
+  /** Adds the stage's agents to the round history and, for a review stage, decides from its reviewers' verdicts. */
+  async #recordRound(stage: TeamStage, results: readonly AgentResult[], round: number): Promise<StageReview> {
+    const inLoop = stage.review !== undefined || this.plan.stages.some((s) => s.review !== undefined);
+    if (!inLoop) return { kind: 'approve' };
+    const commit = await this.#deps.workspace.branchHead(this.#workspace!).catch(() => null);
+    const verdicts: { role: string; reading: VerdictReading }[] = [];
+    for (const [index, stageAgent] of stage.agents.entries()) {
+      const result = results[index]!;
+      if (stage.review?.reviewers.includes(stageAgent.slot) !== true) {
+        this.#rounds.push({ round, role: stageAgent.role, agentName: result.agentName, commit });
+        continue;
+      }
+      let reading: VerdictReading;
+      try {
+        const fileText = await this.#deps.runLogs.readSideFile(this.#verdictFileFor(stageAgent.slot, round), MAX_VERDICT_FILE_BYTES);
+        // A CLI driver that knows the final message can hand it in here (readReviewerVerdict reads a verdict from it).
+        reading = readReviewerVerdict({ role: stageAgent.role, fileText });
+      } catch (error) {
+        reading = { ok: false, reason: `could not read the verdict of ${stageAgent.role}: ${(error as Error).message}` };
+      }
+      verdicts.push({ role: stageAgent.role, reading });
+      const said = reading.ok ? { verdict: reading.verdict.verdict, verdictSource: reading.verdict.source, ...(reading.verdict.comments ? { commentsSummary: summarizeComments(reading.verdict.comments) } : {}) } : {};
+      this.#rounds.push({ round, role: stageAgent.role, agentName: result.agentName, ...said, commit });
+    }
+    return decideStageReview(verdicts);
+  }
+
+  async #runAgent(stageAgent: StageAgent, hasSiblings: boolean, review?: AgentReviewContext): Promise<AgentResult> {
     const { plan } = this;
     const { role, slot, agent } = stageAgent;
     const workspace = this.#workspace!;
     const agentName = agentNameFor(plan.issue.key, slot);
-    const prompt = { issue: plan.issue, role, branch: workspace.branch, worktree: workspace.path, runId: plan.runId, attempt: plan.attempt, extraInstruction: agent.instruction };
+    const prompt = { issue: plan.issue, role, branch: workspace.branch, worktree: workspace.path, runId: plan.runId, attempt: plan.attempt, extraInstruction: agent.instruction, review };
     const values = placeholderValues(prompt);
     // Issue text reaches scripts as variables and files (beside the log, outside the worktree), never as code.
     const { logPath, sideFilesDir, sideFileStem } = this.#deps.runLogs.locateAgentLog(plan.issue.key, plan.runId, slot);
@@ -214,6 +278,7 @@ export class TeamRun implements TeamExecution {
       branch: this.#workspace?.branch ?? this.plan.branch,
       worktree: this.#workspace?.path ?? '',
       agents: [...this.#results],
+      ...(this.#rounds.length > 0 ? { reviewRounds: [...this.#rounds] } : {}),
       startedAtMs: this.startedAtMs,
       endedAtMs: this.#deps.clock.now(),
     };
