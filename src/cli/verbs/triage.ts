@@ -1,6 +1,5 @@
 import { placeholderValues, renderArgument, renderPrompt } from '../../domain/prompt.js';
 import { branchNameFor, triageIssue, triageRulesFor } from '../../domain/triage.js';
-import { teamStagesFor } from '../../config/team.js';
 import { createIssueSource } from '../../main.js';
 import { flagBoolean, type ParsedArgs } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
@@ -18,7 +17,7 @@ export function issueArgument(args: ParsedArgs, verb: string): string {
 export const triageVerb: Verb = {
   name: 'triage',
   usage: 'factory triage <KEY|path> [--config PATH] [--json]',
-  summary: 'show how one issue would be triaged and routed, each agent\'s command, and the implementer prompt',
+  summary: 'show how one issue would be triaged and routed, each agent\'s command, and the first agent\'s prompt',
   details: ['Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,', 'the branch, its claim (if any), the rendered argv of each agent and the prompt. Changes nothing.', 'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.'].join('\n'),
   flags: [],
   maxPositionals: 1,
@@ -30,9 +29,11 @@ export const triageVerb: Verb = {
     const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
     const claim = (await readClaimsReadOnly(runtime)).get(issue.key) ?? null;
     const contextFor = (role: string, instruction: string | undefined) => ({ issue, role, branch, worktree: '(worktree)', runId: '(run)', attempt: 1, extraInstruction: instruction });
-    const prompt = renderPrompt(contextFor('implementer', config.agents.implementer.instruction));
+    // The team as the run gets it; the prompt shown is the first agent's (the role that starts the work).
+    const first = config.teamStages[0]?.agents[0];
+    const prompt = first ? renderPrompt(contextFor(first.role, first.agent.instruction)) : '';
     // Every agent's argv as the run renders it (the same renderer), with the (long) prompt shown below instead of inline.
-    const agents = teamStagesFor(config).flatMap((stage, index) =>
+    const agents = config.teamStages.flatMap((stage, index) =>
       stage.agents.map(({ role, slot, agent }) => ({ stage: index + 1, slot, role, command: agent.command.map((arg) => renderArgument(arg, { ...placeholderValues(contextFor(role, agent.instruction)), prompt: '<prompt>' })) })),
     );
     const command = agents[0]?.command ?? [];
@@ -44,7 +45,7 @@ export const triageVerb: Verb = {
       output.out(`  claim: ${claim ? `${claim.status}, attempt ${claim.attempt}${claim.revision === issue.revision ? '' : ' (an earlier revision)'}` : 'none'}`);
       // JSON quoting shows where each argument starts and ends, which a space-joined line hides.
       for (const agent of agents) output.out(`  ${agent.slot} (stage ${agent.stage}): ${JSON.stringify(agent.command)}`);
-      output.out(`\n--- implementer prompt ---\n${prompt}`);
+      if (first) output.out(`\n--- ${first.role} prompt ---\n${prompt}`);
     }
     return decision.verdict === 'dispatch' ? 0 : 1;
   },
