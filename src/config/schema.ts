@@ -262,10 +262,6 @@ export const configSchema = z
     resources: resourcesSchema,
     /** Where issues come from: the mount (default) or GitHub (docs/github.md). */
     source: sourceSchema,
-    /** Per-team budgets and memory admission (docs/resources.md); absent, nothing is limited. */
-    resources: resourcesSchema,
-    /** Where issues come from: the mount (default) or GitHub (docs/github.md). */
-    source: sourceSchema,
     http: httpSchema.default({}),
     /** Where teams run: this machine (`local`), or BullMQ workers on Redis with a fenced leader lease (`bullmq`, docs/fleet.md). */
     fleet: fleetSchema.default({}),

@@ -21,7 +21,7 @@ after(() => {
 });
 
 function cliEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env, FACTORY_LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_LEVEL: 'warn' };
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
   return env;
