@@ -152,6 +152,8 @@ describe('leader lease on real Redis', () => {
     const b = contender(name, 'b');
     await b.next('standby', (e) => e.event === 'standby', 20_000);
     await a.next('a write', (e) => e.event === 'write' && e.ok === true, 5_000);
+    // A few renewals first, so the freeze lands mid-lease and the renewal figures mean something.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
     const frozenAt = Date.now();
     a.signal('SIGSTOP');
     const second = await b.leading(TTL + 5_000);
@@ -164,6 +166,7 @@ describe('leader lease on real Redis', () => {
     const lost = await a.next('lost', (e) => e.event === 'lost', 5_000, beforeThaw);
     assert.equal(lost.reason, 'deadline-passed', 'judged on its own monotonic clock before any round trip');
     const summary = await a.next('summary', (e) => e.event === 'summary', 10_000);
+    t.diagnostic(`old holder: ${String(summary.renewals)} renewals before the freeze, renew round trip p50 ${String(summary.renewP50Ms)} ms, max ${String(summary.renewMaxMs)} ms`);
     assert.equal(summary.staleAccepted, 0, 'stale writes accepted');
     assert.equal(summary.actedAfterLoss, 0);
     const staleRefusals = a.events.filter((e) => e.event === 'stale-write');
