@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { ReviewRoundEntry } from '../../src/domain/review.js';
 import type { RunOutcome } from '../../src/domain/run.js';
+import { dispatchForOutcome, runFactoryCli } from '../support/factory-cli.js';
 import { createScratchProject, git, REPO_ROOT, type ScratchProject } from '../support/sandbox.js';
 
 /**
@@ -19,28 +19,6 @@ const projects: ScratchProject[] = [];
 after(() => {
   for (const project of projects) rmSync(project.dir, { recursive: true, force: true });
 });
-
-function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_LEVEL: 'warn' };
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
-  return env;
-}
-
-function runCli(args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: REPO_ROOT, env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function projectWithReviewer(name: string, reviewerMode: string, extra: Record<string, unknown> = {}): ScratchProject {
   const project = createScratchProject(name, {
@@ -58,15 +36,7 @@ function projectWithReviewer(name: string, reviewerMode: string, extra: Record<s
 
 async function dispatch(project: ScratchProject, key: string): Promise<{ code: number | null; outcome: RunOutcome; stderr: string }> {
   project.writeIssue(key, { title: `Do ${key}` });
-  const result = await runCli(['dispatch', key, '--json', '--config', project.configPath]);
-  let parsed: { outcome?: RunOutcome };
-  try {
-    parsed = JSON.parse(result.stdout) as { outcome?: RunOutcome };
-  } catch {
-    throw new Error(`dispatch printed no JSON (exit ${result.code}): ${result.stdout}\n${result.stderr}`);
-  }
-  assert.ok(parsed.outcome, `no outcome: ${result.stdout}\n${result.stderr}`);
-  return { code: result.code, outcome: parsed.outcome, stderr: result.stderr };
+  return dispatchForOutcome(project.configPath, key);
 }
 
 function branchCommits(project: ScratchProject, branch: string): string[] {
@@ -100,7 +70,7 @@ describe('review rounds (command driver)', { timeout: 90_000 }, () => {
     assert.match(report, /## Review rounds/);
     assert.match(report, /round 1, reviewer: \*\*request-changes\*\* "round 1: add a test for the empty input" at `[0-9a-f]{12}`/);
     assert.match(report, /round 2, reviewer: \*\*approve\*\*/);
-    const status = await runCli(['status', '--json', '--config', project.configPath]);
+    const status = await runFactoryCli(['status', '--json', '--config', project.configPath]);
     const state = JSON.parse(status.stdout) as { recentOutcomes: RunOutcome[] };
     assert.deepEqual(summary(state.recentOutcomes[0]?.reviewRounds), summary(outcome.reviewRounds));
     // Verdict files live beside the logs, never in the worktree.
@@ -116,7 +86,7 @@ describe('review rounds (command driver)', { timeout: 90_000 }, () => {
     assert.match(outcome.detail, /after 3 review round\(s\) \(review\.maxRounds 3\): round 3: add a test/);
     assert.deepEqual(summary(outcome.reviewRounds), ['1 implementer', '1 reviewer request-changes', '2 implementer', '2 reviewer request-changes', '3 implementer', '3 reviewer request-changes']);
     // Not retried: nothing waits in the queue or for a retry, and it ran once.
-    const status = JSON.parse((await runCli(['status', '--json', '--config', project.configPath])).stdout) as { queue: unknown[]; retries: unknown[]; outcomeCount: number; recentOutcomes: RunOutcome[] };
+    const status = JSON.parse((await runFactoryCli(['status', '--json', '--config', project.configPath])).stdout) as { queue: unknown[]; retries: unknown[]; outcomeCount: number; recentOutcomes: RunOutcome[] };
     assert.deepEqual([status.queue.length, status.retries.length, status.outcomeCount], [0, 0, 1]);
     assert.equal(status.recentOutcomes[0]?.reason, 'changes-requested');
   });
