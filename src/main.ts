@@ -24,7 +24,15 @@ import { FileLease } from './adapters/lease/file-lease.js';
 import { FileHeartbeatStore, FileRegistryStore } from './adapters/node-state/file-node-state.js';
 import { FileRunLogStore } from './adapters/run-logs/file-run-log-store.js';
 import { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
-import { connectSuitableRedis } from './adapters/redis/connection.js';
+import { connectRedis, connectSuitableRedis, redactRedisUrl } from './adapters/redis/connection.js';
+import { fleetKeys } from './adapters/redis/keys.js';
+import { RedisLease } from './adapters/lease/redis-lease.js';
+import { RedisStateStore } from './adapters/state-store/redis-state-store.js';
+import { LeaderStateStore } from './adapters/state-store/leader-state-store.js';
+import { HeartbeatKeeper } from './core/heartbeat-keeper.js';
+import { notListening } from './domain/heartbeat.js';
+import type { StateStore } from './ports/state-store.js';
+import type { Redis } from 'ioredis';
 import { DEFAULT_FLEET_QUEUE_SETTINGS } from './adapters/bullmq/queue-settings.js';
 import { teamRunKeys } from './adapters/bullmq/team-run-keys.js';
 import type { RunLogStore } from './ports/run-log-store.js';
@@ -102,18 +110,34 @@ export interface OpenedSession {
 export async function openSession(
   runtime: Runtime,
   mode: DaemonMode,
-  options: { maxIterations?: number; hooks?: Pick<FactorySessionDeps, 'onOutcome' | 'onIntakePass'> } = {},
+  options: {
+    maxIterations?: number;
+    hooks?: Pick<FactorySessionDeps, 'onOutcome' | 'onIntakePass'>;
+    /** Fleet mode: ends the wait for the leader lease (a stop signal while standing by); open() then rejects with the signal's reason. */
+    standbySignal?: AbortSignal;
+  } = {},
 ): Promise<OpenedSession> {
   const { config, clock, processTable, terminator, log } = runtime;
   const lock = await acquireDaemonLock(runtime);
   const resources = teamResourcesFor(runtime);
-  let store: SqliteStateStore | undefined;
+  let store: StateStore | undefined;
   let executor: BullmqTeamExecutor | undefined;
   try {
-    store = new SqliteStateStore(config.paths.stateDb);
+  let fleetRedis: Redis | undefined;
+  let opening: FactorySession | undefined;
     const graceMs = config.reaper.graceMs;
-    // fleet.backend "bullmq": teams run on queue workers, and every job carries this session's epoch.
-    executor = config.fleet.backend === 'bullmq' ? await openQueueExecutor(runtime, () => session.epoch) : undefined;
+    if (config.fleet.backend === 'bullmq') {
+      // fleet.backend "bullmq": the leader lease and the state live in Redis, teams run on queue workers,
+      // and every job carries the lease epoch (the session's epoch).
+      const plane = await openFleetControlPlane(runtime, mode, {
+        currentEpoch: () => opening?.epoch ?? 0,
+        onLeaseLost: (error) => opening?.stopActing(error),
+        ...(options.standbySignal ? { signal: options.standbySignal } : {}),
+      });
+      ({ store, executor, redis: fleetRedis } = plane);
+    } else {
+      store = new SqliteStateStore(config.paths.stateDb);
+    }
     const session = new FactorySession(
       {
         config,
@@ -143,6 +167,7 @@ export async function openSession(
     );
     await session.open();
     return {
+    opening = session;
       session,
       async close(finalStatus) {
         try {
@@ -151,6 +176,7 @@ export async function openSession(
           await executor?.close();
           await lock.release();
         }
+          await fleetRedis?.quit().catch(() => fleetRedis?.disconnect());
       },
     };
   } catch (error) {
@@ -158,25 +184,107 @@ export async function openSession(
     await store?.close();
     await lock.release();
     throw error;
+    fleetRedis?.disconnect();
   }
 }
 
-/** The control plane's side of the BullMQ fleet, on a Redis that passed the startup checks. */
-async function openQueueExecutor(runtime: Runtime, currentEpoch: () => number): Promise<BullmqTeamExecutor> {
-  const { config, clock, log } = runtime;
-  const redis = config.fleet.redis;
-  if (!redis) throw new FactoryError('FACTORY_CONFIG_INVALID', 'fleet.backend is "bullmq" but fleet.redis.url is missing');
-  const probe = await connectSuitableRedis({ url: redis.url, connectionName: 'factory-control-check', log });
-  probe.disconnect();
-  const { lockDurationMs, stalledIntervalMs, eventsMaxLen } = config.fleet.queue;
-  return BullmqTeamExecutor.open({
-    url: redis.url,
-    keys: teamRunKeys({ keyPrefix: redis.keyPrefix, pool: config.fleet.pool }),
-    settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen },
-    currentEpoch,
-    clock,
-    log,
-  });
+/** The fleet control plane's parts: the Redis connection, the state store under the leader lease, the queue executor. */
+interface FleetControlPlane {
+  readonly redis: Redis;
+  readonly store: LeaderStateStore;
+  readonly executor: BullmqTeamExecutor;
+}
+
+/**
+ * Fleet mode: a Redis that passed the startup checks, the leader lease and
+ * the Redis state store under it, and the queue executor fenced by the lease.
+ * Nothing waits here: the session's open() stands by in `beginEpoch` until
+ * the lease is free (the heartbeat says `standby` meanwhile), and the lease's
+ * loss sends the session to its fatal stop.
+ */
+async function openFleetControlPlane(
+  runtime: Runtime,
+  mode: DaemonMode,
+  hooks: { currentEpoch: () => number; onLeaseLost: (error: FactoryError) => void; signal?: AbortSignal },
+): Promise<FleetControlPlane> {
+  const { config, clock, processTable, log } = runtime;
+  const redisConfig = config.fleet.redis;
+  if (!redisConfig) throw new FactoryError('FACTORY_CONFIG_INVALID', 'fleet.backend is "bullmq" but fleet.redis.url is missing');
+  const redis = await connectSuitableRedis({ url: redisConfig.url, connectionName: `factory-control:${hostname()}`, log });
+  try {
+    const keys = fleetKeys(redisConfig.keyPrefix, config.fleet.pool);
+    const identity = selfIdentity(processTable);
+    const lease = new RedisLease({
+      redis,
+      keys,
+      owner: { ...identity, hostname: hostname() },
+      clock,
+      ttlMs: config.fleet.lease.ttlMs,
+      renewEveryMs: config.fleet.lease.renewEveryMs,
+      safetyMarginMs: config.fleet.lease.safetyMarginMs,
+      log,
+      onLost: (loss) =>
+        hooks.onLeaseLost(
+          new FactoryError('FACTORY_LEASE_LOST', `the leader lease (epoch ${loss.epoch}) was lost (${loss.reason}, ${Math.round(loss.sinceLastRenewMs)} ms after the last renewal was sent): this control plane stops acting`, {
+            details: { epoch: loss.epoch, reason: loss.reason },
+          }),
+        ),
+    });
+    let standbyHeartbeat: HeartbeatKeeper | undefined;
+    const store = new LeaderStateStore({
+      inner: new RedisStateStore({ redis, keys, lease }),
+      clock,
+      // A standby polls at a fraction of the TTL, so it takes over well within it.
+      pollMs: Math.max(50, Math.floor(config.fleet.lease.ttlMs / 10)),
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      onStandby: async (holder) => {
+        if (standbyHeartbeat) return;
+        log.info({ leader: holder }, 'another control plane holds the leader lease: standing by');
+        standbyHeartbeat = new HeartbeatKeeper({
+          store: new FileHeartbeatStore(config.loop.heartbeatPath),
+          hostname: hostname(),
+          registryPath: config.loop.registryPath,
+          statePath: redactRedisUrl(redisConfig.url),
+          configPath: config.configPath,
+          mode,
+          maxIterations: 0,
+          identity,
+          epoch: 0,
+          intervalMs: config.loop.heartbeatIntervalMs,
+          staleMs: config.loop.heartbeatStaleMs,
+          clock,
+          log,
+          gauges: { inFlightTeams: () => 0, queuedIssues: () => 0, iteration: () => 0, subscription: () => notListening('standby') },
+        });
+        await standbyHeartbeat.write('standby');
+        standbyHeartbeat.startRefreshing();
+      },
+      onLeading: async (epoch) => {
+        await standbyHeartbeat?.stopRefreshing();
+        log.info({ epoch }, 'leading: this control plane holds the leader lease');
+      },
+    });
+    const { lockDurationMs, stalledIntervalMs, eventsMaxLen } = config.fleet.queue;
+    const executor = await BullmqTeamExecutor.open({
+      url: redisConfig.url,
+      keys: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }),
+      settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen },
+      currentEpoch: hooks.currentEpoch,
+      lease: {
+        keys,
+        grant: () => {
+          const held = store.heldLease;
+          return held?.stillValid() ? { epoch: held.epoch, value: held.fenceValue } : undefined;
+        },
+      },
+      clock,
+      log,
+    });
+    return { redis, store, executor };
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
 }
 
 /** How long a starting daemon waits for a cron reaper that holds the reaper lock. */
@@ -287,6 +395,17 @@ export function reapOrphans(options: ReapOrphansOptions): Promise<ReapReport> {
 export async function readStateStore<T>(config: FactoryConfig, read: (store: ReadOnlyStateStore) => Promise<T>, whenMissing: T): Promise<T> {
   if (!existsSync(config.paths.stateDb)) return whenMissing;
   const store = SqliteStateStore.openReadOnly(config.paths.stateDb);
+  const redisConfig = config.fleet.backend === 'bullmq' ? config.fleet.redis : undefined;
+  if (redisConfig) {
+    // Fleet mode: the state is in Redis, shared by every control plane of the pool; read without a lease.
+    const redis = await connectRedis({ url: redisConfig.url, connectionName: `factory-status:${hostname()}` });
+    const store = new RedisStateStore({ redis, keys: fleetKeys(redisConfig.keyPrefix, config.fleet.pool), ownsConnection: true });
+    try {
+      return await read(store);
+    } finally {
+      await store.close();
+    }
+  }
   try {
     return await read(store);
   } finally {

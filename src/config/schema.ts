@@ -84,6 +84,17 @@ const fleetSchema = z
       .optional(),
     /** Queue name suffix and key namespace: control planes and workers of one pool share a lease and a state. */
     pool: poolName.default('default'),
+    /** The control-plane leader lease (docs/fleet.md): a standby takes over within ttlMs of the leader's death. */
+    lease: z
+      .object({
+        ttlMs: positiveMs.default(15_000),
+        renewEveryMs: positiveMs.default(5_000),
+        /** The leader stops acting this long before its lease could expire. */
+        safetyMarginMs: positiveMs.default(2_000),
+      })
+      .strict()
+      .default({})
+      .refine((lease) => 2 * lease.renewEveryMs < lease.ttlMs - lease.safetyMarginMs, { message: 'expected renewEveryMs under half of (ttlMs - safetyMarginMs), so two renewals fit before the leader stops' }),
     /** Team-run queue timing; control planes and workers of one pool must agree (docs/fleet.md). */
     queue: z
       .object({

@@ -73,6 +73,12 @@ export interface FactorySessionDeps {
    * teams start as before: no group, no wrapper, slots alone decide.
    */
   readonly resources?: TeamResources;
+  /**
+   * Teams run on other machines and outlive this session (the BullMQ fleet): a
+   * graceful stop leaves them going for the next leader to attach to, instead
+   * of cancelling them.
+   */
+  readonly runsOutliveSession?: boolean;
 }
 
 /**
@@ -318,6 +324,14 @@ export class FactorySession {
     return { report, attached };
   }
 
+  /**
+   * Something outside the session says it must stop acting now (the fleet's
+   * leader lease was lost): the same fatal stop as lost state.
+   */
+  stopActing(error: FactoryError): void {
+    this.#reportFatal(error);
+  }
+
   #reportFatal(error: FactoryError): void {
     // One stop per session: later writes refused for the same reason add nothing.
     if (this.#fatalReported) return;
@@ -479,7 +493,8 @@ export class FactorySession {
       await step('write stopping heartbeat', () => this.#heartbeat!.write('stopping'));
     }
     await step('close intake', () => this.#intake?.close());
-    await step('release agents', () => this.#dispatcher?.releaseAll());
+    if (this.deps.runsOutliveSession) log.info({ running: this.#dispatcher?.runningTeamCount ?? 0 }, 'leaving runs going on their workers for the next leader');
+    else await step('release agents', () => this.#dispatcher?.releaseAll());
     await step('write registry', () => this.#registry?.flush());
     if (this.#heartbeat) await step('write final heartbeat', () => this.#heartbeat!.write(finalStatus));
     await step('close state store', () => store.close());

@@ -14,6 +14,7 @@ export type LivenessVerdict =
   | 'stale' // heartbeat too old and its process is gone: a crashed daemon
   | 'wedged' // heartbeat too old but its process is alive: hung or SIGSTOPped
   | 'stopping'
+  | 'standby' // alive and waiting for the fleet's leader lease: healthy, dispatches nothing
   | 'stopped' // exited in order (stopped, failed, idle and gone)
   | 'missing'
   | 'unreadable'
@@ -47,6 +48,7 @@ export function judgeLiveness(read: StoredRead<Heartbeat>, options: { nowMs: num
       : { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is ${ageText} (limit ${options.staleMs}ms) and pid ${heartbeat.pid} is gone: the daemon crashed` };
   }
   if (!processAlive) return { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is fresh but pid ${heartbeat.pid} is gone or is another process now` };
+  if (heartbeat.status === 'standby') return { ...base, verdict: 'standby', healthy: true, detail: `pid ${heartbeat.pid} stands by for the leader lease, heartbeat ${ageText}` };
   const sub = heartbeat.subscription;
   if (heartbeat.mode === 'live' && (sub.state === 'wedged' || sub.state === 'not-listening')) {
     return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `the daemon is alive but its issue subscription is ${sub.state}${sub.lastError ? `: ${sub.lastError}` : ''}` };

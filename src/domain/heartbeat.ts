@@ -6,7 +6,8 @@ import { parseProcessIdentity, PID_MAX_LIMIT } from './process.js';
  * as untrusted input: it may be torn, empty, hand-edited or hostile.
  */
 
-export const DAEMON_STATUSES = ['starting', 'running', 'idle', 'stopping', 'stopped', 'failed'] as const;
+/** `standby`: a fleet control plane waiting for the leader lease (docs/fleet.md); it dispatches nothing. */
+export const DAEMON_STATUSES = ['starting', 'standby', 'running', 'idle', 'stopping', 'stopped', 'failed'] as const;
 export type DaemonStatus = (typeof DAEMON_STATUSES)[number];
 export const DAEMON_MODES = ['live', 'loop', 'once'] as const;
 export type DaemonMode = (typeof DAEMON_MODES)[number];

@@ -17,12 +17,28 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 `;
 
+/**
+ * `leaseFencedCancel`: the control plane writes a run's cancel record and
+ * announces it only while the leader lease is still exactly its own (epoch
+ * and owner value), in the step that writes: a leader that lost the lease
+ * cannot cancel anything, however late its command arrives.
+ */
+const LEASE_FENCED_CANCEL = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[4])
+return 1
+`;
+
 export interface FencedCommands {
   fencedPublish(lockKey: string, streamKey: string, token: string, maxLen: number, ttlMs: number, kind: string, json: string): Promise<number>;
+  leaseFencedCancel(leaseEpochKey: string, leaseOwnerKey: string, cancelKey: string, epoch: string, ownerValue: string, ttlMs: number, record: string, channel: string): Promise<number>;
 }
 
 export function withFencedCommands(redis: Redis): Redis & FencedCommands {
   const typed = redis as Redis & Partial<FencedCommands>;
   if (typed.fencedPublish === undefined) redis.defineCommand('fencedPublish', { numberOfKeys: 2, lua: FENCED_PUBLISH });
+  if (typed.leaseFencedCancel === undefined) redis.defineCommand('leaseFencedCancel', { numberOfKeys: 3, lua: LEASE_FENCED_CANCEL });
   return redis as Redis & FencedCommands;
 }

@@ -5,6 +5,8 @@ import type { Clock } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
 import type { Placement, RunEvent, RunningAgent, RunningTeamRef, TeamExecution, TeamExecutor, TeamPlan } from '../../ports/team-executor.js';
 import type { CancelRequest, WorkerRunEvent } from '../../ports/team-run-queue.js';
+import { withFencedCommands, type FencedCommands } from '../bullmq/fenced-scripts.js';
+import type { FleetKeys } from '../redis/keys.js';
 import { jobIdForRun, type TeamRunKeys } from '../bullmq/team-run-keys.js';
 import type { FleetQueueSettings } from '../bullmq/queue-settings.js';
 import { decodeRunEvent, parseTeamRunJob, TEAM_RUN_JOB_VERSION, type TeamRunJob } from '../bullmq/team-run-job.js';
@@ -19,6 +21,19 @@ export interface BullmqTeamExecutorOptions {
   readonly log: Logger;
   /** How long one XREAD waits for new events (the event lag when idle is at most this). */
   readonly readBlockMs?: number;
+  /**
+   * The leader lease this control plane acts under. With it, no run is queued
+   * once the lease is no longer provably held, and cancel records are written
+   * by a Lua step that checks the lease first. Without it (tests), unfenced.
+   */
+  readonly lease?: LeaseFence;
+}
+
+/** The leader lease as the executor needs it: its keys, and the grant while it may still act. */
+export interface LeaseFence {
+  readonly keys: Pick<FleetKeys, 'leaseEpoch' | 'leaseOwner'>;
+  /** The epoch and exact owner-key value while the lease is provably held; undefined once it is not. */
+  grant(): { readonly epoch: number; readonly value: string } | undefined;
 }
 
 /** Counters for status and metrics. */
@@ -26,6 +41,8 @@ export interface BullmqExecutorCounters {
   enqueued: number;
   lost: number;
   cancelsSent: number;
+  /** Control-plane writes (cancels, queued runs) refused because the leader lease was no longer held. */
+  staleRejections: number;
   outcomes: number;
   pickupLatenciesMs: number[];
 }
@@ -44,10 +61,10 @@ export interface BullmqExecutorCounters {
  */
 export class BullmqTeamExecutor implements TeamExecutor {
   readonly node: string;
-  readonly counters: BullmqExecutorCounters = { enqueued: 0, lost: 0, cancelsSent: 0, outcomes: 0, pickupLatenciesMs: [] };
+  readonly counters: BullmqExecutorCounters = { enqueued: 0, lost: 0, cancelsSent: 0, staleRejections: 0, outcomes: 0, pickupLatenciesMs: [] };
   readonly #options: BullmqTeamExecutorOptions;
   readonly #queue: Queue;
-  readonly #commands: Redis;
+  readonly #commands: Redis & FencedCommands;
   readonly #reader: Redis;
   readonly #bullConnection: Redis;
   readonly #runs = new Map<string, BullmqTeamRun>();
@@ -55,7 +72,7 @@ export class BullmqTeamExecutor implements TeamExecutor {
   #pumping: Promise<void> = Promise.resolve();
   #watchTimer: ReturnType<Clock['setTimeout']> | undefined;
 
-  private constructor(options: BullmqTeamExecutorOptions, queue: Queue, commands: Redis, reader: Redis, bullConnection: Redis) {
+  private constructor(options: BullmqTeamExecutorOptions, queue: Queue, commands: Redis & FencedCommands, reader: Redis, bullConnection: Redis) {
     this.#options = options;
     this.node = `queue:${options.keys.queueName}`;
     this.#queue = queue;
@@ -74,7 +91,7 @@ export class BullmqTeamExecutor implements TeamExecutor {
     const queue = new Queue(options.keys.queueName, { connection: bullConnection, prefix: options.keys.prefix, streams: { events: { maxLen: 1_000 } } });
     queue.on('error', (error: Error) => options.log.warn({ err: error.message }, 'queue error'));
     await queue.waitUntilReady();
-    const executor = new BullmqTeamExecutor(options, queue, named('commands'), named('events'), bullConnection);
+    const executor = new BullmqTeamExecutor(options, queue, withFencedCommands(named('commands')), named('events'), bullConnection);
     executor.#pumping = executor.#pump();
     executor.#armWatch();
     return executor;
@@ -86,6 +103,12 @@ export class BullmqTeamExecutor implements TeamExecutor {
 
   start(plan: TeamPlan): TeamExecution {
     const run = this.#track(plan, this.#options.currentEpoch());
+    if (this.#options.lease && this.#options.lease.grant() === undefined) {
+      // The claim was written under the lease, but the lease lapsed since: queue nothing, the next leader decides.
+      this.counters.staleRejections += 1;
+      setImmediate(() => run.end('spawn-failed', 'this control plane no longer holds the leader lease; the run was not queued'));
+      return run;
+    }
     const job: TeamRunJob = { version: TEAM_RUN_JOB_VERSION, epoch: run.epoch, enqueuedAtMs: this.#options.clock.now(), plan };
     this.#queue
       .add('team-run', job, {
@@ -132,7 +155,19 @@ export class BullmqTeamExecutor implements TeamExecutor {
   async requestCancel(runId: string, reason: StopReason, epoch: number): Promise<void> {
     const request: CancelRequest = { runId, reason, epoch };
     const text = JSON.stringify(request);
-    await this.#commands.multi().set(this.keys.cancelRecord(runId), text, 'PX', this.#options.settings.eventsTtlMs).publish(this.keys.cancelChannel, text).exec();
+    const lease = this.#options.lease;
+    if (lease) {
+      const grant = lease.grant();
+      const written =
+        grant !== undefined &&
+        (await this.#commands.leaseFencedCancel(lease.keys.leaseEpoch, lease.keys.leaseOwner, this.keys.cancelRecord(runId), String(grant.epoch), grant.value, this.#options.settings.eventsTtlMs, text, this.keys.cancelChannel)) === 1;
+      if (!written) {
+        this.counters.staleRejections += 1;
+        throw new Error(`the cancel of ${runId} was refused: this control plane no longer holds the leader lease`);
+      }
+    } else {
+      await this.#commands.multi().set(this.keys.cancelRecord(runId), text, 'PX', this.#options.settings.eventsTtlMs).publish(this.keys.cancelChannel, text).exec();
+    }
     this.counters.cancelsSent += 1;
   }
 

@@ -3,7 +3,7 @@ import { prepareDaemonHttp } from '../../http/daemon-http.js';
 import { openSession } from '../../main.js';
 import { flagString } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
-import { openWithStopSignals } from '../signals.js';
+import { onStopSignal, openWithStopSignals } from '../signals.js';
 import type { Verb } from '../verb.js';
 
 export const startVerb: Verb = {
@@ -36,14 +36,27 @@ export const startVerb: Verb = {
     const fatal = new Promise<never>((_, reject) => (failed = reject));
     // It may reject while startLive() is still running, before the race below awaits it.
     fatal.catch(() => undefined);
-    const { opened, signals } = await openWithStopSignals(
-      () => openSession(runtime, 'live', { hooks: http.hooks }),
-      (_opened, signal) => {
-        runtime.log.info({ signal }, 'stop requested');
-        stopped();
-      },
-      (message) => runtime.log.warn({}, message),
-    );
+    // Fleet mode: a standby waits in open() for the leader lease; a stop signal ends that wait (exit 0).
+    const standby = new AbortController();
+    const standbySignals = onStopSignal(() => standby.abort(), () => undefined);
+    let openedWithSignals: Awaited<ReturnType<typeof openWithStopSignals<Awaited<ReturnType<typeof openSession>>>>>;
+    try {
+      openedWithSignals = await openWithStopSignals(
+        () => openSession(runtime, 'live', { hooks: http.hooks, standbySignal: standby.signal }),
+        (_opened, signal) => {
+          runtime.log.info({ signal }, 'stop requested');
+          stopped();
+        },
+        (message) => runtime.log.warn({}, message),
+      );
+    } catch (error) {
+      if (!standby.signal.aborted) throw error;
+      runtime.log.info({}, 'stopped while standing by for the leader lease');
+      return 0;
+    } finally {
+      standbySignals.dispose();
+    }
+    const { opened, signals } = openedWithSignals;
     try {
       const url = await http.start(opened.session);
       await opened.session.startLive(failed);
