@@ -1,7 +1,7 @@
 import type { FactoryConfig } from '../config/load.js';
 import { claimAfterCrash, claimOnOpen } from '../domain/claim-lifecycle.js';
 import type { IssueClaim } from '../domain/claim.js';
-import { notListening, type DaemonMode, type DaemonStatus } from '../domain/heartbeat.js';
+import { notListening, type DaemonMode, type DaemonStatus, type HeartbeatResources } from '../domain/heartbeat.js';
 import type { Issue } from '../domain/issue.js';
 import { LOCAL_NODE, type RegistryEntry, type RegistryOwner } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
@@ -244,6 +244,7 @@ export class FactorySession {
       new LocalTeamExecutor({
         fleet: this.deps.fleet,
         workspace: this.deps.workspace,
+        ...this.#resourcesGauge(),
         registry: this.#registry,
         clock,
         log,
@@ -434,6 +435,28 @@ export class FactorySession {
       reconcileIntervalMs: config.intake.reconcileIntervalMs,
       debounceMs: config.intake.debounceMs,
       probeIntervalMs: config.intake.probeIntervalMs,
+  /**
+   * The heartbeat's resources block: detection's report (fixed at startup) and
+   * admission's state now. Cheap on every refresh: the held map lists only
+   * claims that had a slot (at most dispatch.batchSize) and PSI is the gate's
+   * last sample, never a fresh read.
+   */
+  #resourcesGauge(): { resources?: () => HeartbeatResources } {
+    const report = this.deps.resources?.report;
+    if (!report) return {};
+    const fixed = { mechanism: report.mechanism, summary: report.summary, enforces: report.enforces, killAll: report.killAll, budgeted: this.#budgetsConfigured() };
+    return {
+      resources: () => {
+        const pressure = this.#memoryGate?.pressureState();
+        return {
+          ...fixed,
+          pressure: { readable: report.pressure, someAvg10: pressure?.someAvg10 ?? null, holding: pressure?.holding ?? false },
+          held: [...this.heldReasons()].map(([issueKey, reason]) => ({ issueKey, reason })),
+        };
+      },
+    };
+  }
+
       probeTimeoutMs: config.intake.probeTimeoutMs,
       unhealthyLimitMs: config.intake.unhealthyLimitMs,
       onFatal: (error) => this.#reportFatal(error),

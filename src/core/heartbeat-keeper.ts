@@ -1,4 +1,4 @@
-import type { DaemonMode, DaemonStatus, Heartbeat, SubscriptionHealth } from '../domain/heartbeat.js';
+import type { DaemonMode, DaemonStatus, Heartbeat, HeartbeatResources, SubscriptionHealth } from '../domain/heartbeat.js';
 import { computeRefreshIntervalMs } from '../domain/heartbeat.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { ProcessIdentity } from '../ports/process-table.js';
@@ -11,6 +11,8 @@ export interface HeartbeatGauges {
   queuedIssues(): number;
   subscription(): SubscriptionHealth;
   iteration(): number;
+  /** Detection's report and admission's holds; absent when the daemon was given no resource detection. */
+  resources?(): HeartbeatResources;
 }
 
 export interface HeartbeatKeeperOptions {
@@ -156,6 +158,7 @@ export class HeartbeatKeeper {
       inFlightTeams: gauges.inFlightTeams(),
       queuedIssues: gauges.queuedIssues(),
       subscription: gauges.subscription(),
+      ...(gauges.resources ? { resources: gauges.resources() } : {}),
       ...(this.#httpUrl === undefined ? {} : { http: { url: this.#httpUrl } }),
     };
     this.#writesInFlight++;

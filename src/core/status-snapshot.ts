@@ -1,4 +1,5 @@
 import { compareClaimsForDispatch, describeWait, isDueForStart, type SlotUse } from '../domain/claim-lifecycle.js';
+import type { HeartbeatResources } from '../domain/heartbeat.js';
 import type { RegistryEntry } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
 import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
@@ -24,6 +25,12 @@ export interface StatusSnapshot {
   readonly recentOutcomes: readonly RunOutcome[];
   readonly outcomeCount: number;
   readonly skipped: readonly SkipRecord[];
+  /**
+   * Team budgets on this machine (docs/resources.md): the mechanism detection
+   * chose, what it enforces, PSI pressure and the claims held for memory, as
+   * the daemon's heartbeat last said. Null without a heartbeat that carries it.
+   */
+  readonly resources: HeartbeatResources | null;
 }
 
 /** A claim not started yet, with why: `waiting for a slot: 4 of 4 busy`, `retrying at <time> (attempt 2 of 3)`. */
@@ -97,6 +104,7 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
     recentOutcomes,
     outcomeCount,
     skipped,
+    resources: liveness.heartbeat?.resources ?? null,
   };
 }
 
@@ -106,7 +114,8 @@ const DISPATCHING: readonly Liveness['verdict'][] = ['healthy', 'subscription-un
 function describeWaitingClaims(claims: readonly IssueClaim[], liveness: Liveness, dispatch: StatusSources['dispatch'], nowMs: number): Pick<StatusSnapshot, 'queue' | 'retries'> {
   const heartbeat = liveness.heartbeat;
   const slots: SlotUse | null = heartbeat && DISPATCHING.includes(liveness.verdict) ? { busy: heartbeat.inFlightTeams, total: dispatch.batchSize } : null;
-  const context = { nowMs, slots, noDaemon: `the daemon is ${liveness.verdict}`, maxAttempts: dispatch.maxAttempts };
+  const held = new Map((heartbeat?.resources?.held ?? []).map((entry) => [entry.issueKey, entry.reason]));
+  const context = { nowMs, slots, noDaemon: `the daemon is ${liveness.verdict}`, maxAttempts: dispatch.maxAttempts, held };
   const due = claims.filter((c) => isDueForStart(c, nowMs)).sort(compareClaimsForDispatch);
   const later = claims.filter((c) => c.status === 'retry-wait' && !isDueForStart(c, nowMs)).sort((a, b) => (a.nextAttemptAtMs ?? 0) - (b.nextAttemptAtMs ?? 0));
   return {

@@ -64,6 +64,33 @@ export interface Heartbeat {
   readonly subscription: SubscriptionHealth;
   /** The daemon's status server, when it runs one (`factory start` with `http.enabled`). */
   readonly http?: { readonly url: string };
+  /** What the machine offers for team budgets and which claims wait for memory (docs/resources.md); absent from daemons that do not detect it. */
+  readonly resources?: HeartbeatResources;
+}
+
+/**
+ * The resource part of the heartbeat: detection's report (fixed at startup)
+ * and admission's state now. Small by construction: `held` lists only claims
+ * that had a slot (at most dispatch.batchSize).
+ */
+export interface HeartbeatResources {
+  /** `cgroup-v2`, `cgroup-v1` or `rss-sampling`. */
+  readonly mechanism: string;
+  readonly summary: string;
+  readonly enforces: { readonly memory: boolean; readonly pids: boolean; readonly cpu: boolean };
+  /** `cgroup.kill`, `freeze-then-kill`, `kill-loop` or `marker-sweep`. */
+  readonly killAll: string;
+  /** Whether the config sets any budget (without one, detection is reported but nothing is limited or held). */
+  readonly budgeted: boolean;
+  /** PSI memory pressure: whether it can be read, its last `some avg10` sample, and whether it holds new starts now. */
+  readonly pressure: { readonly readable: boolean; readonly someAvg10: number | null; readonly holding: boolean };
+  /** Claims memory admission holds, with the reason shown for them (`waiting for memory: need 4.0 GB, 2.1 GB free`). */
+  readonly held: readonly HeldClaim[];
+}
+
+export interface HeldClaim {
+  readonly issueKey: string;
+  readonly reason: string;
 }
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -142,6 +169,43 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
         lastError: typeof sub.lastError === 'string' ? sub.lastError : null,
       },
       ...parseHttpEndpoint(r.http),
+      ...parseResources(r.resources),
+    },
+  };
+}
+
+/** Bounds on what a hostile heartbeat can make readers print. */
+const MAX_HELD_SHOWN = 200;
+const MAX_TEXT = 500;
+
+function boundedText(value: unknown): string | undefined {
+  return typeof value === 'string' ? value.slice(0, MAX_TEXT) : undefined;
+}
+
+/** The resources block, or nothing when it is missing or malformed (it only informs; it never justifies an action). */
+function parseResources(raw: unknown): { resources?: HeartbeatResources } {
+  if (typeof raw !== 'object' || raw === null) return {};
+  const r = raw as Record<string, unknown>;
+  const mechanism = boundedText(r.mechanism);
+  if (mechanism === undefined) return {};
+  const flags = (typeof r.enforces === 'object' && r.enforces !== null ? r.enforces : {}) as Record<string, unknown>;
+  const pressure = (typeof r.pressure === 'object' && r.pressure !== null ? r.pressure : {}) as Record<string, unknown>;
+  const held: HeldClaim[] = [];
+  for (const entry of Array.isArray(r.held) ? r.held.slice(0, MAX_HELD_SHOWN) : []) {
+    const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const issueKey = boundedText(e.issueKey);
+    const reason = boundedText(e.reason);
+    if (issueKey !== undefined && reason !== undefined) held.push({ issueKey, reason });
+  }
+  return {
+    resources: {
+      mechanism,
+      summary: boundedText(r.summary) ?? '',
+      enforces: { memory: flags.memory === true, pids: flags.pids === true, cpu: flags.cpu === true },
+      killAll: boundedText(r.killAll) ?? '',
+      budgeted: r.budgeted === true,
+      pressure: { readable: pressure.readable === true, someAvg10: finiteOr(pressure.someAvg10, null), holding: pressure.holding === true },
+      held,
     },
   };
 }

@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { settle } from '../../src/adapters/clock/fake-clock.js';
+import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
+import { InMemoryProcessTable } from '../../src/adapters/process-table/in-memory-process-table.js';
 import { FixedAvailableMemorySource } from '../../src/adapters/resources/memory-sources.js';
+import { formatStatus } from '../../src/cli/verbs/status.js';
+import { parseHeartbeat } from '../../src/domain/heartbeat.js';
+import { readStatusSnapshot, type StatusSnapshot } from '../../src/core/status-snapshot.js';
 import type { TeamBudget } from '../../src/domain/resource-budget.js';
-import type { GroupMemory, ResourceSupportReport, TeamResourceGroup, TeamResourceGroups, TeamResources } from '../../src/ports/team-resources.js';
-import { createHarness } from '../support/session-harness.js';
+import { statusSourcesFor } from '../../src/main.js';
+import type { GroupMemory, MemoryPressure, MemoryPressureSource, ResourceSupportReport, TeamResourceGroup, TeamResourceGroups, TeamResources } from '../../src/ports/team-resources.js';
+import { createHarness, type Harness } from '../support/session-harness.js';
 
 /**
  * Memory admission through a whole session (fake clock, in-memory fleet): a
@@ -44,9 +50,42 @@ class RecordingGroups implements TeamResourceGroups {
   }
 }
 
-function fakeResources(groups: TeamResourceGroups, memory: FixedAvailableMemorySource): TeamResources {
-  const report = { mechanism: 'cgroup-v1', summary: 'fake', v2: {}, v1: [], enforces: { memory: true, pids: true, cpu: true }, killAll: 'freeze-then-kill', pressure: false } as unknown as ResourceSupportReport;
-  return { report, groups, availableMemory: memory };
+function fakeResources(groups: TeamResourceGroups, memory: FixedAvailableMemorySource, pressure?: MemoryPressureSource): TeamResources {
+  const report = {
+    mechanism: 'cgroup-v1',
+    summary: 'cgroup v1 (memory, pids, cpu, freezer writable); v2: no memory controller',
+    v2: {},
+    v1: [],
+    enforces: { memory: true, pids: true, cpu: false },
+    killAll: 'freeze-then-kill',
+    pressure: pressure !== undefined,
+  } as unknown as ResourceSupportReport;
+  return { report, groups, availableMemory: memory, ...(pressure ? { pressure } : {}) };
+}
+
+/** A team's end goes through real SQLite and file writes: settle until `probe` holds (bounded), not a fixed number of turns. */
+async function settleUntil(probe: () => boolean): Promise<void> {
+  for (let turn = 0; turn < 200 && !probe(); turn++) await settle();
+}
+
+/** PSI as the test sets it. */
+class SettablePressure implements MemoryPressureSource {
+  someAvg10 = 0;
+  read(): MemoryPressure {
+    return { someAvg10: this.someAvg10, fullAvg10: 0 };
+  }
+}
+
+/** The harness's daemon identity, alive in this process table, so status reads the session as healthy. */
+const daemonProcesses = new InMemoryProcessTable({ bootId: 'boot', processes: [{ pid: 4242, startTime: 7 }] });
+
+/** Lets one heartbeat refresh pass, writes what the session recorded to the real files, and reads status as the CLI does. */
+async function statusNow(h: Harness): Promise<StatusSnapshot> {
+  await h.clock.advance(h.config.loop.heartbeatIntervalMs);
+  await settle();
+  await new FileHeartbeatStore(h.config.loop.heartbeatPath).write(h.heartbeats.at(-1)!);
+  await new FileRegistryStore(h.config.loop.registryPath).write(h.registries.at(-1)!);
+  return readStatusSnapshot(statusSourcesFor(h.config, daemonProcesses), { nowMs: h.clock.now() });
 }
 
 test('a team waits for memory with its reason while a free slot exists, and starts when the running team ends', async () => {
@@ -74,9 +113,9 @@ test('a team waits for memory with its reason while a free slot exists, and star
 
   // The first team's implementer and reviewer finish: its budget is free again and MEM-2 starts at once.
   h.fleet.find('MEM-1', 'implementer')!.exit(0);
-  await settle();
+  await settleUntil(() => h.fleet.find('MEM-1', 'reviewer') !== undefined);
   h.fleet.find('MEM-1', 'reviewer')!.exit(0);
-  await settle();
+  await settleUntil(() => h.fleet.find('MEM-2', 'implementer') !== undefined);
   assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['MEM-2']);
   assert.equal(session.heldReasons().size, 0);
   assert.equal(groups.removed.length, 1, "the ended team's group was removed");
@@ -113,4 +152,118 @@ test('without a budget there is no group and no wrapper, and nothing is held', a
   assert.equal(h.fleet.running()[0]!.spec.resourceGroup, undefined, 'started as configured, no join wrapper');
   assert.deepEqual(groups.created, []);
   await session.close();
+});
+
+test('status shows the detection report and, for a held claim, the memory reason instead of the slot reason', async () => {
+  const h = createHarness({
+    dispatch: { batchSize: 2 },
+    runs: { superviseIntervalMs: 3_600_000 },
+    loop: { heartbeatIntervalMs: 1_000, heartbeatStaleMs: 60_000 },
+    resources: { team: { memoryMax: '4G' } },
+  });
+  const session = h.newSession('live', { resources: fakeResources(new RecordingGroups(), new FixedAvailableMemorySource(6 * GB, 8 * GB)) });
+  h.source.put({ key: 'MEM-1', title: 'first', labels: ['factory'], createdAtMs: 1 });
+  h.source.put({ key: 'MEM-2', title: 'second', labels: ['factory'], createdAtMs: 2 });
+  await session.open();
+  await session.startLive();
+  await settle();
+
+  const status = await statusNow(h);
+  assert.equal(status.resources?.mechanism, 'cgroup-v1');
+  assert.deepEqual(status.resources?.enforces, { memory: true, pids: true, cpu: false });
+  assert.equal(status.resources?.killAll, 'freeze-then-kill');
+  assert.equal(status.resources?.budgeted, true);
+  assert.deepEqual(status.resources?.held, [{ issueKey: 'MEM-2', reason: 'waiting for memory: need 4.8 GB, 2.0 GB free' }]);
+  // One slot of two is free, so without the hold MEM-2 would read "next to start".
+  assert.deepEqual(status.queue.map((claim) => [claim.issueKey, claim.why]), [['MEM-2', 'waiting for memory: need 4.8 GB, 2.0 GB free']]);
+  const text = formatStatus(status);
+  assert.match(text, /^resources: cgroup-v1: cgroup v1 \(memory, pids, cpu, freezer writable\)/m);
+  assert.match(text, /enforces memory, pids; kill-all freeze-then-kill; PSI not readable; 1 held for memory/);
+  assert.match(text, /MEM-2 .*waiting for memory: need 4\.8 GB, 2\.0 GB free/);
+
+  // When the hold lifts, the heartbeat and status say so.
+  h.fleet.find('MEM-1', 'implementer')!.exit(0);
+  await settleUntil(() => h.fleet.find('MEM-1', 'reviewer') !== undefined);
+  h.fleet.find('MEM-1', 'reviewer')!.exit(0);
+  await settleUntil(() => h.fleet.find('MEM-2', 'implementer') !== undefined);
+  const after = await statusNow(h);
+  assert.deepEqual(after.resources?.held, []);
+  assert.deepEqual(after.queue, []);
+  await session.close();
+});
+
+test('sustained memory pressure (PSI) holds new teams while it stays high and releases them when it falls', async () => {
+  const h = createHarness({
+    dispatch: { batchSize: 2 },
+    runs: { superviseIntervalMs: 5_000 },
+    loop: { heartbeatIntervalMs: 1_000, heartbeatStaleMs: 60_000 },
+    resources: { team: { memoryMax: '1G' }, onPressure: 'hold' },
+  });
+  const psi = new SettablePressure();
+  // Plenty of memory: only pressure can hold a team here.
+  const session = h.newSession('live', { resources: fakeResources(new RecordingGroups(), new FixedAvailableMemorySource(16 * GB, 16 * GB), psi) });
+  await session.open();
+  await session.startLive();
+  await settle();
+
+  // High, but not yet for the whole 30 s window: a team still starts.
+  psi.someAvg10 = 45;
+  h.source.put({ key: 'EARLY-1', title: 'before the window is full', labels: ['factory'] });
+  await h.clock.advance(20);
+  await settleUntil(() => h.fleet.running().length > 0);
+  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['EARLY-1']);
+
+  // 35 s of supervision ticks at 45%: pressure is sustained, so a new issue with a free slot and memory waits.
+  for (let tick = 0; tick < 7; tick++) await h.clock.advance(5_000);
+  await settle();
+  h.source.put({ key: 'PRES-1', title: 'under pressure', labels: ['factory'] });
+  await h.clock.advance(20);
+  await settle();
+  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['EARLY-1'], 'no new team starts under sustained pressure');
+  const reason = session.heldReasons().get('PRES-1');
+  assert.match(reason ?? '', /^waiting for memory: the machine's memory pressure has stayed high \(PSI some avg10 45% ≥ 20% for 30 s\)$/);
+  const held = await statusNow(h);
+  assert.deepEqual(held.resources?.pressure, { readable: true, someAvg10: 45, holding: true });
+  assert.equal(held.queue.find((claim) => claim.issueKey === 'PRES-1')?.why, reason);
+
+  // Still high on the next ticks: still held.
+  await h.clock.advance(5_000);
+  await settle();
+  assert.equal(h.fleet.find('PRES-1', 'implementer'), undefined);
+
+  // Pressure falls: the next supervision tick samples it and the held team starts.
+  psi.someAvg10 = 3;
+  await h.clock.advance(5_000);
+  await settleUntil(() => h.fleet.find('PRES-1', 'implementer') !== undefined);
+  assert.ok(h.fleet.find('PRES-1', 'implementer'), 'the held team starts once pressure falls');
+  assert.equal(session.heldReasons().size, 0);
+  const released = await statusNow(h);
+  assert.deepEqual(released.resources?.pressure, { readable: true, someAvg10: 3, holding: false });
+  assert.deepEqual(released.resources?.held, []);
+  await session.close();
+});
+
+test("a heartbeat's resources block is untrusted: malformed parts are dropped, text and the held list are bounded", () => {
+  const base = { pid: 4242, startTime: 7, bootId: 'boot', status: 'running', updatedAtMs: 1 };
+  const read = (resources: unknown) => {
+    const parsed = parseHeartbeat(JSON.stringify({ ...base, resources }));
+    assert.ok(parsed.ok);
+    return parsed.value.resources;
+  };
+  assert.equal(read(undefined), undefined);
+  assert.equal(read('cgroup-v1'), undefined);
+  assert.equal(read({ summary: 'no mechanism' }), undefined);
+  const hostile = read({
+    mechanism: 'x'.repeat(10_000),
+    enforces: { memory: 'yes', pids: true },
+    pressure: { readable: true, someAvg10: 'high', holding: 1 },
+    held: [{ issueKey: 'A-1', reason: 'waiting for memory' }, { issueKey: 5, reason: 'bad key' }, 'junk', ...Array.from({ length: 1_000 }, (_, i) => ({ issueKey: `K-${i}`, reason: 'r' }))],
+  });
+  assert.equal(hostile?.mechanism.length, 500);
+  assert.deepEqual(hostile?.enforces, { memory: false, pids: true, cpu: false });
+  assert.deepEqual(hostile?.pressure, { readable: true, someAvg10: null, holding: false });
+  assert.equal(hostile?.budgeted, false);
+  assert.deepEqual(hostile?.held[0], { issueKey: 'A-1', reason: 'waiting for memory' });
+  assert.ok((hostile?.held.length ?? 0) <= 200, 'a hostile list is cut');
+  assert.ok(hostile?.held.every((entry) => typeof entry.issueKey === 'string'));
 });

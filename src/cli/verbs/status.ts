@@ -3,6 +3,8 @@ import { statusSourcesFor } from '../../main.js';
 import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatDuration } from '../../domain/duration.js';
+import type { HeartbeatResources } from '../../domain/heartbeat.js';
+import { formatMemory } from '../../domain/resource-budget.js';
 import { formatAge, formatTable, printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
@@ -18,6 +20,7 @@ export function formatStatus(s: StatusSnapshot): string {
     if (hb.subscription.lastError) lines.push(`  subscription error: ${hb.subscription.lastError}`);
     if (hb.http) lines.push(`  dashboard and API: ${hb.http.url}`);
   }
+  if (s.resources) lines.push(...formatResources(s.resources));
   lines.push(`registry: ${s.registry.state}: ${s.registry.detail}${s.registry.rejectedEntries ? ` (${s.registry.rejectedEntries} malformed entries ignored)` : ''}`);
   lines.push('', `running teams (${s.teams.length}):`);
   lines.push(
@@ -36,10 +39,20 @@ export function formatStatus(s: StatusSnapshot): string {
   lines.push(
     '',
     `recent outcomes (${s.recentOutcomes.length} of ${s.outcomeCount}):`,
-    formatTable(['ISSUE', 'OUTCOME', 'ENDED', 'DETAIL'], s.recentOutcomes.map((o) => [o.issueKey, o.reason, formatAge(o.endedAtMs, now), o.detail])),
+    formatTable(['ISSUE', 'OUTCOME', 'ENDED', 'DETAIL'], s.recentOutcomes.map((o) => [o.issueKey, o.reason, formatAge(o.endedAtMs, now), o.memory ? `${o.detail} (memory peak ${formatMemory(o.memory.peakBytes)})` : o.detail])),
   );
   if (s.skipped.length > 0) lines.push('', `skipped issues (${s.skipped.length}):`, formatTable(['ISSUE', 'WHY'], s.skipped.slice(0, 20).map((k) => [k.issueKey, k.reason])));
   return lines.join('\n');
+}
+
+/** Detection's report and admission's state; held claims show their reason in the queue's WHY column. */
+function formatResources(r: HeartbeatResources): string[] {
+  const enforced = (['memory', 'pids', 'cpu'] as const).filter((key) => r.enforces[key]).join(', ') || 'nothing';
+  const pressure = !r.pressure.readable ? 'PSI not readable' : `PSI some avg10 ${r.pressure.someAvg10 === null ? '-' : `${r.pressure.someAvg10}%`}${r.pressure.holding ? ', sustained: new teams held' : ''}`;
+  return [
+    `resources: ${r.mechanism}: ${r.summary}`,
+    `  enforces ${enforced}; kill-all ${r.killAll}; ${pressure}; ${r.budgeted ? `${r.held.length} held for memory` : 'no budget configured'}`,
+  ];
 }
 
 export const statusVerb: Verb = {

@@ -43,6 +43,8 @@ export interface MemoryAdmissionOptions {
 export class MemoryAdmissionGate implements AdmissionGate {
   readonly #options: MemoryAdmissionOptions;
   #samples: PressureSample[] = [];
+  /** As of the last sample, for status readers (the heartbeat reads it on every refresh, so it is kept, not recomputed). */
+  #pressureNow: { someAvg10: number | null; holding: boolean } = { someAvg10: null, holding: false };
 
   constructor(options: MemoryAdmissionOptions) {
     this.#options = options;
@@ -58,6 +60,12 @@ export class MemoryAdmissionGate implements AdmissionGate {
     const keepFrom = now - PRESSURE_SUSTAIN_MS;
     const anchor = this.#samples.filter((sample) => sample.atMs <= keepFrom).at(-1);
     this.#samples = [...(anchor ? [anchor] : []), ...this.#samples.filter((sample) => sample.atMs > keepFrom), { atMs: now, someAvg10: reading.someAvg10 }];
+    this.#pressureNow = { someAvg10: reading.someAvg10, holding: this.pressureHolds() };
+  }
+
+  /** The last PSI `some avg10` read and whether sustained pressure holds starts; O(1). */
+  pressureState(): { someAvg10: number | null; holding: boolean } {
+    return this.#pressureNow;
   }
 
   /** Whether new teams are held for sustained memory pressure now. */
