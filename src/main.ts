@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -153,6 +153,7 @@ export async function openSession(
         registryStore: new FileRegistryStore(config.loop.registryPath),
         runLogs: runLogStoreFor(config),
         ...(executor ? { executor } : {}),
+        agentCli: new CliAgentHost(),
         resources,
         reapPredecessor: (entries) =>
           underStartupReaperLock(runtime, async () => {

@@ -5,6 +5,7 @@ import { describeScriptPlaceholderFix, findPlaceholdersInScripts } from '../doma
 import { ENV_PASSTHROUGH_PATTERN } from '../domain/env-passthrough.js';
 import { resourcesSchema } from './resources-schema.js';
 import { sourceSchema } from './source-schema.js';
+import { agentDriverFields, checkAgentDriver, compileAgentDriver } from './agent-driver-schema.js';
 
 /**
  * The config file's schema with every default. Raw JSON is validated once at
@@ -27,7 +28,9 @@ const agentCommand = argv.superRefine((command, ctx) => {
 
 const agentSchema = z
   .object({
-    command: agentCommand,
+    /** With a CLI driver: the executable (default `claude` / `codex`). */
+    command: agentCommand.optional(),
+    ...agentDriverFields,
     env: z.record(z.string()).default({}),
     /** Names (or `PREFIX_*` globs) of daemon environment variables the agent gets, besides PATH, HOME, LANG, LC_*, TERM, TMPDIR, USER, SHELL. */
     envPassthrough: z.array(z.string().regex(ENV_PASSTHROUGH_PATTERN, 'expected a variable name such as "ANTHROPIC_API_KEY", or a prefix glob such as "OPENAI_*"')).default([]),
@@ -36,7 +39,9 @@ const agentSchema = z
     /** This role reports a review verdict (FACTORY_REVIEW_FILE), and its stage is a review stage; default on for `reviewer` only. */
     reviews: z.boolean().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine(checkAgentDriver)
+  .transform(compileAgentDriver);
 
 /**
  * Loopback binds are the default because the status API shows issue text and

@@ -17,6 +17,7 @@ import type { ProcessIdentity } from '../ports/process-table.js';
 import type { StateStore } from '../ports/state-store.js';
 import type { TeamExecution, TeamExecutor } from '../ports/team-executor.js';
 import type { Workspace } from '../ports/workspace.js';
+import type { AgentCliHost } from '../ports/agent-cli.js';
 import type { TeamResources, TeamResourceGroup, TeamResourceGroups } from '../ports/team-resources.js';
 import { admissionBudgetBytes, hasAnyLimit, resolveTeamBudget } from '../domain/resource-budget.js';
 import { MemoryAdmissionGate } from './dispatch/memory-admission.js';
@@ -75,6 +76,8 @@ export interface FactorySessionDeps {
   readonly resources?: TeamResources;
   /**
    * Teams run on other machines and outlive this session (the BullMQ fleet): a
+  /** Command lines and log following for CLI drivers (`agents.<role>.driver`); absent, only command agents can run. */
+  readonly agentCli?: AgentCliHost;
    * graceful stop leaves them going for the next leader to attach to, instead
    * of cancelling them.
    */
@@ -262,6 +265,7 @@ export class FactorySession {
         `${report.survivors.length} agent(s) of the previous daemon are still alive and could not be reaped (${report.survivors.map((e) => `${e.agentName} pid ${e.pid}`).join(', ')})`,
       );
     }
+        ...(this.deps.agentCli ? { agentCli: this.deps.agentCli } : {}),
     await this.#registry.flush();
     this.#dispatcher = await Dispatcher.open({
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },

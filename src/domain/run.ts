@@ -1,4 +1,5 @@
 import type { ReviewRoundEntry } from './review.js';
+import type { AgentRunReport } from './agent-events/agent-driver.js';
 import { sameLabel } from './triage.js';
 
 /** A role in a team, as named by the config's `agents` (see domain/team.ts). */
@@ -23,6 +24,8 @@ export interface AgentResult {
   readonly logPath: string;
   readonly startedAtMs: number;
   readonly endedAtMs: number;
+  /** What a CLI driver (claude-code, codex) read from the agent's stream: verdict, session, usage. Absent for command agents. */
+  readonly report?: AgentRunReport;
 }
 
 export interface RunOutcome {

@@ -1,3 +1,5 @@
+import type { AgentDriverSpec } from './agent-events/agent-driver.js';
+
 /**
  * A team as data: an ordered list of stages, each with one or more agents of a
  * named role. Stages run one after another; the agents of one stage run at
@@ -13,6 +15,8 @@ export interface AgentCommand {
   readonly envPassthrough?: readonly string[] | undefined;
   /** Added to the role's built-in instruction. */
   readonly instruction?: string | undefined;
+  /** How it runs: absent or `command` runs `command` as is; a CLI driver runs `command` as the executable and reads its stream. */
+  readonly driver?: AgentDriverSpec | undefined;
 }
 
 export interface StageAgent {

@@ -1,3 +1,4 @@
+import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.js';
 import type { Issue } from '../domain/issue.js';
 import type { AgentResult, AgentRole, RunOutcome, StopReason } from '../domain/run.js';
 import type { TeamStages } from '../domain/team.js';
@@ -27,6 +28,8 @@ export interface RunningAgent {
   readonly agentName: string;
   readonly placement: AgentPlacement;
   readonly startedAtMs: number;
+  /** What a CLI driver's agent is doing, from its stream (turns, tokens, cost, last tool call); absent for command agents. */
+  readonly activity?: AgentActivitySummary;
 }
 
 /**
@@ -37,6 +40,8 @@ export type RunEvent =
   | { readonly kind: 'stage-started'; readonly runId: string; readonly stage: number; readonly roles: readonly AgentRole[]; readonly atMs: number }
   | { readonly kind: 'agent-started'; readonly runId: string; readonly agent: RunningAgent; readonly atMs: number }
   | { readonly kind: 'agent-exited'; readonly runId: string; readonly result: AgentResult; readonly atMs: number }
+  /** A CLI driver's agent did something (a turn, a tool call, a message, more tokens); at most one a second per agent, and one at exit. */
+  | { readonly kind: 'agent-activity'; readonly runId: string; readonly agentName: string; readonly role: AgentRole; readonly activity: AgentActivitySummary; readonly atMs: number }
   | { readonly kind: 'outcome'; readonly runId: string; readonly outcome: RunOutcome; readonly atMs: number };
 
 export type RunEventKind = RunEvent['kind'];

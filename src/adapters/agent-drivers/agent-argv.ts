@@ -6,7 +6,9 @@
  * a shell.
  */
 
-export type ClaudeCodePermissionMode = 'default' | 'acceptEdits' | 'bypassPermissions' | 'plan';
+import type { ClaudeCodePermissionMode, CodexApprovalPolicy, CodexSandboxMode } from '../../domain/agent-events/agent-driver.js';
+
+export type { ClaudeCodePermissionMode, CodexApprovalPolicy, CodexSandboxMode };
 
 export interface ClaudeCodeArgvOptions {
   readonly prompt: string;
@@ -35,8 +37,6 @@ export function claudeCodeArgv(options: ClaudeCodeArgvOptions): string[] {
   return argv;
 }
 
-export type CodexSandboxMode = 'read-only' | 'workspace-write' | 'danger-full-access';
-export type CodexApprovalPolicy = 'never' | 'on-request' | 'on-failure';
 
 export interface CodexArgvOptions {
   readonly prompt: string;

@@ -5,6 +5,7 @@ import { FileEpochFloor } from '../../adapters/bullmq/epoch-floor-file.js';
 import { DEFAULT_FLEET_QUEUE_SETTINGS, type FleetQueueSettings } from '../../adapters/bullmq/queue-settings.js';
 import { teamRunKeys } from '../../adapters/bullmq/team-run-keys.js';
 import { LocalProcessFleet } from '../../adapters/fleet/local-process-fleet.js';
+import { CliAgentHost } from '../../adapters/agent-drivers/cli-agent-host.js';
 import { FileLease } from '../../adapters/lease/file-lease.js';
 import { FileRegistryStore, FileHeartbeatStore } from '../../adapters/node-state/file-node-state.js';
 import { connectSuitableRedis } from '../../adapters/redis/connection.js';
@@ -96,7 +97,7 @@ export const workerVerb: Verb = {
       const cacheDir = config.fleet.worker.repoCacheDir;
       const workspace = cacheDir ? new RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : worktrees;
       const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
-      const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs, noChanges: config.runs });
+      const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs, noChanges: config.runs, agentCli: new CliAgentHost() });
       const worker = new TeamRunWorker({ executor, epochs, clock, monotonicNow: () => performance.now(), node, lockDurationMs: settings.lockDurationMs, log });
       running = () => worker.runningCount;
 

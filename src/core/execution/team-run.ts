@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { agentEnvironment, placeholderValues, renderArgument, type AgentReviewContext } from '../../domain/prompt.js';
+import { agentEnvironment, placeholderValues, type AgentReviewContext } from '../../domain/prompt.js';
 import { decideStageReview, MAX_VERDICT_FILE_BYTES, readReviewerVerdict, reworkStageFor, summarizeComments, type ReviewRoundEntry, type StageReview, type VerdictReading } from '../../domain/review.js';
 import { mayEndWithoutChanges, type AgentResult, type NoChangesPolicy, type RunOutcome, type RunOutcomeReason, type StopReason } from '../../domain/run.js';
 import { agentNameFor, type StageAgent, type TeamStage } from '../../domain/team.js';
@@ -13,6 +13,8 @@ import { maybeCrash } from '../fault-injection.js';
 import type { RegistryKeeper } from '../registry-keeper.js';
 import type { TeamResourceGroup } from '../../ports/team-resources.js';
 import { closeTeamGroup, killTeamGroup, openTeamGroup, type TeamRunResources } from './team-group.js';
+import type { AgentCliHost } from '../../ports/agent-cli.js';
+import { prepareAgentLaunch, type AgentStreamWatch } from './agent-stream-watch.js';
 
 export interface TeamRunDeps {
   readonly fleet: Fleet;
@@ -27,6 +29,8 @@ export interface TeamRunDeps {
   readonly noChanges?: NoChangesPolicy;
   /** Budgets (`resources`): each team with a limit runs in its own group. Absent: no groups. */
   readonly resources?: TeamRunResources;
+  /** Command lines and log following for CLI drivers (claude-code, codex). Absent: such an agent cannot start. */
+  readonly agentCli?: AgentCliHost;
 }
 
 /**
@@ -40,7 +44,7 @@ export class TeamRun implements TeamExecution {
   readonly startedAtMs: number;
   readonly outcome: Promise<RunOutcome>;
   readonly #deps: TeamRunDeps;
-  readonly #handles = new Map<string, { handle: AgentHandle; agent: RunningAgent }>();
+  readonly #handles = new Map<string, { handle: AgentHandle; agent: RunningAgent; watch?: AgentStreamWatch }>();
   readonly #results: AgentResult[] = [];
   /** Who did what in which review round, for the outcome (empty for a team without a review stage). */
   readonly #rounds: ReviewRoundEntry[] = [];
@@ -80,7 +84,7 @@ export class TeamRun implements TeamExecution {
   }
 
   runningAgents(): RunningAgent[] {
-    return [...this.#handles.values()].map((entry) => entry.agent);
+    return [...this.#handles.values()].map((entry) => (entry.watch ? { ...entry.agent, activity: entry.watch.activity() } : entry.agent));
   }
 
   get lastActivityAtMs(): number {
@@ -93,8 +97,10 @@ export class TeamRun implements TeamExecution {
    * Called by the supervisor on its own timer, never by the heartbeat.
    */
   async sampleActivity(): Promise<number> {
-    const samples: AgentActivity[] = await Promise.all([...this.#handles.values()].map(({ handle }) => handle.activity()));
-    const signature = samples.map((s) => `${s.outputBytes}/${s.treeCpuTicks ?? '?'}`).join(',');
+    const entries = [...this.#handles.values()];
+    const samples: AgentActivity[] = await Promise.all(entries.map(({ handle }) => handle.activity()));
+    // A CLI driver's parsed events are its output: stderr noise (a retry spinner) is not work.
+    const signature = samples.map((s, i) => `${entries[i]?.watch ? `e${entries[i].watch.activity().events}` : s.outputBytes}/${s.treeCpuTicks ?? '?'}`).join(',');
     if (signature !== this.#lastActivity.signature) this.#lastActivity = { signature, atMs: this.#deps.clock.now() };
     return this.#lastActivity.atMs;
   }
@@ -215,6 +221,19 @@ export class TeamRun implements TeamExecution {
     const { logPath, sideFilesDir, sideFileStem } = this.#deps.runLogs.locateAgentLog(plan.issue.key, plan.runId, slot);
     const environment = agentEnvironment({ context: prompt, configEnv: agent.env, configEnvPassthrough: agent.envPassthrough, filesDir: sideFilesDir, fileStem: sideFileStem });
     const startedAtMs = this.#deps.clock.now();
+    let needsInput: string | undefined;
+    const launch = prepareAgentLaunch(agent, values, this.#deps.agentCli, {
+      clock: this.#deps.clock,
+      onActivity: (activity) => this.#emit({ kind: 'agent-activity', runId: plan.runId, agentName, role, activity, atMs: this.#deps.clock.now() }),
+      // Nobody can answer a question in a non-interactive run: stop now, with why, rather than wait for a stall.
+      onNeedsInput: (why) => {
+        needsInput = why;
+        const entry = this.#handles.get(agentName);
+        if (entry) void entry.handle.stop(this.#deps.killGraceMs);
+      },
+    });
+    if (!launch.ok) return this.#record({ role, agentName, exitCode: null, signal: null, reason: 'spawn-failed', logPath, startedAtMs, endedAtMs: this.#deps.clock.now() }, launch.reason);
+    launch.watch?.start(logPath);
     let handle: AgentHandle;
     try {
       handle = await this.#deps.fleet.spawn({
@@ -222,7 +241,7 @@ export class TeamRun implements TeamExecution {
         runId: plan.runId,
         role,
         agentName,
-        command: agent.command.map((arg) => renderArgument(arg, values)),
+        command: launch.command,
         cwd: workspace.path,
         env: environment.env,
         envPassthrough: environment.envPassthrough,
@@ -232,10 +251,13 @@ export class TeamRun implements TeamExecution {
         ...(this.#group ? { resourceGroup: this.#group } : {}),
       });
     } catch (error) {
+      await launch.watch?.abandon();
       return this.#record({ role, agentName, exitCode: null, signal: null, reason: 'spawn-failed', logPath, startedAtMs, endedAtMs: this.#deps.clock.now() }, (error as Error).message);
     }
     const running: RunningAgent = { role, agentName, placement: { node: handle.identity.node, pid: handle.identity.pid }, startedAtMs: handle.identity.startedAtMs };
-    this.#handles.set(agentName, { handle, agent: running });
+    this.#handles.set(agentName, { handle, agent: running, ...(launch.watch ? { watch: launch.watch } : {}) });
+    // Asked for input before its handle was known: stop it now.
+    if (needsInput !== undefined) void handle.stop(this.#deps.killGraceMs);
     const log = this.#deps.log.child({ issue: plan.issue.key, run: plan.runId, agent: agentName });
     maybeCrash('after-spawn');
     await this.#deps.registry.add(handle.identity);
@@ -250,13 +272,16 @@ export class TeamRun implements TeamExecution {
     await handle.stop(this.#deps.killGraceMs).catch((error: Error) => log.warn({ err: error.message }, 'could not clean up the agent tree after exit'));
     this.#handles.delete(agentName);
     await this.#deps.registry.remove(handle.identity.marker);
-    const reason: RunOutcomeReason = this.#stopReason ?? (exit.exitCode === 0 ? 'succeeded' : 'failed');
-    log.info({ exitCode: exit.exitCode, signal: exit.signal, reason }, `${role} exited`);
+    // Truth over exit codes: a CLI driver's run is judged by what the agent reported.
+    const report = await launch.watch?.finish({ code: exit.exitCode, signal: exit.signal });
+    const succeeded = report ? report.verdict === 'succeeded' : exit.exitCode === 0;
+    const reason: RunOutcomeReason = this.#stopReason ?? (succeeded ? 'succeeded' : 'failed');
+    log.info({ exitCode: exit.exitCode, signal: exit.signal, reason, ...(report ? { verdict: report.verdict, why: report.reason, turns: report.turns, usage: report.usage, costUsd: report.costUsd } : {}) }, `${role} exited`);
     if (reason === 'failed' && hasSiblings) {
       // The team has failed; the other agents of its stage would work on for nothing.
       for (const sibling of this.#handles.values()) void sibling.handle.stop(this.#deps.killGraceMs);
     }
-    return this.#record({ role, agentName, exitCode: exit.exitCode, signal: exit.signal, reason, logPath, startedAtMs, endedAtMs: exit.endedAtMs });
+    return this.#record({ role, agentName, exitCode: exit.exitCode, signal: exit.signal, reason, logPath, startedAtMs, endedAtMs: exit.endedAtMs, ...(report ? { report } : {}) });
   }
 
   #record(result: AgentResult, spawnError?: string): AgentResult {
@@ -288,6 +313,7 @@ export class TeamRun implements TeamExecution {
 function describeAgentFailure(result: AgentResult, stopReason: StopReason | undefined): string {
   if (stopReason) return `${result.role} stopped: ${stopReason}`;
   if (result.reason === 'spawn-failed') return `${result.role} could not be started`;
+  if (result.report?.reason !== undefined) return `${result.role}: ${result.report.reason}`;
   if (result.signal) return `${result.role} was killed by ${result.signal}`;
   return `${result.role} exited with code ${result.exitCode}`;
 }

@@ -33,6 +33,10 @@ export class ClaudeCodeParser implements AgentEventParser {
   private readonly tracker = new AgentRunTracker('claude-code');
   private readonly usageByMessage = new Map<string, TokenUsage>();
   private readonly toolNames = new Map<string, string>();
+  /** Each tool call's summary by id, for naming a denied call. */
+  private readonly toolCalls = new Map<string, string>();
+  /** Tool calls already reported denied (the result lists them again). */
+  private readonly deniedCalls = new Set<string>();
   private runningTotal: TokenUsage = ZERO_USAGE;
   private turns = 0;
   /** The message whose raw stream events are arriving (partial-messages mode). */
@@ -75,6 +79,14 @@ export class ClaudeCodeParser implements AgentEventParser {
     if (line.subtype === 'init' && sessionId !== undefined) {
       return [{ kind: 'session', sessionId, model: asString(line.model), cliVersion: asString(line.claude_code_version) }];
     }
+    if (line.subtype === 'permission_denied') {
+      // Said the moment the tool is refused, so a driver can stop the run then instead of at its result.
+      const callId = asString(line.tool_use_id);
+      if (callId !== undefined) this.deniedCalls.add(callId);
+      const tool = asString(line.tool_name) ?? '?';
+      const call = callId === undefined ? undefined : this.toolCalls.get(callId);
+      return [{ kind: 'approval-needed', tool, summary: call ?? oneLine(asString(line.message) ?? '(no detail)') }];
+    }
     return [{ kind: 'unknown', type: `system/${asString(line.subtype) ?? '?'}` }];
   }
 
@@ -103,8 +115,12 @@ export class ClaudeCodeParser implements AgentEventParser {
       if (block.type === 'tool_use') {
         const tool = asString(block.name) ?? '?';
         const callId = asString(block.id);
-        if (callId !== undefined) this.toolNames.set(callId, tool);
-        events.push({ kind: 'tool-call', callId, tool, summary: summarizeToolInput(tool, block.input) });
+        const summary = summarizeToolInput(tool, block.input);
+        if (callId !== undefined) {
+          this.toolNames.set(callId, tool);
+          this.toolCalls.set(callId, summary);
+        }
+        events.push({ kind: 'tool-call', callId, tool, summary });
       }
     }
     if (messageId !== undefined) events.push(...this.recordMessageUsage(messageId, usageOf(message.usage)));
@@ -134,6 +150,8 @@ export class ClaudeCodeParser implements AgentEventParser {
     const events: AgentRunEvent[] = [];
     for (const raw of Array.isArray(line.permission_denials) ? line.permission_denials : []) {
       const denial = asRecord(raw);
+      const callId = asString(denial?.tool_use_id);
+      if (callId !== undefined && this.deniedCalls.has(callId)) continue;
       const tool = asString(denial?.tool_name) ?? '?';
       events.push({ kind: 'approval-needed', tool, summary: summarizeToolInput(tool, denial?.tool_input) });
     }
