@@ -23,6 +23,7 @@ import type { Logger } from './ports/logger.js';
 import { FileLease } from './adapters/lease/file-lease.js';
 import { FileHeartbeatStore, FileRegistryStore } from './adapters/node-state/file-node-state.js';
 import { FileRunLogStore } from './adapters/run-logs/file-run-log-store.js';
+import { CliAgentHost } from './adapters/agent-drivers/cli-agent-host.js';
 import { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
 import { connectRedis, connectSuitableRedis, redactRedisUrl } from './adapters/redis/connection.js';
 import { fleetKeys } from './adapters/redis/keys.js';
