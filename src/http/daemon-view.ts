@@ -17,6 +17,8 @@ export interface DaemonView {
   subscription(): SubscriptionHealth | null;
   heartbeat(): LiveHeartbeat;
   predecessor(): PredecessorReport | undefined;
+  /** Claims memory admission holds now (docs/resources.md); absent where the view has no admission. */
+  heldForMemory?(): number;
 }
 
 export interface LiveTeam {
@@ -71,5 +73,6 @@ export function sessionView(session: FactorySession): DaemonView {
     subscription: () => session.intake?.health() ?? null,
     heartbeat: () => ({ status: keeper.status, refreshIntervalMs: keeper.refreshIntervalMs, lastWrite: keeper.lastWrite, lastWriteError: keeper.lastWriteError }),
     predecessor: () => session.predecessor,
+    heldForMemory: () => session.heldReasons().size,
   };
 }

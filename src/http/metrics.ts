@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SUBSCRIPTION_STATES } from '../domain/heartbeat.js';
-import { RUN_OUTCOME_REASONS, type RunOutcomeReason } from '../domain/run.js';
+import { RUN_OUTCOME_REASONS, type RunOutcome, type RunOutcomeReason } from '../domain/run.js';
 import type { DaemonView } from './daemon-view.js';
 
 /**
@@ -28,6 +28,8 @@ export class FactoryMetrics {
   readonly #outcomes: Counter<'reason'>;
   readonly #eventToDispatch: Histogram;
   readonly #reaped: Counter;
+  readonly #teamMemoryPeak: Histogram;
+  readonly #teamOoms: Counter;
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
@@ -43,6 +45,14 @@ export class FactoryMetrics {
       registers,
     });
     this.#reaped = new Counter({ name: 'factory_predecessor_agents_reaped_total', help: "Agents of a crashed predecessor daemon reaped at startup.", registers });
+    // Powers of two from 64 MB to 32 GB: an agent takes 1.5-2 GB, a team with dev servers several.
+    this.#teamMemoryPeak = new Histogram({
+      name: 'factory_team_memory_peak_bytes',
+      help: "Peak memory of each ended team that ran with a resources budget (its group's own peak, or the highest RSS sample).",
+      buckets: Array.from({ length: 10 }, (_, i) => 2 ** (26 + i)),
+      registers,
+    });
+    this.#teamOoms = new Counter({ name: 'factory_team_oom_total', help: 'Teams that ended oom: killed by the kernel inside their group, or stopped by Factory for their memory budget.', registers });
     new Gauge({
       name: 'factory_teams_running',
       help: 'Teams at work now.',
@@ -57,6 +67,14 @@ export class FactoryMetrics {
       registers,
       collect() {
         this.set(view()?.queuedCount() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'factory_issues_held_for_memory',
+      help: 'Issues with a free slot that memory admission holds (short of memory, or sustained PSI pressure).',
+      registers,
+      collect() {
+        this.set(view()?.heldForMemory?.() ?? 0);
       },
     });
     new Gauge({
@@ -115,6 +133,12 @@ export class FactoryMetrics {
 
   countOutcome(reason: RunOutcomeReason): void {
     this.#outcomes.inc({ reason });
+  }
+
+  /** A team's memory at its end: its peak (budgeted teams only) and whether it ran out. */
+  observeTeamMemory(outcome: Pick<RunOutcome, 'reason' | 'memory'>): void {
+    if (outcome.memory) this.#teamMemoryPeak.observe(outcome.memory.peakBytes);
+    if (outcome.reason === 'oom') this.#teamOoms.inc();
   }
 
   observeEventToDispatch(ms: number): void {
