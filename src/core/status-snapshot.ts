@@ -4,7 +4,8 @@ import type { RegistryEntry } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
 import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
 import type { ProcessTable } from '../ports/process-table.js';
-import type { IssueClaim, ReadOnlyStateStore, SkipRecord } from '../ports/state-store.js';
+import type { IssueClaim, ReadOnlyStateStore, SkipRecord, UsageSummary } from '../ports/state-store.js';
+import { EMPTY_USAGE_SUMMARY, startOfDayMs } from '../domain/agent-events/usage-records.js';
 import { judgeLiveness, type Liveness } from './liveness.js';
 
 /**
@@ -25,6 +26,8 @@ export interface StatusSnapshot {
   readonly recentOutcomes: readonly RunOutcome[];
   readonly outcomeCount: number;
   readonly skipped: readonly SkipRecord[];
+  /** The usage ledger (docs/agents.md): CLI-driver agent runs summed per role and driver, today (local time) and in all. */
+  readonly usage: { readonly todaySinceMs: number; readonly today: UsageSummary; readonly allTime: UsageSummary };
   /**
    * Team budgets on this machine (docs/resources.md): the mechanism detection
    * chose, what it enforces, PSI pressure and the claims held for memory, as
@@ -67,14 +70,24 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
   const byRun = new Map<string, RegistryEntry[]>();
   for (const entry of entries) byRun.set(entry.runId, [...(byRun.get(entry.runId) ?? []), entry]);
 
-  const empty: { claims: IssueClaim[]; recentOutcomes: RunOutcome[]; outcomeCount: number; skipped: SkipRecord[] } = { claims: [], recentOutcomes: [], outcomeCount: 0, skipped: [] };
-  const { claims, recentOutcomes, outcomeCount, skipped } = await sources.readState(
+  const todaySinceMs = startOfDayMs(options.nowMs, -new Date(options.nowMs).getTimezoneOffset());
+  const empty: { claims: IssueClaim[]; recentOutcomes: RunOutcome[]; outcomeCount: number; skipped: SkipRecord[]; today: UsageSummary; allTime: UsageSummary } = {
+    claims: [],
+    recentOutcomes: [],
+    outcomeCount: 0,
+    skipped: [],
+    today: EMPTY_USAGE_SUMMARY,
+    allTime: EMPTY_USAGE_SUMMARY,
+  };
+  const { claims, recentOutcomes, outcomeCount, skipped, today, allTime } = await sources.readState(
     async (store) => ({
       // Only claims in play: a factory with a long history must not pay for all of it on every status read.
       claims: await store.listActiveClaims(),
       recentOutcomes: await store.recentOutcomes(options.outcomeLimit ?? 20),
       outcomeCount: await store.outcomeCount(),
       skipped: await store.listSkips(),
+      today: await store.usageSummary(todaySinceMs),
+      allTime: await store.usageSummary(0),
     }),
     empty,
   );
@@ -104,6 +117,7 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
     recentOutcomes,
     outcomeCount,
     skipped,
+    usage: { todaySinceMs, today, allTime },
     resources: liveness.heartbeat?.resources ?? null,
   };
 }

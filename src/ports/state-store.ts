@@ -1,5 +1,8 @@
 import type { IssueClaim } from '../domain/claim.js';
 import type { RunOutcome } from '../domain/run.js';
+import type { AgentUsageRecord, UsageSummary } from '../domain/agent-events/usage-records.js';
+
+export type { AgentUsageRecord, UsageSummary } from '../domain/agent-events/usage-records.js';
 
 export type { ClaimStatus, IssueClaim } from '../domain/claim.js';
 
@@ -60,8 +63,16 @@ export interface StateStore {
   recentOutcomes(limit: number): Promise<RunOutcome[]>;
   outcomeCount(): Promise<number>;
   listSkips(): Promise<SkipRecord[]>;
+  /**
+   * Adds agent runs to the usage ledger. A record of a run and agent already
+   * there is replaced, never counted twice. Not fenced by the epoch: tokens
+   * spent are a fact, whichever control plane records them.
+   */
+  recordUsage(records: readonly AgentUsageRecord[]): Promise<void>;
+  /** The ledger summed per role and driver over the runs that ended at or after `sinceMs` (0: all of it). */
+  usageSummary(sinceMs: number): Promise<UsageSummary>;
   close(): Promise<void>;
 }
 
 /** A state store opened for reading only (status readers, dry runs): never takes an epoch, never writes. */
-export type ReadOnlyStateStore = Pick<StateStore, 'currentEpoch' | 'getClaim' | 'listClaims' | 'listActiveClaims' | 'pendingWritebacks' | 'recentOutcomes' | 'outcomeCount' | 'listSkips' | 'close'>;
+export type ReadOnlyStateStore = Pick<StateStore, 'currentEpoch' | 'getClaim' | 'listClaims' | 'listActiveClaims' | 'pendingWritebacks' | 'recentOutcomes' | 'outcomeCount' | 'listSkips' | 'usageSummary' | 'close'>;

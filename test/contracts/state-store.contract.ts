@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isFactoryError } from '../../src/errors.js';
 import type { RunOutcome, RunOutcomeReason } from '../../src/domain/run.js';
-import type { DaemonOwner, IssueClaim, StateStore } from '../../src/ports/state-store.js';
+import type { AgentUsageRecord, DaemonOwner, IssueClaim, StateStore } from '../../src/ports/state-store.js';
+import { EMPTY_USAGE_SUMMARY } from '../../src/domain/agent-events/usage-records.js';
+import type { TokenUsage } from '../../src/domain/agent-events/usage-ledger.js';
 
 /**
  * The behaviour every StateStore owes the dispatcher, run against SQLite and
@@ -72,6 +74,30 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
         }
       });
     };
+
+    withStore('the usage ledger sums per role and driver, counts a rerecorded agent run once, and filters by end time', async (store) => {
+      await store.beginEpoch(OWNER, T0);
+      assert.deepEqual(await store.usageSummary(0), EMPTY_USAGE_SUMMARY);
+      const usage = (input: number, output: number, cacheRead = 0, cacheWrite = 0): TokenUsage => ({ input, output, cacheRead, cacheWrite });
+      const records: AgentUsageRecord[] = [
+        { runId: 'run-1', issueKey: 'A', role: 'implementer', agentName: 'A-implementer', driver: 'claude-code', usage: usage(1000, 50, 300, 100), costUsd: 0.25, turns: 2, endedAtMs: T0 },
+        { runId: 'run-1', issueKey: 'A', role: 'reviewer', agentName: 'A-reviewer', driver: 'codex', usage: usage(400, 20, 100), turns: 1, endedAtMs: T0 + 10 },
+        { runId: 'run-2', issueKey: 'B', role: 'implementer', agentName: 'B-implementer', driver: 'claude-code', usage: usage(10, 5), costUsd: 0.5, turns: 3, endedAtMs: T0 + 86_400_000 },
+      ];
+      await store.recordUsage(records);
+      // Recorded again (a retried write): replaced, not added.
+      await store.recordUsage([records[0]!]);
+      await store.recordUsage([]);
+      const all = await store.usageSummary(0);
+      assert.deepEqual(all.rows, [
+        { role: 'implementer', driver: 'claude-code', usage: usage(1010, 55, 300, 100), costUsd: 0.75, turns: 5, runs: 2 },
+        { role: 'reviewer', driver: 'codex', usage: usage(400, 20, 100), costUsd: null, turns: 1, runs: 1 },
+      ]);
+      assert.deepEqual(all.total, { usage: usage(1410, 75, 400, 100), costUsd: 0.75, turns: 6, runs: 3 });
+      const lastDay = await store.usageSummary(T0 + 86_400_000);
+      assert.deepEqual(lastDay.rows.map((r) => [r.role, r.runs, r.usage.input]), [['implementer', 1, 10]]);
+      assert.deepEqual(await store.usageSummary(T0 + 86_400_001), EMPTY_USAGE_SUMMARY);
+    });
 
     withStore('each beginEpoch takes the next epoch, starting at 1', async (store) => {
       assert.equal(await store.currentEpoch(), 0);

@@ -26,6 +26,8 @@ export interface FleetKeys {
   readonly outcomeSeq: string;
   /** Outcomes ever recorded (the history is bounded, the count is not). */
   readonly outcomeTotal: string;
+  /** Hash: `<runId>/<agentName>` -> agent usage record JSON (the usage ledger). */
+  readonly usage: string;
 }
 
 export function fleetKeys(keyPrefix: string, pool: string): FleetKeys {
@@ -42,5 +44,6 @@ export function fleetKeys(keyPrefix: string, pool: string): FleetKeys {
     pendingWritebacks: `${base}state:outcomes:pending`,
     outcomeSeq: `${base}state:outcomes:seq`,
     outcomeTotal: `${base}state:outcomes:total`,
+    usage: `${base}state:usage`,
   };
 }

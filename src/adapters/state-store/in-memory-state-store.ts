@@ -1,7 +1,8 @@
 import type { RunOutcome } from '../../domain/run.js';
 import { staleEpochError } from '../../errors.js';
 import { isActiveClaimStatus } from '../../domain/claim.js';
-import type { DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore } from '../../ports/state-store.js';
+import type { AgentUsageRecord, DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
+import { summarizeUsage } from '../../domain/agent-events/usage-records.js';
 
 /**
  * A StateStore in memory with the SQLite store's semantics (epochs, stale
@@ -16,6 +17,8 @@ export class InMemoryStateStore implements StateStore {
   /** Insertion order is the outcome order; a rerecorded run id moves to the end, as SQLite's INSERT OR REPLACE does. */
   readonly #outcomes = new Map<string, { outcome: RunOutcome; writtenBack: boolean }>();
   readonly #skips = new Map<string, SkipRecord>();
+  /** The usage ledger by `<runId>/<agentName>`. */
+  readonly #usage = new Map<string, AgentUsageRecord>();
   #closed = false;
 
   get owner(): (DaemonOwner & { epoch: number; sinceMs: number }) | undefined {
@@ -78,6 +81,14 @@ export class InMemoryStateStore implements StateStore {
 
   async listSkips(): Promise<SkipRecord[]> {
     return [...this.#skips.values()].sort((a, b) => b.atMs - a.atMs).map((s) => ({ ...s }));
+  }
+
+  async recordUsage(records: readonly AgentUsageRecord[]): Promise<void> {
+    for (const record of records) this.#usage.set(`${record.runId}/${record.agentName}`, structuredClone(record));
+  }
+
+  async usageSummary(sinceMs: number): Promise<UsageSummary> {
+    return summarizeUsage([...this.#usage.values()].filter((record) => record.endedAtMs >= sinceMs));
   }
 
   get closed(): boolean {

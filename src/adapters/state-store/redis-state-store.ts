@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError, staleEpochError } from '../../errors.js';
 import { isActiveClaimStatus, type IssueClaim } from '../../domain/claim.js';
-import type { DaemonOwner, SkipRecord, StateBatch, StateStore } from '../../ports/state-store.js';
+import type { AgentUsageRecord, DaemonOwner, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
+import { summarizeUsage } from '../../domain/agent-events/usage-records.js';
 import type { RedisHeldLease, RedisLease } from '../lease/redis-lease.js';
 import type { FleetKeys } from '../redis/keys.js';
 import { APPLY_BATCH, HASH_VALUES_OF_SET, HASH_VALUES_OF_ZRANGE, runScript } from '../redis/scripts.js';
@@ -202,6 +203,28 @@ export class RedisStateStore implements StateStore {
         return { issueKey, reason, atMs };
       })
       .sort((a, b) => b.atMs - a.atMs || (a.issueKey < b.issueKey ? -1 : 1));
+  }
+
+  /** One hash field per agent run, so recording it again replaces it. Not fenced (see the port). */
+  async recordUsage(records: readonly AgentUsageRecord[]): Promise<void> {
+    this.#writableLease();
+    if (records.length === 0) return;
+    try {
+      await this.#redis.hset(this.#keys.usage, ...records.flatMap((record) => [`${record.runId}/${record.agentName}`, JSON.stringify(record)]));
+    } catch (error) {
+      throw unreachable(error);
+    }
+  }
+
+  /** Summed here from every record: one record per agent run is small, and a day's runs are few. */
+  async usageSummary(sinceMs: number): Promise<UsageSummary> {
+    let all: string[];
+    try {
+      all = await this.#redis.hvals(this.#keys.usage);
+    } catch (error) {
+      throw unreachable(error);
+    }
+    return summarizeUsage(all.map((json) => JSON.parse(json) as AgentUsageRecord).filter((record) => record.endedAtMs >= sinceMs));
   }
 
   /** Gives the lease up (a standby takes over at once) and, when it owns it, closes the connection. */

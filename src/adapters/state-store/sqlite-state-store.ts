@@ -4,7 +4,8 @@ import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError, staleEpochError } from '../../errors.js';
 import { ACTIVE_CLAIM_STATUSES } from '../../domain/claim.js';
-import type { DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore } from '../../ports/state-store.js';
+import type { AgentUsageRecord, DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
+import { summaryOfRows } from '../../domain/agent-events/usage-records.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +38,39 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_by_issue ON outcomes(issue_key, seq);
 CREATE INDEX IF NOT EXISTS claims_by_status ON claims(status);
 CREATE TABLE IF NOT EXISTS skips (issue_key TEXT PRIMARY KEY, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS agent_usage (
+  run_id TEXT NOT NULL,
+  agent_name TEXT NOT NULL,
+  issue_key TEXT NOT NULL,
+  role TEXT NOT NULL,
+  driver TEXT NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  cache_write_tokens INTEGER NOT NULL,
+  cost_usd REAL,
+  turns INTEGER NOT NULL,
+  ended_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (run_id, agent_name)
+);
+CREATE INDEX IF NOT EXISTS agent_usage_by_end ON agent_usage(ended_at_ms);
 `;
+
+interface UsageRow {
+  role: string;
+  driver: AgentUsageRecord['driver'];
+  input: number;
+  output: number;
+  cache_read: number;
+  cache_write: number;
+  cost_usd: number | null;
+  turns: number;
+  runs: number;
+}
+
+const USAGE_SUMMARY_SQL = `SELECT role, driver, SUM(input_tokens) AS input, SUM(output_tokens) AS output, SUM(cache_read_tokens) AS cache_read,
+  SUM(cache_write_tokens) AS cache_write, SUM(cost_usd) AS cost_usd, SUM(turns) AS turns, COUNT(*) AS runs
+  FROM agent_usage WHERE ended_at_ms >= ? GROUP BY role, driver`;
 
 interface ClaimRow {
   issue_key: string;
@@ -142,6 +175,12 @@ export class SqliteStateStore implements StateStore {
     return row ? Number(row.value) : 0;
   }
 
+      upsertUsage: writable
+        ? db.prepare(`INSERT OR REPLACE INTO agent_usage(run_id, agent_name, issue_key, role, driver, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, turns, ended_at_ms)
+          VALUES (@runId, @agentName, @issueKey, @role, @driver, @input, @output, @cacheRead, @cacheWrite, @costUsd, @turns, @endedAtMs)`)
+        : undefined,
+      // A database written before the ledger existed, opened read-only, has no table yet: it reads as an empty ledger.
+      usageSummary: hasTable(db, 'agent_usage') ? db.prepare<[number], UsageRow>(USAGE_SUMMARY_SQL) : undefined,
   /** Refuses a write from a daemon that a newer one has replaced. */
   #assertEpoch(epoch: number): void {
     const current = this.#epochNow();
@@ -231,6 +270,29 @@ function claimToRow(claim: IssueClaim): ClaimRow {
     attempt: claim.attempt,
     next_attempt_at_ms: claim.nextAttemptAtMs,
     run_id: claim.runId,
+  async recordUsage(records: readonly AgentUsageRecord[]): Promise<void> {
+    const upsertUsage = this.#writable(this.#statements.upsertUsage);
+    this.#db.transaction(() => {
+      for (const record of records) {
+        upsertUsage.run({ runId: record.runId, agentName: record.agentName, issueKey: record.issueKey, role: record.role, driver: record.driver, ...record.usage, costUsd: record.costUsd ?? null, turns: record.turns, endedAtMs: record.endedAtMs });
+      }
+    })();
+  }
+
+  async usageSummary(sinceMs: number): Promise<UsageSummary> {
+    const rows = this.#statements.usageSummary?.all(sinceMs) ?? [];
+    return summaryOfRows(
+      rows.map((row) => ({
+        role: row.role,
+        driver: row.driver,
+        usage: { input: row.input, output: row.output, cacheRead: row.cache_read, cacheWrite: row.cache_write },
+        costUsd: row.cost_usd,
+        turns: row.turns,
+        runs: row.runs,
+      })),
+    );
+  }
+
     repo: claim.repo,
     priority: claim.priority,
     created_at_ms: claim.createdAtMs,
@@ -247,3 +309,7 @@ function migrate(db: Database.Database): void {
   const columns = new Set(db.prepare<[], { name: string }>('PRAGMA table_info(claims)').all().map((c) => c.name));
   if (!columns.has('node')) db.exec('ALTER TABLE claims ADD COLUMN node TEXT');
 }
+function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare<[string], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+

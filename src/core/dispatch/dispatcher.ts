@@ -3,6 +3,7 @@ import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterReorde
 import { isActiveClaimStatus, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
+import { usageRecordsOf, type AgentUsageRecord } from '../../domain/agent-events/usage-records.js';
 import type { TeamStages } from '../../domain/team.js';
 import { branchNameFor, type TriageRules } from '../../domain/triage.js';
 import { isFactoryError, type FactoryError } from '../../errors.js';
@@ -304,6 +305,8 @@ export class Dispatcher {
       // The issue may have changed or left scope while the team worked.
       await this.#refreshIssue(team.plan.issue);
       await this.pump();
+    const usage = usageRecordsOf(outcome);
+    if (usage.length > 0) await this.#recordUsage(outcome, usage);
     }
     if (this.runningTeamCount === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
@@ -327,6 +330,15 @@ export class Dispatcher {
       return;
     }
     await this.intake([current], { complete: false }).catch((error: unknown) => this.#reportWriteFailure(error, 'could not re-read the issue after its run'));
+  /** The run's usage goes into the ledger first: it was spent, whatever becomes of the outcome's write. */
+  async #recordUsage(outcome: RunOutcome, records: readonly AgentUsageRecord[]): Promise<void> {
+    try {
+      await this.#options.store.recordUsage(records);
+    } catch (error) {
+      this.#options.log.warn({ issue: outcome.issueKey, run: outcome.runId, err: (error as Error).message }, 'could not record the run in the usage ledger');
+    }
+  }
+
   }
 
   /** Stops teams that ran too long or show no sign of work. Runs on the supervisor's timer. */
