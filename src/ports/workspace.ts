@@ -17,4 +17,25 @@ export interface Workspace {
   commitsSince(workspace: PreparedWorkspace): Promise<number>;
   /** The commit the branch points at now (for the review round history). */
   branchHead(workspace: PreparedWorkspace): Promise<string>;
+  /**
+   * Parks a run's work: commits everything in the worktree (committed or not,
+   * untracked files too, ignored ones not) to `ref`, e.g.
+   * `refs/factory/park/<run>`, on top of the worktree's HEAD. The branch does
+   * not move and no index of the user's (nor the worktree's) changes.
+   */
+  park(workspace: PreparedWorkspace, ref: string, message: string): Promise<ParkedWork>;
+  /**
+   * Puts parked work back into the worktree as uncommitted changes, as the
+   * agent left it. Refused (FACTORY_WORKSPACE_FAILED) when the worktree's HEAD
+   * is no longer the commit the work was parked on.
+   */
+  restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork>;
+}
+
+export interface ParkedWork {
+  readonly ref: string;
+  /** The park commit. */
+  readonly commit: string;
+  /** The commit it sits on: the worktree's HEAD when it was parked. */
+  readonly parent: string;
 }

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 import { FactoryError } from '../../errors.js';
 
 /**
@@ -79,6 +80,54 @@ export class GitWorktreeWorkspace implements Workspace {
       return (await runGit(workspace.repo, ['rev-parse', '--verify', `refs/heads/${workspace.branch}^{commit}`])).stdout.trim();
     } catch (error) {
       throw workspaceFailed(`could not read the head of branch ${workspace.branch} in ${workspace.repo}: ${describeGitError(error)}`, error);
+    }
+  }
+
+  async park(workspace: PreparedWorkspace, ref: string, message: string): Promise<ParkedWork> {
+    await assertParkRef(ref, workspace.path);
+    // A private index: the worktree's own index (what the agent staged) and the user's stay as they are.
+    const scratch = mkdtempSync(join(tmpdir(), 'factory-park-'));
+    const env = { GIT_INDEX_FILE: join(scratch, 'index') };
+    try {
+      const parent = (await runGit(workspace.path, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim();
+      await runGit(workspace.path, ['read-tree', parent], env);
+      await runGit(workspace.path, ['add', '--all', '--', '.'], env);
+      const tree = (await runGit(workspace.path, ['write-tree'], env)).stdout.trim();
+      const commit = (await runGit(workspace.path, ['commit-tree', tree, '-p', parent, '-m', message], PARK_IDENTITY)).stdout.trim();
+      await runGit(workspace.path, ['update-ref', '-m', 'factory: park', ref, commit]);
+      return { ref, commit, parent };
+    } catch (error) {
+      if (error instanceof FactoryError) throw error;
+      throw workspaceFailed(`could not park the work in ${workspace.path} to ${ref}: ${describeGitError(error)}`, error);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+
+  async restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork> {
+    await assertParkRef(ref, workspace.path);
+    let parked: ParkedWork;
+    try {
+      const commit = (await runGit(workspace.path, ['rev-parse', '--verify', `${ref}^{commit}`])).stdout.trim();
+      const parent = (await runGit(workspace.path, ['rev-parse', '--verify', `${commit}^1`])).stdout.trim();
+      parked = { ref, commit, parent };
+    } catch (error) {
+      throw workspaceFailed(`there is no parked work at ${ref} for ${workspace.path}: ${describeGitError(error)}`, error);
+    }
+    const head = (await runGit(workspace.path, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim();
+    if (head !== parked.parent) {
+      throw workspaceFailed(`the work parked at ${ref} sits on ${parked.parent.slice(0, 12)}, but ${workspace.path} is now at ${head.slice(0, 12)}`, undefined, `Look at the parked work with \`git show ${ref}\` and apply what is still wanted by hand.`);
+    }
+    try {
+      // Files the agent had deleted are deleted again; the rest comes from the park commit's tree.
+      const deleted = (await runGit(workspace.path, ['diff', '--name-only', '-z', '--diff-filter=D', parked.parent, parked.commit])).stdout.split('\0').filter(Boolean);
+      await runGit(workspace.path, ['checkout', parked.commit, '--', '.']);
+      for (const path of deleted) rmSync(join(workspace.path, path), { force: true });
+      // Back to uncommitted changes on the branch's own index, as the agent left them.
+      await runGit(workspace.path, ['read-tree', 'HEAD']);
+      return parked;
+    } catch (error) {
+      throw workspaceFailed(`could not restore the work parked at ${ref} into ${workspace.path}: ${describeGitError(error)}`, error);
     }
   }
 
@@ -284,10 +333,10 @@ function gitEnvironment(): NodeJS.ProcessEnv {
   return env;
 }
 
-async function runGit(cwd: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+async function runGit(cwd: string, args: readonly string[], extraEnv: Readonly<Record<string, string>> = {}): Promise<{ stdout: string; stderr: string }> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await execGit(cwd, args);
+      return await execGit(cwd, args, extraEnv);
     } catch (error) {
       const retryDelay = LOCK_RETRY_DELAYS_MS[attempt];
       if (retryDelay === undefined || !isLockContention(error)) throw error;
@@ -296,9 +345,9 @@ async function runGit(cwd: string, args: readonly string[]): Promise<{ stdout: s
   }
 }
 
-function execGit(cwd: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+function execGit(cwd: string, args: readonly string[], extraEnv: Readonly<Record<string, string>>): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolveGit, rejectGit) => {
-    execFile('git', [...SAFE_GIT_OPTIONS, '-C', cwd, ...args], { env: gitEnvironment(), timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
+    execFile('git', [...SAFE_GIT_OPTIONS, '-C', cwd, ...args], { env: { ...gitEnvironment(), ...extraEnv }, timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
       if (error) {
         rejectGit(Object.assign(error, { stderr }));
         return;
@@ -319,6 +368,22 @@ function describeGitError(error: unknown): string {
   if (failure.code === 'ENOENT') return 'the git executable was not found on PATH';
   const stderr = failure.stderr?.trim();
   return stderr ? stderr.split('\n').filter((line) => line.trim() !== '').slice(-3).join(' / ') : failure.message;
+}
+
+/** Park commits are Factory's, whatever identity (if any) the machine's git config has. */
+const PARK_IDENTITY = { GIT_AUTHOR_NAME: 'Factory', GIT_AUTHOR_EMAIL: 'factory@localhost', GIT_COMMITTER_NAME: 'Factory', GIT_COMMITTER_EMAIL: 'factory@localhost' };
+
+/** Park refs live under refs/factory/park/, never over a branch or a tag. */
+async function assertParkRef(ref: string, cwd: string): Promise<void> {
+  let valid = ref.startsWith('refs/factory/park/');
+  if (valid) {
+    try {
+      await runGit(cwd, ['check-ref-format', ref]);
+    } catch {
+      valid = false;
+    }
+  }
+  if (!valid) throw workspaceFailed(`${JSON.stringify(ref)} is not a valid park ref (refs/factory/park/<run>)`);
 }
 
 function shortHash(text: string, length: number): string {

@@ -1,5 +1,5 @@
 import { FactoryError } from '../../errors.js';
-import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 
 /**
  * A Workspace with no git, for unit tests: it records requests and keeps the
@@ -39,6 +39,23 @@ export class InMemoryWorkspace implements Workspace {
 
   async branchHead(workspace: PreparedWorkspace): Promise<string> {
     return `commit-${await this.commitsSince(workspace)}`;
+  }
+
+  /** Park refs by name: the branch head they sit on. */
+  readonly parked = new Map<string, ParkedWork>();
+
+  async park(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork> {
+    const parent = await this.branchHead(workspace);
+    const parked = { ref, commit: `park-${this.parked.size + 1}`, parent };
+    this.parked.set(ref, parked);
+    return parked;
+  }
+
+  async restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork> {
+    const parked = this.parked.get(ref);
+    if (!parked) throw new FactoryError('FACTORY_WORKSPACE_FAILED', `there is no parked work at ${ref}`);
+    if (parked.parent !== (await this.branchHead(workspace))) throw new FactoryError('FACTORY_WORKSPACE_FAILED', `the work parked at ${ref} sits on ${parked.parent}, not on the branch head`);
+    return parked;
   }
 
   /** Pretends an agent committed on the workspace's branch. */

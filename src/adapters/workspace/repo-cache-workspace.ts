@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 
 const run = promisify(execFile);
 
@@ -37,6 +37,14 @@ export class RepoCacheWorkspace implements Workspace {
 
   branchHead(workspace: PreparedWorkspace): Promise<string> {
     return this.#inner.branchHead(workspace);
+  }
+
+  park(workspace: PreparedWorkspace, ref: string, message: string): Promise<ParkedWork> {
+    return this.#inner.park(workspace, ref, message);
+  }
+
+  restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork> {
+    return this.#inner.restorePark(workspace, ref);
   }
 
   #serially<T>(repo: string, work: () => Promise<T>): Promise<T> {
