@@ -1,0 +1,72 @@
+/**
+ * Usage budgets (`budgets.run`, `budgets.daily`) and when parked work comes
+ * back, as pure rules. A run over a budget, or stopped by the agent's usage or
+ * rate limit, is parked rather than failed (nothing paid for is thrown away):
+ * these decide whether to park and until when.
+ */
+
+export interface RunBudget {
+  readonly maxTokens?: number | undefined;
+  readonly maxCostUsd?: number | undefined;
+  readonly maxTurns?: number | undefined;
+}
+
+export interface DailyBudget {
+  readonly maxCostUsd?: number | undefined;
+}
+
+/** A run's usage so far, all its agents together; each resume of a parked run starts from zero (a fresh run budget). */
+export interface RunUsageSoFar {
+  readonly tokens: number;
+  /** Undefined while no agent reported a cost (Codex never does). */
+  readonly costUsd: number | undefined;
+  readonly turns: number;
+}
+
+export type ParkTrigger =
+  | { readonly kind: 'run-budget'; readonly reason: string }
+  | { readonly kind: 'daily-budget'; readonly reason: string }
+  | { readonly kind: 'usage-limit'; readonly reason: string; readonly resetAtMs: number | undefined };
+
+/** The first run budget `usage` is at or over, as a park trigger; undefined while within all of them. */
+export function overRunBudget(usage: RunUsageSoFar, budget: RunBudget): ParkTrigger | undefined {
+  if (budget.maxTokens !== undefined && usage.tokens >= budget.maxTokens) {
+    return { kind: 'run-budget', reason: `used ${usage.tokens} tokens of budgets.run.maxTokens ${budget.maxTokens}` };
+  }
+  if (budget.maxTurns !== undefined && usage.turns >= budget.maxTurns) {
+    return { kind: 'run-budget', reason: `took ${usage.turns} turns of budgets.run.maxTurns ${budget.maxTurns}` };
+  }
+  if (budget.maxCostUsd !== undefined && usage.costUsd !== undefined && usage.costUsd >= budget.maxCostUsd) {
+    return { kind: 'run-budget', reason: `cost $${usage.costUsd.toFixed(4)} of budgets.run.maxCostUsd $${budget.maxCostUsd}` };
+  }
+  return undefined;
+}
+
+/** Whether today's spending (every run, UTC day) is at or over the daily budget. */
+export function overDailyBudget(spentTodayUsd: number, budget: DailyBudget): ParkTrigger | undefined {
+  if (budget.maxCostUsd === undefined || spentTodayUsd < budget.maxCostUsd) return undefined;
+  return { kind: 'daily-budget', reason: `today's runs cost $${spentTodayUsd.toFixed(4)} of budgets.daily.maxCostUsd $${budget.maxCostUsd}` };
+}
+
+/** The start of the next UTC day after `nowMs`: when a daily budget is fresh again. */
+export function nextUtcDayStartMs(nowMs: number): number {
+  const day = 24 * 60 * 60 * 1000;
+  return Math.floor(nowMs / day) * day + day;
+}
+
+/**
+ * When parked work resumes by itself: at the agent's limit reset, or the next
+ * UTC day for the daily budget; null for a run budget (the same budget would
+ * run out again, so a person resumes it with `factory resume`) and for a limit
+ * whose reset the agent did not say. A reset already past resumes now.
+ */
+export function automaticResumeAtMs(trigger: ParkTrigger, nowMs: number): number | null {
+  switch (trigger.kind) {
+    case 'run-budget':
+      return null;
+    case 'daily-budget':
+      return nextUtcDayStartMs(nowMs);
+    case 'usage-limit':
+      return trigger.resetAtMs === undefined ? null : Math.max(nowMs, trigger.resetAtMs);
+  }
+}
