@@ -59,6 +59,7 @@ test('every outcome reason leads to exactly one next status, by attempt', () => 
     ['no-changes', 1, 'gave-up', 1, null, /^no-changes: all good$/],
     ['no-changes', 3, 'gave-up', 3, null, /^no-changes: /],
     ['oom', 1, 'gave-up', 1, null, /^oom: all good$/],
+    ['changes-requested', 1, 'gave-up', 1, null, /^changes-requested: all good$/],
   ];
   for (const reason of RUN_OUTCOME_REASONS) assert.ok(table.some(([covered]) => covered === reason), `the table covers ${reason}`);
   for (const [reason, attempt, status, nextAttempt, dueAt, lastReason] of table) {
