@@ -105,7 +105,7 @@ test('leader SIGKILL mid-run: the standby leads within the lease TTL with a high
 });
 
 test('leader SIGSTOP: the standby leads within the TTL; the woken leader stops (lease lost, exit 3) and none of its writes is accepted', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 4_000, slots: 2 });
+  fleet = await startFleet({ redis, agentWorkMs: 4_000, slots: 2, batchSize: 2 });
   const f = fleet;
   const standby = await f.startControlPlane('cp1', 'standby');
   await f.startWorker('w1');
@@ -156,4 +156,49 @@ test('graceful stop of the leader leaves the run going on its worker; the standb
   assert.equal(finished.reason, 'succeeded');
   assert.ok(!f.traceLines().some((l) => l.what === 'term'), 'the agents were not stopped');
   assert.deepEqual(startsOf(f, 'GRACE-1'), [first.runId]);
+});
+
+test('no double dispatch over repeated leader SIGKILLs around dispatch (as many trials as fit in about 60 s)', { timeout: 240_000 }, async () => {
+  const lease = { ttlMs: 1_000, renewEveryMs: 250, safetyMarginMs: 200 };
+  fleet = await startFleet({ redis, agentWorkMs: 200, slots: 4, batchSize: 4, lease });
+  const f = fleet;
+  await f.startWorker('w1');
+  let spareIndex = 0;
+  const spare = (): Promise<DaemonProcess> => f.startControlPlane(`s${++spareIndex}`, 'standby');
+  let standbys = await Promise.all([spare(), spare()]);
+  let leader: DaemonProcess = f.controlPlane;
+  let epoch = leadingEpoch(leader)!.epoch;
+  const issues: string[] = [];
+  const takeovers: number[] = [];
+  const started = Date.now();
+  while (Date.now() - started < 60_000) {
+    const key = `TRIAL-${issues.length + 1}`;
+    issues.push(key);
+    f.project.writeIssue(key);
+    // Kill the leader somewhere around intake, claim and queueing (intake polls every 300 ms).
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 700)));
+    const killedAt = Date.now();
+    leader.child.kill('SIGKILL');
+    await leader.exited;
+    const next = await waitFor('a standby to lead', () => standbys.find((plane) => (leadingEpoch(plane)?.epoch ?? 0) > epoch), 20_000, 20);
+    const led = leadingEpoch(next)!;
+    takeovers.push(led.atMs - killedAt);
+    epoch = led.epoch;
+    leader = next;
+    standbys = [...standbys.filter((plane) => plane !== next), await spare()];
+  }
+  const client = new Redis(redis.url);
+  try {
+    await waitFor('every trial issue to succeed', async () => {
+      const claims = await client.hgetall('factory:{test}:state:claims');
+      return issues.every((key) => claims[key] !== undefined && (JSON.parse(claims[key]) as { status: string }).status === 'succeeded');
+    }, 90_000, 200);
+  } finally {
+    client.disconnect();
+  }
+  const doubles = issues.filter((key) => startsOf(f, key).length !== 1);
+  const sorted = [...takeovers].sort((a, b) => a - b);
+  console.log(`${issues.length} trials: ${doubles.length} double dispatches; takeover after SIGKILL p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (lease TTL ${lease.ttlMs} ms)`);
+  assert.deepEqual(doubles, [], 'every issue ran exactly once');
+  assert.ok(sorted.at(-1)! <= lease.ttlMs + SLACK_MS, `every takeover within the TTL (+ slack): max ${sorted.at(-1)} ms`);
 });
