@@ -40,6 +40,8 @@ export const ERROR_CATALOG = {
   FACTORY_REDIS_UNSUITABLE: { exitCode: 2, hint: 'The fleet needs Redis >= 7 with `maxmemory-policy noeviction` and `appendonly yes`; the message names the setting and the line to fix (docs/fleet.md explains why).' },
   FACTORY_LEASE_HELD: { exitCode: 4, hint: 'Another control plane holds the leader lease; this one stands by and takes over when the lease expires. `factory status` names the holder.' },
   FACTORY_LEASE_LOST: { exitCode: 3, hint: 'This control plane lost its leader lease (it could not renew in time, or another took over); it stopped acting and must take a new lease before it writes again.' },
+  FACTORY_PATH_UNWRITABLE: { exitCode: 2, hint: 'Factory could not create or write a file or folder it needs. Make it writable by the user that runs factory (or run factory as its owner), free disk space, or point the setting named in the message (state.dir, loop.heartbeatPath, loop.registryPath) at another path.' },
+  FACTORY_PATH_UNREADABLE: { exitCode: 2, hint: 'Factory could not read a file or folder it needs. Make it readable by the user that runs factory, or point the setting named in the message (state.dir, loop.heartbeatPath, loop.registryPath) at the right path.' },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;
 
 export type FactoryErrorCode = keyof typeof ERROR_CATALOG;
@@ -79,4 +81,59 @@ export function staleEpochError(epoch: number, current: number): FactoryError<'F
 /** One line for stderr: what went wrong, then how to fix it. */
 export function formatErrorLine(error: FactoryError): string {
   return `factory: ${error.message} [${error.code}]\n  hint: ${error.hint}`;
+}
+
+/**
+ * Filesystem errors a user causes (modes, owners, read-only mounts, full
+ * disks, a path through a file), in words for the person who can fix them.
+ * Anything else from the filesystem is a bug and keeps its stack.
+ */
+const USER_FILESYSTEM_ERRNOS: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied for the user running factory',
+  EPERM: 'operation not permitted for the user running factory',
+  EROFS: 'the file system is mounted read-only',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is used up',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EISDIR: 'the path is a folder, not a file',
+  ELOOP: 'too many symbolic links in the path',
+  ENAMETOOLONG: 'the path is too long',
+};
+
+/** Where Factory was working when the filesystem refused: what it tried, on which path, and the setting that names it. */
+export interface PathUse {
+  readonly path: string;
+  /** What was being done, as a verb phrase: `create the daemon lock`, `read the heartbeat`. */
+  readonly action: string;
+  readonly access: 'read' | 'write';
+  /** The config key that chooses this path (`state.dir`), when there is one. */
+  readonly setting?: string;
+}
+
+/**
+ * The coded, one-line error for a filesystem error a user caused at `use`
+ * (exit 2, naming the path, the operation and the errno), or undefined when
+ * `error` is something else. ENOENT counts only when the caller knows it
+ * means a missing parent folder: a missing file is not a user mistake here.
+ */
+export function filesystemError(error: unknown, use: PathUse, options: { missingParent?: boolean } = {}): FactoryError<'FACTORY_PATH_UNWRITABLE' | 'FACTORY_PATH_UNREADABLE'> | undefined {
+  if (isFactoryError(error) || typeof error !== 'object' || error === null) return undefined;
+  const { code, path: failedPath, syscall } = error as { code?: unknown; path?: unknown; syscall?: unknown };
+  if (typeof code !== 'string') return undefined;
+  const why =
+    code === 'ENOENT'
+      ? options.missingParent
+        ? 'its parent folder does not exist'
+        : undefined
+      : // mkdir -p answers EEXIST when a part of the path is a file.
+        code === 'EEXIST' && syscall === 'mkdir'
+        ? USER_FILESYSTEM_ERRNOS.ENOTDIR
+        : USER_FILESYSTEM_ERRNOS[code];
+  if (why === undefined) return undefined;
+  const where = typeof failedPath === 'string' && failedPath !== use.path ? `, ${typeof syscall === 'string' ? syscall : 'at'} ${failedPath}` : '';
+  const setting = use.setting ? ` (${use.setting})` : '';
+  return new FactoryError(use.access === 'read' ? 'FACTORY_PATH_UNREADABLE' : 'FACTORY_PATH_UNWRITABLE', `cannot ${use.action} ${use.path}${setting}: ${why} (${code}${where})`, {
+    cause: error,
+    details: { path: use.path, errno: code, ...(typeof syscall === 'string' ? { syscall } : {}), ...(where ? { failedPath } : {}) },
+  });
 }

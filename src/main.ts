@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { GitWorktreeWorkspace } from './adapters/workspace/git-worktree-workspac
 import type { FactoryConfig } from './config/load.js';
 import { teamStagesFor } from './config/team.js';
 import type { DaemonMode } from './domain/heartbeat.js';
-import { FactoryError, isFactoryError } from './errors.js';
+import { FactoryError, filesystemError, isFactoryError } from './errors.js';
 import type { Clock } from './ports/clock.js';
 import type { ProcessIdentity, ProcessTable } from './ports/process-table.js';
 import type { ProcessTerminator } from './ports/process-terminator.js';
@@ -395,7 +395,7 @@ export function reapOrphans(options: ReapOrphansOptions): Promise<ReapReport> {
  * one place it is opened that way. `whenMissing` when no daemon created it yet.
  */
 export async function readStateStore<T>(config: FactoryConfig, read: (store: ReadOnlyStateStore) => Promise<T>, whenMissing: T): Promise<T> {
-  if (!existsSync(config.paths.stateDb)) return whenMissing;
+  if (!stateDbExists(config.paths.stateDb)) return whenMissing;
   const store = SqliteStateStore.openReadOnly(config.paths.stateDb);
   const redisConfig = config.fleet.backend === 'bullmq' ? config.fleet.redis : undefined;
   if (redisConfig) {
@@ -412,6 +412,17 @@ export async function readStateStore<T>(config: FactoryConfig, read: (store: Rea
     return await read(store);
   } finally {
     await store.close();
+  }
+}
+
+/** No database yet means no daemon ever ran; a state folder this user cannot read must not look like that. */
+function stateDbExists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw filesystemError(error, { path, action: 'read the state database', access: 'read', setting: 'state.dir' }) ?? error;
   }
 }
 

@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { FactoryError, formatErrorLine, isFactoryError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { COMMON_FLAGS, parseArgs, type FlagSpec, type VerbGrammar } from './args.js';
+import { codedFilesystemError } from './filesystem-errors.js';
 import { processOutput, quietOnBrokenPipe, type Output } from './output.js';
 import type { Verb } from './verb.js';
 import { dispatchVerb } from './verbs/dispatch.js';
@@ -82,9 +83,11 @@ export async function runCli(argv: readonly string[], output: Output = processOu
     }
     return await verb.run(args, output);
   } catch (error) {
-    if (isFactoryError(error)) {
-      output.err(formatErrorLine(error));
-      return error.exitCode;
+    // A filesystem error the user caused (a mode, a full disk, a path through a file) is exit 2, never 70.
+    const coded = isFactoryError(error) ? error : codedFilesystemError(error);
+    if (coded) {
+      output.err(formatErrorLine(coded));
+      return coded.exitCode;
     }
     // A bug, not a user mistake: keep the stack so it can be reported.
     output.err(`factory: internal error: ${(error as Error).stack ?? String(error)}`);

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { parseJsonObject } from '../../domain/heartbeat.js';
 import { parseProcessIdentity } from '../../domain/process.js';
 import { verifyProcessIdentity } from '../../domain/process-identity.js';
-import { FactoryError } from '../../errors.js';
+import { FactoryError, filesystemError } from '../../errors.js';
 import type { Clock } from '../../ports/clock.js';
 import type { HeldLease, Lease, LeaseGrant, LeaseOwner } from '../../ports/lease.js';
 import type { ProcessTable } from '../../ports/process-table.js';
@@ -93,9 +93,13 @@ async function createExclusively(path: string, text: string): Promise<boolean> {
   try {
     await handle.writeFile(text, 'utf8');
     await handle.sync();
-  } finally {
-    await handle.close();
+  } catch (error) {
+    // A full disk must not leave a temp file behind on every retry.
+    await handle.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw error;
   }
+  await handle.close();
   try {
     await link(temp, path);
     return true;
@@ -149,6 +153,15 @@ export class FileLease implements Lease {
   }
 
   async acquire(): Promise<HeldLease> {
+    try {
+      return await this.#acquire();
+    } catch (error) {
+      // A lock folder the user made unwritable (or a path through a file) is theirs to fix: say which lock and why.
+      throw filesystemError(error, { path: this.name, action: 'take the lock', access: 'write' }) ?? error;
+    }
+  }
+
+  async #acquire(): Promise<HeldLease> {
     const { path, processTable: table, clock } = this.#options;
     const selfPid = table.self().pid;
     const self = table.inspect(selfPid);

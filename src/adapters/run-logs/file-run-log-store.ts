@@ -3,6 +3,7 @@ import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { isValidIssueKey } from '../../domain/issue.js';
 import { parseRunId, type ParsedRunId } from '../../domain/run-id.js';
+import { filesystemError } from '../../errors.js';
 import type { AgentLogLocation, LogChunk, LogTail, RunLogFile, RunLogs, RunLogStore } from '../../ports/run-log-store.js';
 
 /**
@@ -135,7 +136,10 @@ export class FileRunLogStore implements RunLogStore {
     let names: string[];
     try {
       names = await readdir(join(this.logsDir, issueKey));
-    } catch {
+    } catch (error) {
+      // No folder yet is no logs yet; a folder the user made unreadable (or a path through a file) is theirs to fix.
+      const refused = filesystemError(error, { path: join(this.logsDir, issueKey), action: 'list the run logs in', access: 'read', setting: 'state.dir' });
+      if (refused) throw refused;
       return [];
     }
     const byRun = new Map<string, { run: ParsedRunId; files: DescribedFile[] }>();

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
-import { FactoryError, staleEpochError } from '../../errors.js';
+import { FactoryError, filesystemError, staleEpochError, type PathUse } from '../../errors.js';
 import { ACTIVE_CLAIM_STATUSES } from '../../domain/claim.js';
 import type { AgentUsageRecord, DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
 import { summaryOfRows } from '../../domain/agent-events/usage-records.js';
@@ -114,6 +114,18 @@ function claimFromRow(row: ClaimRow): IssueClaim {
  * file concurrently without blocking the daemon. better-sqlite3 answers
  * synchronously; the port is async so networked stores fit the same seam.
  */
+/** SQLite's answers that mean the user made the file or its folder unusable (modes, a read-only mount, a full disk), not a damaged database. */
+const SQLITE_PATH_REFUSALS = /^SQLITE_(CANTOPEN|READONLY|PERM|FULL|IOERR)/;
+
+function sqlitePathError(error: unknown, use: PathUse): FactoryError | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string' || !SQLITE_PATH_REFUSALS.test(code)) return undefined;
+  return new FactoryError(use.access === 'read' ? 'FACTORY_PATH_UNREADABLE' : 'FACTORY_PATH_UNWRITABLE', `cannot ${use.action} ${use.path} (${use.setting}): SQLite says "${(error as Error).message}" (${code})`, {
+    cause: error,
+    details: { path: use.path, sqliteCode: code },
+  });
+}
+
 export class SqliteStateStore implements StateStore {
   readonly #db: Database.Database;
   readonly #path: string;
@@ -136,7 +148,8 @@ export class SqliteStateStore implements StateStore {
         migrate(this.#db);
       }
     } catch (error) {
-      throw new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error });
+      const use: PathUse = { path, action: options.readonly ? 'read the state database' : 'open the state database', access: options.readonly ? 'read' : 'write', setting: 'state.dir' };
+      throw filesystemError(error, use) ?? sqlitePathError(error, use) ?? new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error });
     }
     const db = this.#db;
     const writable = !options.readonly;
