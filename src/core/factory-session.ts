@@ -269,6 +269,10 @@ export class FactorySession {
     await this.#registry.flush();
     this.#dispatcher = await Dispatcher.open({
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },
+    if (this.#memoryGate && config.resources.onPressure === 'park') {
+      // Parking a running team needs the agents issue's park outcome, which is not built yet: say so once rather than silently acting as hold.
+      log.warn({ onPressure: 'park' }, 'resources.onPressure "park": parking a running team is not built yet (docs/resources.md); under sustained memory pressure new teams are held and running ones go on');
+    }
       triage: triageRulesFor(config),
       stages: config.teamStages,
       source: this.deps.source,
