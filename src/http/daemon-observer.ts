@@ -23,6 +23,7 @@ export class DaemonObserver {
   readonly hooks: Required<Pick<FactorySessionDeps, 'onOutcome' | 'onIntakePass'>> = {
     onOutcome: (outcome: RunOutcome) => {
       this.#metrics.countOutcome(outcome.reason);
+      this.#metrics.countAgentUsage(outcome);
       this.#metrics.observeTeamMemory(outcome);
       this.#changed();
     },

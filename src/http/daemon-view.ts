@@ -2,6 +2,7 @@ import type { FactorySession, PredecessorReport } from '../core/factory-session.
 import type { HeartbeatWrite } from '../core/heartbeat-keeper.js';
 import type { DaemonStatus, SubscriptionHealth } from '../domain/heartbeat.js';
 import type { AgentRole } from '../domain/run.js';
+import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.js';
 
 /**
  * What only the running daemon knows, beyond its files: each team's last sign
@@ -43,6 +44,8 @@ export interface LiveAgent {
   /** Null for an agent on another node (its pid means nothing here). */
   readonly pid: number | null;
   readonly startedAtMs: number;
+  /** A CLI driver's agent, from its stream: the last tool call or message, turns, tokens and cost so far. Null for command agents. */
+  readonly activity: AgentActivitySummary | null;
 }
 
 export interface LiveHeartbeat {
@@ -65,7 +68,9 @@ export function sessionView(session: FactorySession): DaemonView {
         startedAtMs: team.startedAtMs,
         lastActivityAtMs: team.lastActivityAtMs,
         stopping: team.stopReason ?? null,
-        agents: team.runningAgents().map((agent) => ({ role: agent.role, agentName: agent.agentName, node: agent.placement.node, pid: agent.placement.pid, startedAtMs: agent.startedAtMs })),
+        agents: team
+          .runningAgents()
+          .map((agent) => ({ role: agent.role, agentName: agent.agentName, node: agent.placement.node, pid: agent.placement.pid, startedAtMs: agent.startedAtMs, activity: agent.activity ?? null })),
       })),
     runningTeamCount: () => session.status().runningTeams,
     queuedCount: () => session.status().queued,

@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SUBSCRIPTION_STATES } from '../domain/heartbeat.js';
 import { RUN_OUTCOME_REASONS, type RunOutcome, type RunOutcomeReason } from '../domain/run.js';
+import { usageRecordsOf } from '../domain/agent-events/usage-records.js';
+import { TOKEN_KINDS } from '../domain/agent-events/usage-ledger.js';
 import type { DaemonView } from './daemon-view.js';
 
 /**
@@ -28,6 +30,9 @@ export class FactoryMetrics {
   readonly #outcomes: Counter<'reason'>;
   readonly #eventToDispatch: Histogram;
   readonly #reaped: Counter;
+  readonly #agentTokens: Counter<'role' | 'driver' | 'kind'>;
+  readonly #agentCost: Counter<'role' | 'driver'>;
+  readonly #agentTurns: Counter<'role' | 'driver'>;
   readonly #teamMemoryPeak: Histogram;
   readonly #teamOoms: Counter;
 
@@ -44,6 +49,9 @@ export class FactoryMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
+    this.#agentTokens = new Counter({ name: 'factory_agent_tokens_total', help: 'Tokens CLI-driver agents used, as they reported them, by role, driver and kind (input, output, cacheRead, cacheWrite).', labelNames: ['role', 'driver', 'kind'], registers });
+    this.#agentCost = new Counter({ name: 'factory_agent_cost_usd_total', help: 'US dollars CLI-driver agents reported spending (Claude Code reports a cost; Codex does not).', labelNames: ['role', 'driver'], registers });
+    this.#agentTurns = new Counter({ name: 'factory_agent_turns_total', help: 'Model turns CLI-driver agents took.', labelNames: ['role', 'driver'], registers });
     this.#reaped = new Counter({ name: 'factory_predecessor_agents_reaped_total', help: "Agents of a crashed predecessor daemon reaped at startup.", registers });
     // Powers of two from 64 MB to 32 GB: an agent takes 1.5-2 GB, a team with dev servers several.
     this.#teamMemoryPeak = new Histogram({
@@ -129,6 +137,16 @@ export class FactoryMetrics {
 
   countDispatch(): void {
     this.#dispatches.inc();
+  }
+
+  /** Adds a finished run's agent usage (the same records the usage ledger keeps). */
+  countAgentUsage(outcome: RunOutcome): void {
+    for (const record of usageRecordsOf(outcome)) {
+      const labels = { role: record.role, driver: record.driver };
+      for (const kind of TOKEN_KINDS) this.#agentTokens.inc({ ...labels, kind }, record.usage[kind]);
+      this.#agentTurns.inc(labels, record.turns);
+      if (record.costUsd !== undefined) this.#agentCost.inc(labels, record.costUsd);
+    }
   }
 
   countOutcome(reason: RunOutcomeReason): void {

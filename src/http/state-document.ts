@@ -95,7 +95,7 @@ export interface StateTeam extends Omit<TeamStatus, 'agents'> {
   readonly stopping: string | null;
 }
 
-export type StateAgent = TeamStatus['agents'][number] | (LiveAgent & { readonly alive: boolean });
+export type StateAgent = (TeamStatus['agents'][number] & { readonly activity: LiveAgent['activity'] }) | (LiveAgent & { readonly alive: boolean });
 
 /** `GET /api/v1/state`: the `factory status` snapshot, health, and the live extras when served by the daemon. */
 export interface StateDocument extends Omit<StatusSnapshot, 'teams'> {
@@ -119,7 +119,10 @@ export function buildStateDocument(snapshot: StatusSnapshot, options: { staleMs:
   const teams: StateTeam[] = snapshot.teams.map((team) => {
     const live = liveTeams.get(team.runId);
     liveTeams.delete(team.runId);
-    return { ...team, attempt: team.attempt ?? live?.attempt ?? null, title: live?.title ?? null, lastActivityAtMs: live?.lastActivityAtMs ?? null, stopping: live?.stopping ?? null };
+    // The registry knows the processes; only the daemon knows what a CLI driver's agent is doing.
+    const activity = new Map((live?.agents ?? []).map((agent) => [agent.agentName, agent.activity]));
+    const agents = team.agents.map((agent) => ({ ...agent, activity: activity.get(agent.agentName) ?? null }));
+    return { ...team, agents, attempt: team.attempt ?? live?.attempt ?? null, title: live?.title ?? null, lastActivityAtMs: live?.lastActivityAtMs ?? null, stopping: live?.stopping ?? null };
   });
   // Teams the registry does not list: worktree being prepared, between two stages, or placed on another node.
   for (const live of liveTeams.values()) {

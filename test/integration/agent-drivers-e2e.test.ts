@@ -8,7 +8,9 @@ import type { StatusSnapshot } from '../../src/core/status-snapshot.js';
 import type { RunOutcome } from '../../src/domain/run.js';
 import { agentClisRequired, ensureAgentCli, type AgentCliName } from '../support/agent-clis.js';
 import { FAKE_API_KEY, SCRIPTED_CODEX_MODEL, SCRIPTED_MODEL } from '../support/agent-cli-runs.js';
-import { createScratchProject, git, REPO_ROOT, type ScratchProject } from '../support/sandbox.js';
+import { createScratchProject, git, REPO_ROOT, spawnDaemon, waitFor, type ScratchProject } from '../support/sandbox.js';
+import type { StateDocument } from '../../src/http/state-document.js';
+import type { AgentActivitySummary } from '../../src/domain/agent-events/agent-driver.js';
 import { startScriptedModelServer, type ScriptedModelServer, type ScriptedTurn } from '../support/scripted-model-server.js';
 
 /**
@@ -58,7 +60,7 @@ interface Scenario {
 }
 
 /** A project whose implementer is the real CLI, with a private HOME and only the fake key, against a fresh scripted server. */
-async function scenario(name: string, cli: AgentCliName, bin: string, script: readonly ScriptedTurn[], driverOptions: Record<string, unknown> = {}): Promise<Scenario> {
+async function scenario(name: string, cli: AgentCliName, bin: string, script: readonly ScriptedTurn[], driverOptions: Record<string, unknown> = {}, extraConfig: Record<string, unknown> = {}): Promise<Scenario> {
   const server = await startScriptedModelServer(script);
   const gitIdentity = { GIT_AUTHOR_NAME: 'Agent', GIT_AUTHOR_EMAIL: 'agent@factory.invalid', GIT_COMMITTER_NAME: 'Agent', GIT_COMMITTER_EMAIL: 'agent@factory.invalid' };
   const home = mkdtempSync(join(tmpdir(), `factory-${name}-home-`));
@@ -93,7 +95,7 @@ async function scenario(name: string, cli: AgentCliName, bin: string, script: re
           },
           env: { ...gitIdentity, HOME: home, CODEX_HOME: join(home, '.codex'), OPENAI_API_KEY: FAKE_API_KEY },
         };
-  const project = createScratchProject(name, { agents: { implementer }, runs: { killGraceMs: 1_000 }, http: { enabled: false } });
+  const project = createScratchProject(name, { agents: { implementer }, runs: { killGraceMs: 1_000 }, http: { enabled: false }, ...extraConfig });
   cleanups.push(async () => {
     await server.close();
     rmSync(project.dir, { recursive: true, force: true });
@@ -204,5 +206,58 @@ describe('CLI drivers through the daemon, real CLIs against the scripted model s
     assert.equal(code, 1);
     assert.equal(outcome.agents[0]!.report?.verdict, 'failed');
     assert.match(outcome.detail, /codex reported turn-failed.*scripted model refuses/);
+  });
+
+  test('through the live daemon: the state API shows the running agent’s last tool call, turns and tokens; /metrics counts the usage', async (t) => {
+    const bin = await cliBin(t, 'claude-code');
+    if (!bin) return;
+    const slowCommit = `sleep 3 && ${COMMIT}`;
+    const { project, server } = await scenario(
+      'drv-daemon',
+      'claude-code',
+      bin,
+      [{ kind: 'shell', text: 'I will add hello.txt and commit it.', command: slowCommit, usage: { input: 1200, output: 40, cacheRead: 300, cacheWrite: 100 } }, commitScript[1]!],
+      { allowedTools: ['Bash'] },
+      { http: { enabled: true, port: 0 } },
+    );
+    const daemon = spawnDaemon(project.configPath);
+    cleanups.push(async () => {
+      if (daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
+      await daemon.exited;
+    });
+    const heartbeatPath = join(project.dir, '.factory', 'heartbeat.json');
+    const url = await waitFor('the daemon serving http', () => {
+      try {
+        return (JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { http?: { url: string } }).http?.url;
+      } catch {
+        return undefined;
+      }
+    }, 30_000);
+    project.writeIssue('CC-3', { title: 'Add hello.txt', body: 'Add a hello.txt file and commit it.' });
+    // While Bash sleeps: the agent's activity, from its stream, is in the state document.
+    const running = await waitFor('the running agent’s activity in /api/v1/state', async () => {
+      const state = (await (await fetch(`${url}/api/v1/state`)).json()) as StateDocument;
+      const agent = state.teams[0]?.agents[0] as { activity?: AgentActivitySummary | null } | undefined;
+      return agent?.activity?.lastActivity?.kind === 'tool-call' ? agent.activity : undefined;
+    }, 30_000, 100);
+    assert.equal(running.driver, 'claude-code');
+    assert.equal(running.lastActivity?.summary, `Bash: ${slowCommit}`);
+    assert.equal(running.turns, 1);
+    assert.equal(running.usage.input, 1200, 'the first turn’s input, counted once though the CLI repeats it');
+    assert.ok(running.sessionId);
+
+    const done = await waitFor('the run’s outcome', async () => (await status(project)).recentOutcomes.find((o) => o.issueKey === 'CC-3'), 60_000, 200);
+    assert.equal(done.reason, 'succeeded', done.detail);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const sent = server.usageSent();
+    for (const [kind, value] of [['input', sent.input], ['output', sent.output], ['cacheRead', sent.cacheRead], ['cacheWrite', sent.cacheWrite]] as const) {
+      assert.match(metrics, new RegExp(`^factory_agent_tokens_total\\{role="implementer",driver="claude-code",kind="${kind}"\\} ${value}$`, 'm'));
+    }
+    assert.match(metrics, /^factory_agent_turns_total\{role="implementer",driver="claude-code"\} 2$/m);
+    assert.match(metrics, /^factory_agent_cost_usd_total\{role="implementer",driver="claude-code"\} \d/m);
+    const state = (await (await fetch(`${url}/api/v1/state`)).json()) as StateDocument;
+    assert.deepEqual(state.usage.today.total.usage, sent);
+    daemon.child.kill('SIGTERM');
+    assert.equal((await daemon.exited).code, 0, daemon.stderr());
   });
 });
