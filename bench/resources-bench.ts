@@ -5,13 +5,16 @@
  *   join is the extra time a process takes to start through the join wrapper;
  * - one RSS sample (the fallback's whole-table pass) with 100 marked agents,
  *   and with none (the table walk alone), median ms;
- * - side-by-side teams: N teams with a 200 MB budget each holding 150 MB, with
- *   PSI memory pressure before and after, and how many such teams admission
- *   would let start on this machine right now.
+ * - side-by-side teams: how many teams with a 200 MB budget, each holding
+ *   150 MB, run at once before memory pressure (PSI) rises, added 5 at a time
+ *   up to --max-teams (default 40) or what admission would start, and how many
+ *   such teams admission would let start on this machine right now.
  *
- *   node --import tsx bench/resources-bench.ts [--teams N]
+ *   node --import tsx bench/resources-bench.ts [--max-teams N] [--step N]
+ *   npm run bench -- resources
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LinuxProcessTable } from '../src/adapters/process-table/linux-process-table.js';
@@ -110,42 +113,85 @@ async function benchRssSampler(instanceId: string): Promise<Record<string, unkno
   return { rssSamplePer100AgentsMs: round(withAgents), rssSampleNoAgentsMs: round(empty), processesOnMachine, agentsFound: sampled };
 }
 
-async function benchSideBySide(instanceId: string, teams: number): Promise<Record<string, unknown>> {
+/** PSI memory "some" as the kernel counts it: avg10 (percent) and total (µs stalled since boot). */
+function readPsi(): { avg10: number; totalUs: number } | undefined {
+  try {
+    const line = readFileSync('/proc/pressure/memory', 'utf8').split('\n').find((entry) => entry.startsWith('some '));
+    const avg10 = /avg10=(\d+(?:\.\d+)?)/.exec(line ?? '');
+    const total = /total=(\d+)/.exec(line ?? '');
+    return avg10 && total ? { avg10: Number(avg10[1]), totalUs: Number(total[1]) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Memory stall above this share of a step's hold time counts as pressure rising (PSI's own threshold for admission is 20% avg10). */
+const STALL_RISE_SHARE = 0.01;
+const HOLD_MS = 3_000;
+
+/**
+ * How many 200 MB-budget teams (each holding 150 MB, so inside its budget) run
+ * side by side before the machine's memory pressure rises: teams are added in
+ * steps, each step held for HOLD_MS, and pressure rises when the memory stall
+ * time during the hold (PSI some total) passes STALL_RISE_SHARE of it, or
+ * avg10 climbs a point above where it started. The ramp stops there, at what
+ * admission would admit, or at `maxTeams` (the machine is shared: 40 teams is
+ * 6 GB).
+ */
+async function benchSideBySide(instanceId: string, options: { maxTeams: number; step: number }): Promise<Record<string, unknown>> {
   const report = detectResourceSupport();
   const budget = 200 * MB;
-  const pressure = new PsiMemoryPressureSource();
   const memory = new ProcAvailableMemorySource().read();
   // How many 200 MB teams admission would start now, one after another, each counted at its full budget.
   let admissible = 0;
   while (decideMemoryAdmission({ ...memory, running: Array.from({ length: admissible }, () => ({ budgetBytes: budget })), nextBudgetBytes: budget, reserve: { fraction: 0.1 } }).admit) admissible += 1;
 
   if (report.mechanism === 'rss-sampling') return { admissible200MbTeams: admissible, sideBySide: `skipped: ${report.summary}` };
+  const psiReadable = new PsiMemoryPressureSource().read() !== undefined;
   const groups = createTeamResourceGroups(report, { instanceId, processTable: table });
-  const before = pressure.read();
   const started: { group: TeamResourceGroup; child: ChildProcess; output: string }[] = [];
-  for (let team = 0; team < teams; team++) {
-    const group = groups.create(`side-${team}`, { memoryMaxBytes: budget });
-    const child = spawn(...splitArgv(group.joinCommand([process.execPath, join(import.meta.dirname, '..', 'test', 'fixtures', 'agents', 'memory-hog.mjs'), '--step-mb', '10', '--max-mb', '150'])), { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
-    const entry = { group, child, output: '' };
-    child.stdout!.on('data', (chunk: Buffer) => (entry.output += chunk.toString()));
-    started.push(entry);
-  }
-  await waitUntil('every team to hold 150 MB', () => started.every((entry) => entry.output.includes('"allocatedMb":150') || entry.child.exitCode !== null || entry.child.signalCode !== null), 60_000);
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
-  const after = pressure.read();
-  const oomKilled = started.filter((entry) => entry.group.memory().oomKills > 0).length;
-  const peaks = started.map((entry) => entry.group.memory().peakBytes / MB);
-  for (const entry of started) {
-    await entry.group.killAll();
-    await entry.group.remove();
+  const cap = Math.min(options.maxTeams, admissible);
+  const baseline = readPsi();
+  let withoutPressure = 0;
+  let stoppedBecause = cap === admissible ? `admission would start no more (${admissible})` : `the bench's cap (--max-teams ${options.maxTeams})`;
+  const steps: { teams: number; stallMs: number; avg10: number | null }[] = [];
+  try {
+    while (started.length < cap) {
+      const target = Math.min(cap, started.length + options.step);
+      while (started.length < target) {
+        const group = groups.create(`side-${started.length}`, { memoryMaxBytes: budget });
+        const child = spawn(...splitArgv(group.joinCommand([process.execPath, join(import.meta.dirname, '..', 'test', 'fixtures', 'agents', 'memory-hog.mjs'), '--step-mb', '10', '--max-mb', '150'])), { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+        const entry = { group, child, output: '' };
+        child.stdout!.on('data', (chunk: Buffer) => (entry.output += chunk.toString()));
+        started.push(entry);
+      }
+      await waitUntil('every team to hold 150 MB', () => started.every((entry) => entry.output.includes('"allocatedMb":150') || entry.child.exitCode !== null || entry.child.signalCode !== null), 120_000);
+      const before = readPsi();
+      await new Promise((resolve) => setTimeout(resolve, HOLD_MS));
+      const after = readPsi();
+      const stallMs = before && after ? (after.totalUs - before.totalUs) / 1000 : 0;
+      steps.push({ teams: started.length, stallMs: round(stallMs), avg10: after?.avg10 ?? null });
+      const oomKilled = started.some((entry) => entry.group.memory().oomKills > 0);
+      const rose = stallMs > HOLD_MS * STALL_RISE_SHARE || (after !== undefined && baseline !== undefined && after.avg10 > baseline.avg10 + 1);
+      if (rose || oomKilled) {
+        stoppedBecause = oomKilled ? 'a team was OOM-killed inside its budget' : `memory pressure rose at ${started.length} teams (${round(stallMs)} ms stalled in ${HOLD_MS} ms, avg10 ${after?.avg10 ?? '?'}%)`;
+        break;
+      }
+      withoutPressure = started.length;
+    }
+  } finally {
+    for (const entry of started) {
+      await entry.group.killAll();
+      await entry.group.remove();
+    }
   }
   return {
     admissible200MbTeams: admissible,
-    sideBySideTeams: teams,
-    sideBySideOomKilled: oomKilled,
-    sideBySidePeakMbMedian: round(median(peaks), 1),
-    psiSomeAvg10Before: before?.someAvg10 ?? null,
-    psiSomeAvg10After: after?.someAvg10 ?? null,
+    sideBySide200MbTeamsWithoutPressure: withoutPressure,
+    sideBySideStoppedBecause: stoppedBecause,
+    sideBySideSteps: steps,
+    psiReadable,
+    psiSomeAvg10Before: baseline?.avg10 ?? null,
   };
 }
 
@@ -154,18 +200,22 @@ function splitArgv(argv: string[]): [string, string[]] {
   return [program!, args];
 }
 
-export async function benchResources(options: { teams?: number } = {}): Promise<Record<string, unknown>> {
+export async function benchResources(options: { maxTeams?: number; step?: number } = {}): Promise<Record<string, unknown>> {
   const instanceId = `bench${process.pid}`;
   return {
     name: 'resources',
     ...(await benchGroupLifecycle(instanceId)),
     ...(await benchRssSampler(instanceId)),
-    ...(await benchSideBySide(instanceId, options.teams ?? 10)),
+    ...(await benchSideBySide(instanceId, { maxTeams: options.maxTeams ?? 40, step: options.step ?? 5 })),
   };
 }
 
 if (import.meta.filename === process.argv[1]) {
-  const teamsFlag = process.argv.indexOf('--teams');
-  const teams = teamsFlag >= 0 ? Number(process.argv[teamsFlag + 1]) : undefined;
-  console.log(JSON.stringify(await benchResources(teams === undefined ? {} : { teams }), null, 2));
+  const flag = (name: string): number | undefined => {
+    const index = process.argv.indexOf(name);
+    return index >= 0 ? Number(process.argv[index + 1]) : undefined;
+  };
+  const maxTeams = flag('--max-teams');
+  const step = flag('--step');
+  console.log(JSON.stringify(await benchResources({ ...(maxTeams === undefined ? {} : { maxTeams }), ...(step === undefined ? {} : { step }) }), null, 2));
 }
