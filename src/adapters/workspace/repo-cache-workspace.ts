@@ -47,6 +47,21 @@ export class RepoCacheWorkspace implements Workspace {
     return this.#inner.restorePark(workspace, ref);
   }
 
+  /**
+   * Pushes a run's branch from its worktree to the remote the repo was cloned
+   * from (`origin` of this worker's clone). Forced: the branch belongs to the
+   * run, and only the attempt that succeeded while holding its lock pushes.
+   */
+  async pushBranch(worktree: string, branch: string): Promise<void> {
+    try {
+      await run('git', ['-C', worktree, 'push', '--quiet', '--force', 'origin', `refs/heads/${branch}:refs/heads/${branch}`]);
+    } catch (error) {
+      // git quotes the remote URL in its errors: never let credentials in it through (so no `cause`, which would carry them).
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(((error as { stderr?: string }).stderr || (error as Error).message).trim().replace(/\/\/[^/@\s]*@/g, '//***@'));
+    }
+  }
+
   #serially<T>(repo: string, work: () => Promise<T>): Promise<T> {
     const previous = this.#busy.get(repo) ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(work);

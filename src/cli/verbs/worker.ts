@@ -95,10 +95,14 @@ export const workerVerb: Verb = {
 
       const worktrees = new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir });
       const cacheDir = config.fleet.worker.repoCacheDir;
-      const workspace = cacheDir ? new RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : worktrees;
+      const repoCache = cacheDir ? new RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : undefined;
+      const workspace = repoCache ?? worktrees;
       const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
       const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs, noChanges: config.runs, agentCli: new CliAgentHost() });
-      const worker = new TeamRunWorker({ executor, epochs, clock, monotonicNow: () => performance.now(), node, lockDurationMs: settings.lockDurationMs, log });
+      const worker = new TeamRunWorker({ executor, epochs, clock, monotonicNow: () => performance.now(), node, lockDurationMs: settings.lockDurationMs, log,
+        // With a repo cache the run's worktree belongs to this worker's clone of the remote: a succeeded branch goes back there.
+        ...(repoCache ? { pushBranch: (_plan: unknown, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(outcome.worktree, outcome.branch) } : {}),
+      });
       running = () => worker.runningCount;
 
       const stopRequested = new Promise<void>((resolveStop) => {

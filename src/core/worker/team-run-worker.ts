@@ -1,7 +1,7 @@
 import type { RunOutcome, StopReason } from '../../domain/run.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
-import type { TeamExecution, TeamExecutor } from '../../ports/team-executor.js';
+import type { TeamExecution, TeamExecutor, TeamPlan } from '../../ports/team-executor.js';
 import type { CancelRequest, ClaimedTeamRun, EpochFloor, HandledRun, WorkerRunEvent } from '../../ports/team-run-queue.js';
 
 export interface TeamRunWorkerDeps {
@@ -16,6 +16,12 @@ export interface TeamRunWorkerDeps {
   /** The queue's lock duration: a lock not renewed for this long may be taken over. */
   readonly lockDurationMs: number;
   readonly log: Logger;
+  /**
+   * Pushes a succeeded run's branch to the repo's remote. Called only while
+   * the run's lock is provably this worker's (just renewed, deadline ahead);
+   * a worker that lost the lock pushes nothing. Absent: nothing is pushed.
+   */
+  readonly pushBranch?: (plan: TeamPlan, outcome: RunOutcome) => Promise<void>;
 }
 
 /** Counters for the worker's status and metrics. */
@@ -26,6 +32,7 @@ export interface TeamRunWorkerCounters {
   staleRefusals: number;
   completed: number;
   handedBack: number;
+  branchesPushed: number;
 }
 
 /**
@@ -44,7 +51,7 @@ export interface TeamRunWorkerCounters {
 export class TeamRunWorker {
   readonly #deps: TeamRunWorkerDeps;
   readonly #active = new Map<string, ActiveRun>();
-  readonly counters: TeamRunWorkerCounters = { lockRenewals: 0, lockRenewalFailures: 0, selfFences: 0, staleRefusals: 0, completed: 0, handedBack: 0 };
+  readonly counters: TeamRunWorkerCounters = { lockRenewals: 0, lockRenewalFailures: 0, selfFences: 0, staleRefusals: 0, completed: 0, handedBack: 0, branchesPushed: 0 };
   #draining = false;
 
   constructor(deps: TeamRunWorkerDeps) {
@@ -196,7 +203,10 @@ class ActiveRun {
     return { kind: 'handed-back' };
   }
 
-  async #report(outcome: RunOutcome): Promise<HandledRun> {
+  async #report(finished: RunOutcome): Promise<HandledRun> {
+    if (this.#lockExpiredLocally()) this.#fence('the lock deadline passed before the outcome could be reported');
+    if (this.#fencedBecause) return { kind: 'fenced', reason: this.#fencedBecause };
+    const outcome = await this.#pushIfSucceeded(finished);
     if (this.#lockExpiredLocally()) this.#fence('the lock deadline passed before the outcome could be reported');
     if (this.#fencedBecause) return { kind: 'fenced', reason: this.#fencedBecause };
     if (!(await this.#publish({ kind: 'outcome', runId: outcome.runId, outcome, atMs: outcome.endedAtMs }))) {
@@ -205,6 +215,31 @@ class ActiveRun {
     this.#counters.completed += 1;
     this.#deps.log.info({ run: outcome.runId, reason: outcome.reason }, 'run outcome reported');
     return { kind: 'completed', outcome };
+  }
+
+  /**
+   * The branch of a succeeded run goes to the remote only under a lock just
+   * renewed: a push never starts after the lock could have moved on. A push
+   * that fails turns the run into a failure the control plane can retry.
+   */
+  async #pushIfSucceeded(outcome: RunOutcome): Promise<RunOutcome> {
+    const push = this.#deps.pushBranch;
+    if (!push || outcome.reason !== 'succeeded') return outcome;
+    if (!(await this.#renew())) {
+      this.#fence('the queue refused to renew the lock before the push: another worker may have the run');
+      return outcome;
+    }
+    if (this.#fencedBecause || this.#lockExpiredLocally()) return outcome;
+    try {
+      await push(this.#claimed.plan, outcome);
+      this.#counters.branchesPushed += 1;
+      this.#deps.log.info({ run: outcome.runId, branch: outcome.branch }, 'branch pushed to the remote');
+      return outcome;
+    } catch (error) {
+      const message = (error as Error).message.split('\n')[0] ?? '';
+      this.#deps.log.warn({ run: outcome.runId, branch: outcome.branch, err: message }, 'could not push the branch');
+      return { ...outcome, reason: 'failed', detail: `the team succeeded but its branch ${outcome.branch} could not be pushed: ${message}` };
+    }
   }
 
   #fenced(reason: string): HandledRun {
