@@ -23,6 +23,8 @@ export interface RunUsageSoFar {
   readonly turns: number;
 }
 
+export type ParkTriggerKind = 'run-budget' | 'daily-budget' | 'usage-limit';
+
 export type ParkTrigger =
   | { readonly kind: 'run-budget'; readonly reason: string }
   | { readonly kind: 'daily-budget'; readonly reason: string }
@@ -69,4 +71,37 @@ export function automaticResumeAtMs(trigger: ParkTrigger, nowMs: number): number
     case 'usage-limit':
       return trigger.resetAtMs === undefined ? null : Math.max(nowMs, trigger.resetAtMs);
   }
+}
+
+/** Where a run's parked work is kept: one ref per run, never a branch. */
+export function parkRefFor(runId: string): string {
+  return `refs/factory/park/${runId}`;
+}
+
+/**
+ * A parked run, as its outcome and its issue's claim keep it (durably, in the
+ * state store) until it is resumed: where the work is, why it stopped, when it
+ * comes back by itself, and which agent sessions to continue.
+ */
+export interface ParkedRun {
+  /** The run that was parked. */
+  readonly runId: string;
+  /** `refs/factory/park/<run>`. */
+  readonly ref: string;
+  /** The park commit; null when committing the work failed (the worktree still holds it). */
+  readonly commit: string | null;
+  readonly trigger: ParkTriggerKind;
+  readonly reason: string;
+  /** When it resumes by itself (a limit's reset, the next UTC day); null: only by hand (`factory resume`). */
+  readonly resumeAtMs: number | null;
+  /** The team stage it was in: a resume starts there. */
+  readonly stage: number;
+  /** Session (Claude Code) or thread (Codex) id per agent slot of that stage: a resume continues them. */
+  readonly sessions: Readonly<Record<string, string>>;
+}
+
+/** What `status` says about a parked claim: why, and how it comes back. */
+export function describePark(park: ParkedRun, issueKey: string): string {
+  const back = park.resumeAtMs === null ? `resume it with \`factory resume ${issueKey}\`` : `resumes by itself at ${new Date(park.resumeAtMs).toISOString()} (or \`factory resume ${issueKey}\` now)`;
+  return `parked (${park.trigger}): ${park.reason}; ${back}`;
 }

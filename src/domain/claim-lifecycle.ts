@@ -1,6 +1,7 @@
 import type { ClaimStatus, IssueClaim } from './claim.js';
 import type { Issue } from './issue.js';
 import { computeBackoffMs, type RunOutcome, type RunOutcomeReason } from './run.js';
+import { describePark } from './budgets.js';
 
 /**
  * The claim lifecycle, the factory's core business rule, as pure functions:
@@ -8,8 +9,9 @@ import { computeBackoffMs, type RunOutcome, type RunOutcomeReason } from './run.
  * of the claim and the event, with the writer's epoch and the time passed in.
  * Nothing else in the code builds a claim from another one.
  *
- *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up (incl. no-changes, changes-requested) | cancelled | queued (released)
+ *   (none) ──intake──▶ queued ──start──▶ running ──outcome──▶ succeeded | retry-wait | gave-up (incl. no-changes, changes-requested) | cancelled | queued (released) | parked
  *   retry-wait ──due──▶ running;  running ──daemon crash──▶ queued | gave-up;  active ──left scope──▶ cancelled
+ *   parked ──resume (by hand, or at its reset time)──▶ queued (with the park: the next start continues it)
  *   ended ──requeue by hand──▶ queued
  */
 
@@ -63,15 +65,25 @@ export function claimOnStart(claim: IssueClaim, run: { readonly runId: string; r
  * a new reason a compile error until it is). A run that ended on its own or
  * by the factory's hand breaks any streak of crash interruptions.
  */
-export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, 'reason' | 'detail'>, policy: RetryPolicy, stamp: Stamp): IssueClaim {
-  const ended = { interruptions: 0, node: null } as const;
+export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, 'reason' | 'detail' | 'park'>, policy: RetryPolicy, stamp: Stamp): IssueClaim {
+  // Any outcome but a park ends what an earlier park left to continue.
+  const ended = { interruptions: 0, node: null, park: null } as const;
   const reason: RunOutcomeReason = outcome.reason;
   switch (reason) {
     case 'succeeded':
       return withChanges(claim, stamp, { ...ended, status: 'succeeded', lastReason: outcome.detail });
     case 'released':
-      // The daemon is stopping: not the issue's fault, so the attempt is given back.
-      return withChanges(claim, stamp, { ...ended, status: 'queued', attempt: Math.max(0, claim.attempt - 1), lastReason: 'released by daemon stop' });
+      // The daemon is stopping: not the issue's fault, so the attempt is given back (and a resumed run resumes again).
+      return withChanges(claim, stamp, { ...ended, park: claim.park ?? null, status: 'queued', attempt: Math.max(0, claim.attempt - 1), lastReason: 'released by daemon stop' });
+    case 'parked':
+      // Over a budget or a limit: not the issue's fault either, so the attempt is given back; the work and sessions are kept for the resume.
+      return withChanges(claim, stamp, {
+        ...ended,
+        status: 'parked',
+        attempt: Math.max(0, claim.attempt - 1),
+        park: outcome.park ?? null,
+        lastReason: outcome.park ? describePark(outcome.park, claim.issueKey) : `parked: ${outcome.detail}`,
+      });
     case 'cancelled':
       return withChanges(claim, stamp, { ...ended, status: 'cancelled', lastReason: outcome.detail });
     case 'no-changes':
@@ -96,7 +108,7 @@ export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, '
 
 /** A run that may go better next time: retried after a backoff until `maxAttempts`, then given up. */
 function retryOrGiveUp(claim: IssueClaim, reason: RunOutcomeReason, detail: string, policy: RetryPolicy, stamp: Stamp): IssueClaim {
-  const ended = { interruptions: 0, node: null } as const;
+  const ended = { interruptions: 0, node: null, park: null } as const;
   if (claim.attempt < policy.maxAttempts) {
     const dueAt = stamp.nowMs + computeBackoffMs(claim.attempt, policy.backoffBaseMs, policy.backoffMaxMs);
     return withChanges(claim, stamp, { ...ended, status: 'retry-wait', nextAttemptAtMs: dueAt, lastReason: `${reason}: ${detail}` });
@@ -129,9 +141,19 @@ export function claimAfterCancel(claim: IssueClaim, reason: string, stamp: Stamp
   return withChanges(claim, stamp, { status: 'cancelled', nextAttemptAtMs: null, node: null, lastReason: reason });
 }
 
-/** `dispatch --force`: the same revision again, with a fresh attempt count. Not for a running claim. */
+/** `dispatch --force`: the same revision again, with a fresh attempt count, starting over (a park is not continued). Not for a running claim. */
 export function claimAfterRequeue(claim: IssueClaim, stamp: Stamp): IssueClaim {
-  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, lastReason: 'requeued by hand' });
+  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, park: null, lastReason: 'requeued by hand' });
+}
+
+/**
+ * A parked claim goes back in the queue with its park, so the next start
+ * continues the same sessions in the same worktree (with a fresh run budget).
+ * `why`: `resumed by hand`, `resumed at the limit's reset time`.
+ */
+export function claimAfterResume(claim: IssueClaim, why: string, stamp: Stamp): IssueClaim {
+  if (claim.status !== 'parked') throw new RangeError(`only a parked claim resumes; ${claim.issueKey} is ${claim.status}`);
+  return withChanges(claim, stamp, { status: 'queued', nextAttemptAtMs: null, node: null, lastReason: why });
 }
 
 /** What a restarted daemon does with a claim it finds, by status (and placement, for running claims). */
@@ -149,6 +171,7 @@ export function claimOnOpen(claim: IssueClaim, currentEpoch: number, localNode: 
     case 'succeeded':
     case 'gave-up':
     case 'cancelled':
+    case 'parked':
       return 'keep';
     default:
       return unreachable(status);
@@ -167,6 +190,7 @@ export function isDueForStart(claim: IssueClaim, nowMs: number): boolean {
     case 'succeeded':
     case 'gave-up':
     case 'cancelled':
+    case 'parked':
       return false;
     default:
       return unreachable(status);
@@ -226,6 +250,7 @@ export interface WaitContext {
 export function describeWait(claim: IssueClaim, context: WaitContext): string {
   const nextAttempt = `attempt ${claim.attempt + 1} of ${context.maxAttempts}`;
   if (!isDueForStart(claim, context.nowMs)) {
+    if (claim.status === 'parked' && claim.park) return describePark(claim.park, claim.issueKey);
     return claim.status === 'retry-wait' ? `retrying at ${new Date(claim.nextAttemptAtMs ?? 0).toISOString()} (${nextAttempt})` : `not waiting: ${claim.status}`;
   }
   const retrySuffix = claim.attempt > 0 ? ` (${nextAttempt})` : '';

@@ -1,3 +1,5 @@
+import type { ParkedRun } from './budgets.js';
+
 /**
  * Where an issue stands in the factory. One claim per issue key; a new
  * revision of a finished issue starts a new claim. The value list is the one
@@ -11,12 +13,13 @@ export const CLAIM_STATUSES = [
   'succeeded',
   'gave-up', // failed maxAttempts times, ended without a commit (no-changes), or was cut short by too many daemon crashes
   'cancelled', // left scope or was closed while queued or running
+  'parked', // stopped over a usage budget or limit, its work kept: resumes by hand or at its reset time
 ] as const;
 
 export type ClaimStatus = (typeof CLAIM_STATUSES)[number];
 
 /** Statuses of a claim still in play. */
-export const ACTIVE_CLAIM_STATUSES = ['queued', 'running', 'retry-wait'] as const satisfies readonly ClaimStatus[];
+export const ACTIVE_CLAIM_STATUSES = ['queued', 'running', 'retry-wait', 'parked'] as const satisfies readonly ClaimStatus[];
 
 export function isActiveClaimStatus(status: ClaimStatus): boolean {
   return (ACTIVE_CLAIM_STATUSES as readonly ClaimStatus[]).includes(status);
@@ -45,4 +48,10 @@ export interface IssueClaim {
    * runs placed on another node. Absent on claims written before placements.
    */
   readonly node?: string | null;
+  /**
+   * The parked run this claim continues: set when a run parks, kept while the
+   * claim waits and runs again (a crash mid-resume resumes again), cleared by
+   * any other outcome and by `dispatch --force`. Absent or null: a fresh start.
+   */
+  readonly park?: ParkedRun | null;
 }

@@ -1,6 +1,7 @@
-import type { ReviewRoundEntry } from './review.js';
-import type { AgentRunReport } from './agent-events/agent-driver.js';
 import { sameLabel } from './triage.js';
+import type { AgentRunReport } from './agent-events/agent-driver.js';
+import type { ReviewRoundEntry } from './review.js';
+import type { ParkedRun } from './budgets.js';
 
 /** A role in a team, as named by the config's `agents` (see domain/team.ts). */
 export type AgentRole = string;
@@ -9,11 +10,11 @@ export type AgentRole = string;
  * Why a run ended. Distinct reasons, so retries, metrics and the user can tell
  * a crash from a timeout from a cancellation.
  */
-export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom', 'no-changes', 'changes-requested'] as const;
+export const RUN_OUTCOME_REASONS = ['succeeded', 'failed', 'timed-out', 'stalled', 'cancelled', 'spawn-failed', 'released', 'oom', 'no-changes', 'changes-requested', 'parked'] as const;
 export type RunOutcomeReason = (typeof RUN_OUTCOME_REASONS)[number];
 
 /** Why the factory stopped a team before it finished on its own. */
-export type StopReason = Extract<RunOutcomeReason, 'timed-out' | 'stalled' | 'cancelled' | 'released'>;
+export type StopReason = Extract<RunOutcomeReason, 'timed-out' | 'stalled' | 'cancelled' | 'released' | 'parked'>;
 
 export interface AgentResult {
   readonly role: AgentRole;
@@ -44,6 +45,8 @@ export interface RunOutcome {
   readonly endedAtMs: number;
   /** The team's memory, when it ran inside a resource group (a `resources` budget is configured). */
   readonly memory?: RunMemory;
+  /** Outcome `parked`: where the work is, why, when it resumes, which sessions continue. */
+  readonly park?: ParkedRun;
 }
 
 /**
@@ -64,7 +67,6 @@ export interface RunMemory {
 export function isRetryableOutcome(reason: RunOutcomeReason): boolean {
   return reason === 'failed' || reason === 'timed-out' || reason === 'stalled' || reason === 'spawn-failed';
 }
-
 
 /**
  * Whether a team whose agents all exited 0 may end without a commit on its

@@ -38,6 +38,7 @@ export function claim(issueKey: string, epoch: number, overrides: Partial<IssueC
     epoch,
     interruptions: 0,
     node: null,
+    park: null,
     ...overrides,
   };
 }
@@ -143,10 +144,24 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
           claim('S', epoch, { status: 'succeeded', updatedAtMs: T0 + 6 }),
           claim('G', epoch, { status: 'gave-up', updatedAtMs: T0 + 5 }),
           claim('C', epoch, { status: 'cancelled', updatedAtMs: T0 + 4 }),
+          claim('P', epoch, { status: 'parked', updatedAtMs: T0 + 7 }),
         ],
       });
-      assert.deepEqual((await store.listClaims()).map((c) => c.issueKey), ['S', 'G', 'C', 'R', 'W', 'Q']);
-      assert.deepEqual((await store.listActiveClaims()).map((c) => c.issueKey), ['R', 'W', 'Q']);
+      assert.deepEqual((await store.listClaims()).map((c) => c.issueKey), ['P', 'S', 'G', 'C', 'R', 'W', 'Q']);
+      assert.deepEqual((await store.listActiveClaims()).map((c) => c.issueKey), ['P', 'R', 'W', 'Q'], 'a parked claim is still in play: status shows it and a restarted daemon re-arms its resume');
+    });
+
+    withStore('a parked claim keeps its park durably (work ref, reason, resume time, session ids), through an outcome write, and a later claim drops it', async (store) => {
+      const epoch = await store.beginEpoch(OWNER, T0);
+      const park = { runId: 'run-1', ref: 'refs/factory/park/run-1', commit: 'ab12cd', trigger: 'usage-limit' as const, reason: 'usage limit reached', resumeAtMs: T0 + 3_600_000, stage: 1, sessions: { implementer: 'sess-1', 'implementer#2': 'thread-2' } };
+      const parkedOutcome = { ...outcome('FAC-1', 'run-1', 'parked'), park };
+      const parked = claim('FAC-1', epoch, { status: 'parked', runId: 'run-1', lastReason: 'parked (usage-limit): usage limit reached', park });
+      await store.apply({ epoch, outcome: { outcome: parkedOutcome, nextClaim: parked } });
+      assert.deepEqual(await store.getClaim('FAC-1'), parked);
+      assert.deepEqual((await store.listActiveClaims())[0], parked);
+      assert.deepEqual((await store.recentOutcomes(1))[0]?.park, park);
+      await store.apply({ epoch, claims: [claim('FAC-1', epoch, { status: 'succeeded' })] });
+      assert.equal((await store.getClaim('FAC-1'))?.park, null);
     });
 
     withStore('an outcome is recorded with its next claim in one write, pending writeback until marked', async (store) => {

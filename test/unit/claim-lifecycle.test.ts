@@ -7,6 +7,7 @@ import {
   claimAfterOutcome,
   claimAfterReorder,
   claimAfterRequeue,
+  claimAfterResume,
   claimOnOpen,
   claimOnStart,
   compareClaimsForDispatch,
@@ -60,6 +61,7 @@ test('every outcome reason leads to exactly one next status, by attempt', () => 
     ['no-changes', 3, 'gave-up', 3, null, /^no-changes: /],
     ['oom', 1, 'gave-up', 1, null, /^oom: all good$/],
     ['changes-requested', 1, 'gave-up', 1, null, /^changes-requested: all good$/],
+    ['parked', 2, 'parked', 1, null, /^parked: all good$/],
   ];
   for (const reason of RUN_OUTCOME_REASONS) assert.ok(table.some(([covered]) => covered === reason), `the table covers ${reason}`);
   for (const [reason, attempt, status, nextAttempt, dueAt, lastReason] of table) {
@@ -168,7 +170,32 @@ test('which claims wait for a slot', () => {
   const due = CLAIM_STATUSES.filter((status) => isDueForStart(claim({ status, nextAttemptAtMs: stamp.nowMs }), stamp.nowMs));
   assert.deepEqual(due, ['queued', 'retry-wait']);
   assert.equal(isDueForStart(claim({ status: 'retry-wait', nextAttemptAtMs: stamp.nowMs + 1 }), stamp.nowMs), false, 'not before its deadline');
-  assert.deepEqual([...ACTIVE_CLAIM_STATUSES], ['queued', 'running', 'retry-wait']);
+  assert.deepEqual([...ACTIVE_CLAIM_STATUSES], ['queued', 'running', 'retry-wait', 'parked']);
+});
+
+test('a run over its budget parks the claim with its work and sessions; a resume queues it with the park; any other outcome or a forced requeue drops the park', () => {
+  const park = { runId: 'FAC-1-e6-a2-abc', ref: 'refs/factory/park/FAC-1-e6-a2-abc', commit: 'c0ffee', trigger: 'usage-limit' as const, reason: 'usage limit reached', resumeAtMs: Date.UTC(2026, 0, 1, 15), stage: 0, sessions: { implementer: 'sess-1' } };
+  const parked = claimAfterOutcome(claim({ attempt: 2 }), { reason: 'parked', detail: 'x', park }, retry, stamp);
+  assert.equal(parked.status, 'parked');
+  assert.equal(parked.attempt, 1, 'a park is not a failed attempt');
+  assert.deepEqual(parked.park, park);
+  assert.equal(parked.lastReason, 'parked (usage-limit): usage limit reached; resumes by itself at 2026-01-01T15:00:00.000Z (or `factory resume FAC-1` now)');
+  assert.equal(describeWait(parked, { nowMs: stamp.nowMs, slots: null, noDaemon: '', position: 0, maxAttempts: 3 }), parked.lastReason);
+  assert.equal(isDueForStart(parked, stamp.nowMs + 10 ** 9), false, 'a parked claim never starts by itself: a resume queues it');
+  const byHand = claimAfterOutcome(claim(), { reason: 'parked', detail: 'x', park: { ...park, trigger: 'run-budget', resumeAtMs: null } }, retry, stamp);
+  assert.match(byHand.lastReason!, /resume it with `factory resume FAC-1`$/);
+
+  const resumed = claimAfterResume(parked, 'resumed by hand', stamp);
+  assert.equal(resumed.status, 'queued');
+  assert.deepEqual(resumed.park, park, 'the next start continues the parked run');
+  assert.equal(resumed.lastReason, 'resumed by hand');
+  const running = claimOnStart(resumed, { runId: 'FAC-1-e7-a2-def', node: 'local' }, stamp);
+  assert.deepEqual(running.park, park, 'kept while it runs: a crash mid-resume resumes again');
+  assert.deepEqual(claimAfterOutcome(running, { reason: 'released', detail: 'x' }, retry, stamp).park, park);
+  assert.equal(claimAfterOutcome(running, { reason: 'succeeded', detail: 'x' }, retry, stamp).park, null);
+  assert.equal(claimAfterOutcome(running, { reason: 'failed', detail: 'x' }, retry, stamp).park, null);
+  assert.equal(claimAfterRequeue(parked, stamp).park, null, '--force starts over');
+  assert.throws(() => claimAfterResume(claim({ status: 'queued' }), 'x', stamp), /only a parked claim resumes/);
 });
 
 test('dispatch order: priority (none last), then age, then key; and why a waiting claim has not started', () => {

@@ -51,14 +51,14 @@ export class InMemoryStateStore implements StateStore {
   async apply(batch: StateBatch): Promise<void> {
     // Checked before any change, so a refused batch leaves nothing behind.
     if (batch.epoch < this.#epoch) throw staleEpochError(batch.epoch, this.#epoch);
-    for (const claim of batch.claims ?? []) this.#claims.set(claim.issueKey, { ...claim, interruptions: claim.interruptions ?? 0, node: claim.node ?? null });
+    for (const claim of batch.claims ?? []) this.#claims.set(claim.issueKey, { ...claim, interruptions: claim.interruptions ?? 0, node: claim.node ?? null, park: claim.park ?? null });
     for (const skip of batch.skips ?? []) this.#skips.set(skip.issueKey, { ...skip });
     for (const issueKey of batch.clearedSkips ?? []) this.#skips.delete(issueKey);
     if (batch.outcome) {
       const { outcome, nextClaim } = batch.outcome;
       this.#outcomes.delete(outcome.runId);
       this.#outcomes.set(outcome.runId, { outcome: structuredClone(outcome), writtenBack: false });
-      this.#claims.set(nextClaim.issueKey, { ...nextClaim, interruptions: nextClaim.interruptions ?? 0, node: nextClaim.node ?? null });
+      this.#claims.set(nextClaim.issueKey, { ...nextClaim, interruptions: nextClaim.interruptions ?? 0, node: nextClaim.node ?? null, park: nextClaim.park ?? null });
     }
   }
 

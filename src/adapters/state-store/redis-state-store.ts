@@ -38,7 +38,7 @@ export interface RedisStateStoreOptions {
 export const DEFAULT_OUTCOME_HISTORY_LIMIT = 1_000;
 
 function normalizeClaim(claim: IssueClaim): IssueClaim {
-  return { ...claim, interruptions: claim.interruptions ?? 0, node: claim.node ?? null };
+  return { ...claim, interruptions: claim.interruptions ?? 0, node: claim.node ?? null, park: claim.park ?? null };
 }
 
 /** Newest update first; the issue key breaks ties so the order is stable. */

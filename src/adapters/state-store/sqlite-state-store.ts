@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError, filesystemError, staleEpochError, type PathUse } from '../../errors.js';
 import { ACTIVE_CLAIM_STATUSES } from '../../domain/claim.js';
+import type { ParkedRun } from '../../domain/budgets.js';
 import type { AgentUsageRecord, DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
 import { summaryOfRows } from '../../domain/agent-events/usage-records.js';
 
@@ -23,7 +24,8 @@ CREATE TABLE IF NOT EXISTS claims (
   last_reason TEXT,
   epoch INTEGER NOT NULL,
   interruptions INTEGER NOT NULL DEFAULT 0,
-  node TEXT
+  node TEXT,
+  park_json TEXT
 );
 CREATE TABLE IF NOT EXISTS outcomes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -87,6 +89,8 @@ interface ClaimRow {
   epoch: number;
   interruptions: number;
   node: string | null;
+  /** The parked run the claim continues (domain ParkedRun as JSON), or null. */
+  park_json: string | null;
 }
 
 function claimFromRow(row: ClaimRow): IssueClaim {
@@ -105,6 +109,7 @@ function claimFromRow(row: ClaimRow): IssueClaim {
     epoch: row.epoch,
     interruptions: row.interruptions,
     node: row.node,
+    park: row.park_json === null || row.park_json === undefined ? null : (JSON.parse(row.park_json) as ParkedRun),
   };
 }
 
@@ -160,12 +165,12 @@ export class SqliteStateStore implements StateStore {
       listClaims: db.prepare<[], ClaimRow>('SELECT * FROM claims ORDER BY updated_at_ms DESC'),
       listActiveClaims: db.prepare<[], ClaimRow>(`SELECT * FROM claims WHERE status IN (${ACTIVE_CLAIM_STATUSES.map((status) => `'${status}'`).join(', ')}) ORDER BY updated_at_ms DESC`),
       upsertClaim: writable
-        ? db.prepare(`INSERT INTO claims(issue_key, revision, status, attempt, next_attempt_at_ms, run_id, repo, priority, created_at_ms, updated_at_ms, last_reason, epoch, interruptions, node)
-          VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions, @node)
+        ? db.prepare(`INSERT INTO claims(issue_key, revision, status, attempt, next_attempt_at_ms, run_id, repo, priority, created_at_ms, updated_at_ms, last_reason, epoch, interruptions, node, park_json)
+          VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions, @node, @park_json)
           ON CONFLICT(issue_key) DO UPDATE SET revision=excluded.revision, status=excluded.status, attempt=excluded.attempt,
           next_attempt_at_ms=excluded.next_attempt_at_ms, run_id=excluded.run_id, repo=excluded.repo, priority=excluded.priority,
           created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch,
-          interruptions=excluded.interruptions, node=excluded.node`)
+          interruptions=excluded.interruptions, node=excluded.node, park_json=excluded.park_json`)
         : undefined,
       insertOutcome: writable ? db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)') : undefined,
       markWrittenBack: writable ? db.prepare('UPDATE outcomes SET written_back = 1 WHERE run_id = ?') : undefined,
@@ -175,6 +180,12 @@ export class SqliteStateStore implements StateStore {
       upsertSkip: writable ? db.prepare('INSERT INTO skips VALUES (?, ?, ?) ON CONFLICT(issue_key) DO UPDATE SET reason=excluded.reason, at_ms=excluded.at_ms') : undefined,
       deleteSkip: writable ? db.prepare('DELETE FROM skips WHERE issue_key = ?') : undefined,
       listSkips: db.prepare<[], { issue_key: string; reason: string; at_ms: number }>('SELECT * FROM skips ORDER BY at_ms DESC'),
+      upsertUsage: writable
+        ? db.prepare(`INSERT OR REPLACE INTO agent_usage(run_id, agent_name, issue_key, role, driver, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, turns, ended_at_ms)
+          VALUES (@runId, @agentName, @issueKey, @role, @driver, @input, @output, @cacheRead, @cacheWrite, @costUsd, @turns, @endedAtMs)`)
+        : undefined,
+      // A database written before the ledger existed, opened read-only, has no table yet: it reads as an empty ledger.
+      usageSummary: hasTable(db, 'agent_usage') ? db.prepare<[number], UsageRow>(USAGE_SUMMARY_SQL) : undefined,
     };
   }
 
@@ -188,12 +199,6 @@ export class SqliteStateStore implements StateStore {
     return row ? Number(row.value) : 0;
   }
 
-      upsertUsage: writable
-        ? db.prepare(`INSERT OR REPLACE INTO agent_usage(run_id, agent_name, issue_key, role, driver, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, turns, ended_at_ms)
-          VALUES (@runId, @agentName, @issueKey, @role, @driver, @input, @output, @cacheRead, @cacheWrite, @costUsd, @turns, @endedAtMs)`)
-        : undefined,
-      // A database written before the ledger existed, opened read-only, has no table yet: it reads as an empty ledger.
-      usageSummary: hasTable(db, 'agent_usage') ? db.prepare<[number], UsageRow>(USAGE_SUMMARY_SQL) : undefined,
   /** Refuses a write from a daemon that a newer one has replaced. */
   #assertEpoch(epoch: number): void {
     const current = this.#epochNow();
@@ -270,19 +275,6 @@ export class SqliteStateStore implements StateStore {
     return this.#statements.listSkips.all().map((row) => ({ issueKey: row.issue_key, reason: row.reason, atMs: row.at_ms }));
   }
 
-  async close(): Promise<void> {
-    if (this.#db.open) this.#db.close();
-  }
-}
-
-function claimToRow(claim: IssueClaim): ClaimRow {
-  return {
-    issue_key: claim.issueKey,
-    revision: claim.revision,
-    status: claim.status,
-    attempt: claim.attempt,
-    next_attempt_at_ms: claim.nextAttemptAtMs,
-    run_id: claim.runId,
   async recordUsage(records: readonly AgentUsageRecord[]): Promise<void> {
     const upsertUsage = this.#writable(this.#statements.upsertUsage);
     this.#db.transaction(() => {
@@ -306,6 +298,19 @@ function claimToRow(claim: IssueClaim): ClaimRow {
     );
   }
 
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}
+
+function claimToRow(claim: IssueClaim): ClaimRow {
+  return {
+    issue_key: claim.issueKey,
+    revision: claim.revision,
+    status: claim.status,
+    attempt: claim.attempt,
+    next_attempt_at_ms: claim.nextAttemptAtMs,
+    run_id: claim.runId,
     repo: claim.repo,
     priority: claim.priority,
     created_at_ms: claim.createdAtMs,
@@ -314,15 +319,17 @@ function claimToRow(claim: IssueClaim): ClaimRow {
     epoch: claim.epoch,
     interruptions: claim.interruptions ?? 0,
     node: claim.node ?? null,
+    park_json: claim.park ? JSON.stringify(claim.park) : null,
   };
+}
+
+function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare<[string], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
 
 /** Databases written before a column existed get it added; old rows read its default. */
 function migrate(db: Database.Database): void {
   const columns = new Set(db.prepare<[], { name: string }>('PRAGMA table_info(claims)').all().map((c) => c.name));
   if (!columns.has('node')) db.exec('ALTER TABLE claims ADD COLUMN node TEXT');
+  if (!columns.has('park_json')) db.exec('ALTER TABLE claims ADD COLUMN park_json TEXT');
 }
-function hasTable(db: Database.Database, name: string): boolean {
-  return db.prepare<[string], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
-}
-
