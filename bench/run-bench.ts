@@ -32,6 +32,7 @@ await loadOptional('reap', './reap-bench.js', 'benchReap');
 await loadOptional('state-api', './state-api-bench.js', 'benchStateApi');
 await loadOptional('cli-start', './cli-start-bench.js', 'benchCliStart');
 await loadOptional('agent-parser', './agent-parser-bench.js', 'benchAgentParsers');
+await loadOptional('usage-ledger', './usage-ledger-bench.js', 'benchUsageLedger');
 await loadOptional('resources', './resources-bench.js', 'benchResources');
 
 const wanted = process.argv.slice(2);

@@ -153,6 +153,17 @@ describe('CLI drivers through the daemon, real CLIs against the scripted model s
     assert.ok(typeof report.costUsd === 'number', 'Claude Code reports a cost');
     // The raw stream stays in the run log, JSON lines as the CLI wrote them.
     assert.match(readFileSync(outcome.agents[0]!.logPath, 'utf8'), /"type":"result"/);
+    // `factory logs` renders it readably; --raw gives the JSON lines.
+    const readable = await runFactory(['logs', 'CC-1', '--config', project.configPath]);
+    assert.equal(readable.code, 0, readable.stderr);
+    assert.match(readable.stdout, /^● session \S+ \(claude-scripted-1\)$/m);
+    assert.match(readable.stdout, /^» I will add hello\.txt and commit it\.$/m);
+    assert.ok(readable.stdout.includes(`$ Bash: ${COMMIT}`), readable.stdout);
+    assert.match(readable.stdout, /^ {2}↳ ok: /m);
+    assert.match(readable.stdout, /^✔ done: 2 turn\(s\), 4352 tokens, \$\d/m);
+    assert.doesNotMatch(readable.stdout, /"type":/);
+    const raw = await runFactory(['logs', 'CC-1', '--raw', '--config', project.configPath]);
+    assert.match(raw.stdout, /^\{.*"type":"result"/m);
 
     const snapshot = await status(project);
     assert.deepEqual(snapshot.usage.today.rows.map((r) => [r.role, r.driver, r.runs, r.turns]), [['implementer', 'claude-code', 1, 2]]);

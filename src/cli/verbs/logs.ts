@@ -9,6 +9,7 @@ import type { ProcessTable } from '../../ports/process-table.js';
 import type { RunLogFile, RunLogStore } from '../../ports/run-log-store.js';
 import type { IssueClaim } from '../../ports/state-store.js';
 import { flagBoolean, flagPositiveInt, flagString } from '../args.js';
+import { AgentStreamRenderer } from '../../domain/agent-events/stream-render.js';
 import { runtimeFromArgs } from '../context.js';
 import { printJson, type Output } from '../output.js';
 import { onStopSignal } from '../signals.js';
@@ -21,32 +22,36 @@ const FOLLOW_STATUS_EVERY_MS = 1_000;
 
 export const logsVerb: Verb = {
   name: 'logs',
-  usage: 'factory logs <KEY> [--follow] [--tail N] [--config PATH] [--json]',
+  usage: 'factory logs <KEY> [--follow] [--tail N] [--raw] [--config PATH] [--json]',
   summary: "print the agent logs of an issue's latest run (--follow: until its agents exit)",
   details: [
     'Prints every agent\'s log of the issue\'s latest run, in the team\'s stage order, each under a',
     '`==> <agent> <run> <==` header, from <state.dir>/logs/<KEY>/. --tail N prints only the last N',
     'lines of each. --follow keeps printing new output until the run ends (its agents exited and',
     'the daemon recorded the outcome) or Ctrl-C; if the issue\'s team is starting, it waits for it.',
+    'A claude-code or codex agent\'s JSON event stream is shown as one line per turn, message, tool call',
+    'and result; --raw prints the JSON lines as the CLI wrote them.',
     'Exit codes: 0 printed, 1 no logs for this issue (FACTORY_RUN_LOGS_NOT_FOUND), 2 usage or config error.',
   ].join('\n'),
   maxPositionals: 1,
   flags: [
     { name: 'follow', takesValue: false, description: 'keep printing until the run\'s agents exit' },
     { name: 'tail', takesValue: true, description: 'only the last N lines of each agent\'s log' },
+    { name: 'raw', takesValue: false, description: 'a CLI driver\'s JSON lines as written, not rendered' },
   ],
   async run(args, output) {
     const { config, processTable } = runtimeFromArgs(args);
     const issueKey = issueArgument(args, 'logs');
     if (!isValidIssueKey(issueKey)) throw new FactoryError('FACTORY_USAGE', `\`factory logs\` takes an issue key (letters, digits, ".", "_", "-"), got "${issueKey}"`);
     const tail = flagString(args, 'tail') === undefined ? undefined : flagPositiveInt(args, 'tail', 1);
+    const raw = flagBoolean(args, 'raw');
     const claim = await readClaim(config, issueKey);
     // The claim names the run at work now; the files name every run that ever logged.
     const current = claim?.status === 'running' && claim.runId ? parseRunId(claim.runId) : undefined;
     const logs = runLogStoreFor(config);
     const latest = (await logs.listIssueRuns(issueKey))[0];
     const follow = flagBoolean(args, 'follow');
-    if (follow && current && current.runId !== latest?.run.runId) return followRun(config, current.runId, { output, processTable, logs, tail, printed: new Map() });
+    if (follow && current && current.runId !== latest?.run.runId) return followRun(config, current.runId, { output, processTable, logs, tail, raw, printed: new Map() });
     if (!latest) {
       throw new FactoryError('FACTORY_RUN_LOGS_NOT_FOUND', `no agent logs for ${issueKey} in ${config.paths.logsDir}${claim ? ` (its claim is ${claim.status})` : ' (Factory has no claim for it)'}`);
     }
@@ -56,9 +61,9 @@ export const logsVerb: Verb = {
       return 0;
     }
     const printed = new Map<string, number>();
-    for (const file of latest.files) printed.set(file.path, await printFile(file, { output, logs, tail }));
+    for (const file of latest.files) printed.set(file.path, await printFile(file, { output, logs, tail, raw }));
     if (!follow) return 0;
-    return followRun(config, latest.run.runId, { output, processTable, logs, tail, printed });
+    return followRun(config, latest.run.runId, { output, processTable, logs, tail, raw, printed });
   },
 };
 
@@ -75,14 +80,16 @@ function header(file: RunLogFile): string {
 }
 
 /** Prints one log (all of it, or its last `tail` lines); returns the offset printed up to. */
-async function printFile(file: RunLogFile, options: { output: Output; logs: RunLogStore; tail: number | undefined }): Promise<number> {
+async function printFile(file: RunLogFile, options: { output: Output; logs: RunLogStore; tail: number | undefined; raw: boolean }): Promise<number> {
   options.output.out(header(file));
   if (options.tail !== undefined) {
     const tail = await options.logs.tail(file, { lines: options.tail });
-    if (tail.text) options.output.out(tail.text.replace(/\n$/, ''));
+    const lines = new LineBuffer(options.output, options.raw);
+    if (tail.text) lines.push(Buffer.from(tail.text));
+    lines.flush();
     return tail.sizeBytes;
   }
-  const lines = new LineBuffer(options.output);
+  const lines = new LineBuffer(options.output, options.raw);
   let offset = 0;
   for (;;) {
     const { chunk, nextOffset } = await options.logs.readFrom(file, offset);
@@ -94,10 +101,16 @@ async function printFile(file: RunLogFile, options: { output: Output; logs: RunL
   return offset;
 }
 
-/** Output prints whole lines; logs arrive in arbitrary chunks. */
+/** Output prints whole lines; logs arrive in arbitrary chunks. A CLI driver's JSON lines are rendered readably unless `raw`. */
 class LineBuffer {
   #pending = '';
-  constructor(readonly output: Output) {}
+  readonly #renderer: AgentStreamRenderer | undefined;
+  constructor(
+    readonly output: Output,
+    raw = false,
+  ) {
+    this.#renderer = raw ? undefined : new AgentStreamRenderer();
+  }
   push(chunk: Buffer): void {
     const text = this.#pending + chunk.toString('utf8');
     const end = text.lastIndexOf('\n');
@@ -105,12 +118,18 @@ class LineBuffer {
       this.#pending = text;
       return;
     }
-    this.output.out(text.slice(0, end));
+    this.#print(text.slice(0, end));
     this.#pending = text.slice(end + 1);
   }
   flush(): void {
-    if (this.#pending) this.output.out(this.#pending);
+    if (this.#pending) this.#print(this.#pending);
     this.#pending = '';
+  }
+  #print(text: string): void {
+    const renderer = this.#renderer;
+    if (!renderer) return this.output.out(text);
+    const lines = text.split('\n').flatMap((line) => renderer.render(line));
+    if (lines.length > 0) this.output.out(lines.join('\n'));
   }
 }
 
@@ -122,7 +141,7 @@ class LineBuffer {
 async function followRun(
   config: FactoryConfig,
   runId: string,
-  options: { output: Output; processTable: ProcessTable; logs: RunLogStore; tail: number | undefined; printed: Map<string, number> },
+  options: { output: Output; processTable: ProcessTable; logs: RunLogStore; tail: number | undefined; raw: boolean; printed: Map<string, number> },
 ): Promise<number> {
   const { output, processTable, printed } = options;
   const buffers = new Map<string, LineBuffer>();
@@ -144,7 +163,7 @@ async function followRun(
         if (!printed.has(file.path)) {
           // A log that appeared while following (the reviewer after the implementer) starts in full, or at its tail.
           if (options.tail !== undefined && file.sizeBytes > 0) {
-            printed.set(file.path, await printFile(file, { output, logs: options.logs, tail: options.tail }));
+            printed.set(file.path, await printFile(file, { output, logs: options.logs, tail: options.tail, raw: options.raw }));
             lastSource = file.path;
             continue;
           }
@@ -158,7 +177,7 @@ async function followRun(
           lastSource = file.path;
         }
         let buffer = buffers.get(file.path);
-        if (!buffer) buffers.set(file.path, (buffer = new LineBuffer(output)));
+        if (!buffer) buffers.set(file.path, (buffer = new LineBuffer(output, options.raw)));
         buffer.push(chunk);
         printed.set(file.path, nextOffset);
       }
