@@ -233,6 +233,7 @@ export class FactorySession {
         queuedIssues: () => this.#dispatcher?.queuedCount ?? 0,
         iteration: () => this.#iteration,
         subscription: () => this.#intake?.health() ?? notListening(),
+        skippedFiles: () => this.#intake?.skippedFiles() ?? [],
       },
     });
     // `running` goes out before the subscription exists, so a slow subscribe never reads as a dead daemon.
@@ -471,7 +472,11 @@ export class FactorySession {
       ...(this.deps.onIntakePass ? { onPass: this.deps.onIntakePass } : {}),
     });
     this.heartbeat.startRefreshing();
-    return this.#intake.start();
+    const first = await this.#intake.start();
+    // Readers see the live subscription and what the startup reconcile skipped now, not one refresh interval
+    // later; a stop that began meanwhile owns the heartbeat's status.
+    if (this.#state === 'live') await this.heartbeat.write('running');
+    return first;
   }
 
   /**

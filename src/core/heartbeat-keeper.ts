@@ -1,4 +1,4 @@
-import type { DaemonMode, DaemonStatus, Heartbeat, HeartbeatResources, SubscriptionHealth } from '../domain/heartbeat.js';
+import type { DaemonMode, DaemonStatus, Heartbeat, HeartbeatResources, SkippedIssueFileStatus, SubscriptionHealth } from '../domain/heartbeat.js';
 import { computeRefreshIntervalMs } from '../domain/heartbeat.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { ProcessIdentity } from '../ports/process-table.js';
@@ -13,6 +13,8 @@ export interface HeartbeatGauges {
   iteration(): number;
   /** Detection's report and admission's holds; absent when the daemon was given no resource detection. */
   resources?(): HeartbeatResources;
+  /** Issue files intake skips now (bounded by intake); absent or empty, the heartbeat carries none. */
+  skippedFiles?(): readonly SkippedIssueFileStatus[];
 }
 
 export interface HeartbeatKeeperOptions {
@@ -31,6 +33,12 @@ export interface HeartbeatKeeperOptions {
   readonly clock: Clock;
   readonly gauges: HeartbeatGauges;
   readonly log: Logger;
+}
+
+/** The skipped files when there are any: a clean mount keeps the heartbeat as small as before. */
+function skippedFilesOf(gauges: HeartbeatGauges): { skippedFiles?: readonly SkippedIssueFileStatus[] } {
+  const files = gauges.skippedFiles?.() ?? [];
+  return files.length > 0 ? { skippedFiles: files } : {};
 }
 
 /** The last heartbeat write that succeeded, for the metrics and the state API. */
@@ -159,6 +167,7 @@ export class HeartbeatKeeper {
       queuedIssues: gauges.queuedIssues(),
       subscription: gauges.subscription(),
       ...(gauges.resources ? { resources: gauges.resources() } : {}),
+      ...skippedFilesOf(gauges),
       ...(this.#httpUrl === undefined ? {} : { http: { url: this.#httpUrl } }),
     };
     this.#writesInFlight++;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { SubscriptionHealth, SubscriptionState } from '../domain/heartbeat.js';
+import type { SkippedIssueFileStatus, SubscriptionHealth, SubscriptionState } from '../domain/heartbeat.js';
 import { FactoryError, isFactoryError } from '../errors.js';
 import type { Issue } from '../domain/issue.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
@@ -27,6 +27,9 @@ export interface LiveIntakeOptions {
   /** Called after every intake pass (metrics, status). */
   readonly onPass?: (pass: IntakePass) => void;
 }
+
+/** The heartbeat carries at most this many skipped files (it is rewritten every refresh). */
+const MAX_SKIPPED_FILES_SHOWN = 100;
 
 /** A pass in flight this many reconcile intervals (at least a minute) reads as stalled. */
 const STALLED_RECONCILE_INTERVALS = 3;
@@ -61,6 +64,8 @@ export class LiveIntake {
   readonly #options: LiveIntakeOptions;
   readonly #pendingPaths = new Set<string>();
   readonly #keyByLocation = new Map<string, string>();
+  /** Files skipped now, by path, with the version each was reported for: one warn per version, not one per pass. */
+  readonly #skippedFiles = new Map<string, SkippedIssueFileStatus & { readonly version: string }>();
   #subscription: IssueSubscription | undefined;
   #debounceTimer: TimerHandle | undefined;
   #reconcileTimer: TimerHandle | undefined;
@@ -97,6 +102,36 @@ export class LiveIntake {
   /** O(1) snapshot for the heartbeat. */
   health(): SubscriptionHealth {
     return { ...this.#health, transport: this.#options.transport, reconcileStalledAfterMs: this.#stalledAfterMs };
+  }
+
+  /** Files the source cannot read as issues right now, at most MAX_SKIPPED_FILES_SHOWN (the heartbeat refresh carries them to `status`). */
+  skippedFiles(): readonly SkippedIssueFileStatus[] {
+    const shown: SkippedIssueFileStatus[] = [];
+    for (const { path, reason, sinceMs } of this.#skippedFiles.values()) {
+      if (shown.length === MAX_SKIPPED_FILES_SHOWN) break;
+      shown.push({ path, reason, sinceMs });
+    }
+    return shown;
+  }
+
+  /**
+   * Records the files a pass skipped and warns once per file version: a
+   * malformed file present at startup is reported at the first reconcile and
+   * again only when it changes, however many passes see it. A complete pass
+   * also forgets files that are fixed or gone.
+   */
+  #noteSkippedFiles(skipped: readonly SkippedIssueFile[], options: { complete: boolean }): void {
+    const { clock, log } = this.#options;
+    if (options.complete) {
+      const stillSkipped = new Set(skipped.map((file) => file.path));
+      for (const path of this.#skippedFiles.keys()) if (!stillSkipped.has(path)) this.#skippedFiles.delete(path);
+    }
+    for (const file of skipped) {
+      const version = file.revision ?? file.reason;
+      if (this.#skippedFiles.get(file.path)?.version === version) continue;
+      this.#skippedFiles.set(file.path, { path: file.path, reason: file.reason, sinceMs: clock.now(), version });
+      log.warn({ path: file.path }, `issue file skipped: ${file.reason}`);
+    }
   }
 
   /** Subscribes (per transport), runs the first full reconcile, and arms the reconcile and health timers. */
@@ -254,7 +289,7 @@ export class LiveIntake {
       if (!this.#probing) this.#markHealthy();
       else this.#health.lastProgressAtMs = clock.now();
       const pass: IntakePass = { kind: 'reconcile', issues: scan.issues.length, skippedFiles: scan.skipped, decisions, durationMs: clock.now() - startedAt, firstEventAtMs };
-      for (const skipped of scan.skipped) this.#options.log.debug({ path: skipped.path }, `issue file skipped: ${skipped.reason}`);
+      this.#noteSkippedFiles(scan.skipped, { complete: true });
       this.#options.onPass?.(pass);
       return pass;
     } catch (error) {
@@ -273,7 +308,7 @@ export class LiveIntake {
       await this.#reconcileNow(firstEventAtMs);
       return;
     }
-    const { source, dispatcher, clock, log } = this.#options;
+    const { source, dispatcher, clock } = this.#options;
     const startedAt = clock.now();
     const paths = [...this.#pendingPaths];
     this.#pendingPaths.clear();
@@ -284,20 +319,23 @@ export class LiveIntake {
       try {
         const issue = await source.read(path);
         this.#keyByLocation.set(issue.location, issue.key);
+        this.#skippedFiles.delete(path);
         issues.push(issue);
       } catch (error) {
         const key = this.#keyByLocation.get(path);
         const removed = isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND');
+        if (removed) this.#skippedFiles.delete(path);
         if (removed && key !== undefined) {
           this.#keyByLocation.delete(path);
           const decision = await dispatcher.removeIssue(key);
           if (decision) decisions.push(decision);
         } else if (!removed) {
-          skippedFiles.push({ path, reason: (error as Error).message });
-          log.warn({ path }, `issue file skipped: ${(error as Error).message}`);
+          const revision = isFactoryError(error) && typeof error.details.revision === 'string' ? error.details.revision : undefined;
+          skippedFiles.push({ path, reason: (error as Error).message, ...(revision ? { revision } : {}) });
         }
       }
     }
+    this.#noteSkippedFiles(skippedFiles, { complete: false });
     decisions.push(...(await dispatcher.intake(issues, { complete: false })));
     await dispatcher.pump();
     this.#options.onPass?.({ kind: 'events', issues: issues.length, skippedFiles, decisions, durationMs: clock.now() - startedAt, firstEventAtMs });

@@ -25,7 +25,8 @@ export interface StatusSnapshot {
   readonly retries: readonly WaitingClaim[];
   readonly recentOutcomes: readonly RunOutcome[];
   readonly outcomeCount: number;
-  readonly skipped: readonly SkipRecord[];
+  /** Issues triage skips (by key), and files intake cannot read as issues (no key; `path` names the file), as the daemon's heartbeat last said. */
+  readonly skipped: readonly SkippedStatus[];
   /** The usage ledger (docs/agents.md): CLI-driver agent runs summed per role and driver, today (local time) and in all. */
   readonly usage: { readonly todaySinceMs: number; readonly today: UsageSummary; readonly allTime: UsageSummary };
   /**
@@ -34,6 +35,14 @@ export interface StatusSnapshot {
    * the daemon's heartbeat last said. Null without a heartbeat that carries it.
    */
   readonly resources: HeartbeatResources | null;
+}
+
+/** Why an issue is not dispatched; a file that could not be read as an issue has no key, and its `path` instead. */
+export interface SkippedStatus {
+  readonly issueKey: string | null;
+  readonly path?: string;
+  readonly reason: string;
+  readonly atMs: number;
 }
 
 /** A claim not started yet, with why: `waiting for a slot: 4 of 4 busy`, `retrying at <time> (attempt 2 of 3)`. */
@@ -116,7 +125,7 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
     ...describeWaitingClaims(claims, liveness, sources.dispatch, options.nowMs),
     recentOutcomes,
     outcomeCount,
-    skipped,
+    skipped: [...(liveness.heartbeat?.skippedFiles ?? []).map((file) => ({ issueKey: null, path: file.path, reason: file.reason, atMs: file.sinceMs })), ...skipped],
     usage: { todaySinceMs, today, allTime },
     resources: liveness.heartbeat?.resources ?? null,
   };

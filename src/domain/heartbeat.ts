@@ -66,6 +66,15 @@ export interface Heartbeat {
   readonly http?: { readonly url: string };
   /** What the machine offers for team budgets and which claims wait for memory (docs/resources.md); absent from daemons that do not detect it. */
   readonly resources?: HeartbeatResources;
+  /** Issue files the intake cannot read as issues right now (malformed, duplicate keys, links out of the mount); absent when there are none. */
+  readonly skippedFiles?: readonly SkippedIssueFileStatus[];
+}
+
+/** An issue file skipped by intake, and since when this version of it is. */
+export interface SkippedIssueFileStatus {
+  readonly path: string;
+  readonly reason: string;
+  readonly sinceMs: number;
 }
 
 /**
@@ -170,6 +179,7 @@ export function parseHeartbeat(text: string): ParseResult<Heartbeat> {
       },
       ...parseHttpEndpoint(r.http),
       ...parseResources(r.resources),
+      ...parseSkippedFiles(r.skippedFiles),
     },
   };
 }
@@ -208,6 +218,19 @@ function parseResources(raw: unknown): { resources?: HeartbeatResources } {
       held,
     },
   };
+}
+
+/** The skipped files, bounded like every list a reader prints; nothing when absent or empty. */
+function parseSkippedFiles(raw: unknown): { skippedFiles?: SkippedIssueFileStatus[] } {
+  if (!Array.isArray(raw)) return {};
+  const files: SkippedIssueFileStatus[] = [];
+  for (const entry of raw.slice(0, MAX_HELD_SHOWN)) {
+    const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const path = boundedText(e.path);
+    const reason = boundedText(e.reason);
+    if (path !== undefined && reason !== undefined) files.push({ path, reason, sinceMs: finiteOr(e.sinceMs, 0) });
+  }
+  return files.length > 0 ? { skippedFiles: files } : {};
 }
 
 /** Only an http(s) URL is believed: the value is shown to people and handed to tools. */

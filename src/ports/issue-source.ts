@@ -5,6 +5,8 @@ import type { RunOutcome } from '../domain/run.js';
 export interface SkippedIssueFile {
   readonly path: string;
   readonly reason: string;
+  /** This version of the file (changes whenever the file does), so a skip is reported once per version, not on every pass. */
+  readonly revision?: string;
 }
 
 export interface IssueScan {

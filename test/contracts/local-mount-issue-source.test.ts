@@ -9,6 +9,9 @@ import { isFactoryError } from '../../src/errors.js';
 import { describeIssueSourceContract, EventRecorder, makeOutcome } from './issue-source.contract.js';
 import { waitFor } from '../support/sandbox.js';
 
+/** A skip as a person reads it; its revision is tested on its own. */
+const pathAndReason = ({ path, reason }: { path: string; reason: string }): { path: string; reason: string } => ({ path, reason });
+
 async function makeMount(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'factory-mount-'));
 }
@@ -91,7 +94,7 @@ describe('LocalMountIssueSource', () => {
       const { issues, skipped } = await source.scan();
 
       assert.deepEqual(issues.map((issue) => issue.key), ['FAC-1', 'FAC-5']);
-      assert.deepEqual(skipped, [
+      assert.deepEqual(skipped.map(pathAndReason), [
         { path: join(root, 'FAC-2.json'), reason: 'FAC-2.json: labels: expected an array of strings, got a string' },
         { path: join(root, 'FAC-3.json'), reason: 'FAC-3.json: file is empty' },
         {
@@ -143,7 +146,7 @@ describe('LocalMountIssueSource', () => {
       const { issues, skipped } = await source.scan();
 
       assert.deepEqual(issues.map((issue) => issue.title), ['First']);
-      assert.deepEqual(skipped, [
+      assert.deepEqual(skipped.map(pathAndReason), [
         { path: join(root, 'FAC-1.md'), reason: 'FAC-1.md: duplicate key "FAC-1", already used by FAC-1.json; give one of them another key' },
       ]);
     });
@@ -232,7 +235,7 @@ describe('LocalMountIssueSource', () => {
 
         assert.deepEqual(issues.map((issue) => issue.key), ['IN-1']);
         const refused = 'links outside the mount are not followed';
-        assert.deepEqual(skipped, ['LEAK-1.json', 'LEAK-2.json', 'LEAK-3.md', 'LEAK-4.json', 'LEAK-5.json'].map((name) => ({ path: join(root, name), reason: `${name}: ${refused}` })));
+        assert.deepEqual(skipped.map(pathAndReason), ['LEAK-1.json', 'LEAK-2.json', 'LEAK-3.md', 'LEAK-4.json', 'LEAK-5.json'].map((name) => ({ path: join(root, name), reason: `${name}: ${refused}` })));
         await assert.rejects(source.read(join(root, 'LEAK-2.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === `LEAK-2.json: ${refused}`);
         await assert.rejects(source.read('SEC-1'), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && !error.message.includes(secret));
 
@@ -303,6 +306,19 @@ describe('LocalMountIssueSource', () => {
       await assert.rejects(source.read(join(root, 'FAC-1.outcome.md')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID'));
       await assert.rejects(source.read(join(root, '.FAC-2.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID'));
       await assert.rejects(source.read(join(root, 'FAC-3.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND'));
+    });
+
+    it('gives a skipped file the same revision on every scan and on read, and a new one when the file changes', async () => {
+      await put('REV-1.json', '{"key": "REV-1", "title": ');
+      const first = (await source.scan()).skipped.find((entry) => entry.path === join(root, 'REV-1.json'));
+      const again = (await source.scan()).skipped.find((entry) => entry.path === join(root, 'REV-1.json'));
+      assert.ok(first?.revision, 'a skipped file carries its revision');
+      assert.equal(again?.revision, first.revision, 'an unchanged file keeps its revision');
+      await assert.rejects(source.read(join(root, 'REV-1.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.details.revision === first.revision);
+      await put('REV-1.json', '{"key": "REV-1", "title": "longer but still broken",');
+      const edited = (await source.scan()).skipped.find((entry) => entry.path === join(root, 'REV-1.json'));
+      assert.ok(edited?.revision && edited.revision !== first.revision, 'a changed file has a new revision');
+      await rm(join(root, 'REV-1.json'));
     });
 
     it('explains why a key cannot be read when its file was skipped', async () => {

@@ -77,6 +77,11 @@ interface FileStamp {
   readonly ctimeNs: bigint;
 }
 
+/** A file version as one short string: what a skipped file is reported once per. */
+function revisionOf(stamp: FileStamp): string {
+  return `${stamp.dev}:${stamp.ino}:${stamp.size}:${stamp.mtimeNs}:${stamp.ctimeNs}`;
+}
+
 interface CachedParse {
   readonly stamp: FileStamp;
   readonly result: IssueParseResult;
@@ -87,7 +92,7 @@ export const LINK_OUTSIDE_MOUNT_REASON = 'links outside the mount are not follow
 
 /** What reading one file yields: a parse verdict, or nothing because the file is gone or not a regular file. */
 type FileReadVerdict =
-  | { readonly kind: 'parsed'; readonly result: IssueParseResult }
+  | { readonly kind: 'parsed'; readonly result: IssueParseResult; readonly revision?: string }
   | { readonly kind: 'missing' }
   | { readonly kind: 'not-a-file' };
 
@@ -152,7 +157,7 @@ export class LocalMountIssueSource implements IssueSource {
       if (cached !== undefined) liveCache.set(path, cached);
       if (verdict.kind !== 'parsed') return;
       if (!verdict.result.ok) {
-        skipped.push({ path, reason: verdict.result.reason });
+        skipped.push({ path, reason: verdict.result.reason, ...(verdict.revision ? { revision: verdict.revision } : {}) });
         return;
       }
       const issue = verdict.result.value;
@@ -185,7 +190,7 @@ export class LocalMountIssueSource implements IssueSource {
       if (verdict.kind === 'not-a-file') {
         throw new FactoryError('FACTORY_ISSUE_INVALID', `${path} is not a regular file`, { details: { path } });
       }
-      if (!verdict.result.ok) throw new FactoryError('FACTORY_ISSUE_INVALID', verdict.result.reason, { details: { path } });
+      if (!verdict.result.ok) throw new FactoryError('FACTORY_ISSUE_INVALID', verdict.result.reason, { details: { path, ...(verdict.revision ? { revision: verdict.revision } : {}) } });
       await this.#refuseShadowedDuplicate(verdict.result.value, path);
       return verdict.result.value;
     }
@@ -377,7 +382,8 @@ export class LocalMountIssueSource implements IssueSource {
 
     const stamp: FileStamp = { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs };
     const cached = this.#parseCache.get(path);
-    if (cached !== undefined && sameStamp(cached.stamp, stamp)) return { kind: 'parsed', result: cached.result };
+    const revision = revisionOf(stamp);
+    if (cached !== undefined && sameStamp(cached.stamp, stamp)) return { kind: 'parsed', result: cached.result, revision };
 
     let result: IssueParseResult | undefined;
     try {
@@ -392,7 +398,7 @@ export class LocalMountIssueSource implements IssueSource {
     const settledLongEnough = Number(stats.ctimeNs / 1_000_000n) < statStartedAtMs - CACHE_RACY_MARGIN_MS;
     if (settledLongEnough) this.#parseCache.set(path, { stamp, result });
     else this.#parseCache.delete(path);
-    return { kind: 'parsed', result };
+    return { kind: 'parsed', result, revision };
   }
 
   /**

@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { readStatusSnapshot, type StatusSnapshot } from '../../core/status-snapshot.js';
 import { statusSourcesFor } from '../../main.js';
 import { flagBoolean } from '../args.js';
@@ -41,7 +42,7 @@ export function formatStatus(s: StatusSnapshot): string {
     `recent outcomes (${s.recentOutcomes.length} of ${s.outcomeCount}):`,
     formatTable(['ISSUE', 'OUTCOME', 'ENDED', 'DETAIL'], s.recentOutcomes.map((o) => [o.issueKey, o.reason, formatAge(o.endedAtMs, now), o.memory ? `${o.detail} (memory peak ${formatMemory(o.memory.peakBytes)})` : o.detail])),
   );
-  if (s.skipped.length > 0) lines.push('', `skipped issues (${s.skipped.length}):`, formatTable(['ISSUE', 'WHY'], s.skipped.slice(0, 20).map((k) => [k.issueKey, k.reason])));
+  if (s.skipped.length > 0) lines.push('', `skipped issues (${s.skipped.length}):`, formatTable(['ISSUE', 'WHY'], s.skipped.slice(0, 20).map((k) => [k.issueKey ?? basename(k.path ?? ''), k.reason])));
   return lines.join('\n');
 }
 
