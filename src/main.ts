@@ -34,8 +34,10 @@ import { HeartbeatKeeper } from './core/heartbeat-keeper.js';
 import { notListening } from './domain/heartbeat.js';
 import type { StateStore } from './ports/state-store.js';
 import type { Redis } from 'ioredis';
+import type { FleetStatus } from './ports/team-run-queue.js';
 import { DEFAULT_FLEET_QUEUE_SETTINGS } from './adapters/bullmq/queue-settings.js';
 import { teamRunKeys } from './adapters/bullmq/team-run-keys.js';
+import { readFleetStatus } from './adapters/bullmq/worker-directory.js';
 import type { RunLogStore } from './ports/run-log-store.js';
 import { withLease, type HeldLease } from './ports/lease.js';
 import { reapPredecessorAgents } from './core/reaper/reap-entries.js';
@@ -153,7 +155,7 @@ export async function openSession(
         heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath),
         registryStore: new FileRegistryStore(config.loop.registryPath),
         runLogs: runLogStoreFor(config),
-        ...(executor ? { executor } : {}),
+        ...(executor ? { executor, runsOutliveSession: true } : {}),
         agentCli: new CliAgentHost(),
         resources,
         reapPredecessor: (entries) =>
@@ -440,7 +442,23 @@ export function statusSourcesFor(config: FactoryConfig, processTable: ProcessTab
     ...nodeStateFor(config),
     processTable,
     readState: (read, whenMissing) => readStateStore(config, read, whenMissing),
+    ...(config.fleet.backend === 'bullmq' && config.fleet.redis ? { readFleet: (nowMs: number) => readFleetStatusOnce(config, nowMs) } : {}),
   };
+}
+
+/** The fleet as Redis says now, on a connection of its own (status readers have no daemon to ask). */
+async function readFleetStatusOnce(config: FactoryConfig, nowMs: number): Promise<FleetStatus> {
+  const redisConfig = config.fleet.redis!;
+  const redis = await connectRedis({ url: redisConfig.url, connectionName: `factory-status:${hostname()}` });
+  try {
+    return await readFleetStatus(
+      redis,
+      { queue: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }), lease: fleetKeys(redisConfig.keyPrefix, config.fleet.pool) },
+      { nowMs, refreshIntervalMs: config.loop.heartbeatIntervalMs },
+    );
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Agents' logs as this host keeps them: where the fleet writes, what `logs` and the log endpoint read. */

@@ -2,6 +2,7 @@ import { compareClaimsForDispatch, describeWait, isDueForStart, type SlotUse } f
 import type { HeartbeatResources } from '../domain/heartbeat.js';
 import type { RegistryEntry } from '../domain/registry.js';
 import type { RunOutcome } from '../domain/run.js';
+import type { FleetStatus } from '../ports/team-run-queue.js';
 import type { HeartbeatStore, RegistryStore } from '../ports/node-state-store.js';
 import type { ProcessTable } from '../ports/process-table.js';
 import type { IssueClaim, ReadOnlyStateStore, SkipRecord, UsageSummary } from '../ports/state-store.js';
@@ -17,6 +18,12 @@ export interface StatusSnapshot {
   readonly generatedAtMs: number;
   readonly configPath: string;
   readonly liveness: Liveness;
+  /**
+   * fleet.backend "bullmq": the leader, the workers (host, slots, runs,
+   * heartbeat age, whether they still reach Redis), where each run is placed,
+   * the queue and Redis's memory, read from Redis. Null in local mode.
+   */
+  readonly fleet: FleetStatus | null;
   readonly registry: { readonly state: 'ok' | 'missing' | 'unreadable'; readonly detail: string; readonly rejectedEntries: number };
   readonly teams: readonly TeamStatus[];
   /** Claims due to start (queued, or past their retry time), in the order they will start. */
@@ -69,6 +76,8 @@ export interface StatusSources {
   readonly processTable: ProcessTable;
   /** Reads the state store opened read-only; `whenMissing` when no daemon ever created it. */
   readState<T>(read: (store: ReadOnlyStateStore) => Promise<T>, whenMissing: T): Promise<T>;
+  /** fleet.backend "bullmq": the fleet as Redis says now. */
+  readFleet?(nowMs: number): Promise<FleetStatus>;
 }
 
 export async function readStatusSnapshot(sources: StatusSources, options: { nowMs: number; outcomeLimit?: number }): Promise<StatusSnapshot> {
@@ -115,6 +124,7 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
     generatedAtMs: options.nowMs,
     configPath: sources.configPath,
     liveness,
+    fleet: sources.readFleet ? await sources.readFleet(options.nowMs) : null,
     registry:
       registry.kind === 'ok'
         ? { state: 'ok', detail: `${entries.length} agent(s)`, rejectedEntries: registry.value.rejected.length }

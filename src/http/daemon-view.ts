@@ -3,6 +3,7 @@ import type { HeartbeatWrite } from '../core/heartbeat-keeper.js';
 import type { DaemonStatus, SubscriptionHealth } from '../domain/heartbeat.js';
 import type { AgentRole } from '../domain/run.js';
 import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.js';
+import { BullmqTeamExecutor, type ControlPlaneFleetStatus } from '../adapters/team-executor/bullmq-team-executor.js';
 
 /**
  * What only the running daemon knows, beyond its files: each team's last sign
@@ -20,6 +21,8 @@ export interface DaemonView {
   predecessor(): PredecessorReport | undefined;
   /** Claims memory admission holds now (docs/resources.md); absent where the view has no admission. */
   heldForMemory?(): number;
+  /** fleet.backend "bullmq": workers, placements, the queue and this control plane's fleet counters, read from Redis. */
+  fleet?(): Promise<ControlPlaneFleetStatus>;
 }
 
 export interface LiveTeam {
@@ -79,5 +82,13 @@ export function sessionView(session: FactorySession): DaemonView {
     heartbeat: () => ({ status: keeper.status, refreshIntervalMs: keeper.refreshIntervalMs, lastWrite: keeper.lastWrite, lastWriteError: keeper.lastWriteError }),
     predecessor: () => session.predecessor,
     heldForMemory: () => session.heldReasons().size,
+    ...fleetViewOf(session),
   };
+}
+
+function fleetViewOf(session: FactorySession): Pick<DaemonView, 'fleet'> {
+  const executor = session.deps.executor;
+  if (!(executor instanceof BullmqTeamExecutor)) return {};
+  const refreshIntervalMs = session.deps.config.loop.heartbeatIntervalMs;
+  return { fleet: () => executor.fleetStatus({ refreshIntervalMs }) };
 }

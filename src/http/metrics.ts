@@ -4,6 +4,7 @@ import { RUN_OUTCOME_REASONS, type RunOutcome, type RunOutcomeReason } from '../
 import { usageRecordsOf } from '../domain/agent-events/usage-records.js';
 import { TOKEN_KINDS } from '../domain/agent-events/usage-ledger.js';
 import type { DaemonView } from './daemon-view.js';
+import type { ControlPlaneFleetStatus } from '../adapters/team-executor/bullmq-team-executor.js';
 
 /**
  * The daemon's Prometheus metrics, in a registry of its own (never
@@ -121,6 +122,7 @@ export class FactoryMetrics {
         for (const state of SUBSCRIPTION_STATES) this.set({ state }, state === current ? 1 : 0);
       },
     });
+    this.#registerFleetMetrics(registers, view);
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });
       // Gauges whose names end in _total read as counters to Prometheus tooling (`promtool check
@@ -128,6 +130,58 @@ export class FactoryMetrics {
       // kept beside it: sum(nodejs_active_handles) gives the same number.
       for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
     }
+  }
+
+  /**
+   * fleet.backend "bullmq": the workers' own counters (from their entries in
+   * Redis) and the control plane's, read once per scrape. Nothing is exported
+   * in local mode.
+   */
+  #registerFleetMetrics(registers: Registry[], view: () => DaemonView | undefined): void {
+    let last: { atMs: number; value: Promise<ControlPlaneFleetStatus | null> } | undefined;
+    // One Redis read per scrape, shared by every fleet series.
+    const fleet = (): Promise<ControlPlaneFleetStatus | null> => {
+      const nowMs = Date.now();
+      if (!last || nowMs - last.atMs > 1_000) last = { atMs: nowMs, value: view()?.fleet?.().catch(() => null) ?? Promise.resolve(null) };
+      return last.value;
+    };
+    type Fleet = ControlPlaneFleetStatus;
+    const perWorker = (name: string, help: string, kind: 'counter' | 'gauge', pick: (worker: Fleet['workers'][number]) => number): void => {
+      const collect = async function (this: Gauge<'node'>): Promise<void> {
+        this.reset();
+        for (const worker of (await fleet())?.workers ?? []) this.set({ node: worker.node }, pick(worker));
+      };
+      // Workers report counts since they started: exported as reported (a restarted worker starts again at 0).
+      new Gauge({ name, help: kind === 'counter' ? `${help} (since the worker started)` : help, labelNames: ['node'], registers, collect });
+    };
+    const single = (name: string, help: string, pick: (status: Fleet) => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const status = await fleet();
+          const value = status ? pick(status) : null;
+          if (value === null) this.reset();
+          else this.set(value);
+        },
+      });
+    };
+    perWorker('factory_fleet_worker_slots', 'Team runs a worker takes at once.', 'gauge', (w) => w.slots);
+    perWorker('factory_fleet_worker_runs', 'Team runs a worker holds now.', 'gauge', (w) => w.runs.length);
+    perWorker('factory_fleet_worker_heartbeat_age_seconds', "Age of a worker's entry in Redis; a worker that died or lost Redis stops refreshing it.", 'gauge', (w) => w.heartbeatAgeMs / 1000);
+    perWorker('factory_fleet_lock_renewals', 'Run lock renewals a worker made.', 'counter', (w) => w.counters.lockRenewals);
+    perWorker('factory_fleet_lock_renewal_failures', 'Run lock renewals that failed or were refused.', 'counter', (w) => w.counters.lockRenewalFailures);
+    perWorker('factory_fleet_self_fences', 'Runs a worker fenced itself off (lock lost: agents killed, nothing reported).', 'counter', (w) => w.counters.selfFences);
+    perWorker('factory_fleet_worker_stale_refusals', 'Runs and cancels a worker refused for an older control-plane epoch.', 'counter', (w) => w.counters.staleRefusals);
+    single('factory_fleet_workers', 'Workers whose entry in Redis is fresh.', (s) => s.workers.filter((w) => w.redis === 'connected').length);
+    single('factory_fleet_runs_lost', 'Runs this control plane declared lost (worker died, froze or lost Redis: lock lapsed plus a stalled interval), since it started.', (s) => s.controlPlane.lost);
+    single('factory_fleet_stale_rejections', 'Control-plane writes refused because the leader lease was no longer held (cancels, queued runs), since it started.', (s) => s.controlPlane.staleRejections);
+    single('factory_fleet_pickup_latency_p50_seconds', 'Median time from queueing a run to a worker picking it (last 1,000 pickups).', (s) => (s.controlPlane.pickupP50Ms === null ? null : s.controlPlane.pickupP50Ms / 1000));
+    single('factory_fleet_pickup_latency_p90_seconds', '90th percentile of the pickup latency (last 1,000 pickups).', (s) => (s.controlPlane.pickupP90Ms === null ? null : s.controlPlane.pickupP90Ms / 1000));
+    single('factory_fleet_queue_depth', 'Team runs waiting in the queue for a worker.', (s) => s.queue.waiting);
+    single('factory_fleet_leader_epoch', 'The leader lease epoch now.', (s) => s.epoch);
+    single('factory_fleet_redis_used_memory_bytes', "Redis's used_memory (the fleet needs noeviction: watch it against maxmemory).", (s) => s.redis.usedMemoryBytes);
   }
 
   /** Gauges read from `view` from now on. */

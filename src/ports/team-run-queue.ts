@@ -67,3 +67,42 @@ export interface EpochFloor {
   /** Records `epoch` if it is higher than what is stored (durably, before it returns). */
   raise(epoch: number): Promise<void>;
 }
+
+/** What a worker says about itself in Redis (the pool's `workers` hash), refreshed every heartbeat interval. */
+export interface WorkerAnnouncement {
+  readonly node: string;
+  readonly hostname: string;
+  readonly pid: number;
+  readonly slots: number;
+  /** Runs it holds now. */
+  readonly runs: readonly { readonly runId: string; readonly issueKey: string }[];
+  readonly startedAtMs: number;
+  /** The worker's clock when it last wrote this. */
+  readonly updatedAtMs: number;
+  /** `running`, or `stopping` once it fetches no more. */
+  readonly status: 'running' | 'stopping';
+  /** Since the worker started. */
+  readonly counters: {
+    readonly lockRenewals: number;
+    readonly lockRenewalFailures: number;
+    readonly selfFences: number;
+    readonly staleRefusals: number;
+    readonly completed: number;
+    readonly handedBack: number;
+    readonly branchesPushed: number;
+  };
+}
+
+/** The fleet as read from Redis: the leader, the workers, where runs are, the queue. */
+export interface FleetStatus {
+  /** The lease holder now, or null when nobody leads. */
+  readonly leader: { readonly hostname: string; readonly pid: number; readonly epoch: number; readonly expiresInMs: number | null } | null;
+  readonly epoch: number;
+  /** Newest first; `heartbeatAgeMs` is the reader's clock minus the worker's last write (clock skew included). */
+  readonly workers: readonly (WorkerAnnouncement & { readonly heartbeatAgeMs: number; readonly redis: 'connected' | 'silent' })[];
+  /** Each run a worker holds, with the worker it is placed on. */
+  readonly placements: readonly { readonly runId: string; readonly issueKey: string; readonly node: string }[];
+  readonly queue: { readonly waiting: number; readonly active: number; readonly delayed: number; readonly completed: number; readonly failed: number };
+  /** Redis's own figures, for boundedness: memory in use and keys in the database. */
+  readonly redis: { readonly usedMemoryBytes: number; readonly keys: number };
+}

@@ -4,7 +4,8 @@ import type { AgentResult, RunOutcome, RunOutcomeReason, StopReason } from '../.
 import type { Clock } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
 import type { Placement, RunEvent, RunningAgent, RunningTeamRef, TeamExecution, TeamExecutor, TeamPlan } from '../../ports/team-executor.js';
-import type { CancelRequest, WorkerRunEvent } from '../../ports/team-run-queue.js';
+import type { CancelRequest, FleetStatus, WorkerRunEvent } from '../../ports/team-run-queue.js';
+import { readFleetStatus } from '../bullmq/worker-directory.js';
 import { withFencedCommands, type FencedCommands } from '../bullmq/fenced-scripts.js';
 import type { FleetKeys } from '../redis/keys.js';
 import { jobIdForRun, type TeamRunKeys } from '../bullmq/team-run-keys.js';
@@ -44,7 +45,31 @@ export interface BullmqExecutorCounters {
   /** Control-plane writes (cancels, queued runs) refused because the leader lease was no longer held. */
   staleRejections: number;
   outcomes: number;
+  /** The latest pickups (at most PICKUP_WINDOW), oldest first. */
   pickupLatenciesMs: number[];
+  /** Every pickup seen. */
+  pickups: number;
+}
+
+/** Pickup latencies kept for percentiles. */
+const PICKUP_WINDOW = 1_000;
+
+/** The fleet as the control plane sees it: Redis's view plus this control plane's own counters. */
+export interface ControlPlaneFleetStatus extends FleetStatus {
+  readonly controlPlane: {
+    readonly enqueued: number;
+    readonly lost: number;
+    readonly staleRejections: number;
+    readonly cancelsSent: number;
+    readonly outcomes: number;
+    readonly pickups: number;
+    readonly pickupP50Ms: number | null;
+    readonly pickupP90Ms: number | null;
+  };
+}
+
+function percentile(sorted: readonly number[], p: number): number | null {
+  return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
 /**
@@ -61,7 +86,7 @@ export interface BullmqExecutorCounters {
  */
 export class BullmqTeamExecutor implements TeamExecutor {
   readonly node: string;
-  readonly counters: BullmqExecutorCounters = { enqueued: 0, lost: 0, cancelsSent: 0, staleRejections: 0, outcomes: 0, pickupLatenciesMs: [] };
+  readonly counters: BullmqExecutorCounters = { enqueued: 0, lost: 0, cancelsSent: 0, staleRejections: 0, outcomes: 0, pickupLatenciesMs: [], pickups: 0 };
   readonly #options: BullmqTeamExecutorOptions;
   readonly #queue: Queue;
   readonly #commands: Redis & FencedCommands;
@@ -183,6 +208,15 @@ export class BullmqTeamExecutor implements TeamExecutor {
     } catch {
       return false;
     }
+  }
+
+  /** Workers, placements, the queue and Redis's memory as Redis says now, with this control plane's counters. */
+  async fleetStatus(options: { readonly refreshIntervalMs: number }): Promise<ControlPlaneFleetStatus> {
+    const leaseKeys = this.#options.lease?.keys ?? { leaseEpoch: `${this.keys.prefix}:lease:epoch`, leaseOwner: `${this.keys.prefix}:lease:owner` };
+    const status = await readFleetStatus(this.#commands, { queue: this.keys, lease: leaseKeys }, { nowMs: this.#options.clock.now(), refreshIntervalMs: options.refreshIntervalMs });
+    const sorted = [...this.counters.pickupLatenciesMs].sort((a, b) => a - b);
+    const { enqueued, lost, staleRejections, cancelsSent, outcomes, pickups } = this.counters;
+    return { ...status, controlPlane: { enqueued, lost, staleRejections, cancelsSent, outcomes, pickups, pickupP50Ms: percentile(sorted, 0.5), pickupP90Ms: percentile(sorted, 0.9) } };
   }
 
   async queueDepth(): Promise<number> {
@@ -391,7 +425,9 @@ export class BullmqTeamRun implements TeamExecution {
       case 'picked':
         this.#node = event.node;
         this.#lastActivityAtMs = now;
+        this.#executor.counters.pickups += 1;
         this.#executor.counters.pickupLatenciesMs.push(Math.max(0, event.atMs - event.enqueuedAtMs));
+        if (this.#executor.counters.pickupLatenciesMs.length > PICKUP_WINDOW) this.#executor.counters.pickupLatenciesMs.shift();
         return;
       case 'activity':
         this.#lastActivityAtMs = now;

@@ -5,6 +5,7 @@ import { flagBoolean } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { formatDuration } from '../../domain/duration.js';
 import type { HeartbeatResources } from '../../domain/heartbeat.js';
+import type { FleetStatus } from '../../ports/team-run-queue.js';
 import { formatMemory } from '../../domain/resource-budget.js';
 import { formatAge, formatTable, printJson } from '../output.js';
 import type { Verb } from '../verb.js';
@@ -22,7 +23,11 @@ export function formatStatus(s: StatusSnapshot): string {
     if (hb.http) lines.push(`  dashboard and API: ${hb.http.url}`);
   }
   if (s.resources) lines.push(...formatResources(s.resources));
+  if (s.fleet) lines.push(...formatFleet(s.fleet));
   lines.push(`registry: ${s.registry.state}: ${s.registry.detail}${s.registry.rejectedEntries ? ` (${s.registry.rejectedEntries} malformed entries ignored)` : ''}`);
+  // In fleet mode the control plane runs no agents itself: its teams are the runs placed on workers.
+  const placed = s.fleet?.placements ?? [];
+  if (placed.length > 0) lines.push('', `runs on workers (${placed.length}):`, formatTable(['ISSUE', 'RUN', 'WORKER'], placed.map((p) => [p.issueKey, p.runId, p.node])));
   lines.push('', `running teams (${s.teams.length}):`);
   lines.push(
     formatTable(
@@ -44,6 +49,20 @@ export function formatStatus(s: StatusSnapshot): string {
   );
   if (s.skipped.length > 0) lines.push('', `skipped issues (${s.skipped.length}):`, formatTable(['ISSUE', 'WHY'], s.skipped.slice(0, 20).map((k) => [k.issueKey ?? basename(k.path ?? ''), k.reason])));
   return lines.join('\n');
+}
+
+/** fleet.backend "bullmq": the leader, each worker and where each run is placed, the queue, Redis's memory. */
+function formatFleet(f: FleetStatus): string[] {
+  const leader = f.leader ? `leader ${f.leader.hostname} pid ${f.leader.pid}, epoch ${f.leader.epoch}${f.leader.expiresInMs === null ? '' : `, lease ${formatDuration(f.leader.expiresInMs)} left`}` : `no leader (epoch ${f.epoch})`;
+  return [
+    `fleet: ${leader}; queue ${f.queue.waiting} waiting, ${f.queue.active} active; Redis ${formatMemory(f.redis.usedMemoryBytes)} in ${f.redis.keys} keys`,
+    '',
+    `workers (${f.workers.length}):`,
+    formatTable(
+      ['WORKER', 'HOST', 'SLOTS', 'RUNS', 'HEARTBEAT', 'REDIS', 'STATUS'],
+      f.workers.map((w) => [w.node, `${w.hostname} pid ${w.pid}`, String(w.slots), w.runs.map((r) => r.issueKey).join(', ') || '-', `${formatDuration(Math.max(0, w.heartbeatAgeMs))} ago`, w.redis, w.status]),
+    ),
+  ];
 }
 
 /** Detection's report and admission's state; held claims show their reason in the queue's WHY column. */

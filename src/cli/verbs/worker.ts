@@ -4,6 +4,8 @@ import { BullmqRunConsumer } from '../../adapters/bullmq/bullmq-run-consumer.js'
 import { FileEpochFloor } from '../../adapters/bullmq/epoch-floor-file.js';
 import { DEFAULT_FLEET_QUEUE_SETTINGS, type FleetQueueSettings } from '../../adapters/bullmq/queue-settings.js';
 import { teamRunKeys } from '../../adapters/bullmq/team-run-keys.js';
+import { announceWorker, removeWorker } from '../../adapters/bullmq/worker-directory.js';
+import { connectRedis } from '../../adapters/redis/connection.js';
 import { LocalProcessFleet } from '../../adapters/fleet/local-process-fleet.js';
 import { CliAgentHost } from '../../adapters/agent-drivers/cli-agent-host.js';
 import { FileLease } from '../../adapters/lease/file-lease.js';
@@ -62,6 +64,9 @@ export const workerVerb: Verb = {
     const registryStore = new FileRegistryStore(config.loop.registryPath);
     let heartbeat: HeartbeatKeeper | undefined;
     let consumer: BullmqRunConsumer | undefined;
+    let directory: Awaited<ReturnType<typeof connectRedis>> | undefined;
+    let announceTimer: ReturnType<typeof clock.setTimeout> | undefined;
+    let stopAnnouncing = async (): Promise<void> => undefined;
     try {
       const previous = await registryStore.read();
       const entries = previous.kind === 'ok' ? previous.value.file.agents : [];
@@ -112,9 +117,27 @@ export const workerVerb: Verb = {
           resolveStop();
         });
       });
+      const queueKeys = teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool });
+      // Announce this worker in the pool's `workers` hash every heartbeat interval (status, the dashboard and /metrics read it).
+      directory = await connectRedis({ url: redisConfig.url, connectionName: `factory-worker-directory:${node}` });
+      const startedAtMs = clock.now();
+      let workerStatus: 'running' | 'stopping' = 'running';
+      const announce = (): Promise<void> =>
+        announceWorker(directory!, queueKeys, { node, hostname: hostname(), pid: process.pid, slots, runs: worker.runningRuns(), startedAtMs, updatedAtMs: clock.now(), status: workerStatus, counters: { ...worker.counters } }).catch(
+          (error: Error) => log.warn({ err: error.message }, 'could not announce this worker in Redis; retrying next interval'),
+        );
+      const announceLoop = (): void => {
+        announceTimer = clock.setTimeout(() => void announce().finally(announceLoop), config.loop.heartbeatIntervalMs);
+      };
+      await announce();
+      announceLoop();
+      stopAnnouncing = async () => {
+        workerStatus = 'stopping';
+        clock.clearTimeout(announceTimer);
+      };
       consumer = await BullmqRunConsumer.open({
         url: redisConfig.url,
-        keys: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }),
+        keys: queueKeys,
         node,
         slots,
         settings,
@@ -130,6 +153,8 @@ export const workerVerb: Verb = {
       await fetchingStopped;
       await consumer.close();
       consumer = undefined;
+      await stopAnnouncing();
+      await removeWorker(directory!, teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }), node).catch(() => undefined);
       await registry.flush();
       await heartbeat.stopRefreshing();
       await heartbeat.write('stopped');
@@ -140,6 +165,8 @@ export const workerVerb: Verb = {
       throw error;
     } finally {
       await consumer?.close().catch(() => undefined);
+      clock.clearTimeout(announceTimer);
+      directory?.disconnect();
       await heartbeat?.stopRefreshing();
       await lock.release();
     }

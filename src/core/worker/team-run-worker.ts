@@ -66,6 +66,11 @@ export class TeamRunWorker {
     return [...this.#active.keys()];
   }
 
+  /** The runs held now, with their issues (what the worker announces). */
+  runningRuns(): { runId: string; issueKey: string }[] {
+    return [...this.#active.values()].map((run) => ({ runId: run.plan.runId, issueKey: run.plan.issue.key }));
+  }
+
   async handle(claimed: ClaimedTeamRun): Promise<HandledRun> {
     const run = new ActiveRun(claimed, this.#deps, this.counters);
     this.#active.set(claimed.plan.runId, run);
@@ -125,6 +130,10 @@ class ActiveRun {
     this.#claimed = claimed;
     this.#deps = deps;
     this.#counters = counters;
+  }
+
+  get plan(): ClaimedTeamRun['plan'] {
+    return this.#claimed.plan;
   }
 
   get #runId(): string {
