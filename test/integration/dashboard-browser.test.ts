@@ -54,7 +54,8 @@ test('the dashboard shows a team at work, then its outcome, without a reload', {
     return;
   }
   const { dir, configPath } = createScratchProject('dashboard', {
-    agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '2000'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '2000'] } },
+    // The implementer commits its work (a run with no commit is no-changes, not succeeded).
+    agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '2000', '--commit'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '2000'] } },
     dispatch: { teamMode: 'parallel', backoffBaseMs: 600_000 },
     runs: { killGraceMs: 1_000 },
     http: { port: 0 },
@@ -196,7 +197,10 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(url);
   await page.locator('[data-testid="health"][data-state="green"]').waitFor({ timeout: 15_000 });
+  // SORT-B's file goes in once SORT-A's team is at work, so the start order is a fact of the setup:
+  // two files written back to back may be read in separate intake passes in either order.
   writeIssue(dir, 'SORT-A', 'First to start', 1);
+  await page.locator('[data-testid="team"][data-issue="SORT-A"]').waitFor({ timeout: 15_000 });
   writeIssue(dir, 'SORT-B', 'Second to start', 2);
   await page.locator('[data-testid="team"]').nth(1).waitFor({ timeout: 15_000 });
 
@@ -212,7 +216,7 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   // tab gets the real state with the start times swapped, over a stream it is served once.
   const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { teams: { issueKey: string; startedAtMs: number }[] };
   assert.deepEqual(state.teams.map((team) => team.issueKey), ['SORT-A', 'SORT-B']);
-  const [first, second] = state.teams as [{ startedAtMs: number }, { startedAtMs: number }];
+  const [first, second] = [state.teams[0]!, state.teams[1]!];
   [first.startedAtMs, second.startedAtMs] = [second.startedAtMs + 60_000, first.startedAtMs];
   const reordered = await context.newPage();
   await reordered.route('**/events', (route) => route.fulfill({ status: 200, contentType: 'text/event-stream', body: `retry: 600000\nevent: state\ndata: ${JSON.stringify(state)}\n\n` }));
@@ -232,6 +236,8 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   assert.equal(await pill.getAttribute('data-state'), 'stale');
   assert.equal(await pill.textContent(), 'connection lost');
   assert.match((await page.locator('[data-testid="stale-banner"]').textContent()) ?? '', /^Lost the connection to the daemon at \d{1,2}:\d{2}:\d{2}.*\(\d+s ago\)\. Showing the last snapshot, from \d{1,2}:\d{2}:\d{2}/);
+  // The dimming fades in over 0.3 s: wait (bounded) for it rather than sample mid-fade.
+  await page.waitForFunction(() => Number(getComputedStyle(document.querySelector('.stats')!).opacity) < 0.6, undefined, { timeout: 5_000 }).catch(() => undefined);
   const opacity = await page.locator('.stats').evaluate((el) => Number(getComputedStyle(el).opacity));
   assert.ok(opacity < 0.6, `the stale snapshot is dimmed (opacity ${opacity})`);
   mkdirSync(ARTIFACTS, { recursive: true });

@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { FakeClock, settle as settleTurns } from '../../src/adapters/clock/fake-clock.js';
 import type { TeamResources } from '../../src/ports/team-resources.js';
 import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
 import { InMemoryIssueSource } from '../../src/adapters/issue-source/in-memory-issue-source.js';
@@ -35,6 +35,66 @@ class LoggingIssueSource extends InMemoryIssueSource {
   }
 }
 
+/** How long the harness waits for the session's real I/O before it fails the test, naming what is still pending. */
+const IO_DEADLINE_MS = 10_000;
+
+/**
+ * Real I/O the session under test started and has not finished. The session
+ * runs on fakes except its run-log store (a real folder: a reviewer's verdict
+ * file is read from it after every review), and that read finishes on the
+ * thread pool after however many event loop turns the machine needs; a fixed
+ * number of turns made teams look unfinished under load.
+ */
+class PendingIo {
+  readonly #pending = new Map<Promise<unknown>, string>();
+
+  track<T>(what: string, io: Promise<T>): Promise<T> {
+    this.#pending.set(io, what);
+    const done = (): void => void this.#pending.delete(io);
+    io.then(done, done);
+    return io;
+  }
+
+  get idle(): boolean {
+    return this.#pending.size === 0;
+  }
+
+  /** Resolves when everything pending now has finished (failed ones too); throws past `deadlineMs` (wall clock). */
+  async drained(deadlineMs: number): Promise<void> {
+    const pending = [...this.#pending.keys()].map((io) => io.catch(() => undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, deadlineMs - Date.now()))));
+    const result = await Promise.race([Promise.all(pending), late]);
+    clearTimeout(timer);
+    if (result === 'late') throw new Error(`the session's I/O did not finish within ${IO_DEADLINE_MS}ms: ${[...this.#pending.values()].join(', ')}`);
+  }
+}
+
+/** The real run-log store, with every read it starts tracked. */
+class TrackedRunLogStore extends FileRunLogStore {
+  constructor(
+    logsDir: string,
+    readonly io: PendingIo,
+  ) {
+    super(logsDir);
+  }
+  override listIssueRuns(...args: Parameters<FileRunLogStore['listIssueRuns']>): ReturnType<FileRunLogStore['listIssueRuns']> {
+    return this.io.track(`list runs of ${args[0]}`, super.listIssueRuns(...args));
+  }
+  override findRun(...args: Parameters<FileRunLogStore['findRun']>): ReturnType<FileRunLogStore['findRun']> {
+    return this.io.track(`find run ${args[0]}`, super.findRun(...args));
+  }
+  override tail(...args: Parameters<FileRunLogStore['tail']>): ReturnType<FileRunLogStore['tail']> {
+    return this.io.track(`tail ${args[0].path}`, super.tail(...args));
+  }
+  override readFrom(...args: Parameters<FileRunLogStore['readFrom']>): ReturnType<FileRunLogStore['readFrom']> {
+    return this.io.track(`read ${args[0].path}`, super.readFrom(...args));
+  }
+  override readSideFile(...args: Parameters<FileRunLogStore['readSideFile']>): ReturnType<FileRunLogStore['readSideFile']> {
+    return this.io.track(`read side file ${args[0]}`, super.readSideFile(...args));
+  }
+}
+
 export interface HarnessSourceOptions {
   /** Offer probe() (subscription health checks). */
   readonly probes?: boolean;
@@ -54,6 +114,12 @@ export interface Harness {
   readonly heartbeats: Heartbeat[];
   readonly registries: RegistryFile[];
   readonly predecessorCalls: (readonly RegistryEntry[])[];
+  /**
+   * Lets everything the session started finish: promise chains and the real
+   * I/O it is waiting on (with a deadline), then the chains that I/O resumed.
+   * The fake clock settles the same way between timers.
+   */
+  settle(): Promise<void>;
   /** Hold the next heartbeat write until the returned function is called. */
   holdNextHeartbeat(): () => void;
   /** A session; `executor` replaces the local one (teams on another node). */
@@ -67,7 +133,16 @@ export interface Harness {
  * heartbeat and registry write.
  */
 export function createHarness(rawOverrides: Record<string, unknown> = {}, sourceOptions: HarnessSourceOptions = {}): Harness {
-  const clock = new FakeClock();
+  const io = new PendingIo();
+  const settleAll = async (): Promise<void> => {
+    const deadlineMs = Date.now() + IO_DEADLINE_MS;
+    for (;;) {
+      await settleTurns();
+      if (io.idle) return;
+      await io.drained(deadlineMs);
+    }
+  };
+  const clock = new FakeClock(undefined, { settle: settleAll });
   const events: string[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'factory-session-'));
   const config = compileConfig(
@@ -106,6 +181,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
     registries,
     predecessorCalls,
     stateDb: config.paths.stateDb,
+    settle: settleAll,
     holdNextHeartbeat() {
       let release!: () => void;
       held = new Promise<void>((r) => (release = r));
@@ -149,7 +225,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
               events.push(`registry ${registry.agents.length}`);
             },
           },
-          runLogs: new FileRunLogStore(config.paths.logsDir),
+          runLogs: new TrackedRunLogStore(config.paths.logsDir, io),
           reapPredecessor: async (entries) => {
             predecessorCalls.push(entries);
             events.push(`reap predecessor ${entries.length}`);

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { settle } from '../../src/adapters/clock/fake-clock.js';
 import type { FactorySession } from '../../src/core/factory-session.js';
 import { isFactoryError } from '../../src/errors.js';
 import { createHarness, type Harness } from '../support/session-harness.js';
@@ -14,7 +13,7 @@ async function openLive(h: Harness): Promise<FactorySession> {
   const session = h.newSession();
   await session.open();
   await session.startLive();
-  await settle();
+  await h.settle();
   return session;
 }
 
@@ -33,10 +32,10 @@ function runningAgent(h: Harness, key: string, role: 'implementer' | 'reviewer')
 /** Ends the running implementer of `key` with `code`; on 0 the reviewer too (sequential mode). */
 async function finishTeam(h: Harness, key: string, code = 0): Promise<void> {
   runningAgent(h, key, 'implementer').exit(code);
-  await settle();
+  await h.settle();
   if (code !== 0) return;
   runningAgent(h, key, 'reviewer').exit(0);
-  await settle();
+  await h.settle();
 }
 
 function claimStatus(session: FactorySession, key: string): string | undefined {
@@ -74,7 +73,7 @@ test('the same issue announced 100 times is dispatched exactly once', async () =
   const h = createHarness();
   const session = await openLive(h);
   for (let i = 0; i < 100; i++) h.source.put({ key: 'FAC-1', title: 'same', body: 'unchanged', labels: ['factory'] });
-  await settle();
+  await h.settle();
   await h.clock.advance(9);
   assert.deepEqual(implementerSpawns(h), [], 'nothing happens before the debounce window closes');
   await h.clock.advance(1);
@@ -160,7 +159,7 @@ test('sequential mode: the reviewer starts only after the implementer succeeded,
   await h.clock.advance(5_000);
   assert.equal(h.fleet.find('FAC-1', 'reviewer'), undefined, 'no reviewer while the implementer works');
   implementer.exit(0);
-  await settle();
+  await h.settle();
   const reviewer = runningAgent(h, 'FAC-1', 'reviewer');
   assert.equal(reviewer.spec.cwd, implementer.spec.cwd);
   assert.equal(reviewer.spec.env.FACTORY_BRANCH, 'factory/FAC-1');
@@ -168,7 +167,7 @@ test('sequential mode: the reviewer starts only after the implementer succeeded,
   assert.deepEqual(reviewer.spec.command, ['review', 'FAC-1'], 'placeholders rendered');
   assert.equal(h.source.writeBacks.length, 0, 'the team is not done before its reviewer');
   reviewer.exit(0);
-  await settle();
+  await h.settle();
   assert.deepEqual(
     h.source.writeBacks.map((w) => w.outcome.reason),
     ['succeeded'],
@@ -188,9 +187,9 @@ test('sequential mode: a failing reviewer fails the team with a reason naming it
   h.source.put({ key: 'FAC-1', title: 'one', labels: ['factory'] });
   const session = await openLive(h);
   runningAgent(h, 'FAC-1', 'implementer').exit(0);
-  await settle();
+  await h.settle();
   runningAgent(h, 'FAC-1', 'reviewer').exit(4);
-  await settle();
+  await h.settle();
   const outcome = h.source.writeBacks[0]!.outcome;
   assert.equal(outcome.reason, 'failed');
   assert.equal(outcome.detail, 'reviewer exited with code 4');
@@ -205,10 +204,10 @@ test('parallel mode: implementer and reviewer start together', async () => {
   const implementer = runningAgent(h, 'FAC-1', 'implementer');
   const reviewer = runningAgent(h, 'FAC-1', 'reviewer');
   reviewer.exit(0);
-  await settle();
+  await h.settle();
   assert.equal(h.source.writeBacks.length, 0, 'the team waits for both agents');
   implementer.exit(0);
-  await settle();
+  await h.settle();
   assert.deepEqual(
     h.source.writeBacks.map((w) => w.outcome.reason),
     ['succeeded'],
@@ -223,7 +222,7 @@ test('parallel mode: a failed implementer stops its reviewer, and the team fails
   const implementer = runningAgent(h, 'FAC-1', 'implementer');
   const reviewer = runningAgent(h, 'FAC-1', 'reviewer');
   implementer.exit(1);
-  await settle();
+  await h.settle();
   assert.equal(reviewer.ended, true, 'the reviewer was stopped');
   assert.ok(reviewer.stopRequests >= 1);
   assert.equal(h.source.writeBacks.length, 1, 'without waiting for the reviewer to finish on its own');
@@ -297,7 +296,7 @@ test('skip reasons are recorded: missing label, not ready, no repo', async () =>
   const session = h.newSession();
   await session.open();
   const pass = await session.startLive();
-  await settle();
+  await h.settle();
   const decisions = new Map(pass.decisions.map((d) => [d.issueKey, d]));
   assert.equal(decisions.get('NO-LABEL')?.action, 'skipped');
   assert.match(decisions.get('NO-LABEL')!.reason, /missing the required label "factory"/);
@@ -397,7 +396,7 @@ test('requeue runs an ended revision again, and is refused while a team runs', a
   await finishTeam(h, 'FAC-1');
   assert.equal(await session.dispatcher.requeue('FAC-1'), true);
   assert.equal((await session.dispatcher.pump()).length, 1);
-  await settle();
+  await h.settle();
   assert.equal(implementerSpawns(h).length, 2);
   assert.equal(session.dispatcher.claim('FAC-1')!.attempt, 1);
   await session.close();
@@ -442,7 +441,7 @@ test('restart: a new session requeues a claim left running by the old epoch and 
   assert.equal(requeued.status, 'queued');
   assert.equal(requeued.attempt, 0, 'the interrupted attempt is given back');
   await second.startLive();
-  await settle();
+  await h.settle();
   assert.equal(implementerSpawns(h).length, 2, 'dispatched again by the new daemon');
   const newClaim = second.dispatcher.claim('FAC-1')!;
   assert.equal(newClaim.status, 'running');
@@ -456,7 +455,7 @@ test('restart: a new session requeues a claim left running by the old epoch and 
   );
   // …also when the old daemon's team ends (its agent reaped): the new claim stands.
   oldAgent.exit(null, 'SIGKILL');
-  await settle();
+  await h.settle();
   const stored = (await second.deps.store.getClaim('FAC-1'))!;
   assert.equal(stored.status, 'running');
   assert.equal(stored.runId, newClaim.runId);
@@ -484,7 +483,7 @@ test('restart: a retry deadline survives a daemon restart, and a team released a
   assert.equal((await second.deps.store.getClaim('HELD'))!.attempt, 0);
   assert.equal((await second.deps.store.getClaim('RETRY'))!.nextAttemptAtMs, due);
   await second.startLive();
-  await settle();
+  await h.settle();
   assert.deepEqual(implementerSpawns(h), ['HELD', 'RETRY', 'HELD'], 'HELD is dispatched again at once; RETRY waits for its backoff');
   await h.clock.advance(due - h.clock.now());
   assert.equal(implementerSpawns(h).filter((k) => k === 'RETRY').length, 2, 'retried on schedule');

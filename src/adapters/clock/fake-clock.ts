@@ -6,6 +6,16 @@ interface PendingTimer {
   readonly callback: () => void;
 }
 
+export interface FakeClockOptions {
+  /**
+   * What "let pending work finish" means between timers (default: a few event
+   * loop turns). A harness whose code under test does real I/O passes one that
+   * also waits for that I/O, so a timer never fires before work that would
+   * have finished first in real time.
+   */
+  readonly settle?: () => Promise<void>;
+}
+
 /**
  * A clock that only moves when a test says so. `advance` runs due timers in
  * order and lets promise callbacks settle between them, so async chains driven
@@ -15,9 +25,11 @@ export class FakeClock implements Clock {
   #nowMs: number;
   #nextId = 1;
   #timers: PendingTimer[] = [];
+  readonly #settle: () => Promise<void>;
 
-  constructor(startMs = Date.UTC(2026, 0, 1)) {
+  constructor(startMs = Date.UTC(2026, 0, 1), options: FakeClockOptions = {}) {
     this.#nowMs = startMs;
+    this.#settle = options.settle ?? settle;
   }
 
   now(): number {
@@ -48,7 +60,7 @@ export class FakeClock implements Clock {
   async advance(ms: number): Promise<void> {
     const target = this.#nowMs + ms;
     for (;;) {
-      await settle();
+      await this.#settle();
       const next = this.#timers.filter((t) => t.dueAtMs <= target).sort((a, b) => a.dueAtMs - b.dueAtMs || a.id - b.id)[0];
       if (!next) break;
       this.#timers = this.#timers.filter((t) => t !== next);
@@ -56,7 +68,7 @@ export class FakeClock implements Clock {
       next.callback();
     }
     this.#nowMs = target;
-    await settle();
+    await this.#settle();
   }
 }
 
