@@ -125,9 +125,9 @@ export async function openSession(
   const resources = teamResourcesFor(runtime);
   let store: StateStore | undefined;
   let executor: BullmqTeamExecutor | undefined;
-  try {
   let fleetRedis: Redis | undefined;
   let opening: FactorySession | undefined;
+  try {
     const graceMs = config.reaper.graceMs;
     if (config.fleet.backend === 'bullmq') {
       // fleet.backend "bullmq": the leader lease and the state live in Redis, teams run on queue workers,
@@ -155,8 +155,8 @@ export async function openSession(
         heartbeats: new FileHeartbeatStore(config.loop.heartbeatPath),
         registryStore: new FileRegistryStore(config.loop.registryPath),
         runLogs: runLogStoreFor(config),
-        ...(executor ? { executor, runsOutliveSession: true } : {}),
         agentCli: new CliAgentHost(),
+        ...(executor ? { executor, runsOutliveSession: true } : {}),
         resources,
         reapPredecessor: (entries) =>
           underStartupReaperLock(runtime, async () => {
@@ -169,26 +169,26 @@ export async function openSession(
       mode,
       options.maxIterations ?? 0,
     );
+    opening = session;
     await session.open();
     return {
-    opening = session;
       session,
       async close(finalStatus) {
         try {
           await session.close(finalStatus);
         } finally {
           await executor?.close();
+          await fleetRedis?.quit().catch(() => fleetRedis?.disconnect());
           await lock.release();
         }
-          await fleetRedis?.quit().catch(() => fleetRedis?.disconnect());
       },
     };
   } catch (error) {
     await executor?.close();
     await store?.close();
+    fleetRedis?.disconnect();
     await lock.release();
     throw error;
-    fleetRedis?.disconnect();
   }
 }
 
@@ -397,8 +397,6 @@ export function reapOrphans(options: ReapOrphansOptions): Promise<ReapReport> {
  * one place it is opened that way. `whenMissing` when no daemon created it yet.
  */
 export async function readStateStore<T>(config: FactoryConfig, read: (store: ReadOnlyStateStore) => Promise<T>, whenMissing: T): Promise<T> {
-  if (!stateDbExists(config.paths.stateDb)) return whenMissing;
-  const store = SqliteStateStore.openReadOnly(config.paths.stateDb);
   const redisConfig = config.fleet.backend === 'bullmq' ? config.fleet.redis : undefined;
   if (redisConfig) {
     // Fleet mode: the state is in Redis, shared by every control plane of the pool; read without a lease.
@@ -410,6 +408,8 @@ export async function readStateStore<T>(config: FactoryConfig, read: (store: Rea
       await store.close();
     }
   }
+  if (!stateDbExists(config.paths.stateDb)) return whenMissing;
+  const store = SqliteStateStore.openReadOnly(config.paths.stateDb);
   try {
     return await read(store);
   } finally {

@@ -74,10 +74,10 @@ export interface FactorySessionDeps {
    * teams start as before: no group, no wrapper, slots alone decide.
    */
   readonly resources?: TeamResources;
-  /**
-   * Teams run on other machines and outlive this session (the BullMQ fleet): a
   /** Command lines and log following for CLI drivers (`agents.<role>.driver`); absent, only command agents can run. */
   readonly agentCli?: AgentCliHost;
+  /**
+   * Teams run on other machines and outlive this session (the BullMQ fleet): a
    * graceful stop leaves them going for the next leader to attach to, instead
    * of cancelling them.
    */
@@ -234,6 +234,7 @@ export class FactorySession {
         iteration: () => this.#iteration,
         subscription: () => this.#intake?.health() ?? notListening(),
         skippedFiles: () => this.#intake?.skippedFiles() ?? [],
+        ...this.#resourcesGauge(),
       },
     });
     // `running` goes out before the subscription exists, so a slow subscribe never reads as a dead daemon.
@@ -248,16 +249,20 @@ export class FactorySession {
       new LocalTeamExecutor({
         fleet: this.deps.fleet,
         workspace: this.deps.workspace,
-        ...this.#resourcesGauge(),
         registry: this.#registry,
         clock,
         log,
         runLogs: this.deps.runLogs,
         killGraceMs: config.runs.killGraceMs,
         noChanges: config.runs,
+        ...(this.deps.agentCli ? { agentCli: this.deps.agentCli } : {}),
         ...(this.#budgetsConfigured() ? { resources: { groups: this.#trackedGroups(this.deps.resources!.groups), policy: config.resources } } : {}),
       });
     this.#memoryGate = this.#budgetsConfigured() ? this.#createMemoryGate(this.deps.resources!) : undefined;
+    if (this.#memoryGate && config.resources.onPressure === 'park') {
+      // Parking a running team needs the agents issue's park outcome, which is not built yet: say so once rather than silently acting as hold.
+      log.warn({ onPressure: 'park' }, 'resources.onPressure "park": parking a running team is not built yet (docs/resources.md); under sustained memory pressure new teams are held and running ones go on');
+    }
     const { report, attached } = await this.#resolvePredecessor(executor);
     this.#predecessor = report;
     if (report.survivors.length > 0) {
@@ -266,14 +271,9 @@ export class FactorySession {
         `${report.survivors.length} agent(s) of the previous daemon are still alive and could not be reaped (${report.survivors.map((e) => `${e.agentName} pid ${e.pid}`).join(', ')})`,
       );
     }
-        ...(this.deps.agentCli ? { agentCli: this.deps.agentCli } : {}),
     await this.#registry.flush();
     this.#dispatcher = await Dispatcher.open({
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },
-    if (this.#memoryGate && config.resources.onPressure === 'park') {
-      // Parking a running team needs the agents issue's park outcome, which is not built yet: say so once rather than silently acting as hold.
-      log.warn({ onPressure: 'park' }, 'resources.onPressure "park": parking a running team is not built yet (docs/resources.md); under sustained memory pressure new teams are held and running ones go on');
-    }
       triage: triageRulesFor(config),
       stages: config.teamStages,
       source: this.deps.source,
@@ -414,6 +414,28 @@ export class FactorySession {
     return this.#dispatcher?.heldReasons() ?? new Map();
   }
 
+  /**
+   * The heartbeat's resources block: detection's report (fixed at startup) and
+   * admission's state now. Cheap on every refresh: the held map lists only
+   * claims that had a slot (at most dispatch.batchSize) and PSI is the gate's
+   * last sample, never a fresh read.
+   */
+  #resourcesGauge(): { resources?: () => HeartbeatResources } {
+    const report = this.deps.resources?.report;
+    if (!report) return {};
+    const fixed = { mechanism: report.mechanism, summary: report.summary, enforces: report.enforces, killAll: report.killAll, budgeted: this.#budgetsConfigured() };
+    return {
+      resources: () => {
+        const pressure = this.#memoryGate?.pressureState();
+        return {
+          ...fixed,
+          pressure: { readable: report.pressure, someAvg10: pressure?.someAvg10 ?? null, holding: pressure?.holding ?? false },
+          held: [...this.heldReasons()].map(([issueKey, reason]) => ({ issueKey, reason })),
+        };
+      },
+    };
+  }
+
   #armSupervisor(): void {
     const { clock, config, log } = this.deps;
     this.#superviseTimer = clock.setTimeout(() => {
@@ -444,28 +466,6 @@ export class FactorySession {
       reconcileIntervalMs: config.intake.reconcileIntervalMs,
       debounceMs: config.intake.debounceMs,
       probeIntervalMs: config.intake.probeIntervalMs,
-  /**
-   * The heartbeat's resources block: detection's report (fixed at startup) and
-   * admission's state now. Cheap on every refresh: the held map lists only
-   * claims that had a slot (at most dispatch.batchSize) and PSI is the gate's
-   * last sample, never a fresh read.
-   */
-  #resourcesGauge(): { resources?: () => HeartbeatResources } {
-    const report = this.deps.resources?.report;
-    if (!report) return {};
-    const fixed = { mechanism: report.mechanism, summary: report.summary, enforces: report.enforces, killAll: report.killAll, budgeted: this.#budgetsConfigured() };
-    return {
-      resources: () => {
-        const pressure = this.#memoryGate?.pressureState();
-        return {
-          ...fixed,
-          pressure: { readable: report.pressure, someAvg10: pressure?.someAvg10 ?? null, holding: pressure?.holding ?? false },
-          held: [...this.heldReasons()].map(([issueKey, reason]) => ({ issueKey, reason })),
-        };
-      },
-    };
-  }
-
       probeTimeoutMs: config.intake.probeTimeoutMs,
       unhealthyLimitMs: config.intake.unhealthyLimitMs,
       onFatal: (error) => this.#reportFatal(error),

@@ -165,7 +165,7 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (as many 
   await f.startWorker('w1');
   let spareIndex = 0;
   const spare = (): Promise<DaemonProcess> => f.startControlPlane(`s${++spareIndex}`, 'standby');
-  let standbys = await Promise.all([spare(), spare()]);
+  let standbys: DaemonProcess[] = await Promise.all([spare(), spare()]);
   let leader: DaemonProcess = f.controlPlane;
   let epoch = leadingEpoch(leader)!.epoch;
   const issues: string[] = [];

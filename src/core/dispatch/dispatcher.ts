@@ -330,6 +330,8 @@ export class Dispatcher {
       return;
     }
     await this.intake([current], { complete: false }).catch((error: unknown) => this.#reportWriteFailure(error, 'could not re-read the issue after its run'));
+  }
+
   /** The run's usage goes into the ledger first: it was spent, whatever becomes of the outcome's write. */
   async #recordUsage(outcome: RunOutcome, records: readonly AgentUsageRecord[]): Promise<void> {
     try {
@@ -337,8 +339,6 @@ export class Dispatcher {
     } catch (error) {
       this.#options.log.warn({ issue: outcome.issueKey, run: outcome.runId, err: (error as Error).message }, 'could not record the run in the usage ledger');
     }
-  }
-
   }
 
   /** Stops teams that ran too long or show no sign of work. Runs on the supervisor's timer. */
