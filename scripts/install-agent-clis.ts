@@ -1,4 +1,4 @@
-import { AGENT_CLI_PINS, ensureAgentCli, type AgentCliName } from '../test/support/agent-clis.js';
+import { AGENT_CLI_PINS, ensureAgentCli, type AgentCliName } from '../src/dev/agent-clis.js';
 
 /**
  * Installs the pinned real agent CLIs into the test cache (.cache/agent-clis, or

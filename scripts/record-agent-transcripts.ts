@@ -1,10 +1,10 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_CLI_PINS, ensureAgentCli, type AgentCliName } from '../test/support/agent-clis.js';
+import { AGENT_CLI_PINS, ensureAgentCli, type AgentCliName } from '../src/dev/agent-clis.js';
 import { runAgentCli } from '../test/support/agent-cli-runs.js';
 import { createScratchRepo, git, REPO_ROOT } from '../test/support/sandbox.js';
-import { startScriptedModelServer, type ScriptedTurn } from '../test/support/scripted-model-server.js';
+import { startScriptedModelServer, type ScriptedTurn } from '../src/dev/scripted-model-server.js';
 
 /**
  * Records the parser fixtures in test/fixtures/transcripts/ from the REAL

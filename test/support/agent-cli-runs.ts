@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentCliName } from './agent-clis.js';
-import type { ScriptedModelServer } from './scripted-model-server.js';
+import { FAKE_API_KEY, SCRIPTED_CODEX_MODEL, SCRIPTED_MODEL, type ScriptedModelServer } from './scripted-model-server.js';
 
 /**
  * Runs a real agent CLI once against the scripted model server, the way the
@@ -43,10 +43,7 @@ export interface AgentCliRunResult {
   readonly argv: readonly string[];
 }
 
-export const SCRIPTED_MODEL = 'claude-scripted-1';
-export const SCRIPTED_CODEX_MODEL = 'scripted-codex-model';
-/** A fake key: the server accepts anything, and a real one must never be sent to it. */
-export const FAKE_API_KEY = 'sk-scripted-not-a-real-key';
+export { FAKE_API_KEY, SCRIPTED_CODEX_MODEL, SCRIPTED_MODEL };
 
 /** Codex's `model_providers.scripted` table pointing at the server; exported for tests that build their own argv. */
 export function scriptedCodexProvider(server: ScriptedModelServer, streamIdleTimeoutMs = 5000): string {

@@ -2,7 +2,7 @@
  * The command lines Factory runs each agent CLI with (argv after the binary),
  * as pure functions of the driver's options so they are tested without
  * spawning anything. Checked against `--help` of the pinned versions
- * (test/support/agent-clis.ts). Prompts go last as one argument, never through
+ * (src/dev/agent-clis.ts). Prompts go last as one argument, never through
  * a shell.
  */
 
