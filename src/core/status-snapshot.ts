@@ -30,6 +30,8 @@ export interface StatusSnapshot {
   readonly queue: readonly WaitingClaim[];
   /** Claims waiting for their retry time, soonest first. */
   readonly retries: readonly WaitingClaim[];
+  /** Parked claims (over a usage budget or stopped by a usage limit, work kept), with why and when they resume; soonest resume first, by-hand last. */
+  readonly parked: readonly WaitingClaim[];
   readonly recentOutcomes: readonly RunOutcome[];
   readonly outcomeCount: number;
   /** Issues triage skips (by key), and files intake cannot read as issues (no key; `path` names the file), as the daemon's heartbeat last said. */
@@ -144,7 +146,7 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
 /** Verdicts under which the daemon is dispatching (an unhealthy subscription still starts what is queued). */
 const DISPATCHING: readonly Liveness['verdict'][] = ['healthy', 'subscription-unhealthy'];
 
-function describeWaitingClaims(claims: readonly IssueClaim[], liveness: Liveness, dispatch: StatusSources['dispatch'], nowMs: number): Pick<StatusSnapshot, 'queue' | 'retries'> {
+function describeWaitingClaims(claims: readonly IssueClaim[], liveness: Liveness, dispatch: StatusSources['dispatch'], nowMs: number): Pick<StatusSnapshot, 'queue' | 'retries' | 'parked'> {
   const heartbeat = liveness.heartbeat;
   const slots: SlotUse | null = heartbeat && DISPATCHING.includes(liveness.verdict) ? { busy: heartbeat.inFlightTeams, total: dispatch.batchSize } : null;
   const held = new Map((heartbeat?.resources?.held ?? []).map((entry) => [entry.issueKey, entry.reason]));
@@ -154,5 +156,9 @@ function describeWaitingClaims(claims: readonly IssueClaim[], liveness: Liveness
   return {
     queue: due.map((claim, position) => ({ ...claim, why: describeWait(claim, { ...context, position }) })),
     retries: later.map((claim) => ({ ...claim, why: describeWait(claim, { ...context, position: 0 }) })),
+    parked: claims
+      .filter((c) => c.status === 'parked')
+      .sort((a, b) => (a.park?.resumeAtMs ?? Number.POSITIVE_INFINITY) - (b.park?.resumeAtMs ?? Number.POSITIVE_INFINITY))
+      .map((claim) => ({ ...claim, why: describeWait(claim, { ...context, position: 0 }) })),
   };
 }

@@ -2,6 +2,7 @@ import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.j
 import type { Issue } from '../domain/issue.js';
 import type { AgentResult, AgentRole, RunOutcome, StopReason } from '../domain/run.js';
 import type { TeamStages } from '../domain/team.js';
+import type { ParkedRun } from '../domain/budgets.js';
 
 /** Everything an executor needs to run one team on one issue. */
 export interface TeamPlan {
@@ -11,6 +12,8 @@ export interface TeamPlan {
   readonly repo: string;
   readonly branch: string;
   readonly stages: TeamStages;
+  /** A parked run this one continues: its work is restored into the worktree and its stage's agent sessions resumed. */
+  readonly resume?: ParkedRun;
 }
 
 /** Where something runs: `local` for this machine's process groups, or a worker's node name. */

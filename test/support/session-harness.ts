@@ -7,6 +7,8 @@ import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
 import { InMemoryIssueSource } from '../../src/adapters/issue-source/in-memory-issue-source.js';
 import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
 import type { TeamExecutor } from '../../src/ports/team-executor.js';
+import type { AgentCliHost } from '../../src/ports/agent-cli.js';
+import type { ResumeRequests } from '../../src/ports/resume-requests.js';
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
@@ -123,7 +125,7 @@ export interface Harness {
   /** Hold the next heartbeat write until the returned function is called. */
   holdNextHeartbeat(): () => void;
   /** A session; `executor` replaces the local one (teams on another node). */
-  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor; resources?: TeamResources }): FactorySession;
+  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests }): FactorySession;
   stateDb: string;
 }
 
@@ -197,6 +199,8 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
           workspace,
           ...(options.executor ? { executor: options.executor } : {}),
           ...(options.resources ? { resources: options.resources } : {}),
+          ...(options.agentCli ? { agentCli: options.agentCli } : {}),
+          ...(options.resumeRequests ? { resumeRequests: options.resumeRequests } : {}),
           clock,
           log: createSilentLogger(),
           identity: { pid: 4242, startTime: 7, bootId: 'boot' },

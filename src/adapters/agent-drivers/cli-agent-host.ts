@@ -1,7 +1,7 @@
 import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { CliDriverSpec } from '../../domain/agent-events/agent-driver.js';
-import type { AgentCliHost, LogFollower } from '../../ports/agent-cli.js';
+import type { AgentCliHost, AgentCommandOptions, LogFollower } from '../../ports/agent-cli.js';
 import { claudeCodeArgv, codexArgv } from './agent-argv.js';
 
 /** Polling backs up inotify: a watch can miss writes (network file systems, some containers). */
@@ -10,7 +10,7 @@ const READ_CHUNK_BYTES = 256 * 1024;
 
 /** Command lines from the argv builders, and a run log followed with inotify plus a slow poll. */
 export class CliAgentHost implements AgentCliHost {
-  commandFor(executable: readonly string[], driver: CliDriverSpec, prompt: string, options: { readonly resumeSessionId?: string } = {}): string[] {
+  commandFor(executable: readonly string[], driver: CliDriverSpec, prompt: string, options: AgentCommandOptions = {}): string[] {
     if (driver.kind === 'claude-code') {
       const o = driver.options;
       return [
@@ -22,6 +22,7 @@ export class CliAgentHost implements AgentCliHost {
           ...(o.allowedTools !== undefined ? { allowedTools: o.allowedTools } : {}),
           ...(o.permissionMode !== undefined ? { permissionMode: o.permissionMode } : {}),
           ...(options.resumeSessionId !== undefined ? { resumeSessionId: options.resumeSessionId } : {}),
+          ...(options.liveUsage ? { includePartialMessages: true } : {}),
         }),
       ];
     }

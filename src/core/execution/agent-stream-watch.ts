@@ -6,7 +6,7 @@ import type { AgentEventParser, AgentRunEvent } from '../../domain/agent-events/
 import { judgeAgentRun, type AgentExit } from '../../domain/agent-events/run-verdict.js';
 import { renderArgument, type PlaceholderName } from '../../domain/prompt.js';
 import type { AgentCommand } from '../../domain/team.js';
-import type { AgentCliHost, LogFollower } from '../../ports/agent-cli.js';
+import type { AgentCliHost, AgentCommandOptions, LogFollower } from '../../ports/agent-cli.js';
 import type { Clock } from '../../ports/clock.js';
 
 /** Activity events go out at most this often per agent: a chatty agent must not flood the run's event stream. */
@@ -24,6 +24,10 @@ export interface AgentStreamWatchOptions {
    * waiting for the agent to give up or stall.
    */
   readonly onNeedsInput: (reason: string) => void;
+  /** Every change of the agent's figures (turns, tokens, cost), unthrottled: budgets are checked on each. */
+  readonly onUsage?: (activity: AgentActivitySummary) => void;
+  /** The agent reported a usage or rate limit (once), with when it lifts if it said: the run parks rather than waits. */
+  readonly onRateLimited?: (reason: string, resetAtMs: number | undefined) => void;
 }
 
 /**
@@ -40,6 +44,7 @@ export class AgentStreamWatch {
   #lastActivityEventAtMs = -Infinity;
   #activityPending = false;
   #needsInputReported = false;
+  #rateLimitReported = false;
 
   constructor(options: AgentStreamWatchOptions) {
     this.#options = options;
@@ -85,9 +90,14 @@ export class AgentStreamWatch {
           const verdict = judgeAgentRun(this.#parser.snapshot(), { code: null, signal: null });
           this.#options.onNeedsInput(verdict.verdict === 'needs-approval' ? verdict.reason : `${this.#options.driver.kind} needed approval for ${event.tool}`);
         }
+        if (event.kind === 'rate-limited' && !this.#rateLimitReported) {
+          this.#rateLimitReported = true;
+          this.#options.onRateLimited?.(event.resetText === undefined ? event.message : `${event.message} (resets ${event.resetText})`, event.resetAtMs);
+        }
       }
     }
     if (!changed) return;
+    this.#options.onUsage?.(this.activity());
     this.#activityPending = true;
     if (this.#options.clock.now() - this.#lastActivityEventAtMs >= ACTIVITY_EVENT_INTERVAL_MS) this.#emitActivity();
   }
@@ -114,10 +124,12 @@ export function prepareAgentLaunch(
   agent: AgentCommand,
   values: Readonly<Record<PlaceholderName, string>>,
   host: AgentCliHost | undefined,
-  callbacks: Pick<AgentStreamWatchOptions, 'clock' | 'onActivity' | 'onNeedsInput'>,
+  callbacks: Pick<AgentStreamWatchOptions, 'clock' | 'onActivity' | 'onNeedsInput' | 'onUsage' | 'onRateLimited'>,
+  /** Continue a parked run's session; exact usage while it runs (budgets are set). */
+  commandOptions: AgentCommandOptions = {},
 ): AgentLaunch {
   const driver = agent.driver;
   if (driver === undefined || driver.kind === 'command') return { ok: true, command: agent.command.map((arg) => renderArgument(arg, values)) };
   if (!host) return { ok: false, reason: `the ${driver.kind} driver is not available in this process (no agent CLI host was wired in)` };
-  return { ok: true, command: host.commandFor(agent.command, driver, values.prompt), watch: new AgentStreamWatch({ driver, host, ...callbacks }) };
+  return { ok: true, command: host.commandFor(agent.command, driver, values.prompt, commandOptions), watch: new AgentStreamWatch({ driver, host, ...callbacks }) };
 }

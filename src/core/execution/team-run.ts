@@ -15,6 +15,9 @@ import type { TeamResourceGroup } from '../../ports/team-resources.js';
 import { closeTeamGroup, killTeamGroup, openTeamGroup, type TeamRunResources } from './team-group.js';
 import type { AgentCliHost } from '../../ports/agent-cli.js';
 import { prepareAgentLaunch, type AgentStreamWatch } from './agent-stream-watch.js';
+import { automaticResumeAtMs, overDailyBudget, overRunBudget, parkRefFor, type DailyBudget, type ParkedRun, type ParkTrigger, type RunBudget } from '../../domain/budgets.js';
+import type { AgentActivitySummary } from '../../domain/agent-events/agent-driver.js';
+import { totalTokens } from '../../domain/agent-events/usage-ledger.js';
 
 export interface TeamRunDeps {
   readonly fleet: Fleet;
@@ -31,6 +34,21 @@ export interface TeamRunDeps {
   readonly resources?: TeamRunResources;
   /** Command lines and log following for CLI drivers (claude-code, codex). Absent: such an agent cannot start. */
   readonly agentCli?: AgentCliHost;
+  /** `budgets.*`: a run over one is parked (stopped, its work kept), not failed. Absent: no budget. */
+  readonly budgets?: TeamRunBudgets;
+}
+
+/** The usage budgets a run is held to, as its agents report usage. */
+export interface TeamRunBudgets {
+  readonly run: RunBudget;
+  readonly daily: DailyBudget;
+  /** What today's (UTC) recorded runs cost, from the usage ledger; this run's own cost so far is added to it. */
+  readonly spentTodayUsd: () => number;
+}
+
+/** What a resumed agent is told: its session already holds the task. */
+export function resumePrompt(park: ParkedRun): string {
+  return `Factory paused this run (${park.reason}) and resumes it now. Your work so far is in the worktree as uncommitted changes. Continue the task where you left off and finish it.`;
 }
 
 /**
@@ -57,6 +75,10 @@ export class TeamRun implements TeamExecution {
   /** The team's resource group, when its budget sets a limit. */
   #group: TeamResourceGroup | undefined;
   #lastActivity: { signature: string; atMs: number };
+  /** Each CLI agent's figures so far (finished ones too), by agent name: the run budget counts them all together. */
+  readonly #usageByAgent = new Map<string, AgentActivitySummary>();
+  /** Why the run is being parked (set once, with the `parked` stop reason). */
+  #parkTrigger: ParkTrigger | undefined;
 
   constructor(plan: TeamPlan, deps: TeamRunDeps) {
     this.plan = plan;
@@ -107,6 +129,7 @@ export class TeamRun implements TeamExecution {
 
   /** Stops the team's agents (whole process groups). The outcome carries `reason`. */
   async cancel(reason: StopReason): Promise<void> {
+    if (reason === 'parked' && this.#stopReason === undefined) this.#parkTrigger ??= { kind: 'run-budget', reason: 'parked by the factory' };
     this.#stopReason ??= reason;
     await Promise.all([...this.#handles.values()].map(({ handle }) => handle.stop(this.#deps.killGraceMs)));
     // Whatever the trees left that is still in the team's group (a process that dropped its marker) goes too.
@@ -115,6 +138,42 @@ export class TeamRun implements TeamExecution {
 
   get stopReason(): StopReason | undefined {
     return this.#stopReason;
+  }
+
+  /**
+   * Stops the team gracefully to park it (over a budget, or stopped by a usage
+   * limit): the first stop reason wins, so a run already being stopped for
+   * another reason is not parked.
+   */
+  #requestPark(trigger: ParkTrigger): void {
+    if (this.#stopReason !== undefined) return;
+    this.#parkTrigger = trigger;
+    this.#deps.log.child({ issue: this.plan.issue.key, run: this.plan.runId }).warn({ trigger: trigger.kind }, `parking the run: ${trigger.reason}`);
+    void this.cancel('parked');
+  }
+
+  /** Whether any usage budget is set: only then must usage be exact while the agent runs. */
+  #budgeted(): boolean {
+    const budgets = this.#deps.budgets;
+    if (!budgets) return false;
+    return [budgets.run.maxTokens, budgets.run.maxCostUsd, budgets.run.maxTurns, budgets.daily.maxCostUsd].some((limit) => limit !== undefined);
+  }
+
+  /** Budgets, on every change of an agent's figures: all the run's agents together, then today's spending with this run's. */
+  #checkBudgets(agentName: string, activity: AgentActivitySummary): void {
+    const budgets = this.#deps.budgets;
+    this.#usageByAgent.set(agentName, activity);
+    if (!budgets || this.#stopReason !== undefined) return;
+    let tokens = 0;
+    let turns = 0;
+    let costUsd: number | undefined;
+    for (const agent of this.#usageByAgent.values()) {
+      tokens += totalTokens(agent.usage);
+      turns += agent.turns;
+      if (agent.costUsd !== undefined) costUsd = (costUsd ?? 0) + agent.costUsd;
+    }
+    const trigger = overRunBudget({ tokens, turns, costUsd }, budgets.run) ?? overDailyBudget(budgets.spentTodayUsd() + (costUsd ?? 0), budgets.daily);
+    if (trigger) this.#requestPark(trigger);
   }
 
   async #run(): Promise<RunOutcome> {
@@ -129,10 +188,14 @@ export class TeamRun implements TeamExecution {
     } catch (error) {
       return this.#finish('spawn-failed', `could not create the team's resource group: ${(error as Error).message}`);
     }
+    const resume = plan.resume;
+    if (resume) await this.#restoreParkedWork(resume);
     // Review rounds (domain/review.ts): a review stage that requests changes sends the team back to its work stages.
     const reviewsDone = new Map<number, number>();
     let review: { round: number; comments: string } | undefined;
-    for (let index = 0; index < plan.stages.length; ) {
+    // A resumed run starts at the stage it was parked in; that stage's agents continue their sessions.
+    const firstStage = resume ? Math.min(Math.max(0, resume.stage), plan.stages.length - 1) : 0;
+    for (let index = firstStage; index < plan.stages.length; ) {
       if (this.#stopReason) break;
       const stage = plan.stages[index]!;
       const round = review?.round ?? 1;
@@ -143,9 +206,17 @@ export class TeamRun implements TeamExecution {
         stage.agents.map((agent) => {
           const reviewer = stage.review?.reviewers.includes(agent.slot) === true;
           const context = inReviewLoop ? { round, comments: review?.comments, verdictFile: reviewer ? this.#verdictFileFor(agent.slot, round) : undefined } : undefined;
-          return this.#runAgent(agent, parallel, context);
+          const resumeSessionId = resume && index === firstStage && review === undefined ? resume.sessions[agent.slot] : undefined;
+          return this.#runAgent(agent, parallel, context, resumeSessionId);
         }),
       );
+      // An agent that stopped on its own at a usage limit parks the run too (Codex exits on it).
+      const limited = results.find((r) => r.report?.verdict === 'rate-limited');
+      if (limited && this.#stopReason === undefined) {
+        this.#stopReason = 'parked';
+        this.#parkTrigger = { kind: 'usage-limit', reason: limited.report?.reason ?? 'usage limit reached', resetAtMs: limited.report?.resetAtMs };
+      }
+      if (this.#stopReason === 'parked') return this.#park(index, stage, results);
       const failed = results.find((r) => r.reason !== 'succeeded');
       if (failed) {
         const reason = this.#stopReason ?? failed.reason;
@@ -210,13 +281,15 @@ export class TeamRun implements TeamExecution {
     return decideStageReview(verdicts);
   }
 
-  async #runAgent(stageAgent: StageAgent, hasSiblings: boolean, review?: AgentReviewContext): Promise<AgentResult> {
+  async #runAgent(stageAgent: StageAgent, hasSiblings: boolean, review?: AgentReviewContext, resumeSessionId?: string): Promise<AgentResult> {
     const { plan } = this;
     const { role, slot, agent } = stageAgent;
     const workspace = this.#workspace!;
     const agentName = agentNameFor(plan.issue.key, slot);
     const prompt = { issue: plan.issue, role, branch: workspace.branch, worktree: workspace.path, runId: plan.runId, attempt: plan.attempt, extraInstruction: agent.instruction, review };
-    const values = placeholderValues(prompt);
+    const rendered = placeholderValues(prompt);
+    // A resumed session already holds the task: it is told to go on, not given the task again.
+    const values = resumeSessionId !== undefined && plan.resume ? { ...rendered, prompt: resumePrompt(plan.resume) } : rendered;
     // Issue text reaches scripts as variables and files (beside the log, outside the worktree), never as code.
     const { logPath, sideFilesDir, sideFileStem } = this.#deps.runLogs.locateAgentLog(plan.issue.key, plan.runId, slot);
     const environment = agentEnvironment({ context: prompt, configEnv: agent.env, configEnvPassthrough: agent.envPassthrough, filesDir: sideFilesDir, fileStem: sideFileStem });
@@ -231,7 +304,10 @@ export class TeamRun implements TeamExecution {
         const entry = this.#handles.get(agentName);
         if (entry) void entry.handle.stop(this.#deps.killGraceMs);
       },
-    });
+      onUsage: (activity) => this.#checkBudgets(agentName, activity),
+      // A limit with a reset time will not lift by retrying now: park, and come back at the reset.
+      onRateLimited: (why, resetAtMs) => this.#requestPark({ kind: 'usage-limit', reason: why, resetAtMs }),
+    }, { ...(resumeSessionId !== undefined ? { resumeSessionId } : {}), ...(this.#budgeted() ? { liveUsage: true } : {}) });
     if (!launch.ok) return this.#record({ role, agentName, exitCode: null, signal: null, reason: 'spawn-failed', logPath, startedAtMs, endedAtMs: this.#deps.clock.now() }, launch.reason);
     launch.watch?.start(logPath);
     let handle: AgentHandle;
@@ -262,7 +338,7 @@ export class TeamRun implements TeamExecution {
     maybeCrash('after-spawn');
     await this.#deps.registry.add(handle.identity);
     maybeCrash('after-registry-write');
-    log.info({ pid: handle.identity.pid }, `${role} started`);
+    log.info({ agentPid: handle.identity.pid }, `${role} started`);
     this.#emit({ kind: 'agent-started', runId: plan.runId, agent: running, atMs: this.#deps.clock.now() });
     // A stop requested while we were spawning must still reach this agent.
     if (this.#stopReason) void handle.stop(this.#deps.killGraceMs);
@@ -275,7 +351,8 @@ export class TeamRun implements TeamExecution {
     // Truth over exit codes: a CLI driver's run is judged by what the agent reported.
     const report = await launch.watch?.finish({ code: exit.exitCode, signal: exit.signal });
     const succeeded = report ? report.verdict === 'succeeded' : exit.exitCode === 0;
-    const reason: RunOutcomeReason = this.#stopReason ?? (succeeded ? 'succeeded' : 'failed');
+    if (report) this.#usageByAgent.set(agentName, report);
+    const reason: RunOutcomeReason = this.#stopReason ?? (succeeded ? 'succeeded' : report?.verdict === 'rate-limited' ? 'parked' : 'failed');
     log.info({ exitCode: exit.exitCode, signal: exit.signal, reason, ...(report ? { verdict: report.verdict, why: report.reason, turns: report.turns, usage: report.usage, costUsd: report.costUsd } : {}) }, `${role} exited`);
     if (reason === 'failed' && hasSiblings) {
       // The team has failed; the other agents of its stage would work on for nothing.
@@ -289,6 +366,47 @@ export class TeamRun implements TeamExecution {
     if (spawnError) this.#spawnErrors.set(result.agentName, spawnError);
     this.#emit({ kind: 'agent-exited', runId: this.plan.runId, result, atMs: result.endedAtMs });
     return result;
+  }
+
+  /** A parked run's work back in its worktree (it is usually still there; this covers a cleaned or re-created worktree). */
+  async #restoreParkedWork(park: ParkedRun): Promise<void> {
+    const log = this.#deps.log.child({ issue: this.plan.issue.key, run: this.plan.runId });
+    if (park.commit === null) {
+      log.warn({ parkedRun: park.runId }, 'the parked run left no park commit; resuming with the worktree as it is');
+      return;
+    }
+    try {
+      await this.#deps.workspace.restorePark(this.#workspace!, park.ref);
+      log.info({ parkedRun: park.runId, ref: park.ref }, 'restored the parked work into the worktree');
+    } catch (error) {
+      // Refused when the branch moved on since: the worktree keeps what it has, and the ref stays for a person to look at.
+      log.warn({ parkedRun: park.runId, ref: park.ref, err: (error as Error).message }, 'could not restore the parked work; resuming with the worktree as it is');
+    }
+  }
+
+  /**
+   * The agents are stopped: commits whatever they changed to the run's park ref
+   * (the branch does not move), keeps their sessions, and ends the run parked.
+   */
+  async #park(stageIndex: number, stage: TeamStage, results: readonly AgentResult[]): Promise<RunOutcome> {
+    const trigger = this.#parkTrigger ?? { kind: 'run-budget', reason: 'parked' };
+    const ref = parkRefFor(this.plan.runId);
+    const sessions: Record<string, string> = {};
+    for (const [i, stageAgent] of stage.agents.entries()) {
+      // A session id from the earlier part carries over when this part never got as far as naming its own.
+      const sessionId = results[i]?.report?.sessionId ?? this.plan.resume?.sessions[stageAgent.slot];
+      if (sessionId !== undefined) sessions[stageAgent.slot] = sessionId;
+    }
+    let commit: string | null = null;
+    let kept: string;
+    try {
+      commit = (await this.#deps.workspace.park(this.#workspace!, ref, `factory: park ${this.plan.runId} (${trigger.reason})`)).commit;
+      kept = `work kept at ${ref}`;
+    } catch (error) {
+      kept = `the work stays in ${this.#workspace?.path} (could not commit it to ${ref}: ${(error as Error).message})`;
+    }
+    const park: ParkedRun = { runId: this.plan.runId, ref, commit, trigger: trigger.kind, reason: trigger.reason, resumeAtMs: automaticResumeAtMs(trigger, this.#deps.clock.now()), stage: stageIndex, sessions };
+    return { ...this.#finish('parked', `parked: ${trigger.reason}; ${kept}`), park };
   }
 
   #finish(reason: RunOutcomeReason, detail: string): RunOutcome {
