@@ -34,6 +34,7 @@ export const ERROR_CATALOG = {
   FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
   FACTORY_GITHUB_AUTH_FAILED: { exitCode: 2, hint: 'Check source.github auth: the token variable or file (docs/github.md lists the scopes), or the App id, private key file and installation id.' },
   FACTORY_GITHUB_REQUEST_FAILED: { exitCode: 1, hint: 'GitHub refused or kept failing a request after retries; the message names the request and status. Check the repo name, the token\'s access to it, and githubstatus.com.' },
+  FACTORY_GIT_PUSH_FAILED: { exitCode: 1, hint: 'Pushing a run\'s branch failed; the message has git\'s answer (credential redacted). Check publish.remote, that the branch fast-forwards, and that the credential may push.' },
   FACTORY_GITHUB_WRITEBACK_UNVERIFIED: { exitCode: 1, hint: 'A label change did not show when read back (another actor may be editing the labels); it is retried on the next writeback.' },
   FACTORY_RESOURCES_GROUP_FAILED: { exitCode: 1, hint: 'The kernel refused a team\'s resource group (create, limit, join or remove); `factory status` shows what the machine offers. Run as root, or delegate a cgroup subtree to the daemon (systemd Delegate=yes, docs/resources.md).' },
   FACTORY_REDIS_UNREACHABLE: { exitCode: 5, hint: 'Check fleet.redis.url (host, port, password) and that Redis is running and reachable from this machine; the supervisor restarts the daemon.' },

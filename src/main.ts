@@ -4,6 +4,8 @@ import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LocalMountIssueSource } from './adapters/issue-source/local-mount-issue-source.js';
+import { createGitHubWiring, type GitHubWiring } from './adapters/github/github-wiring.js';
+import type { IssueSource } from './ports/issue-source.js';
 import { LocalProcessFleet } from './adapters/fleet/local-process-fleet.js';
 import { LinuxProcessTable } from './adapters/process-table/linux-process-table.js';
 import { VerifiedProcessTerminator } from './adapters/process-table/verified-process-terminator.js';
@@ -99,8 +101,33 @@ export function createRuntime(config: FactoryConfig, log: Logger): Runtime {
   return { config, clock, processTable, terminator: new VerifiedProcessTerminator({ processTable, clock }), log };
 }
 
-export function createIssueSource(runtime: Runtime): LocalMountIssueSource {
-  return new LocalMountIssueSource({ root: runtime.config.mount.root, clock: runtime.clock });
+export function createIssueSource(runtime: Runtime): IssueSource {
+  return githubWiringFor(runtime)?.source ?? new LocalMountIssueSource({ root: runtime.config.mount.root, clock: runtime.clock });
+}
+
+const githubByRuntime = new WeakMap<Runtime, GitHubWiring>();
+
+/**
+ * The GitHub source, its label progress, code host and webhook secret, built
+ * once per runtime (one client, one rate budget) when `source.kind` is
+ * "github"; undefined for the mount. Credentials come from this process's
+ * environment or the files the config names.
+ */
+export function githubWiringFor(runtime: Pick<Runtime, 'config' | 'clock' | 'log'>): GitHubWiring | undefined {
+  const { config } = runtime;
+  if (config.source.kind !== 'github' || config.source.github === undefined) return undefined;
+  const known = githubByRuntime.get(runtime as Runtime);
+  if (known) return known;
+  const wiring = createGitHubWiring({
+    github: config.source.github,
+    publish: config.publish,
+    shepherd: config.shepherd,
+    env: process.env,
+    clock: runtime.clock,
+    log: runtime.log.child({ component: 'github' }),
+  });
+  githubByRuntime.set(runtime as Runtime, wiring);
+  return wiring;
 }
 
 /** An open session plus the daemon lock that keeps a second daemon off this config. */
@@ -145,6 +172,7 @@ export async function openSession(
       {
         config,
         source: createIssueSource(runtime),
+        ...githubSessionDeps(runtime),
         store,
         fleet: new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log }),
         workspace: new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir }),
@@ -465,4 +493,10 @@ async function readFleetStatusOnce(config: FactoryConfig, nowMs: number): Promis
 export function runLogStoreFor(config: FactoryConfig): RunLogStore {
   const agentOrder = teamStagesFor(config).flatMap((stage) => stage.agents.map((agent) => agent.slot));
   return new FileRunLogStore(config.paths.logsDir, { agentOrder });
+}
+
+/** With a GitHub source: publishing and the shepherd (the code host) and the label lifecycle (progress). */
+function githubSessionDeps(runtime: Runtime): Pick<FactorySessionDeps, 'codeHost' | 'progress'> {
+  const github = githubWiringFor(runtime);
+  return github ? { codeHost: github.codeHost, progress: github.progress } : {};
 }

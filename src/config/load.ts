@@ -64,7 +64,7 @@ function resolveFrom(base: string, path: string): string {
 
 /** Validates raw config and compiles it. `configPath` anchors relative paths. */
 export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
-  const parsed = configSchema.safeParse(raw);
+  const parsed = configSchema.safeParse(withMountForGitHub(raw));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => `  ${formatConfigIssue(issue, raw)}`);
     throw new FactoryError('FACTORY_CONFIG_INVALID', `${configPath} has ${lines.length} problem${lines.length > 1 ? 's' : ''}:\n${lines.join('\n')}`, {
@@ -88,6 +88,7 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
     },
     agents,
     // byRepo keys name repos like repos.* does, so they are anchored the same way and compare with a claim's repo.
+    source: sourceWithAnchoredPaths(c.source, base),
     resources: { ...c.resources, byRepo: Object.fromEntries(Object.entries(c.resources.byRepo).map(([repo, budget]) => [resolveFrom(base, repo), budget])) },
     teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team, review: c.review }),
     loop: {
@@ -106,6 +107,32 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
     },
   };
   return deepFreeze(compiled);
+}
+
+/**
+ * A GitHub-sourced config needs no issue folder: `mount.root` may be left out
+ * then (the mount is not read). Every other config still requires it.
+ */
+function withMountForGitHub(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object') return raw;
+  const record = raw as Record<string, unknown>;
+  const kind = (record.source as { kind?: unknown } | undefined)?.kind;
+  return kind === 'github' && record.mount === undefined ? { ...record, mount: { root: '.' } } : raw;
+}
+
+/** Credential and secret files are relative to the config file, like every other path in it. */
+function sourceWithAnchoredPaths(source: ParsedFactoryConfig['source'], base: string): ParsedFactoryConfig['source'] {
+  const github = source.github;
+  if (github === undefined) return source;
+  return {
+    ...source,
+    github: {
+      ...github,
+      ...(github.tokenFile === undefined ? {} : { tokenFile: resolveFrom(base, github.tokenFile) }),
+      ...(github.webhookSecretFile === undefined ? {} : { webhookSecretFile: resolveFrom(base, github.webhookSecretFile) }),
+      ...(github.app === undefined ? {} : { app: { ...github.app, privateKeyFile: resolveFrom(base, github.app.privateKeyFile) } }),
+    },
+  };
 }
 
 /** `./x` and `../x` arguments are relative to the config file, like every other path in it. */

@@ -5,6 +5,7 @@ import { describeScriptPlaceholderFix, findPlaceholdersInScripts } from '../doma
 import { ENV_PASSTHROUGH_PATTERN } from '../domain/env-passthrough.js';
 import { resourcesSchema } from './resources-schema.js';
 import { sourceSchema } from './source-schema.js';
+import { publishSchema, shepherdSchema } from './publish-schema.js';
 import { agentDriverFields, checkAgentDriver, compileAgentDriver } from './agent-driver-schema.js';
 
 /**
@@ -278,6 +279,10 @@ export const configSchema = z
     resources: resourcesSchema,
     /** Where issues come from: the mount (default) or GitHub (docs/github.md). */
     source: sourceSchema,
+    /** GitHub issues: push the branch and open a draft pull request (docs/github.md). */
+    publish: publishSchema,
+    /** GitHub issues: follow each pull request through CI and review (docs/github.md). */
+    shepherd: shepherdSchema,
     http: httpSchema.default({}),
     /** Where teams run: this machine (`local`), or BullMQ workers on Redis with a fenced leader lease (`bullmq`, docs/fleet.md). */
     fleet: fleetSchema.default({}),

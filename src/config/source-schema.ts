@@ -45,11 +45,24 @@ const githubSourceSchema = z
         working: nonEmpty.default('factory:working'),
         done: nonEmpty.default('factory:done'),
         failed: nonEmpty.default('factory:failed'),
+        parked: nonEmpty.default('factory:parked'),
+        prOpen: nonEmpty.default('factory:pr-open'),
+        needsHuman: nonEmpty.default('factory:needs-human'),
       })
       .strict()
       .default({}),
-    /** Time between polls; an idle poll is one conditional request per repo, a free 304. */
+    /** Shortest time between two polls of one repository; an idle poll is one conditional request, a free 304. */
     pollIntervalMs: positiveMs.default(60_000),
+    /**
+     * Requests a minute an idle source may make, all repositories together:
+     * each repository is polled every max(pollIntervalMs, repos x 60 s / budget),
+     * the polls spread evenly. Webhooks bring changes in at once regardless.
+     */
+    requestBudgetPerMinute: z.number().positive('expected a positive number of requests a minute').default(10),
+    /** Environment variable holding the webhook secret (`/webhooks/github` answers 404 without a secret). */
+    webhookSecretEnv: nonEmpty.optional(),
+    /** File holding the webhook secret alone. */
+    webhookSecretFile: nonEmpty.optional(),
     /** Bound on each attempt of each API request. */
     requestTimeoutMs: positiveMs.default(30_000),
   })
@@ -57,6 +70,9 @@ const githubSourceSchema = z
   .superRefine((github, ctx) => {
     const ways = [github.tokenEnv !== undefined, github.tokenFile !== undefined, github.app !== undefined].filter(Boolean).length;
     if (ways > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected one of tokenEnv, tokenFile or app, not several' });
+    if (github.webhookSecretEnv !== undefined && github.webhookSecretFile !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected one of webhookSecretEnv or webhookSecretFile, not both' });
+    }
   });
 
 export const sourceSchema = z

@@ -17,6 +17,8 @@ import type { ProcessIdentity } from '../ports/process-table.js';
 import type { StateStore } from '../ports/state-store.js';
 import type { TeamExecution, TeamExecutor } from '../ports/team-executor.js';
 import type { Workspace } from '../ports/workspace.js';
+import type { CodeHost, IssueProgress } from '../ports/publisher.js';
+import { Shepherd } from './shepherd/shepherd.js';
 import type { AgentCliHost } from '../ports/agent-cli.js';
 import type { TeamResources, TeamResourceGroup, TeamResourceGroups } from '../ports/team-resources.js';
 import { admissionBudgetBytes, hasAnyLimit, resolveTeamBudget } from '../domain/resource-budget.js';
@@ -82,6 +84,10 @@ export interface FactorySessionDeps {
    * of cancelling them.
    */
   readonly runsOutliveSession?: boolean;
+  /** The source's code host (GitHub): succeeded runs are published as pull requests and shepherded. Absent for the local mount. */
+  readonly codeHost?: CodeHost;
+  /** Shows an issue's stage on the issue (GitHub labels). Absent for the local mount. */
+  readonly progress?: IssueProgress;
 }
 
 /**
@@ -133,6 +139,7 @@ export class FactorySession {
   /** Live team groups by run id (for admission's usage figures), and the memory gate; both only when budgets are configured. */
   readonly #teamGroups = new Map<string, TeamResourceGroup>();
   #memoryGate: MemoryAdmissionGate | undefined;
+  #shepherd: Shepherd | undefined;
   /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
   #onFatal: (error: FactoryError) => void = (error) => this.deps.log.error({ code: error.code }, error.message);
 
@@ -177,6 +184,10 @@ export class FactorySession {
   }
   get intake(): LiveIntake | undefined {
     return this.#intake;
+  }
+  /** Follows the pull requests Factory opened (only with a code host). */
+  get shepherd(): Shepherd | undefined {
+    return this.#shepherd;
   }
   get predecessor(): PredecessorReport | undefined {
     return this.#predecessor;
@@ -272,7 +283,26 @@ export class FactorySession {
       );
     }
     await this.#registry.flush();
+    const codeHost = this.deps.codeHost;
+    this.#shepherd = codeHost
+      ? new Shepherd({
+          host: codeHost,
+          ...(this.deps.progress ? { progress: this.deps.progress } : {}),
+          source: this.deps.source,
+          executor,
+          stages: config.teamStages,
+          triage: triageRulesFor(config),
+          policy: { maxRounds: config.shepherd.maxRounds, pollIntervalMs: config.shepherd.pollIntervalMs, merge: config.publish.merge },
+          epoch: this.#epoch,
+          clock,
+          log: log.child({ component: 'shepherd' }),
+          isBusy: (issueKey) => this.#dispatcher?.teams().some((team) => team.plan.issue.key === issueKey) ?? false,
+        })
+      : undefined;
+    const shepherd = this.#shepherd;
     this.#dispatcher = await Dispatcher.open({
+      ...(this.deps.progress ? { progress: this.deps.progress } : {}),
+      ...(shepherd ? { publish: (issue: Issue, outcome: RunOutcome) => shepherd.publish(issue, outcome) } : {}),
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },
       triage: triageRulesFor(config),
       stages: config.teamStages,
@@ -289,6 +319,7 @@ export class FactorySession {
     for (const team of attached) this.#dispatcher.attach(team);
     const rewritten = await this.#dispatcher.retryPendingWritebacks();
     if (rewritten > 0) log.info({ count: rewritten }, 'wrote back outcomes the previous daemon recorded but did not write back');
+    await this.#shepherd?.start();
     this.#armSupervisor();
     this.#transition('open');
     log.info({ epoch: this.#epoch, mode: this.mode, predecessor: { found: report.found, reaped: report.reaped, requeued: report.requeued.length, attached: report.attached.length } }, 'factory session open');
@@ -529,6 +560,7 @@ export class FactorySession {
       await step('write stopping heartbeat', () => this.#heartbeat!.write('stopping'));
     }
     await step('close intake', () => this.#intake?.close());
+    await step('stop the shepherd', () => this.#shepherd?.close());
     if (this.deps.runsOutliveSession) log.info({ running: this.#dispatcher?.runningTeamCount ?? 0 }, 'leaving runs going on their workers for the next leader');
     else await step('release agents', () => this.#dispatcher?.releaseAll());
     await step('write registry', () => this.#registry?.flush());

@@ -5,7 +5,7 @@
  * root arms it from FACTORY_CRASH_AT=<point>[:N] and supplies how to die;
  * unarmed (always, in production) `maybeCrash` is one comparison.
  */
-export const CRASH_POINTS = ['after-claim', 'after-spawn', 'after-registry-write', 'during-writeback'] as const;
+export const CRASH_POINTS = ['after-claim', 'after-spawn', 'after-registry-write', 'during-writeback', 'after-publish'] as const;
 export type CrashPoint = (typeof CRASH_POINTS)[number];
 
 export interface CrashPlan {

@@ -1,6 +1,7 @@
 import { isLoopbackHost } from '../config/schema.js';
 import type { FactorySession, FactorySessionDeps } from '../core/factory-session.js';
-import type { Runtime } from '../main.js';
+import { githubWiringFor, type Runtime } from '../main.js';
+import { GitHubWebhookReceiver } from './github-webhooks.js';
 import { DaemonObserver } from './daemon-observer.js';
 import { sessionView } from './daemon-view.js';
 import { FactoryMetrics } from './metrics.js';
@@ -35,7 +36,22 @@ export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'p
         options.warn(`serving HTTP on ${config.http.host} (http.allowNonLoopback): anyone who can reach it can read issue text and agent logs`);
       }
       detach = observer.attach(session);
-      server = await StatusServer.start({ config, processTable, clock, log, view: sessionView(session), metrics, onChange: (listener) => observer.onChange(listener) });
+      const github = githubWiringFor(runtime);
+      const webhook =
+        github?.webhookSecret === undefined
+          ? undefined
+          : new GitHubWebhookReceiver(github.webhookSecret, { wakeIntake: (repo) => github.source.wake(repo), wakeShepherd: () => void session.shepherd?.tick() }, log.child({ component: 'github-webhooks' }));
+      server = await StatusServer.start({
+        config,
+        processTable,
+        clock,
+        log,
+        view: sessionView(session),
+        metrics,
+        onChange: (listener) => observer.onChange(listener),
+        ...(webhook ? { githubWebhook: webhook } : {}),
+        pullRequests: () => session.shepherd?.snapshot() ?? [],
+      });
       log.info({ url: server.url }, 'status server listening');
       return server.url;
     },

@@ -42,6 +42,10 @@ export interface StatusServerOptions {
   readonly pushIntervalMs?: number;
   /** Overrides `config.http` (tests, benches). */
   readonly listen?: { readonly host: string; readonly port: number };
+  /** `POST /webhooks/github` (docs/github.md); absent, the route answers 404. */
+  readonly githubWebhook?: { handle(request: IncomingMessage, response: ServerResponse): Promise<void> };
+  /** The pull requests the shepherd follows, for `GET /api/v1/pull-requests`. */
+  readonly pullRequests?: () => unknown[];
 }
 
 const DEFAULT_PUSH_INTERVAL_MS = 5_000;
@@ -208,12 +212,15 @@ export class StatusServer {
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     try {
       const url = new URL(request.url ?? '/', 'http://localhost');
+      // Before the Host check: GitHub delivers to the public name, and the signature, not the Host, authenticates a delivery.
+      if (url.pathname === '/webhooks/github' && this.#options.githubWebhook) return await this.#options.githubWebhook.handle(request, response);
       this.#checkHost(request);
       if (request.method !== 'GET' && request.method !== 'HEAD') throw new HttpProblem(405, `${request.method} is not supported; every route is GET`);
       const path = url.pathname;
       if (path === '/') return this.#send(response, 200, 'text/html; charset=utf-8', this.#dashboard.html, { 'content-security-policy': this.#dashboard.csp });
       if (path === '/healthz' || path === '/readyz') return await this.#serveHealth(response, path === '/readyz' ? 'status' : url.searchParams.get('check'));
       if (path === '/api/v1/state') return this.#sendJson(response, 200, await this.#stateDocument());
+      if (path === '/api/v1/pull-requests') return this.#sendJson(response, 200, { pullRequests: this.#options.pullRequests?.() ?? [] });
       if (path === '/metrics') return this.#send(response, 200, this.#metrics.contentType, await this.#metrics.render());
       // HEAD answers like GET without a body; for the stream that means headers only, not a held connection.
       if (path === '/events') return request.method === 'HEAD' ? this.#send(response, 200, 'text/event-stream; charset=utf-8', '') : this.#openEventStream(request, response);

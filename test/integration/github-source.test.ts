@@ -292,9 +292,12 @@ describe('GitHub writeback', () => {
     fake.addCheckRun('acme/api', { headSha: opened.headSha, name: 'test', status: 'completed', conclusion: 'failure', summary: '2 failed', text: null });
     fake.addStatus('acme/api', { sha: opened.headSha, context: 'lint', state: 'success', description: 'ok', targetUrl: null });
     fake.addReview('acme/api', { pullNumber: opened.number, body: 'Rename the helper', state: 'CHANGES_REQUESTED', commitId: opened.headSha });
-    assert.deepEqual(await client.listCheckRuns(repo, opened.headSha), [{ name: 'test', status: 'completed', conclusion: 'failure', summary: '2 failed' }]);
+    assert.deepEqual(await client.listCheckRuns(repo, opened.headSha), [{ name: 'test', status: 'completed', conclusion: 'failure', summary: '2 failed', text: null }]);
     assert.deepEqual(await client.getCombinedStatus(repo, opened.headSha), { state: 'success', contexts: [{ context: 'lint', state: 'success', description: 'ok' }] });
-    assert.deepEqual(await client.listReviews(repo, opened.number), [{ state: 'CHANGES_REQUESTED', body: 'Rename the helper', commitId: opened.headSha }]);
+    assert.deepEqual(
+      (await client.listReviews(repo, opened.number)).map(({ state, body, commitId, author }) => ({ state, body, commitId, author })),
+      [{ state: 'CHANGES_REQUESTED', body: 'Rename the helper', commitId: opened.headSha, author: 'octo-human' }],
+    );
     await fake.close();
   });
 });

@@ -30,6 +30,19 @@ export interface GitHubIssueSourceOptions {
   readonly fullResyncIntervalMs?: number;
   /** Polls failing in a row before a subscription reports an error; default 5. */
   readonly pollFailureLimit?: number;
+  /**
+   * Requests a minute the idle source may make, all repositories together.
+   * Set: each repository is polled every max(pollIntervalMs, repos x 60 s /
+   * budget), one repository per tick, the ticks spread evenly; a scan reuses
+   * what the poll loop already knows. Unset: every poll reads every repository.
+   */
+  readonly requestBudgetPerMinute?: number;
+}
+
+/** Poll interval of each repository under a request budget: never more than `budget` polls a minute in all. */
+export function budgetedRepoIntervalMs(repos: number, pollIntervalMs: number, budgetPerMinute: number | undefined): number {
+  if (budgetPerMinute === undefined) return pollIntervalMs;
+  return Math.max(pollIntervalMs, Math.ceil((repos * 60_000) / budgetPerMinute));
 }
 
 /**
@@ -51,6 +64,8 @@ interface RepoState {
   cursorMs: number;
   etag: string | undefined;
   lastFullListingMs: number;
+  /** When the last successful poll of this repo started (budgeted polling picks the stalest). */
+  lastPolledMs: number;
   /** Why the repo cannot be read right now; its issues are left out of scans. */
   deniedReason: string | undefined;
 }
@@ -82,6 +97,12 @@ export class GitHubIssueSource implements IssueSource {
   readonly #pollIntervalMs: number;
   readonly #fullResyncIntervalMs: number;
   readonly #pollFailureLimit: number;
+  /** Under a budget: how often each repo is polled, and the tick between two single-repo polls. */
+  readonly #repoIntervalMs: number;
+  readonly #tickMs: number;
+  readonly #budgeted: boolean;
+  /** Repos a webhook named, to poll first at the next tick. */
+  readonly #wanted = new Set<RepoState>();
   readonly #subscribers = new Set<Subscriber>();
   #inflight: Promise<void> | undefined;
   #queued: Promise<void> | undefined;
@@ -90,11 +111,14 @@ export class GitHubIssueSource implements IssueSource {
   constructor(options: GitHubIssueSourceOptions) {
     if (options.repos.length === 0) throw new TypeError('GitHubIssueSource: expected at least one repository');
     this.#options = options;
-    this.#repos = options.repos.map((repo) => ({ repo, loaded: false, issues: new Map(), unreadable: new Map(), cursorMs: 0, etag: undefined, lastFullListingMs: 0, deniedReason: undefined }));
+    this.#repos = options.repos.map((repo) => ({ repo, loaded: false, issues: new Map(), unreadable: new Map(), cursorMs: 0, etag: undefined, lastFullListingMs: 0, lastPolledMs: Number.NEGATIVE_INFINITY, deniedReason: undefined }));
     this.#mapping = { scopeLabels: options.scopeLabels, priorityLabels: options.priorityLabels ?? {}, lifecycleLabels: Object.values(options.writeback.labels) };
     this.#pollIntervalMs = options.pollIntervalMs ?? 60_000;
     this.#fullResyncIntervalMs = options.fullResyncIntervalMs ?? 3_600_000;
     this.#pollFailureLimit = options.pollFailureLimit ?? 5;
+    this.#budgeted = options.requestBudgetPerMinute !== undefined;
+    this.#repoIntervalMs = budgetedRepoIntervalMs(options.repos.length, this.#pollIntervalMs, options.requestBudgetPerMinute);
+    this.#tickMs = this.#budgeted ? Math.max(1, Math.floor(this.#repoIntervalMs / options.repos.length)) : this.#pollIntervalMs;
     this.description = `GitHub ${options.repos.map(formatRepoSlug).join(', ')}`;
   }
 
@@ -103,8 +127,19 @@ export class GitHubIssueSource implements IssueSource {
     return this.#completedPolls;
   }
 
+  /** How often each repository is polled (after the request budget), for status views and benches. */
+  get repoPollIntervalMs(): number {
+    return this.#repoIntervalMs;
+  }
+
+  /** Time between two turns of a subscription's poll loop. */
+  get pollTickMs(): number {
+    return this.#tickMs;
+  }
+
   async scan(): Promise<IssueScan> {
-    await this.#refresh();
+    // Under a budget the poll loop keeps every repo fresh; a scan (the reconcile pass) only reads repos the loop has not.
+    await (this.#budgeted ? this.#refreshStale() : this.#refresh());
     const issues: Issue[] = [];
     const skipped: SkippedIssueFile[] = [];
     for (const state of this.#repos) {
@@ -143,7 +178,7 @@ export class GitHubIssueSource implements IssueSource {
     }
     const subscriber: Subscriber = { handlers, open: true, snapshot: this.#currentIssues(), timer: undefined, polling: undefined, failuresInRow: 0, pendingProbes: [] };
     this.#subscribers.add(subscriber);
-    this.#schedule(subscriber, this.#pollIntervalMs);
+    this.#schedule(subscriber, this.#tickMs);
     return {
       close: async () => {
         if (!subscriber.open) return;
@@ -163,8 +198,15 @@ export class GitHubIssueSource implements IssueSource {
     this.wake();
   }
 
-  /** Polls every subscription now instead of at its next tick (a webhook delivery calls this). */
-  wake(): void {
+  /**
+   * Polls every subscription now instead of at its next tick (a webhook
+   * delivery calls this). With `repo`, only that repository is read then
+   * (the others keep their turn); without, every repository is.
+   */
+  wake(repo?: GitHubRepoRef): void {
+    const states = repo === undefined ? this.#repos : this.#repos.filter((state) => sameRepo(state.repo, repo));
+    if (states.length === 0) return;
+    for (const state of states) this.#wanted.add(state);
     for (const subscriber of this.#subscribers) {
       if (subscriber.polling !== undefined) continue;
       this.#options.clock.clearTimeout(subscriber.timer);
@@ -173,11 +215,17 @@ export class GitHubIssueSource implements IssueSource {
   }
 
   async writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {
+    const target = this.locate(issue);
+    await this.#options.writeback.recordOutcome(target.repo, target.number, issue, outcome);
+  }
+
+  /** The repository and number of one of this source's issues; throws for an issue of another source. */
+  locate(issue: Pick<Issue, 'key' | 'location'>): { repo: GitHubRepoRef; number: number } {
     const target = this.#resolve(issue.location) ?? this.#resolve(issue.key);
     if (target === undefined) {
       throw new FactoryError('FACTORY_ISSUE_INVALID', `cannot write back to ${issue.key} (${issue.location}): not an issue of ${this.description}`, { details: { key: issue.key, location: issue.location } });
     }
-    await this.#options.writeback.recordOutcome(target.repo, target.number, issue, outcome);
+    return target;
   }
 
   /** Key, `owner/name#N` or issue URL → a configured repo and an issue number. */
@@ -208,7 +256,7 @@ export class GitHubIssueSource implements IssueSource {
       subscriber.timer = undefined;
       subscriber.polling = this.#poll(subscriber).finally(() => {
         subscriber.polling = undefined;
-        this.#schedule(subscriber, subscriber.pendingProbes.length > 0 ? 0 : this.#pollIntervalMs);
+        this.#schedule(subscriber, subscriber.pendingProbes.length > 0 || this.#wanted.size > 0 ? 0 : this.#tickMs);
       });
     }, delayMs);
   }
@@ -216,7 +264,7 @@ export class GitHubIssueSource implements IssueSource {
   async #poll(subscriber: Subscriber): Promise<void> {
     const probes = subscriber.pendingProbes.splice(0);
     try {
-      await this.#refresh();
+      await this.#pollTurn();
     } catch (error) {
       subscriber.pendingProbes.unshift(...probes);
       subscriber.failuresInRow++;
@@ -270,6 +318,44 @@ export class GitHubIssueSource implements IssueSource {
   }
 
   /**
+   * One poll of the loop: every repo without a budget; under a budget the
+   * repos a webhook named, else the one polled longest ago (when its turn
+   * has come), so requests stay within the budget however many repos there are.
+   */
+  async #pollTurn(): Promise<void> {
+    if (!this.#budgeted) {
+      this.#wanted.clear();
+      return this.#refresh();
+    }
+    const wanted = [...this.#wanted];
+    this.#wanted.clear();
+    if (wanted.length > 0) return this.#refreshSome(wanted);
+    const stalest = [...this.#repos].sort((a, b) => a.lastPolledMs - b.lastPolledMs)[0]!;
+    if (this.#options.clock.now() - stalest.lastPolledMs < this.#repoIntervalMs) return;
+    return this.#refreshSome([stalest]);
+  }
+
+  /** Repos never read or not polled within their interval (a scan under a budget). */
+  #refreshStale(): Promise<void> {
+    const now = this.#options.clock.now();
+    const stale = this.#repos.filter((state) => !state.loaded || now - state.lastPolledMs >= this.#repoIntervalMs);
+    return stale.length === 0 ? Promise.resolve() : this.#refreshSome(stale);
+  }
+
+  async #refreshSome(states: readonly RepoState[]): Promise<void> {
+    // Behind any whole refresh in flight, so a poll never races a scan on one repo's cursor.
+    await this.#inflight?.catch(() => undefined);
+    const results = await Promise.allSettled(states.map((state) => this.#refreshRepo(state)));
+    const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected').map((result) => result.reason as Error);
+    if (failures.length > 0) {
+      const [first] = failures;
+      throw new FactoryError('FACTORY_GITHUB_REQUEST_FAILED', `${failures.length} of ${states.length} repositories could not be polled; first: ${first?.message}`, {
+        ...(isFactoryError(first) ? { details: first.details } : {}),
+      });
+    }
+  }
+
+  /**
    * Brings every repo up to date. Callers that arrive while a refresh runs
    * share one follow-up refresh, which starts after it: a scan always sees
    * what changed before it was called.
@@ -303,6 +389,7 @@ export class GitHubIssueSource implements IssueSource {
 
   async #refreshRepo(state: RepoState): Promise<void> {
     const { repoClient, clock } = this.#options;
+    const startedMs = clock.now();
     try {
       if (!state.loaded || clock.now() - state.lastFullListingMs >= this.#fullResyncIntervalMs) {
         const listing = await repoClient.listOpenIssues(state.repo);
@@ -319,6 +406,7 @@ export class GitHubIssueSource implements IssueSource {
       const since = new Date(state.cursorMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
       const page = await repoClient.listIssuesUpdatedSince(state.repo, since, state.etag);
       state.deniedReason = undefined;
+      state.lastPolledMs = startedMs;
       if (page.notModified) return;
       let newestMs = 0;
       for (const record of page.issues) {

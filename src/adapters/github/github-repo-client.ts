@@ -4,9 +4,8 @@ import type { GitHubClient } from './github-client.js';
 /**
  * The GitHub calls Factory makes, one method each, with errors already turned
  * into redacted FactoryErrors. The issue source and the writeback use the issue
- * calls; publishing and the shepherd (not built yet) will use the pull, check,
- * status and review calls, which are here so they share one client, one rate
- * budget and one error rule.
+ * calls; publishing and the shepherd use the pull, check, status and review
+ * calls, so they all share one client, one rate budget and one error rule.
  */
 
 export interface IssuePage {
@@ -30,6 +29,10 @@ export interface PullSummary {
   readonly headSha: string;
   readonly draft: boolean;
   readonly state: string;
+  /** GraphQL id, for the calls REST does not have (ready for review). */
+  readonly nodeId: string;
+  readonly body: string;
+  readonly merged: boolean;
 }
 
 export interface CheckRunSummary {
@@ -37,12 +40,42 @@ export interface CheckRunSummary {
   readonly status: string;
   readonly conclusion: string | null;
   readonly summary: string | null;
+  /** The check's detailed output (GitHub Actions puts the failing step's log excerpt here when asked to). */
+  readonly text: string | null;
 }
 
 export interface ReviewSummary {
   readonly state: string;
   readonly body: string;
   readonly commitId: string;
+  readonly author: string;
+  readonly submittedAtMs: number;
+}
+
+interface PullShape {
+  number: number;
+  html_url: string;
+  head: { ref: string; sha: string };
+  draft?: boolean;
+  state: string;
+  node_id: string;
+  body: string | null;
+  merged_at: string | null;
+  merged?: boolean;
+}
+
+function pullSummary(pull: PullShape): PullSummary {
+  return {
+    number: pull.number,
+    url: pull.html_url,
+    headRef: pull.head.ref,
+    headSha: pull.head.sha,
+    draft: pull.draft === true,
+    state: pull.state,
+    nodeId: pull.node_id,
+    body: pull.body ?? '',
+    merged: pull.merged === true || pull.merged_at !== null,
+  };
 }
 
 const PER_PAGE = 100;
@@ -179,14 +212,14 @@ export class GitHubRepoClient {
     });
   }
 
-  // ---- for publishing and the shepherd (not wired yet) ----
+  // ---- for publishing and the shepherd ----
 
   /** The open pull request whose head is `branch` in this repository, if any: find before create, so a retry never opens a second. */
   async findOpenPullByHead(repo: GitHubRepoRef, branch: string): Promise<PullSummary | undefined> {
     return this.#call(`find the pull request for ${branch} in ${slug(repo)}`, async () => {
       const pulls = await this.client.octokit.rest.pulls.list({ owner: repo.owner, repo: repo.name, state: 'open', head: `${repo.owner}:${branch}`, per_page: PER_PAGE });
       const pull = pulls.data[0];
-      return pull === undefined ? undefined : { number: pull.number, url: pull.html_url, headRef: pull.head.ref, headSha: pull.head.sha, draft: pull.draft === true, state: pull.state };
+      return pull === undefined ? undefined : pullSummary(pull);
     });
   }
 
@@ -194,7 +227,7 @@ export class GitHubRepoClient {
   async createDraftPull(repo: GitHubRepoRef, fields: { branch: string; base: string; title: string; body: string }): Promise<PullSummary> {
     return this.#call(`open a pull request for ${fields.branch} in ${slug(repo)}`, async () => {
       const { data } = await this.client.octokit.rest.pulls.create({ owner: repo.owner, repo: repo.name, head: fields.branch, base: fields.base, title: fields.title, body: fields.body, draft: true, request: { retries: 0 } });
-      return { number: data.number, url: data.html_url, headRef: data.head.ref, headSha: data.head.sha, draft: data.draft === true, state: data.state };
+      return pullSummary(data);
     });
   }
 
@@ -205,7 +238,7 @@ export class GitHubRepoClient {
   async listCheckRuns(repo: GitHubRepoRef, sha: string): Promise<CheckRunSummary[]> {
     return this.#call(`list the check runs of ${sha} in ${slug(repo)}`, async () => {
       const { data } = await this.client.octokit.rest.checks.listForRef({ owner: repo.owner, repo: repo.name, ref: sha, per_page: PER_PAGE });
-      return data.check_runs.map((run) => ({ name: run.name, status: run.status, conclusion: run.conclusion, summary: run.output.summary ?? null }));
+      return data.check_runs.map((run) => ({ name: run.name, status: run.status, conclusion: run.conclusion, summary: run.output.summary ?? null, text: run.output.text ?? null }));
     });
   }
 
@@ -219,8 +252,44 @@ export class GitHubRepoClient {
   async listReviews(repo: GitHubRepoRef, pullNumber: number): Promise<ReviewSummary[]> {
     return this.#call(`list the reviews of ${slug(repo)}#${pullNumber}`, async () => {
       const reviews = await this.client.octokit.paginate(this.client.octokit.rest.pulls.listReviews, { owner: repo.owner, repo: repo.name, pull_number: pullNumber, per_page: PER_PAGE });
-      return reviews.map((review) => ({ state: review.state, body: review.body, commitId: review.commit_id ?? '' }));
+      return reviews.map((review) => ({
+        state: review.state,
+        body: review.body,
+        commitId: review.commit_id ?? '',
+        author: review.user?.login ?? 'unknown',
+        submittedAtMs: review.submitted_at === undefined ? 0 : Date.parse(review.submitted_at),
+      }));
     });
+  }
+
+  async getPull(repo: GitHubRepoRef, number: number): Promise<PullSummary | undefined> {
+    return this.#call(`read pull request ${slug(repo)}#${number}`, async () => {
+      try {
+        return pullSummary((await this.client.octokit.rest.pulls.get({ owner: repo.owner, repo: repo.name, pull_number: number })).data);
+      } catch (error) {
+        if ((error as { status?: number }).status === 404) return undefined;
+        throw error;
+      }
+    });
+  }
+
+  async listOpenPulls(repo: GitHubRepoRef): Promise<PullSummary[]> {
+    return this.#call(`list the open pull requests of ${slug(repo)}`, async () => {
+      const pulls = await this.client.octokit.paginate(this.client.octokit.rest.pulls.list, { owner: repo.owner, repo: repo.name, state: 'open', per_page: PER_PAGE });
+      return pulls.map(pullSummary);
+    });
+  }
+
+  /** REST cannot take a pull request out of draft; GraphQL's markPullRequestReadyForReview can. */
+  async markReadyForReview(repo: GitHubRepoRef, pull: PullSummary): Promise<void> {
+    await this.#call(`mark ${slug(repo)}#${pull.number} ready for review`, () =>
+      this.client.octokit.graphql(`mutation($id: ID!) { markPullRequestReadyForReview(input: { pullRequestId: $id }) { pullRequest { isDraft } } }`, { id: pull.nodeId }),
+    );
+  }
+
+  /** Merges only if the head is still `sha` (GitHub answers 409 otherwise), so a newer push is never merged unseen. */
+  async mergePull(repo: GitHubRepoRef, number: number, method: 'squash' | 'merge' | 'rebase', sha: string): Promise<void> {
+    await this.#call(`merge ${slug(repo)}#${number}`, () => this.client.octokit.rest.pulls.merge({ owner: repo.owner, repo: repo.name, pull_number: number, merge_method: method, sha }));
   }
 
   async #call<T>(what: string, request: () => Promise<T>): Promise<T> {

@@ -2,6 +2,8 @@ import { FactoryError } from '../../errors.js';
 import { isStatusComment, renderStatusComment, STATUS_COMMENT_MARKER, type GitHubRepoRef } from '../../domain/github-issue.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
+import { decodeShepherdRecord, encodeShepherdRecord, renderShepherdSection, type ShepherdRecord } from '../../domain/shepherd.js';
+import type { IssueStage } from '../../ports/publisher.js';
 import type { GitHubRepoClient } from './github-repo-client.js';
 
 /** Factory's lifecycle labels on an issue; each name is configurable. */
@@ -10,6 +12,9 @@ export interface LifecycleLabelNames {
   readonly working: string;
   readonly done: string;
   readonly failed: string;
+  readonly parked: string;
+  readonly prOpen: string;
+  readonly needsHuman: string;
 }
 
 export type LifecycleStage = keyof LifecycleLabelNames;
@@ -19,13 +24,40 @@ export const DEFAULT_LIFECYCLE_LABELS: LifecycleLabelNames = {
   working: 'factory:working',
   done: 'factory:done',
   failed: 'factory:failed',
+  parked: 'factory:parked',
+  prOpen: 'factory:pr-open',
+  needsHuman: 'factory:needs-human',
 };
+
+/** The port's stage names (`pr-open`) → the label keys of the config (`prOpen`). */
+export function lifecycleStageOf(stage: IssueStage): LifecycleStage {
+  return stage === 'pr-open' ? 'prOpen' : stage === 'needs-human' ? 'needsHuman' : stage;
+}
+
+/** The outcome's label: a published success is `pr-open` (the shepherd takes it from there), a run stopped for review or budget is parked. */
+function stageForOutcome(outcome: RunOutcome, published: boolean): LifecycleStage {
+  if (outcome.reason === 'succeeded') return published ? 'prOpen' : 'done';
+  if (outcome.reason === 'changes-requested' || (outcome.reason as string) === 'parked') return 'parked';
+  return 'failed';
+}
+
+const OUTCOME_OPEN = '<!-- factory:outcome -->';
+const OUTCOME_CLOSE = '<!-- /factory:outcome -->';
+
+/** What the one status comment shows: the last run's outcome and the pull request with its rounds. */
+interface StatusParts {
+  outcome: string | undefined;
+  shepherd: ShepherdRecord | undefined;
+}
 
 const LABEL_LOOK: Record<LifecycleStage, { color: string; description: string }> = {
   queued: { color: 'c5def5', description: 'Factory has queued this issue' },
   working: { color: 'fbca04', description: 'A Factory team is working on this issue' },
   done: { color: '0e8a16', description: 'Factory finished this issue' },
   failed: { color: 'd93f0b', description: 'Factory gave this issue up; see its status comment' },
+  parked: { color: 'bfd4f2', description: 'Factory stopped for a person (review rounds or budget); see its status comment' },
+  prOpen: { color: '1d76db', description: 'Factory opened a pull request and follows it through CI and review' },
+  needsHuman: { color: 'b60205', description: 'Factory tried and needs a person; see its status comment' },
 };
 
 /**
@@ -38,10 +70,14 @@ export class GitHubIssueWriteback {
   /** Status comment ids seen, to skip a listing when the comment is known; the listing stays the truth. */
   readonly #commentIds = new Map<string, number>();
   readonly #labelsEnsured = new Set<string>();
+  /** The status comment's parts per issue, read back from the comment once per daemon. */
+  readonly #status = new Map<string, StatusParts>();
+  readonly #statusWrites = new Map<string, Promise<void>>();
 
   constructor(
     private readonly repoClient: GitHubRepoClient,
     readonly labels: LifecycleLabelNames = DEFAULT_LIFECYCLE_LABELS,
+    private readonly options: { readonly shepherdMaxRounds?: number } = {},
   ) {}
 
   /** Sets `stage`'s label and removes the other lifecycle labels; throws unless a read-back shows exactly that. */
@@ -93,10 +129,60 @@ export class GitHubIssueWriteback {
     return created;
   }
 
-  /** Records a run's outcome: done or failed label, and the status comment. */
+  /** Records a run's outcome: its label (pr-open when the branch was published, done, failed or parked) and the status comment. */
   async recordOutcome(repo: GitHubRepoRef, number: number, issue: Issue, outcome: RunOutcome): Promise<void> {
-    await this.setStage(repo, number, outcome.reason === 'succeeded' ? 'done' : 'failed');
-    await this.upsertStatusComment(repo, number, renderStatusComment(issue.key, outcome));
+    const parts = await this.#partsOf(repo, number);
+    const published = parts.shepherd !== undefined && parts.shepherd.branch === outcome.branch && !parts.shepherd.merged;
+    await this.setStage(repo, number, stageForOutcome(outcome, published));
+    parts.outcome = renderStatusComment(issue.key, outcome).replace(`${STATUS_COMMENT_MARKER}\n`, '');
+    await this.#writeStatus(repo, number, parts);
+  }
+
+  /** The shepherd's record as the status comment holds it (after a restart too). */
+  async shepherdRecord(repo: GitHubRepoRef, number: number): Promise<ShepherdRecord | undefined> {
+    return (await this.#partsOf(repo, number)).shepherd;
+  }
+
+  /** Keeps the record for the next status comment write; with `write`, writes the comment now. */
+  async setShepherdRecord(repo: GitHubRepoRef, number: number, record: ShepherdRecord, write: boolean): Promise<void> {
+    const parts = await this.#partsOf(repo, number);
+    parts.shepherd = record;
+    if (write) await this.#writeStatus(repo, number, parts);
+  }
+
+  async #partsOf(repo: GitHubRepoRef, number: number): Promise<StatusParts> {
+    const key = `${repo.owner}/${repo.name}#${number}`.toLowerCase();
+    const known = this.#status.get(key);
+    if (known !== undefined) return known;
+    const marked = (await this.repoClient.listIssueComments(repo, number)).filter((comment) => isStatusComment(comment.body)).sort((a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id);
+    const body = marked[0]?.body ?? '';
+    const start = body.indexOf(OUTCOME_OPEN);
+    const end = body.indexOf(OUTCOME_CLOSE);
+    const parts: StatusParts = {
+      outcome: start >= 0 && end > start ? body.slice(start + OUTCOME_OPEN.length, end).trim() : undefined,
+      shepherd: decodeShepherdRecord(body),
+    };
+    // A concurrent caller may have filled it while the listing ran: keep theirs.
+    const raced = this.#status.get(key);
+    if (raced !== undefined) return raced;
+    this.#status.set(key, parts);
+    return parts;
+  }
+
+  /** Status writes for one issue go one at a time: two concurrent first writes would each create a comment. */
+  #writeStatus(repo: GitHubRepoRef, number: number, parts: StatusParts): Promise<void> {
+    const key = `${repo.owner}/${repo.name}#${number}`.toLowerCase();
+    const previous = this.#statusWrites.get(key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.#writeStatusNow(repo, number, parts));
+    this.#statusWrites.set(key, next);
+    return next;
+  }
+
+  async #writeStatusNow(repo: GitHubRepoRef, number: number, parts: StatusParts): Promise<void> {
+    const sections = [STATUS_COMMENT_MARKER];
+    if (parts.outcome !== undefined) sections.push(OUTCOME_OPEN, parts.outcome.trim(), OUTCOME_CLOSE);
+    if (parts.shepherd !== undefined) sections.push('', '---', '', renderShepherdSection(parts.shepherd, this.options.shepherdMaxRounds ?? 3), '', encodeShepherdRecord(parts.shepherd));
+    await this.upsertStatusComment(repo, number, `${sections.join('\n')}\n`);
   }
 
   async #findStatusComment(repo: GitHubRepoRef, number: number): Promise<number | undefined> {

@@ -9,6 +9,7 @@ import { branchNameFor, type TriageRules } from '../../domain/triage.js';
 import { isFactoryError, type FactoryError } from '../../errors.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { IssueSource } from '../../ports/issue-source.js';
+import type { IssueProgress } from '../../ports/publisher.js';
 import type { Logger } from '../../ports/logger.js';
 import type { StateStore } from '../../ports/state-store.js';
 import type { TeamExecution, TeamExecutor } from '../../ports/team-executor.js';
@@ -42,6 +43,10 @@ export interface DispatcherOptions {
   readonly onOutcome?: (outcome: RunOutcome) => void;
   /** Memory admission (`resources`): claims with a free slot it holds stay queued, with its reason. Absent: slots alone decide. */
   readonly admissionGate?: AdmissionGate;
+  /** Shows `queued` and `working` on the issue itself (GitHub labels); absent for the local mount. */
+  readonly progress?: IssueProgress;
+  /** Publishes a succeeded run (push, pull request) before its outcome is written back; absent for the local mount. */
+  readonly publish?: (issue: Issue, outcome: RunOutcome) => Promise<void>;
 }
 
 /** What one intake pass decided, issue by issue, for reports. */
@@ -79,7 +84,7 @@ export class Dispatcher {
   private constructor(options: DispatcherOptions, book: ClaimBook) {
     this.#options = options;
     this.#book = book;
-    this.#writeback = new Writeback({ source: options.source, store: options.store, log: options.log });
+    this.#writeback = new Writeback({ source: options.source, store: options.store, log: options.log, ...(options.publish ? { publish: options.publish } : {}) });
   }
 
   /** Loads every claim and skip from the store. */
@@ -139,7 +144,19 @@ export class Dispatcher {
       }
     }
     await batch.commit();
+    this.#markQueued(issues, decisions);
     return decisions;
+  }
+
+  /** `queued` on each newly queued issue, in the background: intake never waits for the source's labels. */
+  #markQueued(issues: readonly Issue[], decisions: readonly IntakeDecision[]): void {
+    const progress = this.#options.progress;
+    if (!progress) return;
+    const queued = new Set(decisions.filter((decision) => decision.action === 'queued').map((decision) => decision.issueKey));
+    for (const issue of issues) {
+      if (!queued.has(issue.key)) continue;
+      progress.markStage(issue, 'queued').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the queued stage on the issue'));
+    }
   }
 
   /** Marks an issue removed (its file was deleted). */
@@ -251,6 +268,8 @@ export class Dispatcher {
         return [];
       }
       maybeCrash('after-claim');
+      // `working` shows on the issue before its team starts (a failure to show it is logged, not a reason to hold the work).
+      await Promise.all(starts.map(({ issue }) => this.#options.progress?.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue'))));
       for (const { issue, running } of starts) {
         this.#starting.delete(issue.key);
         const team = executor.start({ issue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch: branchNameFor(issue.key, policy.branchPrefix), stages: this.#options.stages });

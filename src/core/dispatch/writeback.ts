@@ -3,6 +3,7 @@ import type { RunOutcome } from '../../domain/run.js';
 import type { IssueSource } from '../../ports/issue-source.js';
 import type { Logger } from '../../ports/logger.js';
 import type { StateStore } from '../../ports/state-store.js';
+import { maybeCrash } from '../fault-injection.js';
 
 /**
  * Writes outcomes back to the source, after they are recorded in the store.
@@ -13,16 +14,24 @@ export class Writeback {
   readonly #source: IssueSource;
   readonly #store: StateStore;
   readonly #log: Logger;
+  readonly #publish: ((issue: Issue, outcome: RunOutcome) => Promise<void>) | undefined;
 
-  constructor(options: { source: IssueSource; store: StateStore; log: Logger }) {
+  /** `publish`: for a source with a code host, pushes a succeeded run's branch and opens its pull request before the outcome is written back. */
+  constructor(options: { source: IssueSource; store: StateStore; log: Logger; publish?: (issue: Issue, outcome: RunOutcome) => Promise<void> }) {
     this.#source = options.source;
     this.#store = options.store;
     this.#log = options.log;
+    this.#publish = options.publish;
   }
 
   /** Writes one recorded outcome back, then marks it done. A failure is logged; the outcome stays pending. */
   async writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {
     try {
+      // Publishing is part of the writeback: a crash or a failure leaves the outcome pending, and the next start publishes again (find-first, so no second pull request).
+      if (outcome.reason === 'succeeded' && this.#publish) {
+        await this.#publish(issue, outcome);
+        maybeCrash('after-publish');
+      }
       await this.#source.writeBack(issue, outcome);
       await this.#store.markWrittenBack(outcome.runId);
     } catch (error) {

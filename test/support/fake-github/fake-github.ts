@@ -1,4 +1,5 @@
 import { createHash, createHmac, createVerify, randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -32,8 +33,11 @@ import { assertResponseMatchesOpenApi, OpenApiViolation } from './openapi-valida
  * against GitHub's OpenAPI description; a violation answers 500, is recorded,
  * and makes `close()` throw, so the test that caused it fails.
  *
- * Not built: GraphQL (`markPullRequestReadyForReview` is GraphQL-only on GitHub;
- * `setPullDraft` stands in for it in tests), merges, git data endpoints.
+ * GraphQL: only `markPullRequestReadyForReview` (REST has no way out of draft),
+ * checked against its published signature by hand (the OpenAPI description
+ * does not cover GraphQL). A repo can be backed by a real bare git repository
+ * (`attachGitRemote`): pull request heads are then what was really pushed.
+ * Not built: other GraphQL, git data endpoints.
  */
 
 export interface FakeGitHubOptions {
@@ -71,6 +75,8 @@ interface FakeRepo {
   nextNumber: number;
   /** Set: every request for this repo answers this status, as for a repo the token cannot see. */
   deniedWith: number | undefined;
+  /** A bare git repository standing in for the repo's git side: pushes land there. */
+  gitDir: string | undefined;
 }
 
 interface InjectedFault {
@@ -201,7 +207,13 @@ export class FakeGitHub {
       reviews: [],
       nextNumber: 1,
       deniedWith: undefined,
+      gitDir: undefined,
     });
+  }
+
+  /** Backs the repo with a bare git repository: a pull request's head is that repository's branch, and opening one needs the branch pushed. */
+  attachGitRemote(fullName: string, bareGitDir: string): void {
+    this.#repo(fullName).gitDir = bareGitDir;
   }
 
   /** Every request about `fullName` answers `status` (404 as for a repo the token cannot see); undefined restores it. */
@@ -251,8 +263,37 @@ export class FakeGitHub {
       .map(({ id, body }) => ({ id, body }));
   }
 
-  pulls(fullName: string): { number: number; head: string; draft: boolean; state: string; title: string; body: string | null }[] {
-    return [...this.#repo(fullName).pulls.values()].map((pull) => ({ number: pull.number, head: pull.head.ref, draft: pull.draft, state: pull.state, title: pull.title, body: pull.body }));
+  pulls(fullName: string): { number: number; head: string; headSha: string; draft: boolean; state: string; merged: boolean; title: string; body: string | null }[] {
+    const repo = this.#repo(fullName);
+    return [...repo.pulls.values()].map((pull) => {
+      this.#syncHead(repo, pull);
+      return { number: pull.number, head: pull.head.ref, headSha: pull.head.sha, draft: pull.draft, state: pull.state, merged: typeof pull.mergedAt === 'string', title: pull.title, body: pull.body };
+    });
+  }
+
+  /** A review as a person would leave it on the pull request's current head (or on `commitId`). */
+  review(fullName: string, pullNumber: number, state: FakeReview['state'], body: string, commitId?: string): void {
+    const repo = this.#repo(fullName);
+    const pull = repo.pulls.get(pullNumber);
+    if (pull === undefined) throw new Error(`no pull ${fullName}#${pullNumber}`);
+    this.#syncHead(repo, pull);
+    this.addReview(fullName, { pullNumber, state, body, commitId: commitId ?? pull.head.sha });
+  }
+
+  /** The head commit of a branch in the attached bare repository, or undefined when the branch was not pushed. */
+  #branchSha(repo: FakeRepo, ref: string): string | undefined {
+    if (repo.gitDir === undefined) return undefined;
+    try {
+      return execFileSync('git', ['--git-dir', repo.gitDir, 'rev-parse', '--verify', '--quiet', `refs/heads/${ref}^{commit}`], { encoding: 'utf8' }).trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #syncHead(repo: FakeRepo, pull: FakePull): void {
+    if (pull.state !== 'open') return;
+    const sha = this.#branchSha(repo, pull.head.ref);
+    if (sha !== undefined) pull.head.sha = sha;
   }
 
   /** Stands in for GraphQL `markPullRequestReadyForReview`, which the fake does not serve. */
@@ -499,6 +540,8 @@ export class FakeGitHub {
   }
 
   #validated(method: string, template: string, reply: Reply): Reply {
+    // GraphQL is not in the REST description; its handler checks its own request and answer.
+    if (template === '/graphql') return reply;
     let body = reply.body;
     if (this.#corruptNext !== undefined && body !== undefined) {
       body = this.#corruptNext(structuredClone(body));
@@ -734,6 +777,7 @@ export class FakeGitHub {
       const state = request.query.get('state') ?? 'open';
       const head = request.query.get('head');
       const baseRef = request.query.get('base');
+      for (const pull of repo.pulls.values()) this.#syncHead(repo, pull);
       const pulls = [...repo.pulls.values()]
         .filter((pull) => state === 'all' || pull.state === state)
         .filter((pull) => head === null || `${pull.head.owner}:${pull.head.ref}`.toLowerCase() === head.toLowerCase())
@@ -748,6 +792,10 @@ export class FakeGitHub {
       if (typeof title !== 'string' || typeof head !== 'string' || typeof base !== 'string') return error(422, 'Validation Failed');
       const [headOwner, headRef] = head.includes(':') ? (head.split(':', 2) as [string, string]) : [repo.identity.owner.login, head];
       const duplicate = [...repo.pulls.values()].some((pull) => pull.state === 'open' && pull.head.ref === headRef && pull.head.owner.toLowerCase() === headOwner.toLowerCase());
+      const pushedSha = this.#branchSha(repo, headRef);
+      if (repo.gitDir !== undefined && pushedSha === undefined) {
+        return { status: 422, body: { message: 'Validation Failed', documentation_url: DOCS, errors: [{ resource: 'PullRequest', code: 'invalid', field: 'head' }] } };
+      }
       if (duplicate) {
         return { status: 422, body: { message: 'Validation Failed', documentation_url: DOCS, errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${headOwner}:${headRef}.` }] } };
       }
@@ -760,7 +808,7 @@ export class FakeGitHub {
         body: typeof body === 'string' ? body : null,
         state: 'open',
         draft: draft === true,
-        head: { ref: headRef, sha: createHash('sha1').update(`${headRef}@${at}`).digest('hex'), owner: headOwner },
+        head: { ref: headRef, sha: pushedSha ?? createHash('sha1').update(`${headRef}@${at}`).digest('hex'), owner: headOwner },
         base: { ref: base },
         user: BOT,
         createdAt: at,
@@ -775,6 +823,7 @@ export class FakeGitHub {
     this.#route('GET', '/repos/{owner}/{repo}/pulls/{pull_number}', (request) => {
       const repo = repoOf(request);
       const pull = repo.pulls.get(Number(request.params.pull_number));
+      if (pull !== undefined) this.#syncHead(repo, pull);
       return pull === undefined ? error(404, 'Not Found') : { status: 200, body: pullObject(this.#baseUrl, repo.identity, pull, labelsOfPull(repo, pull)) };
     });
 
@@ -790,6 +839,45 @@ export class FakeGitHub {
       const issue = this.#issue(repo, pull.number);
       if (issue !== undefined) this.#applyIssueEdit(repo, issue, { title: pull.title, body: pull.body, state: pull.state });
       return { status: 200, body: pullObject(this.#baseUrl, repo.identity, pull, labelsOfPull(repo, pull)) };
+    });
+
+    this.#route('PUT', '/repos/{owner}/{repo}/pulls/{pull_number}/merge', (request) => {
+      const repo = repoOf(request);
+      const pull = repo.pulls.get(Number(request.params.pull_number));
+      if (pull === undefined) return error(404, 'Not Found');
+      this.#syncHead(repo, pull);
+      if (pull.state !== 'open') return error(405, 'Pull Request is not mergeable');
+      if (typeof request.body.sha === 'string' && request.body.sha !== pull.head.sha) return error(409, 'Head branch was modified. Review and try the merge again.');
+      const method = request.body.merge_method;
+      if (method !== undefined && method !== 'merge' && method !== 'squash' && method !== 'rebase') return error(422, 'Validation Failed');
+      pull.state = 'closed';
+      pull.mergedAt = iso(this.now());
+      pull.updatedAt = pull.mergedAt;
+      const issue = this.#issue(repo, pull.number);
+      if (issue !== undefined) this.#applyIssueEdit(repo, issue, { state: 'closed' });
+      return { status: 200, body: { sha: createHash('sha1').update(`merge ${pull.head.sha}`).digest('hex'), merged: true, message: 'Pull Request successfully merged' } };
+    });
+
+    this.#route('POST', '/graphql', (request) => {
+      const query = typeof request.body.query === 'string' ? request.body.query : '';
+      const variables = (request.body.variables ?? {}) as Record<string, unknown>;
+      // The one mutation served, with GitHub's published signature:
+      // markPullRequestReadyForReview(input: MarkPullRequestReadyForReviewInput!) { pullRequest { isDraft ... } },
+      // where the input's only required field is pullRequestId: ID!.
+      const mutation = /^\s*mutation\s*(\(\s*\$(\w+)\s*:\s*ID!\s*\))?\s*\{\s*markPullRequestReadyForReview\s*\(\s*input\s*:\s*\{\s*pullRequestId\s*:\s*(\$\w+|"[^"]+")\s*\}\s*\)\s*\{\s*pullRequest\s*\{\s*isDraft\s*\}\s*\}\s*\}\s*$/.exec(query);
+      if (mutation === null) return { status: 200, body: { errors: [{ message: `fake GitHub serves only markPullRequestReadyForReview(input: {pullRequestId}) { pullRequest { isDraft } }; got ${query.slice(0, 200)}` }] } };
+      const argument = mutation[3] ?? '';
+      const id = argument.startsWith('$') ? variables[argument.slice(1)] : argument.slice(1, -1);
+      if (argument.startsWith('$') && argument.slice(1) !== mutation[2]) return { status: 200, body: { errors: [{ message: `Variable ${argument} is not declared` }] } };
+      for (const repo of this.#repos.values()) {
+        for (const pull of repo.pulls.values()) {
+          if (`PR_${pull.id}` !== id) continue;
+          pull.draft = false;
+          pull.updatedAt = iso(this.now());
+          return { status: 200, body: { data: { markPullRequestReadyForReview: { pullRequest: { isDraft: false } } } } };
+        }
+      }
+      return { status: 200, body: { data: { markPullRequestReadyForReview: null }, errors: [{ type: 'NOT_FOUND', path: ['markPullRequestReadyForReview'], message: `Could not resolve to a node with the global id of '${String(id)}'` }] } };
     });
 
     this.#route('GET', '/repos/{owner}/{repo}/pulls/{pull_number}/reviews', (request) => {

@@ -240,6 +240,7 @@ export interface FakePull {
   readonly user: FakeUser;
   readonly createdAt: string;
   updatedAt: string;
+  mergedAt?: string | null;
 }
 
 function pullCommon(base: string, repo: FakeRepoIdentity, pull: FakePull, labels: readonly FakeLabel[]): Record<string, unknown> {
@@ -272,8 +273,8 @@ function pullCommon(base: string, repo: FakeRepoIdentity, pull: FakePull, labels
     milestone: null,
     created_at: pull.createdAt,
     updated_at: pull.updatedAt,
-    closed_at: null,
-    merged_at: null,
+    closed_at: pull.mergedAt ?? null,
+    merged_at: pull.mergedAt ?? null,
     merge_commit_sha: null,
     assignee: null,
     assignees: [],
@@ -306,7 +307,7 @@ export function pullSimpleObject(base: string, repo: FakeRepoIdentity, pull: Fak
 export function pullObject(base: string, repo: FakeRepoIdentity, pull: FakePull, labels: readonly FakeLabel[]): Record<string, unknown> {
   return {
     ...pullCommon(base, repo, pull, labels),
-    merged: false,
+    merged: typeof pull.mergedAt === 'string',
     mergeable: null,
     rebaseable: null,
     mergeable_state: 'unknown',

@@ -1,0 +1,229 @@
+/**
+ * The shepherd's rules, pure: what a pull request's checks and reviews on its
+ * head commit mean, when Factory sends the implementer back, and when it asks
+ * a person instead. Every verdict names the head commit it was made on, and a
+ * commit that already had a fix round never gets another, so a stale result
+ * (a check or a review on an older commit) never triggers work.
+ */
+
+/** One check run or commit status on the head commit, as the shepherd judges it. */
+export interface PullCheck {
+  readonly name: string;
+  readonly state: 'pending' | 'passed' | 'failed';
+  /** GitHub's conclusion or status state (`failure`, `timed_out`, `error`...). */
+  readonly conclusion: string;
+  /** What the check said (its output text or summary, or the status description), untrimmed. */
+  readonly output: string;
+}
+
+export interface PullReview {
+  readonly author: string;
+  /** `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED`. */
+  readonly state: string;
+  readonly body: string;
+  /** The commit the review was made on. */
+  readonly commitId: string;
+  readonly submittedAtMs: number;
+}
+
+export interface PullObservation {
+  readonly number: number;
+  readonly state: 'open' | 'closed' | 'merged';
+  readonly draft: boolean;
+  readonly headSha: string;
+  /** Check runs and commit statuses on `headSha` only. */
+  readonly checks: readonly PullCheck[];
+  readonly reviews: readonly PullReview[];
+}
+
+export type RoundTrigger = 'ci-failed' | 'changes-requested';
+
+export interface ShepherdRound {
+  readonly round: number;
+  readonly trigger: RoundTrigger;
+  /** The head commit the failure or the review was on. */
+  readonly onSha: string;
+  /** One line per failed check or change request, for people. */
+  readonly failures: readonly string[];
+  readonly fingerprints: readonly string[];
+  /** `running` while the implementer works; then the team's outcome (`succeeded`, `failed`...) or `interrupted` (the daemon stopped). */
+  readonly result: string;
+  /** The commit pushed after the round; null when nothing was pushed. */
+  readonly pushedSha: string | null;
+  readonly atMs: number;
+}
+
+export interface ShepherdRecord {
+  readonly pullNumber: number;
+  readonly pullUrl: string;
+  readonly branch: string;
+  readonly rounds: readonly ShepherdRound[];
+  /** Why a person was asked to take over; null while Factory handles it. */
+  readonly escalated: string | null;
+  /** The last verdict, for status views (`waiting for CI on 1a2b3c4`, `green`...). */
+  readonly lastVerdict: string;
+  readonly merged: boolean;
+}
+
+export type ShepherdVerdict =
+  | { readonly kind: 'wait'; readonly reason: string }
+  | { readonly kind: 'fix'; readonly trigger: RoundTrigger; readonly onSha: string; readonly failures: readonly string[]; readonly fingerprints: readonly string[]; readonly feedback: string }
+  | { readonly kind: 'escalate'; readonly onSha: string; readonly reason: string }
+  | { readonly kind: 'green'; readonly onSha: string; readonly approved: boolean }
+  | { readonly kind: 'closed'; readonly merged: boolean };
+
+export interface ShepherdPolicy {
+  readonly maxRounds: number;
+}
+
+const FAILED_CONCLUSIONS = new Set(['failure', 'timed_out', 'cancelled', 'action_required', 'startup_failure', 'stale', 'error']);
+
+/** Check-run status and conclusion (or a commit status state) → pending, passed or failed. */
+export function checkState(status: string, conclusion: string | null): PullCheck['state'] {
+  if (status !== 'completed' && status !== 'success' && status !== 'failure' && status !== 'error') return 'pending';
+  const verdict = conclusion ?? status;
+  return FAILED_CONCLUSIONS.has(verdict) ? 'failed' : verdict === 'success' || verdict === 'neutral' || verdict === 'skipped' || verdict === 'completed' ? 'passed' : 'failed';
+}
+
+export function shortSha(sha: string): string {
+  return sha.slice(0, 7);
+}
+
+/** The latest review of each author on `sha`; reviews on other commits are stale and ignored. */
+export function currentReviews(reviews: readonly PullReview[], sha: string): PullReview[] {
+  const latest = new Map<string, PullReview>();
+  for (const review of [...reviews].sort((a, b) => a.submittedAtMs - b.submittedAtMs)) {
+    if (review.commitId !== sha || review.state === 'COMMENTED' || review.state === 'PENDING') continue;
+    latest.set(review.author.toLowerCase(), review);
+  }
+  return [...latest.values()].filter((review) => review.state !== 'DISMISSED');
+}
+
+export function judgePull(observation: PullObservation, record: ShepherdRecord, policy: ShepherdPolicy): ShepherdVerdict {
+  if (observation.state !== 'open') return { kind: 'closed', merged: observation.state === 'merged' };
+  const sha = observation.headSha;
+  if (record.escalated !== null) return { kind: 'wait', reason: `a person was asked to take over: ${record.escalated}` };
+  const handled = record.rounds.find((round) => round.onSha === sha && round.result !== 'interrupted');
+  if (handled !== undefined) return { kind: 'wait', reason: `round ${handled.round} answered ${shortSha(sha)}; waiting for a new commit` };
+
+  const failedChecks = observation.checks.filter((check) => check.state === 'failed');
+  const pending = observation.checks.filter((check) => check.state === 'pending');
+  const reviews = currentReviews(observation.reviews, sha);
+  const changeRequests = reviews.filter((review) => review.state === 'CHANGES_REQUESTED');
+
+  // All of a commit's failures go into one round: wait for the checks still running.
+  if (pending.length > 0 && changeRequests.length === 0) return { kind: 'wait', reason: `waiting for ${pending.length} check(s) on ${shortSha(sha)}` };
+  if (failedChecks.length === 0 && changeRequests.length === 0) {
+    return { kind: 'green', onSha: sha, approved: reviews.some((review) => review.state === 'APPROVED') };
+  }
+
+  const trigger: RoundTrigger = failedChecks.length > 0 ? 'ci-failed' : 'changes-requested';
+  const fingerprints = [...failedChecks.map((check) => failureFingerprint(check.name, check.output)), ...changeRequests.map((review) => failureFingerprint(`review by ${review.author}`, review.body))];
+  const failures = [...failedChecks.map((check) => `check ${check.name}: ${check.conclusion}`), ...changeRequests.map((review) => `review by ${review.author}: changes requested`)];
+  const earlier = new Set(record.rounds.flatMap((round) => round.fingerprints));
+  const repeated = fingerprints.find((fingerprint) => earlier.has(fingerprint));
+  if (repeated !== undefined) {
+    return { kind: 'escalate', onSha: sha, reason: `the same failure came back after a fix attempt (${repeated.split('\n')[0]})` };
+  }
+  const used = record.rounds.length;
+  if (used >= policy.maxRounds) {
+    return { kind: 'escalate', onSha: sha, reason: `${failures.join('; ')} on ${shortSha(sha)}, and all ${policy.maxRounds} fix round(s) are used` };
+  }
+  return { kind: 'fix', trigger, onSha: sha, failures, fingerprints, feedback: renderFeedback(observation, failedChecks, changeRequests, used + 1, policy.maxRounds) };
+}
+
+const MAX_EXCERPT_LINES = 40;
+const MAX_EXCERPT_CHARS = 4000;
+const ERROR_LINE = /\b(error|fail(ed|ure)?|assert(ion)?|expected|exception|panic|traceback)\b/i;
+
+/**
+ * The part of a check's output worth showing: from a few lines before the
+ * first line that looks like an error, at most 40 lines and 4000 characters.
+ */
+export function trimExcerpt(output: string): string {
+  const lines = output.replace(/\r\n/g, '\n').split('\n');
+  const firstError = lines.findIndex((line) => ERROR_LINE.test(line));
+  const start = firstError <= 0 ? 0 : Math.max(0, firstError - 3);
+  let excerpt = lines.slice(start, start + MAX_EXCERPT_LINES).join('\n').trim();
+  if (excerpt.length > MAX_EXCERPT_CHARS) excerpt = `${excerpt.slice(0, MAX_EXCERPT_CHARS)}\n[... cut]`;
+  const cutBefore = start > 0 ? `[${start} line(s) before]\n` : '';
+  const cutAfter = start + MAX_EXCERPT_LINES < lines.length ? `\n[${lines.length - start - MAX_EXCERPT_LINES} more line(s)]` : '';
+  return `${cutBefore}${excerpt}${cutAfter}`;
+}
+
+/**
+ * `name` plus the first error lines of `output`, with what changes between
+ * two runs of the same failure (numbers, hashes, durations, temp paths)
+ * replaced, so the same failure after a fix attempt is recognised.
+ */
+export function failureFingerprint(name: string, output: string): string {
+  const lines = output
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0);
+  const errorLines = lines.filter((line) => ERROR_LINE.test(line));
+  const chosen = (errorLines.length > 0 ? errorLines : lines).slice(0, 3);
+  const normalized = chosen.map((line) =>
+    line
+      .toLowerCase()
+      .replace(/\b[0-9a-f]{7,40}\b/g, '<sha>')
+      .replace(/(\/tmp|\/var\/folders|\/home\/[^/\s]+)\/\S*/g, '<path>')
+      .replace(/\d+(\.\d+)?\s*(ms|s|sec|seconds|m)\b/g, '<time>')
+      .replace(/\d+/g, '<n>')
+      .replace(/\s+/g, ' '),
+  );
+  return [name.toLowerCase(), ...normalized].join('\n').slice(0, 400);
+}
+
+function renderFeedback(observation: PullObservation, failedChecks: readonly PullCheck[], changeRequests: readonly PullReview[], round: number, maxRounds: number): string {
+  const lines = [
+    `## Pull request feedback (fix round ${round} of ${maxRounds})`,
+    '',
+    `Pull request #${observation.number} for this issue is at commit ${shortSha(observation.headSha)}. Fix what follows on the same branch and commit; Factory pushes your commits.`,
+  ];
+  if (failedChecks.length > 0) {
+    lines.push('', '### Failed checks');
+    for (const check of failedChecks) {
+      lines.push('', `- **${check.name}**: ${check.conclusion}`);
+      const excerpt = trimExcerpt(check.output);
+      if (excerpt.length > 0) lines.push('', '```text', excerpt.replace(/```/g, "'''"), '```');
+    }
+  }
+  if (changeRequests.length > 0) {
+    lines.push('', '### Changes requested in review');
+    for (const review of changeRequests) lines.push('', `- **${review.author}**:`, '', ...review.body.split('\n').map((line) => `  > ${line}`));
+  }
+  return lines.join('\n');
+}
+
+const RECORD_MARK = 'factory:shepherd';
+
+/** The record as a hidden block for the status comment (base64, so no text in it can close the comment). */
+export function encodeShepherdRecord(record: ShepherdRecord): string {
+  return `<!-- ${RECORD_MARK} ${Buffer.from(JSON.stringify(record), 'utf8').toString('base64')} -->`;
+}
+
+export function decodeShepherdRecord(text: string): ShepherdRecord | undefined {
+  const match = new RegExp(`<!-- ${RECORD_MARK} ([A-Za-z0-9+/=]+) -->`).exec(text);
+  if (match === null) return undefined;
+  try {
+    const record = JSON.parse(Buffer.from(match[1]!, 'base64').toString('utf8')) as ShepherdRecord;
+    return typeof record.pullNumber === 'number' && Array.isArray(record.rounds) ? record : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pull request and its round history, as Markdown for the status comment and the pull request body. */
+export function renderShepherdSection(record: ShepherdRecord, maxRounds: number): string {
+  const lines = [`**Pull request:** ${record.pullUrl} (branch \`${record.branch}\`)`, '', `**Shepherd:** ${record.lastVerdict}`];
+  if (record.escalated !== null) lines.push('', `**Needs a person:** ${record.escalated}`);
+  if (record.rounds.length > 0) {
+    lines.push('', `**Fix rounds** (${record.rounds.length} of ${maxRounds})`, '', '| Round | Trigger | On | What failed | Result | Pushed |', '|---|---|---|---|---|---|');
+    for (const round of record.rounds) {
+      const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+      lines.push(`| ${round.round} | ${round.trigger} | \`${shortSha(round.onSha)}\` | ${cell(round.failures.join('; '))} | ${round.result} | ${round.pushedSha === null ? '-' : `\`${shortSha(round.pushedSha)}\``} |`);
+    }
+  }
+  return lines.join('\n');
+}
