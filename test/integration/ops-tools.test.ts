@@ -56,13 +56,23 @@ function seconds(value: string): number {
 test('every systemd unit passes systemd-analyze verify without a single warning', (t) => {
   if (!installed('systemd-analyze')) return t.skip('systemd-analyze not installed (Debian: systemd)');
   const units = readdirSync(SYSTEMD_DIR).filter((name) => /\.(service|timer)$/.test(name));
-  assert.deepEqual(units.sort(), ['factory-health.service', 'factory-health.timer', 'factory-reaper.service', 'factory-reaper.timer', 'factory.service']);
+  assert.deepEqual(units.sort(), ['factory-health.service', 'factory-health.timer', 'factory-reaper.service', 'factory-reaper.timer', 'factory-worker-reaper.service', 'factory-worker-reaper.timer', 'factory-worker.service', 'factory.service']);
   for (const unit of units) {
     // verify exits 0 on settings it could not parse ("ignoring"), so any output at all is a failure.
     const result = run('systemd-analyze', ['verify', `./${unit}`], { cwd: SYSTEMD_DIR });
     assert.equal(result.status, 0, `${unit}: ${result.output}`);
     assert.equal(result.output.trim(), '', `${unit} verifies without warnings`);
   }
+});
+
+test('the fleet worker unit lets a stop run its grace, and restarts well within the run lock', () => {
+  const defaults = tempConfig();
+  const worker = unitSettings('factory-worker.service');
+  assert.equal(worker.get('KillMode'), 'mixed', 'SIGTERM to the worker alone; it stops and hands back its runs');
+  assert.equal(worker.get('Restart'), 'on-failure');
+  const stopMs = seconds(worker.get('TimeoutStopSec') ?? '') * 1000;
+  assert.ok(stopMs >= defaults.fleet.worker.shutdownGraceMs + defaults.runs.killGraceMs + 10_000, `TimeoutStopSec ${stopMs} ms covers fleet.worker.shutdownGraceMs, runs.killGraceMs and the hand-back`);
+  assert.ok(seconds(worker.get('RestartSec') ?? '') * 1000 * 10 <= defaults.fleet.queue.lockDurationMs, 'a restarted worker reaps its predecessor long before the run lock lapses');
 });
 
 test('the units follow the config defaults: an ordered stop fits, a health restart needs a stale-length outage', () => {

@@ -66,7 +66,8 @@ export const workerVerb: Verb = {
     let consumer: BullmqRunConsumer | undefined;
     let directory: Awaited<ReturnType<typeof connectRedis>> | undefined;
     let announceTimer: ReturnType<typeof clock.setTimeout> | undefined;
-    let stopAnnouncing = async (): Promise<void> => undefined;
+    // Cleared before the entry is removed, so a refresh in flight cannot put it back.
+    let announcing = true;
     try {
       const previous = await registryStore.read();
       const entries = previous.kind === 'ok' ? previous.value.file.agents : [];
@@ -122,19 +123,16 @@ export const workerVerb: Verb = {
       directory = await connectRedis({ url: redisConfig.url, connectionName: `factory-worker-directory:${node}` });
       const startedAtMs = clock.now();
       let workerStatus: 'running' | 'stopping' = 'running';
+      let lastAnnounce: Promise<void> = Promise.resolve();
       const announce = (): Promise<void> =>
-        announceWorker(directory!, queueKeys, { node, hostname: hostname(), pid: process.pid, slots, runs: worker.runningRuns(), startedAtMs, updatedAtMs: clock.now(), status: workerStatus, counters: { ...worker.counters } }).catch(
+        (lastAnnounce = announceWorker(directory!, queueKeys, { node, hostname: hostname(), pid: process.pid, slots, runs: worker.runningRuns(), startedAtMs, updatedAtMs: clock.now(), status: workerStatus, counters: { ...worker.counters } }).catch(
           (error: Error) => log.warn({ err: error.message }, 'could not announce this worker in Redis; retrying next interval'),
-        );
+        ));
       const announceLoop = (): void => {
-        announceTimer = clock.setTimeout(() => void announce().finally(announceLoop), config.loop.heartbeatIntervalMs);
+        if (announcing) announceTimer = clock.setTimeout(() => void announce().finally(announceLoop), config.loop.heartbeatIntervalMs);
       };
       await announce();
       announceLoop();
-      stopAnnouncing = async () => {
-        workerStatus = 'stopping';
-        clock.clearTimeout(announceTimer);
-      };
       consumer = await BullmqRunConsumer.open({
         url: redisConfig.url,
         keys: queueKeys,
@@ -148,12 +146,17 @@ export const workerVerb: Verb = {
       output.err(`factory: worker ${node} consuming pool ${config.fleet.pool} with ${slots} slot(s) (pid ${process.pid}); Ctrl-C to stop`);
       await stopRequested;
       await heartbeat.write('stopping');
+      // Readers see `stopping` while the runs drain; the entry keeps refreshing until it is removed.
+      workerStatus = 'stopping';
+      await announce();
       const fetchingStopped = consumer.stopFetching();
       await worker.drain(config.fleet.worker.shutdownGraceMs);
       await fetchingStopped;
       await consumer.close();
       consumer = undefined;
-      await stopAnnouncing();
+      announcing = false;
+      clock.clearTimeout(announceTimer);
+      await lastAnnounce;
       await removeWorker(directory!, teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }), node).catch(() => undefined);
       await registry.flush();
       await heartbeat.stopRefreshing();
@@ -165,6 +168,7 @@ export const workerVerb: Verb = {
       throw error;
     } finally {
       await consumer?.close().catch(() => undefined);
+      announcing = false;
       clock.clearTimeout(announceTimer);
       directory?.disconnect();
       await heartbeat?.stopRefreshing();
