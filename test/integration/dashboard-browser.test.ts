@@ -26,6 +26,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts');
 const WORK_BRIEFLY = join(REPO_ROOT, 'test', 'fixtures', 'agents', 'work-briefly.mjs');
+const REPLAY_CLAUDE = join(REPO_ROOT, 'test', 'fixtures', 'agents', 'replay-claude-stream.mjs');
 const HOSTILE_TITLE = '<img src=x onerror="window.__pwned=1">Render <b>bold</b> titles as text';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -255,4 +256,106 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   await page.locator('body[data-stale="true"]').waitFor({ timeout: 10_000 });
   assert.equal(await pill.textContent(), 'connection lost');
   assert.match((await page.locator('[data-testid="stale-banner"]').textContent()) ?? '', /Lost the connection to the daemon at/);
+});
+
+test("a Claude Code agent's activity while it works, then its run's usage, today's usage totals, review rounds and memory peak", { timeout: 120_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip('chromium not installed: apt-get install chromium');
+    return;
+  }
+  // The implementer is a claude-code driver agent whose executable replays the real CLI's recorded
+  // stream (test/fixtures/transcripts/claude-code-commit.jsonl): the daemon parses it as it grows and
+  // the real server pushes what it read. It holds after its Bash tool call until the test releases it.
+  const { dir, configPath } = createScratchProject('dashboard-usage', {});
+  const release = join(dir, 'release-the-agent');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      mount: { root: './issues' },
+      repos: { default: './repo' },
+      agents: {
+        implementer: { driver: 'claude-code', command: [process.execPath, REPLAY_CLAUDE], claudeCode: { model: 'claude-scripted-1' }, env: { REPLAY_RELEASE_FILE: release, REPLAY_HOLD_AFTER: '4', REPLAY_STEP_MS: '20' } },
+        reviewer: { command: [process.execPath, WORK_BRIEFLY, '200'] },
+      },
+      // A memory budget, so the outcome carries the team's memory peak (where the machine can enforce one).
+      resources: { team: { memoryMax: '1G' } },
+      runs: { killGraceMs: 1_000 },
+      http: { port: 0 },
+    }),
+  );
+  const config = loadConfig(configPath);
+  cleanups.push(() => {
+    killProcessesWithMarkerPrefix(new LinuxProcessTable(), markerPrefixFor(config));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_FORMAT: 'json' };
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let daemonLog = '';
+  daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+  const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
+  cleanups.push(() => {
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+  });
+  const url = await waitForHeartbeatUrl(config.loop.heartbeatPath, daemon, () => daemonLog);
+
+  const profile = mkdtempSync(join(tmpdir(), 'factory-chromium-'));
+  const context: BrowserContext = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  cleanups.push(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  await page.goto(url);
+  await page.locator('[data-testid="health"][data-state="green"]').waitFor({ timeout: 15_000 });
+  assert.match((await page.locator('[data-testid="usage"]').textContent()) ?? '', /No Claude Code or Codex run has finished today/);
+  writeIssue(dir, 'USE-1', 'Add hello.txt', 1);
+
+  // While it works: the last tool call, turns, tokens so far (the first message: 1200 input, 1 output,
+  // 300 cache read, 100 cache write) and no cost yet (Claude Code reports it in its result).
+  const activity = page.locator('[data-testid="team"][data-issue="USE-1"] [data-testid="agent-activity"]');
+  await page.waitForFunction(() => document.querySelector('[data-testid="agent-activity"]')?.textContent?.includes('$ Bash: printf'), undefined, { timeout: 20_000 });
+  const running = (await activity.textContent()) ?? '';
+  assert.match(running, /^implementer claude-code 1 turn · 1\.6k tokens · no cost reported/);
+  assert.match(running, /\$ Bash: printf "hello\\n" > hello\.txt && git add hello\.txt && git commit/);
+  assert.equal(await activity.locator('.figures').getAttribute('title'), 'input 1200 · output 1 · cache read 300 · cache write 100');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-agent-activity.png'), fullPage: true });
+
+  // Released, it finishes: the run's usage is the result's totals (2700 + 52 + 1500 + 100 tokens, $0.01264).
+  writeFileSync(release, '');
+  const outcome = page.locator('[data-testid="outcome"][data-issue="USE-1"]');
+  await outcome.waitFor({ timeout: 30_000 });
+  assert.equal(await outcome.getAttribute('data-reason'), 'succeeded', daemonLog);
+  assert.equal(await outcome.locator('[data-testid="run-usage"]').textContent(), 'usage 2 turns · 4.4k tokens · $0.0126');
+  const rounds = await outcome.locator('[data-testid="review-rounds"] li').allTextContents();
+  assert.equal(rounds.length, 2, rounds.join('\n'));
+  assert.match(rounds[0]!, /^round 1 · implementer @ [0-9a-f]{10}$/);
+  assert.match(rounds[1]!, /^round 1 · reviewer: approve @ [0-9a-f]{10}$/);
+
+  // Today's totals from the usage ledger, as the state API has them.
+  const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { recentOutcomes: { issueKey: string; memory?: { peakBytes: number } }[] };
+  await page.locator('[data-testid="usage-row"][data-role="implementer"]').waitFor({ timeout: 10_000 });
+  assert.deepEqual(await page.locator('[data-testid="usage-row"]').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((td) => td.textContent))), [['implementer (claude-code)', '1', '2', '4.4k', '$0.0126']]);
+  assert.deepEqual(await page.locator('[data-testid="usage-total"] td').allTextContents(), ['Total today', '1', '2', '4.4k', '$0.0126']);
+  assert.equal(await page.locator('[data-testid="usage-total"] td').nth(3).getAttribute('title'), 'input 2700 · output 52 · cache read 1500 · cache write 100');
+  assert.equal(await page.locator('[data-testid="usage-all-time"]').textContent(), 'All time: 1 agent run · 4.4k tokens · $0.0126');
+
+  // The memory peak shows whenever the run had a budget the machine could measure.
+  const memory = state.recentOutcomes.find((o) => o.issueKey === 'USE-1')?.memory;
+  if (memory) assert.match((await outcome.locator('[data-testid="memory-peak"]').textContent()) ?? '', /^memory peak \d+ MB of a 1\.0 GB budget/);
+  else t.diagnostic('no memory peak in the outcome: this machine measures no team memory');
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-usage.png'), fullPage: true });
+  assert.deepEqual(pageErrors, [], 'no script errors on the page');
+
+  daemon.kill('SIGTERM');
+  assert.equal(await exited, 0, `the daemon stopped in order:\n${daemonLog}`);
 });
