@@ -48,6 +48,8 @@ test('an issue labelled on GitHub is worked on and ends as a draft pull request;
     const number = project.fake.createIssue(REPO_SLUG, { title: 'Add a greeting', body: 'Say hello in the README.', labels: ['bug'] });
     const daemon = project.start();
     const url = await project.httpUrl();
+    // GitHub's secondary rate limit hits the next requests: Factory waits it out, loses and repeats nothing.
+    project.fake.secondaryRateLimitNext(3, 1);
     // Labelling it is what brings it in; the webhook announces it at once.
     project.fake.updateIssue(REPO_SLUG, number, { labels: ['bug', 'factory'] });
     const delivery = await project.fake.deliverWebhook(`${url}/webhooks/github`, WEBHOOK_SECRET, 'issues', project.fake.issuesEventPayload(REPO_SLUG, number, 'labeled'));

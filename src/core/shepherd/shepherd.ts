@@ -261,6 +261,6 @@ function renderEscalation(record: ShepherdRecord, reason: string): string {
   for (const round of record.rounds) {
     lines.push(`- Round ${round.round} (${round.trigger} on \`${shortSha(round.onSha)}\`): ${round.failures.join('; ')}; result ${round.result}${round.pushedSha === null ? '' : `, pushed \`${shortSha(round.pushedSha)}\``}`);
   }
-  lines.push('', 'Factory stops working on this pull request; remove the `needs-human` label and push, or take it over.');
+  lines.push('', 'Factory stops working on this pull request: it is yours to take over.');
   return lines.join('\n');
 }
