@@ -51,6 +51,7 @@ import { detectResourceSupport } from './adapters/resources/detect-resources.js'
 import { createTeamResourceGroups } from './adapters/resources/team-resource-groups.js';
 import { ProcAvailableMemorySource, PsiMemoryPressureSource } from './adapters/resources/memory-sources.js';
 import type { ResourceSupportReport, TeamResources } from './ports/team-resources.js';
+import { FileResumeRequests, resumeRequestsDirFor } from './adapters/resume-requests/file-resume-requests.js';
 
 /**
  * The one place that wires adapters into the core. Everything below `core/`
@@ -184,6 +185,7 @@ export async function openSession(
         registryStore: new FileRegistryStore(config.loop.registryPath),
         runLogs: runLogStoreFor(config),
         agentCli: new CliAgentHost(),
+        resumeRequests: resumeRequestsFor(config),
         ...(executor ? { executor, runsOutliveSession: true } : {}),
         resources,
         reapPredecessor: (entries) =>
@@ -499,4 +501,9 @@ export function runLogStoreFor(config: FactoryConfig): RunLogStore {
 function githubSessionDeps(runtime: Runtime): Pick<FactorySessionDeps, 'codeHost' | 'progress'> {
   const github = githubWiringFor(runtime);
   return github ? { codeHost: github.codeHost, progress: github.progress } : {};
+}
+
+/** Where `factory resume` leaves requests for the daemon running on `config` (taken on its supervision pass). */
+export function resumeRequestsFor(config: Pick<FactoryConfig, 'paths'>): FileResumeRequests {
+  return new FileResumeRequests(resumeRequestsDirFor(config.paths.stateDir));
 }

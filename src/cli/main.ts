@@ -13,13 +13,14 @@ import { loopStatusVerb } from './verbs/loop-status.js';
 import { logsVerb } from './verbs/logs.js';
 import { loopVerb } from './verbs/loop.js';
 import { reapOrphansVerb } from './verbs/reap-orphans.js';
+import { resumeVerb } from './verbs/resume.js';
 import { runOnceVerb } from './verbs/run-once.js';
 import { startVerb } from './verbs/start.js';
 import { statusVerb } from './verbs/status.js';
 import { triageVerb } from './verbs/triage.js';
 import { workerVerb } from './verbs/worker.js';
 
-export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, logsVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, initVerb, workerVerb];
+export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, logsVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, resumeVerb, initVerb, workerVerb];
 
 function generalHelp(): string {
   const width = Math.max(...VERBS.map((v) => v.name.length));

@@ -23,6 +23,8 @@ import type { AgentCliHost } from '../ports/agent-cli.js';
 import type { TeamResources, TeamResourceGroup, TeamResourceGroups } from '../ports/team-resources.js';
 import { admissionBudgetBytes, hasAnyLimit, resolveTeamBudget } from '../domain/resource-budget.js';
 import { MemoryAdmissionGate } from './dispatch/memory-admission.js';
+import { DailyBudgetGate, DailySpend } from './dispatch/daily-budget.js';
+import type { ResumeRequests } from '../ports/resume-requests.js';
 import { Dispatcher, type IntakeDecision } from './dispatch/dispatcher.js';
 import { LocalTeamExecutor } from './execution/local-team-executor.js';
 import { HeartbeatKeeper } from './heartbeat-keeper.js';
@@ -88,6 +90,8 @@ export interface FactorySessionDeps {
   readonly codeHost?: CodeHost;
   /** Shows an issue's stage on the issue (GitHub labels). Absent for the local mount. */
   readonly progress?: IssueProgress;
+  /** `factory resume` requests left for this daemon (taken on each supervision pass); absent: only resumes by timer or in-process. */
+  readonly resumeRequests?: ResumeRequests;
 }
 
 /**
@@ -140,6 +144,8 @@ export class FactorySession {
   readonly #teamGroups = new Map<string, TeamResourceGroup>();
   #memoryGate: MemoryAdmissionGate | undefined;
   #shepherd: Shepherd | undefined;
+  /** Today's spending (`budgets.daily`), from the ledger. */
+  #dailySpend: DailySpend | undefined;
   /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
   #onFatal: (error: FactoryError) => void = (error) => this.deps.log.error({ code: error.code }, error.message);
 
@@ -255,6 +261,9 @@ export class FactorySession {
     // starts its refresh in startLive().
     if (this.mode !== 'live') this.#heartbeat.startRefreshing();
     this.#registry = new RegistryKeeper({ store: this.deps.registryStore, owner: this.owner(), clock });
+    const dailySpend = new DailySpend(store, clock);
+    this.#dailySpend = dailySpend;
+    await dailySpend.refresh().catch((error: Error) => log.warn({ err: error.message }, 'could not read today\'s spending from the usage ledger; counting from 0'));
     const executor =
       this.deps.executor ??
       new LocalTeamExecutor({
@@ -267,6 +276,7 @@ export class FactorySession {
         killGraceMs: config.runs.killGraceMs,
         noChanges: config.runs,
         ...(this.deps.agentCli ? { agentCli: this.deps.agentCli } : {}),
+        budgets: { run: config.budgets.run, daily: config.budgets.daily, spentTodayUsd: () => dailySpend.spentTodayUsd() },
         ...(this.#budgetsConfigured() ? { resources: { groups: this.#trackedGroups(this.deps.resources!.groups), policy: config.resources } } : {}),
       });
     this.#memoryGate = this.#budgetsConfigured() ? this.#createMemoryGate(this.deps.resources!) : undefined;
@@ -314,7 +324,9 @@ export class FactorySession {
       log,
       ...(this.deps.onOutcome ? { onOutcome: this.deps.onOutcome } : {}),
       onStateLost: (error) => this.#reportFatal(error),
-      ...(this.#memoryGate ? { admissionGate: this.#memoryGate } : {}),
+      ...this.#admissionGate(),
+      dailySpend,
+      autoResume: this.mode === 'live',
     });
     for (const team of attached) this.#dispatcher.attach(team);
     const rewritten = await this.#dispatcher.retryPendingWritebacks();
@@ -431,6 +443,36 @@ export class FactorySession {
    * budget (cgroups need no help), PSI is sampled, and held claims are offered
    * again, so a team waiting for memory starts as soon as memory frees up.
    */
+  /** Admission: the daily budget first (no start while today is over it), then memory; either may be absent. */
+  #admissionGate(): { admissionGate?: DailyBudgetGate | MemoryAdmissionGate } {
+    const budget = this.deps.config.budgets.daily;
+    if (budget.maxCostUsd === undefined || !this.#dailySpend) return this.#memoryGate ? { admissionGate: this.#memoryGate } : {};
+    return { admissionGate: new DailyBudgetGate({ spend: this.#dailySpend, budget, clock: this.deps.clock, next: this.#memoryGate }) };
+  }
+
+  /** `factory resume` requests left while this daemon runs: each parked issue goes back in the queue through the dispatcher. */
+  async #takeResumeRequests(): Promise<void> {
+    const requests = (await this.deps.resumeRequests?.take()) ?? [];
+    for (const request of requests) {
+      const result = await this.dispatcher.resume(request.issueKey, 'resumed by hand (factory resume)');
+      if (!result.resumed) this.deps.log.warn({ issue: request.issueKey, status: result.status }, 'factory resume asked for an issue that is not parked; nothing to resume');
+    }
+  }
+
+  /**
+   * Resumes one parked issue now and returns its team (the `resume` verb with
+   * no daemon running). The issue is taken in first, as `dispatch` does, so a
+   * new revision or an issue out of scope is not resumed.
+   */
+  async resumeOne(issue: Issue): Promise<{ resumed: boolean; status: string; team: TeamExecution | undefined }> {
+    const dispatcher = this.dispatcher;
+    await dispatcher.intake([issue], { complete: false });
+    const result = await dispatcher.resume(issue.key, 'resumed by hand (factory resume)');
+    if (!result.resumed) return { resumed: false, status: result.status, team: undefined };
+    const team = dispatcher.teams().find((candidate) => candidate.plan.issue.key === issue.key) ?? (await dispatcher.pump(issue.key))[0];
+    return { resumed: true, status: dispatcher.claim(issue.key)?.status ?? 'unknown', team };
+  }
+
   async #superviseResources(): Promise<void> {
     const { log } = this.deps;
     const groups = this.#budgetsConfigured() ? this.deps.resources?.groups : undefined;
@@ -438,11 +480,6 @@ export class FactorySession {
     for (const stop of stops) log.warn({ run: stop.teamId, rssBytes: stop.rssBytes, limitBytes: stop.limitBytes, killed: stop.result.killed }, 'team over its memory budget; stopped');
     this.#memoryGate?.samplePressure();
     if (this.#dispatcher && this.#dispatcher.heldReasons().size > 0) await this.#dispatcher.pump();
-  }
-
-  /** Why each claim admission holds is waiting (e.g. `waiting for memory: need 4.0 GB, 2.1 GB free`). */
-  heldReasons(): ReadonlyMap<string, string> {
-    return this.#dispatcher?.heldReasons() ?? new Map();
   }
 
   /**
@@ -467,10 +504,15 @@ export class FactorySession {
     };
   }
 
+  /** Why each claim admission holds is waiting (e.g. `waiting for memory: need 4.0 GB, 2.1 GB free`). */
+  heldReasons(): ReadonlyMap<string, string> {
+    return this.#dispatcher?.heldReasons() ?? new Map();
+  }
+
   #armSupervisor(): void {
     const { clock, config, log } = this.deps;
     this.#superviseTimer = clock.setTimeout(() => {
-      const round = Promise.all([this.#dispatcher?.supervise(), this.#superviseResources()]);
+      const round = Promise.all([this.#dispatcher?.supervise(), this.#superviseResources(), this.#takeResumeRequests()]);
       void round
         .catch((error: Error) => log.warn({ err: error.message }, 'supervision round failed; trying again next interval'))
         .finally(() => {

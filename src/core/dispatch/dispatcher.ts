@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterReorder, claimAfterRequeue, claimOnStart, isReordered, isWaiting, type RetryPolicy, type Stamp } from '../../domain/claim-lifecycle.js';
+import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterReorder, claimAfterRequeue, claimAfterResume, claimOnStart, isReordered, isWaiting, type RetryPolicy, type Stamp } from '../../domain/claim-lifecycle.js';
 import { isActiveClaimStatus, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
@@ -20,6 +20,8 @@ import type { AdmissionGate } from './memory-admission.js';
 import { ClaimBook, type ClaimBatch } from './claim-book.js';
 import { superviseTeams, type SupervisionPolicy } from './supervision.js';
 import { Writeback } from './writeback.js';
+import { ResumeTimers } from './resume-timers.js';
+import type { DailySpend } from './daily-budget.js';
 
 export interface DispatchPolicy extends RetryPolicy, SupervisionPolicy {
   readonly batchSize: number;
@@ -43,6 +45,10 @@ export interface DispatcherOptions {
   readonly onOutcome?: (outcome: RunOutcome) => void;
   /** Memory admission (`resources`): claims with a free slot it holds stay queued, with its reason. Absent: slots alone decide. */
   readonly admissionGate?: AdmissionGate;
+  /** Today's spending for `budgets.daily`, refreshed after each run's usage is recorded. */
+  readonly dailySpend?: DailySpend;
+  /** Parked issues resume by themselves at their time (the live daemon); bounded runs (`dispatch`, `resume`) never start one on a timer. */
+  readonly autoResume?: boolean;
   /** Shows `queued` and `working` on the issue itself (GitHub labels); absent for the local mount. */
   readonly progress?: IssueProgress;
   /** Publishes a succeeded run (push, pull request) before its outcome is written back; absent for the local mount. */
@@ -80,10 +86,15 @@ export class Dispatcher {
   readonly #startListeners = new Set<(team: TeamExecution) => void>();
   /** Claims that had a slot but were held by the admission gate at the last pump, with why. */
   #held = new Map<string, string>();
+  /** Parked claims that resume by themselves (a limit's reset, the next UTC day), one timer each on the clock. */
+  readonly #resumeTimers: ResumeTimers;
 
   private constructor(options: DispatcherOptions, book: ClaimBook) {
     this.#options = options;
     this.#book = book;
+    this.#resumeTimers = new ResumeTimers(options.clock, (issueKey) => void this.resume(issueKey, 'resumed by itself at its reset time'));
+    // Timers live in memory: a restarted daemon re-arms them from the durable parked claims.
+    for (const claim of book.values()) this.#armResume(claim);
     this.#writeback = new Writeback({ source: options.source, store: options.store, log: options.log, ...(options.publish ? { publish: options.publish } : {}) });
   }
 
@@ -219,6 +230,39 @@ export class Dispatcher {
     return true;
   }
 
+  /**
+   * Continues a parked issue: its claim goes back in the queue with its park,
+   * so the next start restores the work and resumes the same sessions (with a
+   * fresh run budget). Returns the claim's status when it is not parked.
+   */
+  async resume(issueKey: string, why: string): Promise<{ resumed: true } | { resumed: false; status: string }> {
+    const claim = this.#book.get(issueKey);
+    if (!claim || claim.status !== 'parked' || this.#isBusy(issueKey)) return { resumed: false, status: claim?.status ?? 'unknown' };
+    this.#resumeTimers.disarm(issueKey);
+    const batch = this.#book.batch();
+    batch.saveClaim(claimAfterResume(claim, why, this.#stamp()));
+    try {
+      await batch.commit();
+    } catch (error) {
+      this.#reportWriteFailure(error, 'could not resume the parked issue', { issue: issueKey });
+      this.#armResume(claim);
+      return { resumed: false, status: claim.status };
+    }
+    this.#options.log.info({ issue: issueKey, parkedRun: claim.park?.runId }, why);
+    if (this.#accepting) await this.pump();
+    return { resumed: true };
+  }
+
+  /** When each parked issue resumes by itself, for status. */
+  resumeTimes(): ReadonlyMap<string, number> {
+    return this.#resumeTimers.armed();
+  }
+
+  #armResume(claim: IssueClaim): void {
+    const atMs = claim.park?.resumeAtMs;
+    if (this.#options.autoResume && claim.status === 'parked' && atMs !== undefined && atMs !== null) this.#resumeTimers.arm(claim.issueKey, atMs);
+  }
+
   #isBusy(issueKey: string): boolean {
     return this.#teams.has(issueKey) || this.#starting.has(issueKey);
   }
@@ -272,7 +316,7 @@ export class Dispatcher {
       await Promise.all(starts.map(({ issue }) => this.#options.progress?.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue'))));
       for (const { issue, running } of starts) {
         this.#starting.delete(issue.key);
-        const team = executor.start({ issue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch: branchNameFor(issue.key, policy.branchPrefix), stages: this.#options.stages });
+        const team = executor.start({ issue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch: branchNameFor(issue.key, policy.branchPrefix), stages: this.#options.stages, ...(running.park ? { resume: running.park } : {}) });
         this.#options.log.info({ issue: issue.key, run: running.runId, attempt: running.attempt, node: team.placement.node }, 'team dispatched');
         this.#adopt(team);
         started.push(team);
@@ -305,6 +349,8 @@ export class Dispatcher {
     const claim = this.#book.get(outcome.issueKey)!;
     const next = claimAfterOutcome(claim, outcome, policy, this.#stamp());
     let recorded = false;
+    const usage = usageRecordsOf(outcome);
+    if (usage.length > 0) await this.#recordUsage(outcome, usage);
     try {
       await this.#book.recordOutcome(outcome, next);
       recorded = true;
@@ -312,6 +358,7 @@ export class Dispatcher {
       this.#reportWriteFailure(error, 'could not record the outcome', { issue: outcome.issueKey, run: outcome.runId });
     }
     this.#teams.delete(outcome.issueKey);
+    if (recorded) this.#armResume(next);
     log.info({ issue: outcome.issueKey, run: outcome.runId, reason: outcome.reason, next: next.status }, `team finished: ${outcome.detail}`);
     // Writeback follows the record: an outcome this daemon could not record (a newer
     // epoch owns the state) is not this daemon's to write back.
@@ -324,10 +371,18 @@ export class Dispatcher {
       // The issue may have changed or left scope while the team worked.
       await this.#refreshIssue(team.plan.issue);
       await this.pump();
-    const usage = usageRecordsOf(outcome);
-    if (usage.length > 0) await this.#recordUsage(outcome, usage);
     }
     if (this.runningTeamCount === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  /** The run's usage goes into the ledger first: it was spent, whatever becomes of the outcome's write. */
+  async #recordUsage(outcome: RunOutcome, records: readonly AgentUsageRecord[]): Promise<void> {
+    try {
+      await this.#options.store.recordUsage(records);
+      await this.#options.dailySpend?.refresh();
+    } catch (error) {
+      this.#options.log.warn({ issue: outcome.issueKey, run: outcome.runId, err: (error as Error).message }, 'could not record the run in the usage ledger');
+    }
   }
 
   #reportWriteFailure(error: unknown, message: string, fields: Record<string, unknown> = {}): void {
@@ -351,15 +406,6 @@ export class Dispatcher {
     await this.intake([current], { complete: false }).catch((error: unknown) => this.#reportWriteFailure(error, 'could not re-read the issue after its run'));
   }
 
-  /** The run's usage goes into the ledger first: it was spent, whatever becomes of the outcome's write. */
-  async #recordUsage(outcome: RunOutcome, records: readonly AgentUsageRecord[]): Promise<void> {
-    try {
-      await this.#options.store.recordUsage(records);
-    } catch (error) {
-      this.#options.log.warn({ issue: outcome.issueKey, run: outcome.runId, err: (error as Error).message }, 'could not record the run in the usage ledger');
-    }
-  }
-
   /** Stops teams that ran too long or show no sign of work. Runs on the supervisor's timer. */
   supervise(): Promise<void> {
     return superviseTeams(this.teams(), this.#options.policy, this.#options.clock, this.#options.log);
@@ -369,6 +415,7 @@ export class Dispatcher {
   async releaseAll(): Promise<void> {
     this.#accepting = false;
     this.#options.clock.clearTimeout(this.#retryTimer);
+    this.#resumeTimers.disarmAll();
     await Promise.all(this.teams().map((team) => team.cancel('released')));
     await this.whenIdle();
   }
