@@ -23,6 +23,7 @@ import type { AgentCliHost } from '../ports/agent-cli.js';
 import type { TeamResources, TeamResourceGroup, TeamResourceGroups } from '../ports/team-resources.js';
 import { admissionBudgetBytes, hasAnyLimit, resolveTeamBudget } from '../domain/resource-budget.js';
 import { MemoryAdmissionGate } from './dispatch/memory-admission.js';
+import { PressureParking } from './dispatch/pressure-parking.js';
 import { DailyBudgetGate, DailySpend } from './dispatch/daily-budget.js';
 import type { ResumeRequests } from '../ports/resume-requests.js';
 import { Dispatcher, type IntakeDecision } from './dispatch/dispatcher.js';
@@ -143,6 +144,8 @@ export class FactorySession {
   /** Live team groups by run id (for admission's usage figures), and the memory gate; both only when budgets are configured. */
   readonly #teamGroups = new Map<string, TeamResourceGroup>();
   #memoryGate: MemoryAdmissionGate | undefined;
+  /** `onPressure: "park"`: parks the newest team under sustained pressure and resumes pressure-parked work once it stays low. */
+  #pressureParking: PressureParking | undefined;
   #shepherd: Shepherd | undefined;
   /** Today's spending (`budgets.daily`), from the ledger. */
   #dailySpend: DailySpend | undefined;
@@ -280,10 +283,7 @@ export class FactorySession {
         ...(this.#budgetsConfigured() ? { resources: { groups: this.#trackedGroups(this.deps.resources!.groups), policy: config.resources } } : {}),
       });
     this.#memoryGate = this.#budgetsConfigured() ? this.#createMemoryGate(this.deps.resources!) : undefined;
-    if (this.#memoryGate && config.resources.onPressure === 'park') {
-      // Parking a running team needs the agents issue's park outcome, which is not built yet: say so once rather than silently acting as hold.
-      log.warn({ onPressure: 'park' }, 'resources.onPressure "park": parking a running team is not built yet (docs/resources.md); under sustained memory pressure new teams are held and running ones go on');
-    }
+    if (this.#memoryGate) this.#pressureParking = this.#createPressureParking(this.#memoryGate);
     const { report, attached } = await this.#resolvePredecessor(executor);
     this.#predecessor = report;
     if (report.survivors.length > 0) {
@@ -294,25 +294,27 @@ export class FactorySession {
     }
     await this.#registry.flush();
     const codeHost = this.deps.codeHost;
+    // Fix rounds are runs of the dispatcher: the shepherd queues them on the issue's claim (slots, supervision, one team per issue).
     this.#shepherd = codeHost
       ? new Shepherd({
           host: codeHost,
           ...(this.deps.progress ? { progress: this.deps.progress } : {}),
           source: this.deps.source,
-          executor,
-          stages: config.teamStages,
-          triage: triageRulesFor(config),
+          claims: {
+            claim: (issueKey) => this.#dispatcher?.claim(issueKey),
+            markShepherding: (issueKey, pullUrl) => this.dispatcher.markShepherding(issueKey, pullUrl),
+            queueFixRound: (issueKey, fix) => this.dispatcher.queueFixRound(issueKey, fix),
+            pullClosed: (issueKey, merged, pullUrl) => this.dispatcher.pullClosed(issueKey, merged, pullUrl),
+          },
           policy: { maxRounds: config.shepherd.maxRounds, pollIntervalMs: config.shepherd.pollIntervalMs, merge: config.publish.merge },
-          epoch: this.#epoch,
           clock,
           log: log.child({ component: 'shepherd' }),
-          isBusy: (issueKey) => this.#dispatcher?.teams().some((team) => team.plan.issue.key === issueKey) ?? false,
         })
       : undefined;
     const shepherd = this.#shepherd;
     this.#dispatcher = await Dispatcher.open({
       ...(this.deps.progress ? { progress: this.deps.progress } : {}),
-      ...(shepherd ? { publish: (issue: Issue, outcome: RunOutcome) => shepherd.publish(issue, outcome) } : {}),
+      ...(shepherd ? { publish: (issue: Issue, outcome: RunOutcome) => shepherd.publish(issue, outcome), finishFixRound: (issue: Issue, outcome: RunOutcome) => shepherd.finishFixRound(issue, outcome) } : {}),
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },
       triage: triageRulesFor(config),
       stages: config.teamStages,
@@ -438,6 +440,23 @@ export class FactorySession {
     });
   }
 
+  #createPressureParking(gate: MemoryAdmissionGate): PressureParking {
+    const { config, clock, log } = this.deps;
+    // This machine's pressure says nothing about a worker's: only teams running here are parked for it.
+    const teamsRunHere = this.deps.executor === undefined;
+    if (config.resources.onPressure === 'park' && !teamsRunHere) log.warn({ onPressure: 'park' }, 'resources.onPressure "park" parks only teams running on this machine; teams on fleet workers are held, not parked');
+    return new PressureParking({
+      pressure: gate,
+      parkTeams: config.resources.onPressure === 'park' && teamsRunHere,
+      resumeParked: this.mode === 'live',
+      clock,
+      log,
+      teams: () => this.#dispatcher?.teams() ?? [],
+      claims: () => this.deps.store.listClaims(),
+      resume: (issueKey, why) => this.dispatcher.resume(issueKey, why),
+    });
+  }
+
   /**
    * The resource part of a supervision round: the RSS sampler stops teams over
    * budget (cgroups need no help), PSI is sampled, and held claims are offered
@@ -479,6 +498,7 @@ export class FactorySession {
     const stops = (await groups?.enforceBudgets?.()) ?? [];
     for (const stop of stops) log.warn({ run: stop.teamId, rssBytes: stop.rssBytes, limitBytes: stop.limitBytes, killed: stop.result.killed }, 'team over its memory budget; stopped');
     this.#memoryGate?.samplePressure();
+    await this.#pressureParking?.tick();
     if (this.#dispatcher && this.#dispatcher.heldReasons().size > 0) await this.#dispatcher.pump();
   }
 

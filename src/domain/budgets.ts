@@ -23,12 +23,14 @@ export interface RunUsageSoFar {
   readonly turns: number;
 }
 
-export type ParkTriggerKind = 'run-budget' | 'daily-budget' | 'usage-limit';
+export type ParkTriggerKind = 'run-budget' | 'daily-budget' | 'usage-limit' | 'memory-pressure';
 
 export type ParkTrigger =
   | { readonly kind: 'run-budget'; readonly reason: string }
   | { readonly kind: 'daily-budget'; readonly reason: string }
-  | { readonly kind: 'usage-limit'; readonly reason: string; readonly resetAtMs: number | undefined };
+  | { readonly kind: 'usage-limit'; readonly reason: string; readonly resetAtMs: number | undefined }
+  /** The machine's memory pressure stayed high (`resources.onPressure: "park"`): the newest team makes room. */
+  | { readonly kind: 'memory-pressure'; readonly reason: string };
 
 /** The first run budget `usage` is at or over, as a park trigger; undefined while within all of them. */
 export function overRunBudget(usage: RunUsageSoFar, budget: RunBudget): ParkTrigger | undefined {
@@ -59,8 +61,10 @@ export function nextUtcDayStartMs(nowMs: number): number {
 /**
  * When parked work resumes by itself: at the agent's limit reset, or the next
  * UTC day for the daily budget; null for a run budget (the same budget would
- * run out again, so a person resumes it with `factory resume`) and for a limit
- * whose reset the agent did not say. A reset already past resumes now.
+ * run out again, so a person resumes it with `factory resume`), for a limit
+ * whose reset the agent did not say, and for memory pressure (no clock time:
+ * it resumes once pressure has stayed low, see resumesWhenPressureIsLow). A
+ * reset already past resumes now.
  */
 export function automaticResumeAtMs(trigger: ParkTrigger, nowMs: number): number | null {
   switch (trigger.kind) {
@@ -70,7 +74,14 @@ export function automaticResumeAtMs(trigger: ParkTrigger, nowMs: number): number
       return nextUtcDayStartMs(nowMs);
     case 'usage-limit':
       return trigger.resetAtMs === undefined ? null : Math.max(nowMs, trigger.resetAtMs);
+    case 'memory-pressure':
+      return null;
   }
+}
+
+/** Whether parked work comes back by itself once the machine's memory pressure has stayed low (rather than at a time or by hand). */
+export function resumesWhenPressureIsLow(park: Pick<ParkedRun, 'trigger'>): boolean {
+  return park.trigger === 'memory-pressure';
 }
 
 /** Where a run's parked work is kept: one ref per run, never a branch. */
@@ -102,6 +113,10 @@ export interface ParkedRun {
 
 /** What `status` says about a parked claim: why, and how it comes back. */
 export function describePark(park: ParkedRun, issueKey: string): string {
-  const back = park.resumeAtMs === null ? `resume it with \`factory resume ${issueKey}\`` : `resumes by itself at ${new Date(park.resumeAtMs).toISOString()} (or \`factory resume ${issueKey}\` now)`;
+  const back = resumesWhenPressureIsLow(park)
+    ? `resumes by itself once memory pressure has stayed low (or \`factory resume ${issueKey}\` now)`
+    : park.resumeAtMs === null
+      ? `resume it with \`factory resume ${issueKey}\``
+      : `resumes by itself at ${new Date(park.resumeAtMs).toISOString()} (or \`factory resume ${issueKey}\` now)`;
   return `parked (${park.trigger}): ${park.reason}; ${back}`;
 }

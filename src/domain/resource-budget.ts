@@ -176,12 +176,27 @@ export interface PressureSample {
  * there is no proof yet, so the answer is no.
  */
 export function isPressureSustained(samples: readonly PressureSample[], nowMs: number, thresholdPct = PRESSURE_HIGH_SOME_AVG10, sustainMs = PRESSURE_SUSTAIN_MS): boolean {
+  return heldThroughWindow(samples, nowMs, sustainMs, (someAvg10) => someAvg10 >= thresholdPct);
+}
+
+/**
+ * The mirror of isPressureSustained: pressure has stayed below the threshold
+ * for the whole of the last `sustainMs`. Work parked for memory pressure comes
+ * back only then, so one quiet sample between two spikes does not bring it
+ * back into the same pressure.
+ */
+export function isPressureLowSustained(samples: readonly PressureSample[], nowMs: number, thresholdPct = PRESSURE_HIGH_SOME_AVG10, sustainMs = PRESSURE_SUSTAIN_MS): boolean {
+  return heldThroughWindow(samples, nowMs, sustainMs, (someAvg10) => someAvg10 < thresholdPct);
+}
+
+/** Whether the last sample at or before the window's start, and every sample since, satisfy `holds`; no sample that old: no proof, so no. */
+function heldThroughWindow(samples: readonly PressureSample[], nowMs: number, sustainMs: number, holds: (someAvg10: number) => boolean): boolean {
   const windowStart = nowMs - sustainMs;
   const ordered = samples.filter((sample) => sample.atMs <= nowMs).sort((a, b) => a.atMs - b.atMs);
   const firstInWindow = ordered.findIndex((sample) => sample.atMs > windowStart);
   const anchorIndex = (firstInWindow === -1 ? ordered.length : firstInWindow) - 1;
   if (anchorIndex < 0) return false;
-  return ordered.slice(anchorIndex).every((sample) => sample.someAvg10 >= thresholdPct);
+  return ordered.slice(anchorIndex).every((sample) => holds(sample.someAvg10));
 }
 
 /** A team's memory as its group measured it at the end of the run. */

@@ -2,7 +2,7 @@ import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.j
 import type { Issue } from '../domain/issue.js';
 import type { AgentResult, AgentRole, RunOutcome, StopReason } from '../domain/run.js';
 import type { TeamStages } from '../domain/team.js';
-import type { ParkedRun } from '../domain/budgets.js';
+import type { ParkedRun, ParkTrigger } from '../domain/budgets.js';
 
 /** Everything an executor needs to run one team on one issue. */
 export interface TeamPlan {
@@ -64,8 +64,11 @@ export interface TeamExecution {
   subscribe(listener: (event: RunEvent) => void): () => void;
   /** Agents running now, for status. */
   runningAgents(): readonly RunningAgent[];
-  /** Asks the run to stop; the first reason wins and the outcome carries it. Resolves when its agents are gone. */
-  cancel(reason: StopReason): Promise<void>;
+  /**
+   * Asks the run to stop; the first reason wins and the outcome carries it. Resolves when its agents are gone.
+   * With `parked`, `park` says why (memory pressure, say): the work and sessions are kept for a resume.
+   */
+  cancel(reason: StopReason, park?: ParkTrigger): Promise<void>;
   /** Samples the agents' signs of work and returns when the last change was seen (for stall detection). */
   sampleActivity(): Promise<number>;
 }

@@ -267,3 +267,83 @@ test("a heartbeat's resources block is untrusted: malformed parts are dropped, t
   assert.ok((hostile?.held.length ?? 0) <= 200, 'a hostile list is cut');
   assert.ok(hostile?.held.every((entry) => typeof entry.issueKey === 'string'));
 });
+
+/** settleUntil through the harness's settle, which also waits for the session's real I/O (reviewer verdict reads): teams end reliably under load. */
+async function settleSessionUntil(h: Harness, probe: () => boolean): Promise<void> {
+  for (let turn = 0; turn < 50 && !probe(); turn++) await h.settle();
+}
+
+test('onPressure "park": sustained pressure parks the newest running team (its work and claim kept), the older one runs on, and the parked one resumes and finishes once pressure has stayed low', async () => {
+  const h = createHarness({
+    dispatch: { batchSize: 3 },
+    runs: { superviseIntervalMs: 5_000 },
+    loop: { heartbeatIntervalMs: 1_000, heartbeatStaleMs: 60_000 },
+    resources: { team: { memoryMax: '1G' }, onPressure: 'park' },
+  });
+  const psi = new SettablePressure();
+  const session = h.newSession('live', { resources: fakeResources(new RecordingGroups(), new FixedAvailableMemorySource(16 * GB, 16 * GB), psi) });
+  await session.open();
+  await session.startLive();
+  h.source.put({ key: 'OLD-1', title: 'started first', labels: ['factory'], createdAtMs: 1 });
+  await h.clock.advance(20);
+  await settleSessionUntil(h, () => h.fleet.find('OLD-1', 'implementer') !== undefined);
+  await h.clock.advance(1_000);
+  h.source.put({ key: 'NEW-1', title: 'started second', labels: ['factory'], createdAtMs: 2 });
+  await h.clock.advance(20);
+  await settleSessionUntil(h, () => h.fleet.find('NEW-1', 'implementer') !== undefined);
+  const older = h.fleet.find('OLD-1', 'implementer')!;
+  const newer = h.fleet.find('NEW-1', 'implementer')!;
+  const newerRun = session.dispatcher.claim('NEW-1')!.runId!;
+
+  // High, but not yet for a whole window: nothing is parked.
+  psi.someAvg10 = 45;
+  for (let tick = 0; tick < 5; tick++) await h.clock.advance(5_000);
+  await settle();
+  assert.equal(newer.stopRequests, 0, 'a spike shorter than the window parks nothing');
+
+  // Past the 30 s window: the newest team is parked, the older one is left alone.
+  for (let tick = 0; tick < 2; tick++) await h.clock.advance(5_000);
+  await settleSessionUntil(h, () => session.dispatcher.claim('NEW-1')?.status === 'parked');
+  const parked = session.dispatcher.claim('NEW-1')!;
+  assert.equal(parked.status, 'parked');
+  assert.equal(parked.park?.trigger, 'memory-pressure');
+  assert.equal(parked.park?.resumeAtMs, null, 'no clock time: it waits for pressure to fall');
+  assert.equal(parked.park?.ref, `refs/factory/park/${newerRun}`);
+  assert.ok(h.workspace.parked.has(parked.park!.ref), "the newer team's worktree was committed to its park ref");
+  assert.match(parked.lastReason ?? '', /^parked \(memory-pressure\): the machine's memory pressure has stayed high \(PSI some avg10 45% ≥ 20% for 30 s\); resumes by itself once memory pressure has stayed low/);
+  assert.ok(newer.stopRequests > 0, 'the newer agent was stopped');
+  assert.equal(older.stopRequests, 0, 'the older team keeps running');
+  assert.equal(session.dispatcher.claim('OLD-1')?.status, 'running');
+  const status = await statusNow(h);
+  assert.deepEqual(
+    status.parked.map((claim) => [claim.issueKey, claim.park?.trigger]),
+    [['NEW-1', 'memory-pressure']],
+  );
+  assert.match(formatStatus(status), /NEW-1 +when pressure is low +parked \(memory-pressure\)/);
+
+  // Pressure falls, but a quiet moment is not a quiet window: still parked.
+  psi.someAvg10 = 3;
+  await h.clock.advance(5_000);
+  await settle();
+  assert.equal(session.dispatcher.claim('NEW-1')?.status, 'parked');
+  // Low for the whole window: it resumes by itself in its worktree and runs to the end.
+  for (let tick = 0; tick < 7; tick++) await h.clock.advance(5_000);
+  await settleSessionUntil(h, () => h.fleet.find('NEW-1', 'implementer') !== newer && h.fleet.find('NEW-1', 'implementer') !== undefined);
+  const resumed = h.fleet.find('NEW-1', 'implementer')!;
+  assert.notEqual(resumed, newer, 'a new agent continues the parked run');
+  assert.equal(session.dispatcher.claim('NEW-1')?.status, 'running');
+  assert.equal(session.dispatcher.claim('NEW-1')?.park?.runId, newerRun, 'the start continues the parked run');
+  assert.equal(older.stopRequests, 0);
+  resumed.exit(0);
+  await settleSessionUntil(h, () => h.fleet.find('NEW-1', 'reviewer') !== undefined);
+  h.fleet.find('NEW-1', 'reviewer')!.exit(0);
+  await settleSessionUntil(h, () => session.dispatcher.claim('NEW-1')?.status === 'succeeded');
+  assert.equal(session.dispatcher.claim('NEW-1')?.status, 'succeeded', session.dispatcher.claim('NEW-1')?.lastReason ?? '');
+  assert.equal(session.dispatcher.claim('NEW-1')?.park, null);
+  older.exit(0);
+  await settleSessionUntil(h, () => h.fleet.find('OLD-1', 'reviewer') !== undefined);
+  h.fleet.find('OLD-1', 'reviewer')!.exit(0);
+  await settleSessionUntil(h, () => session.dispatcher.claim('OLD-1')?.status === 'succeeded');
+  assert.equal(session.dispatcher.claim('OLD-1')?.status, 'succeeded', 'the older team was never touched');
+  await session.close();
+});

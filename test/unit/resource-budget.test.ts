@@ -7,6 +7,7 @@ import {
   cpuSharesForWeight,
   decideMemoryAdmission,
   formatMemory,
+  isPressureLowSustained,
   isPressureSustained,
   parseSize,
   resolveTeamBudget,
@@ -103,6 +104,15 @@ test('pressure counts as high only once it stayed at or above the threshold for 
   assert.equal(isPressureSustained([at(65, 50), at(75, 5), at(85, 50), at(100, 50)], now, 20, 30_000), false, 'a dip inside the window');
   assert.equal(isPressureSustained([at(60, 5), at(69, 25), at(85, 50), at(100, 20)], now, 20, 30_000), true, 'old low samples before the anchor do not count');
   assert.equal(isPressureSustained([at(69, 5), at(85, 50), at(100, 50)], now, 20, 30_000), false, 'low at the window start');
+});
+
+test('pressure counts as low (parked work may come back) only once it stayed below the threshold for the whole window', () => {
+  const at = (seconds: number, someAvg10: number) => ({ atMs: seconds * 1000, someAvg10 });
+  const now = 100_000;
+  assert.equal(isPressureLowSustained([], now, 20, 30_000), false, 'no samples: no proof');
+  assert.equal(isPressureLowSustained([at(60, 50), at(80, 3), at(100, 3)], now, 20, 30_000), false, 'high at the window start');
+  assert.equal(isPressureLowSustained([at(65, 3), at(85, 3), at(100, 19)], now, 20, 30_000), true);
+  assert.equal(isPressureLowSustained([at(65, 3), at(85, 20), at(100, 3)], now, 20, 30_000), false, 'a spike inside the window');
 });
 
 test('CPU budgets convert to the units of each cgroup version', () => {

@@ -42,7 +42,7 @@ export function formatStatus(s: StatusSnapshot): string {
     `retries (${s.retries.length}):`,
     formatTable(['ISSUE', 'DUE', 'WHY', 'LAST FAILURE'], s.retries.map((c) => [c.issueKey, c.nextAttemptAtMs ? `in ${formatDuration(c.nextAttemptAtMs - now)}` : '-', c.why, c.lastReason ?? ''])),
   );
-  if (s.parked.length > 0) lines.push('', `parked (${s.parked.length}):`, formatTable(['ISSUE', 'RESUMES', 'WHY'], s.parked.map((c) => [c.issueKey, c.park?.resumeAtMs ? `in ${formatDuration(Math.max(0, c.park.resumeAtMs - now))}` : 'by hand', c.why])));
+  if (s.parked.length > 0) lines.push('', `parked (${s.parked.length}):`, formatTable(['ISSUE', 'RESUMES', 'WHY'], s.parked.map((c) => [c.issueKey, c.park?.resumeAtMs ? `in ${formatDuration(Math.max(0, c.park.resumeAtMs - now))}` : c.park?.trigger === 'memory-pressure' ? 'when pressure is low' : 'by hand', c.why])));
   lines.push(
     '',
     `recent outcomes (${s.recentOutcomes.length} of ${s.outcomeCount}):`,

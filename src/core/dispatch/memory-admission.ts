@@ -4,6 +4,7 @@ import {
   admissionBudgetBytes,
   decideMemoryAdmission,
   formatMemory,
+  isPressureLowSustained,
   isPressureSustained,
   PRESSURE_HIGH_SOME_AVG10,
   PRESSURE_SUSTAIN_MS,
@@ -73,6 +74,17 @@ export class MemoryAdmissionGate implements AdmissionGate {
     return this.#options.policy.onPressure !== 'ignore' && isPressureSustained(this.#samples, this.#options.clock.now());
   }
 
+  /** Whether pressure has stayed low for the whole sustain window (work parked for pressure may come back); never without PSI samples. */
+  pressureLow(): boolean {
+    return isPressureLowSustained(this.#samples, this.#options.clock.now());
+  }
+
+  /** What sustained pressure looks like now, in the words of a held claim and a park: `the machine's memory pressure has stayed high (PSI some avg10 45% ≥ 20% for 30 s)`. */
+  pressureDescription(): string {
+    const last = this.#samples.at(-1)?.someAvg10 ?? 0;
+    return `the machine's memory pressure has stayed high (PSI some avg10 ${last.toFixed(0)}% ≥ ${PRESSURE_HIGH_SOME_AVG10}% for ${PRESSURE_SUSTAIN_MS / 1000} s)`;
+  }
+
   select(claims: readonly IssueClaim[], issues: ReadonlyMap<string, Issue>): { start: IssueClaim[]; held: Map<string, string> } {
     const { policy, availableMemory } = this.#options;
     const start: IssueClaim[] = [];
@@ -80,8 +92,7 @@ export class MemoryAdmissionGate implements AdmissionGate {
     if (claims.length === 0) return { start, held };
     this.samplePressure();
     if (this.pressureHolds()) {
-      const last = this.#samples.at(-1)?.someAvg10 ?? 0;
-      const reason = `waiting for memory: the machine's memory pressure has stayed high (PSI some avg10 ${last.toFixed(0)}% ≥ ${PRESSURE_HIGH_SOME_AVG10}% for ${PRESSURE_SUSTAIN_MS / 1000} s)`;
+      const reason = `waiting for memory: ${this.pressureDescription()}`;
       for (const claim of claims) held.set(claim.issueKey, reason);
       return { start, held };
     }

@@ -127,9 +127,9 @@ export class TeamRun implements TeamExecution {
     return this.#lastActivity.atMs;
   }
 
-  /** Stops the team's agents (whole process groups). The outcome carries `reason`. */
-  async cancel(reason: StopReason): Promise<void> {
-    if (reason === 'parked' && this.#stopReason === undefined) this.#parkTrigger ??= { kind: 'run-budget', reason: 'parked by the factory' };
+  /** Stops the team's agents (whole process groups). The outcome carries `reason`; a park keeps the work and sessions, for `park`'s reason. */
+  async cancel(reason: StopReason, park?: ParkTrigger): Promise<void> {
+    if (reason === 'parked' && this.#stopReason === undefined) this.#parkTrigger ??= park ?? { kind: 'run-budget', reason: 'parked by the factory' };
     this.#stopReason ??= reason;
     await Promise.all([...this.#handles.values()].map(({ handle }) => handle.stop(this.#deps.killGraceMs)));
     // Whatever the trees left that is still in the team's group (a process that dropped its marker) goes too.
