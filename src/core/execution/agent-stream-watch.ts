@@ -7,7 +7,7 @@ import { judgeAgentRun, type AgentExit } from '../../domain/agent-events/run-ver
 import { renderArgument, type PlaceholderName } from '../../domain/prompt.js';
 import type { AgentCommand } from '../../domain/team.js';
 import type { AgentCliHost, AgentCommandOptions, LogFollower } from '../../ports/agent-cli.js';
-import type { Clock } from '../../ports/clock.js';
+import type { Clock, TimerHandle } from '../../ports/clock.js';
 
 /** Activity events go out at most this often per agent: a chatty agent must not flood the run's event stream. */
 export const ACTIVITY_EVENT_INTERVAL_MS = 1_000;
@@ -43,6 +43,8 @@ export class AgentStreamWatch {
   #follower: LogFollower | undefined;
   #lastActivityEventAtMs = -Infinity;
   #activityPending = false;
+  /** The throttled emit still owed for changes inside the last interval (an agent may then go quiet for minutes in one tool call). */
+  #trailingEmit: TimerHandle | undefined;
   #needsInputReported = false;
   #rateLimitReported = false;
 
@@ -64,6 +66,7 @@ export class AgentStreamWatch {
 
   /** The agent never started: stop following. */
   async abandon(): Promise<void> {
+    this.#cancelTrailingEmit();
     await this.#follower?.stop();
   }
 
@@ -75,6 +78,7 @@ export class AgentStreamWatch {
   async finish(exit: AgentExit): Promise<AgentRunReport> {
     await this.#follower?.stop();
     this.#take(this.#reader.flush().lines);
+    this.#cancelTrailingEmit();
     if (this.#activityPending) this.#emitActivity();
     const snapshot = this.#parser.snapshot();
     return reportAgentRun(snapshot, judgeAgentRun(snapshot, exit));
@@ -99,10 +103,25 @@ export class AgentStreamWatch {
     if (!changed) return;
     this.#options.onUsage?.(this.activity());
     this.#activityPending = true;
-    if (this.#options.clock.now() - this.#lastActivityEventAtMs >= ACTIVITY_EVENT_INTERVAL_MS) this.#emitActivity();
+    const sinceLastMs = this.#options.clock.now() - this.#lastActivityEventAtMs;
+    if (sinceLastMs >= ACTIVITY_EVENT_INTERVAL_MS) this.#emitActivity();
+    // Changes inside the interval are emitted when it ends, not only with the next change: the
+    // tool call an agent is now running must be seen while it runs.
+    else {
+      this.#trailingEmit ??= this.#options.clock.setTimeout(() => {
+        this.#trailingEmit = undefined;
+        if (this.#activityPending) this.#emitActivity();
+      }, ACTIVITY_EVENT_INTERVAL_MS - sinceLastMs);
+    }
+  }
+
+  #cancelTrailingEmit(): void {
+    this.#options.clock.clearTimeout(this.#trailingEmit);
+    this.#trailingEmit = undefined;
   }
 
   #emitActivity(): void {
+    this.#cancelTrailingEmit();
     this.#activityPending = false;
     this.#lastActivityEventAtMs = this.#options.clock.now();
     this.#options.onActivity(this.activity());
