@@ -14,7 +14,9 @@ import { REPO_ROOT } from '../support/sandbox.js';
  * Claude Code's recorded stream fed in as the log grows.
  */
 
-const TRANSCRIPT = readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'transcripts', 'claude-code-commit.jsonl'), 'utf8').split('\n').filter(Boolean);
+const TRANSCRIPT = readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'transcripts', 'claude-code-commit.jsonl'), 'utf8')
+  .split('\n')
+  .filter(Boolean);
 
 function watchWithLog(clock: FakeClock): { watch: AgentStreamWatch; emitted: AgentActivitySummary[]; append: (line: string) => void } {
   let deliver: (chunk: Uint8Array) => void = () => undefined;
