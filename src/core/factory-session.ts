@@ -22,6 +22,7 @@ import { Shepherd } from './shepherd/shepherd.js';
 import type { AgentCliHost } from '../ports/agent-cli.js';
 import type { TeamResources, TeamResourceGroup, TeamResourceGroups } from '../ports/team-resources.js';
 import { admissionBudgetBytes, hasAnyLimit, resolveTeamBudget } from '../domain/resource-budget.js';
+import type { RunBudget } from '../domain/budgets.js';
 import { MemoryAdmissionGate } from './dispatch/memory-admission.js';
 import { PressureParking } from './dispatch/pressure-parking.js';
 import { DailyBudgetGate, DailySpend } from './dispatch/daily-budget.js';
@@ -268,7 +269,7 @@ export class FactorySession {
     this.#dailySpend = dailySpend;
     await dailySpend.refresh().catch((error: Error) => log.warn({ err: error.message }, 'could not read today\'s spending from the usage ledger; counting from 0'));
     const executor =
-      this.deps.executor ??
+      (this.deps.executor && withRunBudget(this.deps.executor, config.budgets.run)) ??
       new LocalTeamExecutor({
         fleet: this.deps.fleet,
         workspace: this.deps.workspace,
@@ -631,4 +632,22 @@ export class FactorySession {
     this.#transition('closed');
     log.info({ status: finalStatus }, 'factory session closed');
   }
+}
+
+/**
+ * Teams that run elsewhere (fleet workers) are held to this control plane's
+ * run budget: each plan carries it, and the worker's team run enforces it on
+ * every usage event exactly as a local run does. The daily budget stays here,
+ * in admission.
+ */
+function withRunBudget(executor: TeamExecutor, runBudget: RunBudget): TeamExecutor {
+  if ([runBudget.maxTokens, runBudget.maxCostUsd, runBudget.maxTurns].every((limit) => limit === undefined)) return executor;
+  return {
+    get node() {
+      return executor.node;
+    },
+    start: (plan) => executor.start({ ...plan, runBudget }),
+    attach: (runId) => executor.attach(runId),
+    listRunning: () => executor.listRunning(),
+  };
 }

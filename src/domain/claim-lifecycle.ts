@@ -1,4 +1,4 @@
-import type { ClaimStatus, IssueClaim } from './claim.js';
+import type { ClaimStatus, FixRound, IssueClaim } from './claim.js';
 import type { Issue } from './issue.js';
 import { computeBackoffMs, type RunOutcome, type RunOutcomeReason } from './run.js';
 import { describePark } from './budgets.js';
@@ -13,6 +13,8 @@ import { describePark } from './budgets.js';
  *   retry-wait ──due──▶ running;  running ──daemon crash──▶ queued | gave-up;  active ──left scope──▶ cancelled
  *   parked ──resume (by hand, or at its reset time)──▶ queued (with the park: the next start continues it)
  *   ended ──requeue by hand──▶ queued
+ *   succeeded ──published (pull request open)──▶ shepherding ──fix round (CI failed, changes requested)──▶ queued (with the fix) ──start──▶ running
+ *   running fix ──outcome──▶ shepherding | cancelled | queued (released, fix kept) | parked (fix kept);  shepherding ──pull request closed──▶ succeeded (merged) | cancelled
  */
 
 /** What the lifecycle needs of the dispatch policy. */
@@ -66,6 +68,7 @@ export function claimOnStart(claim: IssueClaim, run: { readonly runId: string; r
  * by the factory's hand breaks any streak of crash interruptions.
  */
 export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, 'reason' | 'detail' | 'park'>, policy: RetryPolicy, stamp: Stamp): IssueClaim {
+  if (claim.fix) return claimAfterFixOutcome(claim, claim.fix, outcome, stamp);
   // Any outcome but a park ends what an earlier park left to continue.
   const ended = { interruptions: 0, node: null, park: null } as const;
   const reason: RunOutcomeReason = outcome.reason;
@@ -106,6 +109,43 @@ export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, '
   }
 }
 
+/**
+ * A fix round ended. Its pull request is still open, so whatever the team did
+ * the claim goes back to the shepherd, which judges the next head commit (a
+ * round that pushed nothing leaves that commit answered: the shepherd waits for
+ * a person or a new commit). Not retried: the shepherd decides the next round.
+ */
+function claimAfterFixOutcome(claim: IssueClaim, fix: FixRound, outcome: Pick<RunOutcome, 'reason' | 'detail' | 'park'>, stamp: Stamp): IssueClaim {
+  const ended = { interruptions: 0, node: null, park: null } as const;
+  const reason: RunOutcomeReason = outcome.reason;
+  switch (reason) {
+    case 'released':
+      // The daemon is stopping: the round starts again from the queue at the next start.
+      return withChanges(claim, stamp, { ...ended, status: 'queued', attempt: Math.max(0, claim.attempt - 1), lastReason: `fix round ${fix.round} released by daemon stop` });
+    case 'parked':
+      return withChanges(claim, stamp, {
+        ...ended,
+        status: 'parked',
+        attempt: Math.max(0, claim.attempt - 1),
+        park: outcome.park ?? null,
+        lastReason: outcome.park ? describePark(outcome.park, claim.issueKey) : `parked: ${outcome.detail}`,
+      });
+    case 'cancelled':
+      return withChanges(claim, stamp, { ...ended, fix: null, status: 'cancelled', lastReason: outcome.detail });
+    case 'succeeded':
+    case 'failed':
+    case 'timed-out':
+    case 'stalled':
+    case 'spawn-failed':
+    case 'oom':
+    case 'no-changes':
+    case 'changes-requested':
+      return withChanges(claim, stamp, { ...ended, fix: null, status: 'shepherding', lastReason: `fix round ${fix.round} ${reason}: ${outcome.detail}` });
+    default:
+      return unreachable(reason);
+  }
+}
+
 /** A run that may go better next time: retried after a backoff until `maxAttempts`, then given up. */
 function retryOrGiveUp(claim: IssueClaim, reason: RunOutcomeReason, detail: string, policy: RetryPolicy, stamp: Stamp): IssueClaim {
   const ended = { interruptions: 0, node: null, park: null } as const;
@@ -138,12 +178,44 @@ export function claimAfterCrash(claim: IssueClaim, policy: CrashPolicy, stamp: S
 
 /** The issue left scope or the source while no team ran on it. (A running team is stopped instead; its outcome ends the claim.) */
 export function claimAfterCancel(claim: IssueClaim, reason: string, stamp: Stamp): IssueClaim {
-  return withChanges(claim, stamp, { status: 'cancelled', nextAttemptAtMs: null, node: null, lastReason: reason });
+  return withChanges(claim, stamp, { status: 'cancelled', nextAttemptAtMs: null, node: null, fix: null, lastReason: reason });
 }
 
 /** `dispatch --force`: the same revision again, with a fresh attempt count, starting over (a park is not continued). Not for a running claim. */
 export function claimAfterRequeue(claim: IssueClaim, stamp: Stamp): IssueClaim {
-  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, park: null, lastReason: 'requeued by hand' });
+  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, park: null, fix: null, lastReason: 'requeued by hand' });
+}
+
+/**
+ * The succeeded run's branch is pushed and its pull request open: the claim
+ * stays in play while the shepherd follows the pull request. Idempotent (a
+ * restart publishes again, find-first).
+ */
+export function claimAfterPublish(claim: IssueClaim, pullUrl: string, stamp: Stamp): IssueClaim {
+  if (claim.status !== 'succeeded' && claim.status !== 'shepherding') throw new RangeError(`only a succeeded claim is published; ${claim.issueKey} is ${claim.status}`);
+  return withChanges(claim, stamp, { status: 'shepherding', fix: null, lastReason: `pull request open: ${pullUrl}` });
+}
+
+/**
+ * The shepherd sends the team back to the pull request's branch: the claim is
+ * queued with the round, so the round waits for a slot in dispatch order like
+ * any run, and the next start runs it with the failures in the issue text.
+ */
+export function claimForFixRound(claim: IssueClaim, fix: FixRound, stamp: Stamp): IssueClaim {
+  if (claim.status !== 'shepherding') throw new RangeError(`only a shepherding claim starts a fix round; ${claim.issueKey} is ${claim.status}`);
+  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, park: null, fix, lastReason: `fix round ${fix.round} (${fix.trigger} on ${fix.onSha.slice(0, 7)})` });
+}
+
+/**
+ * The pull request was merged or closed. Merged ends the issue as succeeded
+ * (also when the issue closing with the merge was seen first and cancelled the
+ * claim); closed without merging is a person's decision to drop it.
+ */
+export function claimAfterPullClosed(claim: IssueClaim, merged: boolean, pullUrl: string, stamp: Stamp): IssueClaim | undefined {
+  if (claim.status !== 'shepherding' && !(merged && claim.status === 'cancelled')) return undefined;
+  return merged
+    ? withChanges(claim, stamp, { status: 'succeeded', fix: null, lastReason: `pull request merged: ${pullUrl}` })
+    : withChanges(claim, stamp, { status: 'cancelled', fix: null, lastReason: `pull request closed without merging: ${pullUrl}` });
 }
 
 /**
@@ -172,6 +244,7 @@ export function claimOnOpen(claim: IssueClaim, currentEpoch: number, localNode: 
     case 'gave-up':
     case 'cancelled':
     case 'parked':
+    case 'shepherding':
       return 'keep';
     default:
       return unreachable(status);
@@ -191,6 +264,7 @@ export function isDueForStart(claim: IssueClaim, nowMs: number): boolean {
     case 'gave-up':
     case 'cancelled':
     case 'parked':
+    case 'shepherding':
       return false;
     default:
       return unreachable(status);

@@ -14,15 +14,39 @@ export const CLAIM_STATUSES = [
   'gave-up', // failed maxAttempts times, ended without a commit (no-changes), or was cut short by too many daemon crashes
   'cancelled', // left scope or was closed while queued or running
   'parked', // stopped over a usage budget or limit, its work kept: resumes by hand or at its reset time
+  'shepherding', // its pull request is open and followed through CI and review; no team runs (a fix round queues it again)
 ] as const;
 
 export type ClaimStatus = (typeof CLAIM_STATUSES)[number];
 
 /** Statuses of a claim still in play. */
-export const ACTIVE_CLAIM_STATUSES = ['queued', 'running', 'retry-wait', 'parked'] as const satisfies readonly ClaimStatus[];
+export const ACTIVE_CLAIM_STATUSES = ['queued', 'running', 'retry-wait', 'parked', 'shepherding'] as const satisfies readonly ClaimStatus[];
 
 export function isActiveClaimStatus(status: ClaimStatus): boolean {
   return (ACTIVE_CLAIM_STATUSES as readonly ClaimStatus[]).includes(status);
+}
+
+/**
+ * A fix round of an issue's pull request: the team goes back to the pull
+ * request's branch with what failed (checks with log excerpts, or the review's
+ * comments). It is a run of the issue like any other: it waits for a slot, is
+ * supervised, and one issue never has two.
+ */
+export interface FixRound {
+  /** 1-based, as the shepherd's record numbers its rounds. */
+  readonly round: number;
+  /** `ci-failed` or `changes-requested`. */
+  readonly trigger: string;
+  /** The head commit whose failure or review the round answers. */
+  readonly onSha: string;
+  /** One line per failed check or change request, for people. */
+  readonly failures: readonly string[];
+  /** What failed, normalized: the same fingerprint after a fix attempt escalates to a person. */
+  readonly fingerprints: readonly string[];
+  /** The pull request's branch, which the round works on and pushes. */
+  readonly branch: string;
+  /** What the implementer is told, appended to the issue text. */
+  readonly feedback: string;
 }
 
 export interface IssueClaim {
@@ -54,4 +78,10 @@ export interface IssueClaim {
    * any other outcome and by `dispatch --force`. Absent or null: a fresh start.
    */
   readonly park?: ParkedRun | null;
+  /**
+   * The fix round this claim's queued or running run is: set when the shepherd
+   * queues a round, kept through a start, a crash or a park, cleared once the
+   * round ends (back to `shepherding`). Absent or null: a run of the issue itself.
+   */
+  readonly fix?: FixRound | null;
 }

@@ -2,6 +2,7 @@ import { sameLabel } from './triage.js';
 import type { AgentRunReport } from './agent-events/agent-driver.js';
 import type { ReviewRoundEntry } from './review.js';
 import type { ParkedRun } from './budgets.js';
+import type { FixRound } from './claim.js';
 
 /** A role in a team, as named by the config's `agents` (see domain/team.ts). */
 export type AgentRole = string;
@@ -47,6 +48,8 @@ export interface RunOutcome {
   readonly memory?: RunMemory;
   /** Outcome `parked`: where the work is, why, when it resumes, which sessions continue. */
   readonly park?: ParkedRun;
+  /** Set by the dispatcher when the run was a fix round of the issue's pull request: its writeback goes to the shepherd, which records the round. */
+  readonly fix?: FixRound;
 }
 
 /**

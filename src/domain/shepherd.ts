@@ -46,7 +46,12 @@ export interface ShepherdRound {
   /** One line per failed check or change request, for people. */
   readonly failures: readonly string[];
   readonly fingerprints: readonly string[];
-  /** `running` while the implementer works; then the team's outcome (`succeeded`, `failed`...) or `interrupted` (the daemon stopped). */
+  /**
+   * `queued` while the round is on the issue's claim (waiting for a slot or
+   * running; `running` in records written before rounds were dispatched), then
+   * the team's outcome (`succeeded`, `failed`, `stalled`...), `interrupted`
+   * (lost with a daemon) or `superseded` (a new revision ran instead).
+   */
   readonly result: string;
   /** The commit pushed after the round; null when nothing was pushed. */
   readonly pushedSha: string | null;

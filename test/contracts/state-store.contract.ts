@@ -164,6 +164,18 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
       assert.equal((await store.getClaim('FAC-1'))?.park, null);
     });
 
+    withStore('a fix round on a claim is durable while it waits and runs; its outcome carries it; a shepherding claim is in play; the round is dropped once it ends', async (store) => {
+      const epoch = await store.beginEpoch(OWNER, T0);
+      const fix = { round: 1, trigger: 'ci-failed', onSha: 'abc1234def', failures: ['check test: failure'], fingerprints: ['test\nerror: x'], branch: 'factory/fac-1', feedback: '## Pull request feedback\n\n- **test**: failure' };
+      const running = claim('FAC-1', epoch, { status: 'running', runId: 'run-f1', fix });
+      await store.apply({ epoch, claims: [running, claim('FAC-2', epoch, { status: 'shepherding' })] });
+      assert.deepEqual((await store.getClaim('FAC-1'))?.fix, fix);
+      assert.deepEqual((await store.listActiveClaims()).map((c) => c.issueKey).sort(), ['FAC-1', 'FAC-2']);
+      await store.apply({ epoch, outcome: { outcome: { ...outcome('FAC-1', 'run-f1'), fix }, nextClaim: claim('FAC-1', epoch, { status: 'shepherding', runId: 'run-f1', fix: null }) } });
+      assert.deepEqual((await store.pendingWritebacks())[0]?.fix, fix, 'a writeback retried after a crash still knows it was a fix round');
+      assert.equal((await store.getClaim('FAC-1'))?.fix ?? null, null);
+    });
+
     withStore('an outcome is recorded with its next claim in one write, pending writeback until marked', async (store) => {
       const epoch = await store.beginEpoch(OWNER, T0);
       await store.apply({ epoch, claims: [claim('FAC-1', epoch, { status: 'running', attempt: 1, runId: 'run-1' })] });

@@ -9,6 +9,7 @@ import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-st
 import type { TeamExecutor } from '../../src/ports/team-executor.js';
 import type { AgentCliHost } from '../../src/ports/agent-cli.js';
 import type { ResumeRequests } from '../../src/ports/resume-requests.js';
+import type { CodeHost, IssueProgress } from '../../src/ports/publisher.js';
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
@@ -125,7 +126,7 @@ export interface Harness {
   /** Hold the next heartbeat write until the returned function is called. */
   holdNextHeartbeat(): () => void;
   /** A session; `executor` replaces the local one (teams on another node). */
-  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests }): FactorySession;
+  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests; codeHost?: CodeHost; progress?: IssueProgress }): FactorySession;
   stateDb: string;
 }
 
@@ -201,6 +202,8 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
           ...(options.resources ? { resources: options.resources } : {}),
           ...(options.agentCli ? { agentCli: options.agentCli } : {}),
           ...(options.resumeRequests ? { resumeRequests: options.resumeRequests } : {}),
+          ...(options.codeHost ? { codeHost: options.codeHost } : {}),
+          ...(options.progress ? { progress: options.progress } : {}),
           clock,
           log: createSilentLogger(),
           identity: { pid: 4242, startTime: 7, bootId: 'boot' },

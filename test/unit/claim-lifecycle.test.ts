@@ -5,9 +5,12 @@ import {
   claimAfterCrash,
   claimAfterIntake,
   claimAfterOutcome,
+  claimAfterPublish,
+  claimAfterPullClosed,
   claimAfterReorder,
   claimAfterRequeue,
   claimAfterResume,
+  claimForFixRound,
   claimOnOpen,
   claimOnStart,
   compareClaimsForDispatch,
@@ -170,7 +173,7 @@ test('which claims wait for a slot', () => {
   const due = CLAIM_STATUSES.filter((status) => isDueForStart(claim({ status, nextAttemptAtMs: stamp.nowMs }), stamp.nowMs));
   assert.deepEqual(due, ['queued', 'retry-wait']);
   assert.equal(isDueForStart(claim({ status: 'retry-wait', nextAttemptAtMs: stamp.nowMs + 1 }), stamp.nowMs), false, 'not before its deadline');
-  assert.deepEqual([...ACTIVE_CLAIM_STATUSES], ['queued', 'running', 'retry-wait', 'parked']);
+  assert.deepEqual([...ACTIVE_CLAIM_STATUSES], ['queued', 'running', 'retry-wait', 'parked', 'shepherding'], 'a claim whose pull request is followed is still in play');
 });
 
 test('a run over its budget parks the claim with its work and sessions; a resume queues it with the park; any other outcome or a forced requeue drops the park', () => {
@@ -225,4 +228,60 @@ test('dispatch order: priority (none last), then age, then key; and why a waitin
   assert.equal(moved.createdAtMs, T0 - 1);
   assert.equal(moved.status, 'queued');
   assert.equal(moved.revision, 'rev-1', 'the same revision: a priority edit is not new work');
+});
+
+test('shepherding: a published claim follows its pull request; a fix round queues it with the round; every fix outcome leads back to the shepherd, a cancel or the stop', () => {
+  const fix = { round: 2, trigger: 'ci-failed', onSha: 'abcdef1234567', failures: ['check test: failure'], fingerprints: ['test\nerror'], branch: 'factory/fac-1', feedback: '## Pull request feedback' };
+  const succeeded = claimAfterOutcome(claim({ attempt: 1 }), { reason: 'succeeded', detail: 'done' }, retry, stamp);
+  const shepherding = claimAfterPublish(succeeded, 'https://github.test/acme/api/pull/2', stamp);
+  assert.equal(shepherding.status, 'shepherding');
+  assert.equal(shepherding.lastReason, 'pull request open: https://github.test/acme/api/pull/2');
+  assert.equal(claimAfterPublish(shepherding, 'u', stamp).status, 'shepherding', 'a publish again after a restart changes nothing');
+  assert.throws(() => claimAfterPublish(claim({ status: 'queued' }), 'u', stamp), /only a succeeded claim is published/);
+  assert.equal(isDueForStart(shepherding, stamp.nowMs + 10 ** 9), false, 'no team starts for a pull request by itself');
+  assert.equal(claimOnOpen({ ...shepherding, epoch: 1 }, 7, 'local'), 'keep', 'a restart keeps following it');
+
+  const queued = claimForFixRound(shepherding, fix, stamp);
+  assert.equal(queued.status, 'queued');
+  assert.deepEqual(queued.fix, fix);
+  assert.equal(queued.attempt, 0);
+  assert.equal(isDueForStart(queued, stamp.nowMs), true, 'the round waits for a slot like any run');
+  assert.match(queued.lastReason!, /^fix round 2 \(ci-failed on abcdef1\)$/);
+  assert.throws(() => claimForFixRound(claim({ status: 'running' }), fix, stamp), /only a shepherding claim starts a fix round/);
+  assert.throws(() => claimForFixRound(succeeded, fix, stamp), /only a shepherding claim/);
+  const running = claimOnStart(queued, { runId: 'FAC-1-e7-f2-abc', node: 'local' }, stamp);
+  assert.equal(running.status, 'running');
+  assert.deepEqual(running.fix, fix, 'kept while it runs');
+  const crashed = claimAfterCrash(running, { maxCrashInterruptions: 3 }, stamp);
+  assert.equal(crashed.status, 'queued');
+  assert.deepEqual(crashed.fix, fix, 'a crash runs the same round again, once');
+
+  // [reason, status, keeps the round]
+  const table: [RunOutcomeReason, ClaimStatus, boolean][] = [
+    ['succeeded', 'shepherding', false],
+    ['failed', 'shepherding', false],
+    ['timed-out', 'shepherding', false],
+    ['stalled', 'shepherding', false],
+    ['spawn-failed', 'shepherding', false],
+    ['oom', 'shepherding', false],
+    ['no-changes', 'shepherding', false],
+    ['changes-requested', 'shepherding', false],
+    ['cancelled', 'cancelled', false],
+    ['released', 'queued', true],
+    ['parked', 'parked', true],
+  ];
+  for (const reason of RUN_OUTCOME_REASONS) assert.ok(table.some(([covered]) => covered === reason), `the fix table covers ${reason}`);
+  for (const [reason, status, keeps] of table) {
+    const next = claimAfterOutcome(running, { reason, detail: 'why' }, { ...retry, maxAttempts: 1 }, stamp);
+    assert.equal(next.status, status, `fix round ${reason}`);
+    assert.equal(next.fix ?? null, keeps ? fix : null, `fix round ${reason}: the round ${keeps ? 'is kept' : 'is cleared'}`);
+    if (status === 'shepherding') assert.equal(next.lastReason, `fix round 2 ${reason}: why`, 'not retried and never given up: the shepherd judges the next head');
+  }
+
+  assert.equal(claimAfterPullClosed(shepherding, true, 'u', stamp)?.status, 'succeeded');
+  assert.equal(claimAfterPullClosed(shepherding, false, 'u', stamp)?.status, 'cancelled');
+  assert.equal(claimAfterPullClosed(claimAfterCancel(shepherding, 'left scope: closed', stamp), true, 'u', stamp)?.status, 'succeeded', 'the issue closing with the merge may be seen first');
+  assert.equal(claimAfterPullClosed(running, true, 'u', stamp), undefined, 'a running round ends first');
+  assert.equal(claimAfterCancel(queued, 'left scope', stamp).fix, null);
+  assert.equal(claimAfterRequeue(queued, stamp).fix, null);
 });

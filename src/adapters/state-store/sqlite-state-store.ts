@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
 import { FactoryError, filesystemError, staleEpochError, type PathUse } from '../../errors.js';
-import { ACTIVE_CLAIM_STATUSES } from '../../domain/claim.js';
+import { ACTIVE_CLAIM_STATUSES, type FixRound } from '../../domain/claim.js';
 import type { ParkedRun } from '../../domain/budgets.js';
 import type { AgentUsageRecord, DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
 import { summaryOfRows } from '../../domain/agent-events/usage-records.js';
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS claims (
   epoch INTEGER NOT NULL,
   interruptions INTEGER NOT NULL DEFAULT 0,
   node TEXT,
-  park_json TEXT
+  park_json TEXT,
+  fix_json TEXT
 );
 CREATE TABLE IF NOT EXISTS outcomes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -91,6 +92,8 @@ interface ClaimRow {
   node: string | null;
   /** The parked run the claim continues (domain ParkedRun as JSON), or null. */
   park_json: string | null;
+  /** The fix round the claim's run is (domain FixRound as JSON), or null. */
+  fix_json: string | null;
 }
 
 function claimFromRow(row: ClaimRow): IssueClaim {
@@ -110,6 +113,7 @@ function claimFromRow(row: ClaimRow): IssueClaim {
     interruptions: row.interruptions,
     node: row.node,
     park: row.park_json === null || row.park_json === undefined ? null : (JSON.parse(row.park_json) as ParkedRun),
+    ...(row.fix_json === null || row.fix_json === undefined ? {} : { fix: JSON.parse(row.fix_json) as FixRound }),
   };
 }
 
@@ -165,12 +169,12 @@ export class SqliteStateStore implements StateStore {
       listClaims: db.prepare<[], ClaimRow>('SELECT * FROM claims ORDER BY updated_at_ms DESC'),
       listActiveClaims: db.prepare<[], ClaimRow>(`SELECT * FROM claims WHERE status IN (${ACTIVE_CLAIM_STATUSES.map((status) => `'${status}'`).join(', ')}) ORDER BY updated_at_ms DESC`),
       upsertClaim: writable
-        ? db.prepare(`INSERT INTO claims(issue_key, revision, status, attempt, next_attempt_at_ms, run_id, repo, priority, created_at_ms, updated_at_ms, last_reason, epoch, interruptions, node, park_json)
-          VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions, @node, @park_json)
+        ? db.prepare(`INSERT INTO claims(issue_key, revision, status, attempt, next_attempt_at_ms, run_id, repo, priority, created_at_ms, updated_at_ms, last_reason, epoch, interruptions, node, park_json, fix_json)
+          VALUES (@issue_key, @revision, @status, @attempt, @next_attempt_at_ms, @run_id, @repo, @priority, @created_at_ms, @updated_at_ms, @last_reason, @epoch, @interruptions, @node, @park_json, @fix_json)
           ON CONFLICT(issue_key) DO UPDATE SET revision=excluded.revision, status=excluded.status, attempt=excluded.attempt,
           next_attempt_at_ms=excluded.next_attempt_at_ms, run_id=excluded.run_id, repo=excluded.repo, priority=excluded.priority,
           created_at_ms=excluded.created_at_ms, updated_at_ms=excluded.updated_at_ms, last_reason=excluded.last_reason, epoch=excluded.epoch,
-          interruptions=excluded.interruptions, node=excluded.node, park_json=excluded.park_json`)
+          interruptions=excluded.interruptions, node=excluded.node, park_json=excluded.park_json, fix_json=excluded.fix_json`)
         : undefined,
       insertOutcome: writable ? db.prepare('INSERT OR REPLACE INTO outcomes(run_id, issue_key, reason, ended_at_ms, epoch, body) VALUES (?, ?, ?, ?, ?, ?)') : undefined,
       markWrittenBack: writable ? db.prepare('UPDATE outcomes SET written_back = 1 WHERE run_id = ?') : undefined,
@@ -320,6 +324,7 @@ function claimToRow(claim: IssueClaim): ClaimRow {
     interruptions: claim.interruptions ?? 0,
     node: claim.node ?? null,
     park_json: claim.park ? JSON.stringify(claim.park) : null,
+    fix_json: claim.fix ? JSON.stringify(claim.fix) : null,
   };
 }
 
@@ -332,4 +337,5 @@ function migrate(db: Database.Database): void {
   const columns = new Set(db.prepare<[], { name: string }>('PRAGMA table_info(claims)').all().map((c) => c.name));
   if (!columns.has('node')) db.exec('ALTER TABLE claims ADD COLUMN node TEXT');
   if (!columns.has('park_json')) db.exec('ALTER TABLE claims ADD COLUMN park_json TEXT');
+  if (!columns.has('fix_json')) db.exec('ALTER TABLE claims ADD COLUMN fix_json TEXT');
 }

@@ -1,6 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { claimAfterCancel, claimAfterIntake, claimAfterOutcome, claimAfterReorder, claimAfterRequeue, claimAfterResume, claimOnStart, isReordered, isWaiting, type RetryPolicy, type Stamp } from '../../domain/claim-lifecycle.js';
-import { isActiveClaimStatus, type IssueClaim } from '../../domain/claim.js';
+import {
+  claimAfterCancel,
+  claimAfterIntake,
+  claimAfterOutcome,
+  claimAfterPublish,
+  claimAfterPullClosed,
+  claimAfterReorder,
+  claimAfterRequeue,
+  claimAfterResume,
+  claimForFixRound,
+  claimOnStart,
+  isReordered,
+  isWaiting,
+  type RetryPolicy,
+  type Stamp,
+} from '../../domain/claim-lifecycle.js';
+import { isActiveClaimStatus, type FixRound, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
 import { usageRecordsOf, type AgentUsageRecord } from '../../domain/agent-events/usage-records.js';
@@ -53,6 +68,8 @@ export interface DispatcherOptions {
   readonly progress?: IssueProgress;
   /** Publishes a succeeded run (push, pull request) before its outcome is written back; absent for the local mount. */
   readonly publish?: (issue: Issue, outcome: RunOutcome) => Promise<void>;
+  /** Finishes a fix round's outcome (push, the round in the shepherd's record) instead of the source's writeback; absent for the local mount. */
+  readonly finishFixRound?: (issue: Issue, outcome: RunOutcome) => Promise<void>;
 }
 
 /** What one intake pass decided, issue by issue, for reports. */
@@ -95,7 +112,13 @@ export class Dispatcher {
     this.#resumeTimers = new ResumeTimers(options.clock, (issueKey) => void this.resume(issueKey, 'resumed by itself at its reset time'));
     // Timers live in memory: a restarted daemon re-arms them from the durable parked claims.
     for (const claim of book.values()) this.#armResume(claim);
-    this.#writeback = new Writeback({ source: options.source, store: options.store, log: options.log, ...(options.publish ? { publish: options.publish } : {}) });
+    this.#writeback = new Writeback({
+      source: options.source,
+      store: options.store,
+      log: options.log,
+      ...(options.publish ? { publish: options.publish } : {}),
+      ...(options.finishFixRound ? { finishFixRound: options.finishFixRound } : {}),
+    });
   }
 
   /** Loads every claim and skip from the store. */
@@ -253,6 +276,54 @@ export class Dispatcher {
     return { resumed: true };
   }
 
+  /**
+   * A succeeded run's pull request is open: the claim stays in play as
+   * `shepherding`. Returns false when the claim is no longer the succeeded one
+   * (a new revision was queued meanwhile).
+   */
+  async markShepherding(issueKey: string, pullUrl: string): Promise<boolean> {
+    const claim = this.#book.get(issueKey);
+    if (!claim || (claim.status !== 'succeeded' && claim.status !== 'shepherding') || this.#isBusy(issueKey)) return false;
+    if (claim.status === 'shepherding' && claim.lastReason === `pull request open: ${pullUrl}`) return true;
+    return this.#commitOne(claimAfterPublish(claim, pullUrl, this.#stamp()), 'could not record the open pull request');
+  }
+
+  /**
+   * The shepherd sends the team back to the pull request: the claim is queued
+   * with the round, which then starts like any run (a slot, dispatch order,
+   * supervision, one team per issue). Refused unless the claim is shepherding
+   * and its issue in scope.
+   */
+  async queueFixRound(issueKey: string, fix: FixRound): Promise<{ queued: true } | { queued: false; status: string }> {
+    const claim = this.#book.get(issueKey);
+    if (!claim || claim.status !== 'shepherding' || this.#isBusy(issueKey) || !this.#issues.has(issueKey) || !this.#accepting) {
+      return { queued: false, status: claim === undefined ? 'unknown' : this.#issues.has(issueKey) ? claim.status : `${claim.status}, out of scope` };
+    }
+    if (!(await this.#commitOne(claimForFixRound(claim, fix, this.#stamp()), 'could not queue the fix round'))) return { queued: false, status: claim.status };
+    this.#options.log.info({ issue: issueKey, round: fix.round, trigger: fix.trigger }, 'fix round queued');
+    await this.pump();
+    return { queued: true };
+  }
+
+  /** The pull request was merged or closed: a shepherding claim ends (merged: succeeded). */
+  async pullClosed(issueKey: string, merged: boolean, pullUrl: string): Promise<void> {
+    const claim = this.#book.get(issueKey);
+    const next = claim && !this.#isBusy(issueKey) ? claimAfterPullClosed(claim, merged, pullUrl, this.#stamp()) : undefined;
+    if (next) await this.#commitOne(next, 'could not record the closed pull request');
+  }
+
+  async #commitOne(claim: IssueClaim, failure: string): Promise<boolean> {
+    const batch = this.#book.batch();
+    batch.saveClaim(claim);
+    try {
+      await batch.commit();
+      return true;
+    } catch (error) {
+      this.#reportWriteFailure(error, failure, { issue: claim.issueKey });
+      return false;
+    }
+  }
+
   /** When each parked issue resumes by itself, for status. */
   resumeTimes(): ReadonlyMap<string, number> {
     return this.#resumeTimers.armed();
@@ -292,7 +363,8 @@ export class Dispatcher {
     const starts = admitted.map((claim) => {
       const issue = this.#issues.get(claim.issueKey)!;
       const attempt = claim.attempt + 1;
-      const runId = `${issue.key}-e${epoch}-a${attempt}-${randomBytes(3).toString('hex')}`;
+      // A fix round's run id names its round, so logs and the registry tell it from the issue's own attempts.
+      const runId = `${issue.key}-e${epoch}-${claim.fix ? `f${claim.fix.round}` : `a${attempt}`}-${randomBytes(3).toString('hex')}`;
       return { issue, running: claimOnStart(claim, { runId, node: executor.node }, this.#stamp()) };
     });
     const started: TeamExecution[] = [];
@@ -316,8 +388,12 @@ export class Dispatcher {
       await Promise.all(starts.map(({ issue }) => this.#options.progress?.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue'))));
       for (const { issue, running } of starts) {
         this.#starting.delete(issue.key);
-        const team = executor.start({ issue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch: branchNameFor(issue.key, policy.branchPrefix), stages: this.#options.stages, ...(running.park ? { resume: running.park } : {}) });
-        this.#options.log.info({ issue: issue.key, run: running.runId, attempt: running.attempt, node: team.placement.node }, 'team dispatched');
+        const fix = running.fix;
+        // A fix round works on the pull request's branch with what failed appended to the issue text.
+        const plannedIssue = fix ? { ...issue, body: `${issue.body}\n\n${fix.feedback}` } : issue;
+        const branch = fix ? fix.branch : branchNameFor(issue.key, policy.branchPrefix);
+        const team = executor.start({ issue: plannedIssue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch, stages: this.#options.stages, ...(running.park ? { resume: running.park } : {}) });
+        this.#options.log.info({ issue: issue.key, run: running.runId, attempt: running.attempt, node: team.placement.node, ...(fix ? { fixRound: fix.round } : {}) }, fix ? 'fix round dispatched' : 'team dispatched');
         this.#adopt(team);
         started.push(team);
         // The daemon began stopping while the claim was written: release the team at once (its attempt is given back).
@@ -344,9 +420,11 @@ export class Dispatcher {
     for (const listener of this.#startListeners) listener(team);
   }
 
-  async #onTeamFinished(team: TeamExecution, outcome: RunOutcome): Promise<void> {
+  async #onTeamFinished(team: TeamExecution, finished: RunOutcome): Promise<void> {
     const { policy, log } = this.#options;
-    const claim = this.#book.get(outcome.issueKey)!;
+    const claim = this.#book.get(finished.issueKey)!;
+    // The outcome says it was a fix round, durably: a writeback retried after a crash still goes to the shepherd.
+    const outcome: RunOutcome = claim.fix ? { ...finished, fix: claim.fix } : finished;
     const next = claimAfterOutcome(claim, outcome, policy, this.#stamp());
     let recorded = false;
     const usage = usageRecordsOf(outcome);
@@ -364,7 +442,7 @@ export class Dispatcher {
     // epoch owns the state) is not this daemon's to write back.
     if (recorded && outcome.reason !== 'released') {
       maybeCrash('during-writeback');
-      await this.#writeback.writeBack(team.plan.issue, outcome);
+      await this.#writeback.writeBack(this.#issues.get(outcome.issueKey) ?? team.plan.issue, outcome);
     }
     this.#options.onOutcome?.(outcome);
     if (this.#accepting) {

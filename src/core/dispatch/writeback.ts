@@ -15,18 +15,28 @@ export class Writeback {
   readonly #store: StateStore;
   readonly #log: Logger;
   readonly #publish: ((issue: Issue, outcome: RunOutcome) => Promise<void>) | undefined;
+  readonly #finishFixRound: ((issue: Issue, outcome: RunOutcome) => Promise<void>) | undefined;
 
-  /** `publish`: for a source with a code host, pushes a succeeded run's branch and opens its pull request before the outcome is written back. */
-  constructor(options: { source: IssueSource; store: StateStore; log: Logger; publish?: (issue: Issue, outcome: RunOutcome) => Promise<void> }) {
+  /**
+   * `publish`: for a source with a code host, pushes a succeeded run's branch and opens its pull request before the outcome is written back.
+   * `finishFixRound`: a fix round's outcome goes there (push, the round in the shepherd's record) instead: the issue's own outcome stays the one shown.
+   */
+  constructor(options: { source: IssueSource; store: StateStore; log: Logger; publish?: (issue: Issue, outcome: RunOutcome) => Promise<void>; finishFixRound?: (issue: Issue, outcome: RunOutcome) => Promise<void> }) {
     this.#source = options.source;
     this.#store = options.store;
     this.#log = options.log;
     this.#publish = options.publish;
+    this.#finishFixRound = options.finishFixRound;
   }
 
   /** Writes one recorded outcome back, then marks it done. A failure is logged; the outcome stays pending. */
   async writeBack(issue: Issue, outcome: RunOutcome): Promise<void> {
     try {
+      if (outcome.fix && this.#finishFixRound) {
+        await this.#finishFixRound(issue, outcome);
+        await this.#store.markWrittenBack(outcome.runId);
+        return;
+      }
       // Publishing is part of the writeback: a crash or a failure leaves the outcome pending, and the next start publishes again (find-first, so no second pull request).
       if (outcome.reason === 'succeeded' && this.#publish) {
         await this.#publish(issue, outcome);

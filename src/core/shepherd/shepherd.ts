@@ -1,39 +1,45 @@
-import { randomBytes } from 'node:crypto';
 import type { MergeMethod } from '../../config/publish-schema.js';
+import { isActiveClaimStatus, type FixRound, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
 import { judgePull, shortSha, type ShepherdRecord, type ShepherdRound, type ShepherdVerdict } from '../../domain/shepherd.js';
-import type { TeamStages } from '../../domain/team.js';
-import { triageIssue, type TriageRules } from '../../domain/triage.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { IssueSource } from '../../ports/issue-source.js';
 import type { Logger } from '../../ports/logger.js';
 import type { CodeHost, IssueProgress, PublishedChange } from '../../ports/publisher.js';
-import type { TeamExecution, TeamExecutor } from '../../ports/team-executor.js';
 
 /**
  * Sees each pull request Factory opened through CI and review. Every poll
  * reads the head commit, its checks and statuses, and the reviews; the pure
- * rules (domain/shepherd.ts) say wait, fix, escalate or green. A fix round
- * sends the team back to the same worktree and branch with the failures in
- * the issue text, then pushes again. The record (rounds, fingerprints, the
- * escalation) lives with the issue on the code host, so a restarted daemon
- * picks up where the last one stopped, and never answers one commit twice.
+ * rules (domain/shepherd.ts) say wait, fix, escalate or green. A fix round is
+ * not run here: it is queued on the issue's claim (`shepherding` → `queued`
+ * with the round), so the dispatcher starts it like any run of the issue (a
+ * slot, supervision, the registry, one team per issue), and hands its outcome
+ * back (`finishFixRound`) to push and record. The record (rounds, fingerprints,
+ * the escalation) lives with the issue on the code host and the round on the
+ * durable claim, so a restarted daemon picks up where the last one stopped and
+ * never answers one commit twice.
  */
+
+/** What the shepherd needs of the dispatcher's claims (the claim lifecycle's shepherd transitions). */
+export interface ShepherdClaims {
+  claim(issueKey: string): IssueClaim | undefined;
+  /** succeeded → shepherding once the pull request is open. */
+  markShepherding(issueKey: string, pullUrl: string): Promise<boolean>;
+  /** shepherding → queued with the round; refused (with the claim's status) otherwise. */
+  queueFixRound(issueKey: string, fix: FixRound): Promise<{ queued: true } | { queued: false; status: string }>;
+  /** shepherding → succeeded (merged) or cancelled (closed). */
+  pullClosed(issueKey: string, merged: boolean, pullUrl: string): Promise<void>;
+}
 
 export interface ShepherdOptions {
   readonly host: CodeHost;
   readonly progress?: IssueProgress;
   readonly source: IssueSource;
-  readonly executor: TeamExecutor;
-  readonly stages: TeamStages;
-  readonly triage: TriageRules;
+  readonly claims: ShepherdClaims;
   readonly policy: { readonly maxRounds: number; readonly pollIntervalMs: number; readonly merge: MergeMethod };
-  readonly epoch: number;
   readonly clock: Clock;
   readonly log: Logger;
-  /** Whether the dispatcher runs a team for this issue now (the shepherd then waits its turn). */
-  readonly isBusy: (issueKey: string) => boolean;
 }
 
 /** One pull request being followed, for the API and the dashboard. */
@@ -46,6 +52,7 @@ export interface ShepherdWatch {
   readonly verdict: string;
   readonly escalated: string | null;
   readonly rounds: readonly ShepherdRound[];
+  /** A fix round is queued or running for this pull request. */
   readonly fixing: boolean;
 }
 
@@ -53,10 +60,11 @@ interface Watch {
   issue: Issue;
   change: PublishedChange;
   record: ShepherdRecord;
-  /** A fix round's team, while it works. */
-  fixing: TeamExecution | undefined;
   lastHeadSha: string;
 }
+
+/** Round results that are not an ended round: the claim still carries the round. */
+const PENDING_ROUND_RESULTS = new Set(['queued', 'running']);
 
 export class Shepherd {
   readonly #options: ShepherdOptions;
@@ -64,7 +72,6 @@ export class Shepherd {
   #timer: TimerHandle | undefined;
   #ticking: Promise<void> | undefined;
   #closed = false;
-  readonly #rounds = new Set<Promise<void>>();
 
   constructor(options: ShepherdOptions) {
     this.#options = options;
@@ -72,16 +79,19 @@ export class Shepherd {
 
   /** Finds the pull requests Factory opened before (a restart) and starts polling. */
   async start(): Promise<void> {
-    const { host, source, log } = this.#options;
+    const { host, source, log, claims } = this.#options;
     try {
       for (const watched of await host.listWatched()) {
         const issue = await source.read(watched.issueLocation).catch(() => undefined);
         if (issue === undefined) continue;
         const record = await host.loadRecord(issue);
         if (record === undefined || record.pullNumber !== watched.change.number) continue;
-        // A round the previous daemon did not finish: its commit may be answered again.
-        const rounds = record.rounds.map((round) => (round.result === 'running' ? { ...round, result: 'interrupted' } : round));
-        this.#watches.set(issue.key, { issue, change: { ...watched.change, issueKey: issue.key }, record: { ...record, rounds }, fixing: undefined, lastHeadSha: watched.change.headSha });
+        const claim = claims.claim(issue.key);
+        // A round still on the claim runs (or runs again) through the dispatcher; any other unfinished round was lost with its daemon, and its commit may be answered again.
+        const rounds = record.rounds.map((round) => (PENDING_ROUND_RESULTS.has(round.result) && claim?.fix?.round !== round.round ? { ...round, result: 'interrupted' } : round));
+        this.#watches.set(issue.key, { issue, change: { ...watched.change, issueKey: issue.key }, record: { ...record, rounds }, lastHeadSha: watched.change.headSha });
+        // A claim that ended as succeeded before claims followed pull requests is taken over.
+        if (claim?.status === 'succeeded' && record.merged === false) await claims.markShepherding(issue.key, watched.change.url);
       }
       if (this.#watches.size > 0) log.info({ pulls: [...this.#watches.values()].map((watch) => watch.change.url) }, 'following the pull requests Factory opened before');
     } catch (error) {
@@ -93,28 +103,70 @@ export class Shepherd {
   /**
    * A successful run's publish step (called by the writeback before it
    * records the outcome on the issue): push, open or update the pull request,
-   * and follow it from now on.
+   * follow it from now on, and keep the claim in play as `shepherding`.
    */
   async publish(issue: Issue, outcome: RunOutcome): Promise<void> {
-    const change = await this.#options.host.publish(issue, outcome);
-    const record = (await this.#options.host.loadRecord(issue)) ?? freshRecord(change);
-    const existing = this.#watches.get(issue.key);
-    this.#watches.set(issue.key, { issue, change, record, fixing: existing?.fixing, lastHeadSha: change.headSha });
-    this.#options.log.info({ issue: issue.key, pull: change.url, head: shortSha(change.headSha), draft: change.draft }, 'branch pushed; pull request open');
+    const { host, claims, log } = this.#options;
+    const change = await host.publish(issue, outcome);
+    const loaded = (await host.loadRecord(issue)) ?? freshRecord(change);
+    // A run of the issue itself replaced any round that had not ended (a new revision was queued over it).
+    const superseded = loaded.rounds.some((round) => PENDING_ROUND_RESULTS.has(round.result));
+    const record = superseded ? { ...loaded, rounds: loaded.rounds.map((round) => (PENDING_ROUND_RESULTS.has(round.result) ? { ...round, result: 'superseded' } : round)) } : loaded;
+    const watch: Watch = { issue, change, record, lastHeadSha: change.headSha };
+    this.#watches.set(issue.key, watch);
+    if (superseded) await this.#save(watch, record);
+    await claims.markShepherding(issue.key, change.url);
+    log.info({ issue: issue.key, pull: change.url, head: shortSha(change.headSha), draft: change.draft }, 'branch pushed; pull request open');
+  }
+
+  /**
+   * A fix round's outcome, from the dispatcher's writeback (also after a
+   * restart): a succeeded round's commits are pushed to the pull request,
+   * and the round's result goes into the record.
+   */
+  async finishFixRound(issue: Issue, outcome: RunOutcome): Promise<void> {
+    const { host, log } = this.#options;
+    const fix = outcome.fix;
+    if (!fix) return;
+    const known = this.#watches.get(issue.key);
+    const record = known?.record ?? (await host.loadRecord(issue));
+    if (record === undefined) {
+      log.warn({ issue: issue.key, round: fix.round }, 'a fix round ended for a pull request with no record; nothing to push to');
+      return;
+    }
+    const watch: Watch = known ?? { issue, change: { issueKey: issue.key, number: record.pullNumber, url: record.pullUrl, branch: record.branch, headSha: fix.onSha, draft: true }, record, lastHeadSha: fix.onSha };
+    this.#watches.set(issue.key, watch);
+    const round = record.rounds.find((entry) => entry.round === fix.round) ?? roundOf(fix, outcome.startedAtMs);
+    let finished: ShepherdRound = { ...round, result: outcome.reason };
+    if (outcome.reason === 'succeeded') {
+      const change = await host.publish(watch.issue, outcome, watch.record);
+      watch.change = change;
+      watch.lastHeadSha = change.headSha;
+      finished = { ...finished, pushedSha: change.headSha };
+    }
+    const rounds = record.rounds.some((entry) => entry.round === fix.round) ? record.rounds.map((entry) => (entry.round === fix.round ? finished : entry)) : [...record.rounds, finished];
+    await this.#save(watch, { ...watch.record, rounds, lastVerdict: finished.pushedSha === null ? `fix round ${fix.round} ${outcome.reason}` : `pushed ${shortSha(finished.pushedSha)}; waiting for checks` });
+    log.info({ issue: issue.key, round: fix.round, result: outcome.reason, pushed: finished.pushedSha }, 'fix round finished');
+    await this.#stage(watch.issue, watch.record.escalated === null ? 'pr-open' : 'needs-human');
   }
 
   snapshot(): ShepherdWatch[] {
-    return [...this.#watches.values()].map((watch) => ({
-      issueKey: watch.issue.key,
-      pullNumber: watch.change.number,
-      pullUrl: watch.change.url,
-      branch: watch.change.branch,
-      headSha: watch.lastHeadSha,
-      verdict: watch.record.lastVerdict,
-      escalated: watch.record.escalated,
-      rounds: watch.record.rounds,
-      fixing: watch.fixing !== undefined,
-    }));
+    return [...this.#watches.values()].map((watch) => {
+      const claim = this.#options.claims.claim(watch.issue.key);
+      const pending = claim?.fix?.round;
+      return {
+        issueKey: watch.issue.key,
+        pullNumber: watch.change.number,
+        pullUrl: watch.change.url,
+        branch: watch.change.branch,
+        headSha: watch.lastHeadSha,
+        verdict: watch.record.lastVerdict,
+        escalated: watch.record.escalated,
+        // The round on the claim shows where the dispatcher has it: queued for a slot or running.
+        rounds: watch.record.rounds.map((round) => (round.round === pending && PENDING_ROUND_RESULTS.has(round.result) ? { ...round, result: claim?.status === 'running' ? 'running' : 'queued' } : round)),
+        fixing: pending !== undefined,
+      };
+    });
   }
 
   /** Looks at every followed pull request now (a test, or a webhook about a pull request). */
@@ -125,13 +177,11 @@ export class Shepherd {
     return this.#ticking;
   }
 
-  /** Stops polling and releases fix rounds in flight (their commit is answered again after a restart). */
+  /** Stops polling. Fix rounds are runs of the dispatcher, which releases them (their claims keep the round for the next start). */
   async close(): Promise<void> {
     this.#closed = true;
     this.#options.clock.clearTimeout(this.#timer);
     await this.#ticking;
-    for (const watch of this.#watches.values()) await watch.fixing?.cancel('released');
-    await Promise.all(this.#rounds);
   }
 
   #schedule(): void {
@@ -144,7 +194,9 @@ export class Shepherd {
   async #tickAll(): Promise<void> {
     for (const watch of [...this.#watches.values()]) {
       if (this.#closed) return;
-      if (watch.fixing !== undefined || this.#options.isBusy(watch.issue.key)) continue;
+      // A run of the issue is queued, running or parked (a fix round or a new revision): its outcome moves the pull request; judge after it.
+      const claim = this.#options.claims.claim(watch.issue.key);
+      if (claim !== undefined && isActiveClaimStatus(claim.status) && claim.status !== 'shepherding') continue;
       try {
         await this.#look(watch);
       } catch (error) {
@@ -165,6 +217,7 @@ export class Shepherd {
       case 'closed':
         this.#watches.delete(watch.issue.key);
         await this.#save(watch, { ...watch.record, merged: verdict.merged, lastVerdict: verdict.merged ? 'merged' : 'closed without merging' });
+        await this.#options.claims.pullClosed(watch.issue.key, verdict.merged, watch.change.url);
         if (verdict.merged) await this.#stage(watch.issue, 'done');
         log.info({ issue: watch.issue.key, pull: watch.change.url, merged: verdict.merged }, 'pull request closed; no longer followed');
         return;
@@ -177,7 +230,7 @@ export class Shepherd {
         log.warn({ issue: watch.issue.key, pull: watch.change.url, reason: verdict.reason }, 'pull request escalated to a person');
         return;
       case 'fix':
-        this.#startRound(watch, verdict);
+        await this.#queueRound(watch, verdict);
         return;
     }
   }
@@ -207,49 +260,26 @@ export class Shepherd {
     await this.#options.progress?.markStage(issue, stage).catch((error: Error) => this.#options.log.warn({ issue: issue.key, stage, err: error.message }, 'could not show the stage on the issue'));
   }
 
-  #startRound(watch: Watch, verdict: Extract<ShepherdVerdict, { kind: 'fix' }>): void {
-    const { executor, stages, triage, epoch, log } = this.#options;
-    const decision = triageIssue(watch.issue, triage);
-    if (decision.verdict !== 'dispatch') {
-      log.warn({ issue: watch.issue.key, reason: decision.reason }, 'the issue no longer routes to a checkout; not fixing its pull request');
+  /**
+   * Queues the round on the claim first (durable: a crash after it still runs
+   * the round once), then records it; the dispatcher starts it when a slot is free.
+   */
+  async #queueRound(watch: Watch, verdict: Extract<ShepherdVerdict, { kind: 'fix' }>): Promise<void> {
+    const { claims, clock, log } = this.#options;
+    const fix: FixRound = { round: watch.record.rounds.length + 1, trigger: verdict.trigger, onSha: verdict.onSha, failures: verdict.failures, fingerprints: verdict.fingerprints, branch: watch.change.branch, feedback: verdict.feedback };
+    const queued = await claims.queueFixRound(watch.issue.key, fix);
+    if (!queued.queued) {
+      log.warn({ issue: watch.issue.key, pull: watch.change.url, status: queued.status }, 'the pull request needs a fix round, but its issue is not being shepherded; not fixing it');
+      await this.#note(watch, `needs a fix round on ${shortSha(verdict.onSha)}; the issue is ${queued.status}`);
       return;
     }
-    const round: ShepherdRound = { round: watch.record.rounds.length + 1, trigger: verdict.trigger, onSha: verdict.onSha, failures: verdict.failures, fingerprints: verdict.fingerprints, result: 'running', pushedSha: null, atMs: this.#options.clock.now() };
-    const runId = `${watch.issue.key}-e${epoch}-r${round.round}-${randomBytes(3).toString('hex')}`;
-    const fixIssue: Issue = { ...watch.issue, body: `${watch.issue.body}\n\n${verdict.feedback}` };
-    const team = executor.start({ issue: fixIssue, runId, attempt: round.round, repo: decision.repo, branch: watch.change.branch, stages });
-    watch.fixing = team;
-    log.info({ issue: watch.issue.key, pull: watch.change.url, round: round.round, trigger: verdict.trigger, on: shortSha(verdict.onSha), failures: verdict.failures }, 'fix round started');
-    const work = this.#runRound(watch, round, team).finally(() => {
-      watch.fixing = undefined;
-      this.#rounds.delete(work);
-    });
-    this.#rounds.add(work);
+    log.info({ issue: watch.issue.key, pull: watch.change.url, round: fix.round, trigger: verdict.trigger, on: shortSha(verdict.onSha), failures: verdict.failures }, 'fix round queued');
+    await this.#save(watch, { ...watch.record, rounds: [...watch.record.rounds, roundOf(fix, clock.now())], lastVerdict: `fix round ${fix.round}: ${fix.failures.join('; ')}` });
   }
+}
 
-  async #runRound(watch: Watch, round: ShepherdRound, team: TeamExecution): Promise<void> {
-    const { host, log } = this.#options;
-    try {
-      await this.#stage(watch.issue, 'working');
-      await this.#save(watch, { ...watch.record, rounds: [...watch.record.rounds, round], lastVerdict: `fix round ${round.round}: ${round.failures.join('; ')}` });
-      const outcome = await team.outcome;
-      if (outcome.reason === 'released') return;
-      let finished: ShepherdRound = { ...round, result: outcome.reason };
-      if (outcome.reason === 'succeeded') {
-        const change = await host.publish(watch.issue, outcome, watch.record);
-        watch.change = change;
-        watch.lastHeadSha = change.headSha;
-        finished = { ...finished, pushedSha: change.headSha };
-      }
-      const rounds = watch.record.rounds.map((entry) => (entry.round === round.round ? finished : entry));
-      await this.#save(watch, { ...watch.record, rounds, lastVerdict: finished.pushedSha === null ? `fix round ${round.round} ${outcome.reason}` : `pushed ${shortSha(finished.pushedSha)}; waiting for checks` });
-      log.info({ issue: watch.issue.key, round: round.round, result: outcome.reason, pushed: finished.pushedSha }, 'fix round finished');
-    } catch (error) {
-      log.warn({ issue: watch.issue.key, round: round.round, err: (error as Error).message }, 'fix round failed; the commit is answered again at the next start');
-    } finally {
-      await this.#stage(watch.issue, watch.record.escalated === null ? 'pr-open' : 'needs-human');
-    }
-  }
+function roundOf(fix: FixRound, atMs: number): ShepherdRound {
+  return { round: fix.round, trigger: fix.trigger as ShepherdRound['trigger'], onSha: fix.onSha, failures: fix.failures, fingerprints: fix.fingerprints, result: 'queued', pushedSha: null, atMs };
 }
 
 function freshRecord(change: PublishedChange): ShepherdRecord {

@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import type { Issue } from '../../src/domain/issue.js';
+import type { RunOutcome } from '../../src/domain/run.js';
+import type { PullCheck, PullObservation, PullReview, ShepherdRecord } from '../../src/domain/shepherd.js';
+import type { CodeHost, IssueProgress, IssueStage, PublishedChange, WatchedChange } from '../../src/ports/publisher.js';
+
+/**
+ * A code host in memory, for sessions on fakes: each publish "pushes" a new
+ * head commit to the issue's one pull request (opened on the first publish,
+ * found again after), checks and reviews are set by the test per commit, and
+ * the shepherd's record is kept per issue as the status comment keeps it.
+ */
+
+interface Pull {
+  change: PublishedChange;
+  state: 'open' | 'closed' | 'merged';
+  issueLocation: string;
+  checks: Map<string, PullCheck[]>;
+  reviews: PullReview[];
+}
+
+export class InMemoryCodeHost implements CodeHost, IssueProgress {
+  readonly #pulls = new Map<string, Pull>();
+  readonly #records = new Map<string, ShepherdRecord>();
+  #nextNumber = 1;
+  /** Every publish in order: which run pushed which head. */
+  readonly publishes: { issueKey: string; runId: string; headSha: string; fixRound: number | null }[] = [];
+  readonly stages: { issueKey: string; stage: IssueStage }[] = [];
+  readonly escalations: { issueKey: string; text: string }[] = [];
+
+  async publish(issue: Issue, outcome: RunOutcome): Promise<PublishedChange> {
+    const headSha = randomBytes(20).toString('hex');
+    const existing = this.#pulls.get(issue.key);
+    const change: PublishedChange = { issueKey: issue.key, number: existing?.change.number ?? this.#nextNumber++, url: `https://code.test/pull/${existing?.change.number ?? this.#nextNumber - 1}`, branch: outcome.branch, headSha, draft: true };
+    if (existing) existing.change = change;
+    else this.#pulls.set(issue.key, { change, state: 'open', issueLocation: issue.location, checks: new Map(), reviews: [] });
+    this.publishes.push({ issueKey: issue.key, runId: outcome.runId, headSha, fixRound: outcome.fix?.round ?? null });
+    return change;
+  }
+
+  async listWatched(): Promise<WatchedChange[]> {
+    return [...this.#pulls.values()].filter((pull) => pull.state === 'open').map((pull) => ({ change: pull.change, issueLocation: pull.issueLocation }));
+  }
+
+  async observe(change: PublishedChange): Promise<PullObservation> {
+    const pull = this.#pull(change.issueKey);
+    const headSha = pull.change.headSha;
+    return { number: pull.change.number, state: pull.state, draft: pull.change.draft, headSha, checks: pull.checks.get(headSha) ?? [], reviews: pull.reviews };
+  }
+
+  async merge(change: PublishedChange): Promise<void> {
+    this.#pull(change.issueKey).state = 'merged';
+  }
+
+  async loadRecord(issue: Issue): Promise<ShepherdRecord | undefined> {
+    return this.#records.get(issue.key);
+  }
+
+  async saveRecord(issue: Issue, record: ShepherdRecord): Promise<void> {
+    this.#records.set(issue.key, record);
+  }
+
+  async escalate(issue: Issue, _change: PublishedChange, text: string): Promise<void> {
+    this.escalations.push({ issueKey: issue.key, text });
+    this.stages.push({ issueKey: issue.key, stage: 'needs-human' });
+  }
+
+  async markStage(issue: Issue, stage: IssueStage): Promise<void> {
+    this.stages.push({ issueKey: issue.key, stage });
+  }
+
+  /** The pull request's head commit now. */
+  head(issueKey: string): string {
+    return this.#pull(issueKey).change.headSha;
+  }
+
+  record(issueKey: string): ShepherdRecord | undefined {
+    return this.#records.get(issueKey);
+  }
+
+  /** A check on the pull request's current head (CI reporting). */
+  setCheck(issueKey: string, check: PullCheck): void {
+    const pull = this.#pull(issueKey);
+    const checks = pull.checks.get(pull.change.headSha) ?? [];
+    pull.checks.set(pull.change.headSha, [...checks.filter((known) => known.name !== check.name), check]);
+  }
+
+  #pull(issueKey: string): Pull {
+    const pull = this.#pulls.get(issueKey);
+    if (!pull) throw new Error(`no pull request for ${issueKey}`);
+    return pull;
+  }
+}

@@ -1,0 +1,203 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FactorySession } from '../../src/core/factory-session.js';
+import type { TeamExecution } from '../../src/ports/team-executor.js';
+import { createHarness, type Harness } from '../support/session-harness.js';
+import { InMemoryCodeHost } from '../support/in-memory-code-host.js';
+
+/**
+ * Fix rounds are runs of the dispatcher: a session on fakes with a code host
+ * in memory, where the test decides when agents exit, when CI fails and when
+ * time passes. Every team start is checked against the slots and the issue's
+ * other teams, and the live agents are sampled after every step.
+ */
+
+const POLL_MS = 1_000;
+const FAILING_TEST = { name: 'test', state: 'failed', conclusion: 'failure', output: 'FAIL src/greet.test.ts\nError: expected "hello" got "helo"' } as const;
+
+interface Watched {
+  readonly h: Harness;
+  readonly host: InMemoryCodeHost;
+  readonly session: FactorySession;
+  /** Every team started, in order. */
+  readonly starts: TeamExecution[];
+  /** Checks the invariants now: at most `batchSize` teams, at most one per issue, live agents of one team per issue. */
+  sample(): void;
+  /** settle + sample; `ms`: let fake time pass first, one poll at a time. */
+  step(ms?: number): Promise<void>;
+}
+
+async function openWatched(batchSize: number, overrides: Record<string, unknown> = {}): Promise<Watched> {
+  const h = createHarness({ dispatch: { batchSize, maxAttempts: 1 }, shepherd: { pollIntervalMs: POLL_MS, maxRounds: 3 }, ...overrides });
+  const host = new InMemoryCodeHost();
+  const session = h.newSession('live', { codeHost: host, progress: host });
+  const starts: TeamExecution[] = [];
+  const sample = (): void => {
+    const teams = session.dispatcher.teams();
+    assert.ok(session.dispatcher.runningTeamCount <= batchSize, `at most ${batchSize} team(s): ${teams.map((team) => team.plan.runId).join(', ')}`);
+    const keys = teams.map((team) => team.plan.issue.key);
+    assert.equal(new Set(keys).size, keys.length, `one team per issue: ${keys.join(', ')}`);
+    // The agents really alive, not only the dispatcher's books: never agents of two runs of one issue.
+    const runsByIssue = new Map<string, Set<string>>();
+    for (const agent of h.fleet.running()) runsByIssue.set(agent.spec.issueKey, (runsByIssue.get(agent.spec.issueKey) ?? new Set()).add(agent.spec.runId));
+    for (const [issueKey, runs] of runsByIssue) assert.equal(runs.size, 1, `live agents of one run for ${issueKey}: ${[...runs].join(', ')}`);
+    assert.ok(runsByIssue.size <= batchSize, `live agents of at most ${batchSize} team(s)`);
+  };
+  await session.open();
+  session.dispatcher.observeStarts((team) => {
+    starts.push(team);
+    sample();
+  });
+  await session.startLive();
+  await h.settle();
+  const step = async (ms = 0): Promise<void> => {
+    for (let passed = 0; passed < ms; passed += POLL_MS) {
+      await h.clock.advance(Math.min(POLL_MS, ms - passed));
+      sample();
+    }
+    await h.settle();
+    sample();
+  };
+  return { h, host, session, starts, sample, step };
+}
+
+/** Ends the running team of `key` with success (implementer, then reviewer). */
+async function finishTeam(w: Watched, key: string): Promise<void> {
+  const implementer = w.h.fleet.find(key, 'implementer');
+  assert.ok(implementer && !implementer.ended, `the implementer of ${key} runs`);
+  implementer.exit(0);
+  await w.step();
+  const reviewer = w.h.fleet.find(key, 'reviewer');
+  assert.ok(reviewer && !reviewer.ended, `the reviewer of ${key} runs`);
+  reviewer.exit(0);
+  await w.step();
+}
+
+const startsOf = (w: Watched, key: string): string[] => w.starts.filter((team) => team.plan.issue.key === key).map((team) => team.plan.runId);
+
+test('with one slot, a fix round waits for it like any run: never two teams at once, and the round runs once the slot frees', async () => {
+  const w = await openWatched(1);
+  w.h.source.put({ key: 'A', title: 'first', labels: ['factory'], createdAtMs: w.h.clock.now() - 10_000 });
+  await w.step(POLL_MS);
+  w.h.source.put({ key: 'B', title: 'second', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding', 'the pull request is open and followed');
+  assert.deepEqual(w.session.dispatcher.teams().map((team) => team.plan.issue.key), ['B'], 'B took the slot A freed');
+
+  // CI fails on A's pull request while B holds the only slot: the round is queued on A's claim, and waits.
+  w.host.setCheck('A', FAILING_TEST);
+  await w.step(2 * POLL_MS);
+  const waiting = w.session.dispatcher.claim('A')!;
+  assert.equal(waiting.status, 'queued');
+  assert.equal(waiting.fix?.round, 1);
+  assert.equal(w.session.dispatcher.runningTeamCount, 1);
+  assert.equal(startsOf(w, 'A').length, 1, 'no fix round started beside B');
+  assert.equal(w.host.record('A')?.rounds[0]?.result, 'queued');
+  const api = w.session.shepherd!.snapshot().find((watch) => watch.issueKey === 'A')!;
+  assert.equal(api.fixing, true);
+  assert.equal(api.rounds[0]!.result, 'queued', 'the API shows the round waiting for a slot');
+  await w.step(5 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 1, 'still waiting while B runs');
+
+  await finishTeam(w, 'B');
+  const fix = w.starts.at(-1)!;
+  assert.equal(fix.plan.issue.key, 'A', 'the round took the freed slot');
+  assert.match(fix.plan.runId, /^A-e\d+-f1-/);
+  assert.match(fix.plan.issue.body, /Pull request feedback \(fix round 1 of 3\)[\s\S]*expected "hello" got "helo"/, 'the implementer is told what failed');
+  assert.equal(fix.plan.branch, w.host.record('A')!.branch, 'on the pull request\'s branch');
+  assert.equal(w.session.shepherd!.snapshot().find((watch) => watch.issueKey === 'A')!.rounds[0]!.result, 'running');
+  assert.ok(w.h.registries.at(-1)!.agents.some((agent) => agent.runId === fix.plan.runId), 'its agents are in the registry');
+
+  await finishTeam(w, 'A');
+  assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding');
+  const round = w.host.record('A')!.rounds[0]!;
+  assert.equal(round.result, 'succeeded');
+  assert.equal(round.pushedSha, w.host.head('A'), 'the round\'s commits were pushed to the pull request');
+  assert.deepEqual(w.host.publishes.map((publish) => [publish.issueKey, publish.fixRound]), [['A', null], ['B', null], ['A', 1]]);
+  await w.step(3 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 2, 'the answered commit gets no second round');
+  await w.session.close();
+});
+
+test('an issue edited while its fix round runs does not start a second team: the new revision waits for the round, then runs', async () => {
+  const w = await openWatched(3);
+  w.h.source.put({ key: 'A', title: 'first', body: 'Say hello.', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  w.host.setCheck('A', FAILING_TEST);
+  await w.step(2 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 2, 'the fix round runs');
+  const fixRun = w.starts.at(-1)!;
+
+  // The issue is edited (a new revision) while the round runs, with slots to spare.
+  w.h.source.put({ key: 'A', title: 'first', body: 'Say hello, loudly.', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await w.h.clock.advance(w.h.config.intake.reconcileIntervalMs);
+  await w.step(5 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 2, 'no second team for the new revision while the round runs');
+  assert.equal(w.session.dispatcher.claim('A')?.status, 'running');
+  assert.equal(w.session.dispatcher.claim('A')?.runId, fixRun.plan.runId);
+
+  await finishTeam(w, 'A');
+  // The round ended: only now the new revision runs, as for an edit during any run.
+  const next = w.starts.at(-1)!;
+  assert.equal(startsOf(w, 'A').length, 3);
+  assert.ok(fixRun.stopReason === undefined, 'the round was not cut short');
+  assert.match(next.plan.runId, /^A-e\d+-a1-/, 'a run of the issue itself');
+  assert.match(next.plan.issue.body, /loudly/);
+  assert.doesNotMatch(next.plan.issue.body, /Pull request feedback/);
+  assert.equal(w.host.record('A')!.rounds[0]!.result, 'succeeded');
+  await w.session.close();
+});
+
+test('a fix round that goes silent is stopped by supervision as stalled; the claim goes back to the shepherd and the round says so', async () => {
+  const w = await openWatched(2, { runs: { superviseIntervalMs: 1_000, stallLimitMs: 10_000, maxRuntimeMs: 3_600_000 } });
+  w.h.source.put({ key: 'A', title: 'first', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  w.host.setCheck('A', FAILING_TEST);
+  await w.step(2 * POLL_MS);
+  const fix = w.starts.at(-1)!;
+  assert.match(fix.plan.runId, /-f1-/);
+  const implementer = w.h.fleet.find('A', 'implementer')!;
+  await w.step(8_000);
+  assert.equal(implementer.ended, false, 'not stalled before runs.stallLimitMs');
+  await w.step(5_000);
+  assert.equal(implementer.ended, true, 'stopped after runs.stallLimitMs without output or CPU');
+  assert.equal((await fix.outcome).reason, 'stalled');
+  assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding');
+  assert.match(w.session.dispatcher.claim('A')?.lastReason ?? '', /^fix round 1 stalled: /);
+  const round = w.host.record('A')!.rounds[0]!;
+  assert.equal(round.result, 'stalled');
+  assert.equal(round.pushedSha, null, 'nothing pushed');
+  assert.equal(w.host.publishes.length, 1);
+  await w.session.close();
+});
+
+test('a restart while a fix round waits runs it once, and the shepherd resumes watching without queuing it again', async () => {
+  const w = await openWatched(1);
+  w.h.source.put({ key: 'A', title: 'first', labels: ['factory'], createdAtMs: w.h.clock.now() - 10_000 });
+  await w.step(POLL_MS);
+  w.h.source.put({ key: 'B', title: 'second', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  w.host.setCheck('A', FAILING_TEST);
+  await w.step(2 * POLL_MS);
+  assert.equal(w.session.dispatcher.claim('A')?.fix?.round, 1, 'queued behind B');
+  await w.session.close();
+
+  const session = w.h.newSession('live', { codeHost: w.host, progress: w.host });
+  await session.open();
+  const restarts: TeamExecution[] = [];
+  session.dispatcher.observeStarts((team) => restarts.push(team));
+  await session.startLive();
+  await w.h.settle();
+  for (let i = 0; i < 5; i++) await w.h.clock.advance(POLL_MS);
+  await w.h.settle();
+  // A is the older issue: its round starts first, from the durable claim; B waits.
+  assert.deepEqual(restarts.map((team) => team.plan.runId.replace(/-e\d+-/, '-').replace(/-[0-9a-f]{6}$/, '')), ['A-f1']);
+  assert.equal(w.host.record('A')!.rounds.length, 1, 'one round in the record');
+  assert.equal(session.dispatcher.runningTeamCount, 1);
+  await session.close();
+});
