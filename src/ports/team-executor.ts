@@ -2,7 +2,7 @@ import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.j
 import type { Issue } from '../domain/issue.js';
 import type { AgentResult, AgentRole, RunOutcome, StopReason } from '../domain/run.js';
 import type { TeamStages } from '../domain/team.js';
-import type { ParkedRun, ParkTrigger } from '../domain/budgets.js';
+import type { ParkedRun, ParkTrigger, RunBudget } from '../domain/budgets.js';
 
 /** Everything an executor needs to run one team on one issue. */
 export interface TeamPlan {
@@ -14,6 +14,12 @@ export interface TeamPlan {
   readonly stages: TeamStages;
   /** A parked run this one continues: its work is restored into the worktree and its stage's agent sessions resumed. */
   readonly resume?: ParkedRun;
+  /**
+   * The run budget (`budgets.run`) the run is held to, set by the control plane when the team runs
+   * elsewhere (a fleet worker): absent, the executor's own. Today's spending is the control plane's
+   * business (admission), not the worker's.
+   */
+  readonly runBudget?: RunBudget;
 }
 
 /** Where something runs: `local` for this machine's process groups, or a worker's node name. */

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CliAgentHost } from '../../src/adapters/agent-drivers/cli-agent-host.js';
 import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
 import { resolveWallClockTime } from '../../src/domain/agent-events/codex-parser.js';
-import type { CliDriverSpec } from '../../src/domain/agent-events/agent-driver.js';
-import type { AgentCliHost, AgentCommandOptions, LogFollower } from '../../src/ports/agent-cli.js';
 import type { RunOutcome } from '../../src/domain/run.js';
 import { createHarness, type Harness } from '../support/session-harness.js';
+import { ScriptedStreamHost } from '../support/scripted-stream-host.js';
 
 /**
  * Parking and resuming on the fake clock, through a live FactorySession: the
@@ -16,32 +14,6 @@ import { createHarness, type Harness } from '../support/session-harness.js';
  * reset time, re-armed by a restarted daemon from the durable parked claim,
  * and the daily budget holding starts until the next UTC day.
  */
-
-/** The real argv builders; the run log is replaced by lines the test pushes. */
-class ScriptedStreamHost implements AgentCliHost {
-  readonly #argv = new CliAgentHost();
-  readonly #followers = new Map<string, (chunk: Uint8Array) => void>();
-  readonly commands: string[][] = [];
-
-  commandFor(executable: readonly string[], driver: CliDriverSpec, prompt: string, options?: AgentCommandOptions): string[] {
-    const command = this.#argv.commandFor(executable, driver, prompt, options);
-    this.commands.push(command);
-    return command;
-  }
-  sizeOf(): number {
-    return 0;
-  }
-  follow(path: string, _fromByte: number, onChunk: (chunk: Uint8Array) => void): LogFollower {
-    this.#followers.set(path, onChunk);
-    return { stop: async () => void this.#followers.delete(path) };
-  }
-  /** Writes JSON lines to the agent's stream, as if it printed them. */
-  emit(logPath: string, ...events: object[]): void {
-    const onChunk = this.#followers.get(logPath);
-    assert.ok(onChunk, `nobody follows ${logPath}`);
-    onChunk(new TextEncoder().encode(events.map((event) => `${JSON.stringify(event)}\n`).join('')));
-  }
-}
 
 const CODEX = { driver: 'codex', command: ['codex'], codex: { model: 'gpt-scripted' } };
 

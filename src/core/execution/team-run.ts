@@ -152,18 +152,22 @@ export class TeamRun implements TeamExecution {
     void this.cancel('parked');
   }
 
-  /** Whether any usage budget is set: only then must usage be exact while the agent runs. */
-  #budgeted(): boolean {
-    const budgets = this.#deps.budgets;
-    if (!budgets) return false;
-    return [budgets.run.maxTokens, budgets.run.maxCostUsd, budgets.run.maxTurns, budgets.daily.maxCostUsd].some((limit) => limit !== undefined);
+  /** The plan's run budget (a fleet job carries the control plane's), else this executor's. */
+  #runBudget(): RunBudget {
+    return this.plan.runBudget ?? this.#deps.budgets?.run ?? {};
   }
 
-  /** Budgets, on every change of an agent's figures: all the run's agents together, then today's spending with this run's. */
+  /** Whether any usage budget is set: only then must usage be exact while the agent runs. */
+  #budgeted(): boolean {
+    const run = this.#runBudget();
+    return [run.maxTokens, run.maxCostUsd, run.maxTurns, this.#deps.budgets?.daily.maxCostUsd].some((limit) => limit !== undefined);
+  }
+
+  /** Budgets, on every change of an agent's figures: all the run's agents together, then today's spending with this run's (where this executor knows it). */
   #checkBudgets(agentName: string, activity: AgentActivitySummary): void {
     const budgets = this.#deps.budgets;
     this.#usageByAgent.set(agentName, activity);
-    if (!budgets || this.#stopReason !== undefined) return;
+    if (!this.#budgeted() || this.#stopReason !== undefined) return;
     let tokens = 0;
     let turns = 0;
     let costUsd: number | undefined;
@@ -172,7 +176,7 @@ export class TeamRun implements TeamExecution {
       turns += agent.turns;
       if (agent.costUsd !== undefined) costUsd = (costUsd ?? 0) + agent.costUsd;
     }
-    const trigger = overRunBudget({ tokens, turns, costUsd }, budgets.run) ?? overDailyBudget(budgets.spentTodayUsd() + (costUsd ?? 0), budgets.daily);
+    const trigger = overRunBudget({ tokens, turns, costUsd }, this.#runBudget()) ?? (budgets ? overDailyBudget(budgets.spentTodayUsd() + (costUsd ?? 0), budgets.daily) : undefined);
     if (trigger) this.#requestPark(trigger);
   }
 
