@@ -297,6 +297,11 @@ async function openFleetControlPlane(
         await standbyHeartbeat?.stopRefreshing();
         log.info({ epoch }, 'leading: this control plane holds the leader lease');
       },
+      onStandbyEnded: async () => {
+        // Stopped while standing by: readers must see an orderly stop, not a `standby` of a dead pid (verdict stale).
+        await standbyHeartbeat?.stopRefreshing();
+        await standbyHeartbeat?.write('stopped').catch((error: Error) => log.warn({ err: error.message }, 'could not write the stopped heartbeat'));
+      },
     });
     const { lockDurationMs, stalledIntervalMs, eventsMaxLen } = config.fleet.queue;
     const executor = await BullmqTeamExecutor.open({

@@ -37,6 +37,14 @@ export interface ClaimedTeamRun {
   /** The lease epoch of the control plane that queued the run. */
   readonly epoch: number;
   readonly enqueuedAtMs: number;
+  /**
+   * Takes the run, in one step where the run is stored: checks that the lock
+   * is ours and that the run's epoch (the job's, or a later leader's that
+   * attached to it) is not older than the CURRENT leader epoch, and records
+   * the run as taken by this worker for that epoch. A stale run is refused
+   * here, before anything runs. Throws when the queue cannot be reached.
+   */
+  take(): Promise<RunTaking>;
   /** Appends to the run's event stream if this worker still holds the run's lock; false (and nothing written) when it does not. */
   publish(event: WorkerRunEvent): Promise<boolean>;
   /** Extends the lock by the queue's lock duration; false when the lock is no longer ours. Throws when the queue cannot be reached. */
@@ -46,6 +54,12 @@ export interface ClaimedTeamRun {
   /** Puts the run back in the queue for another worker; false when the lock was already gone. */
   handBack(): Promise<boolean>;
 }
+
+/** What the take step said, with the leader epoch current then and the run's epoch (raised by an adopting leader). */
+export type RunTaking =
+  | { readonly kind: 'taken'; readonly currentEpoch: number; readonly runEpoch: number }
+  | { readonly kind: 'stale'; readonly currentEpoch: number; readonly runEpoch: number }
+  | { readonly kind: 'lock-lost' };
 
 /** How a worker finished with a claimed run. */
 export type HandledRun =

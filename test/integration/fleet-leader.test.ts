@@ -5,6 +5,7 @@ import { after, afterEach, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor, type DaemonProcess } from '../support/sandbox.js';
+import { runFactoryCli } from '../support/factory-cli.js';
 import { finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
 
 /**
@@ -156,6 +157,25 @@ test('graceful stop of the leader leaves the run going on its worker; the standb
   assert.equal(finished.reason, 'succeeded');
   assert.ok(!f.traceLines().some((l) => l.what === 'term'), 'the agents were not stopped');
   assert.deepEqual(startsOf(f, 'GRACE-1'), [first.runId]);
+});
+
+test('a standby stopped while standing by leaves a stopped heartbeat, not a standby of a dead pid (read as stale)', { timeout: 60_000 }, async () => {
+  fleet = await startFleet({ redis, agentWorkMs: 1_000 });
+  const standby = await fleet.startControlPlane('cp1', 'standby');
+  const heartbeatPath = join(standby.dir, '.factory', 'heartbeat.json');
+  const read = (): { status: string; pid: number } => JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { status: string; pid: number };
+  await waitFor('the standby heartbeat', () => {
+    try {
+      return read().status === 'standby';
+    } catch {
+      return false;
+    }
+  });
+  standby.child.kill('SIGTERM');
+  assert.equal((await standby.exited).code, 0, standby.stderr().slice(-1_500));
+  assert.deepEqual(read(), { ...read(), status: 'stopped', pid: standby.child.pid });
+  const verdict = await runFactoryCli(['loop-status', '--config', join(standby.dir, 'factory.config.json')]);
+  assert.match(verdict.stdout, /^stopped: /, verdict.stdout + verdict.stderr);
 });
 
 test('no double dispatch over repeated leader SIGKILLs around dispatch (as many trials as fit in about 60 s)', { timeout: 240_000 }, async () => {

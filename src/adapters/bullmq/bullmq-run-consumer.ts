@@ -93,10 +93,17 @@ export class BullmqRunConsumer {
     }
     const { plan, epoch, enqueuedAtMs } = parsed.job;
     const commands = this.#commands;
+    const node = this.#options.node;
     const claimed: ClaimedTeamRun = {
       plan,
       epoch,
       enqueuedAtMs,
+      async take() {
+        const [status, currentEpoch, runEpoch] = await commands.takeRun(keys.leaseEpoch, keys.jobLock(jobId), keys.runFence(plan.runId), token, epoch, node, settings.eventsTtlMs);
+        if (status === 1) return { kind: 'taken', currentEpoch, runEpoch };
+        if (status === -1) return { kind: 'stale', currentEpoch, runEpoch };
+        return { kind: 'lock-lost' };
+      },
       async publish(event) {
         const [kind, json] = encodeRunEvent(event);
         return (await commands.fencedPublish(keys.jobLock(jobId), keys.runEvents(plan.runId), token, settings.eventsMaxLen, settings.eventsTtlMs, kind, json)) === 1;

@@ -1,3 +1,5 @@
+import { fleetKeys } from '../redis/keys.js';
+
 /**
  * Every Redis name the fleet's team-run queue uses, in one place. Keys of one
  * pool share the hash tag `{<pool>}` so they live in one Redis Cluster slot
@@ -18,6 +20,14 @@ export interface TeamRunKeys {
   jobLock(jobId: string): string;
   /** Workers announce themselves here (hash: node → JSON), for status. */
   readonly workers: string;
+  /** The leader lease's epoch counter (the same key the lease INCRs): a worker checks a run's epoch against it when it takes the run. */
+  readonly leaseEpoch: string;
+  /**
+   * Hash of a run's fencing facts: `adoptedEpoch` (a later leader attached to
+   * the run and vouches for it) and `takenBy` / `takenEpoch` / `takenToken`
+   * (the worker that took it, and for which epoch).
+   */
+  runFence(runId: string): string;
 }
 
 export const TEAM_RUN_QUEUE = 'team-runs';
@@ -32,6 +42,8 @@ export function teamRunKeys(options: { keyPrefix: string; pool: string }): TeamR
     cancelChannel: `${prefix}:cancels`,
     jobLock: (jobId) => `${prefix}:${TEAM_RUN_QUEUE}:${jobId}:lock`,
     workers: `${prefix}:workers`,
+    leaseEpoch: fleetKeys(options.keyPrefix, options.pool).leaseEpoch,
+    runFence: (runId) => `${prefix}:run-fence:${runId}`,
   };
 }
 

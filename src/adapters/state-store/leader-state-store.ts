@@ -26,6 +26,8 @@ export interface LeaderStateStoreOptions {
   readonly onStandby?: (holder: { readonly hostname?: string; readonly pid?: number; readonly epoch?: number } | null) => void | Promise<void>;
   /** Told once the lease is taken, before `beginEpoch` returns (the standby heartbeat stops here). */
   readonly onLeading?: (epoch: number) => void | Promise<void>;
+  /** Told when `signal` ends the wait, before `beginEpoch` rejects (the standby heartbeat says `stopped` here, not a dead `standby`). */
+  readonly onStandbyEnded?: () => void | Promise<void>;
 }
 
 export class LeaderStateStore implements StateStore {
@@ -43,6 +45,15 @@ export class LeaderStateStore implements StateStore {
   }
 
   async beginEpoch(owner: DaemonOwner, nowMs: number): Promise<number> {
+    try {
+      return await this.#standByUntilLeading(owner, nowMs);
+    } catch (error) {
+      if (this.#options.signal?.aborted) await this.#options.onStandbyEnded?.();
+      throw error;
+    }
+  }
+
+  async #standByUntilLeading(owner: DaemonOwner, nowMs: number): Promise<number> {
     const pollMs = this.#options.pollMs ?? 1_000;
     for (;;) {
       this.#options.signal?.throwIfAborted();

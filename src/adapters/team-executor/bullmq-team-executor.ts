@@ -134,6 +134,11 @@ export class BullmqTeamExecutor implements TeamExecutor {
       setImmediate(() => run.end('spawn-failed', 'this control plane no longer holds the leader lease; the run was not queued'));
       return run;
     }
+    // The add is not one Lua step with the lease check: BullMQ adds through its own internal scripts, whose
+    // names, keys and packed arguments change between its versions, so wrapping them would break silently on an
+    // upgrade. A leader frozen between this check and the add can still land a job with its old epoch; that is
+    // closed where the run starts instead: a worker takes a run in one Lua step that refuses an epoch older than
+    // the current lease epoch (fenced-scripts.ts `takeRun`), and epochs only grow, so such a job never starts an agent.
     const job: TeamRunJob = { version: TEAM_RUN_JOB_VERSION, epoch: run.epoch, enqueuedAtMs: this.#options.clock.now(), plan };
     this.#queue
       .add('team-run', job, {
@@ -165,11 +170,30 @@ export class BullmqTeamExecutor implements TeamExecutor {
       this.#options.log.warn({ run: runId }, 'the run finished while no control plane watched; its job is gone but its outcome was kept');
       return undefined;
     }
-    const run = this.#track(data.job.plan, data.job.epoch);
+    const run = this.#track(data.job.plan, await this.#adopt(runId, data.job.epoch));
     for (const event of history) run.ingest(event, '0-0');
     if (!run.ended) run.lastId = (await this.#lastStreamId(runId)) ?? '0-0';
     this.#options.log.info({ run: runId, node: run.placement.node }, 'attached to a run on a worker');
     return run;
+  }
+
+  /**
+   * A run a previous leader queued, attached to by this one: vouch for it
+   * under this leader's epoch (a Lua step that checks the lease), so a worker
+   * that takes it later does not refuse it as stale, and this leader's
+   * cancels reach it. Returns the epoch the run is now watched under.
+   * Without a lease (tests, benches), or with the lease already gone, the job's own epoch stays.
+   */
+  async #adopt(runId: string, jobEpoch: number): Promise<number> {
+    const lease = this.#options.lease;
+    const grant = lease?.grant();
+    if (!lease || !grant || grant.epoch <= jobEpoch) return jobEpoch;
+    const adopted = await this.#commands.leaseFencedAdopt(lease.keys.leaseEpoch, lease.keys.leaseOwner, this.keys.runFence(runId), String(grant.epoch), grant.value, this.#options.settings.eventsTtlMs);
+    if (adopted !== 1) {
+      this.counters.staleRejections += 1;
+      return jobEpoch;
+    }
+    return grant.epoch;
   }
 
   async listRunning(): Promise<RunningTeamRef[]> {
@@ -241,6 +265,7 @@ export class BullmqTeamExecutor implements TeamExecutor {
       this.#runs.delete(plan.runId);
       // Once recorded by the control plane, the stream is only needed briefly (a restart racing the record).
       void this.#commands.pexpire(this.keys.runEvents(plan.runId), 3_600_000).catch(() => undefined);
+      void this.#commands.pexpire(this.keys.runFence(plan.runId), 3_600_000).catch(() => undefined);
     });
     return run;
   }
@@ -444,6 +469,14 @@ export class BullmqTeamRun implements TeamExecution {
         this.#agents.set(agent.agentName, agent);
         this.#lastActivityAtMs = now;
         this.#emit({ ...event, agent });
+        return;
+      }
+      case 'agent-activity': {
+        // What the worker's CLI-driver agent is doing (turns, tokens, cost, last tool call), as a local run shows it.
+        const agent = this.#agents.get(event.agentName);
+        if (agent) this.#agents.set(event.agentName, { ...agent, activity: event.activity });
+        this.#lastActivityAtMs = now;
+        this.#emit(event);
         return;
       }
       case 'agent-exited':

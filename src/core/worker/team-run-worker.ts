@@ -2,7 +2,7 @@ import type { RunOutcome, StopReason } from '../../domain/run.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
 import type { TeamExecution, TeamExecutor, TeamPlan } from '../../ports/team-executor.js';
-import type { CancelRequest, ClaimedTeamRun, EpochFloor, HandledRun, WorkerRunEvent } from '../../ports/team-run-queue.js';
+import type { CancelRequest, ClaimedTeamRun, EpochFloor, HandledRun, RunTaking, WorkerRunEvent } from '../../ports/team-run-queue.js';
 
 export interface TeamRunWorkerDeps {
   /** Runs the team on this machine (the local executor: worktree + process groups + this worker's registry). */
@@ -36,7 +36,8 @@ export interface TeamRunWorkerCounters {
 }
 
 /**
- * The worker runtime: takes a claimed run, checks its epoch, runs the team
+ * The worker runtime: takes a claimed run (checking its epoch against the
+ * current leader epoch in the same step), runs the team
  * with the local executor, streams its events back and reports its outcome,
  * all only while it provably holds the run's lock.
  *
@@ -150,22 +151,37 @@ class ActiveRun {
   }
 
   async #execute(draining: () => boolean): Promise<HandledRun> {
-    const { plan, epoch } = this.#claimed;
+    const { plan } = this.#claimed;
     const { log, node } = this.#deps;
     // A fresh renewal gives a deadline measured from a moment we know, not from when the queue handed the run over.
     if (!(await this.#renew())) return this.#fenced('the lock was gone before the run started');
-    const highest = await this.#deps.epochs.highest();
-    if (epoch < highest) {
-      this.#counters.staleRefusals += 1;
-      const reason = `the run carries epoch ${epoch}, older than epoch ${highest} this worker has seen: its control plane has lost the lease`;
-      log.warn({ run: plan.runId, epoch, highest }, 'refused a run from an older epoch');
-      await this.#publish({ kind: 'refused', runId: plan.runId, node, reason, atMs: this.#deps.clock.now() });
-      return { kind: 'refused', reason };
+    // The epoch check against the CURRENT leader epoch and the taking are one step in Redis: a run queued by a
+    // leader that had already lost the lease (frozen inside its add) is refused here, before any agent exists.
+    let taking: RunTaking;
+    try {
+      taking = await this.#claimed.take();
+    } catch (error) {
+      return this.#fenced(`could not check the run's epoch against the leader's: ${(error as Error).message}`);
     }
-    await this.#deps.epochs.raise(epoch);
+    if (taking.kind === 'lock-lost') return this.#fenced('the lock was gone before the run started');
+    const runEpoch = taking.runEpoch;
+    const highest = await this.#deps.epochs.highest();
+    const staleBecause =
+      taking.kind === 'stale'
+        ? `the run carries epoch ${runEpoch}, older than the current leader epoch ${taking.currentEpoch}: it was queued by a control plane that had lost the lease`
+        : runEpoch < highest
+          ? `the run carries epoch ${runEpoch}, older than epoch ${highest} this worker has seen: its control plane has lost the lease`
+          : undefined;
+    if (staleBecause !== undefined) {
+      this.#counters.staleRefusals += 1;
+      log.warn({ run: plan.runId, epoch: runEpoch, currentEpoch: taking.currentEpoch, highest, reason: staleBecause }, 'refused a run from an older epoch');
+      await this.#publish({ kind: 'refused', runId: plan.runId, node, reason: staleBecause, atMs: this.#deps.clock.now() });
+      return { kind: 'refused', reason: staleBecause };
+    }
+    await this.#deps.epochs.raise(runEpoch);
     this.#armLockGuard();
     const cancelled = await this.#claimed.cancelRequest().catch(() => null);
-    if (cancelled && cancelled.epoch >= epoch) {
+    if (cancelled && cancelled.epoch >= runEpoch) {
       return this.#report(this.#outcomeWithoutAgents(cancelled.reason, `stopped before it started: ${cancelled.reason}`));
     }
     if (draining()) {
@@ -175,7 +191,7 @@ class ActiveRun {
     if (!(await this.#publish({ kind: 'picked', runId: plan.runId, node, enqueuedAtMs: this.#claimed.enqueuedAtMs, atMs: this.#deps.clock.now() }))) {
       return this.#fenced('the lock was lost before the run started');
     }
-    log.info({ run: plan.runId, issue: plan.issue.key, epoch }, 'run picked');
+    log.info({ run: plan.runId, issue: plan.issue.key, epoch: runEpoch }, 'run picked');
     const team = this.#deps.executor.start(plan);
     this.#team = team;
     if (this.#pendingStop) void team.cancel(this.#pendingStop);
