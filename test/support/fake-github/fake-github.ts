@@ -271,6 +271,9 @@ export class FakeGitHub {
     });
   }
 
+  /** Every merge the fake performed, with the method asked for and the head it merged. */
+  readonly merges: { fullName: string; number: number; method: string; sha: string }[] = [];
+
   /** A review as a person would leave it on the pull request's current head (or on `commitId`). */
   review(fullName: string, pullNumber: number, state: FakeReview['state'], body: string, commitId?: string): void {
     const repo = this.#repo(fullName);
@@ -850,6 +853,7 @@ export class FakeGitHub {
       if (typeof request.body.sha === 'string' && request.body.sha !== pull.head.sha) return error(409, 'Head branch was modified. Review and try the merge again.');
       const method = request.body.merge_method;
       if (method !== undefined && method !== 'merge' && method !== 'squash' && method !== 'rebase') return error(422, 'Validation Failed');
+      this.merges.push({ fullName: repo.fullName, number: pull.number, method: typeof method === 'string' ? method : 'merge', sha: pull.head.sha });
       pull.state = 'closed';
       pull.mergedAt = iso(this.now());
       pull.updatedAt = pull.mergedAt;
@@ -888,7 +892,11 @@ export class FakeGitHub {
 
     this.#route('GET', '/repos/{owner}/{repo}/commits/{ref}/check-runs', (request) => {
       const repo = repoOf(request);
-      const runs = repo.checkRuns.filter((run) => run.headSha === request.params.ref);
+      const onRef = repo.checkRuns.filter((run) => run.headSha === request.params.ref);
+      // GitHub's default `filter=latest`: the most recent run of each check name (a re-run replaces the earlier one).
+      const latest = new Map<string, FakeCheckRun>();
+      for (const run of onRef) latest.set(run.name, run);
+      const runs = request.query.get('filter') === 'all' ? onRef : [...latest.values()];
       return { status: 200, body: { total_count: runs.length, check_runs: runs.map((run) => checkRunObject(this.#baseUrl, repo.fullName, run)) } };
     });
 
