@@ -178,20 +178,37 @@ test('a standby stopped while standing by leaves a stopped heartbeat, not a stan
   assert.match(verdict.stdout, /^stopped: /, verdict.stdout + verdict.stderr);
 });
 
-test('no double dispatch over repeated leader SIGKILLs around dispatch (as many trials as fit in about 60 s)', { timeout: 240_000 }, async () => {
+test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trials, warm standbys)', { timeout: 300_000 }, async () => {
   const lease = { ttlMs: 1_000, renewEveryMs: 250, safetyMarginMs: 200 };
   fleet = await startFleet({ redis, agentWorkMs: 200, slots: 4, batchSize: 4, lease });
   const f = fleet;
   await f.startWorker('w1');
+  // Standbys are kept warm: replacements start in the background while trials go on, so a trial costs a
+  // kill and a takeover, not a process start. A kill waits until at least one standby stands by.
+  const WARM = 3;
+  const TRIALS = 50;
   let spareIndex = 0;
-  const spare = (): Promise<DaemonProcess> => f.startControlPlane(`s${++spareIndex}`, 'standby');
-  let standbys: DaemonProcess[] = await Promise.all([spare(), spare()]);
+  const ready: DaemonProcess[] = [];
+  let starting = 0;
+  const spareFailures: Error[] = [];
+  const replenish = (): void => {
+    while (ready.length + starting < WARM) {
+      starting += 1;
+      void f
+        .startControlPlane(`s${++spareIndex}`, 'standby')
+        .then((plane) => void ready.push(plane), (error: Error) => void spareFailures.push(error))
+        .finally(() => (starting -= 1));
+    }
+  };
+  replenish();
   let leader: DaemonProcess = f.controlPlane;
   let epoch = leadingEpoch(leader)!.epoch;
   const issues: string[] = [];
   const takeovers: number[] = [];
   const started = Date.now();
-  while (Date.now() - started < 60_000) {
+  // 50 trials, as the issue asks; the cap only keeps a machine far slower than ours from running on.
+  while (issues.length < TRIALS && Date.now() - started < 150_000) {
+    await waitFor('a warm standby', () => spareFailures[0] ? Promise.reject(spareFailures[0]) : ready.length > 0, 30_000, 20);
     const key = `TRIAL-${issues.length + 1}`;
     issues.push(key);
     f.project.writeIssue(key);
@@ -200,13 +217,17 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (as many 
     const killedAt = Date.now();
     leader.child.kill('SIGKILL');
     await leader.exited;
-    const next = await waitFor('a standby to lead', () => standbys.find((plane) => (leadingEpoch(plane)?.epoch ?? 0) > epoch), 20_000, 20);
+    // Any control plane started so far may win, warm or still starting.
+    const next = await waitFor('a standby to lead', () => [...f.controlPlanes.values()].find((plane) => (leadingEpoch(plane)?.epoch ?? 0) > epoch), 20_000, 20);
     const led = leadingEpoch(next)!;
     takeovers.push(led.atMs - killedAt);
     epoch = led.epoch;
     leader = next;
-    standbys = [...standbys.filter((plane) => plane !== next), await spare()];
+    const index = ready.findIndex((plane) => plane.child === next.child);
+    if (index >= 0) ready.splice(index, 1);
+    replenish();
   }
+  const loopMs = Date.now() - started;
   const client = new Redis(redis.url);
   try {
     await waitFor('every trial issue to succeed', async () => {
@@ -218,7 +239,8 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (as many 
   }
   const doubles = issues.filter((key) => startsOf(f, key).length !== 1);
   const sorted = [...takeovers].sort((a, b) => a - b);
-  console.log(`${issues.length} trials: ${doubles.length} double dispatches; takeover after SIGKILL p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (lease TTL ${lease.ttlMs} ms)`);
+  console.log(`${issues.length} trials in ${Math.round(loopMs / 1000)} s: ${doubles.length} double dispatches; takeover after SIGKILL p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (lease TTL ${lease.ttlMs} ms)`);
   assert.deepEqual(doubles, [], 'every issue ran exactly once');
+  assert.equal(issues.length, TRIALS, `the issue asks for ${TRIALS} trials; ${issues.length} fit in 150 s`);
   assert.ok(sorted.at(-1)! <= lease.ttlMs + SLACK_MS, `every takeover within the TTL (+ slack): max ${sorted.at(-1)} ms`);
 });
