@@ -12,6 +12,12 @@ import { FileHeartbeatStore } from '../../src/adapters/node-state/file-node-stat
 import { markerPrefixFor } from '../../src/main.js';
 import { killProcessesWithMarkerPrefix } from './agent-process-support.js';
 import { createScratchProject } from '../support/sandbox.js';
+import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
+import { StatusServer } from '../../src/http/status-server.js';
+import { SystemClock } from '../../src/adapters/clock/system-clock.js';
+import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
+import { describePark, type ParkedRun } from '../../src/domain/budgets.js';
+import type { IssueClaim } from '../../src/domain/claim.js';
 
 /**
  * The dashboard in a real browser against a real daemon: `factory start --mode
@@ -358,4 +364,60 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
 
   daemon.kill('SIGTERM');
   assert.equal(await exited, 0, `the daemon stopped in order:\n${daemonLog}`);
+});
+
+test('the Parked panel lists each parked issue with its reason, since when, how it resumes and where its work is', { timeout: 60_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip('chromium not installed: apt-get install chromium');
+    return;
+  }
+  const { dir, configPath } = createScratchProject('dashboard-parked', { agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '1'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '1'] } }, http: { port: 0 } });
+  const config = loadConfig(configPath);
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  // The parked claims as a daemon leaves them in the state database: the server reads them from there.
+  const nowMs = Date.now();
+  const store = new SqliteStateStore(config.paths.stateDb);
+  const epoch = await store.beginEpoch({ pid: process.pid, startTime: 1, bootId: 'boot', hostname: 'test' }, nowMs);
+  const parkedClaim = (issueKey: string, park: ParkedRun, agoMs: number): IssueClaim => ({
+    issueKey, revision: 'r1', status: 'parked', attempt: 0, nextAttemptAtMs: null, runId: park.runId, repo: dir, priority: null,
+    createdAtMs: 1, updatedAtMs: nowMs - agoMs, lastReason: describePark(park, issueKey), epoch, interruptions: 0, node: null, park,
+  });
+  const park = (runId: string, trigger: ParkedRun['trigger'], reason: string, resumeAtMs: number | null): ParkedRun => ({ runId, ref: `refs/factory/park/${runId}`, commit: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678', trigger, reason, resumeAtMs, stage: 0, sessions: { implementer: 'sess-1' } });
+  await store.apply({
+    epoch,
+    claims: [
+      parkedClaim('BUD-1', park('BUD-1-e1-a1-aaaaaa', 'run-budget', 'used 2400000 tokens of budgets.run.maxTokens 2000000', null), 5 * 60_000),
+      parkedClaim('LIM-1', park('LIM-1-e1-a1-bbbbbb', 'usage-limit', "You've hit your usage limit", nowMs + 2 * 3_600_000), 60_000),
+      parkedClaim('MEM-1', park('MEM-1-e1-a1-cccccc', 'memory-pressure', "the machine's memory pressure has stayed high (PSI some avg10 45% ≥ 20% for 30 s)", null), 10_000),
+    ],
+  });
+  await store.close();
+  const server = await StatusServer.start({ config, processTable: new LinuxProcessTable(), clock: new SystemClock(), log: createSilentLogger(), listen: { host: '127.0.0.1', port: 0 } });
+  cleanups.push(() => server.close());
+
+  const profile = mkdtempSync(join(tmpdir(), 'factory-chromium-'));
+  const context: BrowserContext = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+  cleanups.push(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  await page.goto(server.url);
+  const rows = page.locator('[data-testid="parked-issue"]');
+  await rows.first().waitFor({ timeout: 15_000 });
+  assert.equal(await rows.count(), 3);
+  const row = (key: string) => page.locator(`[data-testid="parked-issue"][data-issue="${key}"]`);
+  assert.equal(await row('BUD-1').locator('[data-testid="parked-reason"]').textContent(), 'used 2400000 tokens of budgets.run.maxTokens 2000000');
+  assert.equal(await row('BUD-1').locator('[data-testid="parked-resumes"]').textContent(), 'on factory resume BUD-1');
+  assert.match((await row('BUD-1').textContent()) ?? '', /5m 0\ds/, 'since when it is parked');
+  assert.equal(await row('BUD-1').locator('[data-testid="parked-work"]').textContent(), 'refs/factory/park/BUD-1-e1-a1-aaaaaa @ a1b2c3d');
+  assert.match((await row('LIM-1').locator('[data-testid="parked-resumes"]').textContent()) ?? '', /^in (1h 59m|2h 00m)$/);
+  assert.equal(await row('MEM-1').locator('[data-testid="parked-resumes"]').textContent(), 'once memory pressure stays low');
+  assert.match((await row('MEM-1').locator('[data-testid="parked-reason"]').textContent()) ?? '', /memory pressure has stayed high/);
+  assert.equal(await page.locator('#c-parked').textContent(), '(3)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-parked.png'), fullPage: true });
+  assert.deepEqual(pageErrors, []);
 });
