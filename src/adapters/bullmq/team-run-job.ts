@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import type { CancelRequest, WorkerRunEvent } from '../../ports/team-run-queue.js';
+import type { CancelRequest, WorkerRunEvent, WorkerRunEventKind } from '../../ports/team-run-queue.js';
 import type { TeamPlan } from '../../ports/team-executor.js';
+import type { ParkTriggerKind } from '../../domain/budgets.js';
 
 /**
  * The wire formats between control planes and workers: the job payload, the
@@ -10,12 +11,24 @@ import type { TeamPlan } from '../../ports/team-executor.js';
 
 export const TEAM_RUN_JOB_VERSION = 1;
 
+/**
+ * How the agent runs (AgentDriverSpec). The options were validated by the
+ * control plane's config; they are carried as they are, since the worker
+ * already runs whatever command the plan names.
+ */
+const driverSchema = z.object({ kind: z.enum(['command', 'claude-code', 'codex']), options: z.record(z.unknown()).optional() });
+
 const agentCommandSchema = z.object({
   command: z.array(z.string()).min(1),
   env: z.record(z.string()),
   envPassthrough: z.array(z.string()).optional(),
   instruction: z.string().optional(),
+  // Without it a worker ran a claude-code or codex agent as a bare command: no prompt, no stream read, judged by its exit code.
+  driver: driverSchema.optional(),
 });
+
+/** A review stage's rule (StageReviewRule): without it a worker would not read the reviewers' verdicts. */
+const stageReviewSchema = z.object({ maxRounds: z.number().int().min(1), reviewers: z.array(z.string().min(1)) });
 
 const issueSchema = z.object({
   key: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/),
@@ -29,13 +42,33 @@ const issueSchema = z.object({
   location: z.string(),
 });
 
+/** Every park trigger, as a record over the kind type: a new trigger fails to compile until a job can carry it. */
+const PARK_TRIGGERS: Readonly<Record<ParkTriggerKind, true>> = { 'run-budget': true, 'daily-budget': true, 'usage-limit': true, 'memory-pressure': true };
+
+/** A parked run the job continues (ParkedRun): without it a worker would start a resumed issue over, its paid-for sessions lost. */
+const parkedRunSchema = z.object({
+  runId: z.string().min(1),
+  ref: z.string().regex(/^refs\/factory\/park\/[A-Za-z0-9._-]+$/),
+  commit: z.string().min(1).nullable(),
+  trigger: z.enum(Object.keys(PARK_TRIGGERS) as [ParkTriggerKind, ...ParkTriggerKind[]]),
+  reason: z.string(),
+  resumeAtMs: z.number().nullable(),
+  stage: z.number().int().min(0),
+  sessions: z.record(z.string().min(1)),
+});
+
+/** The control plane's `budgets.run` (RunBudget): the worker parks the run over it, as a local run is parked. */
+const runBudgetSchema = z.object({ maxTokens: z.number().positive().optional(), maxCostUsd: z.number().positive().optional(), maxTurns: z.number().int().positive().optional() });
+
 const planSchema = z.object({
   runId: z.string().min(1),
   issue: issueSchema,
   attempt: z.number().int().min(1),
   repo: z.string().min(1),
   branch: z.string().min(1),
-  stages: z.array(z.object({ agents: z.array(z.object({ role: z.string().min(1), slot: z.string().min(1), agent: agentCommandSchema })).min(1) })).min(1),
+  stages: z.array(z.object({ agents: z.array(z.object({ role: z.string().min(1), slot: z.string().min(1), agent: agentCommandSchema })).min(1), review: stageReviewSchema.optional() })).min(1),
+  resume: parkedRunSchema.optional(),
+  runBudget: runBudgetSchema.optional(),
 });
 
 export const teamRunJobSchema = z.object({
@@ -66,7 +99,23 @@ export function encodeRunEvent(event: WorkerRunEvent): [kind: string, json: stri
   return [event.kind, JSON.stringify(event)];
 }
 
-const KINDS = new Set(['stage-started', 'agent-started', 'agent-exited', 'outcome', 'picked', 'activity', 'requeued', 'refused']);
+/**
+ * Every kind a worker publishes. A record over the kind type, so a kind added
+ * to WorkerRunEvent (or RunEvent) fails to compile until it is listed here:
+ * an unlisted kind would be dropped by the decoder without a word.
+ */
+const KNOWN_KINDS: Readonly<Record<WorkerRunEventKind, true>> = {
+  'stage-started': true,
+  'agent-started': true,
+  'agent-activity': true,
+  'agent-exited': true,
+  outcome: true,
+  picked: true,
+  activity: true,
+  requeued: true,
+  refused: true,
+};
+const KINDS: ReadonlySet<string> = new Set(Object.keys(KNOWN_KINDS));
 
 export function decodeRunEvent(fields: readonly string[]): WorkerRunEvent | undefined {
   const map = new Map<string, string>();
