@@ -391,7 +391,7 @@ function assertExecutable(spec: AgentSpec, command: string, path: string | undef
 }
 
 function describeSpawnErrno(command: string, error: NodeJS.ErrnoException): string {
-  switch (error.code) {
+  switch (error.code ?? 'unknown') {
     case 'ENOENT':
       return `command "${command}" was not found (ENOENT): it is not on PATH or the path does not exist`;
     case 'EACCES':

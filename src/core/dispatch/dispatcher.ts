@@ -385,7 +385,8 @@ export class Dispatcher {
       }
       maybeCrash('after-claim');
       // `working` shows on the issue before its team starts (a failure to show it is logged, not a reason to hold the work).
-      await Promise.all(starts.map(({ issue }) => this.#options.progress?.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue'))));
+      const progress = this.#options.progress;
+      if (progress) await Promise.all(starts.map(({ issue }) => progress.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue'))));
       for (const { issue, running } of starts) {
         this.#starting.delete(issue.key);
         const fix = running.fix;
