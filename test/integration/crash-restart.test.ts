@@ -30,7 +30,8 @@ function makeProject(): Project {
     agents: { implementer: { command: [node, worker, '--work-ms', '400', '{{body}}'] } },
     // The random-kill trial crashes the daemon more often than any issue is to blame for.
     dispatch: { batchSize: 2, maxAttempts: 3, backoffBaseMs: 700, maxCrashInterruptions: 100 },
-    runs: { killGraceMs: 300, superviseIntervalMs: 200 },
+    // The worker agent commits nothing: this test is about crashes, not about whether a run changed the branch.
+    runs: { killGraceMs: 300, superviseIntervalMs: 200, allowNoChanges: true },
     reaper: { graceMs: 300 },
     loop: { heartbeatIntervalMs: 200, heartbeatStaleMs: 3_000 },
     http: { enabled: false },

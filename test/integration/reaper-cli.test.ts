@@ -22,7 +22,8 @@ import { createScratchProject } from '../support/sandbox.js';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const AGENT_FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'agents');
-const STALE_MS = 1_500;
+// Wide enough that a reaper CLI started right after the crash (tsx start-up on a loaded 2-core CI machine) still finds it fresh.
+const STALE_MS = 5_000;
 
 const children: ChildProcess[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];

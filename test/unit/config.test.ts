@@ -34,7 +34,7 @@ test('defaults are applied to a minimal config', () => {
   assert.equal(config.safety.requireLabel, 'factory');
   assert.equal(config.safety.titlePrefix, '');
   assert.deepEqual(config.dispatch, { batchSize: 1, maxAttempts: 2, backoffBaseMs: 10_000, backoffMaxMs: 300_000, teamMode: 'sequential', maxCrashInterruptions: 3, branchPrefix: 'factory/' });
-  assert.deepEqual(config.runs, { maxRuntimeMs: 3_600_000, stallLimitMs: 900_000, superviseIntervalMs: 5_000, killGraceMs: 5_000 });
+  assert.deepEqual(config.runs, { maxRuntimeMs: 3_600_000, stallLimitMs: 900_000, superviseIntervalMs: 5_000, killGraceMs: 5_000, allowNoChanges: false });
   assert.deepEqual(config.intake, { transport: 'subscribe-and-poll', reconcileIntervalMs: 60_000, debounceMs: 20, probeIntervalMs: 30_000, probeTimeoutMs: 5_000, unhealthyLimitMs: 300_000 });
   assert.equal(config.loop.heartbeatStaleMs, 60_000);
   assert.equal(config.loop.heartbeatIntervalMs, 15_000);

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { RunOutcome } from '../../domain/run.js';
-import { FactoryError, filesystemError, staleEpochError, type PathUse } from '../../errors.js';
+import { FactoryError, isFactoryError, filesystemError, staleEpochError, type PathUse } from '../../errors.js';
 import { ACTIVE_CLAIM_STATUSES, type FixRound } from '../../domain/claim.js';
 import type { ParkedRun } from '../../domain/budgets.js';
 import type { AgentUsageRecord, DaemonOwner, IssueClaim, SkipRecord, StateBatch, StateStore, UsageSummary } from '../../ports/state-store.js';
@@ -150,19 +150,21 @@ export class SqliteStateStore implements StateStore {
     try {
       if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
       this.#db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false, timeout: 5_000 });
-      if (!options.readonly) {
+      if (options.readonly) waitForSchema(this.#db, path);
+      else {
         this.#db.pragma('journal_mode = WAL');
         this.#db.pragma('synchronous = FULL');
         this.#db.exec(SCHEMA);
         migrate(this.#db);
       }
     } catch (error) {
+      if (isFactoryError(error)) throw error;
       const use: PathUse = { path, action: options.readonly ? 'read the state database' : 'open the state database', access: options.readonly ? 'read' : 'write', setting: 'state.dir' };
       throw filesystemError(error, use) ?? sqlitePathError(error, use) ?? new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error });
     }
     const db = this.#db;
     const writable = !options.readonly;
-    this.#statements = {
+    this.#statements = preparedOrExplained(path, () => ({
       epoch: db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'"),
       setMeta: writable ? db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value') : undefined,
       getClaim: db.prepare<[string], ClaimRow>('SELECT * FROM claims WHERE issue_key = ?'),
@@ -190,7 +192,7 @@ export class SqliteStateStore implements StateStore {
         : undefined,
       // A database written before the ledger existed, opened read-only, has no table yet: it reads as an empty ledger.
       usageSummary: hasTable(db, 'agent_usage') ? db.prepare<[number], UsageRow>(USAGE_SUMMARY_SQL) : undefined,
-    };
+    }));
   }
 
   #writable<T>(statement: T | undefined): T {
@@ -333,6 +335,45 @@ function hasTable(db: Database.Database, name: string): boolean {
 }
 
 /** Databases written before a column existed get it added; old rows read its default. */
+/** Tables SCHEMA creates, read from it so the list cannot drift. */
+const SCHEMA_TABLES = [...SCHEMA.matchAll(/CREATE TABLE IF NOT EXISTS (\w+)/g)].map((match) => match[1]!);
+const SCHEMA_WAIT_MS = 2_000;
+
+/**
+ * A reader can open the file between the daemon creating it and creating its
+ * tables (a `factory status` right at startup): wait briefly for the schema
+ * instead of failing on "no such table". A database that still lacks tables
+ * (an older Factory wrote it) is a coded error with the fix, never exit 70.
+ */
+function waitForSchema(db: Database.Database, path: string): void {
+  const deadline = Date.now() + SCHEMA_WAIT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    const present = new Set(db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((row) => row.name));
+    const missing = SCHEMA_TABLES.filter((table) => !present.has(table));
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new FactoryError('FACTORY_STATE_UNREADABLE', `the state database ${path} has no ${missing.join(', ')} table(s): it is being created, or an older Factory wrote it`, {
+        hint: 'Run `factory start` (or any verb that opens the state for writing) once with this version to upgrade it, then retry.',
+      });
+    }
+    // The constructor is synchronous (better-sqlite3); a short blocking pause keeps it so.
+    Atomics.wait(pause, 0, 0, 50);
+  }
+}
+
+/** Preparing fails on a database an older Factory wrote (a column added since): say so instead of crashing. */
+function preparedOrExplained<T>(path: string, prepare: () => T): T {
+  try {
+    return prepare();
+  } catch (error) {
+    throw new FactoryError('FACTORY_STATE_UNREADABLE', `the state database ${path} does not have the layout this version reads (${(error as Error).message}): an older Factory wrote it`, {
+      hint: 'Run `factory start` (or any verb that opens the state for writing) once with this version to upgrade it, then retry.',
+      cause: error,
+    });
+  }
+}
+
 function migrate(db: Database.Database): void {
   const columns = new Set(db.prepare<[], { name: string }>('PRAGMA table_info(claims)').all().map((c) => c.name));
   if (!columns.has('node')) db.exec('ALTER TABLE claims ADD COLUMN node TEXT');
