@@ -45,8 +45,20 @@ async function startWorker(name: string, slots: number): Promise<ChildProcess> {
   const dir = join(project.dir, `worker-${name}`);
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'factory.config.json');
-  writeFileSync(configPath, JSON.stringify({ mount: { root: '../issues' }, agents: { implementer: { command: ['true'] } }, http: { enabled: false }, fleet: { backend: 'bullmq', redis: { url: redis.url }, pool: 'bench', worker: { slots, node: name, repoCacheDir: './repos' } } }));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'worker', '--config', configPath], { cwd: REPO_ROOT, env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      mount: { root: '../issues' },
+      agents: { implementer: { command: ['true'] } },
+      http: { enabled: false },
+      fleet: { backend: 'bullmq', redis: { url: redis.url }, pool: 'bench', worker: { slots, node: name, repoCacheDir: './repos' } },
+    }),
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'worker', '--config', configPath], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   await waitFor(`worker ${name}`, () => stderr.includes('consuming pool'), 60_000);
@@ -87,12 +99,22 @@ async function throughput(runs: number, slots: number): Promise<void> {
     const failed = outcomes.filter((o) => o.reason !== 'succeeded');
     if (failed.length > 0) throw new Error(`${failed.length} run(s) did not succeed: ${failed[0]!.detail}`);
     const pickups = executor.counters.pickupLatenciesMs;
-    results.push({ workers: workerCount, seconds, perSecond: runs / seconds, pickupP50: median(pickups), pickupP95: percentile(pickups, 95), cpuMsPer1000: ((cpu.user + cpu.system) / 1000 / runs) * 1000 });
+    results.push({
+      workers: workerCount,
+      seconds,
+      perSecond: runs / seconds,
+      pickupP50: median(pickups),
+      pickupP95: percentile(pickups, 95),
+      cpuMsPer1000: ((cpu.user + cpu.system) / 1000 / runs) * 1000,
+    });
     await executor.close();
     await stopWorkers(workers);
   }
   console.log(`fleet throughput: ${runs} runs of a 2 s agent, ${slots} slot(s) per worker (ideal: ${(slots * 1) / 2} runs/s per worker)`);
-  for (const r of results) console.log(`  ${r.workers} worker(s): ${r.seconds.toFixed(1)} s, ${r.perSecond.toFixed(2)} runs/s, pickup p50 ${r.pickupP50.toFixed(0)} ms p95 ${r.pickupP95.toFixed(0)} ms, control-plane CPU ${r.cpuMsPer1000.toFixed(0)} ms per 1,000 runs`);
+  for (const r of results)
+    console.log(
+      `  ${r.workers} worker(s): ${r.seconds.toFixed(1)} s, ${r.perSecond.toFixed(2)} runs/s, pickup p50 ${r.pickupP50.toFixed(0)} ms p95 ${r.pickupP95.toFixed(0)} ms, control-plane CPU ${r.cpuMsPer1000.toFixed(0)} ms per 1,000 runs`,
+    );
   console.log(`  ratio 4 workers / 1 worker: ${(results[2]!.perSecond / results[0]!.perSecond).toFixed(2)}`);
 }
 
@@ -134,7 +156,10 @@ async function failover(trials: number): Promise<void> {
   let leader: DaemonProcess = fleet.controlPlane;
   const timesMs: number[] = [];
   const dispatchedAt = (plane: DaemonProcess, key: string): number | undefined => {
-    const line = plane.stderr().split('\n').find((l) => l.includes('"team dispatched"') && l.includes(`"issue":"${key}"`));
+    const line = plane
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('"team dispatched"') && l.includes(`"issue":"${key}"`));
     return line ? (JSON.parse(line) as { time: number }).time : undefined;
   };
   for (let trial = 1; trial <= trials; trial++) {
@@ -148,7 +173,9 @@ async function failover(trials: number): Promise<void> {
     standby = await fleet.startControlPlane(`s${++spare}`, 'standby');
   }
   const sorted = [...timesMs].sort((a, b) => a - b);
-  console.log(`fleet failover (3 s lease, renewed every 0.8 s, 0.5 s margin; leader SIGKILLed as an issue arrives): ${trials} trials, leader killed -> first dispatch by the new leader p50 ${median(sorted).toFixed(0)} ms, min ${sorted[0]} ms, max ${sorted.at(-1)} ms`);
+  console.log(
+    `fleet failover (3 s lease, renewed every 0.8 s, 0.5 s margin; leader SIGKILLed as an issue arrives): ${trials} trials, leader killed -> first dispatch by the new leader p50 ${median(sorted).toFixed(0)} ms, min ${sorted[0]} ms, max ${sorted.at(-1)} ms`,
+  );
   await fleet.stop();
 }
 

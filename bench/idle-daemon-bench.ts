@@ -13,7 +13,9 @@ function cpuTicks(pid: number): number {
 }
 
 function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -33,21 +35,22 @@ async function measureIdle(issueCount: number, windowMs: number) {
   // Files in a real mount are old; a file changed within 2 s of a read is never
   // cached (coarse timestamps), so let them age before the daemon's first pass.
   await new Promise((r) => setTimeout(r, issueCount > 0 ? 2_500 : 0));
-  writeFileSync(
-    join(dir, 'factory.config.json'),
-    JSON.stringify({ mount: { root: './issues' }, repos: { default: '.' }, agents: { implementer: { command: ['true'] } }, http: { enabled: false } }),
-  );
+  writeFileSync(join(dir, 'factory.config.json'), JSON.stringify({ mount: { root: './issues' }, repos: { default: '.' }, agents: { implementer: { command: ['true'] } }, http: { enabled: false } }));
   const cli = resolve(import.meta.dirname, '..', 'bin', 'factory.js');
   const daemon = spawn(process.execPath, [cli, 'start', '--mode', 'live', '--config', join(dir, 'factory.config.json')], { stdio: 'ignore', env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' } });
   try {
     const heartbeatPath = join(dir, '.factory', 'heartbeat.json');
-    await waitUntil('the first reconcile', () => {
-      try {
-        return JSON.parse(readFileSync(heartbeatPath, 'utf8')).subscription.lastProgressAtMs != null;
-      } catch {
-        return false;
-      }
-    }, 60_000);
+    await waitUntil(
+      'the first reconcile',
+      () => {
+        try {
+          return JSON.parse(readFileSync(heartbeatPath, 'utf8')).subscription.lastProgressAtMs != null;
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+    );
     const before = cpuTicks(daemon.pid!);
     await new Promise((r) => setTimeout(r, windowMs));
     const cpuPercent = ((cpuTicks(daemon.pid!) - before) / CLOCK_TICKS_PER_SECOND / (windowMs / 1000)) * 100;

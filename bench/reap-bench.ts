@@ -70,8 +70,19 @@ async function reapOnce(): Promise<{ msExcludingGrace: number; snapshots: number
       const info = pid === undefined ? undefined : table.inspect(pid);
       if (pid === undefined || !info) throw new Error('bench: could not spawn an orphan tree');
       entries.push({
-        issueKey: `BENCH-${i}`, runId: 'run-1', role: 'implementer', agentName: `agent-${i}`, node: LOCAL_NODE,
-        pid, pgid: pid, startTime: info.startTime, bootId: table.bootId(), marker, logPath: '', worktree: '', startedAtMs: Date.now(),
+        issueKey: `BENCH-${i}`,
+        runId: 'run-1',
+        role: 'implementer',
+        agentName: `agent-${i}`,
+        node: LOCAL_NODE,
+        pid,
+        pgid: pid,
+        startTime: info.startTime,
+        bootId: table.bootId(),
+        marker,
+        logPath: '',
+        worktree: '',
+        startedAtMs: Date.now(),
       });
     }
     await waitUntil(`${TREES * PROCESSES_PER_TREE} marked processes`, () => countMarked(setupTable, prefix) === TREES * PROCESSES_PER_TREE);
@@ -91,8 +102,14 @@ async function reapOnce(): Promise<{ msExcludingGrace: number; snapshots: number
 
     const startedAt = performance.now();
     const report = await reapOrphans({
-      heartbeatPath, registryPath, lockPath: join(dir, 'reaper.lock'), staleMs: 60_000, graceMs: GRACE_MS, dryRun: false,
-      processTable: table, clock: new SystemClock(),
+      heartbeatPath,
+      registryPath,
+      lockPath: join(dir, 'reaper.lock'),
+      staleMs: 60_000,
+      graceMs: GRACE_MS,
+      dryRun: false,
+      processTable: table,
+      clock: new SystemClock(),
     });
     const elapsedMs = performance.now() - startedAt;
     const reaped = report.reaped.filter((agent) => agent.outcome === 'terminated' || agent.outcome === 'killed').length;

@@ -116,7 +116,9 @@ async function benchRssSampler(instanceId: string): Promise<Record<string, unkno
 /** PSI memory "some" as the kernel counts it: avg10 (percent) and total (µs stalled since boot). */
 function readPsi(): { avg10: number; totalUs: number } | undefined {
   try {
-    const line = readFileSync('/proc/pressure/memory', 'utf8').split('\n').find((entry) => entry.startsWith('some '));
+    const line = readFileSync('/proc/pressure/memory', 'utf8')
+      .split('\n')
+      .find((entry) => entry.startsWith('some '));
     const avg10 = /avg10=(\d+(?:\.\d+)?)/.exec(line ?? '');
     const total = /total=(\d+)/.exec(line ?? '');
     return avg10 && total ? { avg10: Number(avg10[1]), totalUs: Number(total[1]) } : undefined;
@@ -160,12 +162,19 @@ async function benchSideBySide(instanceId: string, options: { maxTeams: number; 
       const target = Math.min(cap, started.length + options.step);
       while (started.length < target) {
         const group = groups.create(`side-${started.length}`, { memoryMaxBytes: budget });
-        const child = spawn(...splitArgv(group.joinCommand([process.execPath, join(import.meta.dirname, '..', 'test', 'fixtures', 'agents', 'memory-hog.mjs'), '--step-mb', '10', '--max-mb', '150'])), { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+        const child = spawn(
+          ...splitArgv(group.joinCommand([process.execPath, join(import.meta.dirname, '..', 'test', 'fixtures', 'agents', 'memory-hog.mjs'), '--step-mb', '10', '--max-mb', '150'])),
+          { detached: true, stdio: ['ignore', 'pipe', 'ignore'] },
+        );
         const entry = { group, child, output: '' };
         child.stdout!.on('data', (chunk: Buffer) => (entry.output += chunk.toString()));
         started.push(entry);
       }
-      await waitUntil('every team to hold 150 MB', () => started.every((entry) => entry.output.includes('"allocatedMb":150') || entry.child.exitCode !== null || entry.child.signalCode !== null), 120_000);
+      await waitUntil(
+        'every team to hold 150 MB',
+        () => started.every((entry) => entry.output.includes('"allocatedMb":150') || entry.child.exitCode !== null || entry.child.signalCode !== null),
+        120_000,
+      );
       const before = readPsi();
       await new Promise((resolve) => setTimeout(resolve, HOLD_MS));
       const after = readPsi();
@@ -174,7 +183,9 @@ async function benchSideBySide(instanceId: string, options: { maxTeams: number; 
       const oomKilled = started.some((entry) => entry.group.memory().oomKills > 0);
       const rose = stallMs > HOLD_MS * STALL_RISE_SHARE || (after !== undefined && baseline !== undefined && after.avg10 > baseline.avg10 + 1);
       if (rose || oomKilled) {
-        stoppedBecause = oomKilled ? 'a team was OOM-killed inside its budget' : `memory pressure rose at ${started.length} teams (${round(stallMs)} ms stalled in ${HOLD_MS} ms, avg10 ${after?.avg10 ?? '?'}%)`;
+        stoppedBecause = oomKilled
+          ? 'a team was OOM-killed inside its budget'
+          : `memory pressure rose at ${started.length} teams (${round(stallMs)} ms stalled in ${HOLD_MS} ms, avg10 ${after?.avg10 ?? '?'}%)`;
         break;
       }
       withoutPressure = started.length;

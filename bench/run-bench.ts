@@ -42,7 +42,11 @@ for (const [name, run] of Object.entries(BENCHES)) {
   process.stderr.write(`bench: ${name}…\n`);
   const result = await run();
   results.push(result);
-  process.stdout.write(`\n${name}\n${Object.entries(result).map(([k, v]) => `  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n')}\n`);
+  process.stdout.write(
+    `\n${name}\n${Object.entries(result)
+      .map(([k, v]) => `  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+      .join('\n')}\n`,
+  );
 }
 writeFileSync('bench-results.json', `${JSON.stringify({ at: new Date().toISOString(), node: process.version, results }, null, 2)}\n`);
 process.stdout.write('\nwrote bench-results.json\n');

@@ -39,12 +39,23 @@ export async function benchStateApi(options: { teams?: number; historyRows?: num
     const runId = runIdFor(issueKey);
     await store.apply({
       epoch,
-      outcome: { outcome: outcomeFor(issueKey, runId, i % 7 === 0 ? 'failed' : 'succeeded', nowMs - (historyRows - i) * 1_000), nextClaim: claimFor(issueKey, { status: i % 7 === 0 ? 'gave-up' : 'succeeded', attempt: 1, runId }) },
+      outcome: {
+        outcome: outcomeFor(issueKey, runId, i % 7 === 0 ? 'failed' : 'succeeded', nowMs - (historyRows - i) * 1_000),
+        nextClaim: claimFor(issueKey, { status: i % 7 === 0 ? 'gave-up' : 'succeeded', attempt: 1, runId }),
+      },
     });
   }
   await store.close();
 
-  const liveTeams: LiveTeam[] = runs.map((run) => ({ ...run, title: `Busy issue ${run.issueKey}`, attempt: 1, startedAtMs: nowMs - 60_000, lastActivityAtMs: nowMs - 1_000, stopping: null, agents: [] }));
+  const liveTeams: LiveTeam[] = runs.map((run) => ({
+    ...run,
+    title: `Busy issue ${run.issueKey}`,
+    attempt: 1,
+    startedAtMs: nowMs - 60_000,
+    lastActivityAtMs: nowMs - 1_000,
+    stopping: null,
+    agents: [],
+  }));
   const view: DaemonView = {
     teams: () => liveTeams,
     runningTeamCount: () => teams,

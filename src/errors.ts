@@ -23,9 +23,18 @@ export const ERROR_CATALOG = {
   FACTORY_SESSION_STATE: { exitCode: 1, hint: 'A factory session was used out of order (before open, or opened twice); this is a bug in the caller, not in the config.' },
   FACTORY_PREDECESSOR_UNRESOLVED: { exitCode: 3, hint: 'The previous daemon left agents that could not be reaped; run `factory reap-orphans` and read its report.' },
   FACTORY_REAPER_LOCKED: { exitCode: 4, hint: 'Another reaper holds the lock; it is retried on the next cron run.' },
-  FACTORY_REAPER_SURVIVORS: { exitCode: 1, hint: 'Some orphaned agent processes are still running; the report lists each pid and why. Processes stuck in uninterruptible I/O die when it completes; rerun `factory reap-orphans`.' },
-  FACTORY_DAEMON_WEDGED: { exitCode: 3, hint: 'The daemon process is alive but its heartbeat is stale; no agent was touched. Inspect it (is it stopped or hung?), or rerun `factory reap-orphans --terminate-wedged-daemon` to stop it by identity and reap its agents.' },
-  FACTORY_REGISTRY_UNREADABLE: { exitCode: 1, hint: 'The in-flight registry is torn or was edited by hand, so no agent can be proven; restore it or remove it after checking for stray processes carrying FACTORY_AGENT_MARKER.' },
+  FACTORY_REAPER_SURVIVORS: {
+    exitCode: 1,
+    hint: 'Some orphaned agent processes are still running; the report lists each pid and why. Processes stuck in uninterruptible I/O die when it completes; rerun `factory reap-orphans`.',
+  },
+  FACTORY_DAEMON_WEDGED: {
+    exitCode: 3,
+    hint: 'The daemon process is alive but its heartbeat is stale; no agent was touched. Inspect it (is it stopped or hung?), or rerun `factory reap-orphans --terminate-wedged-daemon` to stop it by identity and reap its agents.',
+  },
+  FACTORY_REGISTRY_UNREADABLE: {
+    exitCode: 1,
+    hint: 'The in-flight registry is torn or was edited by hand, so no agent can be proven; restore it or remove it after checking for stray processes carrying FACTORY_AGENT_MARKER.',
+  },
   FACTORY_AGENT_SPAWN_FAILED: { exitCode: 1, hint: 'Check agents.<role>.command in the config: its first element must be an executable on PATH (or an absolute path), and the worktree must exist.' },
   FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
   FACTORY_INIT_CONFIG_EXISTS: { exitCode: 2, hint: 'Pass --force to overwrite it, or --config PATH to write another file.' },
@@ -33,16 +42,37 @@ export const ERROR_CATALOG = {
   FACTORY_RUN_LOGS_NOT_FOUND: { exitCode: 1, hint: 'Check the issue key; logs live in <state.dir>/logs/<KEY>/ and exist once a team has started on the issue (`factory status` lists runs).' },
   FACTORY_SUBSCRIPTION_FAILED: { exitCode: 5, hint: 'The issue source stopped delivering events and could not recover; the supervisor should restart the daemon.' },
   FACTORY_GITHUB_AUTH_FAILED: { exitCode: 2, hint: 'Check source.github auth: the token variable or file (docs/github.md lists the scopes), or the App id, private key file and installation id.' },
-  FACTORY_GITHUB_REQUEST_FAILED: { exitCode: 1, hint: 'GitHub refused or kept failing a request after retries; the message names the request and status. Check the repo name, the token\'s access to it, and githubstatus.com.' },
-  FACTORY_GIT_PUSH_FAILED: { exitCode: 1, hint: 'Pushing a run\'s branch failed; the message has git\'s answer (credential redacted). Check publish.remote, that the branch fast-forwards, and that the credential may push.' },
+  FACTORY_GITHUB_REQUEST_FAILED: {
+    exitCode: 1,
+    hint: "GitHub refused or kept failing a request after retries; the message names the request and status. Check the repo name, the token's access to it, and githubstatus.com.",
+  },
+  FACTORY_GIT_PUSH_FAILED: {
+    exitCode: 1,
+    hint: "Pushing a run's branch failed; the message has git's answer (credential redacted). Check publish.remote, that the branch fast-forwards, and that the credential may push.",
+  },
   FACTORY_GITHUB_WRITEBACK_UNVERIFIED: { exitCode: 1, hint: 'A label change did not show when read back (another actor may be editing the labels); it is retried on the next writeback.' },
-  FACTORY_RESOURCES_GROUP_FAILED: { exitCode: 1, hint: 'The kernel refused a team\'s resource group (create, limit, join or remove); `factory status` shows what the machine offers. Run as root, or delegate a cgroup subtree to the daemon (systemd Delegate=yes, docs/resources.md).' },
+  FACTORY_RESOURCES_GROUP_FAILED: {
+    exitCode: 1,
+    hint: "The kernel refused a team's resource group (create, limit, join or remove); `factory status` shows what the machine offers. Run as root, or delegate a cgroup subtree to the daemon (systemd Delegate=yes, docs/resources.md).",
+  },
   FACTORY_REDIS_UNREACHABLE: { exitCode: 5, hint: 'Check fleet.redis.url (host, port, password) and that Redis is running and reachable from this machine; the supervisor restarts the daemon.' },
-  FACTORY_REDIS_UNSUITABLE: { exitCode: 2, hint: 'The fleet needs Redis >= 7 with `maxmemory-policy noeviction` and `appendonly yes`; the message names the setting and the line to fix (docs/fleet.md explains why).' },
+  FACTORY_REDIS_UNSUITABLE: {
+    exitCode: 2,
+    hint: 'The fleet needs Redis >= 7 with `maxmemory-policy noeviction` and `appendonly yes`; the message names the setting and the line to fix (docs/fleet.md explains why).',
+  },
   FACTORY_LEASE_HELD: { exitCode: 4, hint: 'Another control plane holds the leader lease; this one stands by and takes over when the lease expires. `factory status` names the holder.' },
-  FACTORY_LEASE_LOST: { exitCode: 3, hint: 'This control plane lost its leader lease (it could not renew in time, or another took over); it stopped acting and must take a new lease before it writes again.' },
-  FACTORY_PATH_UNWRITABLE: { exitCode: 2, hint: 'Factory could not create or write a file or folder it needs. Make it writable by the user that runs factory (or run factory as its owner), free disk space, or point the setting named in the message (state.dir, loop.heartbeatPath, loop.registryPath) at another path.' },
-  FACTORY_PATH_UNREADABLE: { exitCode: 2, hint: 'Factory could not read a file or folder it needs. Make it readable by the user that runs factory, or point the setting named in the message (state.dir, loop.heartbeatPath, loop.registryPath) at the right path.' },
+  FACTORY_LEASE_LOST: {
+    exitCode: 3,
+    hint: 'This control plane lost its leader lease (it could not renew in time, or another took over); it stopped acting and must take a new lease before it writes again.',
+  },
+  FACTORY_PATH_UNWRITABLE: {
+    exitCode: 2,
+    hint: 'Factory could not create or write a file or folder it needs. Make it writable by the user that runs factory (or run factory as its owner), free disk space, or point the setting named in the message (state.dir, loop.heartbeatPath, loop.registryPath) at another path.',
+  },
+  FACTORY_PATH_UNREADABLE: {
+    exitCode: 2,
+    hint: 'Factory could not read a file or folder it needs. Make it readable by the user that runs factory, or point the setting named in the message (state.dir, loop.heartbeatPath, loop.registryPath) at the right path.',
+  },
 } as const satisfies Record<string, { exitCode: number; hint: string }>;
 
 export type FactoryErrorCode = keyof typeof ERROR_CATALOG;

@@ -259,9 +259,13 @@ async function openFleetControlPlane(
       log,
       onLost: (loss) =>
         hooks.onLeaseLost(
-          new FactoryError('FACTORY_LEASE_LOST', `the leader lease (epoch ${loss.epoch}) was lost (${loss.reason}, ${Math.round(loss.sinceLastRenewMs)} ms after the last renewal was sent): this control plane stops acting`, {
-            details: { epoch: loss.epoch, reason: loss.reason },
-          }),
+          new FactoryError(
+            'FACTORY_LEASE_LOST',
+            `the leader lease (epoch ${loss.epoch}) was lost (${loss.reason}, ${Math.round(loss.sinceLastRenewMs)} ms after the last renewal was sent): this control plane stops acting`,
+            {
+              details: { epoch: loss.epoch, reason: loss.reason },
+            },
+          ),
         ),
     });
     let standbyHeartbeat: HeartbeatKeeper | undefined;
@@ -421,7 +425,14 @@ export function reapOrphans(options: ReapOrphansOptions): Promise<ReapReport> {
     lease: new FileLease({ path: lockPath, processTable: options.processTable, clock: options.clock }),
     terminator: terminator ?? new VerifiedProcessTerminator({ processTable: options.processTable, clock: options.clock }),
     existingPaths: async (paths) => {
-      const exists = await Promise.all(paths.map((path) => access(path).then(() => true, () => false)));
+      const exists = await Promise.all(
+        paths.map((path) =>
+          access(path).then(
+            () => true,
+            () => false,
+          ),
+        ),
+      );
       return paths.filter((_, index) => exists[index]);
     },
   });

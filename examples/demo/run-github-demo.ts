@@ -25,24 +25,55 @@ try {
   const pull = await waitFor('the pull request', () => project.fake.pulls(REPO_SLUG)[0], 60_000);
   say(`4. The team committed; Factory pushed ${pull.head} (${pull.headSha.slice(0, 7)}) and opened draft pull request #${pull.number}:`);
   say(`   ${(pull.body ?? '').split('\n').slice(0, 3).join('\n   ')}`);
-  await waitFor('pr-open alone', () => project.fake.issue(REPO_SLUG, number).labels.filter((label) => label.startsWith('factory:')).join() === 'factory:pr-open');
+  await waitFor(
+    'pr-open alone',
+    () =>
+      project.fake
+        .issue(REPO_SLUG, number)
+        .labels.filter((label) => label.startsWith('factory:'))
+        .join() === 'factory:pr-open',
+  );
   say(`5. The issue's labels: ${project.fake.issue(REPO_SLUG, number).labels.join(', ')}`);
-  project.fake.addCheckRun(REPO_SLUG, { headSha: pull.headSha, name: 'test', status: 'completed', conclusion: 'failure', summary: '1 failed', text: 'FAIL src/greet.test.ts\n  Error: expected "Hello, Ada!" got "Hello Ada"' });
+  project.fake.addCheckRun(REPO_SLUG, {
+    headSha: pull.headSha,
+    name: 'test',
+    status: 'completed',
+    conclusion: 'failure',
+    summary: '1 failed',
+    text: 'FAIL src/greet.test.ts\n  Error: expected "Hello, Ada!" got "Hello Ada"',
+  });
   say(`6. CI fails on ${pull.headSha.slice(0, 7)} (check "test"). The shepherd sends the implementer back with the log excerpt...`);
-  const fixed = await waitFor('the fix push', () => {
-    const head = project.fake.pulls(REPO_SLUG)[0]!.headSha;
-    return head !== pull.headSha && head;
-  }, 60_000);
+  const fixed = await waitFor(
+    'the fix push',
+    () => {
+      const head = project.fake.pulls(REPO_SLUG)[0]!.headSha;
+      return head !== pull.headSha && head;
+    },
+    60_000,
+  );
   say(`7. ...which commits again; Factory pushed ${fixed.slice(0, 7)}:`);
-  say(`   ${execFileSync('git', ['--git-dir', project.remote, 'log', '--format=%h %s', `refs/heads/${pull.head}`], { encoding: 'utf8' }).trim().split('\n').join('\n   ')}`);
+  say(
+    `   ${execFileSync('git', ['--git-dir', project.remote, 'log', '--format=%h %s', `refs/heads/${pull.head}`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .join('\n   ')}`,
+  );
   project.fake.addCheckRun(REPO_SLUG, { headSha: fixed, name: 'test', status: 'completed', conclusion: 'success', summary: 'all passed', text: null });
   await waitFor('green', () => project.fake.comments(REPO_SLUG, number).some((comment) => comment.body.includes(`green on ${fixed.slice(0, 7)}`)), 30_000);
   const comment = project.fake.comments(REPO_SLUG, number).find((entry) => entry.body.startsWith('<!-- factory:status -->'))!;
   say(`8. CI is green on the new head. The issue's one status comment now reads:\n`);
-  say(comment.body.replace(/<!--[\s\S]*?-->/g, '').replace(/\n{3,}/g, '\n\n').trim().replace(/^/gm, '   | '));
+  say(
+    comment.body
+      .replace(/<!--[\s\S]*?-->/g, '')
+      .replace(/\n{3,}/g, '\n\n')
+      .trim()
+      .replace(/^/gm, '   | '),
+  );
   const api = (await (await fetch(`${url}/api/v1/pull-requests`)).json()) as { pullRequests: { pullUrl: string; verdict: string; rounds: unknown[] }[] };
   say(`\n9. GET /api/v1/pull-requests: ${api.pullRequests.map((entry) => `${entry.pullUrl}: ${entry.verdict}, ${entry.rounds.length} round(s)`).join('; ')}`);
-  say(`\nGitHub was asked ${project.fake.requests.length} requests (${project.fake.countedRequests} counted against the rate limit). The daemon's log: ${daemon.stderr().split('\n').length} lines, no token in them: ${!daemon.stderr().includes('ghp_')}`);
+  say(
+    `\nGitHub was asked ${project.fake.requests.length} requests (${project.fake.countedRequests} counted against the rate limit). The daemon's log: ${daemon.stderr().split('\n').length} lines, no token in them: ${!daemon.stderr().includes('ghp_')}`,
+  );
 } finally {
   await project.close();
 }

@@ -83,8 +83,15 @@ export function parseArgs(argv: readonly string[], grammarOf: (verb: string) => 
   }
   const positionals = parsed.positionals.slice(1);
   if (grammar && !parsed.values.help && positionals.length > grammar.maxPositionals) {
-    const extra = positionals.slice(grammar.maxPositionals).map((p) => `"${p}"`).join(' ');
-    throw new FactoryError('FACTORY_USAGE', `\`factory ${verb}\` takes ${grammar.maxPositionals === 0 ? 'no arguments' : `at most ${grammar.maxPositionals} argument(s)`}, got ${extra} too`, usageHint(verb));
+    const extra = positionals
+      .slice(grammar.maxPositionals)
+      .map((p) => `"${p}"`)
+      .join(' ');
+    throw new FactoryError(
+      'FACTORY_USAGE',
+      `\`factory ${verb}\` takes ${grammar.maxPositionals === 0 ? 'no arguments' : `at most ${grammar.maxPositionals} argument(s)`}, got ${extra} too`,
+      usageHint(verb),
+    );
   }
   const values: Record<string, string | boolean> = {};
   for (const [name, value] of Object.entries(parsed.values)) if (typeof value === 'string' || typeof value === 'boolean') values[name] = value;

@@ -10,10 +10,24 @@ export function formatCycleReport(report: CycleReport, nowMs: number): string {
     `triaged: ${count('queued')} ${report.dryRun ? 'would dispatch' : 'queued'}, ${count('skipped')} skipped, ${count('already-handled')} already handled, ${count('already-active')} already active, ${count('cancelled')} cancelled`,
   ];
   if (report.decisions.length > 0) {
-    lines.push('', 'decisions:', formatTable(['ISSUE', 'ACTION', 'WHY'], report.decisions.map((d) => [d.issueKey, d.action, d.reason])));
+    lines.push(
+      '',
+      'decisions:',
+      formatTable(
+        ['ISSUE', 'ACTION', 'WHY'],
+        report.decisions.map((d) => [d.issueKey, d.action, d.reason]),
+      ),
+    );
   }
   if (report.unreadableFiles.length > 0) {
-    lines.push('', 'unreadable files (skipped):', formatTable(['FILE', 'WHY'], report.unreadableFiles.map((s) => [s.path, s.reason])));
+    lines.push(
+      '',
+      'unreadable files (skipped):',
+      formatTable(
+        ['FILE', 'WHY'],
+        report.unreadableFiles.map((s) => [s.path, s.reason]),
+      ),
+    );
   }
   if (!report.dryRun) {
     lines.push('', `dispatched ${report.dispatched.length} team(s):`);

@@ -20,7 +20,21 @@ import { statusVerb } from './verbs/status.js';
 import { triageVerb } from './verbs/triage.js';
 import { workerVerb } from './verbs/worker.js';
 
-export const VERBS: readonly Verb[] = [startVerb, runOnceVerb, loopVerb, statusVerb, logsVerb, loopStatusVerb, killLoopVerb, reapOrphansVerb, triageVerb, dispatchVerb, resumeVerb, initVerb, workerVerb];
+export const VERBS: readonly Verb[] = [
+  startVerb,
+  runOnceVerb,
+  loopVerb,
+  statusVerb,
+  logsVerb,
+  loopStatusVerb,
+  killLoopVerb,
+  reapOrphansVerb,
+  triageVerb,
+  dispatchVerb,
+  resumeVerb,
+  initVerb,
+  workerVerb,
+];
 
 function generalHelp(): string {
   const width = Math.max(...VERBS.map((v) => v.name.length));
@@ -36,7 +50,7 @@ function generalHelp(): string {
     'common flags:',
     ...COMMON_FLAGS.map(flagLine),
     '',
-    '`factory <verb> --help` shows a verb\'s flags, output and exit codes. Docs: README.md, docs/.',
+    "`factory <verb> --help` shows a verb's flags, output and exit codes. Docs: README.md, docs/.",
   ].join('\n');
 }
 

@@ -56,7 +56,11 @@ interface DriverFields {
 /** A command agent needs its command; options belong to their own driver only (a misplaced block is a mistake, not a no-op). */
 export function checkAgentDriver(agent: DriverFields, ctx: z.RefinementCtx): void {
   if (agent.driver === 'command' && agent.command === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['command'], message: 'expected a command as a non-empty array of strings, e.g. ["claude", "-p", "{{prompt}}"], or a driver ("claude-code", "codex")' });
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['command'],
+      message: 'expected a command as a non-empty array of strings, e.g. ["claude", "-p", "{{prompt}}"], or a driver ("claude-code", "codex")',
+    });
   }
   if (agent.claudeCode !== undefined && agent.driver !== 'claude-code') {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['claudeCode'], message: `expected claudeCode options only with "driver": "claude-code" (driver is "${agent.driver}")` });

@@ -100,7 +100,9 @@ const fleetSchema = z
       })
       .strict()
       .default({})
-      .refine((lease) => 2 * lease.renewEveryMs < lease.ttlMs - lease.safetyMarginMs, { message: 'expected renewEveryMs under half of (ttlMs - safetyMarginMs), so two renewals fit before the leader stops' }),
+      .refine((lease) => 2 * lease.renewEveryMs < lease.ttlMs - lease.safetyMarginMs, {
+        message: 'expected renewEveryMs under half of (ttlMs - safetyMarginMs), so two renewals fit before the leader stops',
+      }),
     /** Team-run queue timing; control planes and workers of one pool must agree (docs/fleet.md). */
     queue: z
       .object({
@@ -206,7 +208,10 @@ export const configSchema = z
         branchPrefix: z
           .string()
           .regex(/^[A-Za-z0-9._/-]*$/, 'expected letters, digits, ".", "_", "-" or "/"')
-          .refine(isUsableBranchPrefix, 'expected a prefix that makes a valid git branch name with every issue key (no "//", no leading "/" or "-", no part starting with "." or ending in ".lock", no "..", not ending in "." or ".lo"), e.g. "factory/"')
+          .refine(
+            isUsableBranchPrefix,
+            'expected a prefix that makes a valid git branch name with every issue key (no "//", no leading "/" or "-", no part starting with "." or ending in ".lock", no "..", not ending in "." or ".lo"), e.g. "factory/"',
+          )
           .default('factory/'),
       })
       .strict()

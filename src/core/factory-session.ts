@@ -153,7 +153,11 @@ export class FactorySession {
   /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
   #onFatal: (error: FactoryError) => void = (error) => this.deps.log.error({ code: error.code }, error.message);
 
-  constructor(deps: FactorySessionDeps, mode: DaemonMode, readonly maxIterations = 0) {
+  constructor(
+    deps: FactorySessionDeps,
+    mode: DaemonMode,
+    readonly maxIterations = 0,
+  ) {
     this.deps = deps;
     this.mode = mode;
   }
@@ -267,7 +271,7 @@ export class FactorySession {
     this.#registry = new RegistryKeeper({ store: this.deps.registryStore, owner: this.owner(), clock });
     const dailySpend = new DailySpend(store, clock);
     this.#dailySpend = dailySpend;
-    await dailySpend.refresh().catch((error: Error) => log.warn({ err: error.message }, 'could not read today\'s spending from the usage ledger; counting from 0'));
+    await dailySpend.refresh().catch((error: Error) => log.warn({ err: error.message }, "could not read today's spending from the usage ledger; counting from 0"));
     const executor =
       (this.deps.executor && withRunBudget(this.deps.executor, config.budgets.run)) ??
       new LocalTeamExecutor({
@@ -315,7 +319,9 @@ export class FactorySession {
     const shepherd = this.#shepherd;
     this.#dispatcher = await Dispatcher.open({
       ...(this.deps.progress ? { progress: this.deps.progress } : {}),
-      ...(shepherd ? { publish: (issue: Issue, outcome: RunOutcome) => shepherd.publish(issue, outcome), finishFixRound: (issue: Issue, outcome: RunOutcome) => shepherd.finishFixRound(issue, outcome) } : {}),
+      ...(shepherd
+        ? { publish: (issue: Issue, outcome: RunOutcome) => shepherd.publish(issue, outcome), finishFixRound: (issue: Issue, outcome: RunOutcome) => shepherd.finishFixRound(issue, outcome) }
+        : {}),
       policy: { ...config.dispatch, maxRuntimeMs: config.runs.maxRuntimeMs, stallLimitMs: config.runs.stallLimitMs, retryOom: config.resources.retryOom },
       triage: triageRulesFor(config),
       stages: config.teamStages,
@@ -337,7 +343,10 @@ export class FactorySession {
     await this.#shepherd?.start();
     this.#armSupervisor();
     this.#transition('open');
-    log.info({ epoch: this.#epoch, mode: this.mode, predecessor: { found: report.found, reaped: report.reaped, requeued: report.requeued.length, attached: report.attached.length } }, 'factory session open');
+    log.info(
+      { epoch: this.#epoch, mode: this.mode, predecessor: { found: report.found, reaped: report.reaped, requeued: report.requeued.length, attached: report.attached.length } },
+      'factory session open',
+    );
   }
 
   /**
@@ -445,7 +454,8 @@ export class FactorySession {
     const { config, clock, log } = this.deps;
     // This machine's pressure says nothing about a worker's: only teams running here are parked for it.
     const teamsRunHere = this.deps.executor === undefined;
-    if (config.resources.onPressure === 'park' && !teamsRunHere) log.warn({ onPressure: 'park' }, 'resources.onPressure "park" parks only teams running on this machine; teams on fleet workers are held, not parked');
+    if (config.resources.onPressure === 'park' && !teamsRunHere)
+      log.warn({ onPressure: 'park' }, 'resources.onPressure "park" parks only teams running on this machine; teams on fleet workers are held, not parked');
     return new PressureParking({
       pressure: gate,
       parkTeams: config.resources.onPressure === 'park' && teamsRunHere,

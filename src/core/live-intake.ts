@@ -157,10 +157,13 @@ export class LiveIntake {
 
   #armHealthCheck(): void {
     if (this.#closed) return;
-    this.#healthTimer = this.#options.clock.setTimeout(() => {
-      this.#checkHealth();
-      this.#armHealthCheck();
-    }, Math.min(this.#options.probeIntervalMs, this.#options.reconcileIntervalMs));
+    this.#healthTimer = this.#options.clock.setTimeout(
+      () => {
+        this.#checkHealth();
+        this.#armHealthCheck();
+      },
+      Math.min(this.#options.probeIntervalMs, this.#options.reconcileIntervalMs),
+    );
   }
 
   /** Runs on its own timer: sends a probe, and gives up when unhealthy for too long. */

@@ -30,7 +30,15 @@ export interface Liveness {
 }
 
 export function judgeLiveness(read: StoredRead<Heartbeat>, options: { nowMs: number; staleMs: number; processTable: ProcessLookup }): Liveness {
-  if (read.kind === 'missing') return { verdict: 'missing', healthy: false, detail: 'no heartbeat file: the daemon has never run with this config, or its state folder was removed', ageMs: null, processAlive: null, heartbeat: null };
+  if (read.kind === 'missing')
+    return {
+      verdict: 'missing',
+      healthy: false,
+      detail: 'no heartbeat file: the daemon has never run with this config, or its state folder was removed',
+      ageMs: null,
+      processAlive: null,
+      heartbeat: null,
+    };
   if (read.kind === 'unreadable') return { verdict: 'unreadable', healthy: false, detail: read.reason, ageMs: null, processAlive: null, heartbeat: null };
   const heartbeat = read.value;
   // The reaper's rule: one notion of a stale heartbeat for every reader.
@@ -54,7 +62,12 @@ export function judgeLiveness(read: StoredRead<Heartbeat>, options: { nowMs: num
     return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `the daemon is alive but its issue subscription is ${sub.state}${sub.lastError ? `: ${sub.lastError}` : ''}` };
   }
   if (heartbeat.mode === 'live' && isReconcileStalled(sub, options.nowMs)) {
-    return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `a reconcile pass has been in flight for ${Math.round((options.nowMs - sub.reconcileStartedAtMs!) / 1000)}s: stalled` };
+    return {
+      ...base,
+      verdict: 'subscription-unhealthy',
+      healthy: false,
+      detail: `a reconcile pass has been in flight for ${Math.round((options.nowMs - sub.reconcileStartedAtMs!) / 1000)}s: stalled`,
+    };
   }
   return { ...base, verdict: 'healthy', healthy: true, detail: `pid ${heartbeat.pid} ${heartbeat.status}, heartbeat ${ageText}` };
 }

@@ -203,7 +203,15 @@ export function claimAfterPublish(claim: IssueClaim, pullUrl: string, stamp: Sta
  */
 export function claimForFixRound(claim: IssueClaim, fix: FixRound, stamp: Stamp): IssueClaim {
   if (claim.status !== 'shepherding') throw new RangeError(`only a shepherding claim starts a fix round; ${claim.issueKey} is ${claim.status}`);
-  return withChanges(claim, stamp, { status: 'queued', attempt: 0, nextAttemptAtMs: null, node: null, park: null, fix, lastReason: `fix round ${fix.round} (${fix.trigger} on ${fix.onSha.slice(0, 7)})` });
+  return withChanges(claim, stamp, {
+    status: 'queued',
+    attempt: 0,
+    nextAttemptAtMs: null,
+    node: null,
+    park: null,
+    fix,
+    lastReason: `fix round ${fix.round} (${fix.trigger} on ${fix.onSha.slice(0, 7)})`,
+  });
 }
 
 /**

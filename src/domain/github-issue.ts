@@ -56,7 +56,10 @@ const MAX_READABLE_KEY_LENGTH = 100;
 export function githubIssueKey(repo: GitHubRepoRef, number: number): string {
   if (!Number.isSafeInteger(number) || number < 1) throw new TypeError(`githubIssueKey: expected a positive issue number, got ${number}`);
   const owner = repo.owner.toLowerCase();
-  const name = repo.name.toLowerCase().replace(/_/g, '__').replace(/(?<=\.)\./g, '_d');
+  const name = repo.name
+    .toLowerCase()
+    .replace(/_/g, '__')
+    .replace(/(?<=\.)\./g, '_d');
   const readable = `${owner}_${name}-${number}`;
   if (readable.length <= MAX_READABLE_KEY_LENGTH) return readable;
   const hash = createHash('sha256').update(`${owner}/${repo.name.toLowerCase()}#${number}`).digest('hex').slice(0, 16);
@@ -107,9 +110,7 @@ export interface GitHubIssueMapping {
 }
 
 export type GitHubIssueMapResult =
-  | { readonly kind: 'issue'; readonly issue: Issue; readonly updatedAtMs: number }
-  | { readonly kind: 'pull-request' }
-  | { readonly kind: 'unreadable'; readonly reason: string };
+  { readonly kind: 'issue'; readonly issue: Issue; readonly updatedAtMs: number } | { readonly kind: 'pull-request' } | { readonly kind: 'unreadable'; readonly reason: string };
 
 export const OPEN_STATE = 'open';
 export const CLOSED_STATE = 'closed';

@@ -75,7 +75,10 @@ export function computeIssueRevision(fields: IssueRevisionFields): string {
  * Leading spaces on the first text line stay: they may be an indented code block.
  */
 export function normalizeIssueBody(body: string): string {
-  return body.replace(/\r\n?/g, '\n').replace(/^(?:[ \t]*\n)+/, '').trimEnd();
+  return body
+    .replace(/\r\n?/g, '\n')
+    .replace(/^(?:[ \t]*\n)+/, '')
+    .trimEnd();
 }
 
 export function parseIssueFile(input: IssueFileInput): IssueParseResult {

@@ -91,4 +91,3 @@ function fencedBlock(text: string): string[] {
 function formatTime(ms: number): string {
   return Number.isFinite(ms) ? new Date(ms).toISOString() : 'unknown';
 }
-

@@ -66,7 +66,7 @@ export function hasExited(info: ProcessInfo): boolean {
 export function collectSelfAndAncestors(self: SelfProcess, lookup: (pid: number) => ProcessInfo | undefined): ReadonlySet<number> {
   const chain = new Set<number>([self.pid, self.ppid]);
   const visited = new Set<number>();
-  for (let pid = self.pid; pid > 1 && !visited.has(pid); ) {
+  for (let pid = self.pid; pid > 1 && !visited.has(pid);) {
     visited.add(pid);
     const info = lookup(pid);
     if (!info) break;
@@ -162,10 +162,7 @@ export function verifyAgentIdentity(entry: AgentIdentity, snapshot: ProcessSnaps
   if (marker !== entry.marker) {
     return {
       verdict: 'mismatch',
-      reason:
-        marker === undefined
-          ? `pid ${entry.pid} matches the recorded start time but carries no readable ${AGENT_MARKER_ENV}`
-          : `pid ${entry.pid} carries a different marker (${marker})`,
+      reason: marker === undefined ? `pid ${entry.pid} matches the recorded start time but carries no readable ${AGENT_MARKER_ENV}` : `pid ${entry.pid} carries a different marker (${marker})`,
     };
   }
   return { verdict: 'alive', reason: `pid ${entry.pid} is the recorded agent (start time, boot id and marker match)` };

@@ -8,8 +8,7 @@ import type { AgentRole } from './run.js';
 const ROLE_INSTRUCTIONS: Readonly<Record<string, string>> = {
   implementer:
     'You are the implementer. Make the change this issue asks for in the current git worktree, add or update tests, and commit your work on the current branch with a message that names the issue key.',
-  reviewer:
-    'You are the reviewer. Review the commits on the current branch against the issue. Run the tests. Report problems clearly; fix small ones yourself and commit them on the current branch.',
+  reviewer: 'You are the reviewer. Review the commits on the current branch against the issue. Run the tests. Report problems clearly; fix small ones yourself and commit them on the current branch.',
 };
 
 /** A role the factory has no built-in text for is told its name and the shared ground rules; its config instruction says the rest. */
@@ -41,10 +40,7 @@ export interface AgentReviewContext {
 
 export function renderPrompt(context: PromptContext): string {
   const { issue, role, review } = context;
-  const reviewSections = [
-    review?.comments === undefined ? undefined : reviewCommentsSection(review.round, review.comments),
-    review?.verdictFile === undefined ? undefined : verdictInstruction(),
-  ];
+  const reviewSections = [review?.comments === undefined ? undefined : reviewCommentsSection(review.round, review.comments), review?.verdictFile === undefined ? undefined : verdictInstruction()];
   const instruction = [builtInInstruction(role), context.extraInstruction, ...reviewSections].filter(Boolean).join('\n');
   return [
     `Issue ${issue.key}: ${issue.title}`,

@@ -136,8 +136,7 @@ export interface MemoryAdmissionInput {
 }
 
 export type MemoryAdmission =
-  | { readonly admit: true; readonly needBytes: number; readonly freeBytes: number }
-  | { readonly admit: false; readonly needBytes: number; readonly freeBytes: number; readonly reason: string };
+  { readonly admit: true; readonly needBytes: number; readonly freeBytes: number } | { readonly admit: false; readonly needBytes: number; readonly freeBytes: number; readonly reason: string };
 
 /**
  * Admits the next team when the memory left after every running team's

@@ -101,10 +101,7 @@ export function readReviewerVerdict(report: ReviewerReport): VerdictReading {
   return { ok: true, verdict: fromMessage ?? { verdict: 'approve', comments: '', source: 'exit-code' } };
 }
 
-export type StageReview =
-  | { readonly kind: 'approve' }
-  | { readonly kind: 'request-changes'; readonly comments: string }
-  | { readonly kind: 'invalid'; readonly reason: string };
+export type StageReview = { readonly kind: 'approve' } | { readonly kind: 'request-changes'; readonly comments: string } | { readonly kind: 'invalid'; readonly reason: string };
 
 /** A review stage's decision: any reviewer requesting changes sends the work back, with every such reviewer's comments. */
 export function decideStageReview(verdicts: readonly { readonly role: string; readonly reading: VerdictReading }[]): StageReview {
@@ -153,13 +150,9 @@ export function summarizeComments(comments: string): string {
 
 /** What an agent sent back by a reviewer reads in its prompt (and the comments file holds). */
 export function reviewCommentsSection(round: number, comments: string): string {
-  return [
-    `Review round ${round}: the reviewer requested changes on the previous round. Their comments:`,
-    '',
-    comments.trim(),
-    '',
-    'Address every comment, then commit on the current branch.',
-  ].join('\n');
+  return [`Review round ${round}: the reviewer requested changes on the previous round. Their comments:`, '', comments.trim(), '', 'Address every comment, then commit on the current branch.'].join(
+    '\n',
+  );
 }
 
 /**

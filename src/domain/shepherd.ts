@@ -149,7 +149,10 @@ export function trimExcerpt(output: string): string {
   const lines = output.replace(/\r\n/g, '\n').split('\n');
   const firstError = lines.findIndex((line) => ERROR_LINE.test(line));
   const start = firstError <= 0 ? 0 : Math.max(0, firstError - 3);
-  let excerpt = lines.slice(start, start + MAX_EXCERPT_LINES).join('\n').trim();
+  let excerpt = lines
+    .slice(start, start + MAX_EXCERPT_LINES)
+    .join('\n')
+    .trim();
   if (excerpt.length > MAX_EXCERPT_CHARS) excerpt = `${excerpt.slice(0, MAX_EXCERPT_CHARS)}\n[... cut]`;
   const cutBefore = start > 0 ? `[${start} line(s) before]\n` : '';
   const cutAfter = start + MAX_EXCERPT_LINES < lines.length ? `\n[${lines.length - start - MAX_EXCERPT_LINES} more line(s)]` : '';
@@ -227,7 +230,9 @@ export function renderShepherdSection(record: ShepherdRecord, maxRounds: number)
     lines.push('', `**Fix rounds** (${record.rounds.length} of ${maxRounds})`, '', '| Round | Trigger | On | What failed | Result | Pushed |', '|---|---|---|---|---|---|');
     for (const round of record.rounds) {
       const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-      lines.push(`| ${round.round} | ${round.trigger} | \`${shortSha(round.onSha)}\` | ${cell(round.failures.join('; '))} | ${round.result} | ${round.pushedSha === null ? '-' : `\`${shortSha(round.pushedSha)}\``} |`);
+      lines.push(
+        `| ${round.round} | ${round.trigger} | \`${shortSha(round.onSha)}\` | ${cell(round.failures.join('; '))} | ${round.result} | ${round.pushedSha === null ? '-' : `\`${shortSha(round.pushedSha)}\``} |`,
+      );
     }
   }
   return lines.join('\n');

@@ -20,9 +20,7 @@ export function triageRulesFor(config: { readonly safety: { readonly requireLabe
   return { requireLabel: config.safety.requireLabel, titlePrefix: config.safety.titlePrefix, repos: config.repos };
 }
 
-export type TriageDecision =
-  | { readonly verdict: 'dispatch'; readonly repo: string; readonly routedBy: string }
-  | { readonly verdict: 'skip'; readonly reason: string };
+export type TriageDecision = { readonly verdict: 'dispatch'; readonly repo: string; readonly routedBy: string } | { readonly verdict: 'skip'; readonly reason: string };
 
 export function triageIssue(issue: Issue, rules: TriageRules): TriageDecision {
   if (issue.state !== READY_STATE) {

@@ -40,7 +40,11 @@ export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'p
       const webhook =
         github?.webhookSecret === undefined
           ? undefined
-          : new GitHubWebhookReceiver(github.webhookSecret, { wakeIntake: (repo) => github.source.wake(repo), wakeShepherd: () => void session.shepherd?.tick() }, log.child({ component: 'github-webhooks' }));
+          : new GitHubWebhookReceiver(
+              github.webhookSecret,
+              { wakeIntake: (repo) => github.source.wake(repo), wakeShepherd: () => void session.shepherd?.tick() },
+              log.child({ component: 'github-webhooks' }),
+            );
       server = await StatusServer.start({
         config,
         processTable,

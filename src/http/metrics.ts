@@ -50,10 +50,20 @@ export class FactoryMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.#agentTokens = new Counter({ name: 'factory_agent_tokens_total', help: 'Tokens CLI-driver agents used, as they reported them, by role, driver and kind (input, output, cacheRead, cacheWrite).', labelNames: ['role', 'driver', 'kind'], registers });
-    this.#agentCost = new Counter({ name: 'factory_agent_cost_usd_total', help: 'US dollars CLI-driver agents reported spending (Claude Code reports a cost; Codex does not).', labelNames: ['role', 'driver'], registers });
+    this.#agentTokens = new Counter({
+      name: 'factory_agent_tokens_total',
+      help: 'Tokens CLI-driver agents used, as they reported them, by role, driver and kind (input, output, cacheRead, cacheWrite).',
+      labelNames: ['role', 'driver', 'kind'],
+      registers,
+    });
+    this.#agentCost = new Counter({
+      name: 'factory_agent_cost_usd_total',
+      help: 'US dollars CLI-driver agents reported spending (Claude Code reports a cost; Codex does not).',
+      labelNames: ['role', 'driver'],
+      registers,
+    });
     this.#agentTurns = new Counter({ name: 'factory_agent_turns_total', help: 'Model turns CLI-driver agents took.', labelNames: ['role', 'driver'], registers });
-    this.#reaped = new Counter({ name: 'factory_predecessor_agents_reaped_total', help: "Agents of a crashed predecessor daemon reaped at startup.", registers });
+    this.#reaped = new Counter({ name: 'factory_predecessor_agents_reaped_total', help: 'Agents of a crashed predecessor daemon reaped at startup.', registers });
     // Powers of two from 64 MB to 32 GB: an agent takes 1.5-2 GB, a team with dev servers several.
     this.#teamMemoryPeak = new Histogram({
       name: 'factory_team_memory_peak_bytes',
@@ -142,7 +152,14 @@ export class FactoryMetrics {
     // One Redis read per scrape, shared by every fleet series.
     const fleet = (): Promise<ControlPlaneFleetStatus | null> => {
       const nowMs = Date.now();
-      if (!last || nowMs - last.atMs > 1_000) last = { atMs: nowMs, value: view()?.fleet?.().catch(() => null) ?? Promise.resolve(null) };
+      if (!last || nowMs - last.atMs > 1_000)
+        last = {
+          atMs: nowMs,
+          value:
+            view()
+              ?.fleet?.()
+              .catch(() => null) ?? Promise.resolve(null),
+        };
       return last.value;
     };
     type Fleet = ControlPlaneFleetStatus;
@@ -176,9 +193,17 @@ export class FactoryMetrics {
     perWorker('factory_fleet_worker_stale_refusals', 'Runs and cancels a worker refused for an older control-plane epoch.', 'counter', (w) => w.counters.staleRefusals);
     single('factory_fleet_workers', 'Workers whose entry in Redis is fresh.', (s) => s.workers.filter((w) => w.redis === 'connected').length);
     single('factory_fleet_runs_lost', 'Runs this control plane declared lost (worker died, froze or lost Redis: lock lapsed plus a stalled interval), since it started.', (s) => s.controlPlane.lost);
-    single('factory_fleet_stale_rejections', 'Control-plane writes refused because the leader lease was no longer held (cancels, queued runs), since it started.', (s) => s.controlPlane.staleRejections);
-    single('factory_fleet_pickup_latency_p50_seconds', 'Median time from queueing a run to a worker picking it (last 1,000 pickups).', (s) => (s.controlPlane.pickupP50Ms === null ? null : s.controlPlane.pickupP50Ms / 1000));
-    single('factory_fleet_pickup_latency_p90_seconds', '90th percentile of the pickup latency (last 1,000 pickups).', (s) => (s.controlPlane.pickupP90Ms === null ? null : s.controlPlane.pickupP90Ms / 1000));
+    single(
+      'factory_fleet_stale_rejections',
+      'Control-plane writes refused because the leader lease was no longer held (cancels, queued runs), since it started.',
+      (s) => s.controlPlane.staleRejections,
+    );
+    single('factory_fleet_pickup_latency_p50_seconds', 'Median time from queueing a run to a worker picking it (last 1,000 pickups).', (s) =>
+      s.controlPlane.pickupP50Ms === null ? null : s.controlPlane.pickupP50Ms / 1000,
+    );
+    single('factory_fleet_pickup_latency_p90_seconds', '90th percentile of the pickup latency (last 1,000 pickups).', (s) =>
+      s.controlPlane.pickupP90Ms === null ? null : s.controlPlane.pickupP90Ms / 1000,
+    );
     single('factory_fleet_queue_depth', 'Team runs waiting in the queue for a worker.', (s) => s.queue.waiting);
     single('factory_fleet_leader_epoch', 'The leader lease epoch now.', (s) => s.epoch);
     single('factory_fleet_redis_used_memory_bytes', "Redis's used_memory (the fleet needs noeviction: watch it against maxmemory).", (s) => s.redis.usedMemoryBytes);

@@ -127,7 +127,16 @@ export function buildStateDocument(snapshot: StatusSnapshot, options: { staleMs:
   // Teams the registry does not list: worktree being prepared, between two stages, or placed on another node.
   for (const live of liveTeams.values()) {
     const agents = live.agents.map((agent) => ({ ...agent, alive: true }));
-    teams.push({ issueKey: live.issueKey, runId: live.runId, attempt: live.attempt, startedAtMs: live.startedAtMs, agents, title: live.title, lastActivityAtMs: live.lastActivityAtMs, stopping: live.stopping });
+    teams.push({
+      issueKey: live.issueKey,
+      runId: live.runId,
+      attempt: live.attempt,
+      startedAtMs: live.startedAtMs,
+      agents,
+      title: live.title,
+      lastActivityAtMs: live.lastActivityAtMs,
+      stopping: live.stopping,
+    });
   }
   teams.sort((a, b) => a.startedAtMs - b.startedAtMs || (a.issueKey < b.issueKey ? -1 : 1));
   const predecessor = view?.predecessor();

@@ -78,8 +78,7 @@ export function loadDashboardHtml(): string {
  * text ever slipped past the page's escaping, no injected script would run.
  */
 function contentSecurityPolicyFor(html: string): string {
-  const hashes = (tag: string): string =>
-    [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`).join(' ');
+  const hashes = (tag: string): string => [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`).join(' ');
   return [
     "default-src 'none'",
     `script-src ${hashes('script') || "'none'"}`,

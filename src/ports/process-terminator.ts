@@ -13,10 +13,7 @@ import type { Logger } from './logger.js';
 export type { SentSignal, TerminationSignal } from '../domain/process.js';
 
 export type SignalOutcome =
-  | { readonly kind: 'sent' }
-  | { readonly kind: 'gone'; readonly reason: string }
-  | { readonly kind: 'refused'; readonly reason: string }
-  | { readonly kind: 'failed'; readonly reason: string };
+  { readonly kind: 'sent' } | { readonly kind: 'gone'; readonly reason: string } | { readonly kind: 'refused'; readonly reason: string } | { readonly kind: 'failed'; readonly reason: string };
 
 /**
  * A process group signalled as a whole: an agent that leads its own group.

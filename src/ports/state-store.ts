@@ -75,4 +75,7 @@ export interface StateStore {
 }
 
 /** A state store opened for reading only (status readers, dry runs): never takes an epoch, never writes. */
-export type ReadOnlyStateStore = Pick<StateStore, 'currentEpoch' | 'getClaim' | 'listClaims' | 'listActiveClaims' | 'pendingWritebacks' | 'recentOutcomes' | 'outcomeCount' | 'listSkips' | 'usageSummary' | 'close'>;
+export type ReadOnlyStateStore = Pick<
+  StateStore,
+  'currentEpoch' | 'getClaim' | 'listClaims' | 'listActiveClaims' | 'pendingWritebacks' | 'recentOutcomes' | 'outcomeCount' | 'listSkips' | 'usageSummary' | 'close'
+>;

@@ -9,7 +9,17 @@ describeFleetContract('InMemoryFleet', async () => {
   let count = 0;
   const spec = (command: string): AgentSpec => {
     count++;
-    return { issueKey: `FAC-${count}`, runId: `run-${count}`, role: 'implementer', agentName: `FAC-${count}-implementer`, command: [command], cwd: '/w', env: {}, logPath: `/logs/run-${count}.log`, worktree: '/w' };
+    return {
+      issueKey: `FAC-${count}`,
+      runId: `run-${count}`,
+      role: 'implementer',
+      agentName: `FAC-${count}-implementer`,
+      command: [command],
+      cwd: '/w',
+      env: {},
+      logPath: `/logs/run-${count}.log`,
+      worktree: '/w',
+    };
   };
   return {
     fleet,

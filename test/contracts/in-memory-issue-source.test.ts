@@ -84,8 +84,14 @@ describe('InMemoryIssueSource, the controls daemon tests use', () => {
     source.put({ key: 'FAC-1', title: 'After the break' });
     await settle();
 
-    assert.deepEqual(recorder.events.map((event) => event.kind), ['overflow']);
-    assert.deepEqual(recorder.errors.map((error) => error.message), ['watch lost']);
+    assert.deepEqual(
+      recorder.events.map((event) => event.kind),
+      ['overflow'],
+    );
+    assert.deepEqual(
+      recorder.errors.map((error) => error.message),
+      ['watch lost'],
+    );
     assert.equal(source.openSubscriptionCount, 0);
   });
 
@@ -109,7 +115,10 @@ describe('InMemoryIssueSource, the controls daemon tests use', () => {
 
     assert.deepEqual(wedged.events, []);
     assert.deepEqual(wedged.errors, [], 'a wedge is silent: no error');
-    assert.deepEqual(fresh.events.map((event) => [event.kind, event.token]), [['probe', 'seen']]);
+    assert.deepEqual(
+      fresh.events.map((event) => [event.kind, event.token]),
+      [['probe', 'seen']],
+    );
   });
 
   it('ends a subscription through onError when its handler throws', async () => {
@@ -126,7 +135,10 @@ describe('InMemoryIssueSource, the controls daemon tests use', () => {
     source.put({ key: 'FAC-2', title: 'Two' });
     await settle();
 
-    assert.deepEqual(errors.map((error) => error.message), ['handler bug']);
+    assert.deepEqual(
+      errors.map((error) => error.message),
+      ['handler bug'],
+    );
   });
 
   it('reports an unreadable record on read with its reason, and counts scans', async () => {

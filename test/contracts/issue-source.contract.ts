@@ -51,10 +51,15 @@ export class EventRecorder {
 
   /** Waits for an event about `path` and returns the events that arrived up to and including it. */
   async until(path: string, kind?: IssueSourceEvent['kind']): Promise<IssueSourceEvent[]> {
-    const index = await waitFor(`a ${kind ?? 'any'} event for ${path}`, () => {
-      const found = this.events.findIndex((event) => event.path === path && (kind === undefined || event.kind === kind));
-      return found === -1 ? undefined : found + 1;
-    }, 3_000, 5);
+    const index = await waitFor(
+      `a ${kind ?? 'any'} event for ${path}`,
+      () => {
+        const found = this.events.findIndex((event) => event.path === path && (kind === undefined || event.kind === kind));
+        return found === -1 ? undefined : found + 1;
+      },
+      3_000,
+      5,
+    );
     return this.events.slice(0, index);
   }
 }
@@ -186,7 +191,10 @@ export function describeIssueSourceContract(name: string, createHarness: () => P
       await harness.putIssue({ key: 'FAC-2', title: 'Two', state: 'ready' });
       await harness.removeIssue('FAC-1');
 
-      assert.deepEqual((await harness.source.scan()).issues.map((issue) => issue.key), sourceKeys('FAC-2'));
+      assert.deepEqual(
+        (await harness.source.scan()).issues.map((issue) => issue.key),
+        sourceKeys('FAC-2'),
+      );
     });
 
     withFreshHarness('a subscription announces a new, a changed and a removed issue, naming where it lives', async () => {

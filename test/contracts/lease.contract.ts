@@ -68,7 +68,7 @@ export function describeLeaseContract(name: string, makeHarness: () => Promise<L
       await next.release();
     });
 
-    withHarness('a dead holder\'s lease is reclaimed with a larger epoch; the dead holder has lost it', async (h) => {
+    withHarness("a dead holder's lease is reclaimed with a larger epoch; the dead holder has lost it", async (h) => {
       const [a, b] = [await h.startHolder(), await h.startHolder()];
       const first = await h.leaseFor(a).acquire();
       await h.stopHolder(a);
@@ -77,13 +77,16 @@ export function describeLeaseContract(name: string, makeHarness: () => Promise<L
       assert.equal(await first.held(), false);
       await assert.rejects(first.renew(), (error: unknown) => isFactoryError(error, 'FACTORY_LEASE_LOST'));
       await first.release();
-      assert.equal((await h.leaseFor(b).inspect())?.owner.pid, b, 'the old holder\'s release leaves the new grant alone');
+      assert.equal((await h.leaseFor(b).inspect())?.owner.pid, b, "the old holder's release leaves the new grant alone");
       await second.release();
     });
 
     withHarness('withLease releases after the work, also when it throws', async (h) => {
       const a = await h.startHolder();
-      await assert.rejects(withLease(h.leaseFor(a), async () => Promise.reject(new Error('work failed'))), /work failed/);
+      await assert.rejects(
+        withLease(h.leaseFor(a), async () => Promise.reject(new Error('work failed'))),
+        /work failed/,
+      );
       assert.equal(await h.leaseFor(a).inspect(), null);
       assert.equal(await withLease(h.leaseFor(a), async (held) => held.owner.pid), a);
     });

@@ -37,8 +37,7 @@ describeIssueSourceContract('LocalMountIssueSource', async () => {
 describe('LocalMountIssueSource', () => {
   let root: string;
   let source: LocalMountIssueSource;
-  const put = (name: string, content: unknown): Promise<void> =>
-    writeFile(join(root, name), typeof content === 'string' ? content : JSON.stringify(content, null, 2));
+  const put = (name: string, content: unknown): Promise<void> => writeFile(join(root, name), typeof content === 'string' ? content : JSON.stringify(content, null, 2));
 
   before(async () => {
     root = await makeMount();
@@ -57,10 +56,7 @@ describe('LocalMountIssueSource', () => {
     it('reads JSON and Markdown issues with the same fields', async () => {
       await freshMount();
       await put('FAC-1.json', { key: 'FAC-1', title: 'Add login', body: 'Use OAuth.', labels: ['factory'], state: 'ready', priority: 2, createdAt: '2026-01-02T03:04:05Z' });
-      await put(
-        'FAC-2.md',
-        ['---', 'key: FAC-2', 'title: "Fix #12: footer"', 'labels:', '  - factory', '  - web', 'state: ready', 'priority: 1', '---', '', 'The footer overlaps.', ''].join('\n'),
-      );
+      await put('FAC-2.md', ['---', 'key: FAC-2', 'title: "Fix #12: footer"', 'labels:', '  - factory', '  - web', 'state: ready', 'priority: 1', '---', '', 'The footer overlaps.', ''].join('\n'));
 
       const { issues, skipped } = await source.scan();
 
@@ -93,7 +89,10 @@ describe('LocalMountIssueSource', () => {
 
       const { issues, skipped } = await source.scan();
 
-      assert.deepEqual(issues.map((issue) => issue.key), ['FAC-1', 'FAC-5']);
+      assert.deepEqual(
+        issues.map((issue) => issue.key),
+        ['FAC-1', 'FAC-5'],
+      );
       assert.deepEqual(skipped.map(pathAndReason), [
         { path: join(root, 'FAC-2.json'), reason: 'FAC-2.json: labels: expected an array of strings, got a string' },
         { path: join(root, 'FAC-3.json'), reason: 'FAC-3.json: file is empty' },
@@ -145,10 +144,11 @@ describe('LocalMountIssueSource', () => {
 
       const { issues, skipped } = await source.scan();
 
-      assert.deepEqual(issues.map((issue) => issue.title), ['First']);
-      assert.deepEqual(skipped.map(pathAndReason), [
-        { path: join(root, 'FAC-1.md'), reason: 'FAC-1.md: duplicate key "FAC-1", already used by FAC-1.json; give one of them another key' },
-      ]);
+      assert.deepEqual(
+        issues.map((issue) => issue.title),
+        ['First'],
+      );
+      assert.deepEqual(skipped.map(pathAndReason), [{ path: join(root, 'FAC-1.md'), reason: 'FAC-1.md: duplicate key "FAC-1", already used by FAC-1.json; give one of them another key' }]);
     });
 
     it('applies the duplicate rule when a file is read by path, as the daemon does on events', async () => {
@@ -184,7 +184,10 @@ describe('LocalMountIssueSource', () => {
 
       const { issues, skipped } = await source.scan();
 
-      assert.deepEqual(issues.map((issue) => issue.key), ['FAC-1']);
+      assert.deepEqual(
+        issues.map((issue) => issue.key),
+        ['FAC-1'],
+      );
       assert.deepEqual(skipped, []);
     });
 
@@ -195,7 +198,10 @@ describe('LocalMountIssueSource', () => {
 
       const { issues, skipped } = await source.scan();
 
-      assert.deepEqual(issues.map((issue) => issue.key), ['FAC-7']);
+      assert.deepEqual(
+        issues.map((issue) => issue.key),
+        ['FAC-7'],
+      );
       assert.equal(skipped.length, 1);
       assert.match(skipped[0]!.reason, /^my issue\.json: key: missing, and the file name is not a valid key/);
     });
@@ -207,7 +213,10 @@ describe('LocalMountIssueSource', () => {
 
       const { issues, skipped } = await source.scan();
 
-      assert.deepEqual(issues.map((issue) => issue.key), ['FAC-2']);
+      assert.deepEqual(
+        issues.map((issue) => issue.key),
+        ['FAC-2'],
+      );
       assert.match(skipped[0]?.reason ?? '', /^FAC-1\.json: file is \d+ bytes, larger than the 1048576-byte limit/);
     });
 
@@ -233,9 +242,15 @@ describe('LocalMountIssueSource', () => {
 
         const { issues, skipped } = await source.scan();
 
-        assert.deepEqual(issues.map((issue) => issue.key), ['IN-1']);
+        assert.deepEqual(
+          issues.map((issue) => issue.key),
+          ['IN-1'],
+        );
         const refused = 'links outside the mount are not followed';
-        assert.deepEqual(skipped.map(pathAndReason), ['LEAK-1.json', 'LEAK-2.json', 'LEAK-3.md', 'LEAK-4.json', 'LEAK-5.json'].map((name) => ({ path: join(root, name), reason: `${name}: ${refused}` })));
+        assert.deepEqual(
+          skipped.map(pathAndReason),
+          ['LEAK-1.json', 'LEAK-2.json', 'LEAK-3.md', 'LEAK-4.json', 'LEAK-5.json'].map((name) => ({ path: join(root, name), reason: `${name}: ${refused}` })),
+        );
         await assert.rejects(source.read(join(root, 'LEAK-2.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === `LEAK-2.json: ${refused}`);
         await assert.rejects(source.read('SEC-1'), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && !error.message.includes(secret));
 
@@ -243,7 +258,10 @@ describe('LocalMountIssueSource', () => {
         const linkedRoot = join(outside, 'mount-link');
         await symlink(root, linkedRoot);
         const viaLink = await new LocalMountIssueSource({ root: linkedRoot, clock: new SystemClock() }).scan();
-        assert.deepEqual(viaLink.issues.map((issue) => issue.key), ['IN-1']);
+        assert.deepEqual(
+          viaLink.issues.map((issue) => issue.key),
+          ['IN-1'],
+        );
         assert.equal(viaLink.skipped.length, 5);
         assert.ok(!JSON.stringify([skipped, viaLink.skipped]).includes(secret));
       } finally {
@@ -276,7 +294,10 @@ describe('LocalMountIssueSource', () => {
         assert.equal(scan.issues.length, count);
         assert.deepEqual(new Set(scan.issues.map((issue) => issue.key)), new Set(Array.from({ length: count }, (_, n) => `BULK-${n}`)));
         assert.ok(scan.issues.every((issue) => issue.title === `Issue ${issue.key.slice('BULK-'.length)}` && issue.labels[0] === 'factory'));
-        assert.deepEqual(scan.skipped.map((entry) => relative(root, entry.path)), ['BULK-broken.json']);
+        assert.deepEqual(
+          scan.skipped.map((entry) => relative(root, entry.path)),
+          ['BULK-broken.json'],
+        );
       }
       assert.deepEqual(second.issues, first.issues);
     });
@@ -325,10 +346,7 @@ describe('LocalMountIssueSource', () => {
       await freshMount();
       await put('FAC-1.json', { key: 'FAC-1', state: 'ready' });
 
-      await assert.rejects(
-        source.read('FAC-1'),
-        (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === 'FAC-1.json: title: missing; add a title',
-      );
+      await assert.rejects(source.read('FAC-1'), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === 'FAC-1.json: title: missing; add a title');
     });
   });
 
@@ -405,10 +423,7 @@ describe('LocalMountIssueSource', () => {
 
     it('refuses to subscribe to a folder that does not exist', async () => {
       const missing = new LocalMountIssueSource({ root: join(root, 'nope'), clock: new SystemClock() });
-      await assert.rejects(
-        missing.subscribe(new EventRecorder().handlers),
-        (error) => isFactoryError(error, 'FACTORY_SUBSCRIPTION_FAILED'),
-      );
+      await assert.rejects(missing.subscribe(new EventRecorder().handlers), (error) => isFactoryError(error, 'FACTORY_SUBSCRIPTION_FAILED'));
     });
   });
 
@@ -421,9 +436,7 @@ describe('LocalMountIssueSource', () => {
         reason: 'failed',
         attempt: 2,
         detail: 'reviewer rejected the change\nsee the review log',
-        agents: [
-          { ...makeOutcome(issue).agents[0]!, role: 'reviewer', agentName: 'FAC-1-reviewer', exitCode: null, signal: 'SIGKILL', reason: 'timed-out' },
-        ],
+        agents: [{ ...makeOutcome(issue).agents[0]!, role: 'reviewer', agentName: 'FAC-1-reviewer', exitCode: null, signal: 'SIGKILL', reason: 'timed-out' }],
       });
 
       await source.writeBack(issue, outcome);

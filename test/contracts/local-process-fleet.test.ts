@@ -25,7 +25,17 @@ describeFleetContract('LocalProcessFleet', async () => {
   let count = 0;
   const spec = (command: string[]): AgentSpec => {
     count++;
-    return { issueKey: `FAC-${count}`, runId: `run-${count}`, role: 'implementer', agentName: `FAC-${count}-implementer`, command, cwd: scratch, env: {}, logPath: join(scratch, 'logs', `run-${count}.log`), worktree: scratch };
+    return {
+      issueKey: `FAC-${count}`,
+      runId: `run-${count}`,
+      role: 'implementer',
+      agentName: `FAC-${count}-implementer`,
+      command,
+      cwd: scratch,
+      env: {},
+      logPath: join(scratch, 'logs', `run-${count}.log`),
+      worktree: scratch,
+    };
   };
   return {
     fleet,

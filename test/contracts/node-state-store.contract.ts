@@ -38,7 +38,16 @@ function heartbeat(overrides: Partial<Heartbeat> = {}): Heartbeat {
     epoch: 7,
     inFlightTeams: 1,
     queuedIssues: 2,
-    subscription: { state: 'subscribed', transport: 'watch', lastEventAtMs: 1_500, lastProgressAtMs: 1_900, reconcileStartedAtMs: null, reconcileStalledAfterMs: 90_000, unhealthySinceMs: null, lastError: null },
+    subscription: {
+      state: 'subscribed',
+      transport: 'watch',
+      lastEventAtMs: 1_500,
+      lastProgressAtMs: 1_900,
+      reconcileStartedAtMs: null,
+      reconcileStalledAfterMs: 90_000,
+      unhealthySinceMs: null,
+      lastError: null,
+    },
     ...overrides,
   };
 }

@@ -48,7 +48,15 @@ describe('RedisStateStore beyond the contract', () => {
     const keys = fleetKeys('extra', `pool-${++pools}`);
     const redis = await connectSuitableRedis({ url: server.url });
     connections.push(redis);
-    const lease = (hostname: string): RedisLease => new RedisLease({ redis, keys, owner: { ...IDENTITY, hostname }, clock: new SystemClock(), autoRenew: false, ...(options.ttlMs ? { ttlMs: options.ttlMs, renewEveryMs: options.ttlMs / 4 } : {}) });
+    const lease = (hostname: string): RedisLease =>
+      new RedisLease({
+        redis,
+        keys,
+        owner: { ...IDENTITY, hostname },
+        clock: new SystemClock(),
+        autoRenew: false,
+        ...(options.ttlMs ? { ttlMs: options.ttlMs, renewEveryMs: options.ttlMs / 4 } : {}),
+      });
     return { keys, redis, lease, store: (hostname = 'host-a') => new RedisStateStore({ redis, keys, lease: lease(hostname), outcomeHistoryLimit: options.outcomeHistoryLimit }) };
   };
   const stale = (error: unknown): boolean => isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH');
@@ -67,7 +75,12 @@ describe('RedisStateStore beyond the contract', () => {
     const next = await rival.beginEpoch({ ...IDENTITY, hostname: 'host-b' }, 0);
     assert.equal(next, epoch + 1);
     await assert.rejects(
-      old.apply({ epoch, claims: [claim('KEEP', epoch, { status: 'succeeded' }), claim('NEW', epoch)], skips: [{ issueKey: 'S', reason: 'r', atMs: 0 }], outcome: { outcome: outcome('KEEP', 'run-1'), nextClaim: claim('KEEP', epoch, { status: 'succeeded' }) } }),
+      old.apply({
+        epoch,
+        claims: [claim('KEEP', epoch, { status: 'succeeded' }), claim('NEW', epoch)],
+        skips: [{ issueKey: 'S', reason: 'r', atMs: 0 }],
+        outcome: { outcome: outcome('KEEP', 'run-1'), nextClaim: claim('KEEP', epoch, { status: 'succeeded' }) },
+      }),
       stale,
     );
     // Even a batch that names the new epoch is refused: the owner key is not ours.
@@ -79,7 +92,7 @@ describe('RedisStateStore beyond the contract', () => {
     await rival.apply({ epoch: next, claims: [claim('KEEP', next, { status: 'running' })] });
     assert.equal((await rival.getClaim('KEEP'))?.status, 'running');
     await old.close();
-    assert.equal((await rival.heldLease?.held()), true, "closing the stale store leaves the successor's lease alone");
+    assert.equal(await rival.heldLease?.held(), true, "closing the stale store leaves the successor's lease alone");
     await rival.close();
   });
 
@@ -103,12 +116,22 @@ describe('RedisStateStore beyond the contract', () => {
     const s = store();
     const epoch = await s.beginEpoch(IDENTITY, 0);
     for (let i = 1; i <= 6; i++) await s.apply({ epoch, outcome: { outcome: outcome(`K${i}`, `run-${i}`), nextClaim: claim(`K${i}`, epoch, { status: 'succeeded' }) } });
-    assert.deepEqual((await s.pendingWritebacks()).map((o) => o.runId), ['run-1', 'run-2', 'run-3', 'run-4', 'run-5', 'run-6'], 'a terminal state not yet written back is never dropped');
+    assert.deepEqual(
+      (await s.pendingWritebacks()).map((o) => o.runId),
+      ['run-1', 'run-2', 'run-3', 'run-4', 'run-5', 'run-6'],
+      'a terminal state not yet written back is never dropped',
+    );
     for (let i = 1; i <= 6; i++) await s.markWrittenBack(`run-${i}`);
     await s.apply({ epoch, outcome: { outcome: outcome('K7', 'run-7'), nextClaim: claim('K7', epoch, { status: 'succeeded' }) } });
-    assert.deepEqual((await s.recentOutcomes(10)).map((o) => o.runId), ['run-7', 'run-6', 'run-5']);
+    assert.deepEqual(
+      (await s.recentOutcomes(10)).map((o) => o.runId),
+      ['run-7', 'run-6', 'run-5'],
+    );
     assert.equal(await s.outcomeCount(), 7, 'the count covers every outcome ever recorded');
-    assert.deepEqual((await s.pendingWritebacks()).map((o) => o.runId), ['run-7']);
+    assert.deepEqual(
+      (await s.pendingWritebacks()).map((o) => o.runId),
+      ['run-7'],
+    );
     await s.close();
   });
 
@@ -128,7 +151,10 @@ describe('RedisStateStore beyond the contract', () => {
       const issueKey = `FAC-${run % ISSUES}`;
       const runId = `${issueKey}-run-${run}`;
       await s.apply({ epoch, claims: [claim(issueKey, epoch, { status: 'running', attempt: 1, runId, updatedAtMs: run })] });
-      await s.apply({ epoch, outcome: { outcome: outcome(issueKey, runId, run % 7 === 0 ? 'failed' : 'succeeded', run), nextClaim: claim(issueKey, epoch, { status: 'succeeded', attempt: 1, runId, updatedAtMs: run }) } });
+      await s.apply({
+        epoch,
+        outcome: { outcome: outcome(issueKey, runId, run % 7 === 0 ? 'failed' : 'succeeded', run), nextClaim: claim(issueKey, epoch, { status: 'succeeded', attempt: 1, runId, updatedAtMs: run }) },
+      });
       await s.markWrittenBack(runId);
       if (run === 250 || run === 500 || run === 1_000) samples.push({ runs: run, ...(await footprint()) });
     }
@@ -138,7 +164,10 @@ describe('RedisStateStore beyond the contract', () => {
     assert.equal(at1000.outcomes, 200);
     assert.ok(at1000.bytes <= at500.bytes * 1.05, `memory grew from ${at500.bytes} to ${at1000.bytes} bytes between 500 and 1,000 runs`);
     assert.equal(await s.outcomeCount(), 1_000);
-    assert.deepEqual((await s.recentOutcomes(3)).map((o) => o.runId), ['FAC-0-run-1000', 'FAC-49-run-999', 'FAC-48-run-998']);
+    assert.deepEqual(
+      (await s.recentOutcomes(3)).map((o) => o.runId),
+      ['FAC-0-run-1000', 'FAC-49-run-999', 'FAC-48-run-998'],
+    );
     assert.equal((await s.listClaims()).length, ISSUES, 'one claim per issue, however many runs');
     assert.deepEqual(await s.pendingWritebacks(), []);
     await s.close();

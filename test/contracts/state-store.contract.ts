@@ -96,7 +96,10 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
       ]);
       assert.deepEqual(all.total, { usage: usage(1410, 75, 400, 100), costUsd: 0.75, turns: 6, runs: 3 });
       const lastDay = await store.usageSummary(T0 + 86_400_000);
-      assert.deepEqual(lastDay.rows.map((r) => [r.role, r.runs, r.usage.input]), [['implementer', 1, 10]]);
+      assert.deepEqual(
+        lastDay.rows.map((r) => [r.role, r.runs, r.usage.input]),
+        [['implementer', 1, 10]],
+      );
       assert.deepEqual(await store.usageSummary(T0 + 86_400_001), EMPTY_USAGE_SUMMARY);
     });
 
@@ -125,7 +128,17 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
 
     withStore('claims round-trip every field, and a later save replaces the earlier one', async (store) => {
       const epoch = await store.beginEpoch(OWNER, T0);
-      const full = claim('FAC-1', epoch, { status: 'retry-wait', attempt: 2, nextAttemptAtMs: T0 + 60_000, runId: 'FAC-1-e1-a2', priority: 1.5, lastReason: 'failed: exit 3', interruptions: 2, node: 'worker-7', updatedAtMs: T0 + 5 });
+      const full = claim('FAC-1', epoch, {
+        status: 'retry-wait',
+        attempt: 2,
+        nextAttemptAtMs: T0 + 60_000,
+        runId: 'FAC-1-e1-a2',
+        priority: 1.5,
+        lastReason: 'failed: exit 3',
+        interruptions: 2,
+        node: 'worker-7',
+        updatedAtMs: T0 + 5,
+      });
       await store.apply({ epoch, claims: [full] });
       assert.deepEqual(await store.getClaim('FAC-1'), full);
       await store.apply({ epoch, claims: [claim('FAC-1', epoch, { status: 'running', attempt: 3 })] });
@@ -147,13 +160,29 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
           claim('P', epoch, { status: 'parked', updatedAtMs: T0 + 7 }),
         ],
       });
-      assert.deepEqual((await store.listClaims()).map((c) => c.issueKey), ['P', 'S', 'G', 'C', 'R', 'W', 'Q']);
-      assert.deepEqual((await store.listActiveClaims()).map((c) => c.issueKey), ['P', 'R', 'W', 'Q'], 'a parked claim is still in play: status shows it and a restarted daemon re-arms its resume');
+      assert.deepEqual(
+        (await store.listClaims()).map((c) => c.issueKey),
+        ['P', 'S', 'G', 'C', 'R', 'W', 'Q'],
+      );
+      assert.deepEqual(
+        (await store.listActiveClaims()).map((c) => c.issueKey),
+        ['P', 'R', 'W', 'Q'],
+        'a parked claim is still in play: status shows it and a restarted daemon re-arms its resume',
+      );
     });
 
     withStore('a parked claim keeps its park durably (work ref, reason, resume time, session ids), through an outcome write, and a later claim drops it', async (store) => {
       const epoch = await store.beginEpoch(OWNER, T0);
-      const park = { runId: 'run-1', ref: 'refs/factory/park/run-1', commit: 'ab12cd', trigger: 'usage-limit' as const, reason: 'usage limit reached', resumeAtMs: T0 + 3_600_000, stage: 1, sessions: { implementer: 'sess-1', 'implementer#2': 'thread-2' } };
+      const park = {
+        runId: 'run-1',
+        ref: 'refs/factory/park/run-1',
+        commit: 'ab12cd',
+        trigger: 'usage-limit' as const,
+        reason: 'usage limit reached',
+        resumeAtMs: T0 + 3_600_000,
+        stage: 1,
+        sessions: { implementer: 'sess-1', 'implementer#2': 'thread-2' },
+      };
       const parkedOutcome = { ...outcome('FAC-1', 'run-1', 'parked'), park };
       const parked = claim('FAC-1', epoch, { status: 'parked', runId: 'run-1', lastReason: 'parked (usage-limit): usage limit reached', park });
       await store.apply({ epoch, outcome: { outcome: parkedOutcome, nextClaim: parked } });
@@ -166,7 +195,15 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
 
     withStore('a fix round on a claim is durable while it waits and runs; its outcome carries it; a shepherding claim is in play; the round is dropped once it ends', async (store) => {
       const epoch = await store.beginEpoch(OWNER, T0);
-      const fix = { round: 1, trigger: 'ci-failed', onSha: 'abc1234def', failures: ['check test: failure'], fingerprints: ['test\nerror: x'], branch: 'factory/fac-1', feedback: '## Pull request feedback\n\n- **test**: failure' };
+      const fix = {
+        round: 1,
+        trigger: 'ci-failed',
+        onSha: 'abc1234def',
+        failures: ['check test: failure'],
+        fingerprints: ['test\nerror: x'],
+        branch: 'factory/fac-1',
+        feedback: '## Pull request feedback\n\n- **test**: failure',
+      };
       const running = claim('FAC-1', epoch, { status: 'running', runId: 'run-f1', fix });
       await store.apply({ epoch, claims: [running, claim('FAC-2', epoch, { status: 'shepherding' })] });
       assert.deepEqual((await store.getClaim('FAC-1'))?.fix, fix);
@@ -190,11 +227,18 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
 
     withStore('pending writebacks come back oldest first', async (store) => {
       const epoch = await store.beginEpoch(OWNER, T0);
-      for (const [key, runId] of [['A', 'run-a'], ['B', 'run-b'], ['C', 'run-c']] as const) {
+      for (const [key, runId] of [
+        ['A', 'run-a'],
+        ['B', 'run-b'],
+        ['C', 'run-c'],
+      ] as const) {
         await store.apply({ epoch, outcome: { outcome: outcome(key, runId), nextClaim: claim(key, epoch, { status: 'succeeded' }) } });
       }
       await store.markWrittenBack('run-b');
-      assert.deepEqual((await store.pendingWritebacks()).map((o) => o.runId), ['run-a', 'run-c']);
+      assert.deepEqual(
+        (await store.pendingWritebacks()).map((o) => o.runId),
+        ['run-a', 'run-c'],
+      );
     });
 
     withStore('recent outcomes are newest first, limited, and counted', async (store) => {
@@ -202,21 +246,33 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
       for (let i = 1; i <= 5; i++) {
         await store.apply({ epoch, outcome: { outcome: outcome(`FAC-${i}`, `run-${i}`, i % 2 ? 'succeeded' : 'failed', T0 + i), nextClaim: claim(`FAC-${i}`, epoch, { status: 'succeeded' }) } });
       }
-      assert.deepEqual((await store.recentOutcomes(3)).map((o) => o.runId), ['run-5', 'run-4', 'run-3']);
+      assert.deepEqual(
+        (await store.recentOutcomes(3)).map((o) => o.runId),
+        ['run-5', 'run-4', 'run-3'],
+      );
       assert.equal(await store.outcomeCount(), 5);
       assert.equal((await store.recentOutcomes(10)).length, 5);
     });
 
     withStore('skips are recorded, replaced and cleared, newest first', async (store) => {
       const epoch = await store.beginEpoch(OWNER, T0);
-      await store.apply({ epoch, skips: [{ issueKey: 'A', reason: 'no label', atMs: T0 }, { issueKey: 'B', reason: 'draft', atMs: T0 + 1 }] });
+      await store.apply({
+        epoch,
+        skips: [
+          { issueKey: 'A', reason: 'no label', atMs: T0 },
+          { issueKey: 'B', reason: 'draft', atMs: T0 + 1 },
+        ],
+      });
       await store.apply({ epoch, skips: [{ issueKey: 'A', reason: 'closed', atMs: T0 + 2 }] });
       assert.deepEqual(await store.listSkips(), [
         { issueKey: 'A', reason: 'closed', atMs: T0 + 2 },
         { issueKey: 'B', reason: 'draft', atMs: T0 + 1 },
       ]);
       await store.apply({ epoch, clearedSkips: ['A', 'NEVER-SKIPPED'] });
-      assert.deepEqual((await store.listSkips()).map((s) => s.issueKey), ['B']);
+      assert.deepEqual(
+        (await store.listSkips()).map((s) => s.issueKey),
+        ['B'],
+      );
     });
 
     withStore('a batch of claims, skips and an outcome lands whole', async (store) => {
@@ -231,7 +287,10 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
         outcome: { outcome: outcome('DONE', 'run-done'), nextClaim: claim('DONE', epoch, { status: 'succeeded' }) },
       });
       assert.equal((await store.listClaims()).length, 501);
-      assert.deepEqual((await store.listSkips()).map((s) => s.issueKey), ['OUT']);
+      assert.deepEqual(
+        (await store.listSkips()).map((s) => s.issueKey),
+        ['OUT'],
+      );
       assert.equal(await store.outcomeCount(), 1);
     });
 
@@ -264,8 +323,14 @@ export function describeStateStoreContract(name: string, makeHarness: () => Prom
         assert.equal(await second.currentEpoch(), epoch);
         assert.equal((await second.getClaim('KEEP'))?.nextAttemptAtMs, T0 + 9_000);
         assert.equal((await second.getClaim('KEEP'))?.node, 'local');
-        assert.deepEqual((await second.pendingWritebacks()).map((o) => o.runId), ['run-done']);
-        assert.deepEqual((await second.listSkips()).map((s) => s.issueKey), ['SKIP']);
+        assert.deepEqual(
+          (await second.pendingWritebacks()).map((o) => o.runId),
+          ['run-done'],
+        );
+        assert.deepEqual(
+          (await second.listSkips()).map((s) => s.issueKey),
+          ['SKIP'],
+        );
         assert.equal(await second.beginEpoch(OWNER, T0 + 1), epoch + 1);
       } finally {
         await second.close();

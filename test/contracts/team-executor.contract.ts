@@ -49,18 +49,31 @@ export function describeTeamExecutorContract(name: string, makeHarness: () => Pr
       assert.equal(run.placement.node, h.executor.node);
       assert.equal(run.plan.runId, plan.runId);
       await settle();
-      assert.deepEqual((await h.executor.listRunning()).map((r) => [r.runId, r.issueKey, r.placement.node]), [[plan.runId, plan.issue.key, h.executor.node]]);
+      assert.deepEqual(
+        (await h.executor.listRunning()).map((r) => [r.runId, r.issueKey, r.placement.node]),
+        [[plan.runId, plan.issue.key, h.executor.node]],
+      );
       const events: RunEvent[] = [];
       run.subscribe((event) => events.push(event));
-      assert.deepEqual(events.map((e) => e.kind), ['stage-started', 'agent-started'], 'a late subscriber gets the events so far');
+      assert.deepEqual(
+        events.map((e) => e.kind),
+        ['stage-started', 'agent-started'],
+        'a late subscriber gets the events so far',
+      );
       const started = events[1]!;
       assert.ok(started.kind === 'agent-started' && started.agent.role === 'implementer' && started.agent.placement.node === h.executor.node);
-      assert.deepEqual(run.runningAgents().map((a) => a.role), ['implementer']);
+      assert.deepEqual(
+        run.runningAgents().map((a) => a.role),
+        ['implementer'],
+      );
       await h.endStage(run, 0);
       const outcome = await run.outcome;
       assert.equal(outcome.reason, 'succeeded');
       assert.equal(outcome.runId, plan.runId);
-      assert.deepEqual(events.map((e) => e.kind), ['stage-started', 'agent-started', 'agent-exited', 'outcome']);
+      assert.deepEqual(
+        events.map((e) => e.kind),
+        ['stage-started', 'agent-started', 'agent-exited', 'outcome'],
+      );
       await settle();
       assert.deepEqual(await h.executor.listRunning(), [], 'an ended run is no longer listed');
     });

@@ -68,7 +68,10 @@ export function describeWorkspaceContract(name: string, makeHarness: () => Promi
     });
 
     withHarness('a repo that does not exist is refused with FACTORY_WORKSPACE_FAILED naming it', async (h) => {
-      await assert.rejects(h.workspace.prepare({ repo: h.missingRepo, issueKey: 'FAC-6', branch: 'factory/FAC-6' }), (error) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED') && error.message.includes(h.missingRepo));
+      await assert.rejects(
+        h.workspace.prepare({ repo: h.missingRepo, issueKey: 'FAC-6', branch: 'factory/FAC-6' }),
+        (error) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED') && error.message.includes(h.missingRepo),
+      );
     });
   });
 }

@@ -60,7 +60,14 @@ interface Scenario {
 }
 
 /** A project whose implementer is the real CLI, with a private HOME and only the fake key, against a fresh scripted server. */
-async function scenario(name: string, cli: AgentCliName, bin: string, script: readonly ScriptedTurn[], driverOptions: Record<string, unknown> = {}, extraConfig: Record<string, unknown> = {}): Promise<Scenario> {
+async function scenario(
+  name: string,
+  cli: AgentCliName,
+  bin: string,
+  script: readonly ScriptedTurn[],
+  driverOptions: Record<string, unknown> = {},
+  extraConfig: Record<string, unknown> = {},
+): Promise<Scenario> {
   const server = await startScriptedModelServer(script);
   const gitIdentity = { GIT_AUTHOR_NAME: 'Agent', GIT_AUTHOR_EMAIL: 'agent@factory.invalid', GIT_COMMITTER_NAME: 'Agent', GIT_COMMITTER_EMAIL: 'agent@factory.invalid' };
   const home = mkdtempSync(join(tmpdir(), `factory-${name}-home-`));
@@ -166,7 +173,10 @@ describe('CLI drivers through the daemon, real CLIs against the scripted model s
     assert.match(raw.stdout, /^\{.*"type":"result"/m);
 
     const snapshot = await status(project);
-    assert.deepEqual(snapshot.usage.today.rows.map((r) => [r.role, r.driver, r.runs, r.turns]), [['implementer', 'claude-code', 1, 2]]);
+    assert.deepEqual(
+      snapshot.usage.today.rows.map((r) => [r.role, r.driver, r.runs, r.turns]),
+      [['implementer', 'claude-code', 1, 2]],
+    );
     assert.deepEqual(snapshot.usage.today.total.usage, server.usageSent());
     assert.equal(snapshot.usage.today.total.costUsd, report.costUsd);
     assert.deepEqual(snapshot.usage.allTime.total.usage, server.usageSent());
@@ -204,7 +214,10 @@ describe('CLI drivers through the daemon, real CLIs against the scripted model s
     assert.deepEqual(report.usage, { ...server.usageSent(), cacheWrite: 0 });
 
     const snapshot = await status(project);
-    assert.deepEqual(snapshot.usage.today.rows.map((r) => [r.role, r.driver, r.runs, r.costUsd]), [['implementer', 'codex', 1, null]]);
+    assert.deepEqual(
+      snapshot.usage.today.rows.map((r) => [r.role, r.driver, r.runs, r.costUsd]),
+      [['implementer', 'codex', 1, null]],
+    );
     assert.deepEqual(snapshot.usage.today.total.usage, report.usage);
   });
 
@@ -237,20 +250,29 @@ describe('CLI drivers through the daemon, real CLIs against the scripted model s
       await daemon.exited;
     });
     const heartbeatPath = join(project.dir, '.factory', 'heartbeat.json');
-    const url = await waitFor('the daemon serving http', () => {
-      try {
-        return (JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { http?: { url: string } }).http?.url;
-      } catch {
-        return undefined;
-      }
-    }, 30_000);
+    const url = await waitFor(
+      'the daemon serving http',
+      () => {
+        try {
+          return (JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { http?: { url: string } }).http?.url;
+        } catch {
+          return undefined;
+        }
+      },
+      30_000,
+    );
     project.writeIssue('CC-3', { title: 'Add hello.txt', body: 'Add a hello.txt file and commit it.' });
     // While Bash sleeps: the agent's activity, from its stream, is in the state document.
-    const running = await waitFor('the running agent’s activity in /api/v1/state', async () => {
-      const state = (await (await fetch(`${url}/api/v1/state`)).json()) as StateDocument;
-      const agent = state.teams[0]?.agents[0] as { activity?: AgentActivitySummary | null } | undefined;
-      return agent?.activity?.lastActivity?.kind === 'tool-call' ? agent.activity : undefined;
-    }, 30_000, 100);
+    const running = await waitFor(
+      'the running agent’s activity in /api/v1/state',
+      async () => {
+        const state = (await (await fetch(`${url}/api/v1/state`)).json()) as StateDocument;
+        const agent = state.teams[0]?.agents[0] as { activity?: AgentActivitySummary | null } | undefined;
+        return agent?.activity?.lastActivity?.kind === 'tool-call' ? agent.activity : undefined;
+      },
+      30_000,
+      100,
+    );
     assert.equal(running.driver, 'claude-code');
     assert.equal(running.lastActivity?.summary, `Bash: ${slowCommit}`);
     assert.equal(running.turns, 1);
@@ -261,7 +283,12 @@ describe('CLI drivers through the daemon, real CLIs against the scripted model s
     assert.equal(done.reason, 'succeeded', done.detail);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const sent = server.usageSent();
-    for (const [kind, value] of [['input', sent.input], ['output', sent.output], ['cacheRead', sent.cacheRead], ['cacheWrite', sent.cacheWrite]] as const) {
+    for (const [kind, value] of [
+      ['input', sent.input],
+      ['output', sent.output],
+      ['cacheRead', sent.cacheRead],
+      ['cacheWrite', sent.cacheWrite],
+    ] as const) {
       assert.match(metrics, new RegExp(`^factory_agent_tokens_total\\{role="implementer",driver="claude-code",kind="${kind}"\\} ${value}$`, 'm'));
     }
     assert.match(metrics, /^factory_agent_turns_total\{role="implementer",driver="claude-code"\} 2$/m);

@@ -73,7 +73,12 @@ async function runAgent(name: string, command: string[], issue: Issue, options: 
 /** `NAME=value` lines of `env -0` output in the log, after the fleet's header line. */
 function parseEnv(log: string): Map<string, string> {
   const body = log.slice(log.indexOf('\n') + 1);
-  return new Map(body.split('\0').filter(Boolean).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  return new Map(
+    body
+      .split('\0')
+      .filter(Boolean)
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 describe('agent environment', () => {
@@ -99,7 +104,11 @@ describe('agent environment', () => {
   it('an issue title that is a command substitution stays text in a script that quotes the variable', async () => {
     const witness = join(scratch, 'title-ran');
     const title = `$(touch ${witness}) \`touch ${witness}\`; touch ${witness}`;
-    const { exit, log, worktree, environment } = await runAgent('inject', ['sh', '-c', 'printf "title=%s\\n" "$FACTORY_ISSUE_TITLE"; cat "$FACTORY_ISSUE_BODY_FILE"; head -1 "$FACTORY_PROMPT_FILE"'], issueTitled(title));
+    const { exit, log, worktree, environment } = await runAgent(
+      'inject',
+      ['sh', '-c', 'printf "title=%s\\n" "$FACTORY_ISSUE_TITLE"; cat "$FACTORY_ISSUE_BODY_FILE"; head -1 "$FACTORY_PROMPT_FILE"'],
+      issueTitled(title),
+    );
     assert.equal(exit.exitCode, 0, log);
     assert.equal(existsSync(witness), false, 'the title must not run');
     assert.equal(existsSync(join(worktree, 'body-ran')), false, 'the body must not run');

@@ -106,7 +106,12 @@ describe('cgroup v1 team groups (real, this machine)', { skip }, () => {
 
     const exit = await hogExit;
     assert.equal(exit.signal, 'SIGKILL', `the hog was killed by the kernel, not exited (${JSON.stringify(exit)})`);
-    const reached = Math.max(...output.trim().split('\n').map((line) => (JSON.parse(line) as { allocatedMb: number }).allocatedMb));
+    const reached = Math.max(
+      ...output
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { allocatedMb: number }).allocatedMb),
+    );
     assert.ok(reached < 100, `the hog never held 100 MB of its own (reached ${reached} MB)`);
 
     const memory = hogGroup.memory();

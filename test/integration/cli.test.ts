@@ -212,14 +212,17 @@ describe('factory CLI, end to end', () => {
     const report = await waitFor('the outcome file', () => existsSync(outcomePath) && readFileSync(outcomePath, 'utf8'), 15_000);
     assert.match(report, /succeeded/);
     assert.ok(s.gitLog('factory/LIVE-1').includes('LIVE-1: demo change by the implementer'), `the agent's commit is on factory/LIVE-1: ${s.gitLog('factory/LIVE-1').join(' | ')}`);
-    assert.deepEqual(s.gitLog('main'), ['initial commit'], 'the checkout\'s own branch is untouched');
+    assert.deepEqual(s.gitLog('main'), ['initial commit'], "the checkout's own branch is untouched");
 
     const status = await runCli(['status', '--json', '--config', s.configPath]);
     assert.equal(status.code, 0);
     const snapshot = JSON.parse(status.stdout) as { liveness: { verdict: string; heartbeat: { pid: number } }; recentOutcomes: { issueKey: string; reason: string }[] };
     assert.equal(snapshot.liveness.verdict, 'healthy');
     assert.equal(snapshot.liveness.heartbeat.pid, daemon.child.pid);
-    assert.ok(snapshot.recentOutcomes.some((o) => o.issueKey === 'LIVE-1' && o.reason === 'succeeded'), status.stdout);
+    assert.ok(
+      snapshot.recentOutcomes.some((o) => o.issueKey === 'LIVE-1' && o.reason === 'succeeded'),
+      status.stdout,
+    );
     assert.equal((await runCli(['loop-status', '--config', s.configPath])).code, 0);
 
     daemon.child.kill('SIGTERM');
@@ -275,11 +278,7 @@ describe('factory CLI, end to end', () => {
     assert.equal(ok.heartbeat()?.iteration, 3);
     assert.ok(ok.gitLog('factory/LOOP-1').includes('LOOP-1: demo change by the implementer'));
 
-    const bad = makeSandbox(
-      'loop-bad',
-      { implementer: fixtureAgent('fail-exit-3.mjs') },
-      { dispatch: { maxAttempts: 20, backoffBaseMs: 20, backoffMaxMs: 20 }, loop: { maxConsecutiveFailures: 2 } },
-    );
+    const bad = makeSandbox('loop-bad', { implementer: fixtureAgent('fail-exit-3.mjs') }, { dispatch: { maxAttempts: 20, backoffBaseMs: 20, backoffMaxMs: 20 }, loop: { maxConsecutiveFailures: 2 } });
     bad.writeIssue('LOOP-BAD');
     const failed = await runCli(['loop', '--max-iterations', '6', '--config', bad.configPath]);
     assert.equal(failed.code, 1, failed.stdout + failed.stderr);
@@ -294,7 +293,13 @@ describe('factory CLI, end to end', () => {
       const result = await runCli([...verb, '--config', s.configPath]);
       assert.equal(result.code, 2, `${verb[0]}: ${result.stderr}`);
       assert.ok(result.stderr.includes(s.configPath), 'names the file');
-      for (const problem of ['mount.root: expected string, got 7', 'agents.implementer.command: expected', 'dispatch.batchSize: expected', 'dispatch.teamMode: expected one of "sequential", "parallel", got "both"', '(top level): unknown key "extra"']) {
+      for (const problem of [
+        'mount.root: expected string, got 7',
+        'agents.implementer.command: expected',
+        'dispatch.batchSize: expected',
+        'dispatch.teamMode: expected one of "sequential", "parallel", got "both"',
+        '(top level): unknown key "extra"',
+      ]) {
         assert.ok(result.stderr.includes(problem), `${verb[0]} lists "${problem}":\n${result.stderr}`);
       }
       assert.doesNotMatch(result.stderr, /^\s+at /m, 'no stack trace');
@@ -306,7 +311,7 @@ describe('factory CLI, end to end', () => {
     assert.match(missing.stderr, /FACTORY_CONFIG_NOT_FOUND/);
   });
 
-  it('kill-loop signals nothing without a daemon, or when the heartbeat\'s process identity does not match', async () => {
+  it("kill-loop signals nothing without a daemon, or when the heartbeat's process identity does not match", async () => {
     const s = makeSandbox('kill-loop', { implementer: demoAgent() });
     const none = await runCli(['kill-loop', '--config', s.configPath]);
     assert.equal(none.code, 3, none.stderr);
@@ -362,7 +367,7 @@ describe('factory CLI, end to end', () => {
     assert.equal(s.heartbeat()?.status, 'stopped');
   });
 
-  it('a second `start` on the same config exits 3 naming the first daemon\'s pid, and leaves it running', async () => {
+  it("a second `start` on the same config exits 3 naming the first daemon's pid, and leaves it running", async () => {
     const s = makeSandbox('two-daemons', { implementer: demoAgent() });
     const first = await startDaemon(s);
     const second = await runCli(['start', '--mode', 'live', '--config', s.configPath]);
@@ -407,7 +412,7 @@ describe('factory CLI, end to end', () => {
     assert.equal((await runCli([])).code, 2, 'no verb is a usage error');
   });
 
-  it('--version and version print the package version; unknown short flags and extra arguments exit 2 pointing at the verb\'s --help; start documents live as its default', async () => {
+  it("--version and version print the package version; unknown short flags and extra arguments exit 2 pointing at the verb's --help; start documents live as its default", async () => {
     const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
     for (const args of [['--version'], ['version']]) {
       const result = await runCli(args);
@@ -434,7 +439,7 @@ describe('factory CLI, end to end', () => {
     assert.match(startHelp.stdout, /--mode VALUE +`live`, the default/);
   });
 
-  it('a piped `start` writes pure JSON log lines: the ready and stopped lines included, each with the daemon\'s pid and hostname, agents under agentPid', async () => {
+  it("a piped `start` writes pure JSON log lines: the ready and stopped lines included, each with the daemon's pid and hostname, agents under agentPid", async () => {
     const s = makeSandbox('json-logs', { implementer: demoAgent() });
     const daemon = await startDaemon(s);
     s.writeIssue('JSONLOG-1');
@@ -455,8 +460,14 @@ describe('factory CLI, end to end', () => {
       assert.equal(record.pid, daemon.child.pid, `every line names the daemon's pid: ${JSON.stringify(record)}`);
       assert.equal(record.hostname, hostname(), `every line names the host: ${JSON.stringify(record)}`);
     }
-    assert.ok(records.some((r) => typeof r.msg === 'string' && r.msg.startsWith('live daemon running') && r.heartbeat === s.heartbeatPath), 'the ready line is a log record');
-    assert.ok(records.some((r) => r.msg === 'stopped'), 'the stopped line is a log record');
+    assert.ok(
+      records.some((r) => typeof r.msg === 'string' && r.msg.startsWith('live daemon running') && r.heartbeat === s.heartbeatPath),
+      'the ready line is a log record',
+    );
+    assert.ok(
+      records.some((r) => r.msg === 'stopped'),
+      'the stopped line is a log record',
+    );
     const started = records.find((r) => r.msg === 'implementer started');
     assert.ok(started && typeof started.agentPid === 'number' && started.agentPid !== daemon.child.pid, `the agent's pid is agentPid: ${JSON.stringify(started)}`);
   });
@@ -486,11 +497,15 @@ describe('factory CLI, end to end', () => {
     const s = makeSandbox('process-groups', { implementer: fixtureAgent('spawn-tree.mjs'), reviewer: fixtureAgent('spawn-tree.mjs', '--stay') });
     const daemon = await startDaemon(s);
     s.writeIssue('TREE-1');
-    const reviewer = await waitFor('the reviewer in the registry', () => readJson<{ agents: { role: string; runId: string; logPath: string }[] }>(s.registryPath)?.agents.find((a) => a.role === 'reviewer'), 15_000);
-    await waitFor('the reviewer\'s grandchild', () => existsSync(reviewer.logPath) && readFileSync(reviewer.logPath, 'utf8').includes('"role":"grandchild"'));
+    const reviewer = await waitFor(
+      'the reviewer in the registry',
+      () => readJson<{ agents: { role: string; runId: string; logPath: string }[] }>(s.registryPath)?.agents.find((a) => a.role === 'reviewer'),
+      15_000,
+    );
+    await waitFor("the reviewer's grandchild", () => existsSync(reviewer.logPath) && readFileSync(reviewer.logPath, 'utf8').includes('"role":"grandchild"'));
     const runMarker = `${markerPrefixFor({ configPath: s.configPath })}${reviewer.runId}:`;
     const reviewerTree = processesWithMarker(`${runMarker}TREE-1-reviewer`);
-    assert.equal(reviewerTree.length, 3, 'the reviewer\'s leader, child and grandchild run');
+    assert.equal(reviewerTree.length, 3, "the reviewer's leader, child and grandchild run");
     assert.deepEqual(processesWithMarker(`${runMarker}TREE-1-implementer`), [], 'nothing the exited implementer left behind outlives it');
 
     daemon.child.kill('SIGTERM');
@@ -513,7 +528,7 @@ describe('factory CLI, end to end', () => {
     assert.deepEqual(processesWithMarker(orphan.marker), [orphan.pid], 'the agent outlived its daemon');
 
     const second = await startDaemon(s);
-    assert.deepEqual(processesWithMarker(orphan.marker), [], 'the predecessor\'s agent was reaped before anything was dispatched');
+    assert.deepEqual(processesWithMarker(orphan.marker), [], "the predecessor's agent was reaped before anything was dispatched");
     const outcomePath = join(s.issues, 'CRASH-1.outcome.md');
     const report = await waitFor('the outcome of the second run', () => existsSync(outcomePath) && readFileSync(outcomePath, 'utf8'), 15_000);
     assert.match(report, /succeeded/);

@@ -11,14 +11,18 @@ test('a live daemon holds its lock file open, which proves it is the daemon; the
   const table = new LinuxProcessTable();
   const daemon = spawnDaemon(project.configPath);
   try {
-    const heartbeat = await waitFor('the running heartbeat', () => {
-      try {
-        const parsed = JSON.parse(readFileSync(join(project.dir, '.factory', 'heartbeat.json'), 'utf8')) as { pid: number; status: string };
-        return parsed.status === 'running' && parsed;
-      } catch {
-        return undefined;
-      }
-    }, 20_000);
+    const heartbeat = await waitFor(
+      'the running heartbeat',
+      () => {
+        try {
+          const parsed = JSON.parse(readFileSync(join(project.dir, '.factory', 'heartbeat.json'), 'utf8')) as { pid: number; status: string };
+          return parsed.status === 'running' && parsed;
+        } catch {
+          return undefined;
+        }
+      },
+      20_000,
+    );
     assert.equal(heartbeat.pid, daemon.child.pid);
     assert.equal(table.holdsOpen(heartbeat.pid, lockPath), true, 'the daemon has its lock open');
     assert.equal(table.holdsOpen(process.pid, lockPath), false, 'another process does not');

@@ -80,86 +80,94 @@ function makeProject(): ScratchProject {
 }
 
 async function heartbeatUrl(project: ScratchProject): Promise<string> {
-  return waitFor('the daemon to advertise its HTTP server', async () => {
-    const read = await new FileHeartbeatStore(loadConfig(project.configPath).loop.heartbeatPath).read();
-    return read.kind === 'ok' ? read.value.http?.url : undefined;
-  }, 20_000);
+  return waitFor(
+    'the daemon to advertise its HTTP server',
+    async () => {
+      const read = await new FileHeartbeatStore(loadConfig(project.configPath).loop.heartbeatPath).read();
+      return read.kind === 'ok' ? read.value.http?.url : undefined;
+    },
+    20_000,
+  );
 }
 
-test('daemon as nobody (no writable cgroup): RSS sampling stops a team over budget with outcome oom, and status, the state API and metrics show why a team waits', { skip: cannotRunAsNobody(), timeout: 120_000 }, async () => {
-  const project = makeProject();
-  const owned = (key: string, fields?: Record<string, unknown>) => {
-    execFileSync('chown', ['nobody:nogroup', project.writeIssue(key, fields)]);
-  };
-  owned('SIB-1');
-  owned('HOG-1');
-  const daemon = spawn('setpriv', [...NOBODY, process.execPath, '--import', 'tsx', CLI, 'start', '--mode', 'live', '--config', project.configPath], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, HOME: project.dir, FACTORY_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  daemon.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise((resolve) => daemon.once('exit', resolve));
-  try {
-    const siblingPid = await waitFor('the sibling agent to start', () => pidIn(join(project.dir, 'SIB-1.pid')), 30_000);
-    const escapee = await waitFor('the escapee to start', () => pidIn(join(project.dir, 'HOG-1.escapee')), 30_000);
-    assert.equal(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${siblingPid}/status`, 'utf8'))?.[1], '65534', 'the agents run as nobody');
+test(
+  'daemon as nobody (no writable cgroup): RSS sampling stops a team over budget with outcome oom, and status, the state API and metrics show why a team waits',
+  { skip: cannotRunAsNobody(), timeout: 120_000 },
+  async () => {
+    const project = makeProject();
+    const owned = (key: string, fields?: Record<string, unknown>) => {
+      execFileSync('chown', ['nobody:nogroup', project.writeIssue(key, fields)]);
+    };
+    owned('SIB-1');
+    owned('HOG-1');
+    const daemon = spawn('setpriv', [...NOBODY, process.execPath, '--import', 'tsx', CLI, 'start', '--mode', 'live', '--config', project.configPath], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, HOME: project.dir, FACTORY_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    daemon.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise((resolve) => daemon.once('exit', resolve));
+    try {
+      const siblingPid = await waitFor('the sibling agent to start', () => pidIn(join(project.dir, 'SIB-1.pid')), 30_000);
+      const escapee = await waitFor('the escapee to start', () => pidIn(join(project.dir, 'HOG-1.escapee')), 30_000);
+      assert.equal(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${siblingPid}/status`, 'utf8'))?.[1], '65534', 'the agents run as nobody');
 
-    const outcomePath = join(project.issuesDir, 'HOG-1.outcome.md');
-    const text = await waitFor('the HOG-1 outcome', () => (existsSync(outcomePath) ? readFileSync(outcomePath, 'utf8') : undefined), 30_000);
-    assert.match(text, /^# HOG-1: oom$/m, `${text}\n${stderr}`);
-    assert.match(text, /\*\*Memory:\*\* peak \d+ MB of a 100 MB budget, 1 OOM kill \(rss-sampling\)/, text);
-    await waitFor('the escapee to die with its team', () => !isRunning(escapee), 5_000);
-    assert.equal(isRunning(siblingPid), true, 'the sibling team keeps running');
+      const outcomePath = join(project.issuesDir, 'HOG-1.outcome.md');
+      const text = await waitFor('the HOG-1 outcome', () => (existsSync(outcomePath) ? readFileSync(outcomePath, 'utf8') : undefined), 30_000);
+      assert.match(text, /^# HOG-1: oom$/m, `${text}\n${stderr}`);
+      assert.match(text, /\*\*Memory:\*\* peak \d+ MB of a 100 MB budget, 1 OOM kill \(rss-sampling\)/, text);
+      await waitFor('the escapee to die with its team', () => !isRunning(escapee), 5_000);
+      assert.equal(isRunning(siblingPid), true, 'the sibling team keeps running');
 
-    // A team the machine cannot hold: a free slot, but admission keeps it waiting.
-    owned('BIG-1', { labels: ['factory', 'huge'] });
-    const status = await waitFor(
-      'status --json to show BIG-1 held',
-      async () => {
-        const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', CLI, 'status', '--json', '--config', project.configPath], { cwd: REPO_ROOT });
-        const snapshot = JSON.parse(stdout) as StatusSnapshot;
-        return snapshot.resources?.held.some((entry) => entry.issueKey === 'BIG-1') ? snapshot : undefined;
-      },
-      20_000,
-      200,
-    );
-    const resources = status.resources!;
-    assert.equal(resources.mechanism, 'rss-sampling');
-    assert.match(resources.summary, /^no writable cgroup: team memory is sampled from \/proc/);
-    assert.deepEqual(resources.enforces, { memory: true, pids: false, cpu: false });
-    assert.equal(resources.killAll, 'marker-sweep');
-    assert.equal(resources.budgeted, true);
-    const reason = resources.held.find((entry) => entry.issueKey === 'BIG-1')!.reason;
-    assert.match(reason, /^waiting for memory: need 4[0-9]{3}\.\d GB, \d+\.\d GB free$/);
-    assert.equal(status.queue.find((claim) => claim.issueKey === 'BIG-1')?.why, reason, 'the queue says why BIG-1 waits: memory, not a slot');
-    assert.equal(status.recentOutcomes.find((outcome) => outcome.issueKey === 'HOG-1')?.reason, 'oom');
+      // A team the machine cannot hold: a free slot, but admission keeps it waiting.
+      owned('BIG-1', { labels: ['factory', 'huge'] });
+      const status = await waitFor(
+        'status --json to show BIG-1 held',
+        async () => {
+          const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', CLI, 'status', '--json', '--config', project.configPath], { cwd: REPO_ROOT });
+          const snapshot = JSON.parse(stdout) as StatusSnapshot;
+          return snapshot.resources?.held.some((entry) => entry.issueKey === 'BIG-1') ? snapshot : undefined;
+        },
+        20_000,
+        200,
+      );
+      const resources = status.resources!;
+      assert.equal(resources.mechanism, 'rss-sampling');
+      assert.match(resources.summary, /^no writable cgroup: team memory is sampled from \/proc/);
+      assert.deepEqual(resources.enforces, { memory: true, pids: false, cpu: false });
+      assert.equal(resources.killAll, 'marker-sweep');
+      assert.equal(resources.budgeted, true);
+      const reason = resources.held.find((entry) => entry.issueKey === 'BIG-1')!.reason;
+      assert.match(reason, /^waiting for memory: need 4[0-9]{3}\.\d GB, \d+\.\d GB free$/);
+      assert.equal(status.queue.find((claim) => claim.issueKey === 'BIG-1')?.why, reason, 'the queue says why BIG-1 waits: memory, not a slot');
+      assert.equal(status.recentOutcomes.find((outcome) => outcome.issueKey === 'HOG-1')?.reason, 'oom');
 
-    const { stdout: textStatus } = await execFileAsync(process.execPath, ['--import', 'tsx', CLI, 'status', '--config', project.configPath], { cwd: REPO_ROOT });
-    assert.match(textStatus, /^resources: rss-sampling: no writable cgroup/m);
-    assert.match(textStatus, /enforces memory; kill-all marker-sweep; .*; 1 held for memory/);
-    assert.match(textStatus, /BIG-1 .*waiting for memory: need/);
+      const { stdout: textStatus } = await execFileAsync(process.execPath, ['--import', 'tsx', CLI, 'status', '--config', project.configPath], { cwd: REPO_ROOT });
+      assert.match(textStatus, /^resources: rss-sampling: no writable cgroup/m);
+      assert.match(textStatus, /enforces memory; kill-all marker-sweep; .*; 1 held for memory/);
+      assert.match(textStatus, /BIG-1 .*waiting for memory: need/);
 
-    const url = await heartbeatUrl(project);
-    const state = (await (await fetch(`${url}/api/v1/state`)).json()) as StatusSnapshot;
-    assert.equal(state.resources?.mechanism, 'rss-sampling');
-    // Free memory moves between two reads, so the API is checked against its own snapshot.
-    const apiReason = state.resources?.held.find((entry) => entry.issueKey === 'BIG-1')?.reason;
-    assert.match(apiReason ?? '', /^waiting for memory: need 4[0-9]{3}\.\d GB, \d+\.\d GB free$/);
-    assert.equal(state.queue.find((claim) => claim.issueKey === 'BIG-1')?.why, apiReason);
-    const metrics = await (await fetch(`${url}/metrics`)).text();
-    assert.match(metrics, /^factory_team_oom_total 1$/m);
-    assert.match(metrics, /^factory_run_outcomes_total\{reason="oom"\} 1$/m);
-    assert.match(metrics, /^factory_team_memory_peak_bytes_count 1$/m);
-    assert.match(metrics, /^factory_issues_held_for_memory 1$/m);
-  } finally {
-    daemon.kill('SIGTERM');
-    await exited;
-    for (const file of ['SIB-1.pid', 'HOG-1.escapee']) {
-      const pid = pidIn(join(project.dir, file));
-      if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
+      const url = await heartbeatUrl(project);
+      const state = (await (await fetch(`${url}/api/v1/state`)).json()) as StatusSnapshot;
+      assert.equal(state.resources?.mechanism, 'rss-sampling');
+      // Free memory moves between two reads, so the API is checked against its own snapshot.
+      const apiReason = state.resources?.held.find((entry) => entry.issueKey === 'BIG-1')?.reason;
+      assert.match(apiReason ?? '', /^waiting for memory: need 4[0-9]{3}\.\d GB, \d+\.\d GB free$/);
+      assert.equal(state.queue.find((claim) => claim.issueKey === 'BIG-1')?.why, apiReason);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^factory_team_oom_total 1$/m);
+      assert.match(metrics, /^factory_run_outcomes_total\{reason="oom"\} 1$/m);
+      assert.match(metrics, /^factory_team_memory_peak_bytes_count 1$/m);
+      assert.match(metrics, /^factory_issues_held_for_memory 1$/m);
+    } finally {
+      daemon.kill('SIGTERM');
+      await exited;
+      for (const file of ['SIB-1.pid', 'HOG-1.escapee']) {
+        const pid = pidIn(join(project.dir, file));
+        if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
+      }
+      rmSync(project.dir, { recursive: true, force: true });
     }
-    rmSync(project.dir, { recursive: true, force: true });
-  }
-});
+  },
+);

@@ -76,7 +76,11 @@ test('the dashboard shows a team at work, then its outcome, without a reload', {
   const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_FORMAT: 'json' };
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
-  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let daemonLog = '';
   daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
   const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
@@ -178,7 +182,11 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_FORMAT: 'json' };
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
-  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let daemonLog = '';
   daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
   const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
@@ -222,7 +230,10 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   // The page orders teams by start time itself, whatever order a snapshot lists them in: a second
   // tab gets the real state with the start times swapped, over a stream it is served once.
   const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { teams: { issueKey: string; startedAtMs: number }[] };
-  assert.deepEqual(state.teams.map((team) => team.issueKey), ['SORT-A', 'SORT-B']);
+  assert.deepEqual(
+    state.teams.map((team) => team.issueKey),
+    ['SORT-A', 'SORT-B'],
+  );
   const [first, second] = [state.teams[0]!, state.teams[1]!];
   [first.startedAtMs, second.startedAtMs] = [second.startedAtMs + 60_000, first.startedAtMs];
   const reordered = await context.newPage();
@@ -242,7 +253,10 @@ test('a lost event stream dims the last snapshot and says since when; teams sort
   const pill = page.locator('[data-testid="health"]');
   assert.equal(await pill.getAttribute('data-state'), 'stale');
   assert.equal(await pill.textContent(), 'connection lost');
-  assert.match((await page.locator('[data-testid="stale-banner"]').textContent()) ?? '', /^Lost the connection to the daemon at \d{1,2}:\d{2}:\d{2}.*\(\d+s ago\)\. Showing the last snapshot, from \d{1,2}:\d{2}:\d{2}/);
+  assert.match(
+    (await page.locator('[data-testid="stale-banner"]').textContent()) ?? '',
+    /^Lost the connection to the daemon at \d{1,2}:\d{2}:\d{2}.*\(\d+s ago\)\. Showing the last snapshot, from \d{1,2}:\d{2}:\d{2}/,
+  );
   // The dimming fades in over 0.3 s: wait (bounded) for it rather than sample mid-fade.
   await page.waitForFunction(() => Number(getComputedStyle(document.querySelector('.stats')!).opacity) < 0.6, undefined, { timeout: 5_000 }).catch(() => undefined);
   const opacity = await page.locator('.stats').evaluate((el) => Number(getComputedStyle(el).opacity));
@@ -280,7 +294,12 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
       mount: { root: './issues' },
       repos: { default: './repo' },
       agents: {
-        implementer: { driver: 'claude-code', command: [process.execPath, REPLAY_CLAUDE], claudeCode: { model: 'claude-scripted-1' }, env: { REPLAY_RELEASE_FILE: release, REPLAY_HOLD_AFTER: '4', REPLAY_STEP_MS: '20' } },
+        implementer: {
+          driver: 'claude-code',
+          command: [process.execPath, REPLAY_CLAUDE],
+          claudeCode: { model: 'claude-scripted-1' },
+          env: { REPLAY_RELEASE_FILE: release, REPLAY_HOLD_AFTER: '4', REPLAY_STEP_MS: '20' },
+        },
         reviewer: { command: [process.execPath, WORK_BRIEFLY, '200'] },
       },
       // A memory budget, so the outcome carries the team's memory peak (where the machine can enforce one).
@@ -297,7 +316,11 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
   const env: NodeJS.ProcessEnv = { ...process.env, FACTORY_LOG_FORMAT: 'json' };
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
-  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--mode', 'live', '--config', configPath], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let daemonLog = '';
   daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
   const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
@@ -350,7 +373,9 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
   // Today's totals from the usage ledger, as the state API has them.
   const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { recentOutcomes: { issueKey: string; memory?: { peakBytes: number } }[] };
   await page.locator('[data-testid="usage-row"][data-role="implementer"]').waitFor({ timeout: 10_000 });
-  assert.deepEqual(await page.locator('[data-testid="usage-row"]').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((td) => td.textContent))), [['implementer (claude-code)', '1', '2', '4.4k', '$0.0126']]);
+  assert.deepEqual(await page.locator('[data-testid="usage-row"]').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((td) => td.textContent))), [
+    ['implementer (claude-code)', '1', '2', '4.4k', '$0.0126'],
+  ]);
   assert.deepEqual(await page.locator('[data-testid="usage-total"] td').allTextContents(), ['Total today', '1', '2', '4.4k', '$0.0126']);
   assert.equal(await page.locator('[data-testid="usage-total"] td').nth(3).getAttribute('title'), 'input 2700 · output 52 · cache read 1500 · cache write 100');
   assert.equal(await page.locator('[data-testid="usage-all-time"]').textContent(), 'All time: 1 agent run · 4.4k tokens · $0.0126');
@@ -371,7 +396,10 @@ test('the Parked panel lists each parked issue with its reason, since when, how 
     t.skip('chromium not installed: apt-get install chromium');
     return;
   }
-  const { dir, configPath } = createScratchProject('dashboard-parked', { agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '1'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '1'] } }, http: { port: 0 } });
+  const { dir, configPath } = createScratchProject('dashboard-parked', {
+    agents: { implementer: { command: [process.execPath, WORK_BRIEFLY, '1'] }, reviewer: { command: [process.execPath, WORK_BRIEFLY, '1'] } },
+    http: { port: 0 },
+  });
   const config = loadConfig(configPath);
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   // The parked claims as a daemon leaves them in the state database: the server reads them from there.
@@ -379,10 +407,32 @@ test('the Parked panel lists each parked issue with its reason, since when, how 
   const store = new SqliteStateStore(config.paths.stateDb);
   const epoch = await store.beginEpoch({ pid: process.pid, startTime: 1, bootId: 'boot', hostname: 'test' }, nowMs);
   const parkedClaim = (issueKey: string, park: ParkedRun, agoMs: number): IssueClaim => ({
-    issueKey, revision: 'r1', status: 'parked', attempt: 0, nextAttemptAtMs: null, runId: park.runId, repo: dir, priority: null,
-    createdAtMs: 1, updatedAtMs: nowMs - agoMs, lastReason: describePark(park, issueKey), epoch, interruptions: 0, node: null, park,
+    issueKey,
+    revision: 'r1',
+    status: 'parked',
+    attempt: 0,
+    nextAttemptAtMs: null,
+    runId: park.runId,
+    repo: dir,
+    priority: null,
+    createdAtMs: 1,
+    updatedAtMs: nowMs - agoMs,
+    lastReason: describePark(park, issueKey),
+    epoch,
+    interruptions: 0,
+    node: null,
+    park,
   });
-  const park = (runId: string, trigger: ParkedRun['trigger'], reason: string, resumeAtMs: number | null): ParkedRun => ({ runId, ref: `refs/factory/park/${runId}`, commit: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678', trigger, reason, resumeAtMs, stage: 0, sessions: { implementer: 'sess-1' } });
+  const park = (runId: string, trigger: ParkedRun['trigger'], reason: string, resumeAtMs: number | null): ParkedRun => ({
+    runId,
+    ref: `refs/factory/park/${runId}`,
+    commit: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678',
+    trigger,
+    reason,
+    resumeAtMs,
+    stage: 0,
+    sessions: { implementer: 'sess-1' },
+  });
   await store.apply({
     epoch,
     claims: [
@@ -396,7 +446,11 @@ test('the Parked panel lists each parked issue with its reason, since when, how 
   cleanups.push(() => server.close());
 
   const profile = mkdtempSync(join(tmpdir(), 'factory-chromium-'));
-  const context: BrowserContext = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+  const context: BrowserContext = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  });
   cleanups.push(async () => {
     await context.close();
     rmSync(profile, { recursive: true, force: true });

@@ -34,7 +34,15 @@ test('an issue that leaves scope cancels its run on the worker: no process of it
   assert.ok(goneAfterMs < 5_000, `gone after ${goneAfterMs} ms`);
   // Well past the backoff and a stalled interval: nothing runs again.
   await new Promise((r) => setTimeout(r, 3_000));
-  assert.equal(new Set(f.traceLines().filter((l) => l.what === 'start').map((l) => l.runId)).size, 1);
+  assert.equal(
+    new Set(
+      f
+        .traceLines()
+        .filter((l) => l.what === 'start')
+        .map((l) => l.runId),
+    ).size,
+    1,
+  );
   assert.equal(finishedRuns(f.controlPlane).length, 1);
 });
 
@@ -68,7 +76,10 @@ test('worker SIGTERM with a run longer than the grace: the run is stopped, hande
   await f.startWorker('w2');
   const finished = await waitFor('the run to finish on w2', () => finishedRuns(f.controlPlane)[0], 30_000);
   assert.deepEqual([finished.run, finished.reason], [first.runId, 'succeeded']);
-  const lines = f.traceLines().filter((l) => l.runId === first.runId).map((l) => l.what);
+  const lines = f
+    .traceLines()
+    .filter((l) => l.runId === first.runId)
+    .map((l) => l.what);
   assert.deepEqual(lines, ['start', 'term', 'start', 'end'], 'the same run, stopped on w1 and run again from the start on w2');
   await new Promise((r) => setTimeout(r, 1_000));
   assert.equal(finishedRuns(f.controlPlane).length, 1);

@@ -72,7 +72,14 @@ async function claimsWrittenBy(epoch: number, sinceMs: number): Promise<string[]
 }
 
 function startsOf(f: TestFleet, issueKey: string): string[] {
-  return [...new Set(f.traceLines().filter((l) => l.what === 'start' && l.runId.startsWith(`${issueKey}-`)).map((l) => l.runId))];
+  return [
+    ...new Set(
+      f
+        .traceLines()
+        .filter((l) => l.what === 'start' && l.runId.startsWith(`${issueKey}-`))
+        .map((l) => l.runId),
+    ),
+  ];
 }
 
 test('leader SIGKILL mid-run: the standby leads within the lease TTL with a higher epoch and attaches to the run (one execution, one outcome)', { timeout: 90_000 }, async () => {
@@ -101,7 +108,10 @@ test('leader SIGKILL mid-run: the standby leads within the lease TTL with a high
   assert.equal(finished.run, first.runId, 'the new leader recorded the run it attached to');
   assert.equal(finished.reason, 'succeeded', standby.stderr().slice(-2_000));
   assert.deepEqual(startsOf(f, 'LEAD-1'), [first.runId], 'one execution');
-  assert.ok(logLines(standby).some((l) => l.msg.startsWith('attached to a run')), 'attached, not restarted');
+  assert.ok(
+    logLines(standby).some((l) => l.msg.startsWith('attached to a run')),
+    'attached, not restarted',
+  );
   console.log(`leader SIGKILL: takeover ${takeoverMs} ms, epoch ${before.epoch} -> ${after.epoch}`);
 });
 
@@ -126,12 +136,20 @@ test('leader SIGSTOP: the standby leads within the TTL; the woken leader stops (
   const exit = await f.controlPlane.exited;
   assert.equal(exit.code, 3, `the old leader stops with FACTORY_LEASE_LOST: ${f.controlPlane.stderr().slice(-1_500)}`);
   assert.match(f.controlPlane.stderr(), /leader lease lost/);
-  const finished = await waitFor('both issues to finish under the new leader', () => {
-    const runs = finishedRuns(standby);
-    return runs.length >= 2 && runs;
-  }, 40_000);
-  assert.deepEqual(finished.map((r) => r.reason), ['succeeded', 'succeeded'], standby.stderr().slice(-2_000));
-  assert.deepEqual(startsOf(f, 'FRZ-1'), [first.runId], 'the frozen leader\'s run was attached, not run again');
+  const finished = await waitFor(
+    'both issues to finish under the new leader',
+    () => {
+      const runs = finishedRuns(standby);
+      return runs.length >= 2 && runs;
+    },
+    40_000,
+  );
+  assert.deepEqual(
+    finished.map((r) => r.reason),
+    ['succeeded', 'succeeded'],
+    standby.stderr().slice(-2_000),
+  );
+  assert.deepEqual(startsOf(f, 'FRZ-1'), [first.runId], "the frozen leader's run was attached, not run again");
   assert.equal(startsOf(f, 'FRZ-2').length, 1, 'the issue that arrived during the freeze ran once');
   const stale = await claimsWrittenBy(before.epoch, takeoverAt);
   assert.deepEqual(stale, [], 'writes of the old epoch accepted after the takeover: 0');
@@ -196,7 +214,10 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trial
       starting += 1;
       void f
         .startControlPlane(`s${++spareIndex}`, 'standby')
-        .then((plane) => void ready.push(plane), (error: Error) => void spareFailures.push(error))
+        .then(
+          (plane) => void ready.push(plane),
+          (error: Error) => void spareFailures.push(error),
+        )
         .finally(() => (starting -= 1));
     }
   };
@@ -208,7 +229,7 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trial
   const started = Date.now();
   // 50 trials, as the issue asks; the cap only keeps a machine far slower than ours from running on.
   while (issues.length < TRIALS && Date.now() - started < 150_000) {
-    await waitFor('a warm standby', () => spareFailures[0] ? Promise.reject(spareFailures[0]) : ready.length > 0, 30_000, 20);
+    await waitFor('a warm standby', () => (spareFailures[0] ? Promise.reject(spareFailures[0]) : ready.length > 0), 30_000, 20);
     const key = `TRIAL-${issues.length + 1}`;
     issues.push(key);
     f.project.writeIssue(key);
@@ -230,16 +251,23 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trial
   const loopMs = Date.now() - started;
   const client = new Redis(redis.url);
   try {
-    await waitFor('every trial issue to succeed', async () => {
-      const claims = await client.hgetall('factory:{test}:state:claims');
-      return issues.every((key) => claims[key] !== undefined && (JSON.parse(claims[key]) as { status: string }).status === 'succeeded');
-    }, 90_000, 200);
+    await waitFor(
+      'every trial issue to succeed',
+      async () => {
+        const claims = await client.hgetall('factory:{test}:state:claims');
+        return issues.every((key) => claims[key] !== undefined && (JSON.parse(claims[key]) as { status: string }).status === 'succeeded');
+      },
+      90_000,
+      200,
+    );
   } finally {
     client.disconnect();
   }
   const doubles = issues.filter((key) => startsOf(f, key).length !== 1);
   const sorted = [...takeovers].sort((a, b) => a - b);
-  console.log(`${issues.length} trials in ${Math.round(loopMs / 1000)} s: ${doubles.length} double dispatches; takeover after SIGKILL p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (lease TTL ${lease.ttlMs} ms)`);
+  console.log(
+    `${issues.length} trials in ${Math.round(loopMs / 1000)} s: ${doubles.length} double dispatches; takeover after SIGKILL p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (lease TTL ${lease.ttlMs} ms)`,
+  );
   assert.deepEqual(doubles, [], 'every issue ran exactly once');
   assert.equal(issues.length, TRIALS, `the issue asks for ${TRIALS} trials; ${issues.length} fit in 150 s`);
   assert.ok(sorted.at(-1)! <= lease.ttlMs + SLACK_MS, `every takeover within the TTL (+ slack): max ${sorted.at(-1)} ms`);

@@ -30,13 +30,15 @@ after(async () => {
 /** The commit subjects on `branch` in the bare remote, newest first; empty when the branch is not there. */
 function remoteSubjects(f: TestFleet, branch: string): string[] {
   try {
-    return execFileSync('git', ['--git-dir', join(f.project.dir, 'remote.git'), 'log', '--format=%s', `refs/heads/${branch}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean);
+    return execFileSync('git', ['--git-dir', join(f.project.dir, 'remote.git'), 'log', '--format=%s', `refs/heads/${branch}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')
+      .filter(Boolean);
   } catch {
     return [];
   }
 }
 
-test('a succeeded run\'s branch is pushed to the remote by its worker', { timeout: 60_000 }, async () => {
+test("a succeeded run's branch is pushed to the remote by its worker", { timeout: 60_000 }, async () => {
   fleet = await startFleet({ redis, agentWorkMs: 300, bareRemote: true });
   const f = fleet;
   await f.startWorker('w1');
@@ -66,7 +68,9 @@ test('a worker that lost its lock pushes nothing, even though its agents finishe
   await waitFor('the woken worker to fence itself', () => /self-fenced/.test(w1.stderr()), 10_000);
   // Give a wrongful push every chance to land before looking.
   await new Promise((resolve) => setTimeout(resolve, 1_500));
-  const refs = execFileSync('git', ['--git-dir', join(f.project.dir, 'remote.git'), 'for-each-ref', '--format=%(refname:short)', 'refs/heads'], { encoding: 'utf8' }).split('\n').filter((b) => b.includes('PUSH-2'));
+  const refs = execFileSync('git', ['--git-dir', join(f.project.dir, 'remote.git'), 'for-each-ref', '--format=%(refname:short)', 'refs/heads'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((b) => b.includes('PUSH-2'));
   const subjects = refs.flatMap((branch) => remoteSubjects(f, branch));
   assert.ok(subjects.includes(`work of ${second.runId}`), `the run that held the lock pushed: ${subjects.join(' | ')}`);
   assert.ok(!subjects.includes(`work of ${first.runId}`), `the fenced run pushed nothing: ${subjects.join(' | ')}`);

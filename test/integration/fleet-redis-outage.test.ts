@@ -39,10 +39,14 @@ test('Redis SIGSTOP past the lock duration: every worker self-fences its run, an
   const w2 = await f.startWorker('w2');
   f.project.writeIssue('PART-1');
   f.project.writeIssue('PART-2');
-  const firstRuns = await waitFor('both runs to start', () => {
-    const starts = f.traceLines().filter((l) => l.what === 'start');
-    return starts.length >= 2 && starts.map((l) => l.runId);
-  }, 30_000);
+  const firstRuns = await waitFor(
+    'both runs to start',
+    () => {
+      const starts = f.traceLines().filter((l) => l.what === 'start');
+      return starts.length >= 2 && starts.map((l) => l.runId);
+    },
+    30_000,
+  );
   redis.freeze();
   await new Promise((resolve) => setTimeout(resolve, lockDurationMs + 1_500));
   // Before Redis answers again: the workers have already stopped the agents of the runs they can no longer prove are theirs.
@@ -53,10 +57,14 @@ test('Redis SIGSTOP past the lock duration: every worker self-fences its run, an
   // The leader could not renew its lease either: it stopped acting; the standby leads once Redis is back.
   const leaderExit = await f.controlPlane.exited;
   assert.equal(leaderExit.code, 3, f.controlPlane.stderr().slice(-1_000));
-  const finished = await waitFor('both issues to succeed under the new leader', () => {
-    const runs = finishedRuns(standby);
-    return runs.filter((r) => r.reason === 'succeeded').length >= 2 && runs;
-  }, 60_000);
+  const finished = await waitFor(
+    'both issues to succeed under the new leader',
+    () => {
+      const runs = finishedRuns(standby);
+      return runs.filter((r) => r.reason === 'succeeded').length >= 2 && runs;
+    },
+    60_000,
+  );
   for (const key of ['PART-1', 'PART-2']) {
     const ends = f.traceLines().filter((l) => l.what === 'end' && l.runId.startsWith(`${key}-`));
     assert.equal(ends.length, 1, `${key} completed once (trace: ${JSON.stringify(f.traceLines().filter((l) => l.runId.startsWith(`${key}-`)))})`);

@@ -21,5 +21,8 @@ test('a ready issue runs on a worker process and its outcome reaches the control
   const finished = await waitFor('the run to finish', () => finishedRuns(fleet!.controlPlane)[0], 30_000);
   assert.equal(finished.reason, 'succeeded', fleet.controlPlane.stderr());
   const lines = fleet.traceLines();
-  assert.deepEqual(lines.map((l) => l.what), ['start', 'end']);
+  assert.deepEqual(
+    lines.map((l) => l.what),
+    ['start', 'end'],
+  );
 });

@@ -55,7 +55,16 @@ after(async () => {
 
 /** A leader lease held by this process, not renewed: it lapses `ttlMs` after the grant, as a frozen holder's does. */
 async function leaseThatWillLapse(ttlMs: number): Promise<RedisHeldLease> {
-  const lease = new RedisLease({ redis: client, keys, owner: { pid: process.pid, startTime: 0, bootId: 'test', hostname: 'frozen-leader' }, clock: new SystemClock(), ttlMs, renewEveryMs: Math.floor(ttlMs / 5), safetyMarginMs: Math.floor(ttlMs / 5), autoRenew: false });
+  const lease = new RedisLease({
+    redis: client,
+    keys,
+    owner: { pid: process.pid, startTime: 0, bootId: 'test', hostname: 'frozen-leader' },
+    clock: new SystemClock(),
+    ttlMs,
+    renewEveryMs: Math.floor(ttlMs / 5),
+    safetyMarginMs: Math.floor(ttlMs / 5),
+    autoRenew: false,
+  });
   const held = await lease.acquire();
   cleanups.push(() => held.release());
   return held;
@@ -127,33 +136,43 @@ test('a job a frozen leader queues with its old epoch after a new leader took ov
   const refusal = await waitFor('the worker to refuse the stale job', () => logLines(w1.stderr()).find((l) => l.msg === 'refused a run from an older epoch'), 20_000, 20);
   assert.equal(refusal.run, stale.runId);
   assert.equal(refusal.epoch, old.epoch);
-  assert.equal(refusal.currentEpoch, current, 'judged against the current lease epoch, not the worker\'s own floor');
+  assert.equal(refusal.currentEpoch, current, "judged against the current lease epoch, not the worker's own floor");
   assert.match(String(refusal.reason), /older than the current leader epoch .*lost the lease/);
 
   // The job is discarded (failed, never retried: attempts 1) with the reason, and the frozen leader hears the refusal.
-  const job = await waitFor('the job to be failed', async () => {
-    const j = await jobOf(stale.runId);
-    return j?.finishedOn !== undefined && j;
-  }, 10_000, 50);
+  const job = await waitFor(
+    'the job to be failed',
+    async () => {
+      const j = await jobOf(stale.runId);
+      return j?.finishedOn !== undefined && j;
+    },
+    10_000,
+    50,
+  );
   assert.match(job.failedReason ?? '', /^refused: .*older than the current leader epoch/);
   const outcome = await staleRun.outcome;
   assert.equal(outcome.reason, 'failed');
   assert.match(outcome.detail, /a worker refused the run/);
-  const counted = await waitFor('the refusal to be counted in the worker\'s announcement', async () => {
-    const a = await announcement('w1');
-    return a !== undefined && a.counters.staleRefusals >= 1 && a;
-  }, 5_000, 100);
+  const counted = await waitFor(
+    "the refusal to be counted in the worker's announcement",
+    async () => {
+      const a = await announcement('w1');
+      return a !== undefined && a.counters.staleRefusals >= 1 && a;
+    },
+    5_000,
+    100,
+  );
   assert.equal(counted.counters.staleRefusals, 1);
   assert.deepEqual(await client.hgetall(queueKeys.runFence(stale.runId)), {}, 'the stale run was never recorded as taken');
 
   // Sampled from before the worker started until its job was failed for good (a failed job is never fetched again).
   const live = sampler.stop();
   assert.equal(live.maxLiveInProc, 0, `no process of the stale run in /proc (${live.samples} samples, every 25 ms)`);
-  assert.equal(live.maxInRegistries, 0, 'no agent in the worker\'s registry');
+  assert.equal(live.maxInRegistries, 0, "no agent in the worker's registry");
 
   // The same worker runs the current leader's work: it refused the run, not the queue.
   f.project.writeIssue('FRESH-1');
-  const finished = await waitFor('the current leader\'s run to finish', () => finishedRuns(f.controlPlane)[0], 30_000);
+  const finished = await waitFor("the current leader's run to finish", () => finishedRuns(f.controlPlane)[0], 30_000);
   assert.equal(finished.reason, 'succeeded', f.controlPlane.stderr().slice(-2_000));
   const taken = await client.hgetall(queueKeys.runFence(finished.run));
   assert.deepEqual([taken.takenBy, Number(taken.takenEpoch)], ['w1', current], 'the run is recorded as taken by w1 for the current epoch');

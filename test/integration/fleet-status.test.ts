@@ -29,7 +29,10 @@ after(async () => {
 });
 
 async function statusJson(configPath: string): Promise<StatusSnapshot> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'status', '--json', '--config', configPath], { cwd: REPO_ROOT, env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' } });
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'status', '--json', '--config', configPath], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' },
+  });
   return JSON.parse(stdout) as StatusSnapshot;
 }
 
@@ -40,15 +43,23 @@ test('status, the state API and /metrics show the workers, where each run is pla
   await f.startWorker('w1');
   f.project.writeIssue('SEE-1');
   const started = await waitFor('the run to start', () => f.traceLines().find((l) => l.what === 'start'), 30_000);
-  const status = await waitFor('status to place the run on w1', async () => {
-    const snapshot = await statusJson(f.project.configPath);
-    return snapshot.fleet?.placements.some((p) => p.runId === started.runId && p.node === 'w1') && snapshot;
-  }, 15_000, 300);
+  const status = await waitFor(
+    'status to place the run on w1',
+    async () => {
+      const snapshot = await statusJson(f.project.configPath);
+      return snapshot.fleet?.placements.some((p) => p.runId === started.runId && p.node === 'w1') && snapshot;
+    },
+    15_000,
+    300,
+  );
   const fleetStatus = status.fleet!;
   const worker = fleetStatus.workers.find((w) => w.node === 'w1')!;
   assert.equal(worker.slots, 2);
   assert.equal(worker.redis, 'connected');
-  assert.deepEqual(worker.runs.map((r) => r.issueKey), ['SEE-1']);
+  assert.deepEqual(
+    worker.runs.map((r) => r.issueKey),
+    ['SEE-1'],
+  );
   assert.ok(worker.heartbeatAgeMs < 5_000, `heartbeat age ${worker.heartbeatAgeMs} ms`);
   assert.ok(fleetStatus.leader && fleetStatus.leader.epoch === fleetStatus.epoch, 'the leader is named with the current epoch');
   assert.ok(fleetStatus.redis.usedMemoryBytes > 0);
@@ -60,11 +71,19 @@ test('status, the state API and /metrics show the workers, where each run is pla
   const heartbeat = JSON.parse(readFileSync(join(f.project.dir, '.factory', 'heartbeat.json'), 'utf8')) as { http?: { url: string } };
   const url = heartbeat.http!.url;
   const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { fleet: StatusSnapshot['fleet'] };
-  assert.ok(state.fleet?.placements.some((p) => p.runId === started.runId && p.node === 'w1'), 'the state API places the run');
-  const metrics = await waitFor('the fleet metrics', async () => {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    return /factory_fleet_lock_renewals\{node="w1"\} [1-9]/.test(text) && text;
-  }, 10_000, 300);
+  assert.ok(
+    state.fleet?.placements.some((p) => p.runId === started.runId && p.node === 'w1'),
+    'the state API places the run',
+  );
+  const metrics = await waitFor(
+    'the fleet metrics',
+    async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return /factory_fleet_lock_renewals\{node="w1"\} [1-9]/.test(text) && text;
+    },
+    10_000,
+    300,
+  );
   assert.match(metrics, /factory_fleet_worker_slots\{node="w1"\} 2/);
   assert.match(metrics, /factory_fleet_worker_runs\{node="w1"\} 1/);
   assert.match(metrics, /factory_fleet_self_fences\{node="w1"\} 0/);

@@ -33,14 +33,29 @@ test('worker SIGKILL mid-run: its agents are reaped on its host by the restarted
   await f.startWorker('w1');
   await waitFor('the first run to be reaped', () => !liveAgentRuns('KILL-1').has(first.runId), 10_000);
   await f.startWorker('w2');
-  const finished = await waitFor('the retry to finish', () => {
-    const runs = finishedRuns(f.controlPlane);
-    return runs.some((r) => r.reason === 'succeeded') && runs;
-  }, 60_000);
+  const finished = await waitFor(
+    'the retry to finish',
+    () => {
+      const runs = finishedRuns(f.controlPlane);
+      return runs.some((r) => r.reason === 'succeeded') && runs;
+    },
+    60_000,
+  );
   const live = sampler.stop();
-  assert.deepEqual(finished.map((r) => r.reason), ['stalled', 'succeeded'], f.controlPlane.stderr());
+  assert.deepEqual(
+    finished.map((r) => r.reason),
+    ['stalled', 'succeeded'],
+    f.controlPlane.stderr(),
+  );
   assert.equal(finished[0]!.run, first.runId);
-  const started = [...new Set(f.traceLines().filter((l) => l.what === 'start').map((l) => l.runId))];
+  const started = [
+    ...new Set(
+      f
+        .traceLines()
+        .filter((l) => l.what === 'start')
+        .map((l) => l.runId),
+    ),
+  ];
   assert.equal(started.length, 2, 'one retry, no more');
   assert.equal(live.maxLiveInProc, 1, `never two live executions in /proc (${live.samples} samples)`);
   assert.ok(live.maxInRegistries <= 1, 'never two runs in the registries at once');
@@ -55,17 +70,27 @@ test('worker SIGSTOP past its lock: another worker runs it, on SIGCONT the first
   await f.startWorker('w2');
   w1.child.kill('SIGSTOP');
   const second = await waitFor('another worker to run it', () => f.traceLines().find((l) => l.what === 'start' && l.runId !== first.runId), 30_000);
-  assert.ok(liveAgentRuns('STOP-1').has(first.runId), 'the frozen worker\'s agents are still alive before it wakes');
+  assert.ok(liveAgentRuns('STOP-1').has(first.runId), "the frozen worker's agents are still alive before it wakes");
   const wokeAt = Date.now();
   w1.child.kill('SIGCONT');
   await waitFor('the woken worker to kill its agents', () => !liveAgentRuns('STOP-1').has(first.runId), 5_000, 10);
   const killedWithinMs = Date.now() - wokeAt;
   assert.ok(killedWithinMs < 1_000, `agents of the fenced run gone ${killedWithinMs} ms after SIGCONT`);
-  const finished = await waitFor('the second run to finish', () => {
-    const runs = finishedRuns(f.controlPlane);
-    return runs.some((r) => r.reason === 'succeeded') && runs;
-  }, 60_000);
-  assert.deepEqual(finished.map((r) => [r.run, r.reason]), [[first.runId, 'stalled'], [second.runId, 'succeeded']]);
+  const finished = await waitFor(
+    'the second run to finish',
+    () => {
+      const runs = finishedRuns(f.controlPlane);
+      return runs.some((r) => r.reason === 'succeeded') && runs;
+    },
+    60_000,
+  );
+  assert.deepEqual(
+    finished.map((r) => [r.run, r.reason]),
+    [
+      [first.runId, 'stalled'],
+      [second.runId, 'succeeded'],
+    ],
+  );
   // Nothing the fenced worker tried to say after the lock moved on reached the stream: no outcome for the first run.
   const client = new Redis(redis.url);
   try {

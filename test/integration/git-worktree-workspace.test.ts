@@ -66,7 +66,11 @@ describe('GitWorktreeWorkspace', { timeout: 30_000 }, () => {
     mkdirSync(empty);
     git(empty, 'init', '--quiet', '-b', 'main');
 
-    for (const [repo, expected] of [[missing, /does not exist/], [plainFolder, /is not a git checkout/], [empty, /has no commits yet/]] as const) {
+    for (const [repo, expected] of [
+      [missing, /does not exist/],
+      [plainFolder, /is not a git checkout/],
+      [empty, /has no commits yet/],
+    ] as const) {
       await assert.rejects(workspace.prepare({ repo, issueKey: 'FAC-1', branch: 'factory/FAC-1' }), (error: unknown) => {
         assert.ok(isFactoryError(error, 'FACTORY_WORKSPACE_FAILED'), String(error));
         assert.ok(error.message.includes(repo), error.message);
@@ -187,7 +191,10 @@ describe('GitWorktreeWorkspace', { timeout: 30_000 }, () => {
   it('refuses an invalid branch name before touching the repo', async () => {
     const repo = makeRepo();
     const { workspace } = newWorkspace();
-    await assert.rejects(workspace.prepare({ repo, issueKey: 'FAC-7', branch: 'bad..name' }), (error: unknown) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED') && /bad\.\.name/.test(error.message));
+    await assert.rejects(
+      workspace.prepare({ repo, issueKey: 'FAC-7', branch: 'bad..name' }),
+      (error: unknown) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED') && /bad\.\.name/.test(error.message),
+    );
     assert.equal(git(repo, 'worktree', 'list').split('\n').length, 1);
   });
 

@@ -68,7 +68,10 @@ test('an issue labelled on GitHub is worked on and ends as a draft pull request;
 
     await waitFor('the pr-open label and one status comment', () => project.fake.issue(REPO_SLUG, number).labels.includes('factory:pr-open') && statusComments(project, number).length === 1, 20_000);
     const issue = project.fake.issue(REPO_SLUG, number);
-    assert.deepEqual(issue.labels.filter((label) => label.startsWith('factory:')), ['factory:pr-open']);
+    assert.deepEqual(
+      issue.labels.filter((label) => label.startsWith('factory:')),
+      ['factory:pr-open'],
+    );
     const stagesSeen = project.fake.requests.filter((request) => request.method === 'POST' && request.url === `/repos/${REPO_SLUG}/issues/${number}/labels`).length;
     assert.ok(stagesSeen >= 3, `queued, working and pr-open were each set (${stagesSeen} label additions)`);
     const comment = statusComments(project, number)[0]!;
@@ -76,14 +79,20 @@ test('an issue labelled on GitHub is worked on and ends as a draft pull request;
     assert.doesNotMatch(comment.body, new RegExp(project.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'no host path in the comment');
 
     // A bad signature is refused and logged without the payload.
-    const forged = await project.fake.deliverWebhook(`${url}/webhooks/github`, 'not-the-secret', 'issues', { ...project.fake.issuesEventPayload(REPO_SLUG, number, 'labeled'), marker: 'FORGED-PAYLOAD-TEXT' });
+    const forged = await project.fake.deliverWebhook(`${url}/webhooks/github`, 'not-the-secret', 'issues', {
+      ...project.fake.issuesEventPayload(REPO_SLUG, number, 'labeled'),
+      marker: 'FORGED-PAYLOAD-TEXT',
+    });
     assert.equal(forged.status, 401);
     await waitFor('the refusal in the log', () => daemon.stderr().includes('bad signature'));
     assert.ok(!daemon.stderr().includes('FORGED-PAYLOAD-TEXT'), 'the refused payload is not logged');
 
     // The API lists the pull request the shepherd follows.
     const api = (await (await fetch(`${url}/api/v1/pull-requests`)).json()) as { pullRequests: { issueKey: string; pullNumber: number }[] };
-    assert.deepEqual(api.pullRequests.map((entry) => [entry.issueKey, entry.pullNumber]), [['acme_api-1', pull.number]]);
+    assert.deepEqual(
+      api.pullRequests.map((entry) => [entry.issueKey, entry.pullNumber]),
+      [['acme_api-1', pull.number]],
+    );
     const apiText = JSON.stringify(api) + (await (await fetch(`${url}/api/v1/state`)).text());
 
     // Restart: nothing is opened, commented or labelled again.
@@ -99,7 +108,14 @@ test('an issue labelled on GitHub is worked on and ends as a draft pull request;
     assert.equal(labelWrites(project, number), before.labelWrites, 'no label change repeated');
 
     // The token is nowhere: logs, API, registry, heartbeat, state, worktrees, .git/config.
-    const texts = [daemon.stderr(), second.stderr(), apiText, ...filesUnder(project.dir).filter((path) => !path.includes(`${join(project.dir, 'remote.git')}/objects`)).map((path) => readFileSync(path, 'latin1'))];
+    const texts = [
+      daemon.stderr(),
+      second.stderr(),
+      apiText,
+      ...filesUnder(project.dir)
+        .filter((path) => !path.includes(`${join(project.dir, 'remote.git')}/objects`))
+        .map((path) => readFileSync(path, 'latin1')),
+    ];
     for (const text of texts) assert.ok(!text.includes(TEST_TOKEN), 'the token leaked');
     assert.doesNotMatch(readFileSync(join(project.repo, '.git', 'config'), 'utf8'), /extraheader|askpass|credential/i);
   } finally {
@@ -141,10 +157,14 @@ test('the shepherd: a failing check sends the implementer back and the next push
     // CI fails on the first head: the implementer is sent back with the check's name and log excerpt.
     const log = ['Run npm test', '> jest', 'FAIL src/greet.test.ts', '  ✕ greets (12 ms)', '  Error: expected "hello" got "helo" at src/greet.ts:3:7'].join('\n');
     project.fake.addCheckRun(REPO_SLUG, { headSha: greenPull.headSha, name: 'test', status: 'completed', conclusion: 'failure', summary: '1 failed', text: log });
-    const fixedSha = await waitFor('a new push after the fix round', () => {
-      const head = pullOf(greenPull.head)!.headSha;
-      return head !== greenPull.headSha && head;
-    }, 60_000);
+    const fixedSha = await waitFor(
+      'a new push after the fix round',
+      () => {
+        const head = pullOf(greenPull.head)!.headSha;
+        return head !== greenPull.headSha && head;
+      },
+      60_000,
+    );
     // The round's commit carries what the implementer was told.
     const told = execFileSync('git', ['--git-dir', project.remote, 'show', `${fixedSha}`, '--format=', '--', 'work'], { encoding: 'utf8' });
     assert.match(told, /Failed checks/);
@@ -163,10 +183,14 @@ test('the shepherd: a failing check sends the implementer back and the next push
     // The second pull request fails the same way twice: escalated, not looped.
     const lintLog = (seconds: number) => `lint found problems\nerror: src/a.ts:${seconds}:1 no-unused-vars 'x' is unused (took ${seconds}s)`;
     project.fake.addCheckRun(REPO_SLUG, { headSha: stuckPull.headSha, name: 'lint', status: 'completed', conclusion: 'failure', summary: null, text: lintLog(3) });
-    const stuckFixed = await waitFor('the stubborn fix push', () => {
-      const head = pullOf(stuckPull.head)!.headSha;
-      return head !== stuckPull.headSha && head;
-    }, 60_000);
+    const stuckFixed = await waitFor(
+      'the stubborn fix push',
+      () => {
+        const head = pullOf(stuckPull.head)!.headSha;
+        return head !== stuckPull.headSha && head;
+      },
+      60_000,
+    );
     project.fake.addCheckRun(REPO_SLUG, { headSha: stuckFixed, name: 'lint', status: 'completed', conclusion: 'failure', summary: null, text: lintLog(9) });
     await waitFor('needs-human', () => project.fake.issue(REPO_SLUG, stuck).labels.includes('factory:needs-human'), 30_000);
     const escalations = await waitFor('the escalation comment', () => {

@@ -11,7 +11,7 @@ import { OpenApiViolation } from '../support/fake-github/openapi-validator.js';
 const auth = { authorization: 'token fake-token' };
 
 describe('fake GitHub', () => {
-  it('rejects a response that breaks GitHub\'s OpenAPI description, and close() fails the test', async () => {
+  it("rejects a response that breaks GitHub's OpenAPI description, and close() fails the test", async () => {
     const fake = await FakeGitHub.start();
     fake.createRepo('acme/api');
     const number = fake.createIssue('acme/api', { title: 'Add login' });

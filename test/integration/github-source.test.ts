@@ -44,7 +44,10 @@ describe('GitHubIssueSource against the fake GitHub', () => {
     assert.deepEqual(keys, ['acme_api-1', 'acme_api-2'], 'each issue exactly once');
     assert.ok(Date.now() - startedAt >= 1900, `two retry-after: 1 waits must slow the scan down (took ${Date.now() - startedAt} ms)`);
     assert.equal(fake.requests.filter((request) => request.status === 403).length, 2);
-    assert.ok(log.lines.some((line) => /secondary rate limit/.test(line)), 'the wait is logged');
+    assert.ok(
+      log.lines.some((line) => /secondary rate limit/.test(line)),
+      'the wait is logged',
+    );
     await fake.close();
   });
 
@@ -99,10 +102,11 @@ describe('GitHubIssueSource against the fake GitHub', () => {
     const client = createGitHubClient(fastClientOptions(fake, { log, maxRetries: 1 }));
     const repoClient = new GitHubRepoClient(client);
     const errors: unknown[] = [];
-    const collect = (promise: Promise<unknown>): Promise<void> => promise.then(
-      () => assert.fail('expected a failure'),
-      (error: unknown) => void errors.push(error),
-    );
+    const collect = (promise: Promise<unknown>): Promise<void> =>
+      promise.then(
+        () => assert.fail('expected a failure'),
+        (error: unknown) => void errors.push(error),
+      );
 
     fake.failNext(5, 500);
     await collect(repoClient.listOpenIssues(repoRef('acme/api')));
@@ -118,20 +122,32 @@ describe('GitHubIssueSource against the fake GitHub', () => {
     assert.ok(isFactoryError(errors.at(-1), 'FACTORY_GITHUB_REQUEST_FAILED'));
 
     assert.equal(errors.length, 5);
-    assert.ok(errors.some((error) => isFactoryError(error, 'FACTORY_GITHUB_AUTH_FAILED')), 'a 401 is an auth error');
+    assert.ok(
+      errors.some((error) => isFactoryError(error, 'FACTORY_GITHUB_AUTH_FAILED')),
+      'a 401 is an auth error',
+    );
     assert.ok(errors.some((error) => isFactoryError(error, 'FACTORY_GITHUB_REQUEST_FAILED') && error.details.status === 500));
     const everything = [...errors.map((error) => `${String(error)}\n${inspect(error, { depth: 10 })}\n${JSON.stringify(error)}`), ...log.lines].join('\n');
     assert.ok(!everything.includes(TEST_TOKEN), 'the token leaked');
     assert.ok(!everything.includes('ghp_WRONGtoken0123456789abcdefSECRET'), 'the wrong token leaked');
     assert.ok(!everything.includes('SECRET'));
-    assert.ok(fake.requests.some((request) => request.token === TEST_TOKEN), 'the token was sent to GitHub itself');
+    assert.ok(
+      fake.requests.some((request) => request.token === TEST_TOKEN),
+      'the token was sent to GitHub itself',
+    );
     await fake.close();
   });
 
   it('reads a token from the env or a file and names the variable, never the value, when it is missing', () => {
     assert.deepEqual(resolveGitHubCredentials({ kind: 'token', tokenEnv: 'GH_T' }, { GH_T: ' abc123 \n' }), { kind: 'token', token: 'abc123' });
-    assert.deepEqual(resolveGitHubCredentials({ kind: 'token', tokenFile: '/t' }, {}, () => 'ghp_fromfile\n'), { kind: 'token', token: 'ghp_fromfile' });
-    assert.throws(() => resolveGitHubCredentials({ kind: 'token', tokenEnv: 'GH_T' }, {}), (error) => isFactoryError(error, 'FACTORY_GITHUB_AUTH_FAILED') && error.message.includes('GH_T'));
+    assert.deepEqual(
+      resolveGitHubCredentials({ kind: 'token', tokenFile: '/t' }, {}, () => 'ghp_fromfile\n'),
+      { kind: 'token', token: 'ghp_fromfile' },
+    );
+    assert.throws(
+      () => resolveGitHubCredentials({ kind: 'token', tokenEnv: 'GH_T' }, {}),
+      (error) => isFactoryError(error, 'FACTORY_GITHUB_AUTH_FAILED') && error.message.includes('GH_T'),
+    );
     assert.throws(
       () => resolveGitHubCredentials({ kind: 'token', tokenFile: '/t' }, {}, () => 'two words'),
       (error) => isFactoryError(error, 'FACTORY_GITHUB_AUTH_FAILED') && !error.message.includes('two words'),
@@ -154,7 +170,10 @@ describe('GitHubIssueSource against the fake GitHub', () => {
     assert.match(installationToken ?? '', /^ghs_/);
 
     fake.failNext(5, 500);
-    const error = await source.scan().then(() => undefined, (caught: unknown) => caught);
+    const error = await source.scan().then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
     const text = `${inspect(error, { depth: 10 })}\n${log.lines.join('\n')}`;
     assert.ok(!text.includes(installationToken!), 'the installation token leaked');
     assert.ok(!text.includes('PRIVATE KEY'), 'the private key leaked');
@@ -171,8 +190,14 @@ describe('GitHubIssueSource against the fake GitHub', () => {
     fake.denyRepo('acme/web', 404);
 
     const { issues, skipped } = await source.scan();
-    assert.deepEqual(issues.map((issue) => issue.key), ['acme_api-1']);
-    assert.deepEqual(skipped.map((entry) => entry.path), ['acme/web']);
+    assert.deepEqual(
+      issues.map((issue) => issue.key),
+      ['acme_api-1'],
+    );
+    assert.deepEqual(
+      skipped.map((entry) => entry.path),
+      ['acme/web'],
+    );
     assert.match(skipped[0]!.reason, /404/);
     await assert.rejects(source.read('acme/api#2'), (error) => isFactoryError(error, 'FACTORY_ISSUE_NOT_FOUND') && /pull request/.test(error.message));
     await fake.close();
@@ -219,7 +244,10 @@ describe('GitHub writeback', () => {
     assert.deepEqual(fake.issue('acme/api', number).labels, ['factory', 'bug', 'factory:working']);
     await writeback.setStage(repo, number, 'done');
     assert.deepEqual(fake.issue('acme/api', number).labels, ['factory', 'bug', 'factory:done']);
-    assert.ok(fake.requests.some((request) => request.method === 'GET' && request.route === '/repos/{owner}/{repo}/issues/{issue_number}/labels'), 'labels are read back');
+    assert.ok(
+      fake.requests.some((request) => request.method === 'GET' && request.route === '/repos/{owner}/{repo}/issues/{issue_number}/labels'),
+      'labels are read back',
+    );
     await fake.close();
   });
 

@@ -17,18 +17,7 @@ import type { DaemonView, LiveTeam } from '../../src/http/daemon-view.js';
 import { FactoryMetrics } from '../../src/http/metrics.js';
 import type { StateDocument } from '../../src/http/state-document.js';
 import { StatusServer } from '../../src/http/status-server.js';
-import {
-  claimFor,
-  liveAgentEntry,
-  ownIdentity,
-  outcomeFor,
-  processTable,
-  runIdFor,
-  subscriptionHealth,
-  tempConfig,
-  writeHeartbeatAs,
-  writeRegistryOf,
-} from '../support/daemon-files.js';
+import { claimFor, liveAgentEntry, ownIdentity, outcomeFor, processTable, runIdFor, subscriptionHealth, tempConfig, writeHeartbeatAs, writeRegistryOf } from '../support/daemon-files.js';
 import { createHarness } from '../support/session-harness.js';
 
 /**
@@ -81,7 +70,11 @@ function openEvents(base: string): { next(timeoutMs: number): Promise<StateDocum
         const frame = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         if (!/^event: state$/m.test(frame)) continue;
-        const data = frame.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+        const data = frame
+          .split('\n')
+          .filter((line) => line.startsWith('data: '))
+          .map((line) => line.slice(6))
+          .join('\n');
         const doc = JSON.parse(data) as StateDocument;
         const waiter = waiters.shift();
         if (waiter) waiter(doc);
@@ -159,12 +152,21 @@ function parsePrometheusText(text: string): Map<string, { type: string; help: st
     assert.ok(family.type && family.help, `${name}: has both HELP and TYPE`);
     if (family.type !== 'histogram') continue;
     // One series per label set (apart from `le`): cumulative buckets ending at +Inf, which equals _count.
-    const seriesKey = (labels: Record<string, string>): string => JSON.stringify(Object.entries(labels).filter(([k]) => k !== 'le').sort());
+    const seriesKey = (labels: Record<string, string>): string =>
+      JSON.stringify(
+        Object.entries(labels)
+          .filter(([k]) => k !== 'le')
+          .sort(),
+      );
     const series = new Map<string, typeof family.samples>();
     for (const sample of family.samples.filter((s) => s.name === `${name}_bucket`)) series.set(seriesKey(sample.labels), [...(series.get(seriesKey(sample.labels)) ?? []), sample]);
     for (const [key, buckets] of series) {
       const counts = buckets.map((b) => b.value);
-      assert.deepEqual(counts, [...counts].sort((a, b) => a - b), `${name}${key}: buckets are cumulative`);
+      assert.deepEqual(
+        counts,
+        [...counts].sort((a, b) => a - b),
+        `${name}${key}: buckets are cumulative`,
+      );
       assert.equal(buckets.at(-1)?.labels.le, '+Inf', `${name}${key}: ends with the +Inf bucket`);
       const count = family.samples.find((s) => s.name === `${name}_count` && seriesKey(s.labels) === key);
       assert.equal(buckets.at(-1)?.value, count?.value, `${name}${key}: +Inf bucket equals _count`);
@@ -324,12 +326,27 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
     assert.equal(running.attempt, 2);
     assert.equal(running.title, hostileTitle, 'titles are data, passed through unchanged for the page to escape');
     assert.ok(running.lastActivityAtMs !== null);
-    assert.deepEqual(running.agents.map((a) => [a.role, a.alive]), [['implementer', true]]);
-    assert.ok(json.teams.some((t) => t.issueKey === 'PREP-1' && t.agents.length === 0), 'a team still preparing its worktree is listed too');
-    assert.deepEqual(json.queue.map((c) => c.issueKey), ['QUEUE-1']);
-    assert.deepEqual(json.retries.map((c) => [c.issueKey, c.attempt]), [['RETRY-1', 1]]);
+    assert.deepEqual(
+      running.agents.map((a) => [a.role, a.alive]),
+      [['implementer', true]],
+    );
+    assert.ok(
+      json.teams.some((t) => t.issueKey === 'PREP-1' && t.agents.length === 0),
+      'a team still preparing its worktree is listed too',
+    );
+    assert.deepEqual(
+      json.queue.map((c) => c.issueKey),
+      ['QUEUE-1'],
+    );
+    assert.deepEqual(
+      json.retries.map((c) => [c.issueKey, c.attempt]),
+      [['RETRY-1', 1]],
+    );
     assert.ok(json.retries[0]!.nextAttemptAtMs! > Date.now());
-    assert.deepEqual(json.recentOutcomes.map((o) => [o.issueKey, o.reason]), [['DONE-1', 'failed']]);
+    assert.deepEqual(
+      json.recentOutcomes.map((o) => [o.issueKey, o.reason]),
+      [['DONE-1', 'failed']],
+    );
     assert.equal(json.live?.heartbeat.refreshIntervalMs, 15_000);
     assert.deepEqual(json.live?.predecessor, { found: 3, reaped: 3, requeued: ['RUN-1'] });
   });
@@ -388,11 +405,23 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
     const tail = await getJson<{ runId: string; issueKey: string; agents: { role: string; text: string; truncated: boolean }[] }>(server.url, `/api/v1/runs/${runningRun}/log?tail=3`);
     assert.equal(tail.status, 200);
     assert.equal(tail.json.issueKey, 'RUN-1');
-    assert.deepEqual(tail.json.agents.map((a) => [a.role, a.text, a.truncated]), [['implementer', 'implementer line 498\nimplementer line 499\nimplementer line 500\n', true]]);
+    assert.deepEqual(
+      tail.json.agents.map((a) => [a.role, a.text, a.truncated]),
+      [['implementer', 'implementer line 498\nimplementer line 499\nimplementer line 500\n', true]],
+    );
     const both = await getJson<{ agents: { role: string; truncated: boolean }[] }>(server.url, `/api/v1/runs/${finishedRun}/log`);
-    assert.deepEqual(both.json.agents.map((a) => [a.role, a.truncated]), [['implementer', false], ['reviewer', false]]);
+    assert.deepEqual(
+      both.json.agents.map((a) => [a.role, a.truncated]),
+      [
+        ['implementer', false],
+        ['reviewer', false],
+      ],
+    );
     const reviewer = await getJson<{ agents: { role: string }[] }>(server.url, `/api/v1/runs/${finishedRun}/log?role=reviewer`);
-    assert.deepEqual(reviewer.json.agents.map((a) => a.role), ['reviewer']);
+    assert.deepEqual(
+      reviewer.json.agents.map((a) => a.role),
+      ['reviewer'],
+    );
     assert.equal((await get(server.url, `/api/v1/runs/${runIdFor('NOPE-1')}/log`)).status, 404);
     assert.equal((await get(server.url, `/api/v1/runs/${runningRun}/log?tail=0`)).status, 400);
     assert.equal((await get(server.url, `/api/v1/runs/${runningRun}/log?tail=abc`)).status, 400);
@@ -432,7 +461,10 @@ describe('state, metrics, logs, events and the dashboard of a daemon at work', (
       observer.hooks.onOutcome(outcomeFor('PREP-1', preparingRun, 'succeeded'));
       // The push interval is a minute here: only the change can explain a second event this soon.
       const second = await events.next(2_000);
-      assert.deepEqual(second.teams.map((t) => t.issueKey), ['RUN-1']);
+      assert.deepEqual(
+        second.teams.map((t) => t.issueKey),
+        ['RUN-1'],
+      );
     } finally {
       events.close();
     }
@@ -509,7 +541,10 @@ describe('the status server inside a daemon session', () => {
       assert.equal(state.json.live?.runningTeamCount, 1);
       assert.equal(state.json.live?.heartbeat.status, 'running');
       assert.ok((state.json.live?.heartbeat.lastWrite?.durationMs ?? -1) >= 0, 'the last heartbeat write is timed');
-      assert.deepEqual(state.json.teams.map((t) => [t.issueKey, t.title]), [['LIVE-1', 'Team in a session']]);
+      assert.deepEqual(
+        state.json.teams.map((t) => [t.issueKey, t.title]),
+        [['LIVE-1', 'Team in a session']],
+      );
       const metrics = parsePrometheusText((await get(base, '/metrics')).body);
       assert.equal(metrics.get('factory_dispatches_total')?.samples[0]?.value, 1);
       assert.equal(metrics.get('factory_teams_running')?.samples[0]?.value, 1);

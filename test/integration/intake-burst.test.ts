@@ -35,7 +35,10 @@ test('a backlog of 1,000 issue files is drained in order of priority, then age, 
   try {
     await session.startLive();
     await waitFor('1,000 teams', () => fleet.agents.length === 1_000 && fleet.running().length === 0, 60_000);
-    assert.deepEqual(fleet.agents.map((a) => a.spec.issueKey), expected.map((e) => e.key));
+    assert.deepEqual(
+      fleet.agents.map((a) => a.spec.issueKey),
+      expected.map((e) => e.key),
+    );
   } finally {
     await session.close();
     rmSync(dir, { recursive: true, force: true });
@@ -58,7 +61,11 @@ test('1,000 files landing in a burst while the daemon runs are each dispatched e
     const perIssue = new Map<string, number>();
     for (const agent of fleet.agents) perIssue.set(agent.spec.issueKey, (perIssue.get(agent.spec.issueKey) ?? 0) + 1);
     assert.equal(perIssue.size, 1_000);
-    assert.deepEqual([...perIssue.values()].filter((n) => n !== 1), [], 'an issue was dispatched more than once');
+    assert.deepEqual(
+      [...perIssue.values()].filter((n) => n !== 1),
+      [],
+      'an issue was dispatched more than once',
+    );
   } finally {
     await session.close();
     rmSync(dir, { recursive: true, force: true });

@@ -153,7 +153,10 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
       { target: -handle.identity.pgid, signal: 'SIGKILL' },
     ]);
     await waitFor('the child to die with its group', () => isDead(table, pids.get('child') ?? 0));
-    assert.ok(warnings.some((warning) => warning.startsWith('find the tree by its marker:')), warnings.join('\n'));
+    assert.ok(
+      warnings.some((warning) => warning.startsWith('find the tree by its marker:')),
+      warnings.join('\n'),
+    );
   });
 
   it('returns as soon as the tree exits on SIGTERM, and stop() is idempotent', async () => {

@@ -69,7 +69,11 @@ describe('factory logs', () => {
     const runId = runIdFor('LOG-3');
     const logPath = writeLog(config, 'LOG-3', runId, 'implementer', 'started\n');
     // A stand-in agent: appends a line every 150 ms for about a second, then exits.
-    const agent = spawn(process.execPath, ['-e', `const fs=require('fs');let i=0;const t=setInterval(()=>{fs.appendFileSync(${JSON.stringify(logPath)},'tick '+(++i)+'\\n');if(i===6){clearInterval(t);}},150);`], { stdio: 'ignore' });
+    const agent = spawn(
+      process.execPath,
+      ['-e', `const fs=require('fs');let i=0;const t=setInterval(()=>{fs.appendFileSync(${JSON.stringify(logPath)},'tick '+(++i)+'\\n');if(i===6){clearInterval(t);}},150);`],
+      { stdio: 'ignore' },
+    );
     const info = await waitFor('the agent in /proc', () => processTable.inspect(agent.pid!));
     await writeRegistryOf(config, [{ ...liveAgentEntry(config, 'LOG-3', runId), pid: agent.pid!, pgid: agent.pid!, startTime: info.startTime }]);
     const exited = new Promise((resolve) => agent.once('exit', resolve));

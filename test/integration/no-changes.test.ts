@@ -50,7 +50,10 @@ test('an agent that exits 0 without a commit ends no-changes: exit 1, not retrie
   p.writeIssue('IDLE-1');
   const first = runOnce(p);
   assert.equal(first.code, 1, 'run-once exits 1 when a team ended without changes');
-  assert.deepEqual(first.outcomes.map((o) => [o.issueKey, o.reason]), [['IDLE-1', 'no-changes']]);
+  assert.deepEqual(
+    first.outcomes.map((o) => [o.issueKey, o.reason]),
+    [['IDLE-1', 'no-changes']],
+  );
   assert.match(first.outcomes[0]!.detail, /exited 0 but left no commit on factory\/IDLE-1/);
   assert.equal(git(p.repo, 'rev-list', '--count', 'main..factory/IDLE-1').trim(), '0', 'the branch really has no commit of its own');
 
@@ -61,14 +64,20 @@ test('an agent that exits 0 without a commit ends no-changes: exit 1, not retrie
   const status = factory(['status', '--json', '--config', p.configPath]);
   assert.equal(status.code, 0, status.stderr);
   const snapshot = JSON.parse(status.stdout) as { recentOutcomes: Outcome[]; queue: unknown[]; retries: unknown[] };
-  assert.deepEqual(snapshot.recentOutcomes.map((o) => [o.issueKey, o.reason]), [['IDLE-1', 'no-changes']]);
+  assert.deepEqual(
+    snapshot.recentOutcomes.map((o) => [o.issueKey, o.reason]),
+    [['IDLE-1', 'no-changes']],
+  );
   assert.deepEqual([snapshot.queue.length, snapshot.retries.length], [0, 0], 'not queued for a retry');
   assert.match(factory(['status', '--config', p.configPath]).stdout, /IDLE-1 +no-changes/);
 
   const second = runOnce(p);
   assert.equal(second.code, 0);
   assert.deepEqual(second.outcomes, [], 'the same revision is not run again');
-  assert.deepEqual(second.decisions.map((d) => [d.issueKey, d.action]), [['IDLE-1', 'already-handled']]);
+  assert.deepEqual(
+    second.decisions.map((d) => [d.issueKey, d.action]),
+    [['IDLE-1', 'already-handled']],
+  );
 });
 
 test('runs.allowNoChanges, or the runs.allowNoChangesLabel on the issue, lets such a run succeed', () => {
@@ -76,7 +85,10 @@ test('runs.allowNoChanges, or the runs.allowNoChangesLabel on the issue, lets su
   allowed.writeIssue('IDLE-2');
   const all = runOnce(allowed);
   assert.equal(all.code, 0);
-  assert.deepEqual(all.outcomes.map((o) => [o.issueKey, o.reason]), [['IDLE-2', 'succeeded']]);
+  assert.deepEqual(
+    all.outcomes.map((o) => [o.issueKey, o.reason]),
+    [['IDLE-2', 'succeeded']],
+  );
   assert.match(all.outcomes[0]!.detail, /0 commit\(s\) on factory\/IDLE-2/);
 
   const byLabel = project('no-changes-label', { allowNoChangesLabel: 'no-code' });
@@ -84,5 +96,8 @@ test('runs.allowNoChanges, or the runs.allowNoChangesLabel on the issue, lets su
   byLabel.writeIssue('IDLE-3');
   const labelled = runOnce(byLabel);
   assert.equal(labelled.code, 1, 'the unlabelled issue still fails the run');
-  assert.deepEqual(labelled.outcomes.map((o) => [o.issueKey, o.reason]).sort(), [['CHECK-1', 'succeeded'], ['IDLE-3', 'no-changes']]);
+  assert.deepEqual(labelled.outcomes.map((o) => [o.issueKey, o.reason]).sort(), [
+    ['CHECK-1', 'succeeded'],
+    ['IDLE-3', 'no-changes'],
+  ]);
 });

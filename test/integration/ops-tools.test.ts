@@ -56,7 +56,16 @@ function seconds(value: string): number {
 test('every systemd unit passes systemd-analyze verify without a single warning', (t) => {
   if (!installed('systemd-analyze')) return t.skip('systemd-analyze not installed (Debian: systemd)');
   const units = readdirSync(SYSTEMD_DIR).filter((name) => /\.(service|timer)$/.test(name));
-  assert.deepEqual(units.sort(), ['factory-health.service', 'factory-health.timer', 'factory-reaper.service', 'factory-reaper.timer', 'factory-worker-reaper.service', 'factory-worker-reaper.timer', 'factory-worker.service', 'factory.service']);
+  assert.deepEqual(units.sort(), [
+    'factory-health.service',
+    'factory-health.timer',
+    'factory-reaper.service',
+    'factory-reaper.timer',
+    'factory-worker-reaper.service',
+    'factory-worker-reaper.timer',
+    'factory-worker.service',
+    'factory.service',
+  ]);
   for (const unit of units) {
     // verify exits 0 on settings it could not parse ("ignoring"), so any output at all is a failure.
     const result = run('systemd-analyze', ['verify', `./${unit}`], { cwd: SYSTEMD_DIR });
@@ -71,7 +80,10 @@ test('the fleet worker unit lets a stop run its grace, and restarts well within 
   assert.equal(worker.get('KillMode'), 'mixed', 'SIGTERM to the worker alone; it stops and hands back its runs');
   assert.equal(worker.get('Restart'), 'on-failure');
   const stopMs = seconds(worker.get('TimeoutStopSec') ?? '') * 1000;
-  assert.ok(stopMs >= defaults.fleet.worker.shutdownGraceMs + defaults.runs.killGraceMs + 10_000, `TimeoutStopSec ${stopMs} ms covers fleet.worker.shutdownGraceMs, runs.killGraceMs and the hand-back`);
+  assert.ok(
+    stopMs >= defaults.fleet.worker.shutdownGraceMs + defaults.runs.killGraceMs + 10_000,
+    `TimeoutStopSec ${stopMs} ms covers fleet.worker.shutdownGraceMs, runs.killGraceMs and the hand-back`,
+  );
   assert.ok(seconds(worker.get('RestartSec') ?? '') * 1000 * 10 <= defaults.fleet.queue.lockDurationMs, 'a restarted worker reaps its predecessor long before the run lock lapses');
 });
 
@@ -117,14 +129,19 @@ test("a live daemon's /metrics passes promtool check metrics", { timeout: 60_000
     if (daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
     rmSync(project.dir, { recursive: true, force: true });
   });
-  const url = await waitFor('the daemon to name its status server in its heartbeat', () => {
-    if (daemon.child.exitCode !== null) throw new Error(`the daemon exited with ${daemon.child.exitCode}:\n${daemon.stderr()}`);
-    try {
-      return (JSON.parse(readFileSync(config.loop.heartbeatPath, 'utf8')) as { http?: { url: string } }).http?.url;
-    } catch {
-      return undefined; // not written yet
-    }
-  }, 20_000, 50);
+  const url = await waitFor(
+    'the daemon to name its status server in its heartbeat',
+    () => {
+      if (daemon.child.exitCode !== null) throw new Error(`the daemon exited with ${daemon.child.exitCode}:\n${daemon.stderr()}`);
+      try {
+        return (JSON.parse(readFileSync(config.loop.heartbeatPath, 'utf8')) as { http?: { url: string } }).http?.url;
+      } catch {
+        return undefined; // not written yet
+      }
+    },
+    20_000,
+    50,
+  );
   // One finished run, so the counters, the histogram and the outcome labels all carry samples.
   project.writeIssue('OPS-1');
   await waitFor('a run to finish', async () => ((await (await fetch(`${url}/api/v1/state`)).json()) as { outcomeCount: number }).outcomeCount >= 1, 30_000, 100);
@@ -150,10 +167,13 @@ test('the health check restarts the daemon only after FACTORY_HEALTH_FAILURES fa
     setTimeout(() => response.end('{"ok":true}'), 1_500).unref();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   const port = (server.address() as { port: number }).port;
   const scratch = mkdtempSync(join(tmpdir(), 'factory-health-'));
   cleanups.push(() => rmSync(scratch, { recursive: true, force: true }));

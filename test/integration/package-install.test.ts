@@ -31,15 +31,29 @@ test('the installed package runs compiled code from another folder, without tsx'
   assert.ok(files.includes('dist/cli/main.js'), 'the compiled CLI is in the package');
   assert.ok(files.includes('dist/http/dashboard.html'), 'the dashboard page sits next to its compiled server');
   assert.ok(files.includes('deploy/systemd/factory.service'), 'the systemd units ship with it');
-  assert.deepEqual(files.filter((path) => path.startsWith('src/')), [], 'no TypeScript sources');
-  assert.deepEqual(files.filter((path) => path.endsWith('.map')), [], 'no source maps');
-  assert.deepEqual(files.filter((path) => /^(test|bench)\//.test(path)), [], 'no tests or benches');
+  assert.deepEqual(
+    files.filter((path) => path.startsWith('src/')),
+    [],
+    'no TypeScript sources',
+  );
+  assert.deepEqual(
+    files.filter((path) => path.endsWith('.map')),
+    [],
+    'no source maps',
+  );
+  assert.deepEqual(
+    files.filter((path) => /^(test|bench)\//.test(path)),
+    [],
+    'no tests or benches',
+  );
   const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
   assert.equal(manifest.dependencies.tsx, undefined, 'tsx is not a runtime dependency');
   assert.ok(manifest.devDependencies.tsx, 'tsx is a devDependency');
 
   const { prefix, packageDir, installMs } = installTarball(scratch, pack);
-  t.diagnostic(`package: ${files.length} files, ${(pack.size / 1024).toFixed(0)} KiB packed, ${(pack.unpackedSize / 1024).toFixed(0)} KiB unpacked; npm install of the tarball took ${(installMs / 1000).toFixed(1)} s`);
+  t.diagnostic(
+    `package: ${files.length} files, ${(pack.size / 1024).toFixed(0)} KiB packed, ${(pack.unpackedSize / 1024).toFixed(0)} KiB unpacked; npm install of the tarball took ${(installMs / 1000).toFixed(1)} s`,
+  );
   assert.ok(existsSync(join(packageDir, 'dist', 'cli', 'main.js')));
   for (const devOnly of ['tsx', 'esbuild', 'typescript']) assert.ok(!existsSync(join(packageDir, 'node_modules', devOnly)), `${devOnly} is not installed`);
 
@@ -85,10 +99,15 @@ test('the installed package runs compiled code from another folder, without tsx'
   cleanups.push(() => {
     if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
   });
-  const url = await waitFor('the installed daemon to name its dashboard', () => {
-    if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}:\n${daemonLog}`);
-    return /dashboard (http:\/\/\S+?);/.exec(daemonLog)?.[1];
-  }, 20_000, 50);
+  const url = await waitFor(
+    'the installed daemon to name its dashboard',
+    () => {
+      if (daemon.exitCode !== null) throw new Error(`the daemon exited with ${daemon.exitCode}:\n${daemonLog}`);
+      return /dashboard (http:\/\/\S+?);/.exec(daemonLog)?.[1];
+    },
+    20_000,
+    50,
+  );
   const page = await fetch(url);
   assert.equal(page.status, 200);
   assert.match(await page.text(), /<title>Factory<\/title>/);

@@ -63,7 +63,10 @@ describe('parking work to refs/factory/park/<run>', () => {
     const { workspace, prepared, wt } = await preparedWithWork('restore');
     const ref = 'refs/factory/park/PARK-1-e1-a1-def';
     await workspace.park(prepared, ref, 'park');
-    const statusWhenParked = git(wt, 'status', '--porcelain', '--untracked-files=all').split('\n').map((l) => l.slice(3)).sort();
+    const statusWhenParked = git(wt, 'status', '--porcelain', '--untracked-files=all')
+      .split('\n')
+      .map((l) => l.slice(3))
+      .sort();
     // The worktree loses the uncommitted work (a cleanup, a crash, another machine).
     git(wt, 'checkout', '--', '.');
     git(wt, 'clean', '-fdq');
@@ -75,7 +78,13 @@ describe('parking work to refs/factory/park/<run>', () => {
     assert.equal(readFileSync(join(wt, 'README.md'), 'utf8'), '# scratch repo\nstaged edit\nunstaged edit\n');
     assert.equal(readFileSync(join(wt, 'new.txt'), 'utf8'), 'untracked work\n');
     assert.equal(existsSync(join(wt, 'gone.txt')), false);
-    assert.deepEqual(git(wt, 'status', '--porcelain', '--untracked-files=all').split('\n').map((l) => l.slice(3)).sort(), statusWhenParked);
+    assert.deepEqual(
+      git(wt, 'status', '--porcelain', '--untracked-files=all')
+        .split('\n')
+        .map((l) => l.slice(3))
+        .sort(),
+      statusWhenParked,
+    );
     assert.equal(git(wt, 'diff', '--cached', '--name-only').trim(), '', 'restored as unstaged changes');
 
     git(wt, 'add', '--all');

@@ -82,11 +82,15 @@ describe('reap-orphans through the CLI', () => {
 
     const daemon = cli(['start', '--mode', 'live', '--config', configPath]);
     type Registry = { agents: { role: string; logPath: string; marker: string }[] };
-    const agents = await waitFor('four agents in the registry', () => {
-      if (daemon.child.exitCode !== null) throw new Error(`the daemon exited early (${daemon.child.exitCode})`);
-      const found = readJson<Registry>(registryPath)?.agents;
-      return found?.length === 4 && found;
-    }, 20_000);
+    const agents = await waitFor(
+      'four agents in the registry',
+      () => {
+        if (daemon.child.exitCode !== null) throw new Error(`the daemon exited early (${daemon.child.exitCode})`);
+        const found = readJson<Registry>(registryPath)?.agents;
+        return found?.length === 4 && found;
+      },
+      20_000,
+    );
     const ready = (agent: Registry['agents'][number]) => existsSync(agent.logPath) && /"role":"grandchild"|escapee is up/.test(readFileSync(agent.logPath, 'utf8'));
     await waitFor('every agent tree to be up', () => agents.every(ready), 15_000);
     const marked = () => liveProcessesCarrying(world.table, (marker) => marker.startsWith(prefix));
@@ -110,7 +114,10 @@ describe('reap-orphans through the CLI', () => {
     assert.equal(report.stale, true);
     assert.equal(report.daemon.state, 'dead');
     assert.equal(report.reaped.length, 4);
-    assert.ok(report.reaped.some((agent) => agent.escapees.length > 0), 'the setsid escapees were found by marker');
+    assert.ok(
+      report.reaped.some((agent) => agent.escapees.length > 0),
+      'the setsid escapees were found by marker',
+    );
     assert.deepEqual(marked(), [], 'every marked process is gone');
     assert.ok(isRunning(world.table, bystander.identity), 'the unrelated process is alive');
     assert.deepEqual(readJson<Registry>(registryPath)?.agents, []);

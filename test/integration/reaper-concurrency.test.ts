@@ -127,10 +127,13 @@ describe('reapers that overlap, crash, or run inside an agent', () => {
     // The already-dead tree is not signalled again; the live one gets the full sequence once more, by identity.
     for (const info of gentle.processes) assert.deepEqual(table.signalled(info.pid), []);
     for (const info of stubborn.processes) assert.deepEqual(table.signalled(info.pid), ['SIGTERM', 'SIGKILL']);
-    assert.deepEqual(report.reaped.map((item) => [item.agentName, item.outcome]), [
-      [gentle.entry.agentName, 'already-gone'],
-      [stubborn.entry.agentName, 'killed'],
-    ]);
+    assert.deepEqual(
+      report.reaped.map((item) => [item.agentName, item.outcome]),
+      [
+        [gentle.entry.agentName, 'already-gone'],
+        [stubborn.entry.agentName, 'killed'],
+      ],
+    );
     assert.deepEqual(liveMarkedProcesses(world.table, stubborn.entry.marker), []);
     assert.deepEqual(await registryAgentNames(world), []);
     await assert.rejects(access(world.lockPath));

@@ -30,7 +30,7 @@ after(async () => {
 });
 
 describe('reaper in a private pid namespace', () => {
-  test('PID reuse: a decoy started on a dead agent\'s pid (and process group) is never signalled, across many trials', { skip: skipReason }, () => {
+  test("PID reuse: a decoy started on a dead agent's pid (and process group) is never signalled, across many trials", { skip: skipReason }, () => {
     const trials = 40;
     const run = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, '--import', 'tsx', join(REAPER_FIXTURES, 'pid-reuse-trials.ts'), String(trials)], {
       encoding: 'utf8',
@@ -70,7 +70,10 @@ describe('reaper in a private pid namespace', () => {
       return found.length === 2 && found.every((info) => info.comm === 'sleep') && found;
     });
     const nsInit = members[0]?.ppid ?? 0;
-    assert.ok(members.every((info) => info.ppid === nsInit), 'both agent processes are children of the namespace init');
+    assert.ok(
+      members.every((info) => info.ppid === nsInit),
+      'both agent processes are children of the namespace init',
+    );
     const [leader] = [...members].sort((a, b) => a.pid - b.pid);
     assert.ok(leader);
     const entry: RegistryEntry = {

@@ -6,16 +6,7 @@ import { reapOrphans } from '../../src/main.js';
 import { AGENT_MARKER_ENV, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
 import { waitFor } from './agent-process-support.js';
-import {
-  AGENT_TREE_SCRIPT,
-  identityOf,
-  isRunning,
-  liveMarkedProcesses,
-  onlyMarkedBy,
-  ReaperWorld,
-  RecordingProcessTable,
-  STALE_AGE_MS,
-} from '../fixtures/reaper/harness.js';
+import { AGENT_TREE_SCRIPT, identityOf, isRunning, liveMarkedProcesses, onlyMarkedBy, ReaperWorld, RecordingProcessTable, STALE_AGE_MS } from '../fixtures/reaper/harness.js';
 
 /**
  * The reaper against real process trees, real files and /proc. Each test has
@@ -195,8 +186,14 @@ describe('reap-orphans on real processes', () => {
     assert.equal(report.exitCode, 0, report.reason);
     assert.equal(report.dryRun, true);
     assert.deepEqual(table.attempts, []);
-    assert.deepEqual(report.reaped.map((item) => item.outcome), ['would-reap', 'would-reap']);
-    assert.deepEqual(report.reaped.map((item) => item.pids.length), [3, 2]);
+    assert.deepEqual(
+      report.reaped.map((item) => item.outcome),
+      ['would-reap', 'would-reap'],
+    );
+    assert.deepEqual(
+      report.reaped.map((item) => item.pids.length),
+      [3, 2],
+    );
     assert.equal(await readFile(world.registryPath, 'utf8'), registryBefore);
     await assert.rejects(access(world.lockPath), 'a dry run takes no lock');
     for (const agent of agents) for (const info of agent.processes) assert.ok(isRunning(world.table, info));
@@ -217,7 +214,10 @@ describe('reap-orphans on real processes', () => {
 
     assert.equal(report.exitCode, 0, report.reason);
     assert.deepEqual(table.attempts, []);
-    assert.deepEqual(report.reaped.map((item) => [item.agentName, item.outcome]), [['old-boot', 'other-boot']]);
+    assert.deepEqual(
+      report.reaped.map((item) => [item.agentName, item.outcome]),
+      [['old-boot', 'other-boot']],
+    );
     assert.match(report.skipped.find((item) => item.agentName === onOtherNode.agentName)?.reason ?? '', /worker-7/);
     assert.deepEqual(await readRegistryAgents(world.registryPath), [onOtherNode.agentName]);
     for (const info of remote.processes) assert.ok(isRunning(world.table, info));
@@ -267,7 +267,10 @@ describe('reap-orphans on real processes', () => {
     const report = await reapOrphans(world.reaperOptions(table, { markerPrefix: world.markerPrefix }));
 
     assert.equal(report.exitCode, 0, report.reason);
-    assert.deepEqual(report.unlisted.map((tree) => tree.marker), [unlisted.entry.marker]);
+    assert.deepEqual(
+      report.unlisted.map((tree) => tree.marker),
+      [unlisted.entry.marker],
+    );
     assert.deepEqual(liveMarkedProcesses(world.table, unlisted.entry.marker), []);
     assert.deepEqual(liveMarkedProcesses(world.table, otherFactory.entry.marker), []);
     assert.equal(liveMarkedProcesses(world.table, foreignMarker).length, 3, "another instance's agents are untouched");

@@ -36,7 +36,12 @@ class Contender {
   readonly #waiters = new Set<() => void>();
   stderr = '';
 
-  constructor(url: string, pool: string, readonly name: string, env: Record<string, string>) {
+  constructor(
+    url: string,
+    pool: string,
+    readonly name: string,
+    env: Record<string, string>,
+  ) {
     this.child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/redis-lease/contender.ts', url, pool, name], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
@@ -132,7 +137,11 @@ describe('leader lease on real Redis', () => {
     await b.next('standby', (e) => e.event === 'standby', 20_000);
     // Two whole TTLs: the holder keeps renewing, so the standby never gets in.
     await new Promise((resolve) => setTimeout(resolve, 2 * TTL));
-    assert.equal(b.events.some((e) => e.event === 'leading'), false, 'the standby must not lead while the holder renews');
+    assert.equal(
+      b.events.some((e) => e.event === 'leading'),
+      false,
+      'the standby must not lead while the holder renews',
+    );
     assert.ok(acceptedKeys(a).length > 10, 'the leader acts meanwhile');
     const killedAt = Date.now();
     a.signal('SIGKILL');
@@ -172,7 +181,11 @@ describe('leader lease on real Redis', () => {
     const staleRefusals = a.events.filter((e) => e.event === 'stale-write');
     assert.equal(staleRefusals.length, 3);
     for (const refusal of staleRefusals) assert.equal(refusal.code, 'FACTORY_STATE_STALE_EPOCH');
-    assert.deepEqual(a.events.slice(beforeThaw).filter((e) => e.event === 'write' && e.ok === true), [], 'no write accepted after waking');
+    assert.deepEqual(
+      a.events.slice(beforeThaw).filter((e) => e.event === 'write' && e.ok === true),
+      [],
+      'no write accepted after waking',
+    );
     for (const refusal of staleRefusals) assert.equal(await redis.hexists(keys.claims, String(refusal.key)), 0, `${String(refusal.key)} must not be in Redis`);
     // Everything the old holder was told was accepted is there.
     for (const key of acceptedKeys(a)) assert.equal(await redis.hexists(keys.claims, key), 1, key);

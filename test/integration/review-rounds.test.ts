@@ -86,7 +86,12 @@ describe('review rounds (command driver)', { timeout: 90_000 }, () => {
     assert.match(outcome.detail, /after 3 review round\(s\) \(review\.maxRounds 3\): round 3: add a test/);
     assert.deepEqual(summary(outcome.reviewRounds), ['1 implementer', '1 reviewer request-changes', '2 implementer', '2 reviewer request-changes', '3 implementer', '3 reviewer request-changes']);
     // Not retried: nothing waits in the queue or for a retry, and it ran once.
-    const status = JSON.parse((await runFactoryCli(['status', '--json', '--config', project.configPath])).stdout) as { queue: unknown[]; retries: unknown[]; outcomeCount: number; recentOutcomes: RunOutcome[] };
+    const status = JSON.parse((await runFactoryCli(['status', '--json', '--config', project.configPath])).stdout) as {
+      queue: unknown[];
+      retries: unknown[];
+      outcomeCount: number;
+      recentOutcomes: RunOutcome[];
+    };
     assert.deepEqual([status.queue.length, status.retries.length, status.outcomeCount], [0, 0, 1]);
     assert.equal(status.recentOutcomes[0]?.reason, 'changes-requested');
   });

@@ -17,7 +17,13 @@ test('factory triage shows the team as configured in team.stages, with the promp
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
-  const run = (json: boolean) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'triage', 'PLAN-1', '--config', project.configPath, ...(json ? ['--json'] : [])], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 30_000 });
+  const run = (json: boolean) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'triage', 'PLAN-1', '--config', project.configPath, ...(json ? ['--json'] : [])], {
+      cwd: REPO_ROOT,
+      env,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
   const text = run(false);
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /planner \(stage 1\): \["plan","--role","planner","<prompt>"\]/);
@@ -26,6 +32,12 @@ test('factory triage shows the team as configured in team.stages, with the promp
   assert.match(text.stdout, /Write the plan into PLAN\.md first\./);
   assert.doesNotMatch(text.stdout, /Follow PLAN\.md\./, 'the prompt shown is the first agent’s, not the implementer’s');
   const json = JSON.parse(run(true).stdout) as { agents: { stage: number; role: string }[]; prompt: string };
-  assert.deepEqual(json.agents.map((a) => [a.stage, a.role]), [[1, 'planner'], [2, 'implementer']]);
+  assert.deepEqual(
+    json.agents.map((a) => [a.stage, a.role]),
+    [
+      [1, 'planner'],
+      [2, 'implementer'],
+    ],
+  );
   assert.match(json.prompt, /Write the plan into PLAN\.md first\./);
 });

@@ -31,7 +31,14 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
   async publish(issue: Issue, outcome: RunOutcome): Promise<PublishedChange> {
     const headSha = randomBytes(20).toString('hex');
     const existing = this.#pulls.get(issue.key);
-    const change: PublishedChange = { issueKey: issue.key, number: existing?.change.number ?? this.#nextNumber++, url: `https://code.test/pull/${existing?.change.number ?? this.#nextNumber - 1}`, branch: outcome.branch, headSha, draft: true };
+    const change: PublishedChange = {
+      issueKey: issue.key,
+      number: existing?.change.number ?? this.#nextNumber++,
+      url: `https://code.test/pull/${existing?.change.number ?? this.#nextNumber - 1}`,
+      branch: outcome.branch,
+      headSha,
+      draft: true,
+    };
     if (existing) existing.change = change;
     else this.#pulls.set(issue.key, { change, state: 'open', issueLocation: issue.location, checks: new Map(), reviews: [] });
     this.publishes.push({ issueKey: issue.key, runId: outcome.runId, headSha, fixRound: outcome.fix?.round ?? null });

@@ -18,10 +18,7 @@ import type { IssueSource } from '../../src/ports/issue-source.js';
  */
 export async function openInProcessSession(dir: string, options: { config?: Record<string, unknown>; source: (config: FactoryConfig, clock: SystemClock) => IssueSource }) {
   const clock = new SystemClock();
-  const config = compileConfig(
-    { mount: { root: './issues' }, repos: { default: '/repo' }, agents: { implementer: { command: ['agent'] } }, ...options.config },
-    join(dir, 'factory.config.json'),
-  );
+  const config = compileConfig({ mount: { root: './issues' }, repos: { default: '/repo' }, agents: { implementer: { command: ['agent'] } }, ...options.config }, join(dir, 'factory.config.json'));
   const workspace = new InMemoryWorkspace();
   // An agent that exits 0 has committed, as one that did its work has (else the run ends no-changes).
   const fleet = new InMemoryFleet({ clock, onExit: (spec, exitCode) => exitCode === 0 && workspace.commit({ path: spec.cwd, branch: spec.env.FACTORY_BRANCH ?? '' }) });

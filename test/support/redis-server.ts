@@ -68,15 +68,24 @@ export async function startTestRedis(options: { extraArgs?: readonly string[] } 
   const dir = mkdtempSync(join(tmpdir(), 'factory-redis-'));
   const port = await freePort();
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--save', '',
-    '--appendonly', 'yes',
-    '--appendfsync', 'always',
-    '--maxmemory-policy', 'noeviction',
-    '--daemonize', 'no',
-    '--logfile', join(dir, 'redis.log'),
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'always',
+    '--maxmemory-policy',
+    'noeviction',
+    '--daemonize',
+    'no',
+    '--logfile',
+    join(dir, 'redis.log'),
     ...(options.extraArgs ?? []),
   ];
   let child: ChildProcess;
@@ -86,8 +95,7 @@ export async function startTestRedis(options: { extraArgs?: readonly string[] } 
     exited.catch(() => undefined);
     await Promise.race([waitFor(`redis-server on port ${port}`, () => answersPing(port), 10_000), exited]);
   };
-  const waitExit = (proc: ChildProcess): Promise<void> =>
-    proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((resolve) => proc.once('exit', () => resolve()));
+  const waitExit = (proc: ChildProcess): Promise<void> => (proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((resolve) => proc.once('exit', () => resolve())));
   await launch();
   return {
     port,

@@ -20,7 +20,9 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | fals
 
 /** git with a fixed identity and no user hooks or signing, whatever the machine's git config says. */
 export function git(repo: string, ...args: string[]): string {
-  return execFileSync('git', ['-c', 'user.name=Factory test', '-c', 'user.email=test@factory.invalid', '-c', 'commit.gpgsign=false', '-c', 'core.hooksPath=/dev/null', '-C', repo, ...args], { encoding: 'utf8' });
+  return execFileSync('git', ['-c', 'user.name=Factory test', '-c', 'user.email=test@factory.invalid', '-c', 'commit.gpgsign=false', '-c', 'core.hooksPath=/dev/null', '-C', repo, ...args], {
+    encoding: 'utf8',
+  });
 }
 
 /** A git repository with one commit on `main`. */

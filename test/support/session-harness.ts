@@ -126,7 +126,10 @@ export interface Harness {
   /** Hold the next heartbeat write until the returned function is called. */
   holdNextHeartbeat(): () => void;
   /** A session; `executor` replaces the local one (teams on another node). */
-  newSession(mode?: 'live' | 'loop' | 'once', options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests; codeHost?: CodeHost; progress?: IssueProgress }): FactorySession;
+  newSession(
+    mode?: 'live' | 'loop' | 'once',
+    options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests; codeHost?: CodeHost; progress?: IssueProgress },
+  ): FactorySession;
   stateDb: string;
 }
 

@@ -53,7 +53,11 @@ describe('placeholders inside scripts', () => {
 
   it('are refused by config validation, with the environment variables to use instead', () => {
     for (const argv of refused) {
-      assert.throws(() => compile(argv), (error) => isFactoryError(error, 'FACTORY_CONFIG_INVALID') && /agents\.implementer\.command\.\d+: /.test(error.message), JSON.stringify(argv));
+      assert.throws(
+        () => compile(argv),
+        (error) => isFactoryError(error, 'FACTORY_CONFIG_INVALID') && /agents\.implementer\.command\.\d+: /.test(error.message),
+        JSON.stringify(argv),
+      );
     }
     assert.throws(
       () => compile(['sh', '-c', 'echo {{title}}; cat {{body}}']),
@@ -73,7 +77,16 @@ describe('placeholders inside scripts', () => {
 });
 
 describe('agentEnvironment', () => {
-  const issue: Issue = { key: 'FAC-1', title: 'Fix $(touch /tmp/x) `id`', body: 'Body with "quotes"\nand $HOME', labels: ['factory'], state: 'ready', createdAtMs: 0, revision: 'r', location: '/m/FAC-1.json' };
+  const issue: Issue = {
+    key: 'FAC-1',
+    title: 'Fix $(touch /tmp/x) `id`',
+    body: 'Body with "quotes"\nand $HOME',
+    labels: ['factory'],
+    state: 'ready',
+    createdAtMs: 0,
+    revision: 'r',
+    location: '/m/FAC-1.json',
+  };
   const context: PromptContext = { issue, role: 'implementer', branch: 'factory/FAC-1', worktree: '/state/worktrees/FAC-1', runId: 'run-1', attempt: 2 };
 
   it('gives the title as a variable and the body and prompt as files in the given folder, never the worktree', () => {

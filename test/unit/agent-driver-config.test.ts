@@ -34,7 +34,16 @@ test('claude-code and codex: command defaults to the CLI, options compile, mispl
       ...base,
       agents: {
         implementer: { driver: 'claude-code', claudeCode: { model: 'sonnet', maxTurns: 30, allowedTools: ['Bash(git commit:*)', 'Edit'], permissionMode: 'acceptEdits' } },
-        reviewer: { driver: 'codex', command: ['/opt/codex/bin/codex'], codex: { model: 'o3', config: { model_reasoning_effort: 'high', 'model_providers.local': { name: 'local', base_url: 'http://127.0.0.1:9/v1' } }, sandbox: 'workspace-write', approvalPolicy: 'never' } },
+        reviewer: {
+          driver: 'codex',
+          command: ['/opt/codex/bin/codex'],
+          codex: {
+            model: 'o3',
+            config: { model_reasoning_effort: 'high', 'model_providers.local': { name: 'local', base_url: 'http://127.0.0.1:9/v1' } },
+            sandbox: 'workspace-write',
+            approvalPolicy: 'never',
+          },
+        },
       },
     },
     '/srv/factory.config.json',
@@ -43,12 +52,40 @@ test('claude-code and codex: command defaults to the CLI, options compile, mispl
   const implementer = config.agents.implementer;
   assert.equal(implementer.driver?.kind, 'claude-code');
   assert.deepEqual(host.commandFor(implementer.command, implementer.driver as never, 'Fix FAC-1'), [
-    'claude', '-p', '--output-format', 'stream-json', '--verbose', '--model', 'sonnet', '--max-turns', '30', '--allowedTools', 'Bash(git commit:*)', 'Edit', '--permission-mode', 'acceptEdits', '--', 'Fix FAC-1',
+    'claude',
+    '-p',
+    '--output-format',
+    'stream-json',
+    '--verbose',
+    '--model',
+    'sonnet',
+    '--max-turns',
+    '30',
+    '--allowedTools',
+    'Bash(git commit:*)',
+    'Edit',
+    '--permission-mode',
+    'acceptEdits',
+    '--',
+    'Fix FAC-1',
   ]);
   const reviewer = config.agents.reviewer!;
   assert.deepEqual(host.commandFor(reviewer.command, reviewer.driver as never, '-review'), [
-    '/opt/codex/bin/codex', 'exec', '--json', '-m', 'o3', '-c', 'model_reasoning_effort="high"', '-c', 'model_providers.local={name="local",base_url="http://127.0.0.1:9/v1"}',
-    '-c', 'sandbox_mode="workspace-write"', '-c', 'approval_policy="never"', '--', '-review',
+    '/opt/codex/bin/codex',
+    'exec',
+    '--json',
+    '-m',
+    'o3',
+    '-c',
+    'model_reasoning_effort="high"',
+    '-c',
+    'model_providers.local={name="local",base_url="http://127.0.0.1:9/v1"}',
+    '-c',
+    'sandbox_mode="workspace-write"',
+    '-c',
+    'approval_policy="never"',
+    '--',
+    '-review',
   ]);
   assert.deepEqual(host.commandFor(reviewer.command, reviewer.driver as never, 'go on', { resumeSessionId: 'thread-1' }).slice(0, 4), ['/opt/codex/bin/codex', 'exec', 'resume', '--json']);
 

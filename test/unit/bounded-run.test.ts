@@ -30,8 +30,15 @@ test('run-once cycle: reports pulled, decisions, dispatched teams and their outc
     ['B', 'queued'],
     ['SKIP', 'skipped'],
   ]);
-  assert.deepEqual(report.dispatched.map((d) => d.issueKey), ['A', 'B'], 'the team started when a slot freed counts too');
-  assert.deepEqual(report.outcomes.map((o) => o.reason), ['succeeded', 'succeeded']);
+  assert.deepEqual(
+    report.dispatched.map((d) => d.issueKey),
+    ['A', 'B'],
+    'the team started when a slot freed counts too',
+  );
+  assert.deepEqual(
+    report.outcomes.map((o) => o.reason),
+    ['succeeded', 'succeeded'],
+  );
   await session.close();
 });
 
@@ -92,11 +99,7 @@ test('loop: a stop request ends the loop before the next iteration', async () =>
   const session = h.newSession('loop');
   await session.open();
   let iterations = 0;
-  const report = await driveAgents(
-    h,
-    0,
-    runLoop(session, { maxIterations: 10, maxConsecutiveFailures: 2, iterationDelayMs: 10, shouldStop: () => iterations >= 2, onIteration: () => iterations++ }),
-  );
+  const report = await driveAgents(h, 0, runLoop(session, { maxIterations: 10, maxConsecutiveFailures: 2, iterationDelayMs: 10, shouldStop: () => iterations >= 2, onIteration: () => iterations++ }));
   assert.equal(report.stoppedBecause, 'signal');
   assert.equal(report.iterations.length, 2);
   await session.close();

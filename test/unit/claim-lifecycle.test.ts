@@ -66,7 +66,11 @@ test('every outcome reason leads to exactly one next status, by attempt', () => 
     ['changes-requested', 1, 'gave-up', 1, null, /^changes-requested: all good$/],
     ['parked', 2, 'parked', 1, null, /^parked: all good$/],
   ];
-  for (const reason of RUN_OUTCOME_REASONS) assert.ok(table.some(([covered]) => covered === reason), `the table covers ${reason}`);
+  for (const reason of RUN_OUTCOME_REASONS)
+    assert.ok(
+      table.some(([covered]) => covered === reason),
+      `the table covers ${reason}`,
+    );
   for (const [reason, attempt, status, nextAttempt, dueAt, lastReason] of table) {
     const next = claimAfterOutcome(claim({ attempt }), { reason, detail: 'all good' }, retry, stamp);
     const label = `${reason} on attempt ${attempt}`;
@@ -83,7 +87,8 @@ test('every outcome reason leads to exactly one next status, by attempt', () => 
 });
 
 test('backoff doubles per attempt and is capped', () => {
-  const dueIn = (attempt: number) => claimAfterOutcome(claim({ attempt }), { reason: 'failed', detail: 'x' }, { maxAttempts: 100, backoffBaseMs: 1_000, backoffMaxMs: 5_000 }, stamp).nextAttemptAtMs! - stamp.nowMs;
+  const dueIn = (attempt: number) =>
+    claimAfterOutcome(claim({ attempt }), { reason: 'failed', detail: 'x' }, { maxAttempts: 100, backoffBaseMs: 1_000, backoffMaxMs: 5_000 }, stamp).nextAttemptAtMs! - stamp.nowMs;
   assert.deepEqual([1, 2, 3, 4, 10].map(dueIn), [1_000, 2_000, 4_000, 5_000, 5_000]);
 });
 
@@ -177,7 +182,16 @@ test('which claims wait for a slot', () => {
 });
 
 test('a run over its budget parks the claim with its work and sessions; a resume queues it with the park; any other outcome or a forced requeue drops the park', () => {
-  const park = { runId: 'FAC-1-e6-a2-abc', ref: 'refs/factory/park/FAC-1-e6-a2-abc', commit: 'c0ffee', trigger: 'usage-limit' as const, reason: 'usage limit reached', resumeAtMs: Date.UTC(2026, 0, 1, 15), stage: 0, sessions: { implementer: 'sess-1' } };
+  const park = {
+    runId: 'FAC-1-e6-a2-abc',
+    ref: 'refs/factory/park/FAC-1-e6-a2-abc',
+    commit: 'c0ffee',
+    trigger: 'usage-limit' as const,
+    reason: 'usage limit reached',
+    resumeAtMs: Date.UTC(2026, 0, 1, 15),
+    stage: 0,
+    sessions: { implementer: 'sess-1' },
+  };
   const parked = claimAfterOutcome(claim({ attempt: 2 }), { reason: 'parked', detail: 'x', park }, retry, stamp);
   assert.equal(parked.status, 'parked');
   assert.equal(parked.attempt, 1, 'a park is not a failed attempt');
@@ -209,7 +223,10 @@ test('dispatch order: priority (none last), then age, then key; and why a waitin
     claim({ issueKey: 'P2-OLD-A', priority: 2, createdAtMs: T0 - 5_000 }),
     claim({ issueKey: 'P0', priority: 0, createdAtMs: T0 }),
   ];
-  assert.deepEqual([...waiting].sort(compareClaimsForDispatch).map((c) => c.issueKey), ['P0', 'P2-OLD-A', 'P2-OLD-B', 'P2-NEW', 'NOPRIO']);
+  assert.deepEqual(
+    [...waiting].sort(compareClaimsForDispatch).map((c) => c.issueKey),
+    ['P0', 'P2-OLD-A', 'P2-OLD-B', 'P2-NEW', 'NOPRIO'],
+  );
 
   const context: WaitContext = { nowMs: stamp.nowMs, slots: { busy: 3, total: 4 }, noDaemon: 'the daemon is stale', position: 0, maxAttempts: 3 };
   const queued = claim({ status: 'queued', attempt: 0 });
@@ -231,7 +248,15 @@ test('dispatch order: priority (none last), then age, then key; and why a waitin
 });
 
 test('shepherding: a published claim follows its pull request; a fix round queues it with the round; every fix outcome leads back to the shepherd, a cancel or the stop', () => {
-  const fix = { round: 2, trigger: 'ci-failed', onSha: 'abcdef1234567', failures: ['check test: failure'], fingerprints: ['test\nerror'], branch: 'factory/fac-1', feedback: '## Pull request feedback' };
+  const fix = {
+    round: 2,
+    trigger: 'ci-failed',
+    onSha: 'abcdef1234567',
+    failures: ['check test: failure'],
+    fingerprints: ['test\nerror'],
+    branch: 'factory/fac-1',
+    feedback: '## Pull request feedback',
+  };
   const succeeded = claimAfterOutcome(claim({ attempt: 1 }), { reason: 'succeeded', detail: 'done' }, retry, stamp);
   const shepherding = claimAfterPublish(succeeded, 'https://github.test/acme/api/pull/2', stamp);
   assert.equal(shepherding.status, 'shepherding');
@@ -270,7 +295,11 @@ test('shepherding: a published claim follows its pull request; a fix round queue
     ['released', 'queued', true],
     ['parked', 'parked', true],
   ];
-  for (const reason of RUN_OUTCOME_REASONS) assert.ok(table.some(([covered]) => covered === reason), `the fix table covers ${reason}`);
+  for (const reason of RUN_OUTCOME_REASONS)
+    assert.ok(
+      table.some(([covered]) => covered === reason),
+      `the fix table covers ${reason}`,
+    );
   for (const [reason, status, keeps] of table) {
     const next = claimAfterOutcome(running, { reason, detail: 'why' }, { ...retry, maxAttempts: 1 }, stamp);
     assert.equal(next.status, status, `fix round ${reason}`);

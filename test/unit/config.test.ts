@@ -48,19 +48,16 @@ test('defaults are applied to a minimal config', () => {
   assert.equal(config.reaper.graceMs, 5_000);
 });
 
-test('relative paths are resolved against the config file\'s folder, not the working directory', () => {
+test("relative paths are resolved against the config file's folder, not the working directory", () => {
   const dir = tempFolder();
   mkdirSync(join(dir, 'conf'));
-  const path = writeConfig(
-    join(dir, 'conf'),
-    {
-      mount: { root: './issues' },
-      repos: { default: '..', byLabel: { api: 'checkouts/api' }, rules: [{ keyword: 'docs', repo: '/abs/docs' }] },
-      agents: { implementer: { command: ['./bin/agent', 'plain/arg', '{{prompt}}'] }, reviewer: { command: ['../tools/review', 'claude'] } },
-      loop: { heartbeatPath: 'run/hb.json', registryPath: '/var/run/registry.json' },
-      state: { dir: 'state' },
-    },
-  );
+  const path = writeConfig(join(dir, 'conf'), {
+    mount: { root: './issues' },
+    repos: { default: '..', byLabel: { api: 'checkouts/api' }, rules: [{ keyword: 'docs', repo: '/abs/docs' }] },
+    agents: { implementer: { command: ['./bin/agent', 'plain/arg', '{{prompt}}'] }, reviewer: { command: ['../tools/review', 'claude'] } },
+    loop: { heartbeatPath: 'run/hb.json', registryPath: '/var/run/registry.json' },
+    state: { dir: 'state' },
+  });
   const before = process.cwd();
   process.chdir(tmpdir());
   try {
@@ -129,17 +126,23 @@ test('a missing required key says it is missing', () => {
 
 test('unknown keys are named, at any depth, alongside other problems', () => {
   const error = thrownBy(() =>
-    compileConfig(
-      { ...MINIMAL, dispatch: { batchsize: 2 }, agents: { implementer: { command: ['x'], comand: ['y'] } }, extra: true, heartbeat: {} },
-      '/srv/factory.config.json',
-    ),
+    compileConfig({ ...MINIMAL, dispatch: { batchsize: 2 }, agents: { implementer: { command: ['x'], comand: ['y'] } }, extra: true, heartbeat: {} }, '/srv/factory.config.json'),
   );
   assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
   const problems = error.details.problems as string[];
   assert.equal(problems.length, 3);
-  assert.ok(problems.some((p) => p.startsWith('agents.implementer: unknown key "comand"')), problems.join('\n'));
-  assert.ok(problems.some((p) => p.startsWith('dispatch: unknown key "batchsize"')), problems.join('\n'));
-  assert.ok(problems.some((p) => p.startsWith('(top level): unknown keys "extra", "heartbeat"')), problems.join('\n'));
+  assert.ok(
+    problems.some((p) => p.startsWith('agents.implementer: unknown key "comand"')),
+    problems.join('\n'),
+  );
+  assert.ok(
+    problems.some((p) => p.startsWith('dispatch: unknown key "batchsize"')),
+    problems.join('\n'),
+  );
+  assert.ok(
+    problems.some((p) => p.startsWith('(top level): unknown keys "extra", "heartbeat"')),
+    problems.join('\n'),
+  );
 });
 
 test('a config that is not an object is reported, not crashed on', () => {

@@ -332,7 +332,7 @@ test('every finished team has its outcome written back to the source; a release 
   assert.equal(written.get('GONE')?.reason, 'cancelled');
   assert.equal(h.source.writeBacks.length, 3);
   await session.close();
-  assert.equal(h.source.writeBacks.length, 3, 'a team released by the daemon stop is not the issue\'s outcome');
+  assert.equal(h.source.writeBacks.length, 3, "a team released by the daemon stop is not the issue's outcome");
 });
 
 test('a worktree that cannot be prepared, or an agent that cannot start, ends the team as spawn-failed with the reason', async () => {
@@ -449,10 +449,7 @@ test('restart: a new session requeues a claim left running by the old epoch and 
   assert.match(newClaim.runId ?? '', /^FAC-1-e2-a1-/);
 
   // A write from the old epoch is refused…
-  await assert.rejects(
-    first.deps.store.apply({ epoch: oldClaim.epoch, claims: [{ ...oldClaim, status: 'succeeded' }] }),
-    (error) => isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH'),
-  );
+  await assert.rejects(first.deps.store.apply({ epoch: oldClaim.epoch, claims: [{ ...oldClaim, status: 'succeeded' }] }), (error) => isFactoryError(error, 'FACTORY_STATE_STALE_EPOCH'));
   // …also when the old daemon's team ends (its agent reaped): the new claim stands.
   oldAgent.exit(null, 'SIGKILL');
   await h.settle();

@@ -11,8 +11,16 @@ test('docs/errors.md lists exactly the codes in the error catalog, each with its
   const doc = read('docs/errors.md');
   const documented = new Set([...doc.matchAll(/^\| `(FACTORY_[A-Z_]+)`/gm)].map((m) => m[1]));
   const codes = Object.keys(ERROR_CATALOG);
-  assert.deepEqual(codes.filter((c) => !documented.has(c)), [], 'codes missing from docs/errors.md');
-  assert.deepEqual([...documented].filter((c) => !codes.includes(c!)), [], 'codes documented but not in src/errors.ts');
+  assert.deepEqual(
+    codes.filter((c) => !documented.has(c)),
+    [],
+    'codes missing from docs/errors.md',
+  );
+  assert.deepEqual(
+    [...documented].filter((c) => !codes.includes(c!)),
+    [],
+    'codes documented but not in src/errors.ts',
+  );
   for (const [code, { exitCode }] of Object.entries(ERROR_CATALOG)) {
     const row = doc.split('\n').find((line) => line.startsWith(`| \`${code}\``));
     assert.ok(row?.includes(`| ${exitCode} |`), `${code}: docs/errors.md should give exit code ${exitCode}`);

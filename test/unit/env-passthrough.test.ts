@@ -15,7 +15,10 @@ describe('envPassthrough', () => {
   });
 
   it('is validated and defaulted by the config for every role', () => {
-    const config = compileConfig({ mount: { root: './i' }, agents: { implementer: { command: ['a'], envPassthrough: ['ANTHROPIC_API_KEY', 'OPENAI_*'] }, reviewer: { command: ['b'] } } }, '/srv/f.json');
+    const config = compileConfig(
+      { mount: { root: './i' }, agents: { implementer: { command: ['a'], envPassthrough: ['ANTHROPIC_API_KEY', 'OPENAI_*'] }, reviewer: { command: ['b'] } } },
+      '/srv/f.json',
+    );
     assert.deepEqual(config.agents.implementer.envPassthrough, ['ANTHROPIC_API_KEY', 'OPENAI_*']);
     assert.deepEqual(config.agents.reviewer?.envPassthrough, []);
     for (const bad of ['A B', '*', 'A*B', '1X', '']) {

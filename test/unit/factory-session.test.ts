@@ -140,7 +140,10 @@ test('a restarted session attaches to a run still going on another node, instead
   const done = (await second.deps.store.getClaim('FAR-1'))!;
   assert.equal(done.status, 'succeeded');
   assert.equal(done.epoch, 2, 'the outcome is recorded by the session that attached');
-  assert.deepEqual(h.source.writeBacks.map((w) => [w.issue.key, w.outcome.reason]), [['FAR-1', 'succeeded']]);
+  assert.deepEqual(
+    h.source.writeBacks.map((w) => [w.issue.key, w.outcome.reason]),
+    [['FAR-1', 'succeeded']],
+  );
   assert.equal(second.status().runningTeams, 0);
   await second.close();
 });
@@ -172,7 +175,10 @@ test('session state: parts are refused before open with a coded error, and statu
   const h = createHarness();
   const session = h.newSession('once');
   assert.equal(session.status().state, 'new');
-  assert.throws(() => session.dispatcher, (error) => isFactoryError(error, 'FACTORY_SESSION_STATE'));
+  assert.throws(
+    () => session.dispatcher,
+    (error) => isFactoryError(error, 'FACTORY_SESSION_STATE'),
+  );
   await session.open();
   assert.equal(session.status().state, 'open');
   await assert.rejects(session.open(), (error) => isFactoryError(error, 'FACTORY_SESSION_STATE') && /from open to opening/.test(error.message));

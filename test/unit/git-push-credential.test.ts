@@ -46,7 +46,10 @@ test('a real push leaves no trace of the token in the worktree, .git/config or t
   const sha = await pusher.push(repo, 'origin', 'factory/acme_api-1');
   assert.equal(sha, execFileSync('git', ['--git-dir', remote, 'rev-parse', 'refs/heads/factory/acme_api-1'], { encoding: 'utf8' }).trim());
   assert.equal(await pusher.defaultBranch(repo, 'origin'), 'main');
-  assert.ok(seen.some((command) => command.env[TOKEN_VARIABLE] === TOKEN), 'the push got the token in its environment');
+  assert.ok(
+    seen.some((command) => command.env[TOKEN_VARIABLE] === TOKEN),
+    'the push got the token in its environment',
+  );
   for (const root of [repo, remote]) {
     for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
       if (entry.isFile()) assert.ok(!readFileSync(join(entry.parentPath, entry.name), 'latin1').includes(TOKEN), `${entry.name} holds the token`);

@@ -3,22 +3,18 @@ import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isValidIssueKey } from '../../src/domain/issue.js';
-import {
-  githubIssueKey,
-  mapGitHubIssue,
-  parseGitHubIssueReference,
-  parseRepoSlug,
-  type GitHubIssueMapping,
-  type GitHubIssueRecord,
-  type GitHubRepoRef,
-} from '../../src/domain/github-issue.js';
+import { githubIssueKey, mapGitHubIssue, parseGitHubIssueReference, parseRepoSlug, type GitHubIssueMapping, type GitHubIssueRecord, type GitHubRepoRef } from '../../src/domain/github-issue.js';
 
-const ownerArb = fc
-  .array(fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'.split('')), { minLength: 1, maxLength: 39 })
-  .chain((chars) =>
-    // Insert single hyphens between characters, as GitHub allows.
-    fc.array(fc.boolean(), { minLength: chars.length, maxLength: chars.length }).map((dashes) => chars.map((c, i) => (i > 0 && dashes[i] ? `-${c}` : c)).join('').slice(0, 39).replace(/-$/, '')),
-  );
+const ownerArb = fc.array(fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'.split('')), { minLength: 1, maxLength: 39 }).chain((chars) =>
+  // Insert single hyphens between characters, as GitHub allows.
+  fc.array(fc.boolean(), { minLength: chars.length, maxLength: chars.length }).map((dashes) =>
+    chars
+      .map((c, i) => (i > 0 && dashes[i] ? `-${c}` : c))
+      .join('')
+      .slice(0, 39)
+      .replace(/-$/, ''),
+  ),
+);
 const nameArb = fc
   .array(fc.constantFrom(...'abcXYZ019._-'.split('')), { minLength: 1, maxLength: 100 })
   .map((chars) => chars.join(''))
@@ -114,7 +110,7 @@ describe('mapGitHubIssue', () => {
   const repo = { owner: 'acme', name: 'api' };
   const mapping: GitHubIssueMapping = {
     scopeLabels: ['Factory'],
-    priorityLabels: { 'P0': 0, 'p1': 1 },
+    priorityLabels: { P0: 0, p1: 1 },
     lifecycleLabels: ['factory:queued', 'factory:working', 'factory:done', 'factory:failed'],
   };
   const record = (overrides: Partial<GitHubIssueRecord> = {}): GitHubIssueRecord => ({
@@ -136,7 +132,16 @@ describe('mapGitHubIssue', () => {
     const issue = issueOf(mapGitHubIssue(repo, record(), mapping));
     assert.deepEqual(
       { ...issue, revision: undefined },
-      { key: 'acme_api-12', title: 'Add login', body: 'Use OAuth.', labels: ['factory', 'api'], state: 'ready', createdAtMs: Date.UTC(2026, 0, 2, 3, 4, 5), revision: undefined, location: 'acme/api#12' },
+      {
+        key: 'acme_api-12',
+        title: 'Add login',
+        body: 'Use OAuth.',
+        labels: ['factory', 'api'],
+        state: 'ready',
+        createdAtMs: Date.UTC(2026, 0, 2, 3, 4, 5),
+        revision: undefined,
+        location: 'acme/api#12',
+      },
     );
   });
 

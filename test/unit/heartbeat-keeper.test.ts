@@ -16,18 +16,21 @@ interface Recorder {
 function makeKeeper(clock: FakeClock, options: { intervalMs?: number; staleMs?: number; recorder?: Recorder; gauges?: Partial<HeartbeatGauges> } = {}) {
   const recorder: Recorder = options.recorder ?? { writes: [], gaugeReads: 0 };
   const keeper = new HeartbeatKeeper({
-    store: { location: '/tmp/hb.json', write: async (heartbeat) => {
-      const hold = recorder.hold;
-      if (hold) {
-        recorder.hold = undefined;
-        await hold.promise;
-      }
-      if (recorder.failNext) {
-        recorder.failNext = false;
-        throw new Error('disk full');
-      }
-      recorder.writes.push(heartbeat);
-    } },
+    store: {
+      location: '/tmp/hb.json',
+      write: async (heartbeat) => {
+        const hold = recorder.hold;
+        if (hold) {
+          recorder.hold = undefined;
+          await hold.promise;
+        }
+        if (recorder.failNext) {
+          recorder.failNext = false;
+          throw new Error('disk full');
+        }
+        recorder.writes.push(heartbeat);
+      },
+    },
     hostname: 'test-host',
     registryPath: '/tmp/registry.json',
     statePath: '/tmp/state.db',
@@ -44,7 +47,16 @@ function makeKeeper(clock: FakeClock, options: { intervalMs?: number; staleMs?: 
       inFlightTeams: () => (recorder.gaugeReads++, 0),
       queuedIssues: () => 0,
       iteration: () => 0,
-      subscription: () => ({ state: 'subscribed', transport: 'subscribe', lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, reconcileStalledAfterMs: null, unhealthySinceMs: null, lastError: null }),
+      subscription: () => ({
+        state: 'subscribed',
+        transport: 'subscribe',
+        lastEventAtMs: null,
+        lastProgressAtMs: null,
+        reconcileStartedAtMs: null,
+        reconcileStalledAfterMs: null,
+        unhealthySinceMs: null,
+        lastError: null,
+      }),
       ...options.gauges,
     },
   });
@@ -78,7 +90,10 @@ test('refreshes every interval with a fresh updatedAtMs, keeping the status', as
   await clock.advance(30_000);
   assert.equal(recorder.writes.length, 4);
   const times = recorder.writes.map((w) => w.updatedAtMs);
-  assert.deepEqual(times.slice(1).map((t, i) => t - times[i]!), [15_000, 15_000, 15_000]);
+  assert.deepEqual(
+    times.slice(1).map((t, i) => t - times[i]!),
+    [15_000, 15_000, 15_000],
+  );
   assert.ok(recorder.writes.every((w) => w.status === 'running' && w.pid === 4242 && w.bootId === 'boot-a' && w.startTime === 99));
   assert.equal(recorder.writes.at(-1)!.updatedAt, new Date(recorder.writes.at(-1)!.updatedAtMs).toISOString());
   await keeper.stopRefreshing();

@@ -1,13 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  computeIssueRevision,
-  deriveIssueKeyFromFileName,
-  MAX_ISSUE_FILE_BYTES,
-  parseIssueFile,
-  readFrontMatter,
-  type IssueParseResult,
-} from '../../src/domain/issue-parse.js';
+import { computeIssueRevision, deriveIssueKeyFromFileName, MAX_ISSUE_FILE_BYTES, parseIssueFile, readFrontMatter, type IssueParseResult } from '../../src/domain/issue-parse.js';
 import type { Issue } from '../../src/domain/issue.js';
 import { findJsonSyntaxError } from '../../src/domain/json-syntax.js';
 
@@ -76,7 +69,11 @@ describe('parseIssueFile: JSON', () => {
       ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', body: ['x'] }), 'FAC-1.json: body: expected a string, got an array'],
       ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', priority: 'high' }), 'FAC-1.json: priority: expected a number (lower runs first), got a string'],
       ['FAC-1.json', json({ key: 'FAC-1', title: 'T', state: 'ready', createdAt: 'March 7' }), /^FAC-1\.json: createdAt: expected an ISO 8601 date .*, got a string in another format$/],
-      ['FAC-1.json', json({ key: '../etc', title: 'T', state: 'ready' }), 'FAC-1.json: key: not a usable key (it must start with a letter or digit); keys are letters, digits, ".", "_" and "-", and must also be valid git branch names'],
+      [
+        'FAC-1.json',
+        json({ key: '../etc', title: 'T', state: 'ready' }),
+        'FAC-1.json: key: not a usable key (it must start with a letter or digit); keys are letters, digits, ".", "_" and "-", and must also be valid git branch names',
+      ],
       ['FAC-1.json', json({ key: 7, title: 'T', state: 'ready' }), 'FAC-1.json: key: expected a string, got a number'],
       ['FAC-1.json', json(['FAC-1']), /^FAC-1\.json: expected a JSON object like .*, got an array$/],
       ['FAC-1.json', '{"key": "FAC-1", "title": ', 'FAC-1.json: not valid JSON at line 1 column 27 (the file ends too early)'],

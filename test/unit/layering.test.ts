@@ -70,9 +70,17 @@ test('core may import config types but not config values', async () => {
 });
 
 test('a domain file that uses node:fs or the process fails lint: domain stays pure', async () => {
-  assertOneProblem(await lintAt('domain', "import { readFileSync } from 'node:fs';\nexport const read = readFileSync;\n"), IMPORTS_RULE, /domain must stay pure: no file, process, host or network access/);
+  assertOneProblem(
+    await lintAt('domain', "import { readFileSync } from 'node:fs';\nexport const read = readFileSync;\n"),
+    IMPORTS_RULE,
+    /domain must stay pure: no file, process, host or network access/,
+  );
   assertOneProblem(await lintAt('domain', 'export const pid = process.pid;\n'), 'no-restricted-globals', /domain must not read the process/);
-  assertOneProblem(await lintAt('domain', "import type { Clock } from '../ports/clock.js';\nexport type DomainClock = Clock;\n"), IMPORTS_RULE, /domain must stay pure: it imports only other domain modules/);
+  assertOneProblem(
+    await lintAt('domain', "import type { Clock } from '../ports/clock.js';\nexport type DomainClock = Clock;\n"),
+    IMPORTS_RULE,
+    /domain must stay pure: it imports only other domain modules/,
+  );
 });
 
 test('a domain file may hash with node:crypto but not draw random bytes', async () => {

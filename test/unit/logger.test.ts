@@ -5,7 +5,17 @@ import { formatLogLine } from '../../src/adapters/logging/pino-logger.js';
 /** The readable log format used when stderr is a terminal. */
 
 test('a record reads as time, level, message, then issue, run and agent before other fields', () => {
-  const record = JSON.stringify({ level: 40, time: new Date(2026, 0, 2, 3, 4, 5, 678).getTime(), pid: 42, hostname: 'box', exitCode: 3, agent: 'FAC-1-implementer', run: 'FAC-1-e1-a1-abc', issue: 'FAC-1', msg: 'implementer exited' });
+  const record = JSON.stringify({
+    level: 40,
+    time: new Date(2026, 0, 2, 3, 4, 5, 678).getTime(),
+    pid: 42,
+    hostname: 'box',
+    exitCode: 3,
+    agent: 'FAC-1-implementer',
+    run: 'FAC-1-e1-a1-abc',
+    issue: 'FAC-1',
+    msg: 'implementer exited',
+  });
   assert.equal(formatLogLine(`${record}\n`, { color: false }), '03:04:05.678 WARN  implementer exited  issue=FAC-1 run=FAC-1-e1-a1-abc agent=FAC-1-implementer exitCode=3\n');
 });
 

@@ -100,7 +100,11 @@ test('a team waits for memory with its reason while a free slot exists, and star
   await session.startLive();
   await settle();
 
-  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['MEM-1'], 'one team runs although two slots are free');
+  assert.deepEqual(
+    h.fleet.running().map((agent) => agent.spec.issueKey),
+    ['MEM-1'],
+    'one team runs although two slots are free',
+  );
   const spec = h.fleet.running()[0]!.spec;
   assert.deepEqual(spec.resourceGroup?.joinCommand(['impl']), ['join', spec.runId, 'impl'], "the agent is started through its team's group");
   assert.equal(session.heldReasons().get('MEM-2'), 'waiting for memory: need 4.8 GB, 2.0 GB free');
@@ -116,7 +120,10 @@ test('a team waits for memory with its reason while a free slot exists, and star
   await settleUntil(() => h.fleet.find('MEM-1', 'reviewer') !== undefined);
   h.fleet.find('MEM-1', 'reviewer')!.exit(0);
   await settleUntil(() => h.fleet.find('MEM-2', 'implementer') !== undefined);
-  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['MEM-2']);
+  assert.deepEqual(
+    h.fleet.running().map((agent) => agent.spec.issueKey),
+    ['MEM-2'],
+  );
   assert.equal(session.heldReasons().size, 0);
   assert.equal(groups.removed.length, 1, "the ended team's group was removed");
   await session.close();
@@ -136,7 +143,10 @@ test('a held team starts on the periodic re-pump once available memory rises, wi
   memory.set(5 * GB);
   await h.clock.advance(1_000);
   await settle();
-  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['MEM-3']);
+  assert.deepEqual(
+    h.fleet.running().map((agent) => agent.spec.issueKey),
+    ['MEM-3'],
+  );
   await session.close();
 });
 
@@ -175,7 +185,10 @@ test('status shows the detection report and, for a held claim, the memory reason
   assert.equal(status.resources?.budgeted, true);
   assert.deepEqual(status.resources?.held, [{ issueKey: 'MEM-2', reason: 'waiting for memory: need 4.8 GB, 2.0 GB free' }]);
   // One slot of two is free, so without the hold MEM-2 would read "next to start".
-  assert.deepEqual(status.queue.map((claim) => [claim.issueKey, claim.why]), [['MEM-2', 'waiting for memory: need 4.8 GB, 2.0 GB free']]);
+  assert.deepEqual(
+    status.queue.map((claim) => [claim.issueKey, claim.why]),
+    [['MEM-2', 'waiting for memory: need 4.8 GB, 2.0 GB free']],
+  );
   const text = formatStatus(status);
   assert.match(text, /^resources: cgroup-v1: cgroup v1 \(memory, pids, cpu, freezer writable\)/m);
   assert.match(text, /enforces memory, pids; kill-all freeze-then-kill; PSI not readable; 1 held for memory/);
@@ -211,7 +224,10 @@ test('sustained memory pressure (PSI) holds new teams while it stays high and re
   h.source.put({ key: 'EARLY-1', title: 'before the window is full', labels: ['factory'] });
   await h.clock.advance(20);
   await settleUntil(() => h.fleet.running().length > 0);
-  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['EARLY-1']);
+  assert.deepEqual(
+    h.fleet.running().map((agent) => agent.spec.issueKey),
+    ['EARLY-1'],
+  );
 
   // 35 s of supervision ticks at 45%: pressure is sustained, so a new issue with a free slot and memory waits.
   for (let tick = 0; tick < 7; tick++) await h.clock.advance(5_000);
@@ -219,7 +235,11 @@ test('sustained memory pressure (PSI) holds new teams while it stays high and re
   h.source.put({ key: 'PRES-1', title: 'under pressure', labels: ['factory'] });
   await h.clock.advance(20);
   await settle();
-  assert.deepEqual(h.fleet.running().map((agent) => agent.spec.issueKey), ['EARLY-1'], 'no new team starts under sustained pressure');
+  assert.deepEqual(
+    h.fleet.running().map((agent) => agent.spec.issueKey),
+    ['EARLY-1'],
+    'no new team starts under sustained pressure',
+  );
   const reason = session.heldReasons().get('PRES-1');
   assert.match(reason ?? '', /^waiting for memory: the machine's memory pressure has stayed high \(PSI some avg10 45% ≥ 20% for 30 s\)$/);
   const held = await statusNow(h);
@@ -310,7 +330,10 @@ test('onPressure "park": sustained pressure parks the newest running team (its w
   assert.equal(parked.park?.resumeAtMs, null, 'no clock time: it waits for pressure to fall');
   assert.equal(parked.park?.ref, `refs/factory/park/${newerRun}`);
   assert.ok(h.workspace.parked.has(parked.park!.ref), "the newer team's worktree was committed to its park ref");
-  assert.match(parked.lastReason ?? '', /^parked \(memory-pressure\): the machine's memory pressure has stayed high \(PSI some avg10 45% ≥ 20% for 30 s\); resumes by itself once memory pressure has stayed low/);
+  assert.match(
+    parked.lastReason ?? '',
+    /^parked \(memory-pressure\): the machine's memory pressure has stayed high \(PSI some avg10 45% ≥ 20% for 30 s\); resumes by itself once memory pressure has stayed low/,
+  );
   assert.ok(newer.stopRequests > 0, 'the newer agent was stopped');
   assert.equal(older.stopRequests, 0, 'the older team keeps running');
   assert.equal(session.dispatcher.claim('OLD-1')?.status, 'running');

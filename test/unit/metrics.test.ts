@@ -25,7 +25,15 @@ test('only counters are named *_total, and Node process metrics are still export
   assert.deepEqual(misnamed, [], 'a *_total series that is not a counter fails `promtool check metrics`');
 
   // The per-type gauges stay (sum() over them gives the dropped totals), and so does the rest of Node's set.
-  for (const kept of ['nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources', 'process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+  for (const kept of [
+    'nodejs_active_handles',
+    'nodejs_active_requests',
+    'nodejs_active_resources',
+    'process_cpu_user_seconds_total',
+    'process_resident_memory_bytes',
+    'nodejs_eventloop_lag_seconds',
+    'nodejs_heap_size_used_bytes',
+  ]) {
     assert.ok(types.has(kept), `${kept} is still exported`);
   }
   assert.equal(types.get('factory_dispatches_total'), 'counter');
@@ -37,7 +45,17 @@ test('team memory: each budgeted run adds its peak to factory_team_memory_peak_b
   const observer = new DaemonObserver(metrics);
   const MB = 2 ** 20;
   const outcome = (reason: RunOutcomeReason, memory?: RunOutcome['memory']): RunOutcome => ({
-    runId: `run-${reason}`, issueKey: 'MEM-1', revision: 'r1', attempt: 1, reason, detail: '', branch: 'b', worktree: 'w', agents: [], startedAtMs: 0, endedAtMs: 1,
+    runId: `run-${reason}`,
+    issueKey: 'MEM-1',
+    revision: 'r1',
+    attempt: 1,
+    reason,
+    detail: '',
+    branch: 'b',
+    worktree: 'w',
+    agents: [],
+    startedAtMs: 0,
+    endedAtMs: 1,
     ...(memory ? { memory } : {}),
   });
   const before = await metrics.render();

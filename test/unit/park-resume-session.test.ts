@@ -91,7 +91,12 @@ test('codex at its usage limit: the run parks with the thread id and resumes by 
 });
 
 test('a run over budgets.daily.maxCostUsd parks until the next UTC day; new starts wait with the reason and go the next day', async () => {
-  const h = createHarness({ agents: { implementer: { driver: 'claude-code', command: ['claude'] } }, budgets: { daily: { maxCostUsd: 1 } }, runs: { superviseIntervalMs: 60_000 }, dispatch: { batchSize: 2 } });
+  const h = createHarness({
+    agents: { implementer: { driver: 'claude-code', command: ['claude'] } },
+    budgets: { daily: { maxCostUsd: 1 } },
+    runs: { superviseIntervalMs: 60_000 },
+    dispatch: { batchSize: 2 },
+  });
   await h.clock.advance(Date.UTC(2026, 4, 10, 22, 0) - h.clock.now());
   const host = new ScriptedStreamHost();
   h.source.put({ key: 'DAY-1', title: 'spends the day', labels: ['factory'] });
@@ -130,7 +135,10 @@ test('a run over budgets.daily.maxCostUsd parks until the next UTC day; new star
   const resumed = h.fleet.find('DAY-1', 'implementer')!;
   assert.notEqual(resumed, agent);
   assert.ok(!resumed.ended);
-  assert.ok(host.commands.some((command) => command.includes('--resume') && command[command.indexOf('--resume') + 1] === 'sess-day'), 'claude --resume sess-day');
+  assert.ok(
+    host.commands.some((command) => command.includes('--resume') && command[command.indexOf('--resume') + 1] === 'sess-day'),
+    'claude --resume sess-day',
+  );
   assert.ok(h.fleet.find('DAY-2', 'implementer'), 'the held issue started on the new day');
   await session.close();
 });

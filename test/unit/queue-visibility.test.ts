@@ -66,24 +66,44 @@ test('with every slot busy, status lists the queue in dispatch order with why ea
 
   const first = await statusNow(h);
   assert.equal(first.liveness.verdict, 'healthy', first.liveness.detail);
-  assert.deepEqual(first.queue.map((c) => [c.issueKey, c.why]), [
-    ['HIGH', 'waiting for a slot: 1 of 1 busy'],
-    ['MID', 'waiting for a slot: 1 of 1 busy'],
-    ['LOW', 'waiting for a slot: 1 of 1 busy'],
-  ]);
+  assert.deepEqual(
+    first.queue.map((c) => [c.issueKey, c.why]),
+    [
+      ['HIGH', 'waiting for a slot: 1 of 1 busy'],
+      ['MID', 'waiting for a slot: 1 of 1 busy'],
+      ['LOW', 'waiting for a slot: 1 of 1 busy'],
+    ],
+  );
   const text = formatStatus(first);
   const queueLines = text.split('\n').filter((line) => /^\s+\d+\s+(HIGH|MID|LOW)\s/.test(line));
-  assert.deepEqual(queueLines.map((line) => line.trim().split(/\s+/).slice(0, 2).join(' ')), ['1 HIGH', '2 MID', '3 LOW'], text);
-  assert.ok(queueLines.every((line) => line.endsWith('waiting for a slot: 1 of 1 busy')), text);
-  assert.deepEqual(JSON.parse(JSON.stringify(first)).queue.map((c: { why: string }) => c.why), first.queue.map((c) => c.why), 'the same reasons in --json');
+  assert.deepEqual(
+    queueLines.map((line) => line.trim().split(/\s+/).slice(0, 2).join(' ')),
+    ['1 HIGH', '2 MID', '3 LOW'],
+    text,
+  );
+  assert.ok(
+    queueLines.every((line) => line.endsWith('waiting for a slot: 1 of 1 busy')),
+    text,
+  );
+  assert.deepEqual(
+    JSON.parse(JSON.stringify(first)).queue.map((c: { why: string }) => c.why),
+    first.queue.map((c) => c.why),
+    'the same reasons in --json',
+  );
 
   // BUSY fails: it waits for its retry, and the first of the queue takes the slot.
   await finishImplementer(h, 'BUSY', 1);
   assert.deepEqual(implementerStarts(h), ['BUSY', 'HIGH']);
   const second = await statusNow(h);
   const retryAt = new Date(session.dispatcher.claim('BUSY')!.nextAttemptAtMs!).toISOString();
-  assert.deepEqual(second.retries.map((c) => [c.issueKey, c.why]), [['BUSY', `retrying at ${retryAt} (attempt 2 of 3)`]]);
-  assert.deepEqual(second.queue.map((c) => c.issueKey), ['MID', 'LOW']);
+  assert.deepEqual(
+    second.retries.map((c) => [c.issueKey, c.why]),
+    [['BUSY', `retrying at ${retryAt} (attempt 2 of 3)`]],
+  );
+  assert.deepEqual(
+    second.queue.map((c) => c.issueKey),
+    ['MID', 'LOW'],
+  );
   assert.match(formatStatus(second), new RegExp(`BUSY .*retrying at ${retryAt.replace(/\./g, '\\.')} \\(attempt 2 of 3\\)`));
 
   // A priority edit is not a new revision, but it moves the issue in the queue and in the start order alike.
@@ -91,7 +111,10 @@ test('with every slot busy, status lists the queue in dispatch order with why ea
   await settle();
   await h.clock.advance(h.config.intake.debounceMs);
   const third = await statusNow(h);
-  assert.deepEqual(third.queue.map((c) => c.issueKey), ['LOW', 'MID']);
+  assert.deepEqual(
+    third.queue.map((c) => c.issueKey),
+    ['LOW', 'MID'],
+  );
 
   const listed = [...first.queue.slice(0, 1), ...third.queue].map((c) => c.issueKey);
   for (const key of ['HIGH', 'LOW', 'MID']) await finishImplementer(h, key, 0);
@@ -106,9 +129,15 @@ test('a queued issue with no daemon dispatching says so instead of blaming the s
   h.source.put({ key: 'FAC-3', title: 'three', labels: ['factory'] });
   const session = await openLive(h);
   const withSlots = await statusNow(h);
-  assert.deepEqual(withSlots.queue.map((c) => [c.issueKey, c.why]), [['FAC-3', 'waiting for a slot: 2 of 2 busy']]);
+  assert.deepEqual(
+    withSlots.queue.map((c) => [c.issueKey, c.why]),
+    [['FAC-3', 'waiting for a slot: 2 of 2 busy']],
+  );
   await session.close();
   await new FileHeartbeatStore(h.config.loop.heartbeatPath).write(h.heartbeats.at(-1)!);
   const stopped = await readStatusSnapshot(statusSourcesFor(h.config, new InMemoryProcessTable({ bootId: 'boot' })), { nowMs: h.clock.now() });
-  assert.deepEqual(stopped.queue.map((c) => c.why), ['waiting for a daemon: the daemon is stopped', 'waiting for a daemon: the daemon is stopped', 'waiting for a daemon: the daemon is stopped']);
+  assert.deepEqual(
+    stopped.queue.map((c) => c.why),
+    ['waiting for a daemon: the daemon is stopped', 'waiting for a daemon: the daemon is stopped', 'waiting for a daemon: the daemon is stopped'],
+  );
 });

@@ -2,12 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InMemoryProcessTable, type InMemoryProcess } from '../../src/adapters/process-table/in-memory-process-table.js';
 import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
-import {
-  collectAgentTree,
-  listMarkersWithPrefix,
-  verifyAgentIdentity,
-  verifyDaemonIdentity,
-} from '../../src/domain/process-identity.js';
+import { collectAgentTree, listMarkersWithPrefix, verifyAgentIdentity, verifyDaemonIdentity } from '../../src/domain/process-identity.js';
 import { signalVerifiedProcess, VerifiedProcessTerminator } from '../../src/adapters/process-table/verified-process-terminator.js';
 import { reapRegistryEntries } from '../../src/core/reaper/reap-entries.js';
 import { AGENT_MARKER_ENV, LOCAL_NODE, type RegistryEntry } from '../../src/domain/registry.js';
@@ -66,7 +61,7 @@ describe('verifyAgentIdentity', () => {
     { name: 'pid reused by a later process', world: [{ pid: 500, startTime: 1001, env: marked() }], verdict: 'mismatch' },
     { name: 'recorded in another boot', world: [{ pid: 500, startTime: 1000, env: marked() }], entry: { bootId: 'boot-b' }, verdict: 'dead' },
     { name: 'same start time but no marker (reuse within one tick)', world: [{ pid: 500, startTime: 1000 }], verdict: 'mismatch' },
-    { name: 'same start time, another agent\'s marker', world: [{ pid: 500, startTime: 1000, env: marked('factory:inst:run-2:reviewer') }], verdict: 'mismatch' },
+    { name: "same start time, another agent's marker", world: [{ pid: 500, startTime: 1000, env: marked('factory:inst:run-2:reviewer') }], verdict: 'mismatch' },
   ];
   for (const { name, world, entry, verdict } of cases) {
     test(`${name} → ${verdict}`, () => {
@@ -100,7 +95,11 @@ describe('collectAgentTree', () => {
     const tree = collectAgentTree(entryFor(), table.snapshot(), table);
     assert.deepEqual(
       tree.members.map((m) => [m.pid, m.via]),
-      [[500, 'group'], [501, 'group'], [502, 'escapee']],
+      [
+        [500, 'group'],
+        [501, 'group'],
+        [502, 'escapee'],
+      ],
     );
     assert.deepEqual(tree.unmarkedGroupMembers, [503, 504]);
     assert.deepEqual(tree.withheld, []);
@@ -112,8 +111,14 @@ describe('collectAgentTree', () => {
       processes: [...reaperLineage(marked()).map((p) => (p.pid === 1 ? { ...p, env: marked() } : p)), { pid: 500, startTime: 1000, env: marked() }],
     });
     const tree = collectAgentTree(entryFor(), table.snapshot(), table);
-    assert.deepEqual(tree.members.map((m) => m.pid), [500]);
-    assert.deepEqual(tree.withheld.map((w) => w.pid).sort((a, b) => a - b), [1, GRANDPARENT, process.ppid, process.pid].sort((a, b) => a - b));
+    assert.deepEqual(
+      tree.members.map((m) => m.pid),
+      [500],
+    );
+    assert.deepEqual(
+      tree.withheld.map((w) => w.pid).sort((a, b) => a - b),
+      [1, GRANDPARENT, process.ppid, process.pid].sort((a, b) => a - b),
+    );
   });
 
   test('an entry of another boot has no tree here, whatever carries its marker', () => {
@@ -136,7 +141,7 @@ describe('collectAgentTree', () => {
 });
 
 describe('listMarkersWithPrefix', () => {
-  test('finds one instance\'s markers and refuses a prefix that would match every factory', () => {
+  test("finds one instance's markers and refuses a prefix that would match every factory", () => {
     const table = tableWith({ pid: 500, startTime: 1, env: marked('factory:mine:r:a') }, { pid: 501, startTime: 1, env: marked('factory:other:r:a') });
     assert.deepEqual(listMarkersWithPrefix('factory:mine:', table.snapshot(), table), ['factory:mine:r:a']);
     assert.throws(() => listMarkersWithPrefix('factory:', table.snapshot(), table), RangeError);
@@ -162,12 +167,24 @@ describe('the verified terminator', () => {
   test('SIGKILLs what ignores SIGTERM only once the grace period has passed on the clock', async () => {
     const table = tableWith({ pid: 500, startTime: 1000, ignoresTerm: true }, { pid: 501, startTime: 1001 });
     const clock = new FakeClock();
-    const done = new VerifiedProcessTerminator({ processTable: table, clock }).terminate({ processes: [{ pid: 500, startTime: 1000 }, { pid: 501, startTime: 1001 }], graceMs: 5_000 });
+    const done = new VerifiedProcessTerminator({ processTable: table, clock }).terminate({
+      processes: [
+        { pid: 500, startTime: 1000 },
+        { pid: 501, startTime: 1001 },
+      ],
+      graceMs: 5_000,
+    });
     await clock.advance(4_900);
-    assert.deepEqual(table.signals.map((s) => `${s.target}:${s.signal}`), ['500:SIGTERM', '501:SIGTERM']);
+    assert.deepEqual(
+      table.signals.map((s) => `${s.target}:${s.signal}`),
+      ['500:SIGTERM', '501:SIGTERM'],
+    );
     await clock.advance(200);
     const result = await done;
-    assert.deepEqual(table.signals.map((s) => `${s.target}:${s.signal}`), ['500:SIGTERM', '501:SIGTERM', '500:SIGKILL']);
+    assert.deepEqual(
+      table.signals.map((s) => `${s.target}:${s.signal}`),
+      ['500:SIGTERM', '501:SIGTERM', '500:SIGKILL'],
+    );
     assert.equal(result.survivors.size, 0);
     assert.equal(result.graceWaitedMs, 5_000);
   });

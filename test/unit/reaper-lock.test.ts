@@ -59,7 +59,7 @@ describe('reaper lock', () => {
     const live = (await world()).spawnBystander().identity;
     await writeLock(path, JSON.stringify({ ...live, acquiredAtMs: 1, token: 'x' }));
     await assert.rejects(acquireReaperLock(path, options), (error: unknown) => isLocked(error) && (error.details.owner as { pid: number }).pid === live.pid);
-    assert.equal(JSON.parse(await readFile(path, 'utf8')).pid, live.pid, 'the live owner\'s lock is untouched');
+    assert.equal(JSON.parse(await readFile(path, 'utf8')).pid, live.pid, "the live owner's lock is untouched");
   });
 
   const reclaimable: { name: string; content: (w: ReaperWorld) => Promise<string> }[] = [
@@ -109,7 +109,7 @@ describe('reaper lock', () => {
     await (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof acquireReaperLock>>>).value.release();
   });
 
-  test('processes racing to reclaim a dead owner\'s lock never hold it at the same time', async () => {
+  test("processes racing to reclaim a dead owner's lock never hold it at the same time", async () => {
     const path = await lockPath();
     await writeLock(path, JSON.stringify(await (await world()).deadIdentity()));
     const contenders = Array.from({ length: 4 }, () => {

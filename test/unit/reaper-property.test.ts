@@ -41,7 +41,24 @@ const INSTANCE_PREFIX = 'factory:inst:';
 // Abstract file descriptions
 // ---------------------------------------------------------------------------
 
-const PID_REFS = ['zero', 'one', 'minus-one', 'self', 'parent', 'grandparent', 'bystander', 'daemon', 'agent-leader', 'agent-child', 'agent-escapee', 'agent2-leader', 'dead', 'huge', 'beyond-safe', 'float'] as const;
+const PID_REFS = [
+  'zero',
+  'one',
+  'minus-one',
+  'self',
+  'parent',
+  'grandparent',
+  'bystander',
+  'daemon',
+  'agent-leader',
+  'agent-child',
+  'agent-escapee',
+  'agent2-leader',
+  'dead',
+  'huge',
+  'beyond-safe',
+  'float',
+] as const;
 type PidRef = (typeof PID_REFS)[number];
 const MARKER_REFS = ['agent', 'agent2', 'ghost', 'other-instance', 'not-a-marker'] as const;
 type MarkerRef = (typeof MARKER_REFS)[number];
@@ -130,18 +147,25 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
  * marker and node stay hostile. Wholly invalid files are covered above.
  */
 const parseableEntryArb: fc.Arbitrary<EntryDescription> = entryArb.chain((entry) =>
-  fc.record({
-    pid: fc.constantFrom<PidRef>('self', 'parent', 'grandparent', 'one', 'bystander', 'daemon', 'agent-leader', 'agent-child', 'agent-escapee', 'agent2-leader', 'dead', 'huge'),
-    startTime: fc.constantFrom<StartTimeMode>('true', 'true', 'wrong'),
-    boot: fc.constantFrom<BootMode>('this', 'this', 'other'),
-  }).map((identity) => ({ ...entry, ...identity, role: 'implementer', issueKey: 'FAC-1' })),
+  fc
+    .record({
+      pid: fc.constantFrom<PidRef>('self', 'parent', 'grandparent', 'one', 'bystander', 'daemon', 'agent-leader', 'agent-child', 'agent-escapee', 'agent2-leader', 'dead', 'huge'),
+      startTime: fc.constantFrom<StartTimeMode>('true', 'true', 'wrong'),
+      boot: fc.constantFrom<BootMode>('this', 'this', 'other'),
+    })
+    .map((identity) => ({ ...entry, ...identity, role: 'implementer', issueKey: 'FAC-1' })),
 );
 const reachingScenarioArb: fc.Arbitrary<Scenario> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.record({
       heartbeat: heartbeatArb.map((heartbeat) => ({ ...heartbeat, updatedAt: 'stale' as const, text: { kind: 'whole' as const } })),
-      registry: fc.record({ owner: fc.option(identityArb, { nil: null }), entries: fc.array(parseableEntryArb, { minLength: 1, maxLength: 6 }), duplicate: fc.option(fc.nat(5), { nil: null }), text: fc.constant<TextMode>({ kind: 'whole' }) }),
+      registry: fc.record({
+        owner: fc.option(identityArb, { nil: null }),
+        entries: fc.array(parseableEntryArb, { minLength: 1, maxLength: 6 }),
+        duplicate: fc.option(fc.nat(5), { nil: null }),
+        text: fc.constant<TextMode>({ kind: 'whole' }),
+      }),
       dryRun: fc.constant(false),
       sweep: fc.constant(false),
     }),
@@ -193,25 +217,38 @@ function identityJson(world: WorldView, description: IdentityDescription): Recor
 
 function updatedAtFor(mode: TimeMode, nowMs: number): unknown {
   switch (mode) {
-    case 'fresh': return nowMs - 10;
-    case 'stale': return nowMs - STALE_MS - 60_000;
-    case 'future': return nowMs + 365 * 24 * 3600 * 1000;
-    case 'huge': return 1e300;
-    case 'negative': return -1;
-    case 'string': return String(nowMs);
-    case 'missing': return undefined;
+    case 'fresh':
+      return nowMs - 10;
+    case 'stale':
+      return nowMs - STALE_MS - 60_000;
+    case 'future':
+      return nowMs + 365 * 24 * 3600 * 1000;
+    case 'huge':
+      return 1e300;
+    case 'negative':
+      return -1;
+    case 'string':
+      return String(nowMs);
+    case 'missing':
+      return undefined;
   }
 }
 
 function render(json: unknown, mode: TextMode): string | null {
   const text = JSON.stringify(json, null, 2);
   switch (mode.kind) {
-    case 'whole': return text;
-    case 'truncated': return text.slice(0, mode.at % (text.length + 1));
-    case 'empty': return '';
-    case 'missing': return null;
-    case 'garbage': return mode.text;
-    case 'json-scalar': return '42';
+    case 'whole':
+      return text;
+    case 'truncated':
+      return text.slice(0, mode.at % (text.length + 1));
+    case 'empty':
+      return '';
+    case 'missing':
+      return null;
+    case 'garbage':
+      return mode.text;
+    case 'json-scalar':
+      return '42';
   }
 }
 
@@ -274,9 +311,7 @@ function expectationsFor(world: WorldView, files: { heartbeat: string | null; re
     rawOwner = null;
   }
   const daemonAlive = (heartbeat?.ok === true && isAliveIdentity(world, heartbeat.value)) || isAliveIdentity(world, rawOwner);
-  const localMarkers = new Set(
-    registry?.ok ? registry.value.file.agents.filter((entry) => entry.node === LOCAL_NODE && entry.bootId === world.bootId).map((entry) => entry.marker) : [],
-  );
+  const localMarkers = new Set(registry?.ok ? registry.value.file.agents.filter((entry) => entry.node === LOCAL_NODE && entry.bootId === world.bootId).map((entry) => entry.marker) : []);
   const before = new Map<number, { startTime: number; marker: string | undefined }>();
   for (const info of world.table.snapshot().processes.values()) {
     before.set(info.pid, { startTime: info.startTime, marker: world.table.readEnvironmentVariable(info.pid, AGENT_MARKER_ENV) });
@@ -308,7 +343,13 @@ function judgeSignal(world: WorldView, expectations: Expectations, target: numbe
  * oracle's expectations, computed from the files and the world before the
  * reap, so signal hooks can check each signal as it happens.
  */
-async function runScenario(world: WorldView, table: ProcessTable, scenario: Scenario, dir: string, judge: (expectations: Expectations) => void): Promise<{ report: ReapReport; expectations: Expectations }> {
+async function runScenario(
+  world: WorldView,
+  table: ProcessTable,
+  scenario: Scenario,
+  dir: string,
+  judge: (expectations: Expectations) => void,
+): Promise<{ report: ReapReport; expectations: Expectations }> {
   const nowMs = Date.now();
   const files = materialise(world, scenario, nowMs);
   const heartbeatPath = join(dir, 'heartbeat.json');
@@ -369,8 +410,22 @@ function fakeWorld(variant: { ancestorsMarked: boolean; leaderDead: boolean; ign
   if (variant.daemonAlive) processes.push({ pid: 3000, startTime: 3000 });
   const table = new InMemoryProcessTable({ bootId: FAKE_BOOT, processes });
   const pids: Record<PidRef, number> = {
-    zero: 0, one: 1, 'minus-one': -1, self: process.pid, parent: process.ppid, grandparent: GRANDPARENT, bystander: 2000, daemon: 3000,
-    'agent-leader': 1000, 'agent-child': 1001, 'agent-escapee': 1005, 'agent2-leader': 1100, dead: 4000, huge: 2 ** 31, 'beyond-safe': 2 ** 53 + 2, float: 1.5,
+    zero: 0,
+    one: 1,
+    'minus-one': -1,
+    self: process.pid,
+    parent: process.ppid,
+    grandparent: GRANDPARENT,
+    bystander: 2000,
+    daemon: 3000,
+    'agent-leader': 1000,
+    'agent-child': 1001,
+    'agent-escapee': 1005,
+    'agent2-leader': 1100,
+    dead: 4000,
+    huge: 2 ** 31,
+    'beyond-safe': 2 ** 53 + 2,
+    float: 1.5,
   };
   const markers: Record<MarkerRef, string> = { agent: agentMarker, agent2: agent2Marker, ghost: `${INSTANCE_PREFIX}run:ghost`, 'other-instance': 'factory:other:run:agent', 'not-a-marker': 'hello' };
   const view: WorldView = {
@@ -445,15 +500,26 @@ describe('reaper properties over hostile files', () => {
         protectedPids,
         pid: (ref) => {
           const pids: Record<PidRef, number> = {
-            zero: 0, one: 1, 'minus-one': -1, self: process.pid, parent: process.ppid, grandparent, bystander: bystander.identity.pid, daemon: daemon.identity.pid,
-            'agent-leader': agent.entry.pid, 'agent-child': agent.processes.find((p) => p.pid !== agent.entry.pid)?.pid ?? dead.pid,
-            'agent-escapee': agent.processes.find((p) => p.pgid !== agent.entry.pgid)?.pid ?? dead.pid, 'agent2-leader': agent2.entry.pid,
-            dead: dead.pid, huge: 2 ** 31, 'beyond-safe': 2 ** 53 + 2, float: 1.5,
+            zero: 0,
+            one: 1,
+            'minus-one': -1,
+            self: process.pid,
+            parent: process.ppid,
+            grandparent,
+            bystander: bystander.identity.pid,
+            daemon: daemon.identity.pid,
+            'agent-leader': agent.entry.pid,
+            'agent-child': agent.processes.find((p) => p.pid !== agent.entry.pid)?.pid ?? dead.pid,
+            'agent-escapee': agent.processes.find((p) => p.pgid !== agent.entry.pgid)?.pid ?? dead.pid,
+            'agent2-leader': agent2.entry.pid,
+            dead: dead.pid,
+            huge: 2 ** 31,
+            'beyond-safe': 2 ** 53 + 2,
+            float: 1.5,
           };
           return pids[ref];
         },
-        marker: (ref) =>
-          ({ agent: agent.entry.marker, agent2: agent2.entry.marker, ghost: world.marker('ghost'), 'other-instance': 'factory:other:run:agent', 'not-a-marker': 'hello' })[ref],
+        marker: (ref) => ({ agent: agent.entry.marker, agent2: agent2.entry.marker, ghost: world.marker('ghost'), 'other-instance': 'factory:other:run:agent', 'not-a-marker': 'hello' })[ref],
       };
       let runs = 0;
       let runsThatSignalled = 0;

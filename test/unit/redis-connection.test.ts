@@ -32,7 +32,10 @@ describe('redisSuitabilityProblems', () => {
   });
   it('lists every problem at once, in a fixed order', () => {
     const problems = redisSuitabilityProblems({ version: '5.0.0', maxmemoryPolicy: 'allkeys-lru', aofEnabled: false, appendfsync: null }, 'redis://h:1');
-    assert.deepEqual(problems.map((p) => p.setting), ['version', 'maxmemory-policy', 'appendonly']);
+    assert.deepEqual(
+      problems.map((p) => p.setting),
+      ['version', 'maxmemory-policy', 'appendonly'],
+    );
     for (const p of problems) assert.ok(!p.message.includes('\n'), 'one line each');
   });
 });

@@ -73,7 +73,18 @@ test('admission: available minus what running teams may still claim must cover t
     { name: 'empty machine', input: {}, admit: true, need: 4 * GB + 1.6 * GB, free: 10 * GB },
     { name: 'one running team with unknown usage holds its whole budget', input: { running: [{ budgetBytes: 4 * GB }] }, admit: true, need: 5.6 * GB, free: 6 * GB },
     { name: 'two running teams leave too little', input: { running: [{ budgetBytes: 4 * GB }, { budgetBytes: 2 * GB }] }, admit: false, need: 5.6 * GB, free: 4 * GB },
-    { name: 'usage already out of MemAvailable is not counted twice', input: { running: [{ budgetBytes: 4 * GB, usedBytes: 3 * GB }, { budgetBytes: 2 * GB, usedBytes: 2 * GB }] }, admit: true, need: 5.6 * GB, free: 9 * GB },
+    {
+      name: 'usage already out of MemAvailable is not counted twice',
+      input: {
+        running: [
+          { budgetBytes: 4 * GB, usedBytes: 3 * GB },
+          { budgetBytes: 2 * GB, usedBytes: 2 * GB },
+        ],
+      },
+      admit: true,
+      need: 5.6 * GB,
+      free: 9 * GB,
+    },
     { name: 'a team over its budget holds nothing back (never negative)', input: { running: [{ budgetBytes: 1 * GB, usedBytes: 2 * GB }] }, admit: true, need: 5.6 * GB, free: 10 * GB },
     { name: 'running teams without a budget hold nothing back', input: { running: [{ budgetBytes: undefined }] }, admit: true, need: 5.6 * GB, free: 10 * GB },
     { name: 'exactly enough is enough', input: { availableBytes: 5.6 * GB }, admit: true, need: 5.6 * GB, free: 5.6 * GB },
@@ -148,10 +159,22 @@ test('config: sizes, reserve forms and overrides compile to bytes; bad values ar
   const bad = resourcesSchema.safeParse({ team: { memoryMax: '4 gigs', memoryHigh: '5G' }, byLabel: { x: { pidsMax: 0 } }, reserve: '150%', onPressure: 'panic' });
   assert.equal(bad.success, false);
   const paths = bad.error!.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
-  assert.ok(paths.some((line) => line.startsWith('team.memoryMax: expected a size such as "4G"')), paths.join('\n'));
-  assert.ok(paths.some((line) => line.startsWith('byLabel.x.pidsMax')), paths.join('\n'));
-  assert.ok(paths.some((line) => line.startsWith('reserve: expected a share of memory')), paths.join('\n'));
-  assert.ok(paths.some((line) => line.startsWith('onPressure')), paths.join('\n'));
+  assert.ok(
+    paths.some((line) => line.startsWith('team.memoryMax: expected a size such as "4G"')),
+    paths.join('\n'),
+  );
+  assert.ok(
+    paths.some((line) => line.startsWith('byLabel.x.pidsMax')),
+    paths.join('\n'),
+  );
+  assert.ok(
+    paths.some((line) => line.startsWith('reserve: expected a share of memory')),
+    paths.join('\n'),
+  );
+  assert.ok(
+    paths.some((line) => line.startsWith('onPressure')),
+    paths.join('\n'),
+  );
   const inverted = resourcesSchema.safeParse({ team: { memoryMax: '4G', memoryHigh: '5G' } });
   assert.ok(!inverted.success && inverted.error.issues.some((issue) => issue.path.join('.') === 'team.memoryHigh'));
 });

@@ -172,13 +172,19 @@ test('leftovers are the groups with this prefix (not the daemon leaf, not other 
 
 test('a tree without the memory controller fails with a coded error; a parent that refuses to enable controllers gets the daemon moved into a leaf first', () => {
   const noMemory = fakeTree('cpu pids');
-  assert.throws(() => groupsOn(noMemory).create('FAC-10', { memoryMaxBytes: MB }), (error: unknown) => isFactoryError(error, 'FACTORY_RESOURCES_GROUP_FAILED') && /memory controller/.test(error.message));
+  assert.throws(
+    () => groupsOn(noMemory).create('FAC-10', { memoryMaxBytes: MB }),
+    (error: unknown) => isFactoryError(error, 'FACTORY_RESOURCES_GROUP_FAILED') && /memory controller/.test(error.message),
+  );
   assert.deepEqual(groupsOn(noMemory).listLeftovers(), [], 'no half-made group');
 
   // A folder in place of cgroup.subtree_control refuses every write, as EBUSY would on a parent holding processes.
   const busy = fakeTree();
   rmSync(join(busy, 'cgroup.subtree_control'));
   mkdirSync(join(busy, 'cgroup.subtree_control'));
-  assert.throws(() => groupsOn(busy).create('FAC-11', {}), (error: unknown) => isFactoryError(error, 'FACTORY_RESOURCES_GROUP_FAILED') && /subtree_control/.test(error.message));
+  assert.throws(
+    () => groupsOn(busy).create('FAC-11', {}),
+    (error: unknown) => isFactoryError(error, 'FACTORY_RESOURCES_GROUP_FAILED') && /subtree_control/.test(error.message),
+  );
   assert.equal(read(join(busy, 'factory-abc123-daemon', 'cgroup.procs')), String(process.pid), 'the daemon moved itself into its leaf before retrying');
 });

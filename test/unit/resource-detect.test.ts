@@ -98,10 +98,13 @@ test('mountinfo and /proc/self/cgroup parse co-mounted controllers and escaped p
   const mounts = parseCgroupMounts('33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n41 31 0:38 / /sys/fs/cgroup/with\\040space rw - cgroup2 cgroup2 rw\n');
   assert.deepEqual(mounts[0]?.controllers, ['cpu', 'cpuacct']);
   assert.equal(mounts[1]?.mountPath, '/sys/fs/cgroup/with space');
-  assert.deepEqual([...parseSelfCgroup('2:cpu,cpuacct:/a\n0::/b:c\n').entries()], [
-    ['cpu,cpuacct', '/a'],
-    ['', '/b:c'],
-  ]);
+  assert.deepEqual(
+    [...parseSelfCgroup('2:cpu,cpuacct:/a\n0::/b:c\n').entries()],
+    [
+      ['cpu,cpuacct', '/a'],
+      ['', '/b:c'],
+    ],
+  );
 });
 
 test('available memory: MemAvailable, or the lower limit of the daemon’s own group (a container)', () => {
@@ -119,14 +122,22 @@ test('available memory: MemAvailable, or the lower limit of the daemon’s own g
   const inContainer = new ProcAvailableMemorySource({ meminfoPath: join(root, 'meminfo'), ownMemoryGroup: { path: group, version: 1 } }).read();
   assert.deepEqual(inContainer, { availableBytes: 3 * GB, totalBytes: 4 * GB, source: 'cgroup-v1-limit' });
   writeFileSync(join(group, 'memory.stat'), 'total_inactive_file 0\n');
-  assert.deepEqual(new ProcAvailableMemorySource({ meminfoPath: join(root, 'meminfo'), ownMemoryGroup: { path: group, version: 1 } }).read(), { availableBytes: 12 * GB, totalBytes: 16 * GB, source: 'meminfo' }, 'an unlimited group: the machine');
+  assert.deepEqual(
+    new ProcAvailableMemorySource({ meminfoPath: join(root, 'meminfo'), ownMemoryGroup: { path: group, version: 1 } }).read(),
+    { availableBytes: 12 * GB, totalBytes: 16 * GB, source: 'meminfo' },
+    'an unlimited group: the machine',
+  );
 
   const v2 = join(root, 'own2');
   mkdirSync(v2);
   writeFileSync(join(v2, 'memory.max'), `${2 * GB}\n`);
   writeFileSync(join(v2, 'memory.current'), `${GB}\n`);
   writeFileSync(join(v2, 'memory.stat'), `anon 1\ninactive_file ${GB / 4}\n`);
-  assert.deepEqual(new ProcAvailableMemorySource({ meminfoPath: join(root, 'meminfo'), ownMemoryGroup: { path: v2, version: 2 } }).read(), { availableBytes: 1.25 * GB, totalBytes: 2 * GB, source: 'cgroup-v2-limit' });
+  assert.deepEqual(new ProcAvailableMemorySource({ meminfoPath: join(root, 'meminfo'), ownMemoryGroup: { path: v2, version: 2 } }).read(), {
+    availableBytes: 1.25 * GB,
+    totalBytes: 2 * GB,
+    source: 'cgroup-v2-limit',
+  });
 
   const real = new ProcAvailableMemorySource().read();
   assert.ok(real.totalBytes > 0 && real.availableBytes > 0 && real.availableBytes <= real.totalBytes, 'this machine reads sensibly');

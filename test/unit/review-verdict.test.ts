@@ -39,12 +39,30 @@ describe('review verdicts', () => {
     assert.deepEqual(readReviewerVerdict({ role: 'security', fileText: 'nope' }), { ok: false, reason: 'security wrote an invalid verdict to FACTORY_REVIEW_FILE: not JSON: nope' });
   });
 
-  it('one request-changes in a review stage sends the work back with every requesting reviewer\'s comments', () => {
+  it("one request-changes in a review stage sends the work back with every requesting reviewer's comments", () => {
     const ok = (verdict: 'approve' | 'request-changes', comments = '') => ({ ok: true as const, verdict: { verdict, comments, source: 'file' as const } });
     assert.deepEqual(decideStageReview([{ role: 'a', reading: ok('approve') }]), { kind: 'approve' });
-    assert.deepEqual(decideStageReview([{ role: 'a', reading: ok('approve') }, { role: 'b', reading: ok('request-changes', 'fix b') }]), { kind: 'request-changes', comments: 'fix b' });
-    assert.deepEqual(decideStageReview([{ role: 'a', reading: ok('request-changes', 'fix a') }, { role: 'b', reading: ok('request-changes', 'fix b') }]), { kind: 'request-changes', comments: '## a\n\nfix a\n\n## b\n\nfix b' });
-    assert.deepEqual(decideStageReview([{ role: 'a', reading: ok('approve') }, { role: 'b', reading: { ok: false, reason: 'bad' } }]), { kind: 'invalid', reason: 'bad' });
+    assert.deepEqual(
+      decideStageReview([
+        { role: 'a', reading: ok('approve') },
+        { role: 'b', reading: ok('request-changes', 'fix b') },
+      ]),
+      { kind: 'request-changes', comments: 'fix b' },
+    );
+    assert.deepEqual(
+      decideStageReview([
+        { role: 'a', reading: ok('request-changes', 'fix a') },
+        { role: 'b', reading: ok('request-changes', 'fix b') },
+      ]),
+      { kind: 'request-changes', comments: '## a\n\nfix a\n\n## b\n\nfix b' },
+    );
+    assert.deepEqual(
+      decideStageReview([
+        { role: 'a', reading: ok('approve') },
+        { role: 'b', reading: { ok: false, reason: 'bad' } },
+      ]),
+      { kind: 'invalid', reason: 'bad' },
+    );
   });
 });
 
@@ -68,12 +86,20 @@ describe('review stages from the config', () => {
     const parallel = teamStagesFor({ agents: { implementer: agent(), reviewer: agent() }, dispatch: { teamMode: 'parallel' } });
     assert.equal(reworkStageFor(parallel, 0), undefined);
     const off = teamStagesFor({ agents: { implementer: agent(), reviewer: agent(false) }, dispatch: { teamMode: 'sequential' } });
-    assert.deepEqual(off.map((s) => s.review), [undefined, undefined]);
+    assert.deepEqual(
+      off.map((s) => s.review),
+      [undefined, undefined],
+    );
   });
 
   it('changes-requested ends the claim without a retry, with the reason', () => {
     const claim = claimFor('REV-1', { status: 'running', attempt: 1 });
-    const next = claimAfterOutcome(claim, { reason: 'changes-requested', detail: 'changes requested after 2 review round(s)' }, { maxAttempts: 3, backoffBaseMs: 1, backoffMaxMs: 1 }, { epoch: 1, nowMs: 5 });
+    const next = claimAfterOutcome(
+      claim,
+      { reason: 'changes-requested', detail: 'changes requested after 2 review round(s)' },
+      { maxAttempts: 3, backoffBaseMs: 1, backoffMaxMs: 1 },
+      { epoch: 1, nowMs: 5 },
+    );
     assert.equal(next.status, 'gave-up');
     assert.equal(next.lastReason, 'changes-requested: changes requested after 2 review round(s)');
   });

@@ -28,11 +28,24 @@ describe('FileRunLogStore', () => {
     const old = 'FOO-1-e1-a1-ffee';
     writeFileSync(store.locateAgentLog('FOO-1', old, 'implementer').logPath, 'old implementer\n');
     const runs = await store.listIssueRuns('FOO-1');
-    assert.deepEqual(runs.map((r) => r.run.runId), [run, old], 'newest epoch first');
-    assert.deepEqual(runs[0]!.files.map((f) => f.agent), ['planner', 'implementer', 'reviewer-2']);
+    assert.deepEqual(
+      runs.map((r) => r.run.runId),
+      [run, old],
+      'newest epoch first',
+    );
+    assert.deepEqual(
+      runs[0]!.files.map((f) => f.agent),
+      ['planner', 'implementer', 'reviewer-2'],
+    );
     const configured = new FileRunLogStore(store.logsDir, { agentOrder: ['implementer', 'reviewer-2'] });
-    assert.deepEqual((await configured.findRun(run))?.files.map((f) => f.agent), ['implementer', 'reviewer-2', 'planner']);
-    assert.deepEqual((await store.findRun(old))?.files.map((f) => f.agent), ['implementer']);
+    assert.deepEqual(
+      (await configured.findRun(run))?.files.map((f) => f.agent),
+      ['implementer', 'reviewer-2', 'planner'],
+    );
+    assert.deepEqual(
+      (await store.findRun(old))?.files.map((f) => f.agent),
+      ['implementer'],
+    );
     assert.equal(await store.findRun('not-a-run'), undefined);
     assert.equal(await store.findRun('../../etc-e1-a1-ab'), undefined);
   });
@@ -44,7 +57,10 @@ describe('FileRunLogStore', () => {
     mkdirSync(location.sideFilesDir, { recursive: true });
     writeFileSync(location.logPath, 'x\n');
     writeFileSync(join(location.sideFilesDir, `${location.sideFileStem}.prompt.md`), 'prompt');
-    assert.deepEqual((await store.findRun('BAR-2-e1-a1-abc'))?.files.map((f) => f.path), [location.logPath]);
+    assert.deepEqual(
+      (await store.findRun('BAR-2-e1-a1-abc'))?.files.map((f) => f.path),
+      [location.logPath],
+    );
   });
 
   test('a link out of the logs folder is not a log', async () => {

@@ -83,7 +83,11 @@ test('with one slot, a fix round waits for it like any run: never two teams at o
   await w.step(POLL_MS);
   await finishTeam(w, 'A');
   assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding', 'the pull request is open and followed');
-  assert.deepEqual(w.session.dispatcher.teams().map((team) => team.plan.issue.key), ['B'], 'B took the slot A freed');
+  assert.deepEqual(
+    w.session.dispatcher.teams().map((team) => team.plan.issue.key),
+    ['B'],
+    'B took the slot A freed',
+  );
 
   // CI fails on A's pull request while B holds the only slot: the round is queued on A's claim, and waits.
   w.host.setCheck('A', FAILING_TEST);
@@ -105,16 +109,26 @@ test('with one slot, a fix round waits for it like any run: never two teams at o
   assert.equal(fix.plan.issue.key, 'A', 'the round took the freed slot');
   assert.match(fix.plan.runId, /^A-e\d+-f1-/);
   assert.match(fix.plan.issue.body, /Pull request feedback \(fix round 1 of 3\)[\s\S]*expected "hello" got "helo"/, 'the implementer is told what failed');
-  assert.equal(fix.plan.branch, w.host.record('A')!.branch, 'on the pull request\'s branch');
+  assert.equal(fix.plan.branch, w.host.record('A')!.branch, "on the pull request's branch");
   assert.equal(w.session.shepherd!.snapshot().find((watch) => watch.issueKey === 'A')!.rounds[0]!.result, 'running');
-  assert.ok(w.h.registries.at(-1)!.agents.some((agent) => agent.runId === fix.plan.runId), 'its agents are in the registry');
+  assert.ok(
+    w.h.registries.at(-1)!.agents.some((agent) => agent.runId === fix.plan.runId),
+    'its agents are in the registry',
+  );
 
   await finishTeam(w, 'A');
   assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding');
   const round = w.host.record('A')!.rounds[0]!;
   assert.equal(round.result, 'succeeded');
-  assert.equal(round.pushedSha, w.host.head('A'), 'the round\'s commits were pushed to the pull request');
-  assert.deepEqual(w.host.publishes.map((publish) => [publish.issueKey, publish.fixRound]), [['A', null], ['B', null], ['A', 1]]);
+  assert.equal(round.pushedSha, w.host.head('A'), "the round's commits were pushed to the pull request");
+  assert.deepEqual(
+    w.host.publishes.map((publish) => [publish.issueKey, publish.fixRound]),
+    [
+      ['A', null],
+      ['B', null],
+      ['A', 1],
+    ],
+  );
   await w.step(3 * POLL_MS);
   assert.equal(startsOf(w, 'A').length, 2, 'the answered commit gets no second round');
   await w.session.close();
@@ -196,7 +210,10 @@ test('a restart while a fix round waits runs it once, and the shepherd resumes w
   for (let i = 0; i < 5; i++) await w.h.clock.advance(POLL_MS);
   await w.h.settle();
   // A is the older issue: its round starts first, from the durable claim; B waits.
-  assert.deepEqual(restarts.map((team) => team.plan.runId.replace(/-e\d+-/, '-').replace(/-[0-9a-f]{6}$/, '')), ['A-f1']);
+  assert.deepEqual(
+    restarts.map((team) => team.plan.runId.replace(/-e\d+-/, '-').replace(/-[0-9a-f]{6}$/, '')),
+    ['A-f1'],
+  );
   assert.equal(w.host.record('A')!.rounds.length, 1, 'one round in the record');
   assert.equal(session.dispatcher.runningTeamCount, 1);
   await session.close();

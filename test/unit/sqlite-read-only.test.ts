@@ -22,7 +22,16 @@ test('a reader that opens the file before the daemon created its tables waits fo
   // The reader's wait blocks its thread (the constructor is synchronous), so the "daemon" is a child
   // process: once loaded it says so, then creates the tables 300 ms later, while the reader waits.
   const module = join(import.meta.dirname, '../../src/adapters/state-store/sqlite-state-store.ts');
-  const daemon = spawn(process.execPath, ['--import', 'tsx', '-e', `const { SqliteStateStore } = await import(${JSON.stringify(module)}); console.log('ready'); setTimeout(() => new SqliteStateStore(${JSON.stringify(path)}).close(), 300);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const daemon = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '-e',
+      `const { SqliteStateStore } = await import(${JSON.stringify(module)}); console.log('ready'); setTimeout(() => new SqliteStateStore(${JSON.stringify(path)}).close(), 300);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve) => daemon.stdout.once('data', () => resolve()));
   const store = SqliteStateStore.openReadOnly(path);
   try {

@@ -21,6 +21,9 @@ test('/api/v1/state lists the agents of a team placed on another node by node, w
   const document = buildStateDocument(snapshot, { staleMs: h.config.loop.heartbeatStaleMs, view: sessionView(session) });
   const team = document.teams.find((t) => t.issueKey === 'FAR-1');
   assert.ok(team, 'the remote team is listed');
-  assert.deepEqual(team.agents.map((a) => [a.role, a.node, a.pid]), [['implementer', 'worker-a', null]]);
+  assert.deepEqual(
+    team.agents.map((a) => [a.role, a.node, a.pid]),
+    [['implementer', 'worker-a', null]],
+  );
   await session.close();
 });

@@ -23,7 +23,17 @@ test('team.stages lists roles per stage; a role named twice gets its own slot ea
     agents: { implementer: { command: ['impl'] }, reviewer: { command: ['rev'] }, fixer: { command: ['./bin/fix'], instruction: 'Fix what the reviewers found.' } },
     team: { stages: [['implementer'], ['reviewer', 'reviewer'], ['fixer']] },
   });
-  assert.deepEqual(config.teamStages.map((stage) => stage.agents.map((a) => [a.role, a.slot])), [[['implementer', 'implementer']], [['reviewer', 'reviewer'], ['reviewer', 'reviewer-2']], [['fixer', 'fixer']]]);
+  assert.deepEqual(
+    config.teamStages.map((stage) => stage.agents.map((a) => [a.role, a.slot])),
+    [
+      [['implementer', 'implementer']],
+      [
+        ['reviewer', 'reviewer'],
+        ['reviewer', 'reviewer-2'],
+      ],
+      [['fixer', 'fixer']],
+    ],
+  );
   assert.deepEqual(config.teamStages[2]!.agents[0]!.agent.command, ['/configs/bin/fix'], 'extra roles get the same path resolution');
 });
 
@@ -64,7 +74,13 @@ test('a three-stage team runs its stages in order, each after the one before suc
   h.fleet.agents[0]!.exit(0);
   await settle();
   assert.deepEqual(spawned(), ['FAC-1-implementer', 'FAC-1-reviewer', 'FAC-1-reviewer-2'], 'the second stage starts both reviewers at once');
-  assert.deepEqual(h.fleet.agents.slice(1).map((a) => a.spec.command), [['rev', 'reviewer'], ['rev', 'reviewer']]);
+  assert.deepEqual(
+    h.fleet.agents.slice(1).map((a) => a.spec.command),
+    [
+      ['rev', 'reviewer'],
+      ['rev', 'reviewer'],
+    ],
+  );
   h.fleet.agents[1]!.exit(0);
   await settle();
   assert.deepEqual(spawned().length, 3, 'the fixer waits for the whole stage');
@@ -76,7 +92,10 @@ test('a three-stage team runs its stages in order, each after the one before suc
   await settle();
   const outcome = h.source.writeBacks[0]!.outcome;
   assert.equal(outcome.reason, 'succeeded');
-  assert.deepEqual(outcome.agents.map((a) => a.agentName), ['FAC-1-implementer', 'FAC-1-reviewer', 'FAC-1-reviewer-2', 'FAC-1-fixer']);
+  assert.deepEqual(
+    outcome.agents.map((a) => a.agentName),
+    ['FAC-1-implementer', 'FAC-1-reviewer', 'FAC-1-reviewer-2', 'FAC-1-fixer'],
+  );
   await session.close();
 });
 

@@ -37,7 +37,6 @@ export function claudeCodeArgv(options: ClaudeCodeArgvOptions): string[] {
   return argv;
 }
 
-
 export interface CodexArgvOptions {
   readonly prompt: string;
   readonly model?: string;

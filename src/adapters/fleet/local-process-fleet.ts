@@ -365,7 +365,12 @@ function assertDirectory(spec: AgentSpec): void {
   }
   // Checked here because spawn() reports a missing cwd as ENOENT of the command, which misleads.
   if (!isDirectory) {
-    throw spawnFailed(spec, `its working directory ${spec.cwd} does not exist or is not a directory`, undefined, 'The worktree was removed or never prepared; check the workspace settings and retry the issue.');
+    throw spawnFailed(
+      spec,
+      `its working directory ${spec.cwd} does not exist or is not a directory`,
+      undefined,
+      'The worktree was removed or never prepared; check the workspace settings and retry the issue.',
+    );
   }
 }
 
@@ -375,7 +380,12 @@ function assertDirectory(spec: AgentSpec): void {
  * a path is checked as given (against the agent's cwd), a bare name on PATH.
  */
 function assertExecutable(spec: AgentSpec, command: string, path: string | undefined): void {
-  const candidates = command.includes('/') ? [resolvePath(spec.cwd, command)] : (path ?? '').split(':').filter(Boolean).map((dir) => join(dir, command));
+  const candidates = command.includes('/')
+    ? [resolvePath(spec.cwd, command)]
+    : (path ?? '')
+        .split(':')
+        .filter(Boolean)
+        .map((dir) => join(dir, command));
   let sawNotExecutable = false;
   for (const candidate of candidates) {
     try {

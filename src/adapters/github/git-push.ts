@@ -79,7 +79,9 @@ export function createBranchPusher(options: { token: () => Promise<string>; reda
   const run = options.run ?? runGit;
   const timeoutMs = options.timeoutMs ?? 120_000;
   const fail = (what: string, error: unknown): FactoryError =>
-    new FactoryError('FACTORY_GIT_PUSH_FAILED', `could not ${what}: ${options.redact((error as Error).message)}`, { hint: 'Check publish.remote, that the branch can fast-forward, and that the credential may push (Contents: read and write).' });
+    new FactoryError('FACTORY_GIT_PUSH_FAILED', `could not ${what}: ${options.redact((error as Error).message)}`, {
+      hint: 'Check publish.remote, that the branch can fast-forward, and that the credential may push (Contents: read and write).',
+    });
   return {
     async push(worktree, remote, branch) {
       const token = await options.token();

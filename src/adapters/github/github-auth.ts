@@ -10,9 +10,7 @@ export type GitHubAuthSettings =
   | { readonly kind: 'token'; readonly tokenEnv?: string; readonly tokenFile?: string }
   | { readonly kind: 'app'; readonly appId: number; readonly privateKeyFile: string; readonly installationId: number };
 
-export type GitHubCredentials =
-  | { readonly kind: 'token'; readonly token: string }
-  | { readonly kind: 'app'; readonly appId: number; readonly privateKey: string; readonly installationId: number };
+export type GitHubCredentials = { readonly kind: 'token'; readonly token: string } | { readonly kind: 'app'; readonly appId: number; readonly privateKey: string; readonly installationId: number };
 
 /** The secrets a credential holds, for redaction: every one must be scrubbed from logs and errors. */
 export function secretsOf(credentials: GitHubCredentials): string[] {
@@ -38,9 +36,13 @@ export function resolveGitHubCredentials(
     try {
       privateKey = readText(settings.privateKeyFile);
     } catch (error) {
-      throw authFailure(`cannot read the GitHub App private key file ${settings.privateKeyFile} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Download the App\'s private key (.pem) and point source.github.app.privateKeyFile at it.', {
-        privateKeyFile: settings.privateKeyFile,
-      });
+      throw authFailure(
+        `cannot read the GitHub App private key file ${settings.privateKeyFile} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+        "Download the App's private key (.pem) and point source.github.app.privateKeyFile at it.",
+        {
+          privateKeyFile: settings.privateKeyFile,
+        },
+      );
     }
     if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) {
       throw authFailure(`${settings.privateKeyFile} does not hold a PEM private key`, 'Use the .pem file GitHub generated for the App, unchanged.', { privateKeyFile: settings.privateKeyFile });
@@ -52,20 +54,30 @@ export function resolveGitHubCredentials(
     try {
       text = readText(settings.tokenFile);
     } catch (error) {
-      throw authFailure(`cannot read the GitHub token file ${settings.tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Write the token alone into the file named by source.github.tokenFile (mode 600).', {
-        tokenFile: settings.tokenFile,
-      });
+      throw authFailure(
+        `cannot read the GitHub token file ${settings.tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+        'Write the token alone into the file named by source.github.tokenFile (mode 600).',
+        {
+          tokenFile: settings.tokenFile,
+        },
+      );
     }
     const token = text.trim();
     if (token.length === 0 || /\s/.test(token)) {
-      throw authFailure(`the GitHub token file ${settings.tokenFile} ${token.length === 0 ? 'is empty' : 'holds more than one word'}`, 'The file must hold the token alone.', { tokenFile: settings.tokenFile });
+      throw authFailure(`the GitHub token file ${settings.tokenFile} ${token.length === 0 ? 'is empty' : 'holds more than one word'}`, 'The file must hold the token alone.', {
+        tokenFile: settings.tokenFile,
+      });
     }
     return { kind: 'token', token };
   }
   const variable = settings.tokenEnv ?? 'GITHUB_TOKEN';
   const token = env[variable]?.trim() ?? '';
   if (token.length === 0) {
-    throw authFailure(`the environment variable ${variable} holding the GitHub token is not set or empty`, `Export ${variable} with a token (see docs/github.md for the scopes), or set source.github.tokenFile.`, { tokenEnv: variable });
+    throw authFailure(
+      `the environment variable ${variable} holding the GitHub token is not set or empty`,
+      `Export ${variable} with a token (see docs/github.md for the scopes), or set source.github.tokenFile.`,
+      { tokenEnv: variable },
+    );
   }
   return { kind: 'token', token };
 }

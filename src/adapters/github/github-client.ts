@@ -113,11 +113,13 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
   const maxRateLimitWaitMs = options.maxRateLimitWaitMs ?? 15 * 60_000;
   const writePacer = new RequestPacer(options.minWriteIntervalMs ?? 1000);
   const describeRequest = (requestOptions: { method?: string; url?: string }): string => redact(`${requestOptions.method ?? 'GET'} ${requestOptions.url ?? '?'}`);
-  const onLimit = (kind: 'primary' | 'secondary') => (retryAfterSeconds: number, requestOptions: { method?: string; url?: string }, _octokit: unknown, retryCount: number): boolean => {
-    const retrying = retryCount < maxRateLimitRetries && retryAfterSeconds * 1000 <= maxRateLimitWaitMs;
-    log?.warn({ request: describeRequest(requestOptions), retryAfterSeconds, retryCount, retrying }, `GitHub ${kind} rate limit hit`);
-    return retrying;
-  };
+  const onLimit =
+    (kind: 'primary' | 'secondary') =>
+    (retryAfterSeconds: number, requestOptions: { method?: string; url?: string }, _octokit: unknown, retryCount: number): boolean => {
+      const retrying = retryCount < maxRateLimitRetries && retryAfterSeconds * 1000 <= maxRateLimitWaitMs;
+      log?.warn({ request: describeRequest(requestOptions), retryAfterSeconds, retryCount, retrying }, `GitHub ${kind} rate limit hit`);
+      return retrying;
+    };
 
   const credentials = options.credentials;
   const octokit = new PacedOctokit({

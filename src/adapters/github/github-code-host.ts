@@ -38,7 +38,8 @@ export class GitHubCodeHost implements CodeHost {
     const { repo, number } = this.options.locate(issue);
     const headSha = await pusher.push(outcome.worktree, remote, outcome.branch);
     const known = shepherd ?? (await writeback.shepherdRecord(repo, number));
-    const body = (pull: { number: number; url: string } | undefined): string => renderPullBody(repo, number, issue, outcome, known !== undefined && known.pullNumber === pull?.number ? known : undefined, this.options.shepherdMaxRounds);
+    const body = (pull: { number: number; url: string } | undefined): string =>
+      renderPullBody(repo, number, issue, outcome, known !== undefined && known.pullNumber === pull?.number ? known : undefined, this.options.shepherdMaxRounds);
     // Find before create: a retry, a restart or a lost answer must never open a second pull request.
     let pull = await repoClient.findOpenPullByHead(repo, outcome.branch);
     if (pull === undefined) {
@@ -87,8 +88,18 @@ export class GitHubCodeHost implements CodeHost {
     }
     const [runs, status, reviews] = await Promise.all([repoClient.listCheckRuns(repo, pull.headSha), repoClient.getCombinedStatus(repo, pull.headSha), repoClient.listReviews(repo, pull.number)]);
     const checks: PullCheck[] = [
-      ...runs.map((run) => ({ name: run.name, state: checkState(run.status, run.conclusion), conclusion: run.conclusion ?? run.status, output: [run.summary, run.text].filter((part): part is string => typeof part === 'string' && part.length > 0).join('\n') })),
-      ...status.contexts.map((context) => ({ name: context.context, state: checkState(context.state === 'pending' ? 'pending' : context.state, context.state === 'pending' ? null : context.state), conclusion: context.state, output: context.description ?? '' })),
+      ...runs.map((run) => ({
+        name: run.name,
+        state: checkState(run.status, run.conclusion),
+        conclusion: run.conclusion ?? run.status,
+        output: [run.summary, run.text].filter((part): part is string => typeof part === 'string' && part.length > 0).join('\n'),
+      })),
+      ...status.contexts.map((context) => ({
+        name: context.context,
+        state: checkState(context.state === 'pending' ? 'pending' : context.state, context.state === 'pending' ? null : context.state),
+        conclusion: context.state,
+        output: context.description ?? '',
+      })),
     ];
     return {
       number: pull.number,
@@ -144,9 +155,11 @@ export class GitHubIssueProgress implements IssueProgress {
     const previous = this.#chains.get(issue.key) ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(() => this.writeback.setStage(repo, number, lifecycleStageOf(stage)));
     this.#chains.set(issue.key, next);
-    void next.finally(() => {
-      if (this.#chains.get(issue.key) === next) this.#chains.delete(issue.key);
-    }).catch(() => undefined);
+    void next
+      .finally(() => {
+        if (this.#chains.get(issue.key) === next) this.#chains.delete(issue.key);
+      })
+      .catch(() => undefined);
     return next;
   }
 }

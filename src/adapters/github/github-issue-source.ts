@@ -1,14 +1,5 @@
 import { FactoryError, isFactoryError } from '../../errors.js';
-import {
-  formatRepoSlug,
-  githubIssueKey,
-  mapGitHubIssue,
-  parseGitHubIssueReference,
-  sameRepo,
-  type GitHubIssueMapping,
-  type GitHubIssueRecord,
-  type GitHubRepoRef,
-} from '../../domain/github-issue.js';
+import { formatRepoSlug, githubIssueKey, mapGitHubIssue, parseGitHubIssueReference, sameRepo, type GitHubIssueMapping, type GitHubIssueRecord, type GitHubRepoRef } from '../../domain/github-issue.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
@@ -111,7 +102,17 @@ export class GitHubIssueSource implements IssueSource {
   constructor(options: GitHubIssueSourceOptions) {
     if (options.repos.length === 0) throw new TypeError('GitHubIssueSource: expected at least one repository');
     this.#options = options;
-    this.#repos = options.repos.map((repo) => ({ repo, loaded: false, issues: new Map(), unreadable: new Map(), cursorMs: 0, etag: undefined, lastFullListingMs: 0, lastPolledMs: Number.NEGATIVE_INFINITY, deniedReason: undefined }));
+    this.#repos = options.repos.map((repo) => ({
+      repo,
+      loaded: false,
+      issues: new Map(),
+      unreadable: new Map(),
+      cursorMs: 0,
+      etag: undefined,
+      lastFullListingMs: 0,
+      lastPolledMs: Number.NEGATIVE_INFINITY,
+      deniedReason: undefined,
+    }));
     this.#mapping = { scopeLabels: options.scopeLabels, priorityLabels: options.priorityLabels ?? {}, lifecycleLabels: Object.values(options.writeback.labels) };
     this.#pollIntervalMs = options.pollIntervalMs ?? 60_000;
     this.#fullResyncIntervalMs = options.fullResyncIntervalMs ?? 3_600_000;
@@ -156,12 +157,18 @@ export class GitHubIssueSource implements IssueSource {
   async read(keyOrPath: string): Promise<Issue> {
     const target = this.#resolve(keyOrPath);
     if (target === undefined) {
-      throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `no issue ${JSON.stringify(keyOrPath)} in ${this.description}: expected an issue key such as acme_api-12 or a reference such as acme/api#12`, { details: { keyOrPath } });
+      throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `no issue ${JSON.stringify(keyOrPath)} in ${this.description}: expected an issue key such as acme_api-12 or a reference such as acme/api#12`, {
+        details: { keyOrPath },
+      });
     }
     const record = await this.#options.repoClient.getIssue(target.repo, target.number);
     const mapped = record === undefined ? undefined : mapGitHubIssue(target.repo, record, this.#mapping);
     if (mapped === undefined || mapped.kind === 'pull-request') {
-      throw new FactoryError('FACTORY_ISSUE_NOT_FOUND', `no issue ${JSON.stringify(keyOrPath)} in ${this.description} (${formatRepoSlug(target.repo)}#${target.number} ${mapped === undefined ? 'does not exist' : 'is a pull request'})`, { details: { keyOrPath } });
+      throw new FactoryError(
+        'FACTORY_ISSUE_NOT_FOUND',
+        `no issue ${JSON.stringify(keyOrPath)} in ${this.description} (${formatRepoSlug(target.repo)}#${target.number} ${mapped === undefined ? 'does not exist' : 'is a pull request'})`,
+        { details: { keyOrPath } },
+      );
     }
     if (mapped.kind === 'unreadable') throw new FactoryError('FACTORY_ISSUE_INVALID', mapped.reason, { details: { keyOrPath } });
     return mapped.issue;
@@ -223,7 +230,9 @@ export class GitHubIssueSource implements IssueSource {
   locate(issue: Pick<Issue, 'key' | 'location'>): { repo: GitHubRepoRef; number: number } {
     const target = this.#resolve(issue.location) ?? this.#resolve(issue.key);
     if (target === undefined) {
-      throw new FactoryError('FACTORY_ISSUE_INVALID', `cannot write back to ${issue.key} (${issue.location}): not an issue of ${this.description}`, { details: { key: issue.key, location: issue.location } });
+      throw new FactoryError('FACTORY_ISSUE_INVALID', `cannot write back to ${issue.key} (${issue.location}): not an issue of ${this.description}`, {
+        details: { key: issue.key, location: issue.location },
+      });
     }
     return target;
   }

@@ -93,7 +93,14 @@ export class GitHubRepoClient {
     return this.#call(`list the open issues of ${slug(repo)}`, async () => {
       const issues: GitHubIssueRecord[] = [];
       let serverTimeMs: number | undefined;
-      for await (const page of octokit.paginate.iterator(octokit.rest.issues.listForRepo, { owner: repo.owner, repo: repo.name, state: 'open', sort: 'created', direction: 'asc', per_page: PER_PAGE })) {
+      for await (const page of octokit.paginate.iterator(octokit.rest.issues.listForRepo, {
+        owner: repo.owner,
+        repo: repo.name,
+        state: 'open',
+        sort: 'created',
+        direction: 'asc',
+        per_page: PER_PAGE,
+      })) {
         serverTimeMs ??= Date.parse(page.headers.date ?? '');
         issues.push(...page.data);
       }
@@ -145,7 +152,9 @@ export class GitHubRepoClient {
   }
 
   async addIssueLabels(repo: GitHubRepoRef, number: number, labels: readonly string[]): Promise<void> {
-    await this.#call(`label ${slug(repo)}#${number} ${labels.join(', ')}`, () => this.client.octokit.rest.issues.addLabels({ owner: repo.owner, repo: repo.name, issue_number: number, labels: [...labels] }));
+    await this.#call(`label ${slug(repo)}#${number} ${labels.join(', ')}`, () =>
+      this.client.octokit.rest.issues.addLabels({ owner: repo.owner, repo: repo.name, issue_number: number, labels: [...labels] }),
+    );
   }
 
   /** Removes a label; one that is not on the issue (GitHub's 404) is already removed. */
@@ -226,7 +235,16 @@ export class GitHubRepoClient {
   /** Opens a draft pull request, without automatic retries (see createIssueComment). */
   async createDraftPull(repo: GitHubRepoRef, fields: { branch: string; base: string; title: string; body: string }): Promise<PullSummary> {
     return this.#call(`open a pull request for ${fields.branch} in ${slug(repo)}`, async () => {
-      const { data } = await this.client.octokit.rest.pulls.create({ owner: repo.owner, repo: repo.name, head: fields.branch, base: fields.base, title: fields.title, body: fields.body, draft: true, request: { retries: 0 } });
+      const { data } = await this.client.octokit.rest.pulls.create({
+        owner: repo.owner,
+        repo: repo.name,
+        head: fields.branch,
+        base: fields.base,
+        title: fields.title,
+        body: fields.body,
+        draft: true,
+        request: { retries: 0 },
+      });
       return pullSummary(data);
     });
   }

@@ -115,7 +115,9 @@ function readWebhookSecret(github: GitHubSourceSettings, env: Readonly<Record<st
   if (github.webhookSecretEnv === undefined) return undefined;
   const secret = env[github.webhookSecretEnv]?.trim() ?? '';
   if (secret.length === 0) {
-    throw new FactoryError('FACTORY_CONFIG_INVALID', `source.github.webhookSecretEnv names ${github.webhookSecretEnv}, which is not set or empty`, { hint: `Export ${github.webhookSecretEnv} with the webhook's secret, or remove the key.` });
+    throw new FactoryError('FACTORY_CONFIG_INVALID', `source.github.webhookSecretEnv names ${github.webhookSecretEnv}, which is not set or empty`, {
+      hint: `Export ${github.webhookSecretEnv} with the webhook's secret, or remove the key.`,
+    });
   }
   return secret;
 }

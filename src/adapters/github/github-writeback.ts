@@ -93,9 +93,13 @@ export class GitHubIssueWriteback {
       const lower = current.map((label) => label.toLowerCase());
       if (lower.includes(target.toLowerCase()) && !lower.some((label) => others.includes(label))) return;
     }
-    throw new FactoryError('FACTORY_GITHUB_WRITEBACK_UNVERIFIED', `${repo.owner}/${repo.name}#${number} should carry ${target} and no other lifecycle label, but reads back ${JSON.stringify(current)}`, {
-      details: { issue: `${repo.owner}/${repo.name}#${number}`, expected: target, found: current },
-    });
+    throw new FactoryError(
+      'FACTORY_GITHUB_WRITEBACK_UNVERIFIED',
+      `${repo.owner}/${repo.name}#${number} should carry ${target} and no other lifecycle label, but reads back ${JSON.stringify(current)}`,
+      {
+        details: { issue: `${repo.owner}/${repo.name}#${number}`, expected: target, found: current },
+      },
+    );
   }
 
   /**

@@ -3,14 +3,7 @@ import { isValidIssueKey, READY_STATE, type Issue } from '../../domain/issue.js'
 import { computeIssueRevision, normalizeIssueBody } from '../../domain/issue-parse.js';
 import type { RunOutcome } from '../../domain/run.js';
 import type { Clock } from '../../ports/clock.js';
-import type {
-  IssueScan,
-  IssueSource,
-  IssueSourceEvent,
-  IssueSubscription,
-  IssueSubscriptionHandlers,
-  SkippedIssueFile,
-} from '../../ports/issue-source.js';
+import type { IssueScan, IssueSource, IssueSourceEvent, IssueSubscription, IssueSubscriptionHandlers, SkippedIssueFile } from '../../ports/issue-source.js';
 
 /** What a test says about an issue; everything but key and title has a default. */
 export interface InMemoryIssueInput {

@@ -3,25 +3,11 @@ import { open, readdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { FactoryError } from '../../errors.js';
 import { isValidIssueKey, type Issue } from '../../domain/issue.js';
-import {
-  MAX_ISSUE_FILE_BYTES,
-  deriveIssueKeyFromFileName,
-  describeOversizeIssueFile,
-  issueFileFormatOf,
-  parseIssueFile,
-  type IssueParseResult,
-} from '../../domain/issue-parse.js';
+import { MAX_ISSUE_FILE_BYTES, deriveIssueKeyFromFileName, describeOversizeIssueFile, issueFileFormatOf, parseIssueFile, type IssueParseResult } from '../../domain/issue-parse.js';
 import { renderOutcomeReport } from '../../domain/outcome-report.js';
 import type { RunOutcome } from '../../domain/run.js';
 import type { Clock } from '../../ports/clock.js';
-import type {
-  IssueScan,
-  IssueSource,
-  IssueSourceEvent,
-  IssueSubscription,
-  IssueSubscriptionHandlers,
-  SkippedIssueFile,
-} from '../../ports/issue-source.js';
+import type { IssueScan, IssueSource, IssueSourceEvent, IssueSubscription, IssueSubscriptionHandlers, SkippedIssueFile } from '../../ports/issue-source.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 
 export const DEFAULT_OUTCOME_SUFFIX = '.outcome.md';
@@ -91,10 +77,7 @@ interface CachedParse {
 export const LINK_OUTSIDE_MOUNT_REASON = 'links outside the mount are not followed';
 
 /** What reading one file yields: a parse verdict, or nothing because the file is gone or not a regular file. */
-type FileReadVerdict =
-  | { readonly kind: 'parsed'; readonly result: IssueParseResult; readonly revision?: string }
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'not-a-file' };
+type FileReadVerdict = { readonly kind: 'parsed'; readonly result: IssueParseResult; readonly revision?: string } | { readonly kind: 'missing' } | { readonly kind: 'not-a-file' };
 
 /**
  * The embedded default issue source: a folder of issue files (docs/issues.md),

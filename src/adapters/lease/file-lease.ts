@@ -49,9 +49,7 @@ export interface FileLeaseOptions {
 const MAX_ACQUIRE_ATTEMPTS = 5;
 
 type LockFileRead =
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'owned'; readonly text: string; readonly owner: LockFileOwner }
-  | { readonly kind: 'damaged'; readonly text: string; readonly reason: string };
+  { readonly kind: 'missing' } | { readonly kind: 'owned'; readonly text: string; readonly owner: LockFileOwner } | { readonly kind: 'damaged'; readonly text: string; readonly reason: string };
 
 function parseLockOwner(text: string): LockFileOwner | string {
   const parsed = parseJsonObject(text);

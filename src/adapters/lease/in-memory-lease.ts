@@ -51,7 +51,9 @@ export class InMemoryLease implements Lease {
     const { board, processTable: table, clock } = this.#options;
     const current = board.grants.get(this.name);
     if (current && verifyProcessIdentity(current.grant.owner, table).verdict === 'alive') {
-      throw new FactoryError('FACTORY_LEASE_HELD', `the lease ${this.name} is held by a running process (pid ${current.grant.owner.pid})`, { details: { name: this.name, owner: current.grant.owner } });
+      throw new FactoryError('FACTORY_LEASE_HELD', `the lease ${this.name} is held by a running process (pid ${current.grant.owner.pid})`, {
+        details: { name: this.name, owner: current.grant.owner },
+      });
     }
     const selfPid = table.self().pid;
     const self = table.inspect(selfPid);

@@ -379,12 +379,15 @@ export class RedisHeldLease implements HeldLease {
   #armWatchdog(): void {
     const { clock } = this.#options;
     clock.clearTimeout(this.#watchdog);
-    this.#watchdog = clock.setTimeout(() => {
-      this.#watchdog = undefined;
-      // Timers can fire late (a frozen process) or early by a tick: judge on the monotonic clock only.
-      if (!this.stillValid() || this.#state !== 'held') return;
-      this.#armWatchdog();
-    }, Math.max(1, this.#actUntil - this.#monotonic()));
+    this.#watchdog = clock.setTimeout(
+      () => {
+        this.#watchdog = undefined;
+        // Timers can fire late (a frozen process) or early by a tick: judge on the monotonic clock only.
+        if (!this.stillValid() || this.#state !== 'held') return;
+        this.#armWatchdog();
+      },
+      Math.max(1, this.#actUntil - this.#monotonic()),
+    );
   }
 
   #stopTimers(): void {

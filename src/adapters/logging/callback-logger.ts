@@ -8,7 +8,10 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
  * assert what was logged. Child bindings are merged into the fields.
  */
 export function createCallbackLogger(record: (level: LogLevel, fields: LogFields, message: string) => void, bindings: LogFields = {}): Logger {
-  const at = (level: LogLevel) => (fields: LogFields, message = '') => record(level, { ...bindings, ...fields }, message);
+  const at =
+    (level: LogLevel) =>
+    (fields: LogFields, message = '') =>
+      record(level, { ...bindings, ...fields }, message);
   return {
     debug: at('debug'),
     info: at('info'),

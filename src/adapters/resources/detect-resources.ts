@@ -54,7 +54,8 @@ export function detectResourceSupport(options: DetectResourcesOptions = {}): Res
       : mechanism === 'cgroup-v1'
         ? { memory: true, pids: v1Writable.has('pids'), cpu: v1Writable.has('cpu') }
         : { memory: true, pids: false, cpu: false };
-  const killAll: KillAllMethod = mechanism === 'cgroup-v2' ? (v2.hasKill ? 'cgroup.kill' : 'freeze-then-kill') : mechanism === 'cgroup-v1' ? (v1Writable.has('freezer') ? 'freeze-then-kill' : 'kill-loop') : 'marker-sweep';
+  const killAll: KillAllMethod =
+    mechanism === 'cgroup-v2' ? (v2.hasKill ? 'cgroup.kill' : 'freeze-then-kill') : mechanism === 'cgroup-v1' ? (v1Writable.has('freezer') ? 'freeze-then-kill' : 'kill-loop') : 'marker-sweep';
 
   return { mechanism, summary: summarise(mechanism, v2, v1), v2, v1, enforces, killAll, pressure };
 }

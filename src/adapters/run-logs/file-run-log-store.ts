@@ -163,9 +163,7 @@ export class FileRunLogStore implements RunLogStore {
       const index = this.#agentOrder.indexOf(agent);
       return index < 0 ? Number.MAX_SAFE_INTEGER : index;
     };
-    return files
-      .sort((a, b) => rank(a.agent) - rank(b.agent) || a.createdAtMs - b.createdAtMs || a.agent.localeCompare(b.agent))
-      .map(({ createdAtMs: _createdAtMs, ...file }) => file);
+    return files.sort((a, b) => rank(a.agent) - rank(b.agent) || a.createdAtMs - b.createdAtMs || a.agent.localeCompare(b.agent)).map(({ createdAtMs: _createdAtMs, ...file }) => file);
   }
 
   async #describe(run: ParsedRunId, agent: string): Promise<DescribedFile | undefined> {

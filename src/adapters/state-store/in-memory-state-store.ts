@@ -72,7 +72,10 @@ export class InMemoryStateStore implements StateStore {
   }
 
   async recentOutcomes(limit: number): Promise<RunOutcome[]> {
-    return [...this.#outcomes.values()].reverse().slice(0, Math.max(0, limit)).map((e) => structuredClone(e.outcome));
+    return [...this.#outcomes.values()]
+      .reverse()
+      .slice(0, Math.max(0, limit))
+      .map((e) => structuredClone(e.outcome));
   }
 
   async outcomeCount(): Promise<number> {

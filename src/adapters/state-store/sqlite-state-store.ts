@@ -129,10 +129,14 @@ const SQLITE_PATH_REFUSALS = /^SQLITE_(CANTOPEN|READONLY|PERM|FULL|IOERR)/;
 function sqlitePathError(error: unknown, use: PathUse): FactoryError | undefined {
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string' || !SQLITE_PATH_REFUSALS.test(code)) return undefined;
-  return new FactoryError(use.access === 'read' ? 'FACTORY_PATH_UNREADABLE' : 'FACTORY_PATH_UNWRITABLE', `cannot ${use.action} ${use.path} (${use.setting}): SQLite says "${(error as Error).message}" (${code})`, {
-    cause: error,
-    details: { path: use.path, sqliteCode: code },
-  });
+  return new FactoryError(
+    use.access === 'read' ? 'FACTORY_PATH_UNREADABLE' : 'FACTORY_PATH_UNWRITABLE',
+    `cannot ${use.action} ${use.path} (${use.setting}): SQLite says "${(error as Error).message}" (${code})`,
+    {
+      cause: error,
+      details: { path: use.path, sqliteCode: code },
+    },
+  );
 }
 
 export class SqliteStateStore implements StateStore {
@@ -160,7 +164,11 @@ export class SqliteStateStore implements StateStore {
     } catch (error) {
       if (isFactoryError(error)) throw error;
       const use: PathUse = { path, action: options.readonly ? 'read the state database' : 'open the state database', access: options.readonly ? 'read' : 'write', setting: 'state.dir' };
-      throw filesystemError(error, use) ?? sqlitePathError(error, use) ?? new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error });
+      throw (
+        filesystemError(error, use) ??
+        sqlitePathError(error, use) ??
+        new FactoryError('FACTORY_STATE_UNREADABLE', `cannot open the state database ${path}: ${(error as Error).message}`, { cause: error })
+      );
     }
     const db = this.#db;
     const writable = !options.readonly;
@@ -285,7 +293,17 @@ export class SqliteStateStore implements StateStore {
     const upsertUsage = this.#writable(this.#statements.upsertUsage);
     this.#db.transaction(() => {
       for (const record of records) {
-        upsertUsage.run({ runId: record.runId, agentName: record.agentName, issueKey: record.issueKey, role: record.role, driver: record.driver, ...record.usage, costUsd: record.costUsd ?? null, turns: record.turns, endedAtMs: record.endedAtMs });
+        upsertUsage.run({
+          runId: record.runId,
+          agentName: record.agentName,
+          issueKey: record.issueKey,
+          role: record.role,
+          driver: record.driver,
+          ...record.usage,
+          costUsd: record.costUsd ?? null,
+          turns: record.turns,
+          endedAtMs: record.endedAtMs,
+        });
       }
     })();
   }
@@ -349,7 +367,12 @@ function waitForSchema(db: Database.Database, path: string): void {
   const deadline = Date.now() + SCHEMA_WAIT_MS;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
-    const present = new Set(db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((row) => row.name));
+    const present = new Set(
+      db
+        .prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .all()
+        .map((row) => row.name),
+    );
     const missing = SCHEMA_TABLES.filter((table) => !present.has(table));
     if (missing.length === 0) return;
     if (Date.now() > deadline) {
@@ -375,7 +398,12 @@ function preparedOrExplained<T>(path: string, prepare: () => T): T {
 }
 
 function migrate(db: Database.Database): void {
-  const columns = new Set(db.prepare<[], { name: string }>('PRAGMA table_info(claims)').all().map((c) => c.name));
+  const columns = new Set(
+    db
+      .prepare<[], { name: string }>('PRAGMA table_info(claims)')
+      .all()
+      .map((c) => c.name),
+  );
   if (!columns.has('node')) db.exec('ALTER TABLE claims ADD COLUMN node TEXT');
   if (!columns.has('park_json')) db.exec('ALTER TABLE claims ADD COLUMN park_json TEXT');
   if (!columns.has('fix_json')) db.exec('ALTER TABLE claims ADD COLUMN fix_json TEXT');

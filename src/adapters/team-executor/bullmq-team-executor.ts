@@ -108,7 +108,11 @@ export class BullmqTeamExecutor implements TeamExecutor {
 
   static async open(options: BullmqTeamExecutorOptions): Promise<BullmqTeamExecutor> {
     const named = (role: string): Redis => {
-      const redis = new Redis(options.url, { connectionName: `factory-control-${role}`, maxRetriesPerRequest: role === 'queue' ? null : 1, commandTimeout: role === 'events' ? undefined : options.settings.commandTimeoutMs });
+      const redis = new Redis(options.url, {
+        connectionName: `factory-control-${role}`,
+        maxRetriesPerRequest: role === 'queue' ? null : 1,
+        commandTimeout: role === 'events' ? undefined : options.settings.commandTimeoutMs,
+      });
       redis.on('error', () => undefined);
       return redis;
     };
@@ -188,7 +192,14 @@ export class BullmqTeamExecutor implements TeamExecutor {
     const lease = this.#options.lease;
     const grant = lease?.grant();
     if (!lease || !grant || grant.epoch <= jobEpoch) return jobEpoch;
-    const adopted = await this.#commands.leaseFencedAdopt(lease.keys.leaseEpoch, lease.keys.leaseOwner, this.keys.runFence(runId), String(grant.epoch), grant.value, this.#options.settings.eventsTtlMs);
+    const adopted = await this.#commands.leaseFencedAdopt(
+      lease.keys.leaseEpoch,
+      lease.keys.leaseOwner,
+      this.keys.runFence(runId),
+      String(grant.epoch),
+      grant.value,
+      this.#options.settings.eventsTtlMs,
+    );
     if (adopted !== 1) {
       this.counters.staleRejections += 1;
       return jobEpoch;
@@ -209,7 +220,16 @@ export class BullmqTeamExecutor implements TeamExecutor {
       const grant = lease.grant();
       const written =
         grant !== undefined &&
-        (await this.#commands.leaseFencedCancel(lease.keys.leaseEpoch, lease.keys.leaseOwner, this.keys.cancelRecord(runId), String(grant.epoch), grant.value, this.#options.settings.eventsTtlMs, text, this.keys.cancelChannel)) === 1;
+        (await this.#commands.leaseFencedCancel(
+          lease.keys.leaseEpoch,
+          lease.keys.leaseOwner,
+          this.keys.cancelRecord(runId),
+          String(grant.epoch),
+          grant.value,
+          this.#options.settings.eventsTtlMs,
+          text,
+          this.keys.cancelChannel,
+        )) === 1;
       if (!written) {
         this.counters.staleRejections += 1;
         throw new Error(`the cancel of ${runId} was refused: this control plane no longer holds the leader lease`);
@@ -280,7 +300,8 @@ export class BullmqTeamExecutor implements TeamExecutor {
         continue;
       }
       try {
-        const reply = (await this.#reader.xread('COUNT', 200, 'BLOCK', blockMs, 'STREAMS', ...runs.map((run) => this.keys.runEvents(run.plan.runId)), ...runs.map((run) => run.lastId))) as [string, [string, string[]][]][] | null;
+        const reply = (await this.#reader.xread('COUNT', 200, 'BLOCK', blockMs, 'STREAMS', ...runs.map((run) => this.keys.runEvents(run.plan.runId)), ...runs.map((run) => run.lastId))) as
+          [string, [string, string[]][]][] | null;
         for (const [key, entries] of reply ?? []) {
           const run = runs.find((r) => this.keys.runEvents(r.plan.runId) === key);
           for (const [id, fields] of entries) {
@@ -344,7 +365,8 @@ export class BullmqTeamExecutor implements TeamExecutor {
       for (const event of await this.#readAll(run.plan.runId)) run.ingest(event, run.lastId);
       if (run.ended) continue;
       if (run.refusal) run.end('failed', `a worker refused the run: ${run.refusal}`);
-      else await this.#lose(run, job, state === 'unknown' ? 'its job disappeared without an outcome' : `its job ended as ${state} without an outcome${job?.failedReason ? ` (${job.failedReason})` : ''}`);
+      else
+        await this.#lose(run, job, state === 'unknown' ? 'its job disappeared without an outcome' : `its job ended as ${state} without an outcome${job?.failedReason ? ` (${job.failedReason})` : ''}`);
     }
   }
 

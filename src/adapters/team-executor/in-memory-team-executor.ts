@@ -118,7 +118,16 @@ export class InMemoryTeamRun implements TeamExecution {
     if (this.#ended) return;
     this.#ended = true;
     const endedAtMs = this.#clock.now();
-    const results: AgentResult[] = this.#agents.map((a) => ({ role: a.role, agentName: a.agentName, exitCode: reason === 'succeeded' ? 0 : null, signal: null, reason, logPath: '', startedAtMs: a.startedAtMs, endedAtMs }));
+    const results: AgentResult[] = this.#agents.map((a) => ({
+      role: a.role,
+      agentName: a.agentName,
+      exitCode: reason === 'succeeded' ? 0 : null,
+      signal: null,
+      reason,
+      logPath: '',
+      startedAtMs: a.startedAtMs,
+      endedAtMs,
+    }));
     for (const result of results) this.#emit({ kind: 'agent-exited', runId: this.plan.runId, result, atMs: endedAtMs });
     const outcome: RunOutcome = {
       runId: this.plan.runId,

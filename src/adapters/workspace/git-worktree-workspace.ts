@@ -71,7 +71,11 @@ export class GitWorktreeWorkspace implements Workspace {
       const { stdout } = await runGit(workspace.repo, ['rev-list', '--count', `${workspace.baseCommit}..refs/heads/${workspace.branch}`]);
       return Number.parseInt(stdout.trim(), 10);
     } catch (error) {
-      throw workspaceFailed(`could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${workspace.baseCommit}: ${describeGitError(error)}`, error, 'The branch or its base commit was deleted or rewritten outside Factory.');
+      throw workspaceFailed(
+        `could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${workspace.baseCommit}: ${describeGitError(error)}`,
+        error,
+        'The branch or its base commit was deleted or rewritten outside Factory.',
+      );
     }
   }
 
@@ -116,7 +120,11 @@ export class GitWorktreeWorkspace implements Workspace {
     }
     const head = (await runGit(workspace.path, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim();
     if (head !== parked.parent) {
-      throw workspaceFailed(`the work parked at ${ref} sits on ${parked.parent.slice(0, 12)}, but ${workspace.path} is now at ${head.slice(0, 12)}`, undefined, `Look at the parked work with \`git show ${ref}\` and apply what is still wanted by hand.`);
+      throw workspaceFailed(
+        `the work parked at ${ref} sits on ${parked.parent.slice(0, 12)}, but ${workspace.path} is now at ${head.slice(0, 12)}`,
+        undefined,
+        `Look at the parked work with \`git show ${ref}\` and apply what is still wanted by hand.`,
+      );
     }
     try {
       // Files the agent had deleted are deleted again; the rest comes from the park commit's tree.
@@ -140,7 +148,11 @@ export class GitWorktreeWorkspace implements Workspace {
 
     if (holdingBranch !== undefined) {
       // git refuses two worktrees on one branch; most likely the user has it checked out.
-      throw workspaceFailed(`branch ${branch} for ${issueKey} is already checked out at ${holdingBranch.path}, so it cannot also be checked out in Factory's worktree ${path}`, undefined, `Switch ${holdingBranch.path} to another branch, or remove that worktree with \`git worktree remove ${holdingBranch.path}\`.`);
+      throw workspaceFailed(
+        `branch ${branch} for ${issueKey} is already checked out at ${holdingBranch.path}, so it cannot also be checked out in Factory's worktree ${path}`,
+        undefined,
+        `Switch ${holdingBranch.path} to another branch, or remove that worktree with \`git worktree remove ${holdingBranch.path}\`.`,
+      );
     }
 
     try {
@@ -206,7 +218,11 @@ async function inspectCheckout(repo: string): Promise<Checkout> {
     // --git-common-dir may be relative to the folder git ran in.
     commonDir = realpathSync(resolve(repoPath, common));
   } catch (error) {
-    throw workspaceFailed(`repo ${repoPath} is not a git checkout with a working tree (git: ${describeGitError(error)})`, error, `Point the repo setting at a git checkout, or make this one: \`git -C ${repoPath} init && git -C ${repoPath} commit --allow-empty -m init\`.`);
+    throw workspaceFailed(
+      `repo ${repoPath} is not a git checkout with a working tree (git: ${describeGitError(error)})`,
+      error,
+      `Point the repo setting at a git checkout, or make this one: \`git -C ${repoPath} init && git -C ${repoPath} commit --allow-empty -m init\`.`,
+    );
   }
   let headCommit: string;
   try {
@@ -227,7 +243,11 @@ async function assertValidBranchName(branch: string, cwd: string): Promise<void>
     }
   }
   if (!valid) {
-    throw workspaceFailed(`branch name ${JSON.stringify(branch)} is not a valid git branch name`, undefined, 'Branch names come from the issue key and the branch prefix in the config; use letters, digits, `-`, `_`, `/` and `.`.');
+    throw workspaceFailed(
+      `branch name ${JSON.stringify(branch)} is not a valid git branch name`,
+      undefined,
+      'Branch names come from the issue key and the branch prefix in the config; use letters, digits, `-`, `_`, `/` and `.`.',
+    );
   }
 }
 
@@ -294,7 +314,11 @@ function assertFreeFolder(path: string, topLevel: string): void {
     return; // absent
   }
   if (occupied) {
-    throw workspaceFailed(`${path} already exists and is not a worktree of ${topLevel}`, undefined, `Move or delete ${path} (it was left behind, perhaps by an interrupted run), then retry the issue.`);
+    throw workspaceFailed(
+      `${path} already exists and is not a worktree of ${topLevel}`,
+      undefined,
+      `Move or delete ${path} (it was left behind, perhaps by an interrupted run), then retry the issue.`,
+    );
   }
 }
 
@@ -347,13 +371,18 @@ async function runGit(cwd: string, args: readonly string[], extraEnv: Readonly<R
 
 function execGit(cwd: string, args: readonly string[], extraEnv: Readonly<Record<string, string>>): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolveGit, rejectGit) => {
-    execFile('git', [...SAFE_GIT_OPTIONS, '-C', cwd, ...args], { env: { ...gitEnvironment(), ...extraEnv }, timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
-      if (error) {
-        rejectGit(Object.assign(error, { stderr }));
-        return;
-      }
-      resolveGit({ stdout: stdout.replace(/\n$/, ''), stderr });
-    });
+    execFile(
+      'git',
+      [...SAFE_GIT_OPTIONS, '-C', cwd, ...args],
+      { env: { ...gitEnvironment(), ...extraEnv }, timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        if (error) {
+          rejectGit(Object.assign(error, { stderr }));
+          return;
+        }
+        resolveGit({ stdout: stdout.replace(/\n$/, ''), stderr });
+      },
+    );
   });
 }
 
@@ -367,7 +396,13 @@ function describeGitError(error: unknown): string {
   const failure = error as GitFailure;
   if (failure.code === 'ENOENT') return 'the git executable was not found on PATH';
   const stderr = failure.stderr?.trim();
-  return stderr ? stderr.split('\n').filter((line) => line.trim() !== '').slice(-3).join(' / ') : failure.message;
+  return stderr
+    ? stderr
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-3)
+        .join(' / ')
+    : failure.message;
 }
 
 /** Park commits are Factory's, whatever identity (if any) the machine's git config has. */

@@ -27,7 +27,8 @@ export class InMemoryWorkspace implements Workspace {
     }
     const id = `${request.repo}\0${request.issueKey}`;
     const existing = this.#workspaces.get(id);
-    const workspace = existing && existing.branch === request.branch ? existing : { path: `/worktrees/${encodeURIComponent(request.issueKey)}`, branch: request.branch, repo: request.repo, baseCommit: 'base' };
+    const workspace =
+      existing && existing.branch === request.branch ? existing : { path: `/worktrees/${encodeURIComponent(request.issueKey)}`, branch: request.branch, repo: request.repo, baseCommit: 'base' };
     this.#workspaces.set(id, workspace);
     this.prepared.push(workspace);
     return workspace;

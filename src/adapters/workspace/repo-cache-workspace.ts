@@ -70,7 +70,9 @@ export class RepoCacheWorkspace implements Workspace {
   }
 
   async #refresh(repo: string): Promise<string> {
-    const name = `${basename(repo).replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.git$/, '')}-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`;
+    const name = `${basename(repo)
+      .replace(/[^A-Za-z0-9._-]/g, '_')
+      .replace(/\.git$/, '')}-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`;
     const clone = join(this.#cacheDir, name);
     if (existsSync(join(clone, '.git'))) {
       await run('git', ['-C', clone, 'fetch', '--quiet', '--prune', 'origin']);

@@ -50,7 +50,9 @@ export const initVerb: Verb = {
     mkdirSync(issues, { recursive: true });
     const example = join(issues, `${EXAMPLE_ISSUE.key}.json`);
     if (!existsSync(example)) writeFileSync(example, `${JSON.stringify(EXAMPLE_ISSUE, null, 2)}\n`);
-    output.out(`wrote ${configPath}\nwrote ${example} (state "draft": set it to "ready" to dispatch)\n\nnext: add .factory/ to .gitignore, check agents.*.command, then run \`factory run-once --dry-run\``);
+    output.out(
+      `wrote ${configPath}\nwrote ${example} (state "draft": set it to "ready" to dispatch)\n\nnext: add .factory/ to .gitignore, check agents.*.command, then run \`factory run-once --dry-run\``,
+    );
     return 0;
   },
 };

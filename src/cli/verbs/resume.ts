@@ -13,7 +13,7 @@ export const resumeVerb: Verb = {
   usage: 'factory resume <KEY|path> [--config PATH] [--json]',
   summary: 'continue a parked issue: the same agent session in the same worktree, with a fresh run budget',
   details: [
-    'A run over a usage budget (budgets.*) or stopped by the agent\'s usage limit is parked: its work is',
+    "A run over a usage budget (budgets.*) or stopped by the agent's usage limit is parked: its work is",
     'kept at refs/factory/park/<run> and its session id on the claim. This continues it: the work is',
     'restored into the worktree and the agent resumes its session (claude --resume, codex exec resume).',
     'With a daemon running on this config, the daemon does it: the request is left in the state folder',

@@ -11,15 +11,15 @@ export const startVerb: Verb = {
   usage: 'factory start [--mode live] [--config PATH]',
   summary: 'the long-lived daemon: watch the mount, dispatch teams, keep the heartbeat fresh',
   details: [
-    'Writes a `running` heartbeat, deals with a crashed predecessor\'s agents, subscribes to the',
+    "Writes a `running` heartbeat, deals with a crashed predecessor's agents, subscribes to the",
     'mount, reconciles, and dispatches until SIGINT/SIGTERM. Then it stops in order: refresh',
     'cancelled, `stopping` written, agents released, registry and final heartbeat written.',
     'Serves the status API, metrics and dashboard on http.host:http.port (default',
-    '127.0.0.1:7420; the ready line and the heartbeat\'s `http.url` name it).',
+    "127.0.0.1:7420; the ready line and the heartbeat's `http.url` name it).",
     'Logs go to stderr: readable lines on a terminal, JSON lines otherwise',
     '(FACTORY_LOG_LEVEL=debug for more, FACTORY_LOG_FORMAT=json|pretty to choose).',
     'Exit codes: 0 stopped by a signal, 2 usage or config error or the HTTP port is taken,',
-    '3 another daemon uses this config or the predecessor\'s agents could not be reaped,',
+    "3 another daemon uses this config or the predecessor's agents could not be reaped,",
     '5 the issue subscription failed.',
   ].join('\n'),
   flags: [{ name: 'mode', takesValue: true, description: '`live`, the default and only mode (bounded runs are `loop` and `run-once`)' }],
@@ -38,7 +38,10 @@ export const startVerb: Verb = {
     fatal.catch(() => undefined);
     // Fleet mode: a standby waits in open() for the leader lease; a stop signal ends that wait (exit 0).
     const standby = new AbortController();
-    const standbySignals = onStopSignal(() => standby.abort(), () => undefined);
+    const standbySignals = onStopSignal(
+      () => standby.abort(),
+      () => undefined,
+    );
     let openedWithSignals: Awaited<ReturnType<typeof openWithStopSignals<Awaited<ReturnType<typeof openSession>>>>>;
     try {
       openedWithSignals = await openWithStopSignals(
@@ -61,7 +64,10 @@ export const startVerb: Verb = {
       const url = await http.start(opened.session);
       await opened.session.startLive(failed);
       await http.announce(opened.session);
-      runtime.log.info({ heartbeat: runtime.config.loop.heartbeatPath, ...(url ? { dashboard: url } : {}) }, `live daemon running (pid ${process.pid});${url ? ` dashboard ${url};` : ''} Ctrl-C to stop`);
+      runtime.log.info(
+        { heartbeat: runtime.config.loop.heartbeatPath, ...(url ? { dashboard: url } : {}) },
+        `live daemon running (pid ${process.pid});${url ? ` dashboard ${url};` : ''} Ctrl-C to stop`,
+      );
       // A subscription that cannot heal rejects `fatal`: the stop below records `failed` and exits 5.
       await Promise.race([stopRequested, fatal]);
       await opened.close('stopped');

@@ -27,7 +27,15 @@ export function formatStatus(s: StatusSnapshot): string {
   lines.push(`registry: ${s.registry.state}: ${s.registry.detail}${s.registry.rejectedEntries ? ` (${s.registry.rejectedEntries} malformed entries ignored)` : ''}`);
   // In fleet mode the control plane runs no agents itself: its teams are the runs placed on workers.
   const placed = s.fleet?.placements ?? [];
-  if (placed.length > 0) lines.push('', `runs on workers (${placed.length}):`, formatTable(['ISSUE', 'RUN', 'WORKER'], placed.map((p) => [p.issueKey, p.runId, p.node])));
+  if (placed.length > 0)
+    lines.push(
+      '',
+      `runs on workers (${placed.length}):`,
+      formatTable(
+        ['ISSUE', 'RUN', 'WORKER'],
+        placed.map((p) => [p.issueKey, p.runId, p.node]),
+      ),
+    );
   lines.push('', `running teams (${s.teams.length}):`);
   lines.push(
     formatTable(
@@ -36,32 +44,75 @@ export function formatStatus(s: StatusSnapshot): string {
     ),
   );
   // In the order the issues will start (priority, then age), each with why it has not yet.
-  lines.push('', `queue (${s.queue.length}):`, formatTable(['#', 'ISSUE', 'PRIORITY', 'ATTEMPTS', 'REPO', 'WHY'], s.queue.map((c, i) => [String(i + 1), c.issueKey, c.priority === null ? '-' : String(c.priority), String(c.attempt), c.repo, c.why])));
+  lines.push(
+    '',
+    `queue (${s.queue.length}):`,
+    formatTable(
+      ['#', 'ISSUE', 'PRIORITY', 'ATTEMPTS', 'REPO', 'WHY'],
+      s.queue.map((c, i) => [String(i + 1), c.issueKey, c.priority === null ? '-' : String(c.priority), String(c.attempt), c.repo, c.why]),
+    ),
+  );
   lines.push(
     '',
     `retries (${s.retries.length}):`,
-    formatTable(['ISSUE', 'DUE', 'WHY', 'LAST FAILURE'], s.retries.map((c) => [c.issueKey, c.nextAttemptAtMs ? `in ${formatDuration(c.nextAttemptAtMs - now)}` : '-', c.why, c.lastReason ?? ''])),
+    formatTable(
+      ['ISSUE', 'DUE', 'WHY', 'LAST FAILURE'],
+      s.retries.map((c) => [c.issueKey, c.nextAttemptAtMs ? `in ${formatDuration(c.nextAttemptAtMs - now)}` : '-', c.why, c.lastReason ?? '']),
+    ),
   );
-  if (s.parked.length > 0) lines.push('', `parked (${s.parked.length}):`, formatTable(['ISSUE', 'RESUMES', 'WHY'], s.parked.map((c) => [c.issueKey, c.park?.resumeAtMs ? `in ${formatDuration(Math.max(0, c.park.resumeAtMs - now))}` : c.park?.trigger === 'memory-pressure' ? 'when pressure is low' : 'by hand', c.why])));
+  if (s.parked.length > 0)
+    lines.push(
+      '',
+      `parked (${s.parked.length}):`,
+      formatTable(
+        ['ISSUE', 'RESUMES', 'WHY'],
+        s.parked.map((c) => [
+          c.issueKey,
+          c.park?.resumeAtMs ? `in ${formatDuration(Math.max(0, c.park.resumeAtMs - now))}` : c.park?.trigger === 'memory-pressure' ? 'when pressure is low' : 'by hand',
+          c.why,
+        ]),
+      ),
+    );
   lines.push(
     '',
     `recent outcomes (${s.recentOutcomes.length} of ${s.outcomeCount}):`,
-    formatTable(['ISSUE', 'OUTCOME', 'ENDED', 'DETAIL'], s.recentOutcomes.map((o) => [o.issueKey, o.reason, formatAge(o.endedAtMs, now), o.memory ? `${o.detail} (memory peak ${formatMemory(o.memory.peakBytes)})` : o.detail])),
+    formatTable(
+      ['ISSUE', 'OUTCOME', 'ENDED', 'DETAIL'],
+      s.recentOutcomes.map((o) => [o.issueKey, o.reason, formatAge(o.endedAtMs, now), o.memory ? `${o.detail} (memory peak ${formatMemory(o.memory.peakBytes)})` : o.detail]),
+    ),
   );
-  if (s.skipped.length > 0) lines.push('', `skipped issues (${s.skipped.length}):`, formatTable(['ISSUE', 'WHY'], s.skipped.slice(0, 20).map((k) => [k.issueKey ?? basename(k.path ?? ''), k.reason])));
+  if (s.skipped.length > 0)
+    lines.push(
+      '',
+      `skipped issues (${s.skipped.length}):`,
+      formatTable(
+        ['ISSUE', 'WHY'],
+        s.skipped.slice(0, 20).map((k) => [k.issueKey ?? basename(k.path ?? ''), k.reason]),
+      ),
+    );
   return lines.join('\n');
 }
 
 /** fleet.backend "bullmq": the leader, each worker and where each run is placed, the queue, Redis's memory. */
 function formatFleet(f: FleetStatus): string[] {
-  const leader = f.leader ? `leader ${f.leader.hostname} pid ${f.leader.pid}, epoch ${f.leader.epoch}${f.leader.expiresInMs === null ? '' : `, lease ${formatDuration(f.leader.expiresInMs)} left`}` : `no leader (epoch ${f.epoch})`;
+  const leader = f.leader
+    ? `leader ${f.leader.hostname} pid ${f.leader.pid}, epoch ${f.leader.epoch}${f.leader.expiresInMs === null ? '' : `, lease ${formatDuration(f.leader.expiresInMs)} left`}`
+    : `no leader (epoch ${f.epoch})`;
   return [
     `fleet: ${leader}; queue ${f.queue.waiting} waiting, ${f.queue.active} active; Redis ${formatMemory(f.redis.usedMemoryBytes)} in ${f.redis.keys} keys`,
     '',
     `workers (${f.workers.length}):`,
     formatTable(
       ['WORKER', 'HOST', 'SLOTS', 'RUNS', 'HEARTBEAT', 'REDIS', 'STATUS'],
-      f.workers.map((w) => [w.node, `${w.hostname} pid ${w.pid}`, String(w.slots), w.runs.map((r) => r.issueKey).join(', ') || '-', `${formatDuration(Math.max(0, w.heartbeatAgeMs))} ago`, w.redis, w.status]),
+      f.workers.map((w) => [
+        w.node,
+        `${w.hostname} pid ${w.pid}`,
+        String(w.slots),
+        w.runs.map((r) => r.issueKey).join(', ') || '-',
+        `${formatDuration(Math.max(0, w.heartbeatAgeMs))} ago`,
+        w.redis,
+        w.status,
+      ]),
     ),
   ];
 }
@@ -69,11 +120,10 @@ function formatFleet(f: FleetStatus): string[] {
 /** Detection's report and admission's state; held claims show their reason in the queue's WHY column. */
 function formatResources(r: HeartbeatResources): string[] {
   const enforced = (['memory', 'pids', 'cpu'] as const).filter((key) => r.enforces[key]).join(', ') || 'nothing';
-  const pressure = !r.pressure.readable ? 'PSI not readable' : `PSI some avg10 ${r.pressure.someAvg10 === null ? '-' : `${r.pressure.someAvg10}%`}${r.pressure.holding ? ', sustained: new teams held' : ''}`;
-  return [
-    `resources: ${r.mechanism}: ${r.summary}`,
-    `  enforces ${enforced}; kill-all ${r.killAll}; ${pressure}; ${r.budgeted ? `${r.held.length} held for memory` : 'no budget configured'}`,
-  ];
+  const pressure = !r.pressure.readable
+    ? 'PSI not readable'
+    : `PSI some avg10 ${r.pressure.someAvg10 === null ? '-' : `${r.pressure.someAvg10}%`}${r.pressure.holding ? ', sustained: new teams held' : ''}`;
+  return [`resources: ${r.mechanism}: ${r.summary}`, `  enforces ${enforced}; kill-all ${r.killAll}; ${pressure}; ${r.budgeted ? `${r.held.length} held for memory` : 'no budget configured'}`];
 }
 
 export const statusVerb: Verb = {
@@ -83,7 +133,7 @@ export const statusVerb: Verb = {
   details: [
     "Read from the daemon's heartbeat, registry and state database; it never starts a daemon or",
     'touches a process. Works whether or not a daemon is running.',
-    'Exit codes: 0 printed (whatever the daemon\'s health: use `loop-status` to alert), 2 config error.',
+    "Exit codes: 0 printed (whatever the daemon's health: use `loop-status` to alert), 2 config error.",
   ].join('\n'),
   flags: [],
   async run(args, output) {

@@ -17,8 +17,12 @@ export function issueArgument(args: ParsedArgs, verb: string): string {
 export const triageVerb: Verb = {
   name: 'triage',
   usage: 'factory triage <KEY|path> [--config PATH] [--json]',
-  summary: 'show how one issue would be triaged and routed, each agent\'s command, and the first agent\'s prompt',
-  details: ['Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,', 'the branch, its claim (if any), the rendered argv of each agent and the prompt. Changes nothing.', 'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.'].join('\n'),
+  summary: "show how one issue would be triaged and routed, each agent's command, and the first agent's prompt",
+  details: [
+    'Reads one issue, applies the same rules as the daemon and prints the verdict, the repo,',
+    'the branch, its claim (if any), the rendered argv of each agent and the prompt. Changes nothing.',
+    'Exit codes: 0 in scope, 1 skipped, 2 usage, config or issue error.',
+  ].join('\n'),
   flags: [],
   maxPositionals: 1,
   async run(args, output) {
@@ -34,10 +38,23 @@ export const triageVerb: Verb = {
     const prompt = first ? renderPrompt(contextFor(first.role, first.agent.instruction)) : '';
     // Every agent's argv as the run renders it (the same renderer), with the (long) prompt shown below instead of inline.
     const agents = config.teamStages.flatMap((stage, index) =>
-      stage.agents.map(({ role, slot, agent }) => ({ stage: index + 1, slot, role, command: agent.command.map((arg) => renderArgument(arg, { ...placeholderValues(contextFor(role, agent.instruction)), prompt: '<prompt>' })) })),
+      stage.agents.map(({ role, slot, agent }) => ({
+        stage: index + 1,
+        slot,
+        role,
+        command: agent.command.map((arg) => renderArgument(arg, { ...placeholderValues(contextFor(role, agent.instruction)), prompt: '<prompt>' })),
+      })),
     );
     const command = agents[0]?.command ?? [];
-    const result = { issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location }, decision, branch, claim, command, agents, prompt };
+    const result = {
+      issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location },
+      decision,
+      branch,
+      claim,
+      command,
+      agents,
+      prompt,
+    };
     if (flagBoolean(args, 'json')) printJson(output, result);
     else {
       output.out(`${issue.key}: ${issue.title}`);

@@ -40,7 +40,7 @@ export const workerVerb: Verb = {
     'Runs from a control plane with an older lease epoch than this worker has seen are refused.',
     'SIGTERM/SIGINT: no new run is fetched; running ones get fleet.worker.shutdownGraceMs to finish,',
     'then are stopped and handed back to the queue. Exit codes: 0 stopped by a signal, 2 config error',
-    'or unsuitable Redis, 3 another worker or daemon uses this config or its predecessor\'s agents',
+    "or unsuitable Redis, 3 another worker or daemon uses this config or its predecessor's agents",
     'survived, 5 Redis unreachable.',
   ].join('\n'),
   flags: [{ name: 'slots', takesValue: true, description: 'team runs at once (default fleet.worker.slots)' }],
@@ -53,7 +53,12 @@ export const workerVerb: Verb = {
     const slots = slotsFlag === undefined ? config.fleet.worker.slots : Number(slotsFlag);
     if (!Number.isInteger(slots) || slots < 1 || slots > 256) throw new FactoryError('FACTORY_USAGE', `--slots: expected a whole number from 1 to 256, got "${slotsFlag}"`);
     const node = config.fleet.worker.node ?? hostname();
-    const settings: FleetQueueSettings = { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs: config.fleet.queue.lockDurationMs, stalledIntervalMs: config.fleet.queue.stalledIntervalMs, eventsMaxLen: config.fleet.queue.eventsMaxLen };
+    const settings: FleetQueueSettings = {
+      ...DEFAULT_FLEET_QUEUE_SETTINGS,
+      lockDurationMs: config.fleet.queue.lockDurationMs,
+      stalledIntervalMs: config.fleet.queue.stalledIntervalMs,
+      eventsMaxLen: config.fleet.queue.eventsMaxLen,
+    };
 
     // Refuse a Redis that cannot keep the fleet's promises before touching anything.
     const probe = await connectSuitableRedis({ url: redisConfig.url, connectionName: `factory-worker-check:${node}`, log });
@@ -104,8 +109,25 @@ export const workerVerb: Verb = {
       const repoCache = cacheDir ? new RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : undefined;
       const workspace = repoCache ?? worktrees;
       const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
-      const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: runLogStoreFor(config), killGraceMs: config.runs.killGraceMs, noChanges: config.runs, agentCli: new CliAgentHost() });
-      const worker = new TeamRunWorker({ executor, epochs, clock, monotonicNow: () => performance.now(), node, lockDurationMs: settings.lockDurationMs, log,
+      const executor = new LocalTeamExecutor({
+        fleet,
+        workspace,
+        registry,
+        clock,
+        log,
+        runLogs: runLogStoreFor(config),
+        killGraceMs: config.runs.killGraceMs,
+        noChanges: config.runs,
+        agentCli: new CliAgentHost(),
+      });
+      const worker = new TeamRunWorker({
+        executor,
+        epochs,
+        clock,
+        monotonicNow: () => performance.now(),
+        node,
+        lockDurationMs: settings.lockDurationMs,
+        log,
         // With a repo cache the run's worktree belongs to this worker's clone of the remote: a succeeded branch goes back there.
         ...(repoCache ? { pushBranch: (_plan: unknown, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(outcome.worktree, outcome.branch) } : {}),
       });
@@ -125,9 +147,17 @@ export const workerVerb: Verb = {
       let workerStatus: 'running' | 'stopping' = 'running';
       let lastAnnounce: Promise<void> = Promise.resolve();
       const announce = (): Promise<void> =>
-        (lastAnnounce = announceWorker(directory!, queueKeys, { node, hostname: hostname(), pid: process.pid, slots, runs: worker.runningRuns(), startedAtMs, updatedAtMs: clock.now(), status: workerStatus, counters: { ...worker.counters } }).catch(
-          (error: Error) => log.warn({ err: error.message }, 'could not announce this worker in Redis; retrying next interval'),
-        ));
+        (lastAnnounce = announceWorker(directory!, queueKeys, {
+          node,
+          hostname: hostname(),
+          pid: process.pid,
+          slots,
+          runs: worker.runningRuns(),
+          startedAtMs,
+          updatedAtMs: clock.now(),
+          status: workerStatus,
+          counters: { ...worker.counters },
+        }).catch((error: Error) => log.warn({ err: error.message }, 'could not announce this worker in Redis; retrying next interval')));
       const announceLoop = (): void => {
         if (announcing) announceTimer = clock.setTimeout(() => void announce().finally(announceLoop), config.loop.heartbeatIntervalMs);
       };

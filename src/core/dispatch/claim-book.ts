@@ -147,12 +147,9 @@ export class ClaimBatch {
   /** Makes the batch durable; on failure every staged change is undone in memory and the error is thrown. */
   async commit(): Promise<void> {
     if (this.isEmpty) return;
-    await this.#book.apply(
-      { epoch: this.#book.epoch, claims: [...this.#claims.values()], skips: [...this.#skips.values()], clearedSkips: [...this.#clearedSkips] },
-      () => {
-        for (const undo of this.#undo.reverse()) undo();
-      },
-    );
+    await this.#book.apply({ epoch: this.#book.epoch, claims: [...this.#claims.values()], skips: [...this.#skips.values()], clearedSkips: [...this.#clearedSkips] }, () => {
+      for (const undo of this.#undo.reverse()) undo();
+    });
   }
 }
 

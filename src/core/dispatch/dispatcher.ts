@@ -386,15 +386,31 @@ export class Dispatcher {
       maybeCrash('after-claim');
       // `working` shows on the issue before its team starts (a failure to show it is logged, not a reason to hold the work).
       const progress = this.#options.progress;
-      if (progress) await Promise.all(starts.map(({ issue }) => progress.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue'))));
+      if (progress)
+        await Promise.all(
+          starts.map(({ issue }) =>
+            progress.markStage(issue, 'working').catch((error: Error) => this.#options.log.warn({ issue: issue.key, err: error.message }, 'could not show the working stage on the issue')),
+          ),
+        );
       for (const { issue, running } of starts) {
         this.#starting.delete(issue.key);
         const fix = running.fix;
         // A fix round works on the pull request's branch with what failed appended to the issue text.
         const plannedIssue = fix ? { ...issue, body: `${issue.body}\n\n${fix.feedback}` } : issue;
         const branch = fix ? fix.branch : branchNameFor(issue.key, policy.branchPrefix);
-        const team = executor.start({ issue: plannedIssue, runId: running.runId!, attempt: running.attempt, repo: running.repo, branch, stages: this.#options.stages, ...(running.park ? { resume: running.park } : {}) });
-        this.#options.log.info({ issue: issue.key, run: running.runId, attempt: running.attempt, node: team.placement.node, ...(fix ? { fixRound: fix.round } : {}) }, fix ? 'fix round dispatched' : 'team dispatched');
+        const team = executor.start({
+          issue: plannedIssue,
+          runId: running.runId!,
+          attempt: running.attempt,
+          repo: running.repo,
+          branch,
+          stages: this.#options.stages,
+          ...(running.park ? { resume: running.park } : {}),
+        });
+        this.#options.log.info(
+          { issue: issue.key, run: running.runId, attempt: running.attempt, node: team.placement.node, ...(fix ? { fixRound: fix.round } : {}) },
+          fix ? 'fix round dispatched' : 'team dispatched',
+        );
         this.#adopt(team);
         started.push(team);
         // The daemon began stopping while the claim was written: release the team at once (its attempt is given back).

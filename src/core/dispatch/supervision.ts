@@ -15,9 +15,7 @@ export interface SupervisionPolicy {
 export async function superviseTeams(teams: readonly TeamExecution[], policy: SupervisionPolicy, clock: Clock, log: Logger): Promise<void> {
   const now = clock.now();
   const live = teams.filter((team) => !team.stopReason);
-  const lastActivity = await Promise.all(
-    live.map((team) => (now - team.startedAtMs > policy.maxRuntimeMs ? Promise.resolve(now) : team.sampleActivity().catch(() => now))),
-  );
+  const lastActivity = await Promise.all(live.map((team) => (now - team.startedAtMs > policy.maxRuntimeMs ? Promise.resolve(now) : team.sampleActivity().catch(() => now))));
   live.forEach((team, index) => {
     const fields = { issue: team.plan.issue.key, run: team.plan.runId };
     if (now - team.startedAtMs > policy.maxRuntimeMs) {

@@ -21,7 +21,13 @@ export class Writeback {
    * `publish`: for a source with a code host, pushes a succeeded run's branch and opens its pull request before the outcome is written back.
    * `finishFixRound`: a fix round's outcome goes there (push, the round in the shepherd's record) instead: the issue's own outcome stays the one shown.
    */
-  constructor(options: { source: IssueSource; store: StateStore; log: Logger; publish?: (issue: Issue, outcome: RunOutcome) => Promise<void>; finishFixRound?: (issue: Issue, outcome: RunOutcome) => Promise<void> }) {
+  constructor(options: {
+    source: IssueSource;
+    store: StateStore;
+    log: Logger;
+    publish?: (issue: Issue, outcome: RunOutcome) => Promise<void>;
+    finishFixRound?: (issue: Issue, outcome: RunOutcome) => Promise<void>;
+  }) {
     this.#source = options.source;
     this.#store = options.store;
     this.#log = options.log;

@@ -1,6 +1,15 @@
 import { join } from 'node:path';
 import { agentEnvironment, placeholderValues, type AgentReviewContext } from '../../domain/prompt.js';
-import { decideStageReview, MAX_VERDICT_FILE_BYTES, readReviewerVerdict, reworkStageFor, summarizeComments, type ReviewRoundEntry, type StageReview, type VerdictReading } from '../../domain/review.js';
+import {
+  decideStageReview,
+  MAX_VERDICT_FILE_BYTES,
+  readReviewerVerdict,
+  reworkStageFor,
+  summarizeComments,
+  type ReviewRoundEntry,
+  type StageReview,
+  type VerdictReading,
+} from '../../domain/review.js';
 import { mayEndWithoutChanges, type AgentResult, type NoChangesPolicy, type RunOutcome, type RunOutcomeReason, type StopReason } from '../../domain/run.js';
 import { agentNameFor, type StageAgent, type TeamStage } from '../../domain/team.js';
 import type { Clock } from '../../ports/clock.js';
@@ -199,7 +208,7 @@ export class TeamRun implements TeamExecution {
     let review: { round: number; comments: string } | undefined;
     // A resumed run starts at the stage it was parked in; that stage's agents continue their sessions.
     const firstStage = resume ? Math.min(Math.max(0, resume.stage), plan.stages.length - 1) : 0;
-    for (let index = firstStage; index < plan.stages.length; ) {
+    for (let index = firstStage; index < plan.stages.length;) {
       if (this.#stopReason) break;
       const stage = plan.stages[index]!;
       const round = review?.round ?? 1;
@@ -279,7 +288,9 @@ export class TeamRun implements TeamExecution {
         reading = { ok: false, reason: `could not read the verdict of ${stageAgent.role}: ${(error as Error).message}` };
       }
       verdicts.push({ role: stageAgent.role, reading });
-      const said = reading.ok ? { verdict: reading.verdict.verdict, verdictSource: reading.verdict.source, ...(reading.verdict.comments ? { commentsSummary: summarizeComments(reading.verdict.comments) } : {}) } : {};
+      const said = reading.ok
+        ? { verdict: reading.verdict.verdict, verdictSource: reading.verdict.source, ...(reading.verdict.comments ? { commentsSummary: summarizeComments(reading.verdict.comments) } : {}) }
+        : {};
       this.#rounds.push({ round, role: stageAgent.role, agentName: result.agentName, ...said, commit });
     }
     return decideStageReview(verdicts);
@@ -299,19 +310,25 @@ export class TeamRun implements TeamExecution {
     const environment = agentEnvironment({ context: prompt, configEnv: agent.env, configEnvPassthrough: agent.envPassthrough, filesDir: sideFilesDir, fileStem: sideFileStem });
     const startedAtMs = this.#deps.clock.now();
     let needsInput: string | undefined;
-    const launch = prepareAgentLaunch(agent, values, this.#deps.agentCli, {
-      clock: this.#deps.clock,
-      onActivity: (activity) => this.#emit({ kind: 'agent-activity', runId: plan.runId, agentName, role, activity, atMs: this.#deps.clock.now() }),
-      // Nobody can answer a question in a non-interactive run: stop now, with why, rather than wait for a stall.
-      onNeedsInput: (why) => {
-        needsInput = why;
-        const entry = this.#handles.get(agentName);
-        if (entry) void entry.handle.stop(this.#deps.killGraceMs);
+    const launch = prepareAgentLaunch(
+      agent,
+      values,
+      this.#deps.agentCli,
+      {
+        clock: this.#deps.clock,
+        onActivity: (activity) => this.#emit({ kind: 'agent-activity', runId: plan.runId, agentName, role, activity, atMs: this.#deps.clock.now() }),
+        // Nobody can answer a question in a non-interactive run: stop now, with why, rather than wait for a stall.
+        onNeedsInput: (why) => {
+          needsInput = why;
+          const entry = this.#handles.get(agentName);
+          if (entry) void entry.handle.stop(this.#deps.killGraceMs);
+        },
+        onUsage: (activity) => this.#checkBudgets(agentName, activity),
+        // A limit with a reset time will not lift by retrying now: park, and come back at the reset.
+        onRateLimited: (why, resetAtMs) => this.#requestPark({ kind: 'usage-limit', reason: why, resetAtMs }),
       },
-      onUsage: (activity) => this.#checkBudgets(agentName, activity),
-      // A limit with a reset time will not lift by retrying now: park, and come back at the reset.
-      onRateLimited: (why, resetAtMs) => this.#requestPark({ kind: 'usage-limit', reason: why, resetAtMs }),
-    }, { ...(resumeSessionId !== undefined ? { resumeSessionId } : {}), ...(this.#budgeted() ? { liveUsage: true } : {}) });
+      { ...(resumeSessionId !== undefined ? { resumeSessionId } : {}), ...(this.#budgeted() ? { liveUsage: true } : {}) },
+    );
     if (!launch.ok) return this.#record({ role, agentName, exitCode: null, signal: null, reason: 'spawn-failed', logPath, startedAtMs, endedAtMs: this.#deps.clock.now() }, launch.reason);
     launch.watch?.start(logPath);
     let handle: AgentHandle;
@@ -357,7 +374,10 @@ export class TeamRun implements TeamExecution {
     const succeeded = report ? report.verdict === 'succeeded' : exit.exitCode === 0;
     if (report) this.#usageByAgent.set(agentName, report);
     const reason: RunOutcomeReason = this.#stopReason ?? (succeeded ? 'succeeded' : report?.verdict === 'rate-limited' ? 'parked' : 'failed');
-    log.info({ exitCode: exit.exitCode, signal: exit.signal, reason, ...(report ? { verdict: report.verdict, why: report.reason, turns: report.turns, usage: report.usage, costUsd: report.costUsd } : {}) }, `${role} exited`);
+    log.info(
+      { exitCode: exit.exitCode, signal: exit.signal, reason, ...(report ? { verdict: report.verdict, why: report.reason, turns: report.turns, usage: report.usage, costUsd: report.costUsd } : {}) },
+      `${role} exited`,
+    );
     if (reason === 'failed' && hasSiblings) {
       // The team has failed; the other agents of its stage would work on for nothing.
       for (const sibling of this.#handles.values()) void sibling.handle.stop(this.#deps.killGraceMs);
@@ -409,7 +429,16 @@ export class TeamRun implements TeamExecution {
     } catch (error) {
       kept = `the work stays in ${this.#workspace?.path} (could not commit it to ${ref}: ${(error as Error).message})`;
     }
-    const park: ParkedRun = { runId: this.plan.runId, ref, commit, trigger: trigger.kind, reason: trigger.reason, resumeAtMs: automaticResumeAtMs(trigger, this.#deps.clock.now()), stage: stageIndex, sessions };
+    const park: ParkedRun = {
+      runId: this.plan.runId,
+      ref,
+      commit,
+      trigger: trigger.kind,
+      reason: trigger.reason,
+      resumeAtMs: automaticResumeAtMs(trigger, this.#deps.clock.now()),
+      stage: stageIndex,
+      sessions,
+    };
     return { ...this.#finish('parked', `parked: ${trigger.reason}; ${kept}`), park };
   }
 

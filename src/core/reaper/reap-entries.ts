@@ -74,7 +74,10 @@ export async function reapRegistryEntries(entries: readonly RegistryEntry[], opt
   const { plans, otherBoot, otherNode } = planReaps(entries, snapshot, table, options.sweepMarkerPrefix);
   // Progress for a person watching a large reap (stderr; stdout stays the JSON report).
   if (entries.length > 0 || plans.length > 0) {
-    log.info({ entries: entries.length, trees: plans.length, otherBoot: otherBoot.length, otherNode: otherNode.length }, `reaping: ${plans.length} agent tree(s) to end, ${otherBoot.length} entr${otherBoot.length === 1 ? 'y' : 'ies'} from another boot to drop`);
+    log.info(
+      { entries: entries.length, trees: plans.length, otherBoot: otherBoot.length, otherNode: otherNode.length },
+      `reaping: ${plans.length} agent tree(s) to end, ${otherBoot.length} entr${otherBoot.length === 1 ? 'y' : 'ies'} from another boot to drop`,
+    );
   }
 
   const skipped: SkippedItem[] = otherNode.map((entry) => ({
@@ -134,11 +137,7 @@ export async function reapRegistryEntries(entries: readonly RegistryEntry[], opt
       if (reason !== undefined) treeSurvivors.push({ ...refOf(plan.entry), marker: plan.marker, pid: member.pid, reason });
     }
     const signals = members.flatMap((member) => signalsByPid.get(member.pid) ?? []);
-    const outcome: ReapOutcome =
-      members.length === 0 ? 'already-gone'
-      : options.dryRun ? 'would-reap'
-      : signals.some((sent) => sent.signal === 'SIGKILL') ? 'killed'
-      : 'terminated';
+    const outcome: ReapOutcome = members.length === 0 ? 'already-gone' : options.dryRun ? 'would-reap' : signals.some((sent) => sent.signal === 'SIGKILL') ? 'killed' : 'terminated';
     const fields = { issue: plan.entry?.issueKey, run: plan.entry?.runId, agent: plan.entry?.agentName, marker: plan.marker };
     survivors.push(...treeSurvivors);
     if (treeSurvivors.length > 0) {
@@ -171,10 +170,7 @@ export interface PredecessorReapResult {
  * listed) before it dispatches anything. The caller holds the daemon lock, so
  * no other daemon of this instance is alive to own those agents.
  */
-export async function reapPredecessorAgents(
-  entries: readonly RegistryEntry[],
-  options: TerminationOptions & { readonly markerPrefix?: string },
-): Promise<PredecessorReapResult> {
+export async function reapPredecessorAgents(entries: readonly RegistryEntry[], options: TerminationOptions & { readonly markerPrefix?: string }): Promise<PredecessorReapResult> {
   const details = await reapRegistryEntries(entries, {
     processTable: options.processTable,
     terminator: options.terminator,
@@ -185,4 +181,3 @@ export async function reapPredecessorAgents(
   });
   return { reaped: details.reaped.length + details.unlisted.length, survivors: details.remaining, details };
 }
-

@@ -114,9 +114,15 @@ export async function reapOrphanedAgents(options: ReapOrphansRequest): Promise<R
   } catch (error) {
     if (!isFactoryError(error, 'FACTORY_LEASE_HELD')) throw error;
     const owner = error.details.owner as { pid?: number } | undefined;
-    throw new FactoryError('FACTORY_REAPER_LOCKED', owner ? `the reaper lock ${options.lease.name} is held by a running reaper (pid ${owner.pid ?? '?'})` : `the reaper lock ${options.lease.name} kept changing hands; another reaper is contending for it`, {
-      details: error.details,
-    });
+    throw new FactoryError(
+      'FACTORY_REAPER_LOCKED',
+      owner
+        ? `the reaper lock ${options.lease.name} is held by a running reaper (pid ${owner.pid ?? '?'})`
+        : `the reaper lock ${options.lease.name} kept changing hands; another reaper is contending for it`,
+      {
+        details: error.details,
+      },
+    );
   }
   try {
     return await runReaper(options);
@@ -250,8 +256,14 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
   }
   const removed = reap.reaped;
   const leftBehind = {
-    worktrees: await existingPaths(options, removed.map((agent) => agent.worktree)),
-    logs: await existingPaths(options, removed.map((agent) => agent.logPath)),
+    worktrees: await existingPaths(
+      options,
+      removed.map((agent) => agent.worktree),
+    ),
+    logs: await existingPaths(
+      options,
+      removed.map((agent) => agent.logPath),
+    ),
   };
   const survived = reap.survivors.length > 0;
   const wouldReap = [...removed, ...reap.unlisted].filter((tree) => tree.outcome === 'would-reap').length;
@@ -269,11 +281,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
     reap: { ...reap, skipped: [...droppedEntries, ...reap.skipped] },
     groups,
     leftBehind,
-    exitCode: survived
-      ? ERROR_CATALOG.FACTORY_REAPER_SURVIVORS.exitCode
-      : registryRead.kind === 'unreadable'
-        ? ERROR_CATALOG.FACTORY_REGISTRY_UNREADABLE.exitCode
-        : 0,
+    exitCode: survived ? ERROR_CATALOG.FACTORY_REAPER_SURVIVORS.exitCode : registryRead.kind === 'unreadable' ? ERROR_CATALOG.FACTORY_REGISTRY_UNREADABLE.exitCode : 0,
   });
 }
 
@@ -287,10 +295,7 @@ function describeRegistry(read: StoredRead<RegistryParse>, written: boolean, rea
  * was just proven, never pid ≤ 1, the reaper or its ancestors. A dry run only
  * says what it would do.
  */
-async function stopWedgedDaemon(
-  alive: readonly DaemonIdentityReport[],
-  options: ReapOrphansRequest,
-): Promise<{ stopped: boolean; reason: string; signals: readonly SentSignal[] }> {
+async function stopWedgedDaemon(alive: readonly DaemonIdentityReport[], options: ReapOrphansRequest): Promise<{ stopped: boolean; reason: string; signals: readonly SentSignal[] }> {
   const protectedPids = readSelfAndAncestors(options.processTable);
   for (const identity of alive) {
     const why = explainProtectedPid(identity.pid, protectedPids, options.processTable.self());

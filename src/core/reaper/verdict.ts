@@ -80,7 +80,6 @@ export function aggregateVerdict(identities: readonly DaemonIdentityReport[]): I
   return 'dead';
 }
 
-
 /**
  * The proof a pid is the daemon beyond what a heartbeat says (a heartbeat is
  * a file anyone who can write the state folder can forge): the daemon keeps

@@ -134,7 +134,12 @@ export class Shepherd {
       log.warn({ issue: issue.key, round: fix.round }, 'a fix round ended for a pull request with no record; nothing to push to');
       return;
     }
-    const watch: Watch = known ?? { issue, change: { issueKey: issue.key, number: record.pullNumber, url: record.pullUrl, branch: record.branch, headSha: fix.onSha, draft: true }, record, lastHeadSha: fix.onSha };
+    const watch: Watch = known ?? {
+      issue,
+      change: { issueKey: issue.key, number: record.pullNumber, url: record.pullUrl, branch: record.branch, headSha: fix.onSha, draft: true },
+      record,
+      lastHeadSha: fix.onSha,
+    };
     this.#watches.set(issue.key, watch);
     const round = record.rounds.find((entry) => entry.round === fix.round) ?? roundOf(fix, outcome.startedAtMs);
     let finished: ShepherdRound = { ...round, result: outcome.reason };
@@ -145,7 +150,11 @@ export class Shepherd {
       finished = { ...finished, pushedSha: change.headSha };
     }
     const rounds = record.rounds.some((entry) => entry.round === fix.round) ? record.rounds.map((entry) => (entry.round === fix.round ? finished : entry)) : [...record.rounds, finished];
-    await this.#save(watch, { ...watch.record, rounds, lastVerdict: finished.pushedSha === null ? `fix round ${fix.round} ${outcome.reason}` : `pushed ${shortSha(finished.pushedSha)}; waiting for checks` });
+    await this.#save(watch, {
+      ...watch.record,
+      rounds,
+      lastVerdict: finished.pushedSha === null ? `fix round ${fix.round} ${outcome.reason}` : `pushed ${shortSha(finished.pushedSha)}; waiting for checks`,
+    });
     log.info({ issue: issue.key, round: fix.round, result: outcome.reason, pushed: finished.pushedSha }, 'fix round finished');
     await this.#stage(watch.issue, watch.record.escalated === null ? 'pr-open' : 'needs-human');
   }
@@ -163,7 +172,9 @@ export class Shepherd {
         verdict: watch.record.lastVerdict,
         escalated: watch.record.escalated,
         // The round on the claim shows where the dispatcher has it: queued for a slot or running.
-        rounds: watch.record.rounds.map((round) => (round.round === pending && PENDING_ROUND_RESULTS.has(round.result) ? { ...round, result: claim?.status === 'running' ? 'running' : 'queued' } : round)),
+        rounds: watch.record.rounds.map((round) =>
+          round.round === pending && PENDING_ROUND_RESULTS.has(round.result) ? { ...round, result: claim?.status === 'running' ? 'running' : 'queued' } : round,
+        ),
         fixing: pending !== undefined,
       };
     });
@@ -266,7 +277,15 @@ export class Shepherd {
    */
   async #queueRound(watch: Watch, verdict: Extract<ShepherdVerdict, { kind: 'fix' }>): Promise<void> {
     const { claims, clock, log } = this.#options;
-    const fix: FixRound = { round: watch.record.rounds.length + 1, trigger: verdict.trigger, onSha: verdict.onSha, failures: verdict.failures, fingerprints: verdict.fingerprints, branch: watch.change.branch, feedback: verdict.feedback };
+    const fix: FixRound = {
+      round: watch.record.rounds.length + 1,
+      trigger: verdict.trigger,
+      onSha: verdict.onSha,
+      failures: verdict.failures,
+      fingerprints: verdict.fingerprints,
+      branch: watch.change.branch,
+      feedback: verdict.feedback,
+    };
     const queued = await claims.queueFixRound(watch.issue.key, fix);
     if (!queued.queued) {
       log.warn({ issue: watch.issue.key, pull: watch.change.url, status: queued.status }, 'the pull request needs a fix round, but its issue is not being shepherded; not fixing it');
@@ -289,7 +308,9 @@ function freshRecord(change: PublishedChange): ShepherdRecord {
 function renderEscalation(record: ShepherdRecord, reason: string): string {
   const lines = [`${reason}.`, '', record.rounds.length === 0 ? 'Factory made no fix round.' : 'What Factory tried:', ''];
   for (const round of record.rounds) {
-    lines.push(`- Round ${round.round} (${round.trigger} on \`${shortSha(round.onSha)}\`): ${round.failures.join('; ')}; result ${round.result}${round.pushedSha === null ? '' : `, pushed \`${shortSha(round.pushedSha)}\``}`);
+    lines.push(
+      `- Round ${round.round} (${round.trigger} on \`${shortSha(round.onSha)}\`): ${round.failures.join('; ')}; result ${round.result}${round.pushedSha === null ? '' : `, pushed \`${shortSha(round.pushedSha)}\``}`,
+    );
   }
   lines.push('', 'Factory stops working on this pull request: it is yours to take over.');
   return lines.join('\n');

@@ -366,6 +366,18 @@ class ActiveRun {
   #outcomeWithoutAgents(reason: StopReason, detail: string): RunOutcome {
     const { plan } = this.#claimed;
     const nowMs = this.#deps.clock.now();
-    return { runId: plan.runId, issueKey: plan.issue.key, revision: plan.issue.revision, attempt: plan.attempt, reason, detail, branch: plan.branch, worktree: '', agents: [], startedAtMs: nowMs, endedAtMs: nowMs };
+    return {
+      runId: plan.runId,
+      issueKey: plan.issue.key,
+      revision: plan.issue.revision,
+      attempt: plan.attempt,
+      reason,
+      detail,
+      branch: plan.branch,
+      worktree: '',
+      agents: [],
+      startedAtMs: nowMs,
+      endedAtMs: nowMs,
+    };
   }
 }

@@ -489,7 +489,11 @@ export class FakeGitHub {
       }
       const bucket = this.#bucket(token);
       if (!isInstallationTokenRequest && bucket.used >= this.#rateLimit) {
-        return send(this.#validated(method, template, error(403, `API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.`)), false, token);
+        return send(
+          this.#validated(method, template, error(403, `API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.`)),
+          false,
+          token,
+        );
       }
 
       const fault = this.#takeFault(method, template);
@@ -497,7 +501,11 @@ export class FakeGitHub {
         bucket.used++;
         if (fault.retryAfterSeconds !== undefined) {
           return send(
-            this.#validated(method, template, error(403, 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', { 'retry-after': String(fault.retryAfterSeconds) })),
+            this.#validated(
+              method,
+              template,
+              error(403, 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', { 'retry-after': String(fault.retryAfterSeconds) }),
+            ),
             true,
             token,
           );
@@ -800,7 +808,10 @@ export class FakeGitHub {
         return { status: 422, body: { message: 'Validation Failed', documentation_url: DOCS, errors: [{ resource: 'PullRequest', code: 'invalid', field: 'head' }] } };
       }
       if (duplicate) {
-        return { status: 422, body: { message: 'Validation Failed', documentation_url: DOCS, errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${headOwner}:${headRef}.` }] } };
+        return {
+          status: 422,
+          body: { message: 'Validation Failed', documentation_url: DOCS, errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${headOwner}:${headRef}.` }] },
+        };
       }
       const number = repo.nextNumber++;
       const at = iso(this.now());
@@ -868,8 +879,15 @@ export class FakeGitHub {
       // The one mutation served, with GitHub's published signature:
       // markPullRequestReadyForReview(input: MarkPullRequestReadyForReviewInput!) { pullRequest { isDraft ... } },
       // where the input's only required field is pullRequestId: ID!.
-      const mutation = /^\s*mutation\s*(\(\s*\$(\w+)\s*:\s*ID!\s*\))?\s*\{\s*markPullRequestReadyForReview\s*\(\s*input\s*:\s*\{\s*pullRequestId\s*:\s*(\$\w+|"[^"]+")\s*\}\s*\)\s*\{\s*pullRequest\s*\{\s*isDraft\s*\}\s*\}\s*\}\s*$/.exec(query);
-      if (mutation === null) return { status: 200, body: { errors: [{ message: `fake GitHub serves only markPullRequestReadyForReview(input: {pullRequestId}) { pullRequest { isDraft } }; got ${query.slice(0, 200)}` }] } };
+      const mutation =
+        /^\s*mutation\s*(\(\s*\$(\w+)\s*:\s*ID!\s*\))?\s*\{\s*markPullRequestReadyForReview\s*\(\s*input\s*:\s*\{\s*pullRequestId\s*:\s*(\$\w+|"[^"]+")\s*\}\s*\)\s*\{\s*pullRequest\s*\{\s*isDraft\s*\}\s*\}\s*\}\s*$/.exec(
+          query,
+        );
+      if (mutation === null)
+        return {
+          status: 200,
+          body: { errors: [{ message: `fake GitHub serves only markPullRequestReadyForReview(input: {pullRequestId}) { pullRequest { isDraft } }; got ${query.slice(0, 200)}` }] },
+        };
       const argument = mutation[3] ?? '';
       const id = argument.startsWith('$') ? variables[argument.slice(1)] : argument.slice(1, -1);
       if (argument.startsWith('$') && argument.slice(1) !== mutation[2]) return { status: 200, body: { errors: [{ message: `Variable ${argument} is not declared` }] } };
@@ -881,7 +899,13 @@ export class FakeGitHub {
           return { status: 200, body: { data: { markPullRequestReadyForReview: { pullRequest: { isDraft: false } } } } };
         }
       }
-      return { status: 200, body: { data: { markPullRequestReadyForReview: null }, errors: [{ type: 'NOT_FOUND', path: ['markPullRequestReadyForReview'], message: `Could not resolve to a node with the global id of '${String(id)}'` }] } };
+      return {
+        status: 200,
+        body: {
+          data: { markPullRequestReadyForReview: null },
+          errors: [{ type: 'NOT_FOUND', path: ['markPullRequestReadyForReview'], message: `Could not resolve to a node with the global id of '${String(id)}'` }],
+        },
+      };
     });
 
     this.#route('GET', '/repos/{owner}/{repo}/pulls/{pull_number}/reviews', (request) => {
