@@ -41,7 +41,10 @@ const redis = await startTestRedis();
 const project = createScratchProject('fleet-bench', {});
 const keys = teamRunKeys({ keyPrefix: 'factory', pool: 'bench' });
 
-async function startWorker(name: string, slots: number): Promise<ChildProcess> {
+/** The implementer every bench run uses, in the workers' configs (a job names the role; the worker runs it as configured). */
+const implementer = (agentMs: number) => ({ command: ['node', AGENT, String(agentMs)], env: {} });
+
+async function startWorker(name: string, slots: number, agentMs: number): Promise<ChildProcess> {
   const dir = join(project.dir, `worker-${name}`);
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'factory.config.json');
@@ -49,7 +52,7 @@ async function startWorker(name: string, slots: number): Promise<ChildProcess> {
     configPath,
     JSON.stringify({
       mount: { root: '../issues' },
-      agents: { implementer: { command: ['true'] } },
+      agents: { implementer: implementer(agentMs) },
       http: { enabled: false },
       fleet: { backend: 'bullmq', redis: { url: redis.url }, pool: 'bench', worker: { slots, node: name, repoCacheDir: './repos' } },
     }),
@@ -78,19 +81,27 @@ function plan(round: string, i: number, agentMs: number): TeamPlan {
     repo: project.repo,
     branch: `factory/${key}`,
     issue: { key, title: key, body: '', labels: ['factory'], state: 'ready', createdAtMs: Date.now(), revision: key, location: key },
-    stages: [{ agents: [{ role: 'implementer', slot: 'implementer', agent: { command: ['node', AGENT, String(agentMs)], env: {} } }] }],
+    stages: [{ agents: [{ role: 'implementer', slot: 'implementer', agent: implementer(agentMs) }] }],
   };
 }
 
-function openExecutor(): Promise<BullmqTeamExecutor> {
-  return BullmqTeamExecutor.open({ url: redis.url, keys, settings: DEFAULT_FLEET_QUEUE_SETTINGS, currentEpoch: () => 1, clock: new SystemClock(), log: silent });
+function openExecutor(agentMs: number): Promise<BullmqTeamExecutor> {
+  return BullmqTeamExecutor.open({
+    url: redis.url,
+    keys,
+    settings: DEFAULT_FLEET_QUEUE_SETTINGS,
+    agents: { implementer: implementer(agentMs) },
+    currentEpoch: () => 1,
+    clock: new SystemClock(),
+    log: silent,
+  });
 }
 
 async function throughput(runs: number, slots: number): Promise<void> {
   const results: { workers: number; seconds: number; perSecond: number; pickupP50: number; pickupP95: number; cpuMsPer1000: number }[] = [];
   for (const workerCount of [1, 2, 4]) {
-    const workers = await Promise.all(Array.from({ length: workerCount }, (_, i) => startWorker(`w${workerCount}-${i}`, slots)));
-    const executor = await openExecutor();
+    const workers = await Promise.all(Array.from({ length: workerCount }, (_, i) => startWorker(`w${workerCount}-${i}`, slots, 2_000)));
+    const executor = await openExecutor(2_000);
     const cpuBefore = process.cpuUsage();
     const started = performance.now();
     const outcomes = await Promise.all(Array.from({ length: runs }, (_, i) => executor.start(plan(`t${workerCount}`, i, 2_000)).outcome));
@@ -119,8 +130,8 @@ async function throughput(runs: number, slots: number): Promise<void> {
 }
 
 async function bounded(runs: number): Promise<void> {
-  const workers = await Promise.all(Array.from({ length: 4 }, (_, i) => startWorker(`b${i}`, 4)));
-  const executor = await openExecutor();
+  const workers = await Promise.all(Array.from({ length: 4 }, (_, i) => startWorker(`b${i}`, 4, 0)));
+  const executor = await openExecutor(0);
   const client = new Redis(redis.url);
   const sample = async (done: number): Promise<string> => {
     const memory = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1] ?? 0);

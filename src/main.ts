@@ -312,6 +312,7 @@ async function openFleetControlPlane(
       url: redisConfig.url,
       keys: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }),
       settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen },
+      agents: config.agents,
       currentEpoch: hooks.currentEpoch,
       lease: {
         keys,

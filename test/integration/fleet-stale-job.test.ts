@@ -72,10 +72,22 @@ async function leaseThatWillLapse(ttlMs: number): Promise<RedisHeldLease> {
 
 /** The control plane's queue side, fenced by `grant` (what the leader believes it holds). */
 async function executorUnder(held: RedisHeldLease, grant: () => { epoch: number; value: string } | undefined): Promise<BullmqTeamExecutor> {
-  const executor = await BullmqTeamExecutor.open({ url: redis.url, keys: queueKeys, settings, currentEpoch: () => held.epoch, clock: new SystemClock(), log: silent, lease: { keys, grant } });
+  const executor = await BullmqTeamExecutor.open({
+    url: redis.url,
+    keys: queueKeys,
+    settings,
+    agents: { implementer: IMPLEMENTER },
+    currentEpoch: () => held.epoch,
+    clock: new SystemClock(),
+    log: silent,
+    lease: { keys, grant },
+  });
   cleanups.push(() => executor.close());
   return executor;
 }
+
+/** The harness's implementer: a job names the role only, and the control plane and workers each configure it (their configs agree). */
+const IMPLEMENTER = { command: ['node', AGENT, '300'], env: {} };
 
 function plan(f: TestFleet, key: string, epoch: number): TeamPlan {
   return {

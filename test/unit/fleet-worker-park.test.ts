@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { FakeClock, settle } from '../../src/adapters/clock/fake-clock.js';
-import { parseTeamRunJob, TEAM_RUN_JOB_VERSION, type TeamRunJob } from '../../src/adapters/bullmq/team-run-job.js';
+import { jobPlanOf, parseTeamRunJob, TEAM_RUN_JOB_VERSION, teamPlanFromJob, type TeamRunJob } from '../../src/adapters/bullmq/team-run-job.js';
 import { InMemoryFleet } from '../../src/adapters/fleet/in-memory-fleet.js';
 import { createSilentLogger } from '../../src/adapters/logging/pino-logger.js';
 import { InMemoryRegistryStore } from '../../src/adapters/node-state/in-memory-node-state.js';
@@ -48,12 +48,14 @@ function planFor(runId: string, extra: Partial<TeamPlan> = {}): TeamPlan {
   };
 }
 
-/** What a worker gets out of Redis: the job as JSON, parsed by the job schema. */
+/** What a worker gets out of Redis: the job as JSON, parsed by the job schema, its roles run as the worker's config (the same Claude Code agent) says. */
 function throughTheQueue(plan: TeamPlan): TeamPlan {
-  const job: TeamRunJob = { version: TEAM_RUN_JOB_VERSION, epoch: 3, enqueuedAtMs: 1_000, plan };
+  const job: TeamRunJob = { version: TEAM_RUN_JOB_VERSION, epoch: 3, enqueuedAtMs: 1_000, plan: jobPlanOf(plan) };
   const parsed = parseTeamRunJob(JSON.parse(JSON.stringify(job)));
   assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
-  return parsed.job.plan;
+  const runnable = teamPlanFromJob(parsed.job.plan, { implementer: CLAUDE });
+  assert.ok(runnable.ok, runnable.ok ? '' : runnable.reason);
+  return runnable.plan;
 }
 
 const PARK: ParkedRun = {
@@ -67,7 +69,7 @@ const PARK: ParkedRun = {
   sessions: { implementer: 'sess-7' },
 };
 
-test("a job's plan keeps its resume plan (park record, sessions), its run budget and its agents' driver through serialization", () => {
+test("a job's plan keeps its resume plan (park record, sessions) and its run budget through serialization; the worker's config gives the agents' driver", () => {
   const plan = planFor('FLT-1-e3-a2-123456', { resume: PARK, runBudget: { maxTokens: 100, maxCostUsd: 2 } });
   assert.deepEqual(throughTheQueue(plan), plan);
   const pressure: ParkedRun = { ...PARK, trigger: 'memory-pressure', commit: null, reason: "the machine's memory pressure has stayed high" };

@@ -5,7 +5,7 @@ import type { CancelRequest, ClaimedTeamRun, HandledRun } from '../../ports/team
 import { withFencedCommands, type FencedCommands } from './fenced-scripts.js';
 import type { TeamRunKeys } from './team-run-keys.js';
 import type { FleetQueueSettings } from './queue-settings.js';
-import { encodeRunEvent, parseCancelRequest, parseTeamRunJob } from './team-run-job.js';
+import { encodeRunEvent, parseCancelRequest, parseTeamRunJob, teamPlanFromJob, type AgentsByRole } from './team-run-job.js';
 
 export interface BullmqRunConsumerOptions {
   readonly url: string;
@@ -14,6 +14,8 @@ export interface BullmqRunConsumerOptions {
   readonly node: string;
   readonly slots: number;
   readonly settings: FleetQueueSettings;
+  /** This worker's `agents` config: a job names roles only, each role runs as configured here (command, env, envPassthrough, driver). */
+  readonly agents: AgentsByRole;
   /** The worker runtime: runs one claimed team run to its end. */
   readonly handle: (claimed: ClaimedTeamRun) => Promise<HandledRun>;
   /** A cancel announced on the channel (the runtime checks its epoch). */
@@ -91,9 +93,18 @@ export class BullmqRunConsumer {
       log.warn({ job: jobId, reason: parsed.reason }, 'refused a malformed team run job');
       throw new UnrecoverableError(`malformed team run job: ${parsed.reason}`);
     }
-    const { plan, epoch, enqueuedAtMs } = parsed.job;
+    const { epoch, enqueuedAtMs } = parsed.job;
     const commands = this.#commands;
     const node = this.#options.node;
+    const runnable = teamPlanFromJob(parsed.job.plan, this.#options.agents);
+    if (!runnable.ok) {
+      // Said in the run's stream (under our lock) so the control plane ends the run with the reason instead of as lost.
+      log.warn({ job: jobId, reason: runnable.reason }, 'refused a team run this worker cannot run');
+      const [kind, json] = encodeRunEvent({ kind: 'refused', runId: parsed.job.plan.runId, node, reason: runnable.reason, atMs: Date.now() });
+      await commands.fencedPublish(keys.jobLock(jobId), keys.runEvents(parsed.job.plan.runId), token, settings.eventsMaxLen, settings.eventsTtlMs, kind, json).catch(() => undefined);
+      throw new UnrecoverableError(`refused: ${runnable.reason}`);
+    }
+    const plan = runnable.plan;
     const claimed: ClaimedTeamRun = {
       plan,
       epoch,

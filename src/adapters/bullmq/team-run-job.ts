@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { CancelRequest, WorkerRunEvent, WorkerRunEventKind } from '../../ports/team-run-queue.js';
 import type { TeamPlan } from '../../ports/team-executor.js';
 import type { ParkTriggerKind } from '../../domain/budgets.js';
+import type { AgentCommand, StageReviewRule } from '../../domain/team.js';
 
 /**
  * The wire formats between control planes and workers: the job payload, the
@@ -10,22 +11,6 @@ import type { ParkTriggerKind } from '../../domain/budgets.js';
  */
 
 export const TEAM_RUN_JOB_VERSION = 1;
-
-/**
- * How the agent runs (AgentDriverSpec). The options were validated by the
- * control plane's config; they are carried as they are, since the worker
- * already runs whatever command the plan names.
- */
-const driverSchema = z.object({ kind: z.enum(['command', 'claude-code', 'codex']), options: z.record(z.unknown()).optional() });
-
-const agentCommandSchema = z.object({
-  command: z.array(z.string()).min(1),
-  env: z.record(z.string()),
-  envPassthrough: z.array(z.string()).optional(),
-  instruction: z.string().optional(),
-  // Without it a worker ran a claude-code or codex agent as a bare command: no prompt, no stream read, judged by its exit code.
-  driver: driverSchema.optional(),
-});
 
 /** A review stage's rule (StageReviewRule): without it a worker would not read the reviewers' verdicts. */
 const stageReviewSchema = z.object({ maxRounds: z.number().int().min(1), reviewers: z.array(z.string().min(1)) });
@@ -66,7 +51,8 @@ const planSchema = z.object({
   attempt: z.number().int().min(1),
   repo: z.string().min(1),
   branch: z.string().min(1),
-  stages: z.array(z.object({ agents: z.array(z.object({ role: z.string().min(1), slot: z.string().min(1), agent: agentCommandSchema })).min(1), review: stageReviewSchema.optional() })).min(1),
+  // Roles and slots only: how each role runs (command, env, envPassthrough, instruction, driver) is the worker's own config.
+  stages: z.array(z.object({ agents: z.array(z.object({ role: z.string().min(1), slot: z.string().min(1) })).min(1), review: stageReviewSchema.optional() })).min(1),
   resume: parkedRunSchema.optional(),
   runBudget: runBudgetSchema.optional(),
 });
@@ -79,11 +65,65 @@ export const teamRunJobSchema = z.object({
   plan: planSchema,
 });
 
+/** A team stage as a job carries it: which roles run, in which slots, and the review rule; never how a role runs. */
+export interface JobStage {
+  readonly agents: readonly { readonly role: string; readonly slot: string }[];
+  readonly review?: StageReviewRule;
+}
+
+/**
+ * A plan as it travels through Redis: what the control plane decides (the
+ * issue, the stages by role, the run budget, the resume record) and nothing
+ * its config holds for the agents. `agents.<role>.env` is where API keys live,
+ * and a job sits in Redis (and its AOF) for hours: the worker takes each
+ * role's command, env, envPassthrough, instruction and driver from its own
+ * config by role name (teamPlanFromJob).
+ */
+export type JobPlan = Omit<TeamPlan, 'stages'> & { readonly stages: readonly JobStage[] };
+
 export interface TeamRunJob {
   readonly version: typeof TEAM_RUN_JOB_VERSION;
   readonly epoch: number;
   readonly enqueuedAtMs: number;
-  readonly plan: TeamPlan;
+  readonly plan: JobPlan;
+}
+
+/** The plan a job carries: every stage agent reduced to its role and slot (fields are picked, so nothing new slips through). */
+export function jobPlanOf(plan: TeamPlan): JobPlan {
+  const { stages, ...decided } = plan;
+  return {
+    ...decided,
+    stages: stages.map((stage) => ({
+      agents: stage.agents.map(({ role, slot }) => ({ role, slot })),
+      ...(stage.review ? { review: { maxRounds: stage.review.maxRounds, reviewers: [...stage.review.reviewers] } } : {}),
+    })),
+  };
+}
+
+/** The agents of a config by role (`agents.<role>`), as the receiving side has them. */
+export type AgentsByRole = Readonly<Record<string, AgentCommand | undefined>>;
+
+/**
+ * The runnable plan of a job, each role's agent taken from `agents` (the
+ * receiver's own config). A role the config lacks is refused with the reason:
+ * running it with a guessed command or without its env would be wrong.
+ */
+export function teamPlanFromJob(plan: JobPlan, agents: AgentsByRole): { ok: true; plan: TeamPlan } | { ok: false; reason: string } {
+  const missing = new Set<string>();
+  const stages = plan.stages.map((stage) => ({
+    ...stage,
+    agents: stage.agents.map(({ role, slot }) => {
+      // Own keys only: a role named "constructor" must not find Object.prototype's.
+      const agent = Object.hasOwn(agents, role) ? agents[role] : undefined;
+      if (agent === undefined) missing.add(role);
+      return { role, slot, agent: agent! };
+    }),
+  }));
+  if (missing.size > 0) {
+    const roles = [...missing].map((role) => `"${role}"`).join(', ');
+    return { ok: false, reason: `the run needs role(s) ${roles}, which this config has no agents.<role> for (a worker runs each role as its own config says)` };
+  }
+  return { ok: true, plan: { ...plan, stages } };
 }
 
 export type ParsedJob = { ok: true; job: TeamRunJob } | { ok: false; reason: string };

@@ -10,12 +10,14 @@ import { withFencedCommands, type FencedCommands } from '../bullmq/fenced-script
 import type { FleetKeys } from '../redis/keys.js';
 import { jobIdForRun, type TeamRunKeys } from '../bullmq/team-run-keys.js';
 import type { FleetQueueSettings } from '../bullmq/queue-settings.js';
-import { decodeRunEvent, parseTeamRunJob, TEAM_RUN_JOB_VERSION, type TeamRunJob } from '../bullmq/team-run-job.js';
+import { decodeRunEvent, jobPlanOf, parseTeamRunJob, TEAM_RUN_JOB_VERSION, teamPlanFromJob, type AgentsByRole, type TeamRunJob } from '../bullmq/team-run-job.js';
 
 export interface BullmqTeamExecutorOptions {
   readonly url: string;
   readonly keys: TeamRunKeys;
   readonly settings: FleetQueueSettings;
+  /** The control plane's `agents` config: a job carries roles only, so a run attached to after a restart gets its agents from here. */
+  readonly agents: AgentsByRole;
   /** The control plane's lease epoch now: every job and cancel carries it. */
   readonly currentEpoch: () => number;
   readonly clock: Clock;
@@ -143,7 +145,8 @@ export class BullmqTeamExecutor implements TeamExecutor {
     // upgrade. A leader frozen between this check and the add can still land a job with its old epoch; that is
     // closed where the run starts instead: a worker takes a run in one Lua step that refuses an epoch older than
     // the current lease epoch (fenced-scripts.ts `takeRun`), and epochs only grow, so such a job never starts an agent.
-    const job: TeamRunJob = { version: TEAM_RUN_JOB_VERSION, epoch: run.epoch, enqueuedAtMs: this.#options.clock.now(), plan };
+    // The job carries roles, never the agents' commands and env (API keys): Redis and its AOF keep it for hours.
+    const job: TeamRunJob = { version: TEAM_RUN_JOB_VERSION, epoch: run.epoch, enqueuedAtMs: this.#options.clock.now(), plan: jobPlanOf(plan) };
     this.#queue
       .add('team-run', job, {
         jobId: jobIdForRun(plan.runId),
@@ -174,7 +177,12 @@ export class BullmqTeamExecutor implements TeamExecutor {
       this.#options.log.warn({ run: runId }, 'the run finished while no control plane watched; its job is gone but its outcome was kept');
       return undefined;
     }
-    const run = this.#track(data.job.plan, await this.#adopt(runId, data.job.epoch));
+    const plan = teamPlanFromJob(data.job.plan, this.#options.agents);
+    if (!plan.ok) {
+      this.#options.log.warn({ run: runId, reason: plan.reason }, 'cannot attach to the run: this control plane no longer configures its roles');
+      return undefined;
+    }
+    const run = this.#track(plan.plan, await this.#adopt(runId, data.job.epoch));
     for (const event of history) run.ingest(event, '0-0');
     if (!run.ended) run.lastId = (await this.#lastStreamId(runId)) ?? '0-0';
     this.#options.log.info({ run: runId, node: run.placement.node }, 'attached to a run on a worker');

@@ -169,6 +169,7 @@ export const workerVerb: Verb = {
         node,
         slots,
         settings,
+        agents: config.agents,
         handle: (claimed) => worker.handle(claimed),
         onCancel: (request) => void worker.cancel(request),
         log,
