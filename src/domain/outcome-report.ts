@@ -55,7 +55,13 @@ function renderAgent(agent: AgentResult): string[] {
     `- **Log:** ${inlineCode(agent.logPath)}`,
     `- **Started:** ${formatTime(agent.startedAtMs)}`,
     `- **Ended:** ${formatTime(agent.endedAtMs)} (${formatDuration(agent.endedAtMs - agent.startedAtMs)})`,
+    ...(agent.memoryPeakBytes !== undefined ? [`- **Memory:** ${describeAgentMemory(agent.memoryPeakBytes)}`] : []),
   ];
+}
+
+/** `peak 96 MB (sampled RSS of its process tree)`: a sample on the supervision tick, so a short spike can be missed. */
+export function describeAgentMemory(peakBytes: number): string {
+  return `peak ${formatMemory(peakBytes)} (sampled RSS of its process tree)`;
 }
 
 /** `peak 98 MB of a 100 MB budget, 1 OOM kill (cgroup-v1)`. */

@@ -26,6 +26,8 @@ export interface ProcessInfo {
   /** utime + stime of the process itself, in clock ticks. */
   readonly cpuTicks: number;
   readonly comm: string;
+  /** Resident set size in bytes when the table reads it (/proc/<pid>/stat `rss` × page size; 0 for kernel threads and zombies). */
+  readonly rssBytes?: number;
 }
 
 export interface ProcessSnapshot {

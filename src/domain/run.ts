@@ -28,6 +28,18 @@ export interface AgentResult {
   readonly endedAtMs: number;
   /** What a CLI driver (claude-code, codex) read from the agent's stream: verdict, session, usage. Absent for command agents. */
   readonly report?: AgentRunReport;
+  /**
+   * The highest resident memory (RSS) of the agent's process tree that a supervision tick sampled:
+   * sampled, not exact (a spike between two ticks is missed; shared pages count once per process).
+   * Absent when no tick sampled the agent (it ended within one `runs.superviseIntervalMs`, or its fleet does not sample).
+   */
+  readonly memoryPeakBytes?: number;
+}
+
+/** The peak after one more sample: the higher of the two, unchanged by a sample that is unknown. */
+export function raisePeak(peakBytes: number | undefined, sampleBytes: number | null | undefined): number | undefined {
+  if (sampleBytes === null || sampleBytes === undefined || !Number.isFinite(sampleBytes) || sampleBytes < 0) return peakBytes;
+  return peakBytes === undefined ? sampleBytes : Math.max(peakBytes, sampleBytes);
 }
 
 export interface RunOutcome {

@@ -25,6 +25,7 @@ export class DaemonObserver {
       this.#metrics.countOutcome(outcome.reason);
       this.#metrics.countAgentUsage(outcome);
       this.#metrics.observeTeamMemory(outcome);
+      this.#metrics.observeAgentMemory(outcome);
       this.#changed();
     },
     onIntakePass: (pass: IntakePass) => {

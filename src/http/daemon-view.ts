@@ -49,6 +49,8 @@ export interface LiveAgent {
   readonly startedAtMs: number;
   /** A CLI driver's agent, from its stream: the last tool call or message, turns, tokens and cost so far. Null for command agents. */
   readonly activity: AgentActivitySummary | null;
+  /** The highest sampled RSS of the agent's tree so far (supervision ticks; sampled, not exact); null until a tick sampled it. */
+  readonly memoryPeakBytes: number | null;
 }
 
 export interface LiveHeartbeat {
@@ -71,9 +73,15 @@ export function sessionView(session: FactorySession): DaemonView {
         startedAtMs: team.startedAtMs,
         lastActivityAtMs: team.lastActivityAtMs,
         stopping: team.stopReason ?? null,
-        agents: team
-          .runningAgents()
-          .map((agent) => ({ role: agent.role, agentName: agent.agentName, node: agent.placement.node, pid: agent.placement.pid, startedAtMs: agent.startedAtMs, activity: agent.activity ?? null })),
+        agents: team.runningAgents().map((agent) => ({
+          role: agent.role,
+          agentName: agent.agentName,
+          node: agent.placement.node,
+          pid: agent.placement.pid,
+          startedAtMs: agent.startedAtMs,
+          activity: agent.activity ?? null,
+          memoryPeakBytes: agent.memoryPeakBytes ?? null,
+        })),
       })),
     runningTeamCount: () => session.status().runningTeams,
     queuedCount: () => session.status().queued,

@@ -35,6 +35,7 @@ export class FactoryMetrics {
   readonly #agentCost: Counter<'role' | 'driver'>;
   readonly #agentTurns: Counter<'role' | 'driver'>;
   readonly #teamMemoryPeak: Histogram;
+  readonly #agentMemoryPeak: Histogram<'role'>;
   readonly #teamOoms: Counter;
 
   constructor(options: MetricsOptions) {
@@ -69,6 +70,14 @@ export class FactoryMetrics {
       name: 'factory_team_memory_peak_bytes',
       help: "Peak memory of each ended team that ran with a resources budget (its group's own peak, or the highest RSS sample).",
       buckets: Array.from({ length: 10 }, (_, i) => 2 ** (26 + i)),
+      registers,
+    });
+    // From 16 MB: a command agent can be small, a CLI agent takes 1.5-2 GB.
+    this.#agentMemoryPeak = new Histogram({
+      name: 'factory_agent_memory_peak_bytes',
+      help: "Each ended agent's highest sampled RSS of its process tree (sampled on the supervision tick, not exact), by role.",
+      labelNames: ['role'],
+      buckets: Array.from({ length: 12 }, (_, i) => 2 ** (24 + i)),
       registers,
     });
     this.#teamOoms = new Counter({ name: 'factory_team_oom_total', help: 'Teams that ended oom: killed by the kernel inside their group, or stopped by Factory for their memory budget.', registers });
@@ -236,6 +245,11 @@ export class FactoryMetrics {
   observeTeamMemory(outcome: Pick<RunOutcome, 'reason' | 'memory'>): void {
     if (outcome.memory) this.#teamMemoryPeak.observe(outcome.memory.peakBytes);
     if (outcome.reason === 'oom') this.#teamOoms.inc();
+  }
+
+  /** Each agent of an ended run that a supervision tick sampled: its peak, by role. */
+  observeAgentMemory(outcome: Pick<RunOutcome, 'agents'>): void {
+    for (const agent of outcome.agents) if (agent.memoryPeakBytes !== undefined) this.#agentMemoryPeak.observe({ role: agent.role }, agent.memoryPeakBytes);
   }
 
   observeEventToDispatch(ms: number): void {

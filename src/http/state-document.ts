@@ -95,7 +95,7 @@ export interface StateTeam extends Omit<TeamStatus, 'agents'> {
   readonly stopping: string | null;
 }
 
-export type StateAgent = (TeamStatus['agents'][number] & { readonly activity: LiveAgent['activity'] }) | (LiveAgent & { readonly alive: boolean });
+export type StateAgent = (TeamStatus['agents'][number] & Pick<LiveAgent, 'activity' | 'memoryPeakBytes'>) | (LiveAgent & { readonly alive: boolean });
 
 /** `GET /api/v1/state`: the `factory status` snapshot, health, and the live extras when served by the daemon. */
 export interface StateDocument extends Omit<StatusSnapshot, 'teams'> {
@@ -119,9 +119,12 @@ export function buildStateDocument(snapshot: StatusSnapshot, options: { staleMs:
   const teams: StateTeam[] = snapshot.teams.map((team) => {
     const live = liveTeams.get(team.runId);
     liveTeams.delete(team.runId);
-    // The registry knows the processes; only the daemon knows what a CLI driver's agent is doing.
-    const activity = new Map((live?.agents ?? []).map((agent) => [agent.agentName, agent.activity]));
-    const agents = team.agents.map((agent) => ({ ...agent, activity: activity.get(agent.agentName) ?? null }));
+    // The registry knows the processes; only the daemon knows what a CLI driver's agent is doing and its sampled memory.
+    const liveAgents = new Map((live?.agents ?? []).map((agent) => [agent.agentName, agent]));
+    const agents = team.agents.map((agent) => {
+      const liveAgent = liveAgents.get(agent.agentName);
+      return { ...agent, activity: liveAgent?.activity ?? null, memoryPeakBytes: liveAgent?.memoryPeakBytes ?? null };
+    });
     return { ...team, agents, attempt: team.attempt ?? live?.attempt ?? null, title: live?.title ?? null, lastActivityAtMs: live?.lastActivityAtMs ?? null, stopping: live?.stopping ?? null };
   });
   // Teams the registry does not list: worktree being prepared, between two stages, or placed on another node.

@@ -45,7 +45,7 @@ export interface AgentHandle {
    * then SIGKILL. Idempotent; resolves when the leader has exited.
    */
   stop(graceMs: number): Promise<AgentExit>;
-  /** Signs of work for stall detection: bytes of output so far and CPU ticks of the tree. */
+  /** Signs of work for stall detection (bytes of output so far, CPU ticks of the tree) and the tree's resident memory now. */
   activity(): Promise<AgentActivity>;
 }
 
@@ -53,6 +53,11 @@ export interface AgentActivity {
   readonly outputBytes: number;
   /** Total CPU ticks of every live process in the agent's tree (group + marker), or null when unknown. */
   readonly treeCpuTicks: number | null;
+  /**
+   * Resident memory of every live process in the agent's tree, summed, in bytes: a sample, not an
+   * exact peak (shared pages count once per process). Null when unknown; absent from fleets that do not sample it.
+   */
+  readonly treeRssBytes?: number | null;
 }
 
 /**

@@ -39,6 +39,8 @@ export interface RunningAgent {
   readonly startedAtMs: number;
   /** What a CLI driver's agent is doing, from its stream (turns, tokens, cost, last tool call); absent for command agents. */
   readonly activity?: AgentActivitySummary;
+  /** The highest sampled RSS of the agent's tree so far (see AgentResult.memoryPeakBytes); absent until a supervision tick sampled it. */
+  readonly memoryPeakBytes?: number;
 }
 
 /**

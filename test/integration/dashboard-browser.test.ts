@@ -304,7 +304,8 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
       },
       // A memory budget, so the outcome carries the team's memory peak (where the machine can enforce one).
       resources: { team: { memoryMax: '1G' } },
-      runs: { killGraceMs: 1_000 },
+      // Supervision samples each agent's tree RSS: often enough that the held implementer is sampled.
+      runs: { killGraceMs: 1_000, superviseIntervalMs: 200 },
       http: { port: 0 },
     }),
   );
@@ -356,6 +357,13 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
   assert.match(running, /^implementer claude-code 1 turn · 1\.6k tokens · no cost reported/);
   assert.match(running, /\$ Bash: printf "hello\\n" > hello\.txt && git add hello\.txt && git commit/);
   assert.equal(await activity.locator('.figures').getAttribute('title'), 'input 1200 · output 1 · cache read 300 · cache write 100');
+  // Its sampled memory peak so far, on its agent row and in the state API's running team.
+  const runningPeak = page.locator('[data-testid="team"][data-issue="USE-1"] [data-testid="agent-memory-peak"]');
+  await runningPeak.waitFor({ timeout: 10_000 });
+  assert.match((await runningPeak.textContent()) ?? '', /^peak \d+ MB$/);
+  const runningState = (await (await fetch(`${url}/api/v1/state`)).json()) as { teams: { issueKey: string; agents: { role: string; memoryPeakBytes: number | null }[] }[] };
+  const runningImplementer = runningState.teams.find((team) => team.issueKey === 'USE-1')?.agents.find((agent) => agent.role === 'implementer');
+  assert.ok((runningImplementer?.memoryPeakBytes ?? 0) > 10 * 2 ** 20, `the state API has the running implementer's sampled peak: ${JSON.stringify(runningImplementer)}`);
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-agent-activity.png'), fullPage: true });
 
@@ -369,6 +377,8 @@ test("a Claude Code agent's activity while it works, then its run's usage, today
   assert.equal(rounds.length, 2, rounds.join('\n'));
   assert.match(rounds[0]!, /^round 1 · implementer @ [0-9a-f]{10}$/);
   assert.match(rounds[1]!, /^round 1 · reviewer: approve @ [0-9a-f]{10}$/);
+  // Each sampled agent's peak (the reviewer works 200 ms and may end before a tick samples it).
+  assert.match((await outcome.locator('[data-testid="agent-memory"]').textContent()) ?? '', /^agent memory peak \(sampled RSS\) implementer \d+ MB( · reviewer \d+ MB)?$/);
 
   // Today's totals from the usage ledger, as the state API has them.
   const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { recentOutcomes: { issueKey: string; memory?: { peakBytes: number } }[] };

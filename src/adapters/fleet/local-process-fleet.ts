@@ -232,7 +232,7 @@ class LocalAgentHandle implements AgentHandle {
    * down. Treat any change, not only growth, as a sign of work.
    */
   async activity(): Promise<AgentActivity> {
-    return { outputBytes: this.#outputBytes(), treeCpuTicks: this.#treeCpuTicks() };
+    return { outputBytes: this.#outputBytes(), ...this.#treeFigures() };
   }
 
   /**
@@ -301,16 +301,24 @@ class LocalAgentHandle implements AgentHandle {
     return this.#lastOutputBytes;
   }
 
-  #treeCpuTicks(): number | null {
+  /** CPU ticks and resident memory of the tree, summed over one shared snapshot (stat carries both: no extra read per process). */
+  #treeFigures(): Pick<AgentActivity, 'treeCpuTicks' | 'treeRssBytes'> {
     try {
       const snapshot = this.#activitySnapshotSource();
       const tree = this.#collectTree(snapshot);
       // While the leader is unreaped its group id is pinned, so members that
       // dropped the marker from their environment still count as the agent's.
       const pids = this.#leaderReaped ? tree.members.map((member) => member.pid) : [...tree.members.map((member) => member.pid), ...tree.unmarkedGroupMembers];
-      return pids.reduce((sum, pid) => sum + (snapshot.processes.get(pid)?.cpuTicks ?? 0), 0);
+      let treeCpuTicks = 0;
+      let treeRssBytes: number | null = 0;
+      for (const pid of pids) {
+        const info = snapshot.processes.get(pid);
+        treeCpuTicks += info?.cpuTicks ?? 0;
+        if (info && treeRssBytes !== null) treeRssBytes = info.rssBytes === undefined ? null : treeRssBytes + info.rssBytes;
+      }
+      return { treeCpuTicks, treeRssBytes };
     } catch {
-      return null;
+      return { treeCpuTicks: null, treeRssBytes: null };
     }
   }
 }

@@ -18,6 +18,7 @@ export interface InMemoryProcess {
   readonly startTime: number;
   readonly cpuTicks?: number;
   readonly comm?: string;
+  readonly rssBytes?: number;
   readonly env?: Readonly<Record<string, string>>;
   /** Survives SIGTERM (a handler that ignores it). */
   readonly ignoresTerm?: boolean;
@@ -64,6 +65,7 @@ export class InMemoryProcessTable implements ProcessTable {
         startTime: process.startTime,
         cpuTicks: process.cpuTicks ?? 0,
         comm: process.comm ?? 'fake',
+        ...(process.rssBytes !== undefined ? { rssBytes: process.rssBytes } : {}),
       },
       env: process.env ?? {},
       ignoresTerm: process.ignoresTerm ?? false,

@@ -10,13 +10,13 @@ import type { ProcessInfo, ProcessSnapshot, ProcessTable, SelfProcess } from '..
  * Parses /proc/<pid>/stat. The command name sits in parentheses and may itself
  * contain spaces and parentheses, so fields are split after the last ')'.
  */
-export function parseProcStat(text: string): ProcessInfo | undefined {
+export function parseProcStat(text: string, pageSizeBytes: number = systemPageSize()): ProcessInfo | undefined {
   const open = text.indexOf('(');
   const close = text.lastIndexOf(')');
   if (open < 0 || close < open) return undefined;
   const pid = Number(text.slice(0, open).trim());
   const comm = text.slice(open + 1, close);
-  // After ')': state(3) ppid(4) pgrp(5) session(6) … utime(14) stime(15) … starttime(22)
+  // After ')': state(3) ppid(4) pgrp(5) session(6) … utime(14) stime(15) … starttime(22) vsize(23) rss(24, pages)
   const fields = text.slice(close + 2).split(' ');
   const field = (n: number): number => Number(fields[n - 3]);
   const info: ProcessInfo = {
@@ -28,9 +28,37 @@ export function parseProcStat(text: string): ProcessInfo | undefined {
     sid: field(6),
     cpuTicks: field(14) + field(15),
     startTime: field(22),
+    // Read with the rest of stat: sampling a tree's memory costs no extra file per process.
+    rssBytes: Math.max(0, field(24)) * pageSizeBytes || 0,
   };
   if (!Number.isSafeInteger(info.pid) || !Number.isSafeInteger(info.startTime)) return undefined;
   return info;
+}
+
+let pageSize: number | undefined;
+
+/**
+ * The kernel's page size, which stat's `rss` counts in: AT_PAGESZ (6) from
+ * /proc/self/auxv (64-bit little-endian pairs), 4096 where that cannot be read.
+ */
+export function systemPageSize(): number {
+  if (pageSize !== undefined) return pageSize;
+  pageSize = 4096;
+  try {
+    const auxv = readFileSync('/proc/self/auxv');
+    for (let offset = 0; offset + 16 <= auxv.length; offset += 16) {
+      const type = auxv.readBigUInt64LE(offset);
+      if (type === 0n) break;
+      if (type === 6n) {
+        const value = Number(auxv.readBigUInt64LE(offset + 8));
+        if (Number.isSafeInteger(value) && value >= 1024 && (value & (value - 1)) === 0) pageSize = value;
+        break;
+      }
+    }
+  } catch {
+    // No /proc/self/auxv (an unusual sandbox): the common page size stands.
+  }
+  return pageSize;
 }
 
 export function readBootId(): string {

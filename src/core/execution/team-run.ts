@@ -10,7 +10,7 @@ import {
   type StageReview,
   type VerdictReading,
 } from '../../domain/review.js';
-import { mayEndWithoutChanges, type AgentResult, type NoChangesPolicy, type RunOutcome, type RunOutcomeReason, type StopReason } from '../../domain/run.js';
+import { mayEndWithoutChanges, raisePeak, type AgentResult, type NoChangesPolicy, type RunOutcome, type RunOutcomeReason, type StopReason } from '../../domain/run.js';
 import { agentNameFor, type StageAgent, type TeamStage } from '../../domain/team.js';
 import type { Clock } from '../../ports/clock.js';
 import type { AgentActivity, AgentExit, AgentHandle, Fleet } from '../../ports/fleet.js';
@@ -88,6 +88,8 @@ export class TeamRun implements TeamExecution {
   readonly #usageByAgent = new Map<string, AgentActivitySummary>();
   /** Why the run is being parked (set once, with the `parked` stop reason). */
   #parkTrigger: ParkTrigger | undefined;
+  /** Each running agent's highest sampled tree RSS, by agent name: raised on every supervision sample, moved into its result at exit. */
+  readonly #memoryPeaks = new Map<string, number>();
 
   constructor(plan: TeamPlan, deps: TeamRunDeps) {
     this.plan = plan;
@@ -115,7 +117,10 @@ export class TeamRun implements TeamExecution {
   }
 
   runningAgents(): RunningAgent[] {
-    return [...this.#handles.values()].map((entry) => (entry.watch ? { ...entry.agent, activity: entry.watch.activity() } : entry.agent));
+    return [...this.#handles.values()].map((entry) => {
+      const peak = this.#memoryPeaks.get(entry.agent.agentName);
+      return { ...entry.agent, ...(entry.watch ? { activity: entry.watch.activity() } : {}), ...(peak !== undefined ? { memoryPeakBytes: peak } : {}) };
+    });
   }
 
   get lastActivityAtMs(): number {
@@ -125,11 +130,19 @@ export class TeamRun implements TeamExecution {
   /**
    * Samples the agents' signs of work (output bytes and tree CPU time). Any
    * change counts as activity, so a silent agent that burns CPU is busy.
+   * The same sample raises each agent's memory peak (its tree's RSS).
    * Called by the supervisor on its own timer, never by the heartbeat.
    */
   async sampleActivity(): Promise<number> {
     const entries = [...this.#handles.values()];
     const samples: AgentActivity[] = await Promise.all(entries.map(({ handle }) => handle.activity()));
+    samples.forEach((sample, i) => {
+      const name = entries[i]!.agent.agentName;
+      // Only agents still running: one that exited while sampling already has its result.
+      if (!this.#handles.has(name)) return;
+      const peak = raisePeak(this.#memoryPeaks.get(name), sample.treeRssBytes);
+      if (peak !== undefined) this.#memoryPeaks.set(name, peak);
+    });
     // A CLI driver's parsed events are its output: stderr noise (a retry spinner) is not work.
     const signature = samples.map((s, i) => `${entries[i]?.watch ? `e${entries[i].watch.activity().events}` : s.outputBytes}/${s.treeCpuTicks ?? '?'}`).join(',');
     if (signature !== this.#lastActivity.signature) this.#lastActivity = { signature, atMs: this.#deps.clock.now() };
@@ -368,6 +381,8 @@ export class TeamRun implements TeamExecution {
     // watcher) still carry the marker: end them before the entry leaves the registry.
     await handle.stop(this.#deps.killGraceMs).catch((error: Error) => log.warn({ err: error.message }, 'could not clean up the agent tree after exit'));
     this.#handles.delete(agentName);
+    const memoryPeakBytes = this.#memoryPeaks.get(agentName);
+    this.#memoryPeaks.delete(agentName);
     await this.#deps.registry.remove(handle.identity.marker);
     // Truth over exit codes: a CLI driver's run is judged by what the agent reported.
     const report = await launch.watch?.finish({ code: exit.exitCode, signal: exit.signal });
@@ -382,7 +397,18 @@ export class TeamRun implements TeamExecution {
       // The team has failed; the other agents of its stage would work on for nothing.
       for (const sibling of this.#handles.values()) void sibling.handle.stop(this.#deps.killGraceMs);
     }
-    return this.#record({ role, agentName, exitCode: exit.exitCode, signal: exit.signal, reason, logPath, startedAtMs, endedAtMs: exit.endedAtMs, ...(report ? { report } : {}) });
+    return this.#record({
+      role,
+      agentName,
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      reason,
+      logPath,
+      startedAtMs,
+      endedAtMs: exit.endedAtMs,
+      ...(report ? { report } : {}),
+      ...(memoryPeakBytes !== undefined ? { memoryPeakBytes } : {}),
+    });
   }
 
   #record(result: AgentResult, spawnError?: string): AgentResult {
