@@ -307,11 +307,11 @@ async function openFleetControlPlane(
         await standbyHeartbeat?.write('stopped').catch((error: Error) => log.warn({ err: error.message }, 'could not write the stopped heartbeat'));
       },
     });
-    const { lockDurationMs, stalledIntervalMs, eventsMaxLen } = config.fleet.queue;
+    const { lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept } = config.fleet.queue;
     const executor = await BullmqTeamExecutor.open({
       url: redisConfig.url,
       keys: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }),
-      settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen },
+      settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept },
       agents: config.agents,
       currentEpoch: hooks.currentEpoch,
       lease: {

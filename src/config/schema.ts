@@ -112,6 +112,10 @@ const fleetSchema = z
         stalledIntervalMs: positiveMs.default(30_000),
         /** Entries kept per run event stream (XADD MAXLEN ~). */
         eventsMaxLen: z.number().int().min(10).max(100_000).default(1_000),
+        /** How long a finished run's job and event stream stay in Redis once its outcome is recorded (for inspection and a restart racing the record). */
+        finishedRetentionMs: positiveMs.default(3_600_000),
+        /** At most this many completed jobs are kept (BullMQ removeOnComplete count), whatever their age. */
+        finishedJobsKept: z.number().int().min(0).max(100_000).default(1_000),
       })
       .strict()
       .default({}),

@@ -8,6 +8,10 @@ export interface FleetQueueSettings {
   readonly eventsMaxLen: number;
   /** A run's event stream expires this long after its last event. */
   readonly eventsTtlMs: number;
+  /** A finished run's job and event stream are kept this long after its outcome is recorded, then dropped. */
+  readonly finishedRetentionMs: number;
+  /** Completed jobs kept at most (the newest), whatever their age. */
+  readonly finishedJobsKept: number;
   /** A Redis command without a reply in this time fails instead of hanging on a frozen server. */
   readonly commandTimeoutMs: number;
 }
@@ -17,5 +21,7 @@ export const DEFAULT_FLEET_QUEUE_SETTINGS: FleetQueueSettings = {
   stalledIntervalMs: 30_000,
   eventsMaxLen: 1_000,
   eventsTtlMs: 24 * 3_600_000,
+  finishedRetentionMs: 3_600_000,
+  finishedJobsKept: 1_000,
   commandTimeoutMs: 5_000,
 };

@@ -152,7 +152,7 @@ export class BullmqTeamExecutor implements TeamExecutor {
         jobId: jobIdForRun(plan.runId),
         attempts: 1,
         // Finished jobs are kept a while for inspection, then dropped: the outcome lives in the run's stream and the state store.
-        removeOnComplete: { age: 3_600, count: 1_000 },
+        removeOnComplete: { age: Math.ceil(this.#options.settings.finishedRetentionMs / 1_000), count: this.#options.settings.finishedJobsKept },
         removeOnFail: { age: 24 * 3_600, count: 1_000 },
       })
       .then(
@@ -292,8 +292,9 @@ export class BullmqTeamExecutor implements TeamExecutor {
       this.counters.outcomes += 1;
       this.#runs.delete(plan.runId);
       // Once recorded by the control plane, the stream is only needed briefly (a restart racing the record).
-      void this.#commands.pexpire(this.keys.runEvents(plan.runId), 3_600_000).catch(() => undefined);
-      void this.#commands.pexpire(this.keys.runFence(plan.runId), 3_600_000).catch(() => undefined);
+      const { finishedRetentionMs } = this.#options.settings;
+      void this.#commands.pexpire(this.keys.runEvents(plan.runId), finishedRetentionMs).catch(() => undefined);
+      void this.#commands.pexpire(this.keys.runFence(plan.runId), finishedRetentionMs).catch(() => undefined);
     });
     return run;
   }

@@ -58,6 +58,8 @@ export const workerVerb: Verb = {
       lockDurationMs: config.fleet.queue.lockDurationMs,
       stalledIntervalMs: config.fleet.queue.stalledIntervalMs,
       eventsMaxLen: config.fleet.queue.eventsMaxLen,
+      finishedRetentionMs: config.fleet.queue.finishedRetentionMs,
+      finishedJobsKept: config.fleet.queue.finishedJobsKept,
     };
 
     // Refuse a Redis that cannot keep the fleet's promises before touching anything.
