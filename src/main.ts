@@ -4,7 +4,7 @@ import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LocalMountIssueSource } from './adapters/issue-source/local-mount-issue-source.js';
-import { createGitHubWiring, type GitHubWiring } from './adapters/github/github-wiring.js';
+import type { GitHubWiring } from './adapters/github/github-wiring.js';
 import type { IssueSource } from './ports/issue-source.js';
 import { LocalProcessFleet } from './adapters/fleet/local-process-fleet.js';
 import { LinuxProcessTable } from './adapters/process-table/linux-process-table.js';
@@ -26,20 +26,13 @@ import { FileLease } from './adapters/lease/file-lease.js';
 import { FileHeartbeatStore, FileRegistryStore } from './adapters/node-state/file-node-state.js';
 import { FileRunLogStore } from './adapters/run-logs/file-run-log-store.js';
 import { CliAgentHost } from './adapters/agent-drivers/cli-agent-host.js';
-import { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
-import { connectRedis, connectSuitableRedis, redactRedisUrl } from './adapters/redis/connection.js';
-import { fleetKeys } from './adapters/redis/keys.js';
-import { RedisLease } from './adapters/lease/redis-lease.js';
-import { RedisStateStore } from './adapters/state-store/redis-state-store.js';
-import { LeaderStateStore } from './adapters/state-store/leader-state-store.js';
+import type { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
+import type { LeaderStateStore } from './adapters/state-store/leader-state-store.js';
 import { HeartbeatKeeper } from './core/heartbeat-keeper.js';
 import { notListening } from './domain/heartbeat.js';
 import type { StateStore } from './ports/state-store.js';
 import type { Redis } from 'ioredis';
 import type { FleetStatus } from './ports/team-run-queue.js';
-import { DEFAULT_FLEET_QUEUE_SETTINGS } from './adapters/bullmq/queue-settings.js';
-import { teamRunKeys } from './adapters/bullmq/team-run-keys.js';
-import { readFleetStatus } from './adapters/bullmq/worker-directory.js';
 import type { RunLogStore } from './ports/run-log-store.js';
 import { withLease, type HeldLease } from './ports/lease.js';
 import { reapPredecessorAgents } from './core/reaper/reap-entries.js';
@@ -58,6 +51,37 @@ import { FileResumeRequests, resumeRequestsDirFor } from './adapters/resume-requ
  * sees ports only; this file picks the local mount, the local process fleet,
  * git worktrees, SQLite and /proc.
  */
+
+/**
+ * The Redis and BullMQ adapters load only in fleet mode (`fleet.backend: "bullmq"`): a local
+ * daemon, and every CLI verb on a local config, does not pay their memory (about 35 MB) or start-up time.
+ */
+async function loadFleetAdapters() {
+  const [executor, connection, keys, lease, redisStore, leaderStore, queueSettings, runKeys, directory] = await Promise.all([
+    import('./adapters/team-executor/bullmq-team-executor.js'),
+    import('./adapters/redis/connection.js'),
+    import('./adapters/redis/keys.js'),
+    import('./adapters/lease/redis-lease.js'),
+    import('./adapters/state-store/redis-state-store.js'),
+    import('./adapters/state-store/leader-state-store.js'),
+    import('./adapters/bullmq/queue-settings.js'),
+    import('./adapters/bullmq/team-run-keys.js'),
+    import('./adapters/bullmq/worker-directory.js'),
+  ]);
+  return {
+    BullmqTeamExecutor: executor.BullmqTeamExecutor,
+    connectRedis: connection.connectRedis,
+    connectSuitableRedis: connection.connectSuitableRedis,
+    redactRedisUrl: connection.redactRedisUrl,
+    fleetKeys: keys.fleetKeys,
+    RedisLease: lease.RedisLease,
+    RedisStateStore: redisStore.RedisStateStore,
+    LeaderStateStore: leaderStore.LeaderStateStore,
+    DEFAULT_FLEET_QUEUE_SETTINGS: queueSettings.DEFAULT_FLEET_QUEUE_SETTINGS,
+    teamRunKeys: runKeys.teamRunKeys,
+    readFleetStatus: directory.readFleetStatus,
+  };
+}
 
 /**
  * Stable per machine and config file, and part of every agent marker, so a
@@ -102,8 +126,8 @@ export function createRuntime(config: FactoryConfig, log: Logger): Runtime {
   return { config, clock, processTable, terminator: new VerifiedProcessTerminator({ processTable, clock }), log };
 }
 
-export function createIssueSource(runtime: Runtime): IssueSource {
-  return githubWiringFor(runtime)?.source ?? new LocalMountIssueSource({ root: runtime.config.mount.root, clock: runtime.clock });
+export async function createIssueSource(runtime: Runtime): Promise<IssueSource> {
+  return (await githubWiringFor(runtime))?.source ?? new LocalMountIssueSource({ root: runtime.config.mount.root, clock: runtime.clock });
 }
 
 const githubByRuntime = new WeakMap<Runtime, GitHubWiring>();
@@ -114,11 +138,13 @@ const githubByRuntime = new WeakMap<Runtime, GitHubWiring>();
  * "github"; undefined for the mount. Credentials come from this process's
  * environment or the files the config names.
  */
-export function githubWiringFor(runtime: Pick<Runtime, 'config' | 'clock' | 'log'>): GitHubWiring | undefined {
+export async function githubWiringFor(runtime: Pick<Runtime, 'config' | 'clock' | 'log'>): Promise<GitHubWiring | undefined> {
   const { config } = runtime;
   if (config.source.kind !== 'github' || config.source.github === undefined) return undefined;
   const known = githubByRuntime.get(runtime as Runtime);
   if (known) return known;
+  // Octokit loads only for a GitHub source: a mount-only daemon and its CLI verbs do not carry it.
+  const { createGitHubWiring } = await import('./adapters/github/github-wiring.js');
   const wiring = createGitHubWiring({
     github: config.source.github,
     publish: config.publish,
@@ -172,8 +198,8 @@ export async function openSession(
     const session = new FactorySession(
       {
         config,
-        source: createIssueSource(runtime),
-        ...githubSessionDeps(runtime),
+        source: await createIssueSource(runtime),
+        ...(await githubSessionDeps(runtime)),
         store,
         fleet: new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log }),
         workspace: new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir }),
@@ -244,6 +270,7 @@ async function openFleetControlPlane(
   const { config, clock, processTable, log } = runtime;
   const redisConfig = config.fleet.redis;
   if (!redisConfig) throw new FactoryError('FACTORY_CONFIG_INVALID', 'fleet.backend is "bullmq" but fleet.redis.url is missing');
+  const { connectSuitableRedis, fleetKeys, RedisLease, LeaderStateStore, RedisStateStore, redactRedisUrl, BullmqTeamExecutor, teamRunKeys, DEFAULT_FLEET_QUEUE_SETTINGS } = await loadFleetAdapters();
   const redis = await connectSuitableRedis({ url: redisConfig.url, connectionName: `factory-control:${hostname()}`, log });
   try {
     const keys = fleetKeys(redisConfig.keyPrefix, config.fleet.pool);
@@ -447,6 +474,7 @@ export async function readStateStore<T>(config: FactoryConfig, read: (store: Rea
   const redisConfig = config.fleet.backend === 'bullmq' ? config.fleet.redis : undefined;
   if (redisConfig) {
     // Fleet mode: the state is in Redis, shared by every control plane of the pool; read without a lease.
+    const { connectRedis, RedisStateStore, fleetKeys } = await loadFleetAdapters();
     const redis = await connectRedis({ url: redisConfig.url, connectionName: `factory-status:${hostname()}` });
     const store = new RedisStateStore({ redis, keys: fleetKeys(redisConfig.keyPrefix, config.fleet.pool), ownsConnection: true });
     try {
@@ -496,6 +524,7 @@ export function statusSourcesFor(config: FactoryConfig, processTable: ProcessTab
 /** The fleet as Redis says now, on a connection of its own (status readers have no daemon to ask). */
 async function readFleetStatusOnce(config: FactoryConfig, nowMs: number): Promise<FleetStatus> {
   const redisConfig = config.fleet.redis!;
+  const { connectRedis, readFleetStatus, teamRunKeys, fleetKeys } = await loadFleetAdapters();
   const redis = await connectRedis({ url: redisConfig.url, connectionName: `factory-status:${hostname()}` });
   try {
     return await readFleetStatus(
@@ -515,8 +544,8 @@ export function runLogStoreFor(config: FactoryConfig): RunLogStore {
 }
 
 /** With a GitHub source: publishing and the shepherd (the code host) and the label lifecycle (progress). */
-function githubSessionDeps(runtime: Runtime): Pick<FactorySessionDeps, 'codeHost' | 'progress'> {
-  const github = githubWiringFor(runtime);
+async function githubSessionDeps(runtime: Runtime): Promise<Pick<FactorySessionDeps, 'codeHost' | 'progress'>> {
+  const github = await githubWiringFor(runtime);
   return github ? { codeHost: github.codeHost, progress: github.progress } : {};
 }
 

@@ -1,7 +1,6 @@
 import { isLoopbackHost } from '../config/schema.js';
 import type { FactorySession, FactorySessionDeps } from '../core/factory-session.js';
 import { githubWiringFor, type Runtime } from '../main.js';
-import { GitHubWebhookReceiver } from './github-webhooks.js';
 import { DaemonObserver } from './daemon-observer.js';
 import { sessionView } from './daemon-view.js';
 import { FactoryMetrics } from './metrics.js';
@@ -36,11 +35,12 @@ export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'p
         options.warn(`serving HTTP on ${config.http.host} (http.allowNonLoopback): anyone who can reach it can read issue text and agent logs`);
       }
       detach = observer.attach(session);
-      const github = githubWiringFor(runtime);
+      const github = await githubWiringFor(runtime);
+      // @octokit/webhooks loads only when webhooks are configured.
       const webhook =
         github?.webhookSecret === undefined
           ? undefined
-          : new GitHubWebhookReceiver(
+          : new (await import('./github-webhooks.js')).GitHubWebhookReceiver(
               github.webhookSecret,
               { wakeIntake: (repo) => github.source.wake(repo), wakeShepherd: () => void session.shepherd?.tick() },
               log.child({ component: 'github-webhooks' }),

@@ -3,7 +3,7 @@ import type { HeartbeatWrite } from '../core/heartbeat-keeper.js';
 import type { DaemonStatus, SubscriptionHealth } from '../domain/heartbeat.js';
 import type { AgentRole } from '../domain/run.js';
 import type { AgentActivitySummary } from '../domain/agent-events/agent-driver.js';
-import { BullmqTeamExecutor, type ControlPlaneFleetStatus } from '../adapters/team-executor/bullmq-team-executor.js';
+import type { ControlPlaneFleetStatus } from '../adapters/team-executor/bullmq-team-executor.js';
 
 /**
  * What only the running daemon knows, beyond its files: each team's last sign
@@ -95,8 +95,10 @@ export function sessionView(session: FactorySession): DaemonView {
 }
 
 function fleetViewOf(session: FactorySession): Pick<DaemonView, 'fleet'> {
-  const executor = session.deps.executor;
-  if (!(executor instanceof BullmqTeamExecutor)) return {};
+  // Asked by shape, not by class, so a local daemon never loads the BullMQ adapter.
+  const executor = session.deps.executor as Partial<{ fleetStatus(options: { readonly refreshIntervalMs: number }): Promise<ControlPlaneFleetStatus> }> | undefined;
+  if (typeof executor?.fleetStatus !== 'function') return {};
   const refreshIntervalMs = session.deps.config.loop.heartbeatIntervalMs;
-  return { fleet: () => executor.fleetStatus({ refreshIntervalMs }) };
+  const fleetStatus = executor.fleetStatus.bind(executor);
+  return { fleet: () => fleetStatus({ refreshIntervalMs }) };
 }

@@ -22,7 +22,7 @@ export const dispatchVerb: Verb = {
   outlivesItsOutput: true,
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
-    const issue = await createIssueSource(runtime).read(issueArgument(args, 'dispatch'));
+    const issue = await (await createIssueSource(runtime)).read(issueArgument(args, 'dispatch'));
     // Agents run in their own sessions, so Ctrl-C never reaches them: release them in order.
     const { opened, signals } = await openWithStopSignals(
       () => openSession(runtime, 'once'),

@@ -28,7 +28,7 @@ export const resumeVerb: Verb = {
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
     const json = flagBoolean(args, 'json');
-    const issue = await createIssueSource(runtime).read(issueArgument(args, 'resume'));
+    const issue = await (await createIssueSource(runtime)).read(issueArgument(args, 'resume'));
     const claim = await readStateStore(runtime.config, (store) => store.getClaim(issue.key), undefined);
     if (claim?.status !== 'parked') {
       const status = claim?.status ?? 'never dispatched';

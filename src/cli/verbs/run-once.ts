@@ -16,7 +16,7 @@ export function readClaimsReadOnly(runtime: Runtime): Promise<Map<string, IssueC
 
 export async function dryRunCycle(runtime: Runtime): Promise<CycleReport> {
   const { config } = runtime;
-  return planCycle(createIssueSource(runtime), triageRulesFor(config), await readClaimsReadOnly(runtime));
+  return planCycle(await createIssueSource(runtime), triageRulesFor(config), await readClaimsReadOnly(runtime));
 }
 
 /** Exit 1 when a team ran and did not succeed, so scripts can tell. */

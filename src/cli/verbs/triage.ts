@@ -28,7 +28,7 @@ export const triageVerb: Verb = {
   async run(args, output) {
     const runtime = runtimeFromArgs(args);
     const { config } = runtime;
-    const issue = await createIssueSource(runtime).read(issueArgument(args, 'triage'));
+    const issue = await (await createIssueSource(runtime)).read(issueArgument(args, 'triage'));
     const decision = triageIssue(issue, triageRulesFor(config));
     const branch = branchNameFor(issue.key, config.dispatch.branchPrefix);
     const claim = (await readClaimsReadOnly(runtime)).get(issue.key) ?? null;
