@@ -11,9 +11,9 @@ const TOKEN = 'ghs_PUSHtoken0123456789abcdefSECRET';
 
 test('the push credential travels in the command environment only: not in argv, not on disk, not in any credential store', () => {
   const helper = askpassHelperPath();
-  const command = pushCommand('/work/tree', 'origin', 'factory/acme_api-1', TOKEN, helper);
+  const command = pushCommand('/srv/checkout', 'origin', 'factory/acme_api-1', TOKEN, helper);
   assert.ok(!command.argv.join(' ').includes(TOKEN), 'argv (visible in /proc/<pid>/cmdline) has no token');
-  assert.deepEqual(command.argv.slice(0, 8), ['-C', '/work/tree', '-c', 'credential.helper=', '-c', 'core.askPass=', 'push', '--porcelain']);
+  assert.deepEqual(command.argv.slice(0, 8), ['-C', '/srv/checkout', '-c', 'credential.helper=', '-c', 'core.askPass=', 'push', '--porcelain']);
   assert.equal(command.env.GIT_ASKPASS, helper);
   assert.equal(command.env.GIT_TERMINAL_PROMPT, '0');
   assert.equal(command.env[TOKEN_VARIABLE], TOKEN);
