@@ -388,6 +388,10 @@ describe('factory CLI, end to end', () => {
     assert.equal(init.code, 0, init.stderr);
     assert.ok(existsSync(configPath));
     assert.ok(existsSync(join(dir, 'issues', 'EXAMPLE-1.json')));
+    // The daemon's environment reaches agents only by allowlist: the starter config names each CLI's API key.
+    const written = JSON.parse(readFileSync(configPath, 'utf8')) as { agents: Record<string, { envPassthrough?: string[] }> };
+    assert.deepEqual(written.agents.implementer?.envPassthrough, ['ANTHROPIC_API_KEY']);
+    assert.deepEqual(written.agents.reviewer?.envPassthrough, ['OPENAI_API_KEY']);
     const dry = await runCli(['run-once', '--dry-run', '--config', configPath]);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /EXAMPLE-1 +skipped +state is "draft"/);

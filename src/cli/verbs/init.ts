@@ -12,8 +12,9 @@ export function starterConfig(): Record<string, unknown> {
     repos: { default: '.', byLabel: {}, rules: [] },
     safety: { requireLabel: 'factory', titlePrefix: '' },
     agents: {
-      implementer: { command: ['claude', '-p', '{{prompt}}'] },
-      reviewer: { command: ['codex', 'exec', '{{prompt}}'] },
+      // Agents get only an allowlist of the daemon's environment: each CLI's API key is passed on by name.
+      implementer: { command: ['claude', '-p', '{{prompt}}'], envPassthrough: ['ANTHROPIC_API_KEY'] },
+      reviewer: { command: ['codex', 'exec', '{{prompt}}'], envPassthrough: ['OPENAI_API_KEY'] },
     },
     dispatch: { batchSize: 1, maxAttempts: 2, teamMode: 'sequential' },
     runs: { maxRuntimeMs: 3_600_000, stallLimitMs: 900_000 },
