@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { LocalMountIssueSource } from './adapters/issue-source/local-mount-issue-source.js';
 import type { GitHubWiring } from './adapters/github/github-wiring.js';
 import type { IssueSource } from './ports/issue-source.js';
@@ -29,6 +29,10 @@ import { CliAgentHost } from './adapters/agent-drivers/cli-agent-host.js';
 import type { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
 import type { LeaderStateStore } from './adapters/state-store/leader-state-store.js';
 import { HeartbeatKeeper } from './core/heartbeat-keeper.js';
+import { LocalTeamExecutor } from './core/execution/local-team-executor.js';
+import { RegistryKeeper } from './core/registry-keeper.js';
+import type { TeamRunWorkerCounters } from './core/worker/team-run-worker.js';
+import type { BullmqRunConsumer } from './adapters/bullmq/bullmq-run-consumer.js';
 import { notListening } from './domain/heartbeat.js';
 import type { StateStore } from './ports/state-store.js';
 import type { Redis } from 'ioredis';
@@ -552,4 +556,232 @@ async function githubSessionDeps(runtime: Runtime): Promise<Pick<FactorySessionD
 /** Where `factory resume` leaves requests for the daemon running on `config` (taken on its supervision pass). */
 export function resumeRequestsFor(config: Pick<FactoryConfig, 'paths'>): FileResumeRequests {
   return new FileResumeRequests(resumeRequestsDirFor(config.paths.stateDir));
+}
+
+/**
+ * What only `factory worker` uses: the queue consumer, the worker directory,
+ * the epoch floor, the per-worker clone and the run handler. Loaded when a
+ * worker opens, so a daemon and every other verb do not carry Redis or BullMQ.
+ */
+async function loadWorkerAdapters() {
+  const [consumer, epochFloor, queueSettings, runKeys, directory, connection, repoCache, runWorker] = await Promise.all([
+    import('./adapters/bullmq/bullmq-run-consumer.js'),
+    import('./adapters/bullmq/epoch-floor-file.js'),
+    import('./adapters/bullmq/queue-settings.js'),
+    import('./adapters/bullmq/team-run-keys.js'),
+    import('./adapters/bullmq/worker-directory.js'),
+    import('./adapters/redis/connection.js'),
+    import('./adapters/workspace/repo-cache-workspace.js'),
+    import('./core/worker/team-run-worker.js'),
+  ]);
+  return {
+    BullmqRunConsumer: consumer.BullmqRunConsumer,
+    FileEpochFloor: epochFloor.FileEpochFloor,
+    DEFAULT_FLEET_QUEUE_SETTINGS: queueSettings.DEFAULT_FLEET_QUEUE_SETTINGS,
+    teamRunKeys: runKeys.teamRunKeys,
+    announceWorker: directory.announceWorker,
+    removeWorker: directory.removeWorker,
+    connectRedis: connection.connectRedis,
+    connectSuitableRedis: connection.connectSuitableRedis,
+    RepoCacheWorkspace: repoCache.RepoCacheWorkspace,
+    TeamRunWorker: runWorker.TeamRunWorker,
+  };
+}
+
+/** A fleet worker consuming its pool's queue, opened by {@link openWorker}. */
+export interface OpenedWorker {
+  /** Runs reported, handed back, self-fenced, ... since the worker opened. */
+  readonly counters: Readonly<TeamRunWorkerCounters>;
+  /** The ordered stop: no new runs, running ones get fleet.worker.shutdownGraceMs, then the worker leaves the directory and writes `stopped`. */
+  drain(): Promise<void>;
+  /** Releases what is still held (consumer, directory connection, heartbeat refresh, the config lock); call it after drain() or on failure. */
+  close(): Promise<void>;
+}
+
+/**
+ * `factory worker`: checks Redis, takes this config's lock, reaps the
+ * previous worker's agents, writes the heartbeat and registry, announces the
+ * worker in the pool's directory and starts consuming. `armStop` is called
+ * once the heartbeat is up and before the queue is joined: from then on a
+ * stop signal must drain the worker instead of killing the process.
+ */
+export async function openWorker(runtime: Runtime, options: { slots: number; node: string; armStop: () => void }): Promise<OpenedWorker> {
+  const { config, clock, processTable, terminator, log } = runtime;
+  const { slots, node } = options;
+  const redisConfig = config.fleet.redis;
+  if (!redisConfig) throw new FactoryError('FACTORY_CONFIG_INVALID', 'a fleet worker needs fleet.redis.url');
+  const adapters = await loadWorkerAdapters();
+  const { lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept } = config.fleet.queue;
+  const settings = { ...adapters.DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept };
+
+  // Refuse a Redis that cannot keep the fleet's promises before touching anything.
+  const probe = await adapters.connectSuitableRedis({ url: redisConfig.url, connectionName: `factory-worker-check:${node}`, log });
+  probe.disconnect();
+
+  // One worker (or daemon) per config: its registry and heartbeat are this process's alone.
+  const lock = await acquireWorkerLock(runtime);
+  const registryStore = new FileRegistryStore(config.loop.registryPath);
+  let heartbeat: HeartbeatKeeper | undefined;
+  let consumer: BullmqRunConsumer | undefined;
+  let directory: Redis | undefined;
+  let announceTimer: ReturnType<typeof clock.setTimeout> | undefined;
+  // Cleared before the entry is removed, so a refresh in flight cannot put it back.
+  let announcing = true;
+  const close = async (): Promise<void> => {
+    await consumer?.close().catch(() => undefined);
+    announcing = false;
+    clock.clearTimeout(announceTimer);
+    directory?.disconnect();
+    await heartbeat?.stopRefreshing();
+    await lock.release();
+  };
+  const failed = async (error: unknown): Promise<never> => {
+    await heartbeat?.write('failed').catch(() => undefined);
+    throw error;
+  };
+  try {
+    const previous = await registryStore.read();
+    const entries = previous.kind === 'ok' ? previous.value.file.agents : [];
+    const reapLease = new FileLease({ path: config.paths.reaperLock, processTable, clock });
+    const { survivors } = await withLease(reapLease, () => reapPredecessorAgents(entries, { processTable, terminator, graceMs: config.reaper.graceMs, markerPrefix: markerPrefixFor(config), log }));
+    if (survivors.length > 0) throw new FactoryError('FACTORY_PREDECESSOR_UNRESOLVED', `${survivors.length} agent(s) of the previous worker on this config are still alive and could not be reaped`);
+
+    const identity = selfIdentity(processTable);
+    const epochs = new adapters.FileEpochFloor(join(config.paths.stateDir, 'worker-epoch.json'));
+    const registry = new RegistryKeeper({ store: registryStore, owner: { ...identity, hostname: hostname(), epoch: await epochs.highest() }, clock });
+    await registry.flush();
+    let running = (): number => 0;
+    const keeper = new HeartbeatKeeper({
+      store: new FileHeartbeatStore(config.loop.heartbeatPath),
+      hostname: hostname(),
+      registryPath: config.loop.registryPath,
+      statePath: join(config.paths.stateDir, 'worker-epoch.json'),
+      configPath: config.configPath,
+      mode: 'live',
+      maxIterations: 0,
+      identity,
+      epoch: await epochs.highest(),
+      intervalMs: config.loop.heartbeatIntervalMs,
+      staleMs: config.loop.heartbeatStaleMs,
+      clock,
+      log,
+      gauges: { inFlightTeams: () => running(), queuedIssues: () => 0, iteration: () => 0, subscription: () => notListening('bullmq') },
+    });
+    heartbeat = keeper;
+    await keeper.write('running');
+    keeper.startRefreshing();
+
+    const worktrees = new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir });
+    const cacheDir = config.fleet.worker.repoCacheDir;
+    const repoCache = cacheDir ? new adapters.RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : undefined;
+    const workspace = repoCache ?? worktrees;
+    const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
+    const executor = new LocalTeamExecutor({
+      fleet,
+      workspace,
+      registry,
+      clock,
+      log,
+      runLogs: runLogStoreFor(config),
+      killGraceMs: config.runs.killGraceMs,
+      noChanges: config.runs,
+      agentCli: new CliAgentHost(),
+    });
+    const worker = new adapters.TeamRunWorker({
+      executor,
+      epochs,
+      clock,
+      monotonicNow: () => performance.now(),
+      node,
+      lockDurationMs: settings.lockDurationMs,
+      log,
+      // With a repo cache the run's worktree belongs to this worker's clone of the remote: a succeeded branch goes back there.
+      ...(repoCache ? { pushBranch: (_plan: unknown, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(outcome.worktree, outcome.branch) } : {}),
+    });
+    running = () => worker.runningCount;
+
+    options.armStop();
+    const queueKeys = adapters.teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool });
+    // Announce this worker in the pool's `workers` hash every heartbeat interval (status, the dashboard and /metrics read it).
+    const directoryRedis = await adapters.connectRedis({ url: redisConfig.url, connectionName: `factory-worker-directory:${node}` });
+    directory = directoryRedis;
+    const startedAtMs = clock.now();
+    let workerStatus: 'running' | 'stopping' = 'running';
+    let lastAnnounce: Promise<void> = Promise.resolve();
+    const announce = (): Promise<void> =>
+      (lastAnnounce = adapters
+        .announceWorker(directoryRedis, queueKeys, {
+          node,
+          hostname: hostname(),
+          pid: process.pid,
+          slots,
+          runs: worker.runningRuns(),
+          startedAtMs,
+          updatedAtMs: clock.now(),
+          status: workerStatus,
+          counters: { ...worker.counters },
+        })
+        .catch((error: Error) => log.warn({ err: error.message }, 'could not announce this worker in Redis; retrying next interval')));
+    const announceLoop = (): void => {
+      if (announcing) announceTimer = clock.setTimeout(() => void announce().finally(announceLoop), config.loop.heartbeatIntervalMs);
+    };
+    await announce();
+    announceLoop();
+    consumer = await adapters.BullmqRunConsumer.open({
+      url: redisConfig.url,
+      keys: queueKeys,
+      node,
+      slots,
+      settings,
+      agents: config.agents,
+      handle: (claimed) => worker.handle(claimed),
+      onCancel: (request) => void worker.cancel(request),
+      log,
+    });
+    const opened = consumer;
+
+    return {
+      counters: worker.counters,
+      close,
+      async drain() {
+        try {
+          await keeper.write('stopping');
+          // Readers see `stopping` while the runs drain; the entry keeps refreshing until it is removed.
+          workerStatus = 'stopping';
+          await announce();
+          const fetchingStopped = opened.stopFetching();
+          await worker.drain(config.fleet.worker.shutdownGraceMs);
+          await fetchingStopped;
+          await opened.close();
+          consumer = undefined;
+          announcing = false;
+          clock.clearTimeout(announceTimer);
+          await lastAnnounce;
+          await adapters.removeWorker(directoryRedis, queueKeys, node).catch(() => undefined);
+          await registry.flush();
+          await keeper.stopRefreshing();
+          await keeper.write('stopped');
+        } catch (error) {
+          return failed(error);
+        }
+      },
+    };
+  } catch (error) {
+    try {
+      return await failed(error);
+    } finally {
+      await close();
+    }
+  }
+}
+
+async function acquireWorkerLock(runtime: Runtime): Promise<HeldLease> {
+  try {
+    return await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire();
+  } catch (error) {
+    if (isFactoryError(error, 'FACTORY_LEASE_HELD')) {
+      throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `another worker or daemon already uses ${runtime.config.configPath}`, { details: { owner: error.details.owner } });
+    }
+    throw error;
+  }
 }
