@@ -1,15 +1,4 @@
-import {
-  AgentRunTracker,
-  asFiniteNumber,
-  asRecord,
-  asString,
-  oneLine,
-  parseJsonObjectLine,
-  type AgentEventParser,
-  type AgentFailure,
-  type AgentRunEvent,
-  type AgentRunSnapshot,
-} from './run-events.js';
+import { asFiniteNumber, asRecord, asString, JsonLinesEventParser, oneLine, type AgentFailure, type AgentRunEvent } from './run-events.js';
 import { addUsage, maxUsage, sameUsage, tokenCount, ZERO_USAGE, type TokenUsage } from './usage-ledger.js';
 
 /**
@@ -28,9 +17,8 @@ import { addUsage, maxUsage, sameUsage, tokenCount, ZERO_USAGE, type TokenUsage 
  * runs with `--include-partial-messages`, and replaced by the result's totals,
  * which are the CLI's own exact sum.
  */
-export class ClaudeCodeParser implements AgentEventParser {
+export class ClaudeCodeParser extends JsonLinesEventParser {
   readonly agent = 'claude-code' as const;
-  private readonly tracker = new AgentRunTracker('claude-code');
   private readonly usageByMessage = new Map<string, TokenUsage>();
   private readonly toolNames = new Map<string, string>();
   /** Each tool call's summary by id, for naming a denied call. */
@@ -43,18 +31,11 @@ export class ClaudeCodeParser implements AgentEventParser {
   private streamingMessageId: string | undefined;
   private rateLimitReported = false;
 
-  parseLine(line: string): AgentRunEvent[] {
-    const parsed = parseJsonObjectLine(line);
-    const events = parsed.ok ? this.eventsOf(parsed.value) : [{ kind: 'skipped' as const, reason: parsed.reason }];
-    for (const event of events) this.tracker.apply(event);
-    return events;
+  constructor() {
+    super('claude-code');
   }
 
-  snapshot(): AgentRunSnapshot {
-    return this.tracker.snapshot();
-  }
-
-  private eventsOf(line: Record<string, unknown>): AgentRunEvent[] {
+  protected eventsOf(line: Record<string, unknown>): AgentRunEvent[] {
     const type = asString(line.type) ?? '(no type)';
     switch (type) {
       case 'system':

@@ -1,4 +1,4 @@
-import { AgentRunTracker, asFiniteNumber, asRecord, asString, oneLine, parseJsonObjectLine, type AgentEventParser, type AgentRunEvent, type AgentRunSnapshot } from './run-events.js';
+import { asFiniteNumber, asRecord, asString, JsonLinesEventParser, oneLine, type AgentRunEvent } from './run-events.js';
 import { subtractUsage, tokenCount, ZERO_USAGE, type TokenUsage } from './usage-ledger.js';
 
 /**
@@ -31,28 +31,18 @@ export interface CodexParserOptions {
   readonly usageBaseline?: TokenUsage;
 }
 
-export class CodexParser implements AgentEventParser {
+export class CodexParser extends JsonLinesEventParser {
   readonly agent = 'codex' as const;
-  private readonly tracker = new AgentRunTracker('codex');
   private usage: TokenUsage = ZERO_USAGE;
   private turns = 0;
   private lastText: string | undefined;
   private rateLimitReported = false;
 
-  constructor(private readonly options: CodexParserOptions = {}) {}
-
-  parseLine(line: string): AgentRunEvent[] {
-    const parsed = parseJsonObjectLine(line);
-    const events = parsed.ok ? this.eventsOf(parsed.value) : [{ kind: 'skipped' as const, reason: parsed.reason }];
-    for (const event of events) this.tracker.apply(event);
-    return events;
+  constructor(private readonly options: CodexParserOptions = {}) {
+    super('codex');
   }
 
-  snapshot(): AgentRunSnapshot {
-    return this.tracker.snapshot();
-  }
-
-  private eventsOf(line: Record<string, unknown>): AgentRunEvent[] {
+  protected eventsOf(line: Record<string, unknown>): AgentRunEvent[] {
     const type = asString(line.type) ?? '(no type)';
     switch (type) {
       case 'thread.started': {

@@ -147,6 +147,34 @@ export class AgentRunTracker {
   }
 }
 
+/**
+ * What every CLI's parser shares: a line that is not a JSON object is a
+ * `skipped` event (never a throw), and every event is folded into the same
+ * snapshot. A subclass only says what one parsed line means.
+ */
+export abstract class JsonLinesEventParser implements AgentEventParser {
+  abstract readonly agent: AgentKind;
+  private readonly tracker: AgentRunTracker;
+
+  protected constructor(agent: AgentKind) {
+    this.tracker = new AgentRunTracker(agent);
+  }
+
+  parseLine(line: string): AgentRunEvent[] {
+    const parsed = parseJsonObjectLine(line);
+    const events = parsed.ok ? this.eventsOf(parsed.value) : [{ kind: 'skipped' as const, reason: parsed.reason }];
+    for (const event of events) this.tracker.apply(event);
+    return events;
+  }
+
+  snapshot(): AgentRunSnapshot {
+    return this.tracker.snapshot();
+  }
+
+  /** The events one JSON object line of this CLI's stream means. */
+  protected abstract eventsOf(line: Record<string, unknown>): AgentRunEvent[];
+}
+
 export const SUMMARY_CHARS = 160;
 
 /** The first line of `text`, whitespace collapsed, cut to `max` characters with an ellipsis. */
