@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { settle } from '../../src/adapters/clock/fake-clock.js';
 import { compileConfig } from '../../src/config/load.js';
 import { isFactoryError } from '../../src/errors.js';
 import { createHarness } from '../support/session-harness.js';
@@ -68,11 +67,11 @@ test('a three-stage team runs its stages in order, each after the one before suc
   const session = h.newSession();
   await session.open();
   await session.startLive();
-  await settle();
+  await h.settle();
   const spawned = () => h.fleet.agents.map((a) => a.spec.agentName);
   assert.deepEqual(spawned(), ['FAC-1-implementer']);
   h.fleet.agents[0]!.exit(0);
-  await settle();
+  await h.settle();
   assert.deepEqual(spawned(), ['FAC-1-implementer', 'FAC-1-reviewer', 'FAC-1-reviewer-2'], 'the second stage starts both reviewers at once');
   assert.deepEqual(
     h.fleet.agents.slice(1).map((a) => a.spec.command),
@@ -82,14 +81,14 @@ test('a three-stage team runs its stages in order, each after the one before suc
     ],
   );
   h.fleet.agents[1]!.exit(0);
-  await settle();
+  await h.settle();
   assert.deepEqual(spawned().length, 3, 'the fixer waits for the whole stage');
   h.fleet.agents[2]!.exit(0);
-  await settle();
+  await h.settle();
   assert.deepEqual(spawned().at(-1), 'FAC-1-fixer');
   assert.match(h.fleet.agents[3]!.spec.logPath, /FAC-1-e1-a1-[0-9a-f]+-fixer\.log$/);
   h.fleet.agents[3]!.exit(0);
-  await settle();
+  await h.settle();
   const outcome = h.source.writeBacks[0]!.outcome;
   assert.equal(outcome.reason, 'succeeded');
   assert.deepEqual(
@@ -108,9 +107,9 @@ test('a failed agent of a stage stops its siblings and the later stages never st
   const session = h.newSession();
   await session.open();
   await session.startLive();
-  await settle();
+  await h.settle();
   h.fleet.find('FAC-2', 'implementer')!.exit(4);
-  await settle();
+  await h.settle();
   assert.equal(h.fleet.find('FAC-2', 'reviewer')!.stopRequests > 0, true, 'the sibling was stopped');
   assert.equal(h.fleet.find('FAC-2', 'fixer'), undefined, 'the next stage never started');
   assert.equal(session.dispatcher.claim('FAC-2')?.status, 'retry-wait');
