@@ -27,6 +27,20 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
   readonly publishes: { issueKey: string; runId: string; headSha: string; fixRound: number | null }[] = [];
   readonly stages: { issueKey: string; stage: IssueStage }[] = [];
   readonly escalations: { issueKey: string; text: string }[] = [];
+  /** Every record saved, in order (what the status comment showed over time). */
+  readonly savedRecords: { issueKey: string; record: ShepherdRecord }[] = [];
+  /** While set, a publish makes its push visible at once but returns only when released (a slow push or API call). */
+  #publishGate: Promise<void> | undefined;
+
+  /** Holds every publish after its push until the returned function is called. */
+  holdPublishes(): () => void {
+    let release!: () => void;
+    this.#publishGate = new Promise((resolve) => (release = resolve));
+    return () => {
+      this.#publishGate = undefined;
+      release();
+    };
+  }
 
   async publish(issue: Issue, outcome: RunOutcome): Promise<PublishedChange> {
     const headSha = randomBytes(20).toString('hex');
@@ -42,6 +56,7 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
     if (existing) existing.change = change;
     else this.#pulls.set(issue.key, { change, state: 'open', issueLocation: issue.location, checks: new Map(), reviews: [] });
     this.publishes.push({ issueKey: issue.key, runId: outcome.runId, headSha, fixRound: outcome.fix?.round ?? null });
+    await this.#publishGate;
     return change;
   }
 
@@ -65,6 +80,7 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
 
   async saveRecord(issue: Issue, record: ShepherdRecord): Promise<void> {
     this.#records.set(issue.key, record);
+    this.savedRecords.push({ issueKey: issue.key, record });
   }
 
   async escalate(issue: Issue, _change: PublishedChange, text: string): Promise<void> {

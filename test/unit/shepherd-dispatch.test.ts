@@ -218,3 +218,33 @@ test('a restart while a fix round waits runs it once, and the shepherd resumes w
   assert.equal(session.dispatcher.runningTeamCount, 1);
   await session.close();
 });
+
+test("a poll while a fix round's push is still being recorded waits for it: the comment never shows green beside a round still queued", async () => {
+  const w = await openWatched(2);
+  w.h.source.put({ key: 'A', title: 'first', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  w.host.setCheck('A', FAILING_TEST);
+  await w.step(2 * POLL_MS);
+  assert.match(w.starts.at(-1)!.plan.runId, /-f1-/, 'the fix round runs');
+
+  // The round's push lands on the pull request, but the publish call has not returned yet; CI turns green on the new head meanwhile, and polls come.
+  const release = w.host.holdPublishes();
+  await finishTeam(w, 'A');
+  const pushed = w.host.head('A');
+  w.host.setCheck('A', { name: 'test', state: 'passed', conclusion: 'success', output: '' });
+  await w.step(3 * POLL_MS);
+  assert.equal(w.host.record('A')!.rounds[0]!.result, 'queued', 'the round is not recorded before its push returns');
+  assert.doesNotMatch(w.host.record('A')!.lastVerdict, /green/, 'no verdict on the new head before the round that pushed it is recorded');
+
+  release();
+  await w.step(POLL_MS);
+  const record = w.host.record('A')!;
+  assert.equal(record.rounds[0]!.result, 'succeeded');
+  assert.equal(record.rounds[0]!.pushedSha, pushed);
+  assert.equal(record.lastVerdict, `green on ${pushed.slice(0, 7)}; waiting for review`);
+  for (const { record: saved } of w.host.savedRecords.filter((entry) => entry.issueKey === 'A')) {
+    if (/green/.test(saved.lastVerdict)) assert.equal(saved.rounds[0]?.result, 'succeeded', `a saved record said "${saved.lastVerdict}" with round 1 ${saved.rounds[0]?.result}`);
+  }
+  await w.session.close();
+});

@@ -69,6 +69,8 @@ const PENDING_ROUND_RESULTS = new Set(['queued', 'running']);
 export class Shepherd {
   readonly #options: ShepherdOptions;
   readonly #watches = new Map<string, Watch>();
+  /** Per issue, the last record change in flight: a poll, a publish and a fix round's end take turns (see #serially). */
+  readonly #turns = new Map<string, Promise<void>>();
   #timer: TimerHandle | undefined;
   #ticking: Promise<void> | undefined;
   #closed = false;
@@ -105,7 +107,11 @@ export class Shepherd {
    * records the outcome on the issue): push, open or update the pull request,
    * follow it from now on, and keep the claim in play as `shepherding`.
    */
-  async publish(issue: Issue, outcome: RunOutcome): Promise<void> {
+  publish(issue: Issue, outcome: RunOutcome): Promise<void> {
+    return this.#serially(issue.key, () => this.#publish(issue, outcome));
+  }
+
+  async #publish(issue: Issue, outcome: RunOutcome): Promise<void> {
     const { host, claims, log } = this.#options;
     const change = await host.publish(issue, outcome);
     const loaded = (await host.loadRecord(issue)) ?? freshRecord(change);
@@ -124,7 +130,11 @@ export class Shepherd {
    * restart): a succeeded round's commits are pushed to the pull request,
    * and the round's result goes into the record.
    */
-  async finishFixRound(issue: Issue, outcome: RunOutcome): Promise<void> {
+  finishFixRound(issue: Issue, outcome: RunOutcome): Promise<void> {
+    return this.#serially(issue.key, () => this.#finishFixRound(issue, outcome));
+  }
+
+  async #finishFixRound(issue: Issue, outcome: RunOutcome): Promise<void> {
     const { host, log } = this.#options;
     const fix = outcome.fix;
     if (!fix) return;
@@ -203,17 +213,40 @@ export class Shepherd {
   }
 
   async #tickAll(): Promise<void> {
-    for (const watch of [...this.#watches.values()]) {
+    for (const key of [...this.#watches.keys()]) {
       if (this.#closed) return;
-      // A run of the issue is queued, running or parked (a fix round or a new revision): its outcome moves the pull request; judge after it.
-      const claim = this.#options.claims.claim(watch.issue.key);
-      if (claim !== undefined && isActiveClaimStatus(claim.status) && claim.status !== 'shepherding') continue;
-      try {
-        await this.#look(watch);
-      } catch (error) {
-        this.#options.log.warn({ issue: watch.issue.key, pull: watch.change.number, err: (error as Error).message }, 'could not look at the pull request; trying again next poll');
-      }
+      await this.#serially(key, async () => {
+        // Read after our turn came: a fix round's end may have just pushed and recorded, or the pull request stopped being followed.
+        const watch = this.#watches.get(key);
+        if (watch === undefined) return;
+        // A run of the issue is queued, running or parked (a fix round or a new revision): its outcome moves the pull request; judge after it.
+        const claim = this.#options.claims.claim(key);
+        if (claim !== undefined && isActiveClaimStatus(claim.status) && claim.status !== 'shepherding') return;
+        try {
+          await this.#look(watch);
+        } catch (error) {
+          this.#options.log.warn({ issue: key, pull: watch.change.number, err: (error as Error).message }, 'could not look at the pull request; trying again next poll');
+        }
+      });
     }
+  }
+
+  /**
+   * Runs `work` after every earlier record change of the issue has ended.
+   * A fix round's end pushes, then records the round; a poll in between
+   * would see the new head's checks against a record where the round is
+   * still queued, write that to the status comment, and the two writes
+   * could land in either order. One turn at a time per issue rules it out.
+   */
+  #serially(issueKey: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.#turns.get(issueKey) ?? Promise.resolve();
+    const turn = previous.then(work);
+    const settled = turn.catch(() => undefined);
+    this.#turns.set(issueKey, settled);
+    void settled.then(() => {
+      if (this.#turns.get(issueKey) === settled) this.#turns.delete(issueKey);
+    });
+    return turn;
   }
 
   async #look(watch: Watch): Promise<void> {
