@@ -338,11 +338,11 @@ async function openFleetControlPlane(
         await standbyHeartbeat?.write('stopped').catch((error: Error) => log.warn({ err: error.message }, 'could not write the stopped heartbeat'));
       },
     });
-    const { lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept } = config.fleet.queue;
     const executor = await BullmqTeamExecutor.open({
       url: redisConfig.url,
       keys: teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool }),
-      settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept },
+      // fleet.queue holds exactly the settings a user may change; the rest keep their defaults.
+      settings: { ...DEFAULT_FLEET_QUEUE_SETTINGS, ...config.fleet.queue },
       agents: config.agents,
       currentEpoch: hooks.currentEpoch,
       lease: {
@@ -611,8 +611,7 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
   const redisConfig = config.fleet.redis;
   if (!redisConfig) throw new FactoryError('FACTORY_CONFIG_INVALID', 'a fleet worker needs fleet.redis.url');
   const adapters = await loadWorkerAdapters();
-  const { lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept } = config.fleet.queue;
-  const settings = { ...adapters.DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs, stalledIntervalMs, eventsMaxLen, finishedRetentionMs, finishedJobsKept };
+  const settings = { ...adapters.DEFAULT_FLEET_QUEUE_SETTINGS, ...config.fleet.queue };
 
   // Refuse a Redis that cannot keep the fleet's promises before touching anything.
   const probe = await adapters.connectSuitableRedis({ url: redisConfig.url, connectionName: `factory-worker-check:${node}`, log });

@@ -116,6 +116,10 @@ const fleetSchema = z
         finishedRetentionMs: positiveMs.default(3_600_000),
         /** At most this many completed jobs are kept (BullMQ removeOnComplete count), whatever their age. */
         finishedJobsKept: z.number().int().min(0).max(100_000).default(1_000),
+        /** How long a failed job (a run a worker refused or lost) stays in Redis for inspection. */
+        failedRetentionMs: positiveMs.default(24 * 3_600_000),
+        /** At most this many failed jobs are kept (BullMQ removeOnFail count), whatever their age. */
+        failedJobsKept: z.number().int().min(0).max(100_000).default(1_000),
       })
       .strict()
       .default({}),

@@ -32,7 +32,7 @@ if (!redisServerAvailable()) throw new Error('redis-server is not installed: the
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as Logger;
 const keys = fleetKeys('factory', 'test');
 const queueKeys = teamRunKeys({ keyPrefix: 'factory', pool: 'test' });
-const settings = { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs: 3_000, stalledIntervalMs: 1_000 };
+const settings = { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs: 3_000, stalledIntervalMs: 1_000, failedRetentionMs: 90_000, failedJobsKept: 7 };
 
 let redis: TestRedis;
 let client: Redis;
@@ -162,6 +162,7 @@ test('a job a frozen leader queues with its old epoch after a new leader took ov
     50,
   );
   assert.match(job.failedReason ?? '', /^refused: .*older than the current leader epoch/);
+  assert.deepEqual(job.opts.removeOnFail, { age: 90, count: 7 }, 'the failed job is kept as fleet.queue.failedRetentionMs and failedJobsKept say');
   const outcome = await staleRun.outcome;
   assert.equal(outcome.reason, 'failed');
   assert.match(outcome.detail, /a worker refused the run/);

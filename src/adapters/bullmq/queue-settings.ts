@@ -12,6 +12,10 @@ export interface FleetQueueSettings {
   readonly finishedRetentionMs: number;
   /** Completed jobs kept at most (the newest), whatever their age. */
   readonly finishedJobsKept: number;
+  /** A failed job (refused or lost by a worker) is kept this long for inspection. */
+  readonly failedRetentionMs: number;
+  /** Failed jobs kept at most (the newest), whatever their age. */
+  readonly failedJobsKept: number;
   /** A Redis command without a reply in this time fails instead of hanging on a frozen server. */
   readonly commandTimeoutMs: number;
 }
@@ -23,5 +27,7 @@ export const DEFAULT_FLEET_QUEUE_SETTINGS: FleetQueueSettings = {
   eventsTtlMs: 24 * 3_600_000,
   finishedRetentionMs: 3_600_000,
   finishedJobsKept: 1_000,
+  failedRetentionMs: 24 * 3_600_000,
+  failedJobsKept: 1_000,
   commandTimeoutMs: 5_000,
 };

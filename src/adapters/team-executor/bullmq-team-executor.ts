@@ -153,7 +153,7 @@ export class BullmqTeamExecutor implements TeamExecutor {
         attempts: 1,
         // Finished jobs are kept a while for inspection, then dropped: the outcome lives in the run's stream and the state store.
         removeOnComplete: { age: Math.ceil(this.#options.settings.finishedRetentionMs / 1_000), count: this.#options.settings.finishedJobsKept },
-        removeOnFail: { age: 24 * 3_600, count: 1_000 },
+        removeOnFail: { age: Math.ceil(this.#options.settings.failedRetentionMs / 1_000), count: this.#options.settings.failedJobsKept },
       })
       .then(
         () => {
