@@ -34,6 +34,7 @@ import { RegistryKeeper } from './core/registry-keeper.js';
 import type { TeamRunWorkerCounters } from './core/worker/team-run-worker.js';
 import type { BullmqRunConsumer } from './adapters/bullmq/bullmq-run-consumer.js';
 import { notListening } from './domain/heartbeat.js';
+import { isStillRunning } from './domain/process-identity.js';
 import type { StateStore } from './ports/state-store.js';
 import type { Redis } from 'ioredis';
 import type { FleetStatus } from './ports/team-run-queue.js';
@@ -391,7 +392,10 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
  */
 async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
   try {
-    return await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire();
+    return await refuseForeignWriters(
+      runtime,
+      await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire(),
+    );
   } catch (error) {
     if (isFactoryError(error, 'FACTORY_LEASE_HELD')) {
       const owner = error.details.owner as { pid?: number; acquiredAtMs?: number } | undefined;
@@ -402,6 +406,37 @@ async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
     }
     throw error;
   }
+}
+
+/**
+ * The daemon lock guards `state.dir`, but the heartbeat and registry may be
+ * placed elsewhere (`loop.heartbeatPath`, `loop.registryPath`). Two configs
+ * whose state folders differ but whose registry is one file would each take
+ * their own lock, and the second daemon would reap the first one's live
+ * agents as a "crashed predecessor's". So, lock in hand, the heartbeat's and
+ * the registry's last writer must be dead (or this process): a live writer on
+ * this boot is another daemon, and nothing is touched.
+ */
+async function refuseForeignWriters(runtime: Runtime, lock: HeldLease): Promise<HeldLease> {
+  const { config, processTable } = runtime;
+  const self = selfIdentity(processTable);
+  const heartbeat = await new FileHeartbeatStore(config.loop.heartbeatPath).read().catch(() => undefined);
+  const registry = await new FileRegistryStore(config.loop.registryPath).read().catch(() => undefined);
+  const writers = [
+    { setting: 'loop.heartbeatPath', path: config.loop.heartbeatPath, owner: heartbeat?.kind === 'ok' ? heartbeat.value : null },
+    { setting: 'loop.registryPath', path: config.loop.registryPath, owner: registry?.kind === 'ok' ? registry.value.file.owner : null },
+  ];
+  for (const { setting, path, owner } of writers) {
+    if (owner === null || owner.pid === self.pid || owner.bootId !== self.bootId || !isStillRunning(processTable, owner)) continue;
+    await lock.release().catch(() => undefined);
+    const other = heartbeat?.kind === 'ok' && heartbeat.value.pid === owner.pid ? ` with config ${heartbeat.value.configPath}` : '';
+    throw new FactoryError(
+      'FACTORY_DAEMON_ALREADY_RUNNING',
+      `another factory process (pid ${owner.pid}${other}) is alive and writes ${path} (${setting}); two daemons must never share a heartbeat or registry. Give each config its own state.dir (the heartbeat and registry live there unless ${setting} moves them)`,
+      { details: { owner: { pid: owner.pid }, path, setting } },
+    );
+  }
+  return lock;
 }
 
 const teamResourcesByRuntime = new WeakMap<Runtime, TeamResources>();
@@ -776,7 +811,10 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
 
 async function acquireWorkerLock(runtime: Runtime): Promise<HeldLease> {
   try {
-    return await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire();
+    return await refuseForeignWriters(
+      runtime,
+      await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire(),
+    );
   } catch (error) {
     if (isFactoryError(error, 'FACTORY_LEASE_HELD')) {
       throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `another worker or daemon already uses ${runtime.config.configPath}`, { details: { owner: error.details.owner } });

@@ -9,8 +9,10 @@ import { teamStagesFor } from './team.js';
 export const DEFAULT_CONFIG_FILE = 'factory.config.json';
 
 /** The validated config with every path absolute, frozen so nothing edits it at run time. */
-export type FactoryConfig = ParsedFactoryConfig & {
+export type FactoryConfig = Omit<ParsedFactoryConfig, 'loop'> & {
   readonly configPath: string;
+  /** Heartbeat and registry paths always set: `<state.dir>/…` unless the config moves them. */
+  readonly loop: ParsedFactoryConfig['loop'] & { readonly heartbeatPath: string; readonly registryPath: string };
   /** The team every run gets: `team.stages`, or `agents` + `dispatch.teamMode` expanded (config/team.ts). */
   readonly teamStages: TeamStages;
   readonly paths: {
@@ -93,8 +95,9 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
     teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team, review: c.review }),
     loop: {
       ...c.loop,
-      heartbeatPath: resolveFrom(base, c.loop.heartbeatPath),
-      registryPath: resolveFrom(base, c.loop.registryPath),
+      // They follow state.dir unless set: a second config with its own state.dir must not share them (its daemon would reap our agents as a predecessor's).
+      heartbeatPath: c.loop.heartbeatPath === undefined ? join(stateDir, 'heartbeat.json') : resolveFrom(base, c.loop.heartbeatPath),
+      registryPath: c.loop.registryPath === undefined ? join(stateDir, 'registry.json') : resolveFrom(base, c.loop.registryPath),
     },
     state: { dir: stateDir },
     paths: {

@@ -255,8 +255,10 @@ export const configSchema = z
       .default({}),
     loop: z
       .object({
-        heartbeatPath: nonEmpty.default('.factory/heartbeat.json'),
-        registryPath: nonEmpty.default('.factory/registry.json'),
+        /** Absent: `<state.dir>/heartbeat.json`, so two configs with their own state.dir never share one. */
+        heartbeatPath: nonEmpty.optional(),
+        /** Absent: `<state.dir>/registry.json` (see heartbeatPath). */
+        registryPath: nonEmpty.optional(),
         heartbeatStaleMs: positiveMs.default(60_000),
         heartbeatIntervalMs: positiveMs.default(15_000),
         /** Bounded loops stop after this many consecutive failed iterations. */
