@@ -50,6 +50,14 @@ export const ERROR_CATALOG = {
     exitCode: 1,
     hint: "Pushing a run's branch failed; the message has git's answer (credential redacted). Check publish.remote, that the branch fast-forwards, and that the credential may push.",
   },
+  FACTORY_GITHUB_IDENTITY_UNKNOWN: {
+    exitCode: 2,
+    hint: 'Factory trusts its markers only in what its own login wrote, so it must know that login: let the credential read GET /user (token) or GET /app (App), or set source.github.identity.',
+  },
+  FACTORY_GITHUB_BRANCH_TAKEN: {
+    exitCode: 1,
+    hint: "Someone else opened a pull request from Factory's branch for this issue; Factory does not adopt it. Close it; the next start publishes the outcome again and opens Factory's own.",
+  },
   FACTORY_GITHUB_WRITEBACK_UNVERIFIED: { exitCode: 1, hint: 'A label change did not show when read back (another actor may be editing the labels); it is retried on the next writeback.' },
   FACTORY_RESOURCES_GROUP_FAILED: {
     exitCode: 1,

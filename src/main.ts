@@ -154,6 +154,7 @@ export async function githubWiringFor(runtime: Pick<Runtime, 'config' | 'clock' 
     github: config.source.github,
     publish: config.publish,
     shepherd: config.shepherd,
+    branchPrefix: config.dispatch.branchPrefix,
     env: process.env,
     clock: runtime.clock,
     log: runtime.log.child({ component: 'github' }),
@@ -585,7 +586,10 @@ export function runLogStoreFor(config: FactoryConfig): RunLogStore {
 /** With a GitHub source: publishing and the shepherd (the code host) and the label lifecycle (progress). */
 async function githubSessionDeps(runtime: Runtime): Promise<Pick<FactorySessionDeps, 'codeHost' | 'progress'>> {
   const github = await githubWiringFor(runtime);
-  return github ? { codeHost: github.codeHost, progress: github.progress } : {};
+  if (github === undefined) return {};
+  // Before anything is read back from GitHub: without its own login Factory cannot tell its markers from pasted ones.
+  await github.identity.login();
+  return { codeHost: github.codeHost, progress: github.progress };
 }
 
 /** Where `factory resume` leaves requests for the daemon running on `config` (taken on its supervision pass). */

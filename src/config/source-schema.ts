@@ -36,6 +36,15 @@ const githubSourceSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * The login Factory writes as (`<app-slug>[bot]` for an App). Default:
+     * learned at start (`GET /user` for a token, `GET /app` for an App). Only
+     * markers in comments and pull requests by this login are trusted.
+     */
+    identity: z
+      .string()
+      .regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?$/, 'expected a GitHub login such as "factory-bot" or "my-app[bot]"')
+      .optional(),
     /** Label name → priority (lower runs first), e.g. {"P0": 0, "P1": 1}. */
     priorityLabels: z.record(z.number().int().min(0)).default({}),
     /** Names of Factory's lifecycle labels. */

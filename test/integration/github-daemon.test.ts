@@ -208,3 +208,22 @@ test('the shepherd: a failing check sends the implementer back and the next push
     await project.close();
   }
 });
+
+test('a credential whose login cannot be learned stops the daemon at start, before it reads or writes a marker', { timeout: 60_000 }, async () => {
+  const project = await createGitHubProject('gh-identity');
+  try {
+    const number = project.fake.createIssue(REPO_SLUG, { title: 'Add a greeting', body: 'Say hello.', labels: ['factory'] });
+    // A token that may not read GET /user (GitHub answers 403).
+    project.fake.failNext(1, 403, (_method, route) => route === '/user');
+    const daemon = project.start();
+    const { code } = await daemon.exited;
+    assert.equal(code, 2);
+    assert.match(daemon.stderr(), /FACTORY_GITHUB_IDENTITY_UNKNOWN/);
+    assert.match(daemon.stderr(), /source\.github\.identity/);
+    assert.deepEqual(project.fake.comments(REPO_SLUG, number), [], 'nothing was written');
+    assert.deepEqual(project.fake.pulls(REPO_SLUG), []);
+    assert.ok(!project.fake.requests.some((request) => request.route === '/repos/{owner}/{repo}/issues/{issue_number}/comments'), 'no comment was read before the login was known');
+  } finally {
+    await project.close();
+  }
+});

@@ -11,7 +11,7 @@ import { isStatusComment } from '../../src/domain/github-issue.js';
 import { isFactoryError } from '../../src/errors.js';
 import { EventRecorder, makeOutcome } from '../contracts/issue-source.contract.js';
 import { FakeGitHub } from '../support/fake-github/fake-github.js';
-import { createSourceOverFake, fastClientOptions, repoRef, startFakeGitHub, TEST_TOKEN } from '../support/fake-github/github-source-harness.js';
+import { createSourceOverFake, fastClientOptions, repoRef, startFakeGitHub, TEST_TOKEN, tokenIdentity } from '../support/fake-github/github-source-harness.js';
 import { waitFor } from '../support/sandbox.js';
 
 /** Records every log line the client writes, as text, so a test can search it for secrets. */
@@ -289,7 +289,7 @@ describe('GitHub writeback', () => {
     await client.createIssueComment(repo, number, 'a human comment');
     await client.createIssueComment(repo, number, '<!-- factory:status -->\nsecond');
 
-    const id = await new GitHubIssueWriteback(client).upsertStatusComment(repo, number, 'latest');
+    const id = await new GitHubIssueWriteback(client, tokenIdentity(client)).upsertStatusComment(repo, number, 'latest');
     assert.equal(id, oldest);
     assert.deepEqual(
       fake.comments('acme/api', number).map((comment) => comment.body),

@@ -188,3 +188,14 @@ test('a config file that exists but cannot be read is FACTORY_CONFIG_UNREADABLE,
   assert.equal(error.exitCode, 2);
   assert.ok(error.message.includes(dir));
 });
+
+test('source.github.identity takes a user or App bot login and refuses anything else', () => {
+  const withIdentity = (identity: string) => ({ ...MINIMAL, source: { kind: 'github', github: { repos: ['acme/api'], identity } } });
+  assert.equal(compileConfig(withIdentity('factory-bot'), '/srv/factory.config.json').source.github?.identity, 'factory-bot');
+  assert.equal(compileConfig(withIdentity('acme-factory[bot]'), '/srv/factory.config.json').source.github?.identity, 'acme-factory[bot]');
+  for (const bad of ['', 'two words', '-leading', 'a/b']) {
+    const error = thrownBy(() => compileConfig(withIdentity(bad), '/srv/factory.config.json'));
+    assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+    assert.match(String(error.details.problems), /source\.github\.identity/);
+  }
+});

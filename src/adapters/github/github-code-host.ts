@@ -1,9 +1,12 @@
-import { formatRepoSlug, githubIssueLocation, type GitHubRepoRef } from '../../domain/github-issue.js';
+import { formatRepoSlug, githubIssueKey, githubIssueLocation, type GitHubRepoRef } from '../../domain/github-issue.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
+import { branchNameFor } from '../../domain/triage.js';
+import { FactoryError, isFactoryError } from '../../errors.js';
 import { checkState, renderShepherdSection, type PullCheck, type PullObservation, type ShepherdRecord } from '../../domain/shepherd.js';
 import type { CodeHost, IssueProgress, IssueStage, PublishedChange, WatchedChange } from '../../ports/publisher.js';
 import type { BranchPusher } from './git-push.js';
+import type { GitHubIdentity } from './github-identity.js';
 import type { GitHubRepoClient, PullSummary } from './github-repo-client.js';
 import { lifecycleStageOf, type GitHubIssueWriteback } from './github-writeback.js';
 
@@ -12,7 +15,9 @@ import { lifecycleStageOf, type GitHubIssueWriteback } from './github-writeback.
  * draft pull request, reads checks, statuses and reviews for the shepherd,
  * merges when told to, and keeps the shepherd's record in the issue's status
  * comment. Each pull request Factory opens carries a hidden marker naming its
- * issue, so a restarted daemon finds the ones it follows again.
+ * issue, so a restarted daemon finds the ones it follows again; a marker
+ * counts only on a pull request Factory's login opened from Factory's branch
+ * for that issue in the repository itself (see GitHubIdentity).
  */
 
 const PULL_MARKER = 'factory:pull';
@@ -21,7 +26,10 @@ export interface GitHubCodeHostOptions {
   readonly repos: readonly GitHubRepoRef[];
   readonly repoClient: GitHubRepoClient;
   readonly writeback: GitHubIssueWriteback;
+  readonly identity: Pick<GitHubIdentity, 'ownMarkedComments' | 'ownsPull' | 'pullProblem'>;
   readonly pusher: BranchPusher;
+  /** `dispatch.branchPrefix`: Factory's branch for an issue is this prefix and the issue key. */
+  readonly branchPrefix: string;
   /** Where a Factory issue lives on GitHub (the GitHub source's `locate`). */
   readonly locate: (issue: Pick<Issue, 'key' | 'location'>) => { repo: GitHubRepoRef; number: number };
   readonly remote: string;
@@ -41,13 +49,17 @@ export class GitHubCodeHost implements CodeHost {
     const body = (pull: { number: number; url: string } | undefined): string =>
       renderPullBody(repo, number, issue, outcome, known !== undefined && known.pullNumber === pull?.number ? known : undefined, this.options.shepherdMaxRounds);
     // Find before create: a retry, a restart or a lost answer must never open a second pull request.
-    let pull = await repoClient.findOpenPullByHead(repo, outcome.branch);
+    let pull = await this.#openPullOf(repo, outcome.branch);
     if (pull === undefined) {
       const base = this.options.base ?? (await pusher.defaultBranch(outcome.worktree, remote));
       try {
         pull = await repoClient.createDraftPull(repo, { branch: outcome.branch, base, title: issue.title, body: body(undefined) });
       } catch (error) {
-        pull = await repoClient.findOpenPullByHead(repo, outcome.branch).catch(() => undefined);
+        // The create may have landed with its answer lost; a pull request someone else opened there is still refused.
+        pull = await this.#openPullOf(repo, outcome.branch).catch((again: unknown) => {
+          if (isFactoryError(again, 'FACTORY_GITHUB_BRANCH_TAKEN')) throw again;
+          return undefined;
+        });
         if (pull === undefined) throw error;
       }
     }
@@ -73,7 +85,9 @@ export class GitHubCodeHost implements CodeHost {
       for (const pull of await this.options.repoClient.listOpenPulls(repo)) {
         const issueNumber = pullMarkerIssue(pull.body);
         if (issueNumber === undefined) continue;
-        watched.push({ change: changeOf(pull, ''), issueLocation: githubIssueLocation(repo, issueNumber) });
+        const issueKey = githubIssueKey(repo, issueNumber);
+        if (!(await this.options.identity.ownsPull(pull, formatRepoSlug(repo), branchNameFor(issueKey, this.options.branchPrefix)))) continue;
+        watched.push({ change: changeOf(pull, issueKey), issueLocation: githubIssueLocation(repo, issueNumber) });
       }
     }
     return watched;
@@ -132,8 +146,20 @@ export class GitHubCodeHost implements CodeHost {
     // One escalation comment per pull request: found again by its marker before posting, so a restart does not repeat it.
     const marker = `<!-- factory:escalation pull=${change.number} -->`;
     const comments = await repoClient.listIssueComments(repo, number);
-    if (comments.some((comment) => comment.body.includes(marker))) return;
+    const posted = await this.options.identity.ownMarkedComments(comments, (body) => body.includes(marker), `${formatRepoSlug(repo)}#${number}`);
+    if (posted.length > 0) return;
     await repoClient.createIssueComment(repo, number, `${marker}\n**Factory needs a person** for ${change.url}.\n\n${text}`);
+  }
+
+  /** The open pull request from `branch`, when Factory opened it; one someone else opened there is refused, never adopted. */
+  async #openPullOf(repo: GitHubRepoRef, branch: string): Promise<PullSummary | undefined> {
+    const pull = await this.options.repoClient.findOpenPullByHead(repo, branch);
+    if (pull === undefined) return undefined;
+    const problem = await this.options.identity.pullProblem(pull, formatRepoSlug(repo), branch);
+    if (problem === undefined) return pull;
+    throw new FactoryError('FACTORY_GITHUB_BRANCH_TAKEN', `${formatRepoSlug(repo)}#${pull.number} is open from Factory's branch ${branch}, but ${problem}`, {
+      details: { pull: pull.number, author: pull.author ?? 'ghost', branch },
+    });
   }
 
   #repoOfChange(change: PublishedChange): GitHubRepoRef {
@@ -165,17 +191,14 @@ export class GitHubIssueProgress implements IssueProgress {
 }
 
 function changeOf(pull: PullSummary, issueKey: string): PublishedChange {
-  const key = issueKey || (pullMarkerKey(pull.body) ?? '');
-  return { issueKey: key, number: pull.number, url: pull.url, branch: pull.headRef, headSha: pull.headSha, draft: pull.draft };
+  return { issueKey, number: pull.number, url: pull.url, branch: pull.headRef, headSha: pull.headSha, draft: pull.draft };
 }
 
+/** The issue number a pull request's marker names; the key beside it is derived again from the number, never taken from the body. */
 function pullMarkerIssue(body: string): number | undefined {
   const match = new RegExp(`<!-- ${PULL_MARKER} issue=(\\d+) key=([A-Za-z0-9._-]+) -->`).exec(body);
-  return match === null ? undefined : Number(match[1]);
-}
-
-function pullMarkerKey(body: string): string | undefined {
-  return new RegExp(`<!-- ${PULL_MARKER} issue=\\d+ key=([A-Za-z0-9._-]+) -->`).exec(body)?.[1];
+  const number = match === null ? undefined : Number(match[1]);
+  return number !== undefined && Number.isSafeInteger(number) && number >= 1 ? number : undefined;
 }
 
 /** Whether the run's last review verdict was an approval (a team without a review stage never approves). */

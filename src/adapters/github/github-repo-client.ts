@@ -20,6 +20,8 @@ export interface IssueComment {
   readonly id: number;
   readonly body: string;
   readonly createdAtMs: number;
+  /** Login of the comment's author; undefined for a deleted account ("ghost"). */
+  readonly author: string | undefined;
 }
 
 export interface PullSummary {
@@ -33,6 +35,10 @@ export interface PullSummary {
   readonly nodeId: string;
   readonly body: string;
   readonly merged: boolean;
+  /** Login of whoever opened it; undefined for a deleted account. */
+  readonly author: string | undefined;
+  /** `owner/name` of the repository the head branch lives in (a fork's, for a pull request from a fork); undefined when that repository is gone. */
+  readonly headRepo: string | undefined;
 }
 
 export interface CheckRunSummary {
@@ -55,13 +61,14 @@ export interface ReviewSummary {
 interface PullShape {
   number: number;
   html_url: string;
-  head: { ref: string; sha: string };
+  head: { ref: string; sha: string; repo?: { full_name: string } | null };
   draft?: boolean;
   state: string;
   node_id: string;
   body: string | null;
   merged_at: string | null;
   merged?: boolean;
+  user?: { login: string } | null;
 }
 
 function pullSummary(pull: PullShape): PullSummary {
@@ -75,6 +82,8 @@ function pullSummary(pull: PullShape): PullSummary {
     nodeId: pull.node_id,
     body: pull.body ?? '',
     merged: pull.merged === true || pull.merged_at !== null,
+    author: pull.user?.login,
+    headRepo: pull.head.repo?.full_name,
   };
 }
 
@@ -183,7 +192,7 @@ export class GitHubRepoClient {
   async listIssueComments(repo: GitHubRepoRef, number: number): Promise<IssueComment[]> {
     return this.#call(`list the comments of ${slug(repo)}#${number}`, async () => {
       const comments = await this.client.octokit.paginate(this.client.octokit.rest.issues.listComments, { owner: repo.owner, repo: repo.name, issue_number: number, per_page: PER_PAGE });
-      return comments.map((comment) => ({ id: comment.id, body: comment.body ?? '', createdAtMs: Date.parse(comment.created_at) }));
+      return comments.map((comment) => ({ id: comment.id, body: comment.body ?? '', createdAtMs: Date.parse(comment.created_at), author: comment.user?.login }));
     });
   }
 
@@ -219,6 +228,18 @@ export class GitHubRepoClient {
         if ((error as { status?: number }).status !== 404) throw error;
       }
     });
+  }
+
+  // ---- who Factory is on GitHub ----
+
+  /** The login a token belongs to (`GET /user`). */
+  async authenticatedLogin(): Promise<string> {
+    return this.#call('read the login of the token (GET /user)', async () => (await this.client.octokit.rest.users.getAuthenticated()).data.login);
+  }
+
+  /** The App's slug (`GET /app`, which Octokit's App auth signs with the App's JWT); undefined when GitHub names none. */
+  async appSlug(): Promise<string | undefined> {
+    return this.#call('read the GitHub App (GET /app)', async () => (await this.client.octokit.rest.apps.getAuthenticated()).data?.slug);
   }
 
   // ---- for publishing and the shepherd ----

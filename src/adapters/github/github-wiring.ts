@@ -8,15 +8,16 @@ import { createBranchPusher } from './git-push.js';
 import { resolveGitHubCredentials, type GitHubAuthSettings } from './github-auth.js';
 import { createGitHubClient, type GitHubLog } from './github-client.js';
 import { GitHubCodeHost, GitHubIssueProgress } from './github-code-host.js';
+import { GitHubIdentity } from './github-identity.js';
 import { GitHubIssueSource } from './github-issue-source.js';
 import { GitHubRepoClient } from './github-repo-client.js';
 import { GitHubIssueWriteback } from './github-writeback.js';
 
 /**
  * Everything GitHub-backed that a daemon uses, built once from the config:
- * one client (one rate budget, one redaction), the issue source, the label
- * progress, the code host for publishing and the shepherd, and the webhook
- * secret. The composition root calls this; nothing here reads the process
+ * one client (one rate budget, one redaction), Factory's identity on GitHub,
+ * the issue source, the label progress, the code host for publishing and the
+ * shepherd, and the webhook secret. The composition root calls this; nothing here reads the process
  * environment itself.
  */
 
@@ -27,6 +28,10 @@ export interface GitHubWiring {
   readonly progress: GitHubIssueProgress;
   readonly codeHost: GitHubCodeHost;
   readonly repoClient: GitHubRepoClient;
+  /** The login Factory writes as; a daemon learns it before it opens (`login()`), so a credential that cannot tell fails at start. */
+  readonly identity: GitHubIdentity;
+  /** `source.github.repos`, parsed: a webhook about any other repository is ignored. */
+  readonly repos: readonly GitHubRepoRef[];
   /** Set when `webhookSecretEnv`/`webhookSecretFile` names one: `/webhooks/github` is served then. */
   readonly webhookSecret: string | undefined;
   /** Scrubs this wiring's secrets from text. */
@@ -37,6 +42,8 @@ export interface GitHubWiringOptions {
   readonly github: GitHubSourceSettings;
   readonly publish: PublishConfig;
   readonly shepherd: ShepherdConfig;
+  /** `dispatch.branchPrefix`: a pull request counts as Factory's only from Factory's branch for its issue. */
+  readonly branchPrefix: string;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly clock: Clock;
   readonly log: GitHubLog;
@@ -53,7 +60,8 @@ export function createGitHubWiring(options: GitHubWiringOptions): GitHubWiring {
   const credentials = resolveGitHubCredentials(settings, env, readText);
   const client = createGitHubClient({ credentials, apiUrl: github.apiUrl, requestTimeoutMs: github.requestTimeoutMs, log: options.log, userAgent: 'factory' });
   const repoClient = new GitHubRepoClient(client);
-  const writeback = new GitHubIssueWriteback(repoClient, github.lifecycleLabels, { shepherdMaxRounds: options.shepherd.maxRounds });
+  const identity = new GitHubIdentity({ credentialKind: credentials.kind, repoClient, log: options.log, ...(github.identity === undefined ? {} : { configured: github.identity }) });
+  const writeback = new GitHubIssueWriteback(repoClient, identity, github.lifecycleLabels, { shepherdMaxRounds: options.shepherd.maxRounds });
   const repos = github.repos.map(repoRef);
   const source = new GitHubIssueSource({
     repos,
@@ -77,6 +85,8 @@ export function createGitHubWiring(options: GitHubWiringOptions): GitHubWiring {
     repos,
     repoClient,
     writeback,
+    identity,
+    branchPrefix: options.branchPrefix,
     pusher: createBranchPusher({ token: pushToken, redact: client.redact }),
     locate,
     remote: options.publish.remote,
@@ -88,6 +98,8 @@ export function createGitHubWiring(options: GitHubWiringOptions): GitHubWiring {
     progress: new GitHubIssueProgress(writeback, locate),
     codeHost,
     repoClient,
+    identity,
+    repos,
     webhookSecret: readWebhookSecret(github, env, readText),
     redact: client.redact,
   };

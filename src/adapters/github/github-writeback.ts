@@ -4,7 +4,8 @@ import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
 import { decodeShepherdRecord, encodeShepherdRecord, renderShepherdSection, type ShepherdRecord } from '../../domain/shepherd.js';
 import type { IssueStage } from '../../ports/publisher.js';
-import type { GitHubRepoClient } from './github-repo-client.js';
+import type { GitHubIdentity } from './github-identity.js';
+import type { GitHubRepoClient, IssueComment } from './github-repo-client.js';
 
 /** Factory's lifecycle labels on an issue; each name is configurable. */
 export interface LifecycleLabelNames {
@@ -64,7 +65,9 @@ const LABEL_LOOK: Record<LifecycleStage, { color: string; description: string }>
  * What Factory writes on a GitHub issue: one lifecycle label at a time,
  * verified by reading the labels back, and one status comment edited in place.
  * The comment is found by its hidden marker, never by memory alone, so a retry
- * or a restarted daemon edits the same comment instead of adding another.
+ * or a restarted daemon edits the same comment instead of adding another; only
+ * a marked comment Factory's own login wrote counts (anyone can paste the
+ * marker, and a shepherd record with it).
  */
 export class GitHubIssueWriteback {
   /** Status comment ids seen, to skip a listing when the comment is known; the listing stays the truth. */
@@ -76,6 +79,7 @@ export class GitHubIssueWriteback {
 
   constructor(
     private readonly repoClient: GitHubRepoClient,
+    private readonly identity: Pick<GitHubIdentity, 'ownMarkedComments'>,
     readonly labels: LifecycleLabelNames = DEFAULT_LIFECYCLE_LABELS,
     private readonly options: { readonly shepherdMaxRounds?: number } = {},
   ) {}
@@ -158,8 +162,7 @@ export class GitHubIssueWriteback {
     const key = `${repo.owner}/${repo.name}#${number}`.toLowerCase();
     const known = this.#status.get(key);
     if (known !== undefined) return known;
-    const marked = (await this.repoClient.listIssueComments(repo, number)).filter((comment) => isStatusComment(comment.body)).sort((a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id);
-    const body = marked[0]?.body ?? '';
+    const body = (await this.#statusComments(repo, number))[0]?.body ?? '';
     const start = body.indexOf(OUTCOME_OPEN);
     const end = body.indexOf(OUTCOME_CLOSE);
     const parts: StatusParts = {
@@ -190,10 +193,16 @@ export class GitHubIssueWriteback {
   }
 
   async #findStatusComment(repo: GitHubRepoRef, number: number): Promise<number | undefined> {
-    const marked = (await this.repoClient.listIssueComments(repo, number)).filter((comment) => isStatusComment(comment.body)).sort((a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id);
-    const [keep, ...extras] = marked;
+    const [keep, ...extras] = await this.#statusComments(repo, number);
     for (const extra of extras) await this.repoClient.deleteIssueComment(repo, extra.id);
     return keep?.id;
+  }
+
+  /** Factory's own status comments on the issue, oldest first. */
+  async #statusComments(repo: GitHubRepoRef, number: number): Promise<IssueComment[]> {
+    const comments = await this.repoClient.listIssueComments(repo, number);
+    const own = await this.identity.ownMarkedComments(comments, isStatusComment, `${repo.owner}/${repo.name}#${number}`);
+    return own.sort((a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id);
   }
 
   async #ensureLabels(repo: GitHubRepoRef): Promise<void> {

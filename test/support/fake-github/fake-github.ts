@@ -5,10 +5,12 @@ import type { AddressInfo } from 'node:net';
 import {
   checkRunObject,
   commentObject,
+  integrationObject,
   issueObject,
   labelObject,
   minimalRepositoryObject,
   pullObject,
+  privateUserObject,
   pullSimpleObject,
   reviewObject,
   simpleStatusObject,
@@ -37,6 +39,10 @@ import { assertResponseMatchesOpenApi, OpenApiViolation } from './openapi-valida
  * checked against its published signature by hand (the OpenAPI description
  * does not cover GraphQL). A repo can be backed by a real bare git repository
  * (`attachGitRemote`): pull request heads are then what was really pushed.
+ * Each token belongs to a user (`factory-bot` unless `login` says otherwise;
+ * an App's installation tokens to `<slug>[bot]`), served by `GET /user` and
+ * `GET /app`, and what a request creates is authored by that user; `commentAs`
+ * and `openPullAs` act as someone else, a fork included.
  * Not built: other GraphQL, git data endpoints.
  */
 
@@ -45,8 +51,10 @@ export interface FakeGitHubOptions {
   readonly tokens?: readonly string[];
   /** Requests per hour per token; default 5000, as for a personal token. */
   readonly rateLimit?: number;
-  /** A GitHub App the fake trusts: JWTs it signs with this key may mint installation tokens. */
-  readonly app?: { readonly appId: number; readonly publicKeyPem: string; readonly installationId: number };
+  /** Login of the user the tokens belong to; default `factory-bot`. */
+  readonly login?: string;
+  /** A GitHub App the fake trusts: JWTs it signs with this key may mint installation tokens. Its slug defaults to `factory-app`. */
+  readonly app?: { readonly appId: number; readonly publicKeyPem: string; readonly installationId: number; readonly slug?: string };
 }
 
 export interface RecordedRequest {
@@ -137,6 +145,11 @@ export class FakeGitHub {
   readonly #tokens: Set<string>;
   readonly #rateLimit: number;
   readonly #app: FakeGitHubOptions['app'];
+  /** Who each token acts as: the configured tokens' user, or the App's bot for an installation token. */
+  readonly #tokenUsers = new Map<string, FakeUser>();
+  readonly #tokenUser: FakeUser;
+  readonly #installationTokens = new Set<string>();
+  readonly #startedAt = iso(Date.now());
   readonly #repos = new Map<string, FakeRepo>();
   readonly #routes: Route[] = [];
   readonly #buckets = new Map<string, RateBucket>();
@@ -152,6 +165,8 @@ export class FakeGitHub {
     this.#tokens = new Set(options.tokens ?? ['fake-token']);
     this.#rateLimit = options.rateLimit ?? 5000;
     this.#app = options.app;
+    this.#tokenUser = options.login === undefined ? BOT : { login: options.login, id: BOT.id, type: 'User' };
+    for (const token of this.#tokens) this.#tokenUsers.set(token, this.#tokenUser);
     this.#server = createServer((req, res) => void this.#serve(req, res));
     this.#defineRoutes();
   }
@@ -257,17 +272,86 @@ export class FakeGitHub {
     return { title: issue.title, state: issue.state, labels: this.#labelsOf(repo, issue).map((label) => label.name), updatedAt: issue.updatedAt };
   }
 
-  comments(fullName: string, number: number): { id: number; body: string }[] {
+  comments(fullName: string, number: number): { id: number; body: string; author: string }[] {
     return this.#repo(fullName)
       .comments.filter((comment) => comment.issueNumber === number)
-      .map(({ id, body }) => ({ id, body }));
+      .map(({ id, body, user }) => ({ id, body, author: user.login }));
   }
 
-  pulls(fullName: string): { number: number; head: string; headSha: string; draft: boolean; state: string; merged: boolean; title: string; body: string | null }[] {
+  /** A comment written by `login` (someone other than the token's user), as a person would leave it. */
+  commentAs(fullName: string, number: number, login: string, body: string): number {
+    const repo = this.#repo(fullName);
+    const issue = this.#issue(repo, number);
+    if (issue === undefined) throw new Error(`commentAs: no issue ${fullName}#${number}`);
+    const at = iso(this.now());
+    const comment: FakeComment = { id: this.#id(), issueNumber: number, body, user: { login, id: this.#id(), type: 'User' }, createdAt: at, updatedAt: at };
+    repo.comments.push(comment);
+    issue.comments++;
+    this.#touch(issue);
+    return comment.id;
+  }
+
+  /**
+   * A pull request opened by `login` from `head`: in the repository itself, or
+   * with `fromFork` from `login`'s fork of it (head `login:head`).
+   */
+  openPullAs(fullName: string, fields: { login: string; head: string; body: string; title?: string; fromFork?: boolean; base?: string }): number {
+    const repo = this.#repo(fullName);
+    const user: FakeUser = { login: fields.login, id: this.#id(), type: 'User' };
+    const at = iso(this.now());
+    const number = repo.nextNumber++;
+    const forkRepo: FakeRepoIdentity | undefined = fields.fromFork === true ? { owner: user, name: repo.identity.name, id: this.#id(), createdAt: at } : undefined;
+    const pull: FakePull = {
+      number,
+      id: this.#id(),
+      title: fields.title ?? 'A change',
+      body: fields.body,
+      state: 'open',
+      draft: false,
+      head: {
+        ref: fields.head,
+        sha: createHash('sha1').update(`${fields.login}:${fields.head}@${at}`).digest('hex'),
+        owner: forkRepo === undefined ? repo.identity.owner.login : fields.login,
+        ...(forkRepo === undefined ? {} : { repo: forkRepo }),
+      },
+      base: { ref: fields.base ?? 'main' },
+      user,
+      createdAt: at,
+      updatedAt: at,
+    };
+    repo.pulls.set(number, pull);
+    repo.issues.set(number, {
+      id: this.#id(),
+      number,
+      title: pull.title,
+      body: pull.body,
+      state: 'open',
+      labelIds: [],
+      user,
+      createdAt: at,
+      updatedAt: at,
+      closedAt: null,
+      comments: 0,
+      pullRequest: true,
+    });
+    return number;
+  }
+
+  pulls(fullName: string): { number: number; head: string; headSha: string; draft: boolean; state: string; merged: boolean; title: string; body: string | null; author: string }[] {
     const repo = this.#repo(fullName);
     return [...repo.pulls.values()].map((pull) => {
       this.#syncHead(repo, pull);
-      return { number: pull.number, head: pull.head.ref, headSha: pull.head.sha, draft: pull.draft, state: pull.state, merged: typeof pull.mergedAt === 'string', title: pull.title, body: pull.body };
+      return {
+        number: pull.number,
+        head: pull.head.ref,
+        headSha: pull.head.sha,
+        draft: pull.draft,
+        state: pull.state,
+        merged: typeof pull.mergedAt === 'string',
+        title: pull.title,
+        body: pull.body,
+        author: pull.user.login,
+      };
     });
   }
 
@@ -294,7 +378,7 @@ export class FakeGitHub {
   }
 
   #syncHead(repo: FakeRepo, pull: FakePull): void {
-    if (pull.state !== 'open') return;
+    if (pull.state !== 'open' || pull.head.repo !== undefined) return;
     const sha = this.#branchSha(repo, pull.head.ref);
     if (sha !== undefined) pull.head.sha = sha;
   }
@@ -397,6 +481,14 @@ export class FakeGitHub {
     return this.#nextId++;
   }
 
+  #userOf(token: string | undefined): FakeUser {
+    return (token === undefined ? undefined : this.#tokenUsers.get(token)) ?? this.#tokenUser;
+  }
+
+  #appBot(app: NonNullable<FakeGitHubOptions['app']>): FakeUser {
+    return { login: `${app.slug ?? 'factory-app'}[bot]`, id: app.appId + 100_000, type: 'Bot' };
+  }
+
   #repo(fullName: string): FakeRepo {
     const repo = this.#repos.get(fullName.toLowerCase());
     if (repo === undefined) throw new Error(`fake GitHub: no repo ${fullName}`);
@@ -483,12 +575,13 @@ export class FakeGitHub {
 
     try {
       if (route === undefined) return send(error(404, 'Not Found'), true, undefined);
-      const isInstallationTokenRequest = template === '/app/installations/{installation_id}/access_tokens';
-      if (!isInstallationTokenRequest && (token === undefined || !this.#tokens.has(token))) {
+      // These two authenticate with the App's JWT, which their handlers check.
+      const signedWithAppJwt = template === '/app/installations/{installation_id}/access_tokens' || template === '/app';
+      if (!signedWithAppJwt && (token === undefined || !this.#tokens.has(token))) {
         return send(this.#validated(method, template, error(401, 'Bad credentials')), false, undefined);
       }
       const bucket = this.#bucket(token);
-      if (!isInstallationTokenRequest && bucket.used >= this.#rateLimit) {
+      if (!signedWithAppJwt && bucket.used >= this.#rateLimit) {
         return send(
           this.#validated(method, template, error(403, `API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.`)),
           false,
@@ -740,7 +833,7 @@ export class FakeGitHub {
       if (found === undefined) return error(404, 'Not Found');
       if (typeof request.body.body !== 'string' || request.body.body.length === 0) return error(422, 'Validation Failed');
       const at = iso(this.now());
-      const comment: FakeComment = { id: this.#id(), issueNumber: found.issue.number, body: request.body.body, user: BOT, createdAt: at, updatedAt: at };
+      const comment: FakeComment = { id: this.#id(), issueNumber: found.issue.number, body: request.body.body, user: this.#userOf(request.token), createdAt: at, updatedAt: at };
       found.repo.comments.push(comment);
       found.issue.comments++;
       this.#touch(found.issue);
@@ -824,13 +917,26 @@ export class FakeGitHub {
         draft: draft === true,
         head: { ref: headRef, sha: pushedSha ?? createHash('sha1').update(`${headRef}@${at}`).digest('hex'), owner: headOwner },
         base: { ref: base },
-        user: BOT,
+        user: this.#userOf(request.token),
         createdAt: at,
         updatedAt: at,
       };
       repo.pulls.set(number, pull);
       // GitHub lists every pull request among the issues too.
-      repo.issues.set(number, { id: this.#id(), number, title, body: pull.body, state: 'open', labelIds: [], user: BOT, createdAt: at, updatedAt: at, closedAt: null, comments: 0, pullRequest: true });
+      repo.issues.set(number, {
+        id: this.#id(),
+        number,
+        title,
+        body: pull.body,
+        state: 'open',
+        labelIds: [],
+        user: pull.user,
+        createdAt: at,
+        updatedAt: at,
+        closedAt: null,
+        comments: 0,
+        pullRequest: true,
+      });
       return { status: 201, body: pullObject(this.#baseUrl, repo.identity, pull, []) };
     });
 
@@ -946,6 +1052,23 @@ export class FakeGitHub {
       };
     });
 
+    this.#route('GET', '/user', (request) => {
+      // An installation token acts for the App, not for a user: GitHub refuses it here.
+      if (request.token !== undefined && this.#installationTokens.has(request.token)) return error(403, 'Resource not accessible by integration');
+      return { status: 200, body: privateUserObject(this.#baseUrl, this.#userOf(request.token), this.#startedAt) };
+    });
+
+    this.#route('GET', '/app', (request) => {
+      const app = this.#app;
+      if (app === undefined || request.token === undefined || !verifyAppJwt(request.token, app.publicKeyPem, app.appId, this.now())) {
+        return error(401, 'A JSON web token could not be decoded');
+      }
+      return {
+        status: 200,
+        body: integrationObject(this.#baseUrl, { id: app.appId, slug: app.slug ?? 'factory-app', owner: { login: 'acme', id: 7, type: 'Organization' }, createdAt: this.#startedAt }),
+      };
+    });
+
     this.#route('POST', '/app/installations/{installation_id}/access_tokens', (request) => {
       const app = this.#app;
       if (app === undefined || Number(request.params.installation_id) !== app.installationId) return error(404, 'Not Found');
@@ -954,6 +1077,8 @@ export class FakeGitHub {
       }
       const token = `ghs_${randomUUID().replace(/-/g, '')}`;
       this.#tokens.add(token);
+      this.#tokenUsers.set(token, this.#appBot(app));
+      this.#installationTokens.add(token);
       return { status: 201, body: { token, expires_at: iso(this.now() + 3_600_000) } };
     });
   }

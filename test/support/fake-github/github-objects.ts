@@ -11,15 +11,17 @@ export interface FakeUser {
 }
 
 export function userObject(base: string, user: FakeUser): Record<string, unknown> {
-  const url = `${base}/users/${user.login}`;
+  // A bot's login has brackets (`my-app[bot]`), escaped in its URLs as GitHub does.
+  const path = encodeURIComponent(user.login);
+  const url = `${base}/users/${path}`;
   return {
     login: user.login,
     id: user.id,
     node_id: `U_${user.id}`,
-    avatar_url: `${base}/avatars/${user.login}`,
+    avatar_url: `${base}/avatars/${path}`,
     gravatar_id: '',
     url,
-    html_url: `${base}/${user.login}`,
+    html_url: `${base}/${path}`,
     followers_url: `${url}/followers`,
     following_url: `${url}/following{/other_user}`,
     gists_url: `${url}/gists{/gist_id}`,
@@ -235,7 +237,7 @@ export interface FakePull {
   body: string | null;
   state: 'open' | 'closed';
   draft: boolean;
-  readonly head: { readonly ref: string; sha: string; readonly owner: string };
+  readonly head: { readonly ref: string; sha: string; readonly owner: string; readonly repo?: FakeRepoIdentity };
   readonly base: { readonly ref: string };
   readonly user: FakeUser;
   readonly createdAt: string;
@@ -280,7 +282,14 @@ function pullCommon(base: string, repo: FakeRepoIdentity, pull: FakePull, labels
     assignees: [],
     requested_reviewers: [],
     requested_teams: [],
-    head: { label: `${pull.head.owner}:${pull.head.ref}`, ref: pull.head.ref, repo: repository, sha: pull.head.sha, user: owner },
+    // A pull request from a fork has its head in the fork, owned by whoever forked.
+    head: {
+      label: `${pull.head.owner}:${pull.head.ref}`,
+      ref: pull.head.ref,
+      repo: pull.head.repo === undefined ? repository : { ...repositoryObject(base, pull.head.repo), fork: true },
+      sha: pull.head.sha,
+      user: pull.head.repo === undefined ? owner : userObject(base, pull.head.repo.owner),
+    },
     base: { label: `${repo.owner.login}:${pull.base.ref}`, ref: pull.base.ref, repo: repository, sha: '0'.repeat(40), user: owner },
     _links: {
       self: { href: url },
@@ -431,5 +440,58 @@ export function reviewObject(base: string, fullName: string, review: FakeReview)
     submitted_at: review.submittedAt,
     commit_id: review.commitId,
     author_association: 'MEMBER',
+  };
+}
+
+/** `private-user`: what `GET /user` answers about the token's own account. */
+export function privateUserObject(base: string, user: FakeUser, createdAt: string): Record<string, unknown> {
+  return {
+    ...userObject(base, user),
+    user_view_type: 'private',
+    name: null,
+    company: null,
+    blog: null,
+    location: null,
+    email: null,
+    hireable: null,
+    bio: null,
+    public_repos: 0,
+    public_gists: 0,
+    followers: 0,
+    following: 0,
+    created_at: createdAt,
+    updated_at: createdAt,
+    private_gists: 0,
+    total_private_repos: 0,
+    owned_private_repos: 0,
+    disk_usage: 0,
+    collaborators: 0,
+    two_factor_authentication: true,
+  };
+}
+
+export interface FakeApp {
+  readonly id: number;
+  readonly slug: string;
+  readonly owner: FakeUser;
+  readonly createdAt: string;
+}
+
+/** `integration`: what `GET /app` answers about the App its JWT names. */
+export function integrationObject(base: string, app: FakeApp): Record<string, unknown> {
+  return {
+    id: app.id,
+    slug: app.slug,
+    node_id: `A_${app.id}`,
+    client_id: `Iv1.${app.id}`,
+    owner: userObject(base, app.owner),
+    name: app.slug,
+    description: null,
+    external_url: `${base}/apps/${app.slug}`,
+    html_url: `${base}/apps/${app.slug}`,
+    created_at: app.createdAt,
+    updated_at: app.createdAt,
+    permissions: { issues: 'write', contents: 'write', pull_requests: 'write', metadata: 'read', checks: 'read', statuses: 'read' },
+    events: ['issues', 'label', 'pull_request'],
   };
 }

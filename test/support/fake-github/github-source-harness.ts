@@ -1,5 +1,6 @@
 import { SystemClock } from '../../../src/adapters/clock/system-clock.js';
-import { createGitHubClient, type GitHubClientOptions } from '../../../src/adapters/github/github-client.js';
+import { createGitHubClient, type GitHubClientOptions, type GitHubLog } from '../../../src/adapters/github/github-client.js';
+import { GitHubIdentity } from '../../../src/adapters/github/github-identity.js';
 import { GitHubIssueSource, type GitHubIssueSourceOptions } from '../../../src/adapters/github/github-issue-source.js';
 import { GitHubRepoClient } from '../../../src/adapters/github/github-repo-client.js';
 import { GitHubIssueWriteback } from '../../../src/adapters/github/github-writeback.js';
@@ -34,17 +35,38 @@ export interface GitHubSourceSetup {
   readonly source: GitHubIssueSource;
   readonly repoClient: GitHubRepoClient;
   readonly writeback: GitHubIssueWriteback;
+  readonly identity: GitHubIdentity;
+}
+
+/** Log lines the GitHub adapter wrote, kept for assertions. */
+export interface RecordedLog extends GitHubLog {
+  readonly lines: { level: 'debug' | 'warn'; fields: Record<string, unknown>; message: string }[];
+}
+
+export function recordingLog(): RecordedLog {
+  const lines: RecordedLog['lines'] = [];
+  return {
+    lines,
+    debug: (fields, message = '') => void lines.push({ level: 'debug', fields, message }),
+    warn: (fields, message = '') => void lines.push({ level: 'warn', fields, message }),
+  };
+}
+
+/** Factory's identity over a token client: learned from the fake's `GET /user`. */
+export function tokenIdentity(repoClient: GitHubRepoClient, log: GitHubLog = recordingLog()): GitHubIdentity {
+  return new GitHubIdentity({ credentialKind: 'token', repoClient, log });
 }
 
 /** A GitHubIssueSource over the fake, as the composition root will build one. */
 export function createSourceOverFake(
   fake: FakeGitHub,
   repos: readonly string[],
-  options: { clock?: Clock; client?: Partial<GitHubClientOptions>; source?: Partial<GitHubIssueSourceOptions> } = {},
+  options: { clock?: Clock; client?: Partial<GitHubClientOptions>; source?: Partial<GitHubIssueSourceOptions>; log?: GitHubLog } = {},
 ): GitHubSourceSetup {
   const client = createGitHubClient(fastClientOptions(fake, options.client));
   const repoClient = new GitHubRepoClient(client);
-  const writeback = new GitHubIssueWriteback(repoClient);
+  const identity = tokenIdentity(repoClient, options.log);
+  const writeback = new GitHubIssueWriteback(repoClient, identity);
   const source = new GitHubIssueSource({
     repos: repos.map(repoRef),
     repoClient,
@@ -55,7 +77,7 @@ export function createSourceOverFake(
     pollIntervalMs: 50,
     ...options.source,
   });
-  return { source, repoClient, writeback };
+  return { source, repoClient, writeback, identity };
 }
 
 export async function startFakeGitHub(): Promise<FakeGitHub> {
