@@ -42,6 +42,7 @@ export function prepareDaemonHttp(runtime: Pick<Runtime, 'config' | 'clock' | 'p
           ? undefined
           : new (await import('./github-webhooks.js')).GitHubWebhookReceiver(
               github.webhookSecret,
+              github.repos,
               { wakeIntake: (repo) => github.source.wake(repo), wakeShepherd: () => void session.shepherd?.tick() },
               log.child({ component: 'github-webhooks' }),
             );

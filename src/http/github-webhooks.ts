@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Webhooks } from '@octokit/webhooks';
-import { parseRepoSlug, type GitHubRepoRef } from '../domain/github-issue.js';
+import { formatRepoSlug, parseRepoSlug, sameRepo, type GitHubRepoRef } from '../domain/github-issue.js';
 import type { Logger } from '../ports/logger.js';
 
 /**
@@ -12,12 +12,19 @@ import type { Logger } from '../ports/logger.js';
  * `pull_request`, `check_run`, `check_suite`, `status` or review delivery
  * wakes the shepherd. Nothing is trusted from the payload beyond the
  * repository name: intake re-reads GitHub, so a missed or duplicated delivery
- * changes nothing the next poll would not.
+ * changes nothing the next poll would not. A signed payload is still checked
+ * for the fields Factory reads: one not shaped like GitHub's (no repository
+ * `full_name`, an issue or pull request without a whole number) is answered
+ * 400, one about a repository outside `source.github.repos` 202 and ignored;
+ * an event Factory does not act on is 202 and ignored too. Each is logged by
+ * event, delivery and reason, never with the payload.
  */
 
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
 const ISSUE_EVENTS = new Set(['issues', 'label', 'issue_comment']);
 const PULL_EVENTS = new Set(['pull_request', 'pull_request_review', 'check_run', 'check_suite', 'status']);
+/** Events about one issue or pull request, and the payload field that holds it (its `number` must be a whole number). */
+const SUBJECT_FIELD: Readonly<Record<string, string>> = { issues: 'issue', issue_comment: 'issue', pull_request: 'pull_request', pull_request_review: 'pull_request' };
 
 export interface GitHubWebhookTargets {
   /** Wakes intake (the GitHub source's poll), for one repository or all. */
@@ -28,11 +35,13 @@ export interface GitHubWebhookTargets {
 
 export class GitHubWebhookReceiver {
   readonly #webhooks: Webhooks;
-  /** Deliveries accepted and refused since start, for the status API and tests. */
-  readonly counts = { accepted: 0, refused: 0 };
+  /** Deliveries since start, for the status API and tests: acted on, refused (bad signature or malformed), and ignored (signed, well-formed, out of scope). */
+  readonly counts = { accepted: 0, refused: 0, ignored: 0 };
 
   constructor(
     secret: string,
+    /** `source.github.repos`: a delivery about any other repository is ignored. */
+    private readonly repos: readonly GitHubRepoRef[],
     private readonly targets: GitHubWebhookTargets,
     private readonly log: Logger,
   ) {
@@ -63,20 +72,62 @@ export class GitHubWebhookReceiver {
       this.log.warn({ event, delivery, signature: signature === undefined ? 'missing' : 'mismatch', bytes: size }, 'refused a GitHub webhook delivery: bad signature');
       return answer(401, 'signature does not match');
     }
-    this.counts.accepted++;
-    let repo: GitHubRepoRef | undefined;
-    try {
-      const fullName = (JSON.parse(body) as { repository?: { full_name?: unknown } }).repository?.full_name;
-      const parsed = typeof fullName === 'string' ? parseRepoSlug(fullName) : undefined;
-      repo = parsed?.ok === true ? parsed.value : undefined;
-    } catch {
-      return answer(400, 'body is not JSON');
+    if (event === 'ping') {
+      this.counts.accepted++;
+      return answer(202, 'pong');
     }
+    // An App gets some events whatever it subscribes to (installation, for one); Factory acts on none of them.
+    if (!ISSUE_EVENTS.has(event) && !PULL_EVENTS.has(event)) {
+      this.counts.ignored++;
+      this.log.debug({ event, delivery }, 'ignored a GitHub webhook delivery: Factory does not act on this event');
+      return answer(202, 'ignored: event not used');
+    }
+    const read = readDelivery(body, event);
+    if (!read.ok) {
+      this.counts.refused++;
+      this.log.warn({ event, delivery, reason: read.reason, bytes: size }, 'refused a signed GitHub webhook delivery: not the shape GitHub sends');
+      return answer(400, `malformed delivery: ${read.reason}`);
+    }
+    const repo = read.repo;
+    const slug = formatRepoSlug(repo);
+    if (!this.repos.some((configured) => sameRepo(configured, repo))) {
+      this.counts.ignored++;
+      this.log.info({ event, delivery, repo: slug }, 'ignored a GitHub webhook delivery about a repository not in source.github.repos');
+      return answer(202, 'ignored: repository not configured');
+    }
+    this.counts.accepted++;
     if (ISSUE_EVENTS.has(event)) this.targets.wakeIntake(repo);
     if (PULL_EVENTS.has(event)) this.targets.wakeShepherd();
-    this.log.debug({ event, delivery, repo: repo === undefined ? undefined : `${repo.owner}/${repo.name}` }, 'GitHub webhook delivery accepted');
-    return answer(202, event === 'ping' ? 'pong' : 'accepted');
+    this.log.debug({ event, delivery, repo: slug }, 'GitHub webhook delivery accepted');
+    return answer(202, 'accepted');
   }
+}
+
+/** The repository a delivery is about, once the fields Factory reads are shaped as GitHub sends them. The reason names a field, never its value. */
+function readDelivery(body: string, event: string): { ok: true; repo: GitHubRepoRef } | { ok: false; reason: string } {
+  let payload: unknown;
+  try {
+    payload = JSON.parse(body);
+  } catch {
+    return { ok: false, reason: 'body is not JSON' };
+  }
+  if (!isObject(payload)) return { ok: false, reason: 'body is not a JSON object' };
+  const repository = payload.repository;
+  const fullName = isObject(repository) ? repository.full_name : undefined;
+  if (typeof fullName !== 'string') return { ok: false, reason: 'repository.full_name is missing' };
+  const parsed = parseRepoSlug(fullName);
+  if (!parsed.ok) return { ok: false, reason: 'repository.full_name is not "owner/name"' };
+  const field = SUBJECT_FIELD[event];
+  if (field !== undefined) {
+    const subject = payload[field];
+    const number = isObject(subject) ? subject.number : undefined;
+    if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 1) return { ok: false, reason: `${field}.number is not a positive whole number` };
+  }
+  return { ok: true, repo: parsed.value };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function header(request: IncomingMessage, name: string): string | undefined {

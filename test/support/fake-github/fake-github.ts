@@ -445,7 +445,11 @@ export class FakeGitHub {
    * (`X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>`).
    */
   async deliverWebhook(targetUrl: string, secret: string, event: string, payload: unknown): Promise<{ status: number; deliveryId: string }> {
-    const body = JSON.stringify(payload);
+    return this.deliverRawWebhook(targetUrl, secret, event, JSON.stringify(payload));
+  }
+
+  /** Like deliverWebhook, with the body as given (signed as it is, JSON or not). */
+  async deliverRawWebhook(targetUrl: string, secret: string, event: string, body: string): Promise<{ status: number; deliveryId: string }> {
     const deliveryId = randomUUID();
     const response = await fetch(targetUrl, {
       method: 'POST',
