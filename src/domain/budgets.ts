@@ -109,6 +109,37 @@ export interface ParkedRun {
   readonly stage: number;
   /** Session (Claude Code) or thread (Codex) id per agent slot of that stage: a resume continues them. */
   readonly sessions: Readonly<Record<string, string>>;
+  /**
+   * Where the team's review rounds stood: a resume counts on from here, so
+   * `review.maxRounds` holds across parks. Absent for a team without a review
+   * stage (and in parks recorded before rounds were kept: those start at 1).
+   */
+  readonly review?: ParkedReview;
+  /**
+   * Set by a fleet worker: the worker whose repo clone holds the park ref, and
+   * whether the ref reached the repo's remote (only then can another worker
+   * resume the run). Absent for a run parked on the control plane's machine.
+   */
+  readonly placement?: ParkPlacement;
+}
+
+/** The review rounds of a parked run (see domain/review.ts). */
+export interface ParkedReview {
+  /** The round the team was in when it parked (1 = before any request for changes). */
+  readonly round: number;
+  /** Review passes that requested changes so far, by review stage index (as a string key, for JSON). */
+  readonly changesRequested: Readonly<Record<string, number>>;
+  /** The comments the work stages were sent back with in this round; absent in round 1. */
+  readonly comments?: string;
+}
+
+export interface ParkPlacement {
+  /** The worker (node name) that parked the run. */
+  readonly node: string;
+  /** Whether `refs/factory/park/<run>` was pushed to the repo's remote. */
+  readonly pushed: boolean;
+  /** Why the push failed (git's answer, credentials redacted), when it did. */
+  readonly pushError?: string;
 }
 
 /** What `status` says about a parked claim: why, and how it comes back. */
@@ -118,5 +149,7 @@ export function describePark(park: ParkedRun, issueKey: string): string {
     : park.resumeAtMs === null
       ? `resume it with \`factory resume ${issueKey}\``
       : `resumes by itself at ${new Date(park.resumeAtMs).toISOString()} (or \`factory resume ${issueKey}\` now)`;
-  return `parked (${park.trigger}): ${park.reason}; ${back}`;
+  const where =
+    park.placement && !park.placement.pushed ? `; the work is only on worker ${park.placement.node} (its park ref could not be pushed: ${park.placement.pushError ?? 'unknown error'})` : '';
+  return `parked (${park.trigger}): ${park.reason}${where}; ${back}`;
 }

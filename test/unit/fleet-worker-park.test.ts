@@ -72,6 +72,9 @@ const PARK: ParkedRun = {
 test("a job's plan keeps its resume plan (park record, sessions) and its run budget through serialization; the worker's config gives the agents' driver", () => {
   const plan = planFor('FLT-1-e3-a2-123456', { resume: PARK, runBudget: { maxTokens: 100, maxCostUsd: 2 } });
   assert.deepEqual(throughTheQueue(plan), plan);
+  // The review rounds it parked in and where its work is go with it: a resume counts on, and another worker knows whether it can fetch the work.
+  const inReview: ParkedRun = { ...PARK, review: { round: 2, changesRequested: { '1': 1 }, comments: 'fix the test' }, placement: { node: 'worker-1', pushed: false, pushError: 'remote refused' } };
+  assert.deepEqual(throughTheQueue(planFor('FLT-1-e3-a2-223456', { resume: inReview })).resume, inReview);
   const pressure: ParkedRun = { ...PARK, trigger: 'memory-pressure', commit: null, reason: "the machine's memory pressure has stayed high" };
   assert.deepEqual(throughTheQueue(planFor('FLT-1-e3-a2-654321', { resume: pressure })).resume, pressure);
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { test } from 'node:test';
 import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
 import { resolveWallClockTime } from '../../src/domain/agent-events/codex-parser.js';
@@ -140,5 +142,75 @@ test('a run over budgets.daily.maxCostUsd parks until the next UTC day; new star
     'claude --resume sess-day',
   );
   assert.ok(h.fleet.find('DAY-2', 'implementer'), 'the held issue started on the new day');
+  await session.close();
+});
+
+test('a run parked in its second review round resumes in that round after a daemon restart: review.maxRounds counts the rounds before the park too', async () => {
+  const h = createHarness({
+    agents: { implementer: { driver: 'claude-code', command: ['claude'] }, reviewer: { command: ['review', '{{issueKey}}'] } },
+    budgets: { run: { maxTokens: 100 } },
+    review: { maxRounds: 2 },
+    runs: { allowNoChanges: true },
+  });
+  const host = new ScriptedStreamHost();
+  h.source.put({ key: 'REV-1', title: 'reviewed twice', labels: ['factory'] });
+  let session = h.newSession('live', { agentCli: host });
+  await session.open();
+  await session.startLive();
+  await h.settle();
+
+  /** The reviewer now running: asks for changes in the round Factory told it, and exits. */
+  const reviewerRequestsChanges = async (expectedRound: string): Promise<void> => {
+    const reviewer = h.fleet.find('REV-1', 'reviewer')!;
+    assert.ok(reviewer && !reviewer.ended, 'the reviewer runs');
+    assert.equal(reviewer.spec.env.FACTORY_REVIEW_ROUND, expectedRound);
+    // The in-memory fleet makes no folders: the verdict goes beside the logs, as a real agent would write it.
+    mkdirSync(dirname(reviewer.spec.env.FACTORY_REVIEW_FILE!), { recursive: true });
+    writeFileSync(reviewer.spec.env.FACTORY_REVIEW_FILE!, JSON.stringify({ verdict: 'request-changes', comments: `fix it (round ${expectedRound})` }));
+    reviewer.exit(0);
+    await h.settle();
+  };
+  /** The implementer now running reports `tokens` in one turn (and finishes when `finish`). */
+  const implementerWorks = async (tokens: number, finish: boolean): Promise<void> => {
+    const implementer = h.fleet.find('REV-1', 'implementer')!;
+    assert.ok(implementer && !implementer.ended, 'the implementer runs');
+    host.emit(
+      implementer.spec.logPath,
+      { type: 'system', subtype: 'init', session_id: 'sess-rev', model: 'm' },
+      { type: 'assistant', message: { id: `msg-${host.commands.length}`, content: [{ type: 'text', text: 'working' }], usage: { input_tokens: tokens, output_tokens: 0 } }, session_id: 'sess-rev' },
+      ...(finish ? [{ type: 'result', subtype: 'success', is_error: false, result: 'done', num_turns: 1, usage: { input_tokens: tokens, output_tokens: 0 }, session_id: 'sess-rev' }] : []),
+    );
+    await h.settle();
+    if (finish) implementer.exit(0);
+    await h.settle();
+  };
+
+  // Round 1: the implementer works (40 tokens of a 100-token run budget), the reviewer asks for changes.
+  await implementerWorks(40, true);
+  await reviewerRequestsChanges('1');
+  // Round 2: the implementer goes over the run budget mid-way: the run parks.
+  await implementerWorks(120, false);
+  const [parked] = await outcomeOf(h, 'REV-1', 1);
+  assert.equal(parked?.reason, 'parked', parked?.detail);
+  assert.deepEqual(parked.park?.review, { round: 2, changesRequested: { '1': 1 }, comments: 'fix it (round 1)' });
+
+  // The daemon restarts; the park (with its rounds) comes back from the state database, and a person resumes it.
+  await session.close();
+  session = h.newSession('live', { agentCli: host });
+  await session.open();
+  await session.startLive();
+  await h.settle();
+  assert.deepEqual(session.dispatcher.claim('REV-1')?.park?.review, { round: 2, changesRequested: { '1': 1 }, comments: 'fix it (round 1)' });
+  assert.deepEqual(await session.dispatcher.resume('REV-1', 'resumed by hand (factory resume)'), { resumed: true });
+  await h.settle();
+  const resumedImplementer = h.fleet.find('REV-1', 'implementer')!;
+  assert.equal(resumedImplementer.spec.env.FACTORY_REVIEW_ROUND, '2', 'the resumed implementer is still in round 2');
+  await implementerWorks(10, true);
+  // The second request for changes is the last one review.maxRounds 2 allows: no third round.
+  await reviewerRequestsChanges('2');
+  const [ended] = await outcomeOf(h, 'REV-1', 1);
+  assert.equal(ended?.reason, 'changes-requested', ended?.detail);
+  assert.match(ended.detail, /after 2 review round\(s\) \(review\.maxRounds 2\)/);
+  assert.equal(h.fleet.agents.filter((a) => a.spec.issueKey === 'REV-1' && a.spec.role === 'implementer').length, 3, 'round 1, round 2 parked, round 2 resumed; never a round 3');
   await session.close();
 });

@@ -40,6 +40,8 @@ const parkedRunSchema = z.object({
   resumeAtMs: z.number().nullable(),
   stage: z.number().int().min(0),
   sessions: z.record(z.string().min(1)),
+  review: z.object({ round: z.number().int().min(1), changesRequested: z.record(z.number().int().min(0)), comments: z.string().optional() }).optional(),
+  placement: z.object({ node: z.string().min(1), pushed: z.boolean(), pushError: z.string().optional() }).optional(),
 });
 
 /** The control plane's `budgets.run` (RunBudget): the worker parks the run over it, as a local run is parked. */

@@ -24,7 +24,7 @@ import type { TeamResourceGroup } from '../../ports/team-resources.js';
 import { closeTeamGroup, killTeamGroup, openTeamGroup, type TeamRunResources } from './team-group.js';
 import type { AgentCliHost } from '../../ports/agent-cli.js';
 import { prepareAgentLaunch, type AgentStreamWatch } from './agent-stream-watch.js';
-import { automaticResumeAtMs, overDailyBudget, overRunBudget, parkRefFor, type DailyBudget, type ParkedRun, type ParkTrigger, type RunBudget } from '../../domain/budgets.js';
+import { automaticResumeAtMs, overDailyBudget, overRunBudget, parkRefFor, type DailyBudget, type ParkedReview, type ParkedRun, type ParkTrigger, type RunBudget } from '../../domain/budgets.js';
 import type { AgentActivitySummary } from '../../domain/agent-events/agent-driver.js';
 import { totalTokens } from '../../domain/agent-events/usage-ledger.js';
 
@@ -217,10 +217,12 @@ export class TeamRun implements TeamExecution {
     const resume = plan.resume;
     if (resume) await this.#restoreParkedWork(resume);
     // Review rounds (domain/review.ts): a review stage that requests changes sends the team back to its work stages.
-    const reviewsDone = new Map<number, number>();
-    let review: { round: number; comments: string } | undefined;
-    // A resumed run starts at the stage it was parked in; that stage's agents continue their sessions.
+    // A resumed run counts on from where it parked, so a park cannot reset the count past review.maxRounds.
+    const reviewsDone = new Map<number, number>(Object.entries(resume?.review?.changesRequested ?? {}).map(([stage, count]) => [Number(stage), count]));
+    let review: { round: number; comments: string } | undefined = resume?.review && resume.review.round > 1 ? { round: resume.review.round, comments: resume.review.comments ?? '' } : undefined;
+    // A resumed run starts at the stage it was parked in; that stage's agents (and only on this first pass) continue their sessions.
     const firstStage = resume ? Math.min(Math.max(0, resume.stage), plan.stages.length - 1) : 0;
+    let resuming = resume !== undefined;
     for (let index = firstStage; index < plan.stages.length;) {
       if (this.#stopReason) break;
       const stage = plan.stages[index]!;
@@ -232,17 +234,21 @@ export class TeamRun implements TeamExecution {
         stage.agents.map((agent) => {
           const reviewer = stage.review?.reviewers.includes(agent.slot) === true;
           const context = inReviewLoop ? { round, comments: review?.comments, verdictFile: reviewer ? this.#verdictFileFor(agent.slot, round) : undefined } : undefined;
-          const resumeSessionId = resume && index === firstStage && review === undefined ? resume.sessions[agent.slot] : undefined;
+          const resumeSessionId = resuming ? resume?.sessions[agent.slot] : undefined;
           return this.#runAgent(agent, parallel, context, resumeSessionId);
         }),
       );
+      resuming = false;
       // An agent that stopped on its own at a usage limit parks the run too (Codex exits on it).
       const limited = results.find((r) => r.report?.verdict === 'rate-limited');
       if (limited && this.#stopReason === undefined) {
         this.#stopReason = 'parked';
         this.#parkTrigger = { kind: 'usage-limit', reason: limited.report?.reason ?? 'usage limit reached', resetAtMs: limited.report?.resetAtMs };
       }
-      if (this.#stopReason === 'parked') return this.#park(index, stage, results);
+      if (this.#stopReason === 'parked') {
+        const rounds = inReviewLoop ? { round, changesRequested: Object.fromEntries(reviewsDone), ...(review ? { comments: review.comments } : {}) } : undefined;
+        return this.#park(index, stage, results, rounds);
+      }
       const failed = results.find((r) => r.reason !== 'succeeded');
       if (failed) {
         const reason = this.#stopReason ?? failed.reason;
@@ -438,7 +444,7 @@ export class TeamRun implements TeamExecution {
    * The agents are stopped: commits whatever they changed to the run's park ref
    * (the branch does not move), keeps their sessions, and ends the run parked.
    */
-  async #park(stageIndex: number, stage: TeamStage, results: readonly AgentResult[]): Promise<RunOutcome> {
+  async #park(stageIndex: number, stage: TeamStage, results: readonly AgentResult[], review: ParkedReview | undefined): Promise<RunOutcome> {
     const trigger = this.#parkTrigger ?? { kind: 'run-budget', reason: 'parked' };
     const ref = parkRefFor(this.plan.runId);
     const sessions: Record<string, string> = {};
@@ -464,6 +470,7 @@ export class TeamRun implements TeamExecution {
       resumeAtMs: automaticResumeAtMs(trigger, this.#deps.clock.now()),
       stage: stageIndex,
       sessions,
+      ...(review ? { review } : {}),
     };
     return { ...this.#finish('parked', `parked: ${trigger.reason}; ${kept}`), park };
   }
