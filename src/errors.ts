@@ -37,6 +37,10 @@ export const ERROR_CATALOG = {
   },
   FACTORY_AGENT_SPAWN_FAILED: { exitCode: 1, hint: 'Check agents.<role>.command in the config: its first element must be an executable on PATH (or an absolute path), and the worktree must exist.' },
   FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
+  FACTORY_PARK_UNAVAILABLE: {
+    exitCode: 1,
+    hint: "A resumed run's parked work is neither on the repo's remote nor in this worker's clone; resume it again so it lands on the worker that parked it, or start over with `factory dispatch <KEY> --force`.",
+  },
   FACTORY_INIT_CONFIG_EXISTS: { exitCode: 2, hint: 'Pass --force to overwrite it, or --config PATH to write another file.' },
   FACTORY_HTTP_BIND_FAILED: { exitCode: 2, hint: 'Pick a free `http.port` (0 takes any free port; the heartbeat names it), fix `http.host`, or set `http.enabled` to false.' },
   FACTORY_RUN_LOGS_NOT_FOUND: { exitCode: 1, hint: 'Check the issue key; logs live in <state.dir>/logs/<KEY>/ and exist once a team has started on the issue (`factory status` lists runs).' },

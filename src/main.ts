@@ -734,7 +734,14 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
       lockDurationMs: settings.lockDurationMs,
       log,
       // With a repo cache the run's worktree belongs to this worker's clone of the remote: a succeeded branch goes back there.
-      ...(repoCache ? { pushBranch: (_plan: unknown, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(outcome.worktree, outcome.branch) } : {}),
+      ...(repoCache
+        ? {
+            pushBranch: (_plan: unknown, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(outcome.worktree, outcome.branch),
+            // Parked work goes to the same remote, so a resume can run on any worker; removed there once the resumed run ended.
+            pushPark: (plan: { repo: string }, park: { ref: string }) => repoCache.pushPark(plan.repo, park.ref),
+            deleteRemotePark: (plan: { repo: string }, park: { ref: string }) => repoCache.deleteRemotePark(plan.repo, park.ref),
+          }
+        : {}),
     });
     running = () => worker.runningCount;
 

@@ -15,6 +15,12 @@ export interface TeamPlan {
   /** A parked run this one continues: its work is restored into the worktree and its stage's agent sessions resumed. */
   readonly resume?: ParkedRun;
   /**
+   * With `resume`: the park was made on another machine, where its agents'
+   * sessions live, so the agents start new sessions on the parked work. The
+   * park keeps its sessions (a resume back on that machine continues them).
+   */
+  readonly startNewSessions?: boolean;
+  /**
    * The run budget (`budgets.run`) the run is held to, set by the control plane when the team runs
    * elsewhere (a fleet worker): absent, the executor's own. Today's spending is the control plane's
    * business (admission), not the worker's.

@@ -104,6 +104,9 @@ export interface WorkerAnnouncement {
     readonly completed: number;
     readonly handedBack: number;
     readonly branchesPushed: number;
+    /** Park refs pushed to the repo's remote, and pushes that failed (absent from workers older than park pushing). */
+    readonly parksPushed?: number;
+    readonly parkPushFailures?: number;
   };
 }
 

@@ -1,3 +1,5 @@
+import type { ParkedRun } from '../domain/budgets.js';
+
 /** An isolated checkout for one run: a git worktree on a branch named after the issue. */
 export interface PreparedWorkspace {
   readonly path: string;
@@ -7,12 +9,26 @@ export interface PreparedWorkspace {
   readonly baseCommit: string;
 }
 
+/** What a worktree is prepared for: an issue's branch in a repo, and for a resumed run the work it continues. */
+export interface PrepareRequest {
+  readonly repo: string;
+  readonly issueKey: string;
+  readonly branch: string;
+  /**
+   * A resumed run's park (with a park commit): a branch that does not exist
+   * yet starts on the commit the work was parked on, and a repo cache fetches
+   * the park ref from the remote first (FACTORY_PARK_UNAVAILABLE when neither
+   * the remote nor the local clone has it).
+   */
+  readonly park?: ParkedRun;
+}
+
 export interface Workspace {
   /**
    * Creates (or reuses, for a retry or the reviewer) the worktree for an issue
    * in `repo`, on `branch`. Safe to call again for the same issue.
    */
-  prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace>;
+  prepare(request: PrepareRequest): Promise<PreparedWorkspace>;
   /** Commits on the branch since the base commit (for the report). */
   commitsSince(workspace: PreparedWorkspace): Promise<number>;
   /** The commit the branch points at now (for the review round history). */

@@ -3,7 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import { GitWorktreeWorkspace } from '../../src/adapters/workspace/git-worktree-workspace.js';
+import { RepoCacheWorkspace } from '../../src/adapters/workspace/repo-cache-workspace.js';
+import type { ParkedRun } from '../../src/domain/budgets.js';
 import { isFactoryError } from '../../src/errors.js';
 import { createScratchRepo, git } from '../support/sandbox.js';
 
@@ -91,5 +94,58 @@ describe('parking work to refs/factory/park/<run>', () => {
     git(wt, 'commit', '--quiet', '-m', 'moved on');
     await assert.rejects(workspace.restorePark(prepared, ref), (error) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED') && /sits on [0-9a-f]{12}, but .* is now at/.test(error.message));
     await assert.rejects(workspace.park(prepared, 'refs/heads/main', 'x'), (error) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED'));
+  });
+});
+
+describe('parked work between two workers, through the remote', () => {
+  /** A bare remote and two workers' repo caches (separate clones, separate worktree roots), as `factory worker` builds them. */
+  function twoWorkers(name: string) {
+    const source = join(scratch, name, 'source');
+    createScratchRepo(source);
+    const remote = join(scratch, name, 'remote.git');
+    execFileSync('git', ['clone', '--quiet', '--bare', source, remote]);
+    const worker = (id: string) => new RepoCacheWorkspace({ cacheDir: join(scratch, name, id, 'repos'), inner: new GitWorktreeWorkspace({ worktreesRoot: join(scratch, name, id, 'worktrees') }) });
+    return { remote, a: worker('a'), b: worker('b') };
+  }
+
+  /** Worker A: the agent commits a step and leaves an uncommitted change; the run parks. */
+  async function parkOnA(a: RepoCacheWorkspace, remote: string, runId: string): Promise<ParkedRun> {
+    const prepared = await a.prepare({ repo: remote, issueKey: 'PARK-2', branch: 'factory/PARK-2' });
+    writeFileSync(join(prepared.path, 'step.txt'), 'committed on A\n');
+    git(prepared.path, 'add', 'step.txt');
+    git(prepared.path, 'commit', '--quiet', '-m', 'PARK-2: a step on A');
+    writeFileSync(join(prepared.path, 'half.txt'), 'uncommitted on A\n');
+    const ref = `refs/factory/park/${runId}`;
+    const work = await a.park(prepared, ref, 'park');
+    return { runId, ref, commit: work.commit, trigger: 'run-budget', reason: 'over budget', resumeAtMs: null, stage: 0, sessions: {} };
+  }
+
+  it('a park ref pushed by worker A is fetched by worker B, whose new branch starts where the work was parked; deleting it leaves the remote clean', async () => {
+    const { remote, a, b } = twoWorkers('shared');
+    const park = await parkOnA(a, remote, 'PARK-2-e1-a1-aaa');
+    await a.pushPark(remote, park.ref);
+    assert.equal(git(remote, 'rev-parse', park.ref).trim(), park.commit);
+
+    const onB = await b.prepare({ repo: remote, issueKey: 'PARK-2', branch: 'factory/PARK-2', park });
+    assert.equal(git(onB.path, 'rev-parse', 'HEAD').trim(), git(remote, 'rev-parse', `${park.ref}^1`).trim(), "B's branch starts on the commit A parked on, with A's unpushed commit");
+    await b.restorePark(onB, park.ref);
+    assert.equal(readFileSync(join(onB.path, 'step.txt'), 'utf8'), 'committed on A\n');
+    assert.equal(readFileSync(join(onB.path, 'half.txt'), 'utf8'), 'uncommitted on A\n');
+
+    await b.deleteRemotePark(remote, park.ref);
+    assert.equal(git(remote, 'for-each-ref', 'refs/factory/park').trim(), '');
+  });
+
+  it('a park ref that never reached the remote: worker A still resumes it from its clone, worker B refuses with FACTORY_PARK_UNAVAILABLE naming where it is', async () => {
+    const { remote, a, b } = twoWorkers('local-only');
+    const park: ParkedRun = { ...(await parkOnA(a, remote, 'PARK-2-e1-a1-bbb')), placement: { node: 'worker-a', pushed: false, pushError: 'remote refused' } };
+    await assert.rejects(
+      b.prepare({ repo: remote, issueKey: 'PARK-2', branch: 'factory/PARK-2', park }),
+      (error) => isFactoryError(error, 'FACTORY_PARK_UNAVAILABLE') && /worker worker-a parked it and could not push it \(remote refused\)/.test(error.message),
+    );
+    const onA = await a.prepare({ repo: remote, issueKey: 'PARK-2', branch: 'factory/PARK-2', park });
+    git(onA.path, 'clean', '-fdq');
+    await a.restorePark(onA, park.ref);
+    assert.equal(readFileSync(join(onA.path, 'half.txt'), 'utf8'), 'uncommitted on A\n');
   });
 });

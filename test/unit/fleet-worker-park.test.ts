@@ -121,6 +121,8 @@ test(
     // As `factory worker` builds it: the worker's own executor knows no budget and no daily spending.
     const executor = new LocalTeamExecutor({ fleet, workspace, registry, clock, log, runLogs: new FileRunLogStore(scratch), killGraceMs: 1_000, noChanges: { allowNoChanges: true }, agentCli: host });
     let highestEpoch = 0;
+    const pushedParks: string[] = [];
+    const removedParks: string[] = [];
     const worker = new TeamRunWorker({
       executor,
       epochs: { highest: async () => highestEpoch, raise: async (epoch) => void (highestEpoch = Math.max(highestEpoch, epoch)) },
@@ -129,6 +131,8 @@ test(
       node: 'worker-1',
       lockDurationMs: 60_000,
       log,
+      pushPark: async (_plan, park) => void pushedParks.push(park.ref),
+      deleteRemotePark: async (_plan, park) => void removedParks.push(park.ref),
     });
 
     const first = claimedRun(throughTheQueue(planFor('FLT-1-e3-a1-abcdef', { runBudget: { maxTokens: 100 } })));
@@ -151,6 +155,8 @@ test(
     assert.equal(parked?.park?.ref, 'refs/factory/park/FLT-1-e3-a1-abcdef');
     assert.ok(workspace.parked.has(parked!.park!.ref), "the worktree was committed to the park ref on the worker's clone");
     assert.deepEqual(parked?.park?.sessions, { implementer: 'sess-7' });
+    assert.deepEqual(pushedParks, ['refs/factory/park/FLT-1-e3-a1-abcdef'], 'the park ref went to the remote');
+    assert.deepEqual(parked?.park?.placement, { node: 'worker-1', pushed: true });
     // What the control plane reads from the run's stream: the outcome with its park, as JSON.
     const reported = first.published.find((event): event is Extract<WorkerRunEvent, { kind: 'outcome' }> => event.kind === 'outcome');
     assert.deepEqual((JSON.parse(JSON.stringify(reported)) as { outcome: RunOutcome }).outcome.park, parked?.park);
@@ -175,6 +181,8 @@ test(
     resumed.exit(0);
     const finished = await resumedRun;
     assert.equal(finished.kind === 'completed' ? finished.outcome.reason : finished.kind, 'succeeded');
+    assert.deepEqual(removedParks, ['refs/factory/park/FLT-1-e3-a1-abcdef'], 'the resumed run ended: its park ref left the remote');
+    assert.deepEqual(pushedParks, ['refs/factory/park/FLT-1-e3-a1-abcdef'], 'nothing else was pushed as a park');
   },
 );
 

@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ParkedWork, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedRun } from '../../domain/budgets.js';
 import { FactoryError } from '../../errors.js';
 
 /**
@@ -60,10 +61,10 @@ export class GitWorktreeWorkspace implements Workspace {
     this.#worktreesRoot = resolve(options.worktreesRoot);
   }
 
-  async prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
+  async prepare(request: PrepareRequest): Promise<PreparedWorkspace> {
     const checkout = await inspectCheckout(request.repo);
     await assertValidBranchName(request.branch, checkout.topLevel);
-    return withRepositoryLock(checkout.commonDir, () => this.#prepareLocked(checkout, request.issueKey, request.branch));
+    return withRepositoryLock(checkout.commonDir, () => this.#prepareLocked(checkout, request));
   }
 
   async commitsSince(workspace: PreparedWorkspace): Promise<number> {
@@ -139,7 +140,8 @@ export class GitWorktreeWorkspace implements Workspace {
     }
   }
 
-  async #prepareLocked(checkout: Checkout, issueKey: string, branch: string): Promise<PreparedWorkspace> {
+  async #prepareLocked(checkout: Checkout, request: PrepareRequest): Promise<PreparedWorkspace> {
+    const { issueKey, branch } = request;
     const path = this.#worktreePathFor(checkout.topLevel, issueKey);
     const branchRef = `refs/heads/${branch}`;
     const worktrees = await listWorktrees(checkout.topLevel);
@@ -158,11 +160,13 @@ export class GitWorktreeWorkspace implements Workspace {
     try {
       // Never `-B`: an existing branch holds an earlier attempt's commits.
       const branchAlreadyExists = await branchExists(checkout.topLevel, branchRef);
+      // A new branch starts from HEAD, or, for a resumed run, where its work was parked (another machine's branch, say).
+      const startPoint = branchAlreadyExists ? checkout.headCommit : ((await parkedOnCommit(checkout.topLevel, request.park)) ?? checkout.headCommit);
       if (atPath !== undefined && !atPath.prunable && existsSync(path)) {
         // A retry or the reviewer: keep the worktree and whatever the last agent left in it.
         if (atPath.branchRef !== branchRef) {
           // An agent switched branches inside its worktree; put the issue's branch back.
-          await runGit(path, branchAlreadyExists ? ['checkout', branch, '--'] : ['checkout', '-b', branch, checkout.headCommit, '--']);
+          await runGit(path, branchAlreadyExists ? ['checkout', branch, '--'] : ['checkout', '-b', branch, startPoint, '--']);
         }
       } else {
         assertFreeFolder(path, checkout.topLevel);
@@ -170,7 +174,7 @@ export class GitWorktreeWorkspace implements Workspace {
         // --force only overrides "registered but missing" for our own path: the
         // branch was proved above not to be checked out anywhere else.
         const force = atPath !== undefined ? ['--force'] : [];
-        const target = branchAlreadyExists ? [path, branch] : ['-b', branch, path, checkout.headCommit];
+        const target = branchAlreadyExists ? [path, branch] : ['-b', branch, path, startPoint];
         await runGit(checkout.topLevel, ['worktree', 'add', ...force, ...target]);
       }
     } catch (error) {
@@ -279,6 +283,16 @@ function canonicalPath(path: string): string {
     return realpathSync(path);
   } catch {
     return resolve(path);
+  }
+}
+
+/** The commit a park sits on (its park commit's parent), when this repository has the park commit. */
+async function parkedOnCommit(topLevel: string, park: ParkedRun | undefined): Promise<string | undefined> {
+  if (park?.commit === null || park?.commit === undefined) return undefined;
+  try {
+    return (await runGit(topLevel, ['rev-parse', '--verify', '--quiet', `${park.commit}^1^{commit}`])).stdout.trim();
+  } catch {
+    return undefined;
   }
 }
 

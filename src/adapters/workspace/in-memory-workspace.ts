@@ -1,5 +1,5 @@
 import { FactoryError } from '../../errors.js';
-import type { ParkedWork, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 
 /**
  * A Workspace with no git, for unit tests: it records requests and keeps the
@@ -20,7 +20,7 @@ export class InMemoryWorkspace implements Workspace {
     this.#repos = options.repos;
   }
 
-  async prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
+  async prepare(request: PrepareRequest): Promise<PreparedWorkspace> {
     if (this.failWith) throw this.failWith;
     if (this.#repos && !this.#repos.includes(request.repo)) {
       throw new FactoryError('FACTORY_WORKSPACE_FAILED', `repo ${request.repo} does not exist (for ${request.issueKey})`);

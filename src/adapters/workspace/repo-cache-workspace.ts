@@ -4,7 +4,9 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { ParkedWork, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedRun } from '../../domain/budgets.js';
+import { FactoryError } from '../../errors.js';
 
 const run = promisify(execFile);
 
@@ -26,9 +28,13 @@ export class RepoCacheWorkspace implements Workspace {
     this.#inner = options.inner;
   }
 
-  prepare(request: { repo: string; issueKey: string; branch: string }): Promise<PreparedWorkspace> {
+  prepare(request: PrepareRequest): Promise<PreparedWorkspace> {
     // The fetch and the worktree add run one at a time per clone: a fetch walks the refs of every worktree, so it must not see one half made.
-    return this.#serially(request.repo, async () => this.#inner.prepare({ ...request, repo: await this.#refresh(request.repo) }));
+    return this.#serially(request.repo, async () => {
+      const clone = await this.#refresh(request.repo);
+      if (request.park?.commit) await this.#fetchPark(clone, request.park);
+      return this.#inner.prepare({ ...request, repo: clone });
+    });
   }
 
   commitsSince(workspace: PreparedWorkspace): Promise<number> {
@@ -53,12 +59,46 @@ export class RepoCacheWorkspace implements Workspace {
    * run, and only the attempt that succeeded while holding its lock pushes.
    */
   async pushBranch(worktree: string, branch: string): Promise<void> {
+    await pushToOrigin(worktree, `+refs/heads/${branch}:refs/heads/${branch}`);
+  }
+
+  /**
+   * Shares a parked run's work: pushes its park ref from this worker's clone
+   * of `repo` to the remote, the same way a branch is pushed, so a resume on
+   * another worker can fetch it. Forced: the ref is the run's own.
+   */
+  async pushPark(repo: string, ref: string): Promise<void> {
+    await pushToOrigin(this.#clonePath(repo), `+${ref}:${ref}`);
+  }
+
+  /** Removes a park ref from the remote once no claim resumes from it any more (the resumed run ended). */
+  async deleteRemotePark(repo: string, ref: string): Promise<void> {
+    await pushToOrigin(this.#clonePath(repo), `:${ref}`);
+  }
+
+  /**
+   * A resumed run's parked work into this clone: kept from when this worker
+   * parked it, or fetched from the remote (parked on another worker). Neither:
+   * FACTORY_PARK_UNAVAILABLE, so the resume does not silently start over.
+   */
+  async #fetchPark(clone: string, park: ParkedRun): Promise<void> {
+    if (await hasRefAt(clone, park.ref, park.commit!)) return;
     try {
-      await run('git', ['-C', worktree, 'push', '--quiet', '--force', 'origin', `refs/heads/${branch}:refs/heads/${branch}`]);
+      await run('git', ['-C', clone, 'fetch', '--quiet', '--no-tags', 'origin', `+${park.ref}:${park.ref}`]);
+      return;
     } catch (error) {
-      // git quotes the remote URL in its errors: never let credentials in it through (so no `cause`, which would carry them).
-      // eslint-disable-next-line preserve-caught-error
-      throw new Error(((error as { stderr?: string }).stderr || (error as Error).message).trim().replace(/\/\/[^/@\s]*@/g, '//***@'));
+      const where = park.placement
+        ? park.placement.pushed
+          ? `worker ${park.placement.node} pushed it, but the remote no longer has it`
+          : `worker ${park.placement.node} parked it and could not push it (${park.placement.pushError ?? 'unknown error'})`
+        : 'it was parked before park refs were pushed';
+      throw new FactoryError(
+        'FACTORY_PARK_UNAVAILABLE',
+        `the work run ${park.runId} parked at ${park.ref} is neither on the remote nor in this worker's clone: ${where}; git: ${redactGitError(error)}`,
+        {
+          hint: `Resume the issue again so it lands on ${park.placement ? `worker ${park.placement.node}` : 'the worker that parked it'}, or push the ref from that worker's clone; \`factory dispatch <KEY> --force\` starts over.`,
+        },
+      );
     }
   }
 
@@ -69,11 +109,16 @@ export class RepoCacheWorkspace implements Workspace {
     return next;
   }
 
-  async #refresh(repo: string): Promise<string> {
+  /** This worker's clone of `repo`: one folder per repo (path or URL) in the cache. */
+  #clonePath(repo: string): string {
     const name = `${basename(repo)
       .replace(/[^A-Za-z0-9._-]/g, '_')
       .replace(/\.git$/, '')}-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`;
-    const clone = join(this.#cacheDir, name);
+    return join(this.#cacheDir, name);
+  }
+
+  async #refresh(repo: string): Promise<string> {
+    const clone = this.#clonePath(repo);
     if (existsSync(join(clone, '.git'))) {
       await run('git', ['-C', clone, 'fetch', '--quiet', '--prune', 'origin']);
       // The default branch moves with the remote; run branches start from it.
@@ -83,5 +128,29 @@ export class RepoCacheWorkspace implements Workspace {
       await run('git', ['clone', '--quiet', repo, clone]);
     }
     return clone;
+  }
+}
+
+/** `git push origin <refspec>` from `cwd` (`+` forces, an empty source deletes), with the credentials the clone's remote carries; errors redacted. */
+async function pushToOrigin(cwd: string, refspec: string): Promise<void> {
+  try {
+    await run('git', ['-C', cwd, 'push', '--quiet', 'origin', refspec]);
+  } catch (error) {
+    // No `cause`: it would carry the unredacted message.
+    // eslint-disable-next-line preserve-caught-error
+    throw new Error(redactGitError(error));
+  }
+}
+
+/** git's answer, one text: git quotes the remote URL in its errors, so credentials in it are masked. */
+function redactGitError(error: unknown): string {
+  return ((error as { stderr?: string }).stderr || (error as Error).message).trim().replace(/\/\/[^/@\s]*@/g, '//***@');
+}
+
+async function hasRefAt(clone: string, ref: string, commit: string): Promise<boolean> {
+  try {
+    return (await run('git', ['-C', clone, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`])).stdout.trim() === commit;
+  } catch {
+    return false;
   }
 }

@@ -19,6 +19,7 @@ import type { Placement, RunEvent, RunningAgent, TeamExecution, TeamPlan } from 
 import type { RunLogStore } from '../../ports/run-log-store.js';
 import type { PreparedWorkspace, Workspace } from '../../ports/workspace.js';
 import { maybeCrash } from '../fault-injection.js';
+import { isFactoryError, type FactoryError } from '../../errors.js';
 import type { RegistryKeeper } from '../registry-keeper.js';
 import type { TeamResourceGroup } from '../../ports/team-resources.js';
 import { closeTeamGroup, killTeamGroup, openTeamGroup, type TeamRunResources } from './team-group.js';
@@ -204,9 +205,11 @@ export class TeamRun implements TeamExecution {
 
   async #run(): Promise<RunOutcome> {
     const { plan } = this;
+    const parkToContinue = plan.resume?.commit ? { park: plan.resume } : {};
     try {
-      this.#workspace = await this.#deps.workspace.prepare({ repo: plan.repo, issueKey: plan.issue.key, branch: plan.branch });
+      this.#workspace = await this.#deps.workspace.prepare({ repo: plan.repo, issueKey: plan.issue.key, branch: plan.branch, ...parkToContinue });
     } catch (error) {
+      if (plan.resume && isFactoryError(error, 'FACTORY_PARK_UNAVAILABLE')) return this.#parkedWorkUnavailable(plan.resume, error);
       return this.#finish('spawn-failed', `could not prepare the worktree: ${(error as Error).message}`);
     }
     try {
@@ -234,7 +237,7 @@ export class TeamRun implements TeamExecution {
         stage.agents.map((agent) => {
           const reviewer = stage.review?.reviewers.includes(agent.slot) === true;
           const context = inReviewLoop ? { round, comments: review?.comments, verdictFile: reviewer ? this.#verdictFileFor(agent.slot, round) : undefined } : undefined;
-          const resumeSessionId = resuming ? resume?.sessions[agent.slot] : undefined;
+          const resumeSessionId = resuming && plan.startNewSessions !== true ? resume?.sessions[agent.slot] : undefined;
           return this.#runAgent(agent, parallel, context, resumeSessionId);
         }),
       );
@@ -473,6 +476,20 @@ export class TeamRun implements TeamExecution {
       ...(review ? { review } : {}),
     };
     return { ...this.#finish('parked', `parked: ${trigger.reason}; ${kept}`), park };
+  }
+
+  /**
+   * The resumed run's parked work is not on this machine (it is on the worker
+   * that parked it, whose push failed): the run ends parked again with the
+   * same park, so nothing is lost and nothing starts over from scratch. Only
+   * by hand from here (no resume time): resuming it again may land it where
+   * the work is.
+   */
+  #parkedWorkUnavailable(park: ParkedRun, error: FactoryError): RunOutcome {
+    this.#deps.log
+      .child({ issue: this.plan.issue.key, run: this.plan.runId })
+      .warn({ parkedRun: park.runId, ref: park.ref, code: error.code, err: error.message }, 'the parked work is not here; the run stays parked');
+    return { ...this.#finish('parked', `${error.code}: ${error.message}`), park: { ...park, resumeAtMs: null } };
   }
 
   #finish(reason: RunOutcomeReason, detail: string): RunOutcome {

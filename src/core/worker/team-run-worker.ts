@@ -1,3 +1,4 @@
+import type { ParkedRun } from '../../domain/budgets.js';
 import type { RunOutcome, StopReason } from '../../domain/run.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
@@ -22,6 +23,14 @@ export interface TeamRunWorkerDeps {
    * a worker that lost the lock pushes nothing. Absent: nothing is pushed.
    */
   readonly pushBranch?: (plan: TeamPlan, outcome: RunOutcome) => Promise<void>;
+  /**
+   * Shares a run's parked work: pushes its park ref to the repo's remote, so
+   * the resume may run on any worker. A failure keeps the work in this
+   * worker's clone (recorded on the park, logged). Absent: parks stay local.
+   */
+  readonly pushPark?: (plan: TeamPlan, park: ParkedRun) => Promise<void>;
+  /** Removes a park ref from the repo's remote once the run resumed from it has ended and no claim can resume from it again. */
+  readonly deleteRemotePark?: (plan: TeamPlan, park: ParkedRun) => Promise<void>;
 }
 
 /** Counters for the worker's status and metrics. */
@@ -33,6 +42,8 @@ export interface TeamRunWorkerCounters {
   completed: number;
   handedBack: number;
   branchesPushed: number;
+  parksPushed: number;
+  parkPushFailures: number;
 }
 
 /**
@@ -52,7 +63,17 @@ export interface TeamRunWorkerCounters {
 export class TeamRunWorker {
   readonly #deps: TeamRunWorkerDeps;
   readonly #active = new Map<string, ActiveRun>();
-  readonly counters: TeamRunWorkerCounters = { lockRenewals: 0, lockRenewalFailures: 0, selfFences: 0, staleRefusals: 0, completed: 0, handedBack: 0, branchesPushed: 0 };
+  readonly counters: TeamRunWorkerCounters = {
+    lockRenewals: 0,
+    lockRenewalFailures: 0,
+    selfFences: 0,
+    staleRefusals: 0,
+    completed: 0,
+    handedBack: 0,
+    branchesPushed: 0,
+    parksPushed: 0,
+    parkPushFailures: 0,
+  };
   #draining = false;
 
   constructor(deps: TeamRunWorkerDeps) {
@@ -192,7 +213,7 @@ class ActiveRun {
       return this.#fenced('the lock was lost before the run started');
     }
     log.info({ run: plan.runId, issue: plan.issue.key, epoch: runEpoch }, 'run picked');
-    const team = this.#deps.executor.start(plan);
+    const team = this.#deps.executor.start(this.#withSessionsOfThisMachine(plan));
     this.#team = team;
     if (this.#pendingStop) void team.cancel(this.#pendingStop);
     if (this.#fencedBecause || this.#handingBack) void team.cancel('released');
@@ -205,6 +226,22 @@ class ActiveRun {
     if (this.#fencedBecause) return { kind: 'fenced', reason: this.#fencedBecause };
     if (this.#handingBack) return this.#finishHandBack();
     return this.#report(outcome);
+  }
+
+  /**
+   * A park made on another worker: its agents' sessions live on that machine
+   * (Claude Code and Codex keep them in the home folder there, Claude Code by
+   * worktree path too), so asking this machine's CLI to resume one would fail
+   * the run. The agents start new sessions on the parked work instead.
+   */
+  #withSessionsOfThisMachine(plan: TeamPlan): TeamPlan {
+    const park = plan.resume;
+    if (park?.placement === undefined || park.placement.node === this.#deps.node || Object.keys(park.sessions).length === 0) return plan;
+    this.#deps.log.info(
+      { run: plan.runId, parkedRun: park.runId, parkedOn: park.placement.node },
+      "the run was parked on another worker: its agents start new sessions on the parked work (the sessions stay on that worker's machine)",
+    );
+    return { ...plan, startNewSessions: true };
   }
 
   /** Asks the team to stop; the outcome carries `reason` and is reported as usual. */
@@ -231,7 +268,7 @@ class ActiveRun {
   async #report(finished: RunOutcome): Promise<HandledRun> {
     if (this.#lockExpiredLocally()) this.#fence('the lock deadline passed before the outcome could be reported');
     if (this.#fencedBecause) return { kind: 'fenced', reason: this.#fencedBecause };
-    const outcome = await this.#pushIfSucceeded(finished);
+    const outcome = await this.#shareParkIfParked(await this.#pushIfSucceeded(finished));
     if (this.#lockExpiredLocally()) this.#fence('the lock deadline passed before the outcome could be reported');
     if (this.#fencedBecause) return { kind: 'fenced', reason: this.#fencedBecause };
     if (!(await this.#publish({ kind: 'outcome', runId: outcome.runId, outcome, atMs: outcome.endedAtMs }))) {
@@ -239,7 +276,52 @@ class ActiveRun {
     }
     this.#counters.completed += 1;
     this.#deps.log.info({ run: outcome.runId, reason: outcome.reason }, 'run outcome reported');
+    await this.#deleteResumedPark(outcome);
     return { kind: 'completed', outcome };
+  }
+
+  /**
+   * A run this worker parked: its park ref goes to the remote, so the resume
+   * can run on another worker. The park says where the work is either way; a
+   * failed push keeps the work in this worker's clone, where a resume here
+   * still finds it (elsewhere it ends FACTORY_PARK_UNAVAILABLE, parked again).
+   */
+  async #shareParkIfParked(outcome: RunOutcome): Promise<RunOutcome> {
+    const park = outcome.park;
+    const push = this.#deps.pushPark;
+    // Only a park made by this run (a resume that found no work hands the old park back) and with a park commit to push.
+    if (!push || outcome.reason !== 'parked' || park === undefined || park.runId !== outcome.runId || park.commit === null) return outcome;
+    if (this.#fencedBecause || this.#lockExpiredLocally()) return outcome;
+    const { node, log } = this.#deps;
+    try {
+      await push(this.#claimed.plan, park);
+      this.#counters.parksPushed += 1;
+      log.info({ run: outcome.runId, ref: park.ref }, 'park ref pushed to the remote');
+      return { ...outcome, park: { ...park, placement: { node, pushed: true } } };
+    } catch (error) {
+      const message = (error as Error).message.split('\n')[0] ?? '';
+      this.#counters.parkPushFailures += 1;
+      log.warn({ run: outcome.runId, ref: park.ref, err: message }, "could not push the park ref; the parked work stays in this worker's clone, and only a resume on this worker can continue it");
+      return { ...outcome, park: { ...park, placement: { node, pushed: false, pushError: message } } };
+    }
+  }
+
+  /**
+   * The run resumed a park that was pushed, and its outcome is recorded: once
+   * the claim no longer holds that park (any outcome but a release, or the
+   * same park handed back), nothing resumes from the remote ref again.
+   */
+  async #deleteResumedPark(outcome: RunOutcome): Promise<void> {
+    const resumed = this.#claimed.plan.resume;
+    const remove = this.#deps.deleteRemotePark;
+    if (!remove || resumed?.placement?.pushed !== true || outcome.reason === 'released' || outcome.park?.ref === resumed.ref) return;
+    try {
+      await remove(this.#claimed.plan, resumed);
+      this.#deps.log.info({ run: outcome.runId, ref: resumed.ref }, 'removed the resumed park ref from the remote');
+    } catch (error) {
+      const message = (error as Error).message.split('\n')[0] ?? '';
+      this.#deps.log.warn({ run: outcome.runId, ref: resumed.ref, err: message }, `could not remove the resumed park ref from the remote; remove it with \`git push origin :${resumed.ref}\``);
+    }
   }
 
   /**
