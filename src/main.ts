@@ -391,7 +391,7 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
  * `reap-orphans --terminate-wedged-daemon` checks in /proc/<pid>/fd before it
  * signals a wedged daemon.
  */
-async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
+export async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
   try {
     return await refuseForeignWriters(
       runtime,

@@ -12,6 +12,7 @@ import { killLoopVerb } from './verbs/kill-loop.js';
 import { loopStatusVerb } from './verbs/loop-status.js';
 import { logsVerb } from './verbs/logs.js';
 import { loopVerb } from './verbs/loop.js';
+import { pruneVerb } from './verbs/prune.js';
 import { reapOrphansVerb } from './verbs/reap-orphans.js';
 import { resumeVerb } from './verbs/resume.js';
 import { runOnceVerb } from './verbs/run-once.js';
@@ -32,6 +33,7 @@ export const VERBS: readonly Verb[] = [
   triageVerb,
   dispatchVerb,
   resumeVerb,
+  pruneVerb,
   initVerb,
   workerVerb,
 ];

@@ -275,6 +275,19 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Worktree retention (docs/operations.md): how long a finished issue's worktree stays on disk. */
+    workspace: z
+      .object({
+        /** A worktree whose issue finished is removed once untouched this long (its branch stays, uncommitted work goes to a ref); 0 or "never": kept for good. */
+        keepFinishedForMs: z
+          .union([z.number().int('expected a whole number of milliseconds').min(0, 'expected 0 (never remove) or more milliseconds'), z.literal('never')])
+          .default(7 * 86_400_000)
+          .transform((value) => (value === 'never' || value === 0 ? null : value)),
+        /** How often the live daemon applies that rule (also once at start). */
+        pruneIntervalMs: positiveMs.default(3_600_000),
+      })
+      .strict()
+      .default({}),
     reaper: z
       .object({
         graceMs: positiveMs.default(5_000),

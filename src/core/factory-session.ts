@@ -32,6 +32,7 @@ import { LocalTeamExecutor } from './execution/local-team-executor.js';
 import { HeartbeatKeeper } from './heartbeat-keeper.js';
 import { LiveIntake, type IntakePass } from './live-intake.js';
 import { RegistryKeeper } from './registry-keeper.js';
+import { WorktreeJanitor } from './worktree-janitor.js';
 
 /** What the previous daemon left behind, and what became of it. */
 export interface PredecessorReport {
@@ -148,6 +149,8 @@ export class FactorySession {
   /** `onPressure: "park"`: parks the newest team under sustained pressure and resumes pressure-parked work once it stays low. */
   #pressureParking: PressureParking | undefined;
   #shepherd: Shepherd | undefined;
+  /** Removes finished issues' worktrees on a schedule (live mode, teams on this machine, retention on). */
+  #worktreeJanitor: WorktreeJanitor | undefined;
   /** Today's spending (`budgets.daily`), from the ledger. */
   #dailySpend: DailySpend | undefined;
   /** Where unrecoverable errors go: set by startLive; bounded runs surface them as thrown errors instead. */
@@ -576,11 +579,34 @@ export class FactorySession {
       ...(this.deps.onIntakePass ? { onPass: this.deps.onIntakePass } : {}),
     });
     this.heartbeat.startRefreshing();
+    this.#startWorktreeRetention();
     const first = await this.#intake.start();
     // Readers see the live subscription and what the startup reconcile skipped now, not one refresh interval
     // later; a stop that began meanwhile owns the heartbeat's status.
     if (this.#state === 'live') await this.heartbeat.write('running');
     return first;
+  }
+
+  /**
+   * Worktree retention (docs/operations.md): a pass now, then every
+   * `workspace.pruneIntervalMs`, beside dispatch. Only where teams run on this
+   * machine: a fleet worker's worktrees are its own, and its prepare() shares
+   * no lock with this process.
+   */
+  #startWorktreeRetention(): void {
+    const { config, clock, log, store } = this.deps;
+    const keepFinishedForMs = config.workspace.keepFinishedForMs;
+    if (keepFinishedForMs === null || this.deps.executor !== undefined) return;
+    const dispatcher = this.dispatcher;
+    this.#worktreeJanitor = new WorktreeJanitor({
+      workspace: this.deps.workspace,
+      // The dispatcher's book is ahead of the store: a claim it marks queued or running is seen before the write lands.
+      claimOf: async (issueKey) => dispatcher.claim(issueKey) ?? (await store.getClaim(issueKey)),
+      teamRunning: (issueKey) => dispatcher.teams().some((team) => team.plan.issue.key === issueKey),
+      clock,
+      log: log.child({ component: 'worktree-retention' }),
+    });
+    this.#worktreeJanitor.start({ intervalMs: config.workspace.pruneIntervalMs, keepFinishedForMs });
   }
 
   /**
@@ -633,6 +659,7 @@ export class FactorySession {
       await step('write stopping heartbeat', () => this.#heartbeat!.write('stopping'));
     }
     await step('close intake', () => this.#intake?.close());
+    await step('stop worktree retention', () => this.#worktreeJanitor?.close());
     await step('stop the shepherd', () => this.#shepherd?.close());
     if (this.deps.runsOutliveSession) log.info({ running: this.#dispatcher?.runningTeamCount ?? 0 }, 'leaving runs going on their workers for the next leader');
     else await step('release agents', () => this.#dispatcher?.releaseAll());

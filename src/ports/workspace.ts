@@ -46,7 +46,43 @@ export interface Workspace {
    * is no longer the commit the work was parked on.
    */
   restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork>;
+  /**
+   * Every worktree Factory made, in no particular order: the folders under
+   * the worktrees root that are git worktrees (a symlink there is never
+   * followed).
+   */
+  listWorktrees(): Promise<WorktreeRecord[]>;
+  /**
+   * Removes one worktree, never its branch or its commits. Under the
+   * repository's lock (so no prepare() of this process runs in between):
+   * `confirm` is asked first and the removal is skipped when it says no;
+   * uncommitted or untracked (not ignored) changes, and a detached HEAD no
+   * ref reaches, are first saved to `leftoverRef`
+   * (`refs/factory/leftover/<issue>-<time>`), as park() saves them. A path
+   * outside the worktrees root (a symlink out included) is refused with
+   * FACTORY_WORKSPACE_FAILED.
+   */
+  removeWorktree(worktree: WorktreeRecord, options: { leftoverRef: string; message: string; confirm: () => Promise<boolean> }): Promise<WorktreeRemoval>;
+  /** Bytes the worktree takes on disk, or undefined when it cannot be measured. */
+  diskUsage(worktree: WorktreeRecord): Promise<number | undefined>;
 }
+
+/** A worktree Factory made for an issue. */
+export interface WorktreeRecord {
+  readonly path: string;
+  /** The checkout the worktree belongs to. */
+  readonly repo: string;
+  /** The issue it was made for, or undefined when its folder name is not an issue key (it is then never removed automatically). */
+  readonly issueKey: string | undefined;
+  /** The branch checked out there (undefined when detached). */
+  readonly branch: string | undefined;
+  /** The newest change git or Factory made to it (checkout, index, HEAD): not a walk of every file. */
+  readonly lastModifiedMs: number;
+}
+
+export type WorktreeRemoval =
+  | { readonly removed: true; readonly path: string; readonly leftover: ParkedWork | undefined; readonly bytesFreed: number | undefined }
+  | { readonly removed: false; readonly path: string; readonly reason: string };
 
 export interface ParkedWork {
   readonly ref: string;

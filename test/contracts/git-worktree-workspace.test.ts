@@ -24,6 +24,7 @@ describeWorkspaceContract('GitWorktreeWorkspace', async () => {
       git(prepared.path, 'add', '--', file);
       git(prepared.path, 'commit', '--quiet', '-m', message);
     },
+    leaveChanges: (prepared) => writeFileSync(join(prepared.path, 'unfinished.txt'), 'not committed yet\n'),
     dispose: async () => rmSync(scratch, { recursive: true, force: true }),
   };
 });

@@ -13,6 +13,7 @@ describeWorkspaceContract('InMemoryWorkspace', async () => {
     },
     missingRepo: '/repos/missing',
     commit: (prepared) => workspace.commit(prepared),
+    leaveChanges: (prepared) => workspace.leaveChanges(prepared),
     dispose: async () => undefined,
   };
 });

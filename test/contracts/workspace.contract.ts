@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isFactoryError } from '../../src/errors.js';
-import type { PreparedWorkspace, Workspace } from '../../src/ports/workspace.js';
+import type { PreparedWorkspace, Workspace, WorktreeRecord } from '../../src/ports/workspace.js';
 
 /**
  * What every Workspace owes a team run, run against git worktrees and the
@@ -15,6 +15,8 @@ export interface WorkspaceHarness {
   readonly missingRepo: string;
   /** Makes one commit in the prepared workspace, as an agent would. */
   commit(prepared: PreparedWorkspace, message: string): void;
+  /** Leaves uncommitted work in the prepared workspace (an untracked file), as an interrupted agent would. */
+  leaveChanges(prepared: PreparedWorkspace): void;
   dispose(): Promise<void>;
 }
 
@@ -65,6 +67,62 @@ export function describeWorkspaceContract(name: string, makeHarness: () => Promi
         paths.add(prepared.path);
       }
       assert.equal(paths.size, 4);
+    });
+
+    const recordOf = async (h: WorkspaceHarness, prepared: PreparedWorkspace): Promise<WorktreeRecord> => {
+      const record = (await h.workspace.listWorktrees()).find((candidate) => candidate.path === prepared.path);
+      assert.ok(record, `${prepared.path} is listed`);
+      return record;
+    };
+    const remove = (h: WorkspaceHarness, record: WorktreeRecord, issueKey: string, confirm = true) =>
+      h.workspace.removeWorktree(record, { leftoverRef: `refs/factory/leftover/${issueKey}-20250301T120000Z`, message: 'leftover', confirm: async () => confirm });
+
+    withHarness('lists the worktrees it made with their issue, repo and branch', async (h) => {
+      const repo = h.newRepo();
+      const prepared = await h.workspace.prepare({ repo, issueKey: 'FAC-7', branch: 'factory/FAC-7' });
+      const record = await recordOf(h, prepared);
+      assert.equal(record.issueKey, 'FAC-7');
+      assert.equal(record.branch, 'factory/FAC-7');
+      assert.equal(await h.workspace.diskUsage(record).then((bytes) => bytes === undefined || bytes >= 0), true);
+    });
+
+    withHarness('removing a clean worktree unlists it and keeps its branch and commits: preparing again gets them back', async (h) => {
+      const repo = h.newRepo();
+      const prepared = await h.workspace.prepare({ repo, issueKey: 'FAC-8', branch: 'factory/FAC-8' });
+      h.commit(prepared, 'work that must survive');
+      const removal = await remove(h, await recordOf(h, prepared), 'FAC-8');
+      assert.equal(removal.removed, true);
+      assert.equal(removal.removed && removal.leftover, undefined, 'nothing uncommitted, so no leftover ref');
+      assert.deepEqual(
+        (await h.workspace.listWorktrees()).filter((record) => record.path === prepared.path),
+        [],
+      );
+      const again = await h.workspace.prepare({ repo, issueKey: 'FAC-8', branch: 'factory/FAC-8' });
+      assert.equal(await h.workspace.commitsSince(again), 1);
+    });
+
+    withHarness('removing a worktree with uncommitted work saves it to the leftover ref first', async (h) => {
+      const prepared = await h.workspace.prepare({ repo: h.newRepo(), issueKey: 'FAC-9', branch: 'factory/FAC-9' });
+      h.leaveChanges(prepared);
+      const removal = await remove(h, await recordOf(h, prepared), 'FAC-9');
+      assert.equal(removal.removed && removal.leftover?.ref, 'refs/factory/leftover/FAC-9-20250301T120000Z');
+    });
+
+    withHarness('a removal the confirmation refuses (the issue became active) leaves the worktree in place', async (h) => {
+      const prepared = await h.workspace.prepare({ repo: h.newRepo(), issueKey: 'FAC-10', branch: 'factory/FAC-10' });
+      const removal = await remove(h, await recordOf(h, prepared), 'FAC-10', false);
+      assert.equal(removal.removed, false);
+      await recordOf(h, prepared);
+    });
+
+    withHarness('a leftover ref outside refs/factory/leftover/ and a path it did not make are refused', async (h) => {
+      const prepared = await h.workspace.prepare({ repo: h.newRepo(), issueKey: 'FAC-11', branch: 'factory/FAC-11' });
+      const record = await recordOf(h, prepared);
+      await assert.rejects(h.workspace.removeWorktree(record, { leftoverRef: 'refs/heads/main', message: 'x', confirm: async () => true }), (error) =>
+        isFactoryError(error, 'FACTORY_WORKSPACE_FAILED'),
+      );
+      await assert.rejects(remove(h, { ...record, path: h.missingRepo }, 'FAC-11'), (error) => isFactoryError(error, 'FACTORY_WORKSPACE_FAILED'));
+      await recordOf(h, prepared);
     });
 
     withHarness('a repo that does not exist is refused with FACTORY_WORKSPACE_FAILED naming it', async (h) => {

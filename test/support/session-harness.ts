@@ -163,7 +163,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
     join(dir, 'factory.config.json'),
   );
   const source = new LoggingIssueSource(clock, events, sourceOptions);
-  const workspace = new InMemoryWorkspace();
+  const workspace = new InMemoryWorkspace({ now: () => clock.now() });
   const fleet = new InMemoryFleet({
     clock,
     events,

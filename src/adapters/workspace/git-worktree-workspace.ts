@@ -1,12 +1,17 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import { promisify } from 'node:util';
+import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace, WorktreeRecord, WorktreeRemoval } from '../../ports/workspace.js';
 import type { ParkedRun } from '../../domain/budgets.js';
+import { isValidIssueKey } from '../../domain/issue.js';
 import { FactoryError } from '../../errors.js';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * One git worktree per issue, under `<worktreesRoot>/<repo-name>-<hash8>/<issue>`,
@@ -89,28 +94,12 @@ export class GitWorktreeWorkspace implements Workspace {
   }
 
   async park(workspace: PreparedWorkspace, ref: string, message: string): Promise<ParkedWork> {
-    await assertParkRef(ref, workspace.path);
-    // A private index: the worktree's own index (what the agent staged) and the user's stay as they are.
-    const scratch = mkdtempSync(join(tmpdir(), 'factory-park-'));
-    const env = { GIT_INDEX_FILE: join(scratch, 'index') };
-    try {
-      const parent = (await runGit(workspace.path, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim();
-      await runGit(workspace.path, ['read-tree', parent], env);
-      await runGit(workspace.path, ['add', '--all', '--', '.'], env);
-      const tree = (await runGit(workspace.path, ['write-tree'], env)).stdout.trim();
-      const commit = (await runGit(workspace.path, ['commit-tree', tree, '-p', parent, '-m', message], PARK_IDENTITY)).stdout.trim();
-      await runGit(workspace.path, ['update-ref', '-m', 'factory: park', ref, commit]);
-      return { ref, commit, parent };
-    } catch (error) {
-      if (error instanceof FactoryError) throw error;
-      throw workspaceFailed(`could not park the work in ${workspace.path} to ${ref}: ${describeGitError(error)}`, error);
-    } finally {
-      rmSync(scratch, { recursive: true, force: true });
-    }
+    await assertFactoryRef(ref, 'park', workspace.path);
+    return saveWorktree(workspace.path, ref, message, 'factory: park');
   }
 
   async restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork> {
-    await assertParkRef(ref, workspace.path);
+    await assertFactoryRef(ref, 'park', workspace.path);
     let parked: ParkedWork;
     try {
       const commit = (await runGit(workspace.path, ['rev-parse', '--verify', `${ref}^{commit}`])).stdout.trim();
@@ -138,6 +127,88 @@ export class GitWorktreeWorkspace implements Workspace {
     } catch (error) {
       throw workspaceFailed(`could not restore the work parked at ${ref} into ${workspace.path}: ${describeGitError(error)}`, error);
     }
+  }
+
+  async listWorktrees(): Promise<WorktreeRecord[]> {
+    const root = await realRootOrUndefined(this.#worktreesRoot);
+    if (root === undefined) return [];
+    const records: WorktreeRecord[] = [];
+    // Two levels, <repo-name>-<hash8>/<issue>, as prepare() makes them; Dirent types come from lstat, so a symlink is never entered.
+    for (const repoFolder of await readdir(root, { withFileTypes: true })) {
+      if (!repoFolder.isDirectory()) continue;
+      const repoPath = join(root, repoFolder.name);
+      for (const issueFolder of await readdir(repoPath, { withFileTypes: true }).catch(() => [])) {
+        if (!issueFolder.isDirectory()) continue;
+        const record = await readWorktreeRecord(join(repoPath, issueFolder.name));
+        if (record) records.push(record);
+      }
+    }
+    return records;
+  }
+
+  async removeWorktree(worktree: WorktreeRecord, options: { leftoverRef: string; message: string; confirm: () => Promise<boolean> }): Promise<WorktreeRemoval> {
+    const path = await this.#ownedWorktreePath(worktree.path);
+    await assertFactoryRef(options.leftoverRef, 'leftover', path);
+    const checkout = await inspectCheckout(worktree.repo);
+    // Measured outside the lock: a large tree takes seconds to walk, and prepare() for another issue must not wait for that.
+    const bytes = await this.diskUsage(worktree);
+    return withRepositoryLock(checkout.commonDir, async () => {
+      const entry = (await listWorktrees(checkout.topLevel)).find((candidate) => candidate.path === path);
+      if (entry === undefined || path === checkout.topLevel) {
+        throw workspaceFailed(
+          `${path} is not a linked worktree of ${checkout.topLevel}; nothing was removed`,
+          undefined,
+          `Look at it with \`git -C ${checkout.topLevel} worktree list\` and remove it by hand if it is no longer wanted.`,
+        );
+      }
+      // Asked under the lock: a prepare() of this process for the same issue either ran before (and the answer is no) or runs after (and makes the worktree again).
+      if (!(await options.confirm())) return { removed: false, path, reason: 'the issue became active again' };
+      const leftover = await saveLeftovers(path, options.leftoverRef, options.message);
+      try {
+        // --force once: uncommitted changes were saved above; a worktree locked with `git worktree lock` is still refused.
+        await runGit(checkout.topLevel, ['worktree', 'remove', '--force', path]);
+        await runGit(checkout.topLevel, ['worktree', 'prune']);
+      } catch (error) {
+        throw workspaceFailed(`could not remove the worktree ${path} of ${checkout.topLevel}: ${describeGitError(error)}`, error);
+      }
+      return { removed: true, path, leftover, bytesFreed: bytes };
+    });
+  }
+
+  async diskUsage(worktree: WorktreeRecord): Promise<number | undefined> {
+    const path = await this.#ownedWorktreePath(worktree.path);
+    try {
+      // -x: a mount inside the tree is not ours to count; du never follows symlinks by default.
+      const { stdout } = await execFileAsync('du', ['-s', '-k', '-x', '--', path], { timeout: GIT_TIMEOUT_MS, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
+      const kilobytes = Number.parseInt(stdout, 10);
+      return Number.isFinite(kilobytes) ? kilobytes * 1024 : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The real path of a worktree folder Factory made: exactly two levels under
+   * the real worktrees root, reached through no symlink. Anything else is
+   * refused, so a forged or moved record can never delete outside the root.
+   */
+  async #ownedWorktreePath(path: string): Promise<string> {
+    const root = await realRootOrUndefined(this.#worktreesRoot);
+    let real: string | undefined;
+    try {
+      real = await realpath(path);
+    } catch {
+      real = undefined;
+    }
+    const inside = root !== undefined && real !== undefined && real === resolve(path) && relative(root, real).split(sep).length === 2 && !relative(root, real).startsWith('..');
+    if (!inside) {
+      throw workspaceFailed(
+        `${path} is not a worktree folder under Factory's worktrees root ${this.#worktreesRoot} (or is reached through a symlink); nothing was removed`,
+        undefined,
+        'Factory removes only the worktrees it made, at <worktrees root>/<repo>-<hash>/<issue>.',
+      );
+    }
+    return real!;
   }
 
   async #prepareLocked(checkout: Checkout, request: PrepareRequest): Promise<PreparedWorkspace> {
@@ -419,12 +490,94 @@ function describeGitError(error: unknown): string {
     : failure.message;
 }
 
+/**
+ * Commits everything in the worktree (untracked files too, ignored ones not)
+ * to `ref` on top of its HEAD, through a private index: the worktree's own
+ * index and branch stay as they are.
+ */
+async function saveWorktree(path: string, ref: string, message: string, reflogMessage: string): Promise<ParkedWork> {
+  const scratch = mkdtempSync(join(tmpdir(), 'factory-park-'));
+  const env = { GIT_INDEX_FILE: join(scratch, 'index') };
+  try {
+    const parent = (await runGit(path, ['rev-parse', '--verify', 'HEAD^{commit}'])).stdout.trim();
+    await runGit(path, ['read-tree', parent], env);
+    await runGit(path, ['add', '--all', '--', '.'], env);
+    const tree = (await runGit(path, ['write-tree'], env)).stdout.trim();
+    const commit = (await runGit(path, ['commit-tree', tree, '-p', parent, '-m', message], PARK_IDENTITY)).stdout.trim();
+    await runGit(path, ['update-ref', '-m', reflogMessage, ref, commit]);
+    return { ref, commit, parent };
+  } catch (error) {
+    if (error instanceof FactoryError) throw error;
+    throw workspaceFailed(`could not save the work in ${path} to ${ref}: ${describeGitError(error)}`, error);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Before a worktree goes: what only it holds is saved to `ref`. That is
+ * uncommitted or untracked (not ignored) changes, and a detached HEAD that no
+ * ref reaches (an agent's commits off any branch). Returns undefined when the
+ * branch already holds everything.
+ */
+async function saveLeftovers(path: string, ref: string, message: string): Promise<ParkedWork | undefined> {
+  let needsSaving: boolean;
+  try {
+    const changes = (await runGit(path, ['status', '--porcelain', '--untracked-files=all'])).stdout;
+    const reachedBy = changes.trim() === '' ? (await runGit(path, ['for-each-ref', '--count=1', '--contains', 'HEAD', '--format=%(refname)'])).stdout.trim() : '';
+    needsSaving = changes.trim() !== '' || reachedBy === '';
+  } catch (error) {
+    throw workspaceFailed(`could not read what is uncommitted in ${path}, so it was not removed: ${describeGitError(error)}`, error);
+  }
+  return needsSaving ? saveWorktree(path, ref, message, 'factory: leftover') : undefined;
+}
+
+/** The worktree's record as git keeps it: `.git` names its admin folder, which names the shared one. Undefined when the folder is not a linked worktree. */
+async function readWorktreeRecord(path: string): Promise<WorktreeRecord | undefined> {
+  try {
+    const dotGit = join(path, '.git');
+    if (!(await lstat(dotGit)).isFile()) return undefined;
+    const gitdirLine = /^gitdir: (.+)$/m.exec(await readFile(dotGit, 'utf8'));
+    if (!gitdirLine) return undefined;
+    const adminDir = resolve(path, gitdirLine[1]!.trim());
+    const commonDir = resolve(adminDir, (await readFile(join(adminDir, 'commondir'), 'utf8')).trim());
+    const head = (await readFile(join(adminDir, 'HEAD'), 'utf8')).trim();
+    const touched = await Promise.all(
+      [path, join(adminDir, 'HEAD'), join(adminDir, 'index'), join(adminDir, 'logs', 'HEAD')].map((file) =>
+        stat(file).then(
+          (s) => s.mtimeMs,
+          () => 0,
+        ),
+      ),
+    );
+    const folder = basename(path);
+    return {
+      path,
+      repo: basename(commonDir) === '.git' ? dirname(commonDir) : commonDir,
+      // Valid issue keys are their own folder names (folderNameForIssue); anything else cannot be matched to a claim.
+      issueKey: isValidIssueKey(folder) ? folder : undefined,
+      branch: head.startsWith('ref: refs/heads/') ? head.slice('ref: refs/heads/'.length) : undefined,
+      lastModifiedMs: Math.max(...touched),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+async function realRootOrUndefined(root: string): Promise<string | undefined> {
+  try {
+    return await realpath(root);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Park commits are Factory's, whatever identity (if any) the machine's git config has. */
 const PARK_IDENTITY = { GIT_AUTHOR_NAME: 'Factory', GIT_AUTHOR_EMAIL: 'factory@localhost', GIT_COMMITTER_NAME: 'Factory', GIT_COMMITTER_EMAIL: 'factory@localhost' };
 
-/** Park refs live under refs/factory/park/, never over a branch or a tag. */
-async function assertParkRef(ref: string, cwd: string): Promise<void> {
-  let valid = ref.startsWith('refs/factory/park/');
+/** Factory's refs live under refs/factory/park/ (parked runs) and refs/factory/leftover/ (removed worktrees), never over a branch or a tag. */
+async function assertFactoryRef(ref: string, kind: 'park' | 'leftover', cwd: string): Promise<void> {
+  let valid = ref.startsWith(`refs/factory/${kind}/`);
   if (valid) {
     try {
       await runGit(cwd, ['check-ref-format', ref]);
@@ -432,7 +585,7 @@ async function assertParkRef(ref: string, cwd: string): Promise<void> {
       valid = false;
     }
   }
-  if (!valid) throw workspaceFailed(`${JSON.stringify(ref)} is not a valid park ref (refs/factory/park/<run>)`);
+  if (!valid) throw workspaceFailed(`${JSON.stringify(ref)} is not a valid ${kind} ref (refs/factory/${kind}/${kind === 'park' ? '<run>' : '<issue>-<time>'})`);
 }
 
 function shortHash(text: string, length: number): string {

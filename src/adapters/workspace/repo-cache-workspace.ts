@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace } from '../../ports/workspace.js';
+import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace, WorktreeRecord, WorktreeRemoval } from '../../ports/workspace.js';
 import type { ParkedRun } from '../../domain/budgets.js';
 import { FactoryError } from '../../errors.js';
 
@@ -51,6 +51,18 @@ export class RepoCacheWorkspace implements Workspace {
 
   restorePark(workspace: PreparedWorkspace, ref: string): Promise<ParkedWork> {
     return this.#inner.restorePark(workspace, ref);
+  }
+
+  listWorktrees(): Promise<WorktreeRecord[]> {
+    return this.#inner.listWorktrees();
+  }
+
+  removeWorktree(worktree: WorktreeRecord, options: { leftoverRef: string; message: string; confirm: () => Promise<boolean> }): Promise<WorktreeRemoval> {
+    return this.#inner.removeWorktree(worktree, options);
+  }
+
+  diskUsage(worktree: WorktreeRecord): Promise<number | undefined> {
+    return this.#inner.diskUsage(worktree);
   }
 
   /**
