@@ -98,7 +98,8 @@ export async function runCli(argv: readonly string[], output: Output = processOu
       output.out(verbHelp(verb));
       return 0;
     }
-    return await verb.run(args, output);
+    const { run } = await verb.load();
+    return await run(args, output);
   } catch (error) {
     // A filesystem error the user caused (a mode, a full disk, a path through a file) is exit 2, never 70.
     const coded = isFactoryError(error) ? error : codedFilesystemError(error);

@@ -1,7 +1,17 @@
 import type { ParsedArgs, FlagSpec } from './args.js';
 import type { Output } from './output.js';
 
-/** One CLI verb: its help, its flags, and what it does. Returns the exit code. */
+/** What a verb does. Returns the exit code. */
+export interface VerbImplementation {
+  run(args: ParsedArgs, output: Output): Promise<number>;
+}
+
+/**
+ * One CLI verb: its help and flags, which `factory --help` and the argument parser read, and
+ * a loader for what it does. The implementation is imported only when the verb runs, so help,
+ * `--version` and every other verb never load its module graph (config schema, pino, SQLite,
+ * Redis, GitHub clients): keep a verb's own file free of imports beyond types.
+ */
 export interface Verb {
   readonly name: string;
   readonly usage: string;
@@ -17,5 +27,6 @@ export interface Verb {
    * output dropped. Every other verb exits quietly when its reader goes away.
    */
   readonly outlivesItsOutput?: boolean;
-  run(args: ParsedArgs, output: Output): Promise<number>;
+  /** Imports the verb's implementation (`./<verb>-run.js`). */
+  load(): Promise<VerbImplementation>;
 }

@@ -4,7 +4,7 @@ import { settle } from '../../src/adapters/clock/fake-clock.js';
 import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
 import { InMemoryProcessTable } from '../../src/adapters/process-table/in-memory-process-table.js';
 import { FixedAvailableMemorySource } from '../../src/adapters/resources/memory-sources.js';
-import { formatStatus } from '../../src/cli/verbs/status.js';
+import { formatStatus } from '../../src/cli/verbs/status-run.js';
 import { parseHeartbeat } from '../../src/domain/heartbeat.js';
 import { readStatusSnapshot, type StatusSnapshot } from '../../src/core/status-snapshot.js';
 import type { TeamBudget } from '../../src/domain/resource-budget.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { settle } from '../../src/adapters/clock/fake-clock.js';
 import { FileHeartbeatStore, FileRegistryStore } from '../../src/adapters/node-state/file-node-state.js';
 import { InMemoryProcessTable } from '../../src/adapters/process-table/in-memory-process-table.js';
-import { formatStatus } from '../../src/cli/verbs/status.js';
+import { formatStatus } from '../../src/cli/verbs/status-run.js';
 import type { FactorySession } from '../../src/core/factory-session.js';
 import { readStatusSnapshot, type StatusSnapshot } from '../../src/core/status-snapshot.js';
 import { statusSourcesFor } from '../../src/main.js';

@@ -1,8 +1,3 @@
-import { judgeLiveness } from '../../core/liveness.js';
-import { nodeStateFor } from '../../main.js';
-import { flagBoolean } from '../args.js';
-import { runtimeFromArgs } from '../context.js';
-import { printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
 export const loopStatusVerb: Verb = {
@@ -15,15 +10,5 @@ export const loopStatusVerb: Verb = {
     'Exit codes: 0 healthy, 1 any other verdict, 2 config error.',
   ].join('\n'),
   flags: [],
-  async run(args, output) {
-    const { config, processTable, clock } = runtimeFromArgs(args);
-    const liveness = judgeLiveness(await nodeStateFor(config).heartbeats.read(), {
-      nowMs: clock.now(),
-      staleMs: config.loop.heartbeatStaleMs,
-      processTable,
-    });
-    if (flagBoolean(args, 'json')) printJson(output, liveness);
-    else output.out(`${liveness.verdict}: ${liveness.detail}`);
-    return liveness.healthy ? 0 : 1;
-  },
+  load: () => import('./loop-status-run.js'),
 };

@@ -1,7 +1,3 @@
-import { markerPrefixFor, reapOrphans, teamResourcesFor } from '../../main.js';
-import { flagBoolean } from '../args.js';
-import { runtimeFromArgs } from '../context.js';
-import { printJson } from '../output.js';
 import type { Verb } from '../verb.js';
 
 export const reapOrphansVerb: Verb = {
@@ -21,25 +17,5 @@ export const reapOrphansVerb: Verb = {
     { name: 'dry-run', takesValue: false, description: 'report what would be done; signal and write nothing' },
     { name: 'terminate-wedged-daemon', takesValue: false, description: 'stop a wedged daemon by identity first, then reap' },
   ],
-  async run(args, output) {
-    const { config, processTable, clock, log } = runtimeFromArgs(args);
-    const report = await reapOrphans({
-      heartbeatPath: config.loop.heartbeatPath,
-      registryPath: config.loop.registryPath,
-      staleMs: config.loop.heartbeatStaleMs,
-      graceMs: config.reaper.graceMs,
-      dryRun: flagBoolean(args, 'dry-run'),
-      terminateWedgedDaemon: flagBoolean(args, 'terminate-wedged-daemon'),
-      processTable,
-      clock,
-      lockPath: config.paths.reaperLock,
-      daemonLockPath: config.paths.daemonLock,
-      markerPrefix: markerPrefixFor(config),
-      // A dead daemon's team groups (cgroups) are killed and removed before the registry reap.
-      resourceGroups: teamResourcesFor({ config, processTable }).groups,
-      log,
-    });
-    printJson(output, report);
-    return report.exitCode;
-  },
+  load: () => import('./reap-orphans-run.js'),
 };

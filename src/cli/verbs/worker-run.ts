@@ -7,8 +7,8 @@ import { onStopSignal } from '../signals.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
 
-/** `factory worker`'s body (see worker.ts for its usage): loaded only when a worker runs; main.ts wires the worker. */
-export async function runWorker(args: ParsedArgs, output: Output): Promise<number> {
+/** `factory worker` (its usage and flags are in worker.ts): loaded only when the verb runs; main.ts wires the worker. */
+export async function run(args: ParsedArgs, output: Output): Promise<number> {
   const runtime = runtimeFromArgs(args);
   const { config, log } = runtime;
   if (!config.fleet.redis) throw new FactoryError('FACTORY_USAGE', `factory worker needs fleet.redis.url in ${config.configPath} (the queue it consumes)`);

@@ -17,9 +17,5 @@ export const workerVerb: Verb = {
     'survived, 5 Redis unreachable.',
   ].join('\n'),
   flags: [{ name: 'slots', takesValue: true, description: 'team runs at once (default fleet.worker.slots)' }],
-  // The worker's Redis and BullMQ adapters load only when a worker runs, not for every CLI verb.
-  async run(args, output) {
-    const { runWorker } = await import('./worker-run.js');
-    return runWorker(args, output);
-  },
+  load: () => import('./worker-run.js'),
 };
