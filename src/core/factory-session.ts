@@ -310,6 +310,7 @@ export class FactorySession {
           source: this.deps.source,
           claims: {
             claim: (issueKey) => this.#dispatcher?.claim(issueKey),
+            shepherding: () => this.#dispatcher?.shepherdingIssues() ?? [],
             markShepherding: (issueKey, pullUrl) => this.dispatcher.markShepherding(issueKey, pullUrl),
             queueFixRound: (issueKey, fix) => this.dispatcher.queueFixRound(issueKey, fix),
             pullClosed: (issueKey, merged, pullUrl) => this.dispatcher.pullClosed(issueKey, merged, pullUrl),

@@ -111,9 +111,9 @@ export function claimAfterOutcome(claim: IssueClaim, outcome: Pick<RunOutcome, '
 
 /**
  * A fix round ended. Its pull request is still open, so whatever the team did
- * the claim goes back to the shepherd, which judges the next head commit (a
- * round that pushed nothing leaves that commit answered: the shepherd waits for
- * a person or a new commit). Not retried: the shepherd decides the next round.
+ * the claim goes back to the shepherd, which judges the head again (a round
+ * that pushed nothing is escalated, or tried again when it was cut short: see
+ * domain/shepherd.ts). Not retried here: the shepherd decides the next round.
  */
 function claimAfterFixOutcome(claim: IssueClaim, fix: FixRound, outcome: Pick<RunOutcome, 'reason' | 'detail' | 'park'>, stamp: Stamp): IssueClaim {
   const ended = { interruptions: 0, node: null, park: null } as const;

@@ -2,8 +2,9 @@
  * The shepherd's rules, pure: what a pull request's checks and reviews on its
  * head commit mean, when Factory sends the implementer back, and when it asks
  * a person instead. Every verdict names the head commit it was made on, and a
- * commit that already had a fix round never gets another, so a stale result
- * (a check or a review on an older commit) never triggers work.
+ * commit that already had a fix round never gets another (but for a round cut
+ * short, retried while rounds remain), so a stale result (a check or a review
+ * on an older commit) never triggers work.
  */
 
 /** One check run or commit status on the head commit, as the shepherd judges it. */
@@ -50,12 +51,15 @@ export interface ShepherdRound {
    * `queued` while the round is on the issue's claim (waiting for a slot or
    * running; `running` in records written before rounds were dispatched), then
    * the team's outcome (`succeeded`, `failed`, `stalled`...), `interrupted`
-   * (lost with a daemon) or `superseded` (a new revision ran instead).
+   * (lost with a daemon) or `superseded` (a new revision ran instead). A round
+   * that ended without pushing a commit escalates (see judgeAnsweredHead).
    */
   readonly result: string;
   /** The commit pushed after the round; null when nothing was pushed. */
   readonly pushedSha: string | null;
   readonly atMs: number;
+  /** What the round's run said when it ended (the outcome's detail, one line); absent before then and in older records. */
+  readonly detail?: string;
 }
 
 export interface ShepherdRecord {
@@ -104,12 +108,27 @@ export function currentReviews(reviews: readonly PullReview[], sha: string): Pul
   return [...latest.values()].filter((review) => review.state !== 'DISMISSED');
 }
 
+/** Round results of a round still on the issue's claim (waiting for a slot or running): it has not ended. */
+export const PENDING_ROUND_RESULTS: ReadonlySet<string> = new Set(['queued', 'running']);
+/** Round results of a round that never ran to its end (lost with a daemon, or replaced by a new revision): it answered nothing. */
+const UNANSWERED_ROUND_RESULTS: ReadonlySet<string> = new Set(['interrupted', 'superseded']);
+/** Round results worth one more round on the same failure: the run was cut short, not wrong. */
+const TRANSIENT_ROUND_RESULTS: ReadonlySet<string> = new Set(['stalled', 'timed-out']);
+
+/** Whether the round put a new commit on the pull request (a round that pushed its own head again pushed nothing). */
+export function roundPushed(round: ShepherdRound): boolean {
+  return round.pushedSha !== null && round.pushedSha !== round.onSha;
+}
+
 export function judgePull(observation: PullObservation, record: ShepherdRecord, policy: ShepherdPolicy): ShepherdVerdict {
   if (observation.state !== 'open') return { kind: 'closed', merged: observation.state === 'merged' };
   const sha = observation.headSha;
   if (record.escalated !== null) return { kind: 'wait', reason: `a person was asked to take over: ${record.escalated}` };
-  const handled = record.rounds.find((round) => round.onSha === sha && round.result !== 'interrupted');
-  if (handled !== undefined) return { kind: 'wait', reason: `round ${handled.round} answered ${shortSha(sha)}; waiting for a new commit` };
+  const answered = record.rounds.filter((round) => round.onSha === sha && !UNANSWERED_ROUND_RESULTS.has(round.result)).at(-1);
+  if (answered !== undefined && PENDING_ROUND_RESULTS.has(answered.result)) return { kind: 'wait', reason: `fix round ${answered.round} on ${shortSha(sha)} is ${answered.result}` };
+  if (answered !== undefined && (roundPushed(answered) || answered.result === 'cancelled')) {
+    return { kind: 'wait', reason: `round ${answered.round} answered ${shortSha(sha)}; waiting for a new commit` };
+  }
 
   const failedChecks = observation.checks.filter((check) => check.state === 'failed');
   const pending = observation.checks.filter((check) => check.state === 'pending');
@@ -122,10 +141,16 @@ export function judgePull(observation: PullObservation, record: ShepherdRecord, 
     return { kind: 'green', onSha: sha, approved: reviews.some((review) => review.state === 'APPROVED') };
   }
 
+  // A round ended on this very head without pushing: the failure stands and nobody would be told.
+  if (answered !== undefined) {
+    const stuck = escalateUnpushedRound(answered, record, policy);
+    if (stuck !== undefined) return stuck;
+  }
   const trigger: RoundTrigger = failedChecks.length > 0 ? 'ci-failed' : 'changes-requested';
   const fingerprints = [...failedChecks.map((check) => failureFingerprint(check.name, check.output)), ...changeRequests.map((review) => failureFingerprint(`review by ${review.author}`, review.body))];
   const failures = [...failedChecks.map((check) => `check ${check.name}: ${check.conclusion}`), ...changeRequests.map((review) => `review by ${review.author}: changes requested`)];
-  const earlier = new Set(record.rounds.flatMap((round) => round.fingerprints));
+  // Only a round that pushed was a fix attempt: the same failure after a round cut short is not "back", it was never fixed.
+  const earlier = new Set(record.rounds.filter(roundPushed).flatMap((round) => round.fingerprints));
   const repeated = fingerprints.find((fingerprint) => earlier.has(fingerprint));
   if (repeated !== undefined) {
     return { kind: 'escalate', onSha: sha, reason: `the same failure came back after a fix attempt (${repeated.split('\n')[0]})` };
@@ -135,6 +160,21 @@ export function judgePull(observation: PullObservation, record: ShepherdRecord, 
     return { kind: 'escalate', onSha: sha, reason: `${failures.join('; ')} on ${shortSha(sha)}, and all ${policy.maxRounds} fix round(s) are used` };
   }
   return { kind: 'fix', trigger, onSha: sha, failures, fingerprints, feedback: renderFeedback(observation, failedChecks, changeRequests, used + 1, policy.maxRounds) };
+}
+
+/**
+ * A round ended on the head without pushing a commit (failed, stalled,
+ * timed out, or succeeded with nothing new) and the head still fails: a
+ * person is asked at once, with the round's result and reason. Only a round
+ * cut short (stalled, timed out) is tried again, as the next round on the
+ * same failure, while `maxRounds` allows (undefined: judge it as a new failure).
+ */
+function escalateUnpushedRound(round: ShepherdRound, record: ShepherdRecord, policy: ShepherdPolicy): ShepherdVerdict | undefined {
+  const transient = TRANSIENT_ROUND_RESULTS.has(round.result);
+  if (transient && record.rounds.length < policy.maxRounds) return undefined;
+  const why = round.detail === undefined || round.detail.length === 0 ? round.result : `${round.result}: ${round.detail}`;
+  const used = transient ? `, and all ${policy.maxRounds} fix round(s) are used` : '';
+  return { kind: 'escalate', onSha: round.onSha, reason: `fix round ${round.round} ended without pushing a commit on ${shortSha(round.onSha)} (${why})${used}` };
 }
 
 const MAX_EXCERPT_LINES = 40;

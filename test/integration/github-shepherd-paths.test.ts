@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
+import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
 import { createGitHubProject, REPO_SLUG } from '../support/fake-github/github-project.js';
 import { REPO_ROOT, waitFor } from '../support/sandbox.js';
 
@@ -97,6 +98,58 @@ test(
     }
   },
 );
+
+test('pull requests merged and closed while the daemon was down: the restarted daemon ends their claims (merged: done) instead of following them forever', { timeout: 120_000 }, async () => {
+  const project = await createGitHubProject('gh-closed-while-down', { shepherd: { pollIntervalMs: 200, maxRounds: 3 } });
+  try {
+    const merged = project.fake.createIssue(REPO_SLUG, { title: 'Merged by hand', body: 'Say hello.', labels: ['factory'] });
+    const closed = project.fake.createIssue(REPO_SLUG, { title: 'Closed by hand', body: 'Say bye.', labels: ['factory'] });
+    const daemon = project.start();
+    const pullOf = (number: number) => project.fake.pulls(REPO_SLUG).find((pull) => pull.head === `factory/acme_api-${number}`);
+    for (const number of [merged, closed]) await waitFor(`pr-open on #${number}`, () => pullOf(number) && project.fake.issue(REPO_SLUG, number).labels.includes('factory:pr-open'), 60_000);
+    // Both outcomes are written back, so the restart has nothing left to publish (a publish would open a new pull request for a closed one).
+    const stateDb = join(project.dir, '.factory', 'state.db');
+    await waitFor('both outcomes written back', async () => (await readState(stateDb, (store) => store.pendingWritebacks())).length === 0, 20_000);
+    daemon.child.kill('SIGTERM');
+    await daemon.exited;
+    assert.deepEqual(await claimStatuses(stateDb), { [`acme_api-${merged}`]: 'shepherding', [`acme_api-${closed}`]: 'shepherding' });
+
+    // While no daemon runs, a person merges one pull request, and drops the other (closes it and its issue): neither is listed as open any more.
+    project.fake.closePull(REPO_SLUG, pullOf(merged)!.number, true);
+    project.fake.closePull(REPO_SLUG, pullOf(closed)!.number, false);
+    project.fake.updateIssue(REPO_SLUG, closed, { state: 'closed' });
+    const restarted = project.start();
+    await waitFor('factory:done on the merged one', () => project.fake.issue(REPO_SLUG, merged).labels.includes('factory:done'), 30_000);
+    await waitFor('both seen closed in the log', () => (restarted.stderr().match(/pull request closed; no longer followed/g) ?? []).length === 2, 20_000);
+    const url = await project.httpUrl();
+    const api = (await (await fetch(`${url}/api/v1/pull-requests`)).json()) as { pullRequests: unknown[] };
+    assert.deepEqual(api.pullRequests, [], 'neither is shown as followed');
+    restarted.child.kill('SIGTERM');
+    await restarted.exited;
+    const claims = await readState(stateDb, (store) => store.listClaims());
+    const reasonOf = (number: number) => claims.find((claim) => claim.issueKey === `acme_api-${number}`)?.lastReason;
+    assert.deepEqual(await claimStatuses(stateDb), { [`acme_api-${merged}`]: 'succeeded', [`acme_api-${closed}`]: 'cancelled' });
+    assert.match(reasonOf(merged) ?? '', /^pull request merged: /);
+    assert.match(reasonOf(closed) ?? '', /^pull request closed without merging: /, 'ended by its pull request, before intake saw the issue gone');
+    assert.match(statusCommentText(project.fake.comments(REPO_SLUG, merged)), /\*\*Shepherd:\*\* merged/);
+    assert.match(statusCommentText(project.fake.comments(REPO_SLUG, closed)), /\*\*Shepherd:\*\* closed without merging/);
+  } finally {
+    await project.close();
+  }
+});
+
+async function readState<T>(stateDb: string, read: (store: SqliteStateStore) => Promise<T>): Promise<T> {
+  const store = new SqliteStateStore(stateDb, { readonly: true });
+  try {
+    return await read(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function claimStatuses(stateDb: string): Promise<Record<string, string>> {
+  return readState(stateDb, async (store) => Object.fromEntries((await store.listClaims()).map((claim) => [claim.issueKey, claim.status])));
+}
 
 function statusCommentText(comments: readonly { body: string }[]): string {
   return comments.map((comment) => comment.body).join('\n');

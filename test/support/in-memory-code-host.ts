@@ -31,6 +31,10 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
   readonly savedRecords: { issueKey: string; record: ShepherdRecord }[] = [];
   /** While set, a publish makes its push visible at once but returns only when released (a slow push or API call). */
   #publishGate: Promise<void> | undefined;
+  /** Per issue, the error every look at its pull request fails with (the code host's API answers errors for it). */
+  readonly observeErrors = new Map<string, Error>();
+  /** Per issue, the error every read of its record fails with. */
+  readonly loadRecordErrors = new Map<string, Error>();
 
   /** Holds every publish after its push until the returned function is called. */
   holdPublishes(): () => void {
@@ -55,6 +59,10 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
     };
     if (existing) existing.change = change;
     else this.#pulls.set(issue.key, { change, state: 'open', issueLocation: issue.location, checks: new Map(), reviews: [] });
+    // As GitHub's publish does, with the status comment it writes: a new pull request starts a fresh record.
+    if (this.#records.get(issue.key)?.pullNumber !== change.number) {
+      this.#records.set(issue.key, { pullNumber: change.number, pullUrl: change.url, branch: change.branch, rounds: [], escalated: null, lastVerdict: 'opened; waiting for checks', merged: false });
+    }
     this.publishes.push({ issueKey: issue.key, runId: outcome.runId, headSha, fixRound: outcome.fix?.round ?? null });
     await this.#publishGate;
     return change;
@@ -65,6 +73,8 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
   }
 
   async observe(change: PublishedChange): Promise<PullObservation> {
+    const failure = this.observeErrors.get(change.issueKey);
+    if (failure) throw failure;
     const pull = this.#pull(change.issueKey);
     const headSha = pull.change.headSha;
     return { number: pull.change.number, state: pull.state, draft: pull.change.draft, headSha, checks: pull.checks.get(headSha) ?? [], reviews: pull.reviews };
@@ -75,6 +85,8 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
   }
 
   async loadRecord(issue: Issue): Promise<ShepherdRecord | undefined> {
+    const failure = this.loadRecordErrors.get(issue.key);
+    if (failure) throw failure;
     return this.#records.get(issue.key);
   }
 
@@ -99,6 +111,11 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
 
   record(issueKey: string): ShepherdRecord | undefined {
     return this.#records.get(issueKey);
+  }
+
+  /** A person merged the pull request, or closed it without merging, on the code host. */
+  closeByHand(issueKey: string, merged: boolean): void {
+    this.#pull(issueKey).state = merged ? 'merged' : 'closed';
   }
 
   /** A check on the pull request's current head (CI reporting). */

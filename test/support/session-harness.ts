@@ -10,6 +10,7 @@ import type { TeamExecutor } from '../../src/ports/team-executor.js';
 import type { AgentCliHost } from '../../src/ports/agent-cli.js';
 import type { ResumeRequests } from '../../src/ports/resume-requests.js';
 import type { CodeHost, IssueProgress } from '../../src/ports/publisher.js';
+import type { Logger } from '../../src/ports/logger.js';
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
@@ -128,7 +129,7 @@ export interface Harness {
   /** A session; `executor` replaces the local one (teams on another node). */
   newSession(
     mode?: 'live' | 'loop' | 'once',
-    options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests; codeHost?: CodeHost; progress?: IssueProgress },
+    options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests; codeHost?: CodeHost; progress?: IssueProgress; log?: Logger },
   ): FactorySession;
   stateDb: string;
 }
@@ -208,7 +209,7 @@ export function createHarness(rawOverrides: Record<string, unknown> = {}, source
           ...(options.codeHost ? { codeHost: options.codeHost } : {}),
           ...(options.progress ? { progress: options.progress } : {}),
           clock,
-          log: createSilentLogger(),
+          log: options.log ?? createSilentLogger(),
           identity: { pid: 4242, startTime: 7, bootId: 'boot' },
           hostname: 'test-host',
           // Reads go to the (absent) files as in a real session; writes are recorded.

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FactorySession } from '../../src/core/factory-session.js';
+import type { Logger, LogFields } from '../../src/ports/logger.js';
 import type { TeamExecution } from '../../src/ports/team-executor.js';
 import { createHarness, type Harness } from '../support/session-harness.js';
 import { InMemoryCodeHost } from '../support/in-memory-code-host.js';
@@ -25,6 +26,23 @@ interface Watched {
   sample(): void;
   /** settle + sample; `ms`: let fake time pass first, one poll at a time. */
   step(ms?: number): Promise<void>;
+}
+
+/** A logger that keeps every warning (with its bindings), for assertions on what a person is told. */
+class WarningLog implements Logger {
+  constructor(
+    readonly warnings: { fields: LogFields; message: string }[] = [],
+    private readonly bindings: LogFields = {},
+  ) {}
+  debug(): void {}
+  info(): void {}
+  error(): void {}
+  warn(fields: LogFields, message = ''): void {
+    this.warnings.push({ fields: { ...this.bindings, ...fields }, message });
+  }
+  child(bindings: LogFields): Logger {
+    return new WarningLog(this.warnings, { ...this.bindings, ...bindings });
+  }
 }
 
 async function openWatched(batchSize: number, overrides: Record<string, unknown> = {}): Promise<Watched> {
@@ -165,11 +183,12 @@ test('an issue edited while its fix round runs does not start a second team: the
   await w.session.close();
 });
 
-test('a fix round that goes silent is stopped by supervision as stalled; the claim goes back to the shepherd and the round says so', async () => {
-  const w = await openWatched(2, { runs: { superviseIntervalMs: 1_000, stallLimitMs: 10_000, maxRuntimeMs: 3_600_000 } });
+test('a fix round that goes silent is stopped as stalled and tried again on the same failure; when the last round stalls too, a person is asked', async () => {
+  const w = await openWatched(2, { runs: { superviseIntervalMs: 1_000, stallLimitMs: 10_000, maxRuntimeMs: 3_600_000 }, shepherd: { pollIntervalMs: POLL_MS, maxRounds: 2 } });
   w.h.source.put({ key: 'A', title: 'first', labels: ['factory'] });
   await w.step(POLL_MS);
   await finishTeam(w, 'A');
+  const failingHead = w.host.head('A');
   w.host.setCheck('A', FAILING_TEST);
   await w.step(2 * POLL_MS);
   const fix = w.starts.at(-1)!;
@@ -180,12 +199,62 @@ test('a fix round that goes silent is stopped by supervision as stalled; the cla
   await w.step(5_000);
   assert.equal(implementer.ended, true, 'stopped after runs.stallLimitMs without output or CPU');
   assert.equal((await fix.outcome).reason, 'stalled');
-  assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding');
-  assert.match(w.session.dispatcher.claim('A')?.lastReason ?? '', /^fix round 1 stalled: /);
   const round = w.host.record('A')!.rounds[0]!;
   assert.equal(round.result, 'stalled');
   assert.equal(round.pushedSha, null, 'nothing pushed');
+  assert.match(round.detail ?? '', /.+/, "the round keeps the run's reason");
   assert.equal(w.host.publishes.length, 1);
+
+  // Nothing was pushed and the head still fails: a stall is not the fix being wrong, so the same failure goes out again as round 2.
+  await w.step(POLL_MS);
+  const retry = w.starts.at(-1)!;
+  assert.match(retry.plan.runId, /-f2-/, 'the same failure is tried again as the next round');
+  assert.match(retry.plan.issue.body, /fix round 2 of 2[\s\S]*expected "hello" got "helo"/);
+  assert.equal(w.host.record('A')!.rounds[1]!.onSha, failingHead, 'on the same head');
+  assert.equal(w.host.escalations.length, 0);
+
+  // The last round stalls too: no round is left, so a person is asked, told what happened.
+  await w.step(13_000);
+  assert.equal((await retry.outcome).reason, 'stalled');
+  await w.step(POLL_MS);
+  assert.equal(w.host.escalations.length, 1, 'escalated once');
+  assert.match(w.host.escalations[0]!.text, new RegExp(`^fix round 2 ended without pushing a commit on ${failingHead.slice(0, 7)} \\(stalled: .+\\), and all 2 fix round\\(s\\) are used\\.`));
+  assert.match(w.host.escalations[0]!.text, /Round 1 \(ci-failed on `[0-9a-f]{7}`\): check test: failure; result stalled \(.+\)/);
+  assert.equal(w.host.stages.filter((entry) => entry.issueKey === 'A').at(-1)?.stage, 'needs-human');
+  assert.match(w.session.shepherd!.snapshot().find((watch) => watch.issueKey === 'A')!.escalated ?? '', /fix round 2 ended without pushing/, 'the API shows why');
+  await w.step(5 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 3, 'no round after escalating');
+  assert.equal(w.host.escalations.length, 1);
+  await w.session.close();
+});
+
+test('a fix round that fails without pushing asks a person at the next poll, with the round and its reason, instead of leaving the failing head answered', async () => {
+  const w = await openWatched(2);
+  w.h.source.put({ key: 'A', title: 'first', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  const failingHead = w.host.head('A');
+  w.host.setCheck('A', FAILING_TEST);
+  await w.step(2 * POLL_MS);
+  const fix = w.starts.at(-1)!;
+  assert.match(fix.plan.runId, /-f1-/);
+  w.h.fleet.find('A', 'implementer')!.exit(1);
+  await w.step(POLL_MS);
+  assert.equal((await fix.outcome).reason, 'failed');
+  assert.equal(w.host.head('A'), failingHead, 'nothing pushed');
+
+  await w.step(POLL_MS);
+  assert.equal(w.host.escalations.length, 1, 'a person is asked');
+  assert.match(w.host.escalations[0]!.text, new RegExp(`^fix round 1 ended without pushing a commit on ${failingHead.slice(0, 7)} \\(failed: .+\\)\\.`));
+  const record = w.host.record('A')!;
+  assert.equal(record.rounds.length, 1, 'a round that failed is not retried');
+  assert.equal(record.rounds[0]!.result, 'failed');
+  assert.match(record.escalated ?? '', /fix round 1 ended without pushing/);
+  assert.equal(w.host.stages.filter((entry) => entry.issueKey === 'A').at(-1)?.stage, 'needs-human');
+  assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding', 'the pull request is still followed (a merge by a person ends it)');
+  await w.step(5 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 2, 'no further round');
+  assert.equal(w.host.escalations.length, 1);
   await w.session.close();
 });
 
@@ -247,4 +316,63 @@ test("a poll while a fix round's push is still being recorded waits for it: the 
     if (/green/.test(saved.lastVerdict)) assert.equal(saved.rounds[0]?.result, 'succeeded', `a saved record said "${saved.lastVerdict}" with round 1 ${saved.rounds[0]?.result}`);
   }
   await w.session.close();
+});
+
+test('pull requests merged or closed while the daemon was down end their claims at the next start; one that cannot be looked up stays shepherding, warned at most once per poll, until it can', async () => {
+  const w = await openWatched(3);
+  for (const key of ['A', 'B', 'C']) w.h.source.put({ key, title: `issue ${key}`, labels: ['factory'] });
+  await w.step(POLL_MS);
+  for (const key of ['A', 'B', 'C']) await finishTeam(w, key);
+  for (const key of ['A', 'B', 'C']) assert.equal(w.session.dispatcher.claim(key)?.status, 'shepherding');
+  await w.session.close();
+
+  // While no daemon runs: A is merged, B closed without merging, C merged but the code host answers errors for it.
+  w.host.closeByHand('A', true);
+  w.host.closeByHand('B', false);
+  w.host.closeByHand('C', true);
+  w.host.loadRecordErrors.set('C', new Error('HTTP 502 reading the status comment'));
+  w.host.observeErrors.set('C', new Error('HTTP 502 reading the pull request'));
+  const log = new WarningLog();
+  const session = w.h.newSession('live', { codeHost: w.host, progress: w.host, log });
+  await session.open();
+  const urlOf = (key: string): string => w.host.record(key)!.pullUrl;
+  assert.equal(session.dispatcher.claim('A')?.status, 'succeeded', 'merged: the issue is done');
+  assert.equal(session.dispatcher.claim('A')?.lastReason, `pull request merged: ${urlOf('A')}`);
+  assert.equal(w.host.stages.filter((entry) => entry.issueKey === 'A').at(-1)?.stage, 'done');
+  assert.equal(w.host.record('A')!.merged, true);
+  assert.equal(session.dispatcher.claim('B')?.status, 'cancelled', 'closed without merging: dropped');
+  assert.equal(session.dispatcher.claim('B')?.lastReason, `pull request closed without merging: ${urlOf('B')}`);
+  assert.equal(session.dispatcher.claim('C')?.status, 'shepherding', 'not looked up: still shepherding');
+  const warningsForC = () => log.warnings.filter((entry) => entry.fields.issue === 'C' && /could not (find|look at) the pull request/.test(entry.message)).map((entry) => String(entry.fields.err));
+  assert.deepEqual(warningsForC(), ['HTTP 502 reading the status comment'], 'the failed lookup is told');
+
+  await session.startLive();
+  await w.h.settle();
+  // Webhooks make polls more often than the interval: still one warning per interval.
+  w.host.loadRecordErrors.delete('C');
+  for (let i = 0; i < 3; i++) await session.shepherd!.tick();
+  assert.equal(warningsForC().length, 1, 'at most one warning per poll interval');
+  assert.equal(session.dispatcher.claim('C')?.status, 'shepherding');
+  await w.h.clock.advance(POLL_MS);
+  await w.h.settle();
+  assert.deepEqual(warningsForC(), ['HTTP 502 reading the status comment', 'HTTP 502 reading the pull request'], 'warned again at the next poll, not silently forever');
+  assert.equal(session.dispatcher.claim('C')?.status, 'shepherding');
+  assert.deepEqual(
+    session.shepherd!.snapshot().map((watch) => [watch.issueKey, watch.lookError]),
+    [['C', 'HTTP 502 reading the pull request']],
+    'the pull requests that ended are no longer shown; the one not looked at is, with why',
+  );
+
+  // The code host answers again: the next poll ends C's claim as merged.
+  w.host.observeErrors.delete('C');
+  await w.h.clock.advance(POLL_MS);
+  await w.h.settle();
+  assert.equal(session.dispatcher.claim('C')?.status, 'succeeded');
+  assert.equal(w.host.stages.filter((entry) => entry.issueKey === 'C').at(-1)?.stage, 'done');
+  await w.h.clock.advance(3 * POLL_MS);
+  await w.h.settle();
+  assert.equal(warningsForC().length, 2, 'no warning once resolved');
+  assert.deepEqual(session.shepherd!.snapshot(), [], 'no longer followed');
+  assert.equal(w.starts.length, 3, 'no run started for the ended issues');
+  await session.close();
 });

@@ -155,6 +155,11 @@ export class Dispatcher {
     return this.#book.get(issueKey);
   }
 
+  /** The issues whose pull requests the shepherd should be following (claims `shepherding`). */
+  shepherdingIssues(): string[] {
+    return [...this.#book.values()].filter((claim) => claim.status === 'shepherding').map((claim) => claim.issueKey);
+  }
+
   #stamp(): Stamp {
     return { epoch: this.#options.epoch, nowMs: this.#options.clock.now() };
   }

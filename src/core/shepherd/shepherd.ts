@@ -2,7 +2,8 @@ import type { MergeMethod } from '../../config/publish-schema.js';
 import { isActiveClaimStatus, type FixRound, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
-import { judgePull, shortSha, type ShepherdRecord, type ShepherdRound, type ShepherdVerdict } from '../../domain/shepherd.js';
+import { oneLine } from '../../domain/agent-events/run-events.js';
+import { judgePull, PENDING_ROUND_RESULTS, shortSha, type ShepherdRecord, type ShepherdRound, type ShepherdVerdict } from '../../domain/shepherd.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { IssueSource } from '../../ports/issue-source.js';
 import type { Logger } from '../../ports/logger.js';
@@ -18,12 +19,15 @@ import type { CodeHost, IssueProgress, PublishedChange } from '../../ports/publi
  * back (`finishFixRound`) to push and record. The record (rounds, fingerprints,
  * the escalation) lives with the issue on the code host and the round on the
  * durable claim, so a restarted daemon picks up where the last one stopped and
- * never answers one commit twice.
+ * never answers one commit twice; a pull request merged or closed while no
+ * daemon ran is found through the claims still shepherding and ends them.
  */
 
 /** What the shepherd needs of the dispatcher's claims (the claim lifecycle's shepherd transitions). */
 export interface ShepherdClaims {
   claim(issueKey: string): IssueClaim | undefined;
+  /** The issues whose claims are `shepherding` now. */
+  shepherding(): readonly string[];
   /** succeeded → shepherding once the pull request is open. */
   markShepherding(issueKey: string, pullUrl: string): Promise<boolean>;
   /** shepherding → queued with the round; refused (with the claim's status) otherwise. */
@@ -54,6 +58,8 @@ export interface ShepherdWatch {
   readonly rounds: readonly ShepherdRound[];
   /** A fix round is queued or running for this pull request. */
   readonly fixing: boolean;
+  /** Why the last look at the pull request failed (the code host's error; tried again every poll); null when it worked. */
+  readonly lookError: string | null;
 }
 
 interface Watch {
@@ -61,16 +67,19 @@ interface Watch {
   change: PublishedChange;
   record: ShepherdRecord;
   lastHeadSha: string;
+  /** Why the last look at the pull request failed; null when it worked (or none was made yet). */
+  lookError: null | string;
 }
-
-/** Round results that are not an ended round: the claim still carries the round. */
-const PENDING_ROUND_RESULTS = new Set(['queued', 'running']);
 
 export class Shepherd {
   readonly #options: ShepherdOptions;
   readonly #watches = new Map<string, Watch>();
   /** Per issue, the last record change in flight: a poll, a publish and a fix round's end take turns (see #serially). */
   readonly #turns = new Map<string, Promise<void>>();
+  /** Shepherding claims whose pull request is not followed yet (not found open at start, and not looked up since): each poll tries again. */
+  readonly #unfollowed = new Set<string>();
+  /** When a poll last warned about each issue's pull request, so a failing lookup warns at most once per poll interval. */
+  readonly #warnedAtMs = new Map<string, number>();
   #timer: TimerHandle | undefined;
   #ticking: Promise<void> | undefined;
   #closed = false;
@@ -79,7 +88,13 @@ export class Shepherd {
     this.#options = options;
   }
 
-  /** Finds the pull requests Factory opened before (a restart) and starts polling. */
+  /**
+   * Finds the pull requests Factory opened before (a restart) and starts
+   * polling. A claim still `shepherding` whose pull request is not among the
+   * open ones was merged or closed while no daemon ran (or the list failed):
+   * its pull request is looked up by the number in its record now, and again
+   * on every poll until that works, so the claim never stays in play forever.
+   */
   async start(): Promise<void> {
     const { host, source, log, claims } = this.#options;
     try {
@@ -88,18 +103,60 @@ export class Shepherd {
         if (issue === undefined) continue;
         const record = await host.loadRecord(issue);
         if (record === undefined || record.pullNumber !== watched.change.number) continue;
-        const claim = claims.claim(issue.key);
-        // A round still on the claim runs (or runs again) through the dispatcher; any other unfinished round was lost with its daemon, and its commit may be answered again.
-        const rounds = record.rounds.map((round) => (PENDING_ROUND_RESULTS.has(round.result) && claim?.fix?.round !== round.round ? { ...round, result: 'interrupted' } : round));
-        this.#watches.set(issue.key, { issue, change: { ...watched.change, issueKey: issue.key }, record: { ...record, rounds }, lastHeadSha: watched.change.headSha });
+        this.#follow(issue, { ...watched.change, issueKey: issue.key }, record);
         // A claim that ended as succeeded before claims followed pull requests is taken over.
-        if (claim?.status === 'succeeded' && record.merged === false) await claims.markShepherding(issue.key, watched.change.url);
+        if (claims.claim(issue.key)?.status === 'succeeded' && record.merged === false) await claims.markShepherding(issue.key, watched.change.url);
       }
       if (this.#watches.size > 0) log.info({ pulls: [...this.#watches.values()].map((watch) => watch.change.url) }, 'following the pull requests Factory opened before');
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not list the pull requests Factory opened before; the next publish adds them back');
+      log.warn({ err: (error as Error).message }, 'could not list the pull requests Factory opened before; looking each one up by its issue instead');
     }
+    for (const issueKey of claims.shepherding()) if (!this.#watches.has(issueKey)) this.#unfollowed.add(issueKey);
+    await this.#followUnfollowed();
     this.#schedule();
+  }
+
+  /** Follows the pull request of `record` from now on; a round the record has pending but the claim no longer carries was lost with its daemon. */
+  #follow(issue: Issue, change: PublishedChange, record: ShepherdRecord): Watch {
+    const pending = this.#options.claims.claim(issue.key)?.fix?.round;
+    // A round still on the claim runs (or runs again) through the dispatcher; any other unfinished round was lost with its daemon, and its commit may be answered again.
+    const rounds = record.rounds.map((round) => (PENDING_ROUND_RESULTS.has(round.result) && pending !== round.round ? { ...round, result: 'interrupted' } : round));
+    const watch: Watch = { issue, change, record: { ...record, rounds }, lastHeadSha: change.headSha, lookError: null };
+    this.#watches.set(issue.key, watch);
+    return watch;
+  }
+
+  /**
+   * Looks up the pull request of each shepherding claim not followed yet, by
+   * its issue's record, and judges it at once: one merged or closed ends its
+   * claim, an open one is followed from now on. A lookup that fails (an API
+   * error, no record) keeps the claim shepherding and is tried at the next poll.
+   */
+  async #followUnfollowed(): Promise<void> {
+    const { host, source, claims } = this.#options;
+    for (const issueKey of [...this.#unfollowed]) {
+      if (this.#closed) return;
+      await this.#serially(issueKey, async () => {
+        // A publish may have followed it meanwhile, or the claim moved on (cancelled, requeued by hand).
+        if (this.#watches.has(issueKey) || claims.claim(issueKey)?.status !== 'shepherding') {
+          this.#unfollowed.delete(issueKey);
+          return;
+        }
+        let watch: Watch;
+        try {
+          const issue = await source.read(issueKey);
+          const record = await host.loadRecord(issue);
+          if (record === undefined) throw new Error('the issue has no shepherd record naming its pull request');
+          watch = this.#follow(issue, { issueKey, number: record.pullNumber, url: record.pullUrl, branch: record.branch, headSha: '', draft: false }, record);
+          this.#unfollowed.delete(issueKey);
+        } catch (error) {
+          this.#warnEachPoll(issueKey, { err: (error as Error).message }, 'could not find the pull request of a shepherding issue; it stays shepherding and is looked up again next poll');
+          return;
+        }
+        // Followed from now on: a look that fails is tried again at every poll, as for any followed pull request.
+        await this.#lookOrWarn(watch);
+      });
+    }
   }
 
   /**
@@ -118,7 +175,7 @@ export class Shepherd {
     // A run of the issue itself replaced any round that had not ended (a new revision was queued over it).
     const superseded = loaded.rounds.some((round) => PENDING_ROUND_RESULTS.has(round.result));
     const record = superseded ? { ...loaded, rounds: loaded.rounds.map((round) => (PENDING_ROUND_RESULTS.has(round.result) ? { ...round, result: 'superseded' } : round)) } : loaded;
-    const watch: Watch = { issue, change, record, lastHeadSha: change.headSha };
+    const watch: Watch = { issue, change, record, lastHeadSha: change.headSha, lookError: null };
     this.#watches.set(issue.key, watch);
     if (superseded) await this.#save(watch, record);
     await claims.markShepherding(issue.key, change.url);
@@ -149,15 +206,17 @@ export class Shepherd {
       change: { issueKey: issue.key, number: record.pullNumber, url: record.pullUrl, branch: record.branch, headSha: fix.onSha, draft: true },
       record,
       lastHeadSha: fix.onSha,
+      lookError: null,
     };
     this.#watches.set(issue.key, watch);
     const round = record.rounds.find((entry) => entry.round === fix.round) ?? roundOf(fix, outcome.startedAtMs);
-    let finished: ShepherdRound = { ...round, result: outcome.reason };
+    let finished: ShepherdRound = { ...round, result: outcome.reason, detail: oneLine(outcome.detail, ROUND_DETAIL_CHARS) };
     if (outcome.reason === 'succeeded') {
       const change = await host.publish(watch.issue, outcome, watch.record);
       watch.change = change;
       watch.lastHeadSha = change.headSha;
-      finished = { ...finished, pushedSha: change.headSha };
+      // A head that did not move is no push: the next poll treats the round as one that pushed nothing.
+      finished = { ...finished, pushedSha: change.headSha === fix.onSha ? null : change.headSha };
     }
     const rounds = record.rounds.some((entry) => entry.round === fix.round) ? record.rounds.map((entry) => (entry.round === fix.round ? finished : entry)) : [...record.rounds, finished];
     await this.#save(watch, {
@@ -186,6 +245,7 @@ export class Shepherd {
           round.round === pending && PENDING_ROUND_RESULTS.has(round.result) ? { ...round, result: claim?.status === 'running' ? 'running' : 'queued' } : round,
         ),
         fixing: pending !== undefined,
+        lookError: watch.lookError,
       };
     });
   }
@@ -222,13 +282,31 @@ export class Shepherd {
         // A run of the issue is queued, running or parked (a fix round or a new revision): its outcome moves the pull request; judge after it.
         const claim = this.#options.claims.claim(key);
         if (claim !== undefined && isActiveClaimStatus(claim.status) && claim.status !== 'shepherding') return;
-        try {
-          await this.#look(watch);
-        } catch (error) {
-          this.#options.log.warn({ issue: key, pull: watch.change.number, err: (error as Error).message }, 'could not look at the pull request; trying again next poll');
-        }
+        await this.#lookOrWarn(watch);
       });
     }
+    await this.#followUnfollowed();
+  }
+
+  async #lookOrWarn(watch: Watch): Promise<void> {
+    const key = watch.issue.key;
+    try {
+      await this.#look(watch);
+      watch.lookError = null;
+      this.#warnedAtMs.delete(key);
+    } catch (error) {
+      watch.lookError = (error as Error).message;
+      this.#warnEachPoll(key, { pull: watch.change.number, err: watch.lookError }, 'could not look at the pull request; trying again next poll');
+    }
+  }
+
+  /** A warning about one issue's pull request, at most once per poll interval (a webhook may make polls more often). */
+  #warnEachPoll(issueKey: string, fields: Record<string, unknown>, message: string): void {
+    const { clock, policy, log } = this.#options;
+    const last = this.#warnedAtMs.get(issueKey);
+    if (last !== undefined && clock.now() - last < policy.pollIntervalMs) return;
+    this.#warnedAtMs.set(issueKey, clock.now());
+    log.warn({ issue: issueKey, ...fields }, message);
   }
 
   /**
@@ -330,6 +408,9 @@ export class Shepherd {
   }
 }
 
+/** How much of a round's outcome detail the record keeps (it lives in the status comment). */
+const ROUND_DETAIL_CHARS = 300;
+
 function roundOf(fix: FixRound, atMs: number): ShepherdRound {
   return { round: fix.round, trigger: fix.trigger as ShepherdRound['trigger'], onSha: fix.onSha, failures: fix.failures, fingerprints: fix.fingerprints, result: 'queued', pushedSha: null, atMs };
 }
@@ -342,7 +423,7 @@ function renderEscalation(record: ShepherdRecord, reason: string): string {
   const lines = [`${reason}.`, '', record.rounds.length === 0 ? 'Factory made no fix round.' : 'What Factory tried:', ''];
   for (const round of record.rounds) {
     lines.push(
-      `- Round ${round.round} (${round.trigger} on \`${shortSha(round.onSha)}\`): ${round.failures.join('; ')}; result ${round.result}${round.pushedSha === null ? '' : `, pushed \`${shortSha(round.pushedSha)}\``}`,
+      `- Round ${round.round} (${round.trigger} on \`${shortSha(round.onSha)}\`): ${round.failures.join('; ')}; result ${round.result}${round.detail ? ` (${round.detail})` : ''}${round.pushedSha === null ? '' : `, pushed \`${shortSha(round.pushedSha)}\``}`,
     );
   }
   lines.push('', 'Factory stops working on this pull request: it is yours to take over.');

@@ -383,6 +383,17 @@ export class FakeGitHub {
     if (sha !== undefined) pull.head.sha = sha;
   }
 
+  /** A person merges the pull request (or closes it without merging) on GitHub, outside Factory. */
+  closePull(fullName: string, number: number, merged: boolean): void {
+    const repo = this.#repo(fullName);
+    const pull = repo.pulls.get(number);
+    if (pull === undefined) throw new Error(`no pull ${fullName}#${number}`);
+    this.#syncHead(repo, pull);
+    pull.state = 'closed';
+    pull.mergedAt = merged ? iso(this.now()) : null;
+    pull.updatedAt = iso(this.now());
+  }
+
   /** Stands in for GraphQL `markPullRequestReadyForReview`, which the fake does not serve. */
   setPullDraft(fullName: string, number: number, draft: boolean): void {
     const pull = this.#repo(fullName).pulls.get(number);
