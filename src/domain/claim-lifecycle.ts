@@ -14,7 +14,7 @@ import { describePark } from './budgets.js';
  *   parked ──resume (by hand, or at its reset time)──▶ queued (with the park: the next start continues it)
  *   ended ──requeue by hand──▶ queued
  *   succeeded ──published (pull request open)──▶ shepherding ──fix round (CI failed, changes requested)──▶ queued (with the fix) ──start──▶ running
- *   running fix ──outcome──▶ shepherding | cancelled | queued (released, fix kept) | parked (fix kept);  shepherding ──pull request closed──▶ succeeded (merged) | cancelled
+ *   running fix ──outcome──▶ shepherding | cancelled | queued (released, fix kept) | parked (fix kept);  shepherding ──pull request closed──▶ succeeded (merged) | gave-up (closed without merging)
  */
 
 /** What the lifecycle needs of the dispatch policy. */
@@ -223,7 +223,9 @@ export function claimAfterPullClosed(claim: IssueClaim, merged: boolean, pullUrl
   if (claim.status !== 'shepherding' && !(merged && claim.status === 'cancelled')) return undefined;
   return merged
     ? withChanges(claim, stamp, { status: 'succeeded', fix: null, lastReason: `pull request merged: ${pullUrl}` })
-    : withChanges(claim, stamp, { status: 'cancelled', fix: null, lastReason: `pull request closed without merging: ${pullUrl}` });
+    : // A person closed it: the revision ended (not `cancelled`, which intake claims again while the issue is in scope, and a
+      // second pull request would follow). An edit of the issue, or `dispatch --force`, runs it again.
+      withChanges(claim, stamp, { status: 'gave-up', fix: null, nextAttemptAtMs: null, lastReason: `pull request closed without merging: ${pullUrl}` });
 }
 
 /**

@@ -11,7 +11,7 @@ export const CLAIM_STATUSES = [
   'running', // a team is at work
   'retry-wait', // failed, waiting for its backoff deadline
   'succeeded',
-  'gave-up', // failed maxAttempts times, ended without a commit (no-changes), or was cut short by too many daemon crashes
+  'gave-up', // failed maxAttempts times, ended without a commit (no-changes), was cut short by too many daemon crashes, or its pull request was closed without merging
   'cancelled', // left scope or was closed while queued or running
   'parked', // stopped over a usage budget or limit, its work kept: resumes by hand or at its reset time
   'shepherding', // its pull request is open and followed through CI and review; no team runs (a fix round queues it again)

@@ -128,7 +128,7 @@ test('pull requests merged and closed while the daemon was down: the restarted d
     await restarted.exited;
     const claims = await readState(stateDb, (store) => store.listClaims());
     const reasonOf = (number: number) => claims.find((claim) => claim.issueKey === `acme_api-${number}`)?.lastReason;
-    assert.deepEqual(await claimStatuses(stateDb), { [`acme_api-${merged}`]: 'succeeded', [`acme_api-${closed}`]: 'cancelled' });
+    assert.deepEqual(await claimStatuses(stateDb), { [`acme_api-${merged}`]: 'succeeded', [`acme_api-${closed}`]: 'gave-up' });
     assert.match(reasonOf(merged) ?? '', /^pull request merged: /);
     assert.match(reasonOf(closed) ?? '', /^pull request closed without merging: /, 'ended by its pull request, before intake saw the issue gone');
     assert.match(statusCommentText(project.fake.comments(REPO_SLUG, merged)), /\*\*Shepherd:\*\* merged/);

@@ -308,7 +308,7 @@ test('shepherding: a published claim follows its pull request; a fix round queue
   }
 
   assert.equal(claimAfterPullClosed(shepherding, true, 'u', stamp)?.status, 'succeeded');
-  assert.equal(claimAfterPullClosed(shepherding, false, 'u', stamp)?.status, 'cancelled');
+  assert.equal(claimAfterPullClosed(shepherding, false, 'u', stamp)?.status, 'gave-up', 'closed by a person: this revision is not run again');
   assert.equal(claimAfterPullClosed(claimAfterCancel(shepherding, 'left scope: closed', stamp), true, 'u', stamp)?.status, 'succeeded', 'the issue closing with the merge may be seen first');
   assert.equal(claimAfterPullClosed(running, true, 'u', stamp), undefined, 'a running round ends first');
   assert.equal(claimAfterCancel(queued, 'left scope', stamp).fix, null);

@@ -340,12 +340,14 @@ test('pull requests merged or closed while the daemon was down end their claims 
   assert.equal(session.dispatcher.claim('A')?.lastReason, `pull request merged: ${urlOf('A')}`);
   assert.equal(w.host.stages.filter((entry) => entry.issueKey === 'A').at(-1)?.stage, 'done');
   assert.equal(w.host.record('A')!.merged, true);
-  assert.equal(session.dispatcher.claim('B')?.status, 'cancelled', 'closed without merging: dropped');
+  assert.equal(session.dispatcher.claim('B')?.status, 'gave-up', "closed without merging: a person's decision, this revision is not run again");
   assert.equal(session.dispatcher.claim('B')?.lastReason, `pull request closed without merging: ${urlOf('B')}`);
   assert.equal(session.dispatcher.claim('C')?.status, 'shepherding', 'not looked up: still shepherding');
   const warningsForC = () => log.warnings.filter((entry) => entry.fields.issue === 'C' && /could not (find|look at) the pull request/.test(entry.message)).map((entry) => String(entry.fields.err));
   assert.deepEqual(warningsForC(), ['HTTP 502 reading the status comment'], 'the failed lookup is told');
 
+  const restarts: TeamExecution[] = [];
+  session.dispatcher.observeStarts((team) => restarts.push(team));
   await session.startLive();
   await w.h.settle();
   // Webhooks make polls more often than the interval: still one warning per interval.
@@ -373,6 +375,14 @@ test('pull requests merged or closed while the daemon was down end their claims 
   await w.h.settle();
   assert.equal(warningsForC().length, 2, 'no warning once resolved');
   assert.deepEqual(session.shepherd!.snapshot(), [], 'no longer followed');
-  assert.equal(w.starts.length, 3, 'no run started for the ended issues');
+  // B's issue is still open and labelled: a reconcile does not run it again (no second pull request for a closed one).
+  await w.h.clock.advance(w.h.config.intake.reconcileIntervalMs);
+  await w.h.settle();
+  assert.deepEqual(
+    restarts.map((team) => team.plan.issue.key),
+    [],
+    'no run started for the ended issues',
+  );
+  assert.equal(session.dispatcher.claim('B')?.status, 'gave-up');
   await session.close();
 });
