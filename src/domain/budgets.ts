@@ -116,6 +116,13 @@ export interface ParkedRun {
    */
   readonly review?: ParkedReview;
   /**
+   * The branch head when the run started (its first part, for a run parked
+   * more than once): a resumed run is the same piece of work, so it counts its
+   * commits from here and what was committed before the park is its own.
+   * Absent in parks recorded before it was kept: those count from the resume.
+   */
+  readonly startCommit?: string;
+  /**
    * Set by a fleet worker: the worker whose repo clone holds the park ref, and
    * whether the ref reached the repo's remote (only then can another worker
    * resume the run). Absent for a run parked on the control plane's machine.

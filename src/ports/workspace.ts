@@ -29,8 +29,12 @@ export interface Workspace {
    * in `repo`, on `branch`. Safe to call again for the same issue.
    */
   prepare(request: PrepareRequest): Promise<PreparedWorkspace>;
-  /** Commits on the branch since the base commit (for the report). */
-  commitsSince(workspace: PreparedWorkspace): Promise<number>;
+  /**
+   * Commits on the branch since `since`, a commit branchHead() returned
+   * earlier (a run's own commits), or since the base commit when absent (the
+   * branch's commits over all its runs).
+   */
+  commitsSince(workspace: PreparedWorkspace, since?: string): Promise<number>;
   /** The commit the branch points at now (for the review round history). */
   branchHead(workspace: PreparedWorkspace): Promise<string>;
   /**

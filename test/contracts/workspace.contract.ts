@@ -49,6 +49,17 @@ export function describeWorkspaceContract(name: string, makeHarness: () => Promi
       assert.equal(await h.workspace.commitsSince(prepared), 2);
     });
 
+    withHarness("counts the commits since a head it reported (one run's own), apart from the branch's commits in all", async (h) => {
+      const prepared = await h.workspace.prepare({ repo: h.newRepo(), issueKey: 'FAC-9', branch: 'factory/FAC-9' });
+      h.commit(prepared, 'an earlier run');
+      const runStart = await h.workspace.branchHead(prepared);
+      assert.equal(await h.workspace.commitsSince(prepared, runStart), 0, 'nothing yet since the run started');
+      h.commit(prepared, 'this run, first');
+      h.commit(prepared, 'this run, second');
+      assert.equal(await h.workspace.commitsSince(prepared, runStart), 2);
+      assert.equal(await h.workspace.commitsSince(prepared), 3);
+    });
+
     withHarness('preparing again for the same issue (a retry, the next stage) reuses the workspace and keeps its commits', async (h) => {
       const repo = h.newRepo();
       const first = await h.workspace.prepare({ repo, issueKey: 'FAC-3', branch: 'factory/FAC-3' });

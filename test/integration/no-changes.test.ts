@@ -89,7 +89,7 @@ test('runs.allowNoChanges, or the runs.allowNoChangesLabel on the issue, lets su
     all.outcomes.map((o) => [o.issueKey, o.reason]),
     [['IDLE-2', 'succeeded']],
   );
-  assert.match(all.outcomes[0]!.detail, /0 commit\(s\) on factory\/IDLE-2/);
+  assert.match(all.outcomes[0]!.detail, /0 commit\(s\) this run on factory\/IDLE-2/);
 
   const byLabel = project('no-changes-label', { allowNoChangesLabel: 'no-code' });
   byLabel.writeIssue('CHECK-1', { labels: ['factory', 'No-Code'] });

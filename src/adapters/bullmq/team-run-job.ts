@@ -41,6 +41,7 @@ const parkedRunSchema = z.object({
   stage: z.number().int().min(0),
   sessions: z.record(z.string().min(1)),
   review: z.object({ round: z.number().int().min(1), changesRequested: z.record(z.number().int().min(0)), comments: z.string().optional() }).optional(),
+  startCommit: z.string().min(1).optional(),
   placement: z.object({ node: z.string().min(1), pushed: z.boolean(), pushError: z.string().optional() }).optional(),
 });
 

@@ -72,13 +72,13 @@ export class GitWorktreeWorkspace implements Workspace {
     return withRepositoryLock(checkout.commonDir, () => this.#prepareLocked(checkout, request));
   }
 
-  async commitsSince(workspace: PreparedWorkspace): Promise<number> {
+  async commitsSince(workspace: PreparedWorkspace, since: string = workspace.baseCommit): Promise<number> {
     try {
-      const { stdout } = await runGit(workspace.repo, ['rev-list', '--count', `${workspace.baseCommit}..refs/heads/${workspace.branch}`]);
+      const { stdout } = await runGit(workspace.repo, ['rev-list', '--count', `${since}..refs/heads/${workspace.branch}`]);
       return Number.parseInt(stdout.trim(), 10);
     } catch (error) {
       throw workspaceFailed(
-        `could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${workspace.baseCommit}: ${describeGitError(error)}`,
+        `could not count the commits on branch ${workspace.branch} in ${workspace.repo} since ${since}: ${describeGitError(error)}`,
         error,
         'The branch or its base commit was deleted or rewritten outside Factory.',
       );

@@ -48,8 +48,13 @@ export class InMemoryWorkspace implements Workspace {
     return workspace;
   }
 
-  async commitsSince(workspace: PreparedWorkspace): Promise<number> {
-    return this.#commits.get(`${workspace.path}\0${workspace.branch}`) ?? 0;
+  async commitsSince(workspace: PreparedWorkspace, since: string = workspace.baseCommit): Promise<number> {
+    const total = this.#commits.get(`${workspace.path}\0${workspace.branch}`) ?? 0;
+    if (since === workspace.baseCommit) return total;
+    // Heads are `commit-<n>` (branchHead): the commits since one are those made after it.
+    const earlier = /^commit-(\d+)$/.exec(since);
+    if (!earlier || Number(earlier[1]) > total) throw new FactoryError('FACTORY_WORKSPACE_FAILED', `${since} is not a commit on branch ${workspace.branch}`);
+    return total - Number(earlier[1]);
   }
 
   async branchHead(workspace: PreparedWorkspace): Promise<string> {

@@ -37,8 +37,8 @@ export class RepoCacheWorkspace implements Workspace {
     });
   }
 
-  commitsSince(workspace: PreparedWorkspace): Promise<number> {
-    return this.#inner.commitsSince(workspace);
+  commitsSince(workspace: PreparedWorkspace, since?: string): Promise<number> {
+    return this.#inner.commitsSince(workspace, since);
   }
 
   branchHead(workspace: PreparedWorkspace): Promise<string> {

@@ -82,6 +82,13 @@ export class TeamRun implements TeamExecution {
   readonly #listeners = new Set<(event: RunEvent) => void>();
   #stopReason: StopReason | undefined;
   #workspace: PreparedWorkspace | undefined;
+  /**
+   * The branch head this run counts its commits from: where the branch stood
+   * when the run started (a resumed run: when its first part started), so
+   * commits of earlier runs on the branch never count as this run's work.
+   * Undefined when the head could not be read (then no count is reported).
+   */
+  #startCommit: string | undefined;
   /** The team's resource group, when its budget sets a limit. */
   #group: TeamResourceGroup | undefined;
   #lastActivity: { signature: string; atMs: number };
@@ -218,6 +225,8 @@ export class TeamRun implements TeamExecution {
       return this.#finish('spawn-failed', `could not create the team's resource group: ${(error as Error).message}`);
     }
     const resume = plan.resume;
+    const headNow = await this.#deps.workspace.branchHead(this.#workspace).catch(() => undefined);
+    this.#startCommit = resume?.startCommit ?? headNow;
     if (resume) await this.#restoreParkedWork(resume);
     // Review rounds (domain/review.ts): a review stage that requests changes sends the team back to its work stages.
     // A resumed run counts on from where it parked, so a park cannot reset the count past review.maxRounds.
@@ -275,12 +284,30 @@ export class TeamRun implements TeamExecution {
       index++;
     }
     if (this.#stopReason) return this.#finish(this.#stopReason, `stopped: ${this.#stopReason}`);
-    const commits = await this.#deps.workspace.commitsSince(this.#workspace).catch(() => -1);
+    const commits = await this.#commitsThisRun(headNow);
+    const total = await this.#deps.workspace.commitsSince(this.#workspace).catch(() => undefined);
+    // Commits of earlier runs are there but are not this run's work: say so, so the report is read right.
+    const earlier = commits !== undefined && total !== undefined && total > commits ? `; ${total} on the branch in all` : '';
     if (commits === 0 && !mayEndWithoutChanges(plan.issue.labels, this.#deps.noChanges ?? { allowNoChanges: false })) {
-      return this.#finish('no-changes', `${this.#results.length} agent(s) exited 0 but left no commit on ${plan.branch} (runs.allowNoChanges is off)`);
+      return this.#finish('no-changes', `${this.#results.length} agent(s) exited 0 but left no commit on ${plan.branch} this run${earlier} (runs.allowNoChanges is off)`);
     }
-    const detail = commits >= 0 ? `${this.#results.length} agent(s) exited 0; ${commits} commit(s) on ${plan.branch}` : `${this.#results.length} agent(s) exited 0`;
+    const detail = commits !== undefined ? `${this.#results.length} agent(s) exited 0; ${commits} commit(s) this run on ${plan.branch}${earlier}` : `${this.#results.length} agent(s) exited 0`;
     return this.#finish('succeeded', detail);
+  }
+
+  /**
+   * Commits on the branch since the run started. A resumed run counts from
+   * its first part's start; when that commit is not in this clone (a park
+   * recorded elsewhere), from where this part started. Undefined when
+   * neither can be counted.
+   */
+  async #commitsThisRun(headAtThisPart: string | undefined): Promise<number | undefined> {
+    for (const since of new Set([this.#startCommit, headAtThisPart])) {
+      if (since === undefined) continue;
+      const count = await this.#deps.workspace.commitsSince(this.#workspace!, since).catch(() => undefined);
+      if (count !== undefined) return count;
+    }
+    return undefined;
   }
 
   /** Where `slot` writes its verdict in `round`: beside its log, outside the worktree, one file per round so a stale one is never read. */
@@ -474,6 +501,7 @@ export class TeamRun implements TeamExecution {
       stage: stageIndex,
       sessions,
       ...(review ? { review } : {}),
+      ...(this.#startCommit !== undefined ? { startCommit: this.#startCommit } : {}),
     };
     return { ...this.#finish('parked', `parked: ${trigger.reason}; ${kept}`), park };
   }
