@@ -168,6 +168,28 @@ describe('LocalMountIssueSource', () => {
       assert.equal((await source.read(join(root, 'FAC-1.md'))).title, 'Second');
     });
 
+    it('a file added with a key another file holds is the duplicate, whatever its name; a fresh start gives the key to the file named after it', async () => {
+      await freshMount();
+      await put('CASE-1.json', { key: 'CASE-1', title: 'First', state: 'ready' });
+      assert.equal((await source.read(join(root, 'CASE-1.json'))).title, 'First');
+      await put('AAA.json', { key: 'CASE-1', title: 'Added later', state: 'ready' });
+      const reason = 'AAA.json: duplicate key "CASE-1", already used by CASE-1.json; give one of them another key';
+
+      await assert.rejects(source.read(join(root, 'AAA.json')), (error) => isFactoryError(error, 'FACTORY_ISSUE_INVALID') && error.message === reason);
+      const { issues, skipped } = await source.scan();
+      assert.deepEqual(
+        issues.map((issue) => issue.title),
+        ['First'],
+      );
+      assert.deepEqual(skipped.map(pathAndReason), [{ path: join(root, 'AAA.json'), reason }]);
+
+      const restarted = new LocalMountIssueSource({ root, clock: new SystemClock() });
+      assert.deepEqual(
+        (await restarted.scan()).issues.map((issue) => issue.title),
+        ['First'],
+      );
+    });
+
     it('ignores dotfiles, temp and backup files, subfolders, other extensions and its own outcome files', async () => {
       await freshMount();
       await put('FAC-1.json', { title: 'Keyed by file name', state: 'ready' });

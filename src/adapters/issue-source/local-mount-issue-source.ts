@@ -129,9 +129,9 @@ export class LocalMountIssueSource implements IssueSource {
 
     const verdicts = await mapWithConcurrency(fileNames, this.#readConcurrency, (name) => this.#readIssueFile(join(this.root, name)));
 
-    const issues: Issue[] = [];
+    const parsed: { path: string; issue: Issue }[] = [];
     const skipped: SkippedIssueFile[] = [];
-    const pathByKey = new Map<string, string>();
+    const claimants = new Map<string, string[]>();
     const liveCache = new Map<string, CachedParse>();
     verdicts.forEach((verdict, index) => {
       const name = fileNames[index] as string;
@@ -143,19 +143,32 @@ export class LocalMountIssueSource implements IssueSource {
         skipped.push({ path, reason: verdict.result.reason, ...(verdict.revision ? { revision: verdict.revision } : {}) });
         return;
       }
-      const issue = verdict.result.value;
-      const firstPath = pathByKey.get(issue.key);
-      if (firstPath !== undefined) {
-        skipped.push({ path, reason: describeDuplicateKey(path, issue.key, firstPath) });
-        return;
-      }
-      pathByKey.set(issue.key, path);
-      issues.push(issue);
+      parsed.push({ path, issue: verdict.result.value });
+      claimants.set(verdict.result.value.key, [...(claimants.get(verdict.result.value.key) ?? []), path]);
     });
+    const pathByKey = new Map<string, string>();
+    for (const [key, paths] of claimants) pathByKey.set(key, this.#holderAmong(key, paths));
+    const issues: Issue[] = [];
+    for (const { path, issue } of parsed) {
+      const holder = pathByKey.get(issue.key) as string;
+      if (holder === path) issues.push(issue);
+      else skipped.push({ path, reason: describeDuplicateKey(path, issue.key, holder) });
+    }
     // Forget files that are gone, so the cache never outgrows the folder.
     this.#parseCache = liveCache;
     this.#pathByKey = pathByKey;
     return { issues, skipped };
+  }
+
+  /**
+   * Which of the files (in name order) that claim `key` holds it: the one
+   * that held it already (a file added with a key in use never takes the
+   * issue over), else the one named after the key, else the first by name.
+   */
+  #holderAmong(key: string, paths: readonly string[]): string {
+    const known = this.#pathByKey?.get(key);
+    if (known !== undefined && paths.includes(known)) return known;
+    return paths.find((path) => deriveIssueKeyFromFileName(path) === key) ?? (paths[0] as string);
   }
 
   async read(keyOrPath: string): Promise<Issue> {
@@ -446,8 +459,10 @@ export class LocalMountIssueSource implements IssueSource {
 
   /**
    * The daemon reads the files named by events one by one; without this, an
-   * event for the later of two files sharing a key would hand it the file a
-   * scan skips, and the issue would flip between the two files' revisions.
+   * event for a file whose key another file holds would hand it the
+   * duplicate a scan skips, and the issue would flip between the two files'
+   * revisions (a run of the duplicate, then of the first file again when the
+   * duplicate goes). The file that holds a key keeps it, whatever the names.
    */
   async #refuseShadowedDuplicate(issue: Issue, path: string): Promise<void> {
     // A file outside the mount (`factory triage ./elsewhere/X.json`) competes with nothing.
@@ -455,8 +470,8 @@ export class LocalMountIssueSource implements IssueSource {
     if (this.#pathByKey === undefined) await this.scan();
     const pathByKey = this.#pathByKey ?? new Map<string, string>();
     const holder = pathByKey.get(issue.key);
-    if (holder !== undefined && holder !== path && compareFileNames(basename(holder), basename(path)) < 0) {
-      // The index may be stale: the earlier file only wins if it still holds this key.
+    if (holder !== undefined && holder !== path) {
+      // The index may be stale: the holder only keeps the key if it still holds it.
       const verdict = await this.#readIssueFile(holder);
       if (verdict.kind === 'parsed' && verdict.result.ok && verdict.result.value.key === issue.key) {
         throw new FactoryError('FACTORY_ISSUE_INVALID', describeDuplicateKey(path, issue.key, holder), { details: { path, key: issue.key, firstPath: holder } });
