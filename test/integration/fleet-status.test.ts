@@ -70,10 +70,15 @@ test('status, the state API and /metrics show the workers, where each run is pla
 
   const heartbeat = JSON.parse(readFileSync(join(f.project.dir, '.factory', 'heartbeat.json'), 'utf8')) as { http?: { url: string } };
   const url = heartbeat.http!.url;
-  const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { fleet: StatusSnapshot['fleet'] };
-  assert.ok(
-    state.fleet?.placements.some((p) => p.runId === started.runId && p.node === 'w1'),
-    'the state API places the run',
+  // Polled like status above: a worker counts as connected (and its runs as placed) only while its announcement is fresh, which a loaded machine can delay.
+  await waitFor(
+    'the state API to place the run on w1',
+    async () => {
+      const state = (await (await fetch(`${url}/api/v1/state`)).json()) as { fleet: StatusSnapshot['fleet'] };
+      return state.fleet?.placements.some((p) => p.runId === started.runId && p.node === 'w1');
+    },
+    10_000,
+    300,
   );
   const metrics = await waitFor(
     'the fleet metrics',
