@@ -17,10 +17,14 @@ import type { Logger } from '../ports/logger.js';
  * `full_name`, an issue or pull request without a whole number) is answered
  * 400, one about a repository outside `source.github.repos` 202 and ignored;
  * an event Factory does not act on is 202 and ignored too. Each is logged by
- * event, delivery and reason, never with the payload.
+ * event, delivery and reason, never with the payload. The event and delivery
+ * headers are not covered by the signature: they are logged only when shaped
+ * like GitHub's (an event name, a GUID), else as `<malformed>`.
  */
 
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
+const LOGGABLE_EVENT = /^[a-z_]{1,64}$/;
+const LOGGABLE_DELIVERY = /^[0-9a-f-]{1,64}$/i;
 const ISSUE_EVENTS = new Set(['issues', 'label', 'issue_comment']);
 const PULL_EVENTS = new Set(['pull_request', 'pull_request_review', 'check_run', 'check_suite', 'status']);
 /** Events about one issue or pull request, and the payload field that holds it (its `number` must be a whole number). */
@@ -65,11 +69,13 @@ export class GitHubWebhookReceiver {
     const signature = header(request, 'x-hub-signature-256');
     const event = header(request, 'x-github-event') ?? '';
     const delivery = header(request, 'x-github-delivery') ?? '';
+    // What the logs say about the delivery: anyone can send these headers, so a value not shaped like GitHub's is never written out.
+    const named = { event: loggable(event, LOGGABLE_EVENT), delivery: loggable(delivery, LOGGABLE_DELIVERY) };
     const valid = signature !== undefined && (await this.#webhooks.verify(body, signature).catch(() => false));
     if (!valid) {
       this.counts.refused++;
       // The payload is not logged: it is unauthenticated and may be large or hostile.
-      this.log.warn({ event, delivery, signature: signature === undefined ? 'missing' : 'mismatch', bytes: size }, 'refused a GitHub webhook delivery: bad signature');
+      this.log.warn({ ...named, signature: signature === undefined ? 'missing' : 'mismatch', bytes: size }, 'refused a GitHub webhook delivery: bad signature');
       return answer(401, 'signature does not match');
     }
     if (event === 'ping') {
@@ -79,26 +85,26 @@ export class GitHubWebhookReceiver {
     // An App gets some events whatever it subscribes to (installation, for one); Factory acts on none of them.
     if (!ISSUE_EVENTS.has(event) && !PULL_EVENTS.has(event)) {
       this.counts.ignored++;
-      this.log.debug({ event, delivery }, 'ignored a GitHub webhook delivery: Factory does not act on this event');
+      this.log.debug(named, 'ignored a GitHub webhook delivery: Factory does not act on this event');
       return answer(202, 'ignored: event not used');
     }
     const read = readDelivery(body, event);
     if (!read.ok) {
       this.counts.refused++;
-      this.log.warn({ event, delivery, reason: read.reason, bytes: size }, 'refused a signed GitHub webhook delivery: not the shape GitHub sends');
+      this.log.warn({ ...named, reason: read.reason, bytes: size }, 'refused a signed GitHub webhook delivery: not the shape GitHub sends');
       return answer(400, `malformed delivery: ${read.reason}`);
     }
     const repo = read.repo;
     const slug = formatRepoSlug(repo);
     if (!this.repos.some((configured) => sameRepo(configured, repo))) {
       this.counts.ignored++;
-      this.log.info({ event, delivery, repo: slug }, 'ignored a GitHub webhook delivery about a repository not in source.github.repos');
+      this.log.info({ ...named, repo: slug }, 'ignored a GitHub webhook delivery about a repository not in source.github.repos');
       return answer(202, 'ignored: repository not configured');
     }
     this.counts.accepted++;
     if (ISSUE_EVENTS.has(event)) this.targets.wakeIntake(repo);
     if (PULL_EVENTS.has(event)) this.targets.wakeShepherd();
-    this.log.debug({ event, delivery, repo: slug }, 'GitHub webhook delivery accepted');
+    this.log.debug({ ...named, repo: slug }, 'GitHub webhook delivery accepted');
     return answer(202, 'accepted');
   }
 }
@@ -128,6 +134,12 @@ function readDelivery(body: string, event: string): { ok: true; repo: GitHubRepo
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `value` when it matches `pattern`; otherwise only that it was missing or malformed. */
+function loggable(value: string, pattern: RegExp): string {
+  if (value === '') return '<missing>';
+  return pattern.test(value) ? value : '<malformed>';
 }
 
 function header(request: IncomingMessage, name: string): string | undefined {

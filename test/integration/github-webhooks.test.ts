@@ -85,3 +85,37 @@ it('signed deliveries that are malformed or about another repository are skipped
     await fake.close();
   }
 });
+
+it('the event and delivery headers, which the signature does not cover, are logged only when shaped like GitHub sends them', async () => {
+  const fake = await startFakeGitHub();
+  fake.createRepo('acme/api');
+  const number = fake.createIssue('acme/api', { title: 'x', labels: ['factory'] });
+  const lines: { level: string; fields: LogFields; message: string }[] = [];
+  const receiver = new GitHubWebhookReceiver(SECRET, [repoRef('acme/api')], { wakeIntake: () => undefined, wakeShepherd: () => undefined }, recordingLogger(lines));
+  const server = createServer((request, response) => void receiver.handle(request, response));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const target = `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/github`;
+  const body = JSON.stringify(fake.issuesEventPayload('acme/api', number, 'labeled'));
+  const HOSTILE = 'HOSTILE-HEADER';
+  try {
+    const cases: [string, string, string, { event: string; delivery: string }][] = [
+      ['GitHub-shaped headers are logged as sent', 'issues', '72d3162e-cc78-11e3-81ab-4c9367dc0958', { event: 'issues', delivery: '72d3162e-cc78-11e3-81ab-4c9367dc0958' }],
+      ['an event with other characters', `issues ${HOSTILE} level=error`, '72d3162e-cc78-11e3-81ab-4c9367dc0958', { event: '<malformed>', delivery: '72d3162e-cc78-11e3-81ab-4c9367dc0958' }],
+      ['an event too long', 'a'.repeat(65), '72d3162e', { event: '<malformed>', delivery: '72d3162e' }],
+      ['a delivery that is not a GUID', 'issues', `${HOSTILE}<script>`, { event: 'issues', delivery: '<malformed>' }],
+      ['a delivery too long', 'issues', 'f'.repeat(65), { event: 'issues', delivery: '<malformed>' }],
+    ];
+    for (const [what, event, delivery, logged] of cases) {
+      lines.length = 0;
+      await fake.deliverRawWebhook(target, SECRET, event, body, delivery);
+      await fake.deliverRawWebhook(target, 'not-the-secret', event, body, delivery);
+      assert.equal(lines.length, 2, `${what}: the delivery and the refused one are logged`);
+      for (const line of lines) assert.deepEqual({ event: line.fields.event, delivery: line.fields.delivery }, logged, `${what} (${line.message})`);
+      assert.ok(!JSON.stringify(lines).includes(HOSTILE), `${what}: the header's value is not logged`);
+      assert.ok(!JSON.stringify(lines).includes('a'.repeat(65)) && !JSON.stringify(lines).includes('f'.repeat(65)), `${what}: an overlong value is not logged`);
+    }
+  } finally {
+    server.close();
+    await fake.close();
+  }
+});

@@ -459,9 +459,8 @@ export class FakeGitHub {
     return this.deliverRawWebhook(targetUrl, secret, event, JSON.stringify(payload));
   }
 
-  /** Like deliverWebhook, with the body as given (signed as it is, JSON or not). */
-  async deliverRawWebhook(targetUrl: string, secret: string, event: string, body: string): Promise<{ status: number; deliveryId: string }> {
-    const deliveryId = randomUUID();
+  /** Like deliverWebhook, with the body as given (signed as it is, JSON or not); `deliveryId` replaces the GUID GitHub would send. */
+  async deliverRawWebhook(targetUrl: string, secret: string, event: string, body: string, deliveryId: string = randomUUID()): Promise<{ status: number; deliveryId: string }> {
     const response = await fetch(targetUrl, {
       method: 'POST',
       headers: {
