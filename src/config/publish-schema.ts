@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { DEFAULT_TRUSTED_ASSOCIATIONS } from '../domain/shepherd.js';
+import { githubLoginSchema } from './source-schema.js';
 
 /**
  * `publish` and `shepherd`: what Factory does with a team's branch when the
@@ -21,12 +23,26 @@ export const publishSchema = z
   .strict()
   .default({});
 
+/** GitHub's `author_association` values (the pull request review object). */
+export const AUTHOR_ASSOCIATIONS = ['OWNER', 'MEMBER', 'COLLABORATOR', 'CONTRIBUTOR', 'FIRST_TIME_CONTRIBUTOR', 'FIRST_TIMER', 'MANNEQUIN', 'NONE'] as const;
+
 export const shepherdSchema = z
   .object({
     /** Fix rounds per pull request (CI failures and change requests together) before a human is asked. */
     maxRounds: z.number().int('expected a whole number of rounds').min(0).max(20).default(3),
     /** Time between two looks at each open pull request Factory watches. */
     pollIntervalMs: z.number().int().positive('expected a positive number of milliseconds').default(60_000),
+    /**
+     * Whose pull request reviews count, for the merge and for fix rounds:
+     * anyone can review on a public repository. Factory's own reviews never count.
+     */
+    trustedReviewers: z
+      .object({
+        associations: z.array(z.enum(AUTHOR_ASSOCIATIONS)).default([...DEFAULT_TRUSTED_ASSOCIATIONS]),
+        logins: z.array(githubLoginSchema).default([]),
+      })
+      .strict()
+      .default({}),
   })
   .strict()
   .default({});

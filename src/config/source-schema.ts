@@ -10,6 +10,9 @@ import { parseRepoSlug } from '../domain/github-issue.js';
 const nonEmpty = z.string().min(1, 'expected a non-empty string');
 const positiveMs = z.number().int('expected a whole number of milliseconds').positive('expected a positive number of milliseconds');
 
+/** A GitHub user or App bot login. */
+export const githubLoginSchema = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?$/, 'expected a GitHub login such as "factory-bot" or "my-app[bot]"');
+
 const repoSlug = z.string().superRefine((slug, ctx) => {
   const parsed = parseRepoSlug(slug);
   if (!parsed.ok) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.reason });
@@ -41,10 +44,7 @@ const githubSourceSchema = z
      * learned at start (`GET /user` for a token, `GET /app` for an App). Only
      * markers in comments and pull requests by this login are trusted.
      */
-    identity: z
-      .string()
-      .regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?$/, 'expected a GitHub login such as "factory-bot" or "my-app[bot]"')
-      .optional(),
+    identity: githubLoginSchema.optional(),
     /** Label name → priority (lower runs first), e.g. {"P0": 0, "P1": 1}. */
     priorityLabels: z.record(z.number().int().min(0)).default({}),
     /** Names of Factory's lifecycle labels. */

@@ -315,7 +315,7 @@ export class FactorySession {
             queueFixRound: (issueKey, fix) => this.dispatcher.queueFixRound(issueKey, fix),
             pullClosed: (issueKey, merged, pullUrl) => this.dispatcher.pullClosed(issueKey, merged, pullUrl),
           },
-          policy: { maxRounds: config.shepherd.maxRounds, pollIntervalMs: config.shepherd.pollIntervalMs, merge: config.publish.merge },
+          policy: { maxRounds: config.shepherd.maxRounds, pollIntervalMs: config.shepherd.pollIntervalMs, merge: config.publish.merge, trustedReviewers: config.shepherd.trustedReviewers },
           clock,
           log: log.child({ component: 'shepherd' }),
         })

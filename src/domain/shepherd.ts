@@ -18,7 +18,13 @@ export interface PullCheck {
 }
 
 export interface PullReview {
+  /** The code host's id of the review, for logs. */
+  readonly id: number;
   readonly author: string;
+  /** GitHub's `author_association`: `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `NONE`... */
+  readonly association: string;
+  /** Written by Factory's own login: never a person's approval or change request. */
+  readonly byFactory: boolean;
   /** `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED`. */
   readonly state: string;
   readonly body: string;
@@ -83,6 +89,30 @@ export type ShepherdVerdict =
 
 export interface ShepherdPolicy {
   readonly maxRounds: number;
+  /** Whose reviews count; default: {@link DEFAULT_REVIEW_TRUST}. */
+  readonly trust?: ReviewTrust;
+}
+
+/**
+ * Whose reviews approve a pull request or send the implementer back. On a
+ * public repository anyone can leave a review: a stranger's approval must not
+ * merge, and a stranger's change request must not reach the agent's prompt.
+ */
+export interface ReviewTrust {
+  /** `author_association` values that count. */
+  readonly associations: readonly string[];
+  /** Logins that count whatever their association (compared case-insensitively). */
+  readonly logins: readonly string[];
+}
+
+export const DEFAULT_TRUSTED_ASSOCIATIONS = ['OWNER', 'MEMBER', 'COLLABORATOR'] as const;
+export const DEFAULT_REVIEW_TRUST: ReviewTrust = { associations: DEFAULT_TRUSTED_ASSOCIATIONS, logins: [] };
+
+/** Whether `review` counts: by a trusted association or login, and never one of Factory's own. */
+export function isTrustedReview(review: PullReview, trust: ReviewTrust = DEFAULT_REVIEW_TRUST): boolean {
+  if (review.byFactory) return false;
+  const author = review.author.toLowerCase();
+  return trust.associations.includes(review.association.toUpperCase()) || trust.logins.some((login) => login.toLowerCase() === author);
 }
 
 const FAILED_CONCLUSIONS = new Set(['failure', 'timed_out', 'cancelled', 'action_required', 'startup_failure', 'stale', 'error']);
@@ -120,6 +150,11 @@ export function roundPushed(round: ShepherdRound): boolean {
   return round.pushedSha !== null && round.pushedSha !== round.onSha;
 }
 
+/** The approvals and change requests that do not count (see {@link isTrustedReview}), for the log. */
+export function untrustedVerdicts(reviews: readonly PullReview[], trust: ReviewTrust = DEFAULT_REVIEW_TRUST): PullReview[] {
+  return reviews.filter((review) => (review.state === 'APPROVED' || review.state === 'CHANGES_REQUESTED') && !isTrustedReview(review, trust));
+}
+
 export function judgePull(observation: PullObservation, record: ShepherdRecord, policy: ShepherdPolicy): ShepherdVerdict {
   if (observation.state !== 'open') return { kind: 'closed', merged: observation.state === 'merged' };
   const sha = observation.headSha;
@@ -132,7 +167,8 @@ export function judgePull(observation: PullObservation, record: ShepherdRecord, 
 
   const failedChecks = observation.checks.filter((check) => check.state === 'failed');
   const pending = observation.checks.filter((check) => check.state === 'pending');
-  const reviews = currentReviews(observation.reviews, sha);
+  const trusted = observation.reviews.filter((review) => isTrustedReview(review, policy.trust));
+  const reviews = currentReviews(trusted, sha);
   const changeRequests = reviews.filter((review) => review.state === 'CHANGES_REQUESTED');
 
   // All of a commit's failures go into one round: wait for the checks still running.

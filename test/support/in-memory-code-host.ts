@@ -23,6 +23,7 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
   readonly #pulls = new Map<string, Pull>();
   readonly #records = new Map<string, ShepherdRecord>();
   #nextNumber = 1;
+  #nextReviewId = 1;
   /** Every publish in order: which run pushed which head. */
   readonly publishes: { issueKey: string; runId: string; headSha: string; fixRound: number | null }[] = [];
   readonly stages: { issueKey: string; stage: IssueStage }[] = [];
@@ -123,6 +124,20 @@ export class InMemoryCodeHost implements CodeHost, IssueProgress {
     const pull = this.#pull(issueKey);
     const checks = pull.checks.get(pull.change.headSha) ?? [];
     pull.checks.set(pull.change.headSha, [...checks.filter((known) => known.name !== check.name), check]);
+  }
+
+  /** A review on the pull request's current head; by `reviewer`, a MEMBER, unless the test says otherwise. */
+  addReview(issueKey: string, review: Pick<PullReview, 'state' | 'body'> & Partial<Pick<PullReview, 'author' | 'association' | 'byFactory' | 'submittedAtMs'>>): void {
+    const pull = this.#pull(issueKey);
+    pull.reviews.push({
+      id: this.#nextReviewId++,
+      author: 'reviewer',
+      association: 'MEMBER',
+      byFactory: false,
+      submittedAtMs: pull.reviews.length,
+      ...review,
+      commitId: pull.change.headSha,
+    });
   }
 
   #pull(issueKey: string): Pull {

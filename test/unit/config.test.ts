@@ -199,3 +199,17 @@ test('source.github.identity takes a user or App bot login and refuses anything 
     assert.match(String(error.details.problems), /source\.github\.identity/);
   }
 });
+
+test("shepherd.trustedReviewers: owners, members and collaborators by default; associations from GitHub's list, logins as GitHub spells them", () => {
+  const withTrust = (trustedReviewers?: unknown) => ({ ...MINIMAL, shepherd: trustedReviewers === undefined ? {} : { trustedReviewers } });
+  assert.deepEqual(compileConfig(withTrust(), '/srv/factory.config.json').shepherd.trustedReviewers, { associations: ['OWNER', 'MEMBER', 'COLLABORATOR'], logins: [] });
+  assert.deepEqual(compileConfig(withTrust({ associations: ['OWNER'], logins: ['renovate[bot]'] }), '/srv/factory.config.json').shepherd.trustedReviewers, {
+    associations: ['OWNER'],
+    logins: ['renovate[bot]'],
+  });
+  for (const bad of [{ associations: ['ANYONE'] }, { logins: ['two words'] }, { users: ['x'] }]) {
+    const error = thrownBy(() => compileConfig(withTrust(bad), '/srv/factory.config.json'));
+    assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+    assert.match(String(error.details.problems), /shepherd\.trustedReviewers/);
+  }
+});

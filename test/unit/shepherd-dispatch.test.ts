@@ -386,3 +386,22 @@ test('pull requests merged or closed while the daemon was down end their claims 
   assert.equal(session.dispatcher.claim('B')?.status, 'gave-up');
   await session.close();
 });
+
+test('shepherd.trustedReviewers reaches the shepherd: with only owners trusted, a member neither merges nor starts a round; an owner merges', async () => {
+  const w = await openWatched(1, { publish: { merge: 'squash' }, shepherd: { pollIntervalMs: POLL_MS, maxRounds: 3, trustedReviewers: { associations: ['OWNER'] } } });
+  w.h.source.put({ key: 'A', title: 'first', labels: ['factory'] });
+  await w.step(POLL_MS);
+  await finishTeam(w, 'A');
+  w.host.setCheck('A', { name: 'test', state: 'passed', conclusion: 'success', output: '' });
+  w.host.addReview('A', { author: 'alice', association: 'MEMBER', state: 'CHANGES_REQUESTED', body: 'rename it' });
+  w.host.addReview('A', { author: 'bob', association: 'MEMBER', state: 'APPROVED', body: 'ship it' });
+  await w.step(3 * POLL_MS);
+  assert.equal(startsOf(w, 'A').length, 1, "a member's change request starts no round");
+  assert.equal(w.session.dispatcher.claim('A')?.status, 'shepherding');
+  assert.match(w.host.record('A')!.lastVerdict, /waiting for review/, "a member's approval does not merge");
+
+  w.host.addReview('A', { author: 'olivia', association: 'OWNER', state: 'APPROVED', body: 'ok' });
+  await w.step(2 * POLL_MS);
+  assert.equal(w.host.record('A')!.merged, true, "the owner's approval merges");
+  await w.session.close();
+});

@@ -26,7 +26,7 @@ export interface GitHubCodeHostOptions {
   readonly repos: readonly GitHubRepoRef[];
   readonly repoClient: GitHubRepoClient;
   readonly writeback: GitHubIssueWriteback;
-  readonly identity: Pick<GitHubIdentity, 'ownMarkedComments' | 'ownsPull' | 'pullProblem'>;
+  readonly identity: Pick<GitHubIdentity, 'ownMarkedComments' | 'ownsPull' | 'pullProblem' | 'isSelf'>;
   readonly pusher: BranchPusher;
   /** `dispatch.branchPrefix`: Factory's branch for an issue is this prefix and the issue key. */
   readonly branchPrefix: string;
@@ -121,7 +121,18 @@ export class GitHubCodeHost implements CodeHost {
       draft: pull.draft,
       headSha: pull.headSha,
       checks,
-      reviews: reviews.map((review) => ({ author: review.author, state: review.state, body: review.body, commitId: review.commitId, submittedAtMs: review.submittedAtMs })),
+      reviews: await Promise.all(
+        reviews.map(async (review) => ({
+          id: review.id,
+          author: review.author,
+          association: review.association,
+          byFactory: await this.options.identity.isSelf(review.author),
+          state: review.state,
+          body: review.body,
+          commitId: review.commitId,
+          submittedAtMs: review.submittedAtMs,
+        })),
+      ),
     };
   }
 

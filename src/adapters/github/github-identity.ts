@@ -60,6 +60,11 @@ export class GitHubIdentity {
     return undefined;
   }
 
+  /** Whether `author` is Factory's own login (its reviews never count as a person's). */
+  async isSelf(author: string | undefined): Promise<boolean> {
+    return sameLogin(author, await this.login());
+  }
+
   /** Whether `pull` is Factory's for `branch` in `repo`; one that is not is logged (id, author, reason). */
   async ownsPull(pull: PullSummary, repo: string, branch: string): Promise<boolean> {
     const problem = await this.pullProblem(pull, repo, branch);

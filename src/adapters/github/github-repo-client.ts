@@ -51,10 +51,13 @@ export interface CheckRunSummary {
 }
 
 export interface ReviewSummary {
+  readonly id: number;
   readonly state: string;
   readonly body: string;
   readonly commitId: string;
   readonly author: string;
+  /** GitHub's `author_association` (`OWNER`, `MEMBER`, `COLLABORATOR`, `NONE`...). */
+  readonly association: string;
   readonly submittedAtMs: number;
 }
 
@@ -292,10 +295,12 @@ export class GitHubRepoClient {
     return this.#call(`list the reviews of ${slug(repo)}#${pullNumber}`, async () => {
       const reviews = await this.client.octokit.paginate(this.client.octokit.rest.pulls.listReviews, { owner: repo.owner, repo: repo.name, pull_number: pullNumber, per_page: PER_PAGE });
       return reviews.map((review) => ({
+        id: review.id,
         state: review.state,
         body: review.body,
         commitId: review.commit_id ?? '',
         author: review.user?.login ?? 'unknown',
+        association: review.author_association,
         submittedAtMs: review.submitted_at === undefined ? 0 : Date.parse(review.submitted_at),
       }));
     });

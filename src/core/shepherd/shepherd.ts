@@ -3,7 +3,17 @@ import { isActiveClaimStatus, type FixRound, type IssueClaim } from '../../domai
 import type { Issue } from '../../domain/issue.js';
 import type { RunOutcome } from '../../domain/run.js';
 import { oneLine } from '../../domain/agent-events/run-events.js';
-import { judgePull, PENDING_ROUND_RESULTS, shortSha, type ShepherdRecord, type ShepherdRound, type ShepherdVerdict } from '../../domain/shepherd.js';
+import {
+  judgePull,
+  PENDING_ROUND_RESULTS,
+  shortSha,
+  untrustedVerdicts,
+  type ReviewTrust,
+  type PullObservation,
+  type ShepherdRecord,
+  type ShepherdRound,
+  type ShepherdVerdict,
+} from '../../domain/shepherd.js';
 import type { Clock, TimerHandle } from '../../ports/clock.js';
 import type { IssueSource } from '../../ports/issue-source.js';
 import type { Logger } from '../../ports/logger.js';
@@ -41,7 +51,7 @@ export interface ShepherdOptions {
   readonly progress?: IssueProgress;
   readonly source: IssueSource;
   readonly claims: ShepherdClaims;
-  readonly policy: { readonly maxRounds: number; readonly pollIntervalMs: number; readonly merge: MergeMethod };
+  readonly policy: { readonly maxRounds: number; readonly pollIntervalMs: number; readonly merge: MergeMethod; readonly trustedReviewers?: ReviewTrust };
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -83,6 +93,8 @@ export class Shepherd {
   #timer: TimerHandle | undefined;
   #ticking: Promise<void> | undefined;
   #closed = false;
+  /** Reviews already logged as not counting, so each is logged once, not every poll. */
+  readonly #ignoredReviews = new Set<number>();
 
   constructor(options: ShepherdOptions) {
     this.#options = options;
@@ -331,7 +343,8 @@ export class Shepherd {
     const { host, policy, log } = this.#options;
     const observation = await host.observe(watch.change);
     watch.lastHeadSha = observation.headSha;
-    const verdict = judgePull(observation, watch.record, { maxRounds: policy.maxRounds });
+    this.#logIgnoredReviews(watch, observation);
+    const verdict = judgePull(observation, watch.record, { maxRounds: policy.maxRounds, ...(policy.trustedReviewers ? { trust: policy.trustedReviewers } : {}) });
     switch (verdict.kind) {
       case 'wait':
         await this.#note(watch, verdict.reason);
@@ -354,6 +367,18 @@ export class Shepherd {
       case 'fix':
         await this.#queueRound(watch, verdict);
         return;
+    }
+  }
+
+  /** Names each approval or change request that does not count by id, author and association; never its body, which may be hostile. */
+  #logIgnoredReviews(watch: Watch, observation: PullObservation): void {
+    for (const review of untrustedVerdicts(observation.reviews, this.#options.policy.trustedReviewers)) {
+      if (this.#ignoredReviews.has(review.id)) continue;
+      this.#ignoredReviews.add(review.id);
+      this.#options.log.info(
+        { issue: watch.issue.key, pull: watch.change.number, review: review.id, author: review.author, association: review.association, state: review.state, byFactory: review.byFactory },
+        'ignored a review: its author is not a trusted reviewer (shepherd.trustedReviewers)',
+      );
     }
   }
 

@@ -14,6 +14,7 @@ import {
   pullSimpleObject,
   reviewObject,
   simpleStatusObject,
+  type AuthorAssociation,
   type FakeCheckRun,
   type FakeComment,
   type FakeIssue,
@@ -124,6 +125,12 @@ interface Route {
   readonly pattern: RegExp;
   readonly names: string[];
   readonly handler: Handler;
+}
+
+/** Who leaves a review: a login and how it relates to the repository. */
+export interface FakeReviewer {
+  readonly login: string;
+  readonly association: AuthorAssociation;
 }
 
 const DOCS = 'https://docs.github.com/rest';
@@ -358,13 +365,16 @@ export class FakeGitHub {
   /** Every merge the fake performed, with the method asked for and the head it merged. */
   readonly merges: { fullName: string; number: number; method: string; sha: string }[] = [];
 
-  /** A review as a person would leave it on the pull request's current head (or on `commitId`). */
-  review(fullName: string, pullNumber: number, state: FakeReview['state'], body: string, commitId?: string): void {
+  /**
+   * A review as a person would leave it on the pull request's current head (or on `commitId`);
+   * by octo-human, a MEMBER, unless `by` names another login and its `author_association`.
+   */
+  review(fullName: string, pullNumber: number, state: FakeReview['state'], body: string, options: { commitId?: string; by?: FakeReviewer } = {}): void {
     const repo = this.#repo(fullName);
     const pull = repo.pulls.get(pullNumber);
     if (pull === undefined) throw new Error(`no pull ${fullName}#${pullNumber}`);
     this.#syncHead(repo, pull);
-    this.addReview(fullName, { pullNumber, state, body, commitId: commitId ?? pull.head.sha });
+    this.addReview(fullName, { pullNumber, state, body, commitId: options.commitId ?? pull.head.sha, ...(options.by ? { by: options.by } : {}) });
   }
 
   /** The head commit of a branch in the attached bare repository, or undefined when the branch was not pushed. */
@@ -412,8 +422,10 @@ export class FakeGitHub {
     this.#repo(fullName).statuses.push({ ...status, id: this.#id(), createdAt: iso(this.now()) });
   }
 
-  addReview(fullName: string, review: Omit<FakeReview, 'id' | 'user' | 'submittedAt'>): void {
-    this.#repo(fullName).reviews.push({ ...review, id: this.#id(), user: HUMAN, submittedAt: iso(this.now()) });
+  addReview(fullName: string, review: Omit<FakeReview, 'id' | 'user' | 'association' | 'submittedAt'> & { by?: FakeReviewer }): void {
+    const { by, ...fields } = review;
+    const user = by === undefined || by.login === HUMAN.login ? HUMAN : by.login === this.#tokenUser.login ? this.#tokenUser : { login: by.login, id: this.#id(), type: 'User' as const };
+    this.#repo(fullName).reviews.push({ ...fields, id: this.#id(), user, association: by?.association ?? 'MEMBER', submittedAt: iso(this.now()) });
   }
 
   // ---- fault injection ----

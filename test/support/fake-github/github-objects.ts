@@ -415,10 +415,14 @@ export function minimalRepositoryObject(base: string, repo: FakeRepoIdentity): R
   };
 }
 
+/** GitHub's `author_association` (the `author-association` schema): how the author relates to the repository. */
+export type AuthorAssociation = 'COLLABORATOR' | 'CONTRIBUTOR' | 'FIRST_TIMER' | 'FIRST_TIME_CONTRIBUTOR' | 'MANNEQUIN' | 'MEMBER' | 'NONE' | 'OWNER';
+
 export interface FakeReview {
   readonly id: number;
   readonly pullNumber: number;
   readonly user: FakeUser;
+  readonly association: AuthorAssociation;
   readonly body: string;
   readonly state: 'APPROVED' | 'CHANGES_REQUESTED' | 'COMMENTED' | 'DISMISSED' | 'PENDING';
   readonly commitId: string;
@@ -439,7 +443,7 @@ export function reviewObject(base: string, fullName: string, review: FakeReview)
     _links: { html: { href: html }, pull_request: { href: pullUrl } },
     submitted_at: review.submittedAt,
     commit_id: review.commitId,
-    author_association: 'MEMBER',
+    author_association: review.association,
   };
 }
 
