@@ -1,5 +1,13 @@
 /**
- * SIGINT/SIGTERM handling for long-running verbs: the first signal asks for
+ * The signals that ask a long-running verb for its ordered stop. SIGHUP is one:
+ * closing the terminal of a foreground `factory start` sends it, and its
+ * default action would kill the daemon with no stop at all (heartbeat left
+ * `running`, agents working on unsupervised).
+ */
+export const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/**
+ * Stop-signal handling for long-running verbs: the first signal asks for
  * the ordered stop; later ones are acknowledged but do not cut it short (a
  * half-done stop would leave agents without a registry entry).
  */
@@ -17,19 +25,17 @@ export function onStopSignal(
     requested = true;
     handler(signal);
   };
-  process.on('SIGINT', listener);
-  process.on('SIGTERM', listener);
+  for (const signal of STOP_SIGNALS) process.on(signal, listener);
   return {
     requested: () => requested,
     dispose() {
-      process.off('SIGINT', listener);
-      process.off('SIGTERM', listener);
+      for (const signal of STOP_SIGNALS) process.off(signal, listener);
     },
   };
 }
 
 /**
- * Opens a session with SIGINT/SIGTERM already caught. A signal that arrives
+ * Opens a session with the stop signals already caught. A signal that arrives
  * while the session opens (after the daemon wrote `running`, before it could
  * stop in order) is held and honoured as soon as the session is open, instead
  * of killing the process with the signal's default action.

@@ -84,3 +84,35 @@ test(
     }
   },
 );
+
+test('SIGHUP (the terminal of a foreground `factory start` closing) stops the daemon in order: its agent is released, the final heartbeat says stopped', { timeout: 60_000 }, async () => {
+  const hang = join(REPO_ROOT, 'test', 'fixtures', 'agents', 'hang.mjs');
+  const project = createScratchProject('daemon-sighup', { agents: { implementer: { command: [process.execPath, hang] } }, loop: { heartbeatIntervalMs: 100 }, http: { enabled: false } });
+  const table = new LinuxProcessTable();
+  const daemon = spawnDaemon(project.configPath, { FACTORY_LOG_LEVEL: 'info' });
+  const readJson = (name: string): Record<string, unknown> | undefined => {
+    try {
+      return JSON.parse(readFileSync(join(project.dir, '.factory', name), 'utf8')) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  };
+  let agentPid: number | undefined;
+  try {
+    project.writeIssue('HUP-1');
+    const agent = await waitFor('the agent in the registry', () => (readJson('registry.json')?.agents as { pid: number }[] | undefined)?.[0], 30_000);
+    agentPid = agent.pid;
+    assert.ok(table.inspect(agent.pid) !== undefined, 'the agent runs');
+    daemon.child.kill('SIGHUP');
+    const exit = await daemon.exited;
+    assert.deepEqual(exit, { code: 0, signal: null }, daemon.stderr());
+    assert.equal(readJson('heartbeat.json')?.status, 'stopped');
+    assert.match(daemon.stderr(), /SIGHUP/);
+    assert.equal(table.inspect(agent.pid), undefined, 'the agent was released with the daemon, not left working unsupervised');
+  } finally {
+    daemon.child.kill('SIGKILL');
+    // Without the ordered stop the agent's process group outlives the daemon; never leave it running.
+    if (agentPid !== undefined && table.inspect(agentPid) !== undefined) process.kill(-agentPid, 'SIGKILL');
+    rmSync(project.dir, { recursive: true, force: true });
+  }
+});

@@ -7,7 +7,7 @@ export const loopVerb: Verb = {
   details: [
     'Runs up to N cycles (default 10), loop.iterationDelayMs apart, writing a heartbeat each',
     'iteration and `idle` at the end. Stops early after loop.maxConsecutiveFailures failed',
-    'iterations in a row, or on SIGINT/SIGTERM (ordered stop). --dry-run plans one cycle only.',
+    'iterations in a row, or on SIGINT/SIGTERM/SIGHUP (ordered stop). --dry-run plans one cycle only.',
     'Exit codes: 0 finished, 1 stopped after consecutive failures, 2 usage or config error,',
     '3 another daemon uses this config.',
   ].join('\n'),

@@ -7,7 +7,7 @@ export const runOnceVerb: Verb = {
   details: [
     'Scans the mount, triages every issue, dispatches teams (up to dispatch.batchSize at once) and',
     'waits for them. Prints pulled / triaged / dispatched / skipped-with-reasons and each outcome.',
-    'With --dry-run nothing is claimed, spawned or written. SIGINT/SIGTERM releases running teams in order.',
+    'With --dry-run nothing is claimed, spawned or written. SIGINT/SIGTERM/SIGHUP releases running teams in order.',
     'Exit codes: 0 all teams succeeded (or none ran), 1 a team failed, ended no-changes or was released, 2 usage or config error,',
     '3 another daemon uses this config.',
   ].join('\n'),

@@ -6,7 +6,7 @@ export const startVerb: Verb = {
   summary: 'the long-lived daemon: watch the mount, dispatch teams, keep the heartbeat fresh',
   details: [
     "Writes a `running` heartbeat, deals with a crashed predecessor's agents, subscribes to the",
-    'mount, reconciles, and dispatches until SIGINT/SIGTERM. Then it stops in order: refresh',
+    'mount, reconciles, and dispatches until SIGINT/SIGTERM/SIGHUP. Then it stops in order: refresh',
     'cancelled, `stopping` written, agents released, registry and final heartbeat written.',
     'Serves the status API, metrics and dashboard on http.host:http.port (default',
     "127.0.0.1:7420; the ready line and the heartbeat's `http.url` name it).",

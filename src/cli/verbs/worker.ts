@@ -11,7 +11,7 @@ export const workerVerb: Verb = {
     "worker's registry with its own heartbeat, so `factory reap-orphans --config` works on this host.",
     'A run whose lock cannot be renewed in time is self-fenced: agents killed, nothing reported.',
     'Runs from a control plane with an older lease epoch than this worker has seen are refused.',
-    'SIGTERM/SIGINT: no new run is fetched; running ones get fleet.worker.shutdownGraceMs to finish,',
+    'SIGTERM/SIGINT/SIGHUP: no new run is fetched; running ones get fleet.worker.shutdownGraceMs to finish,',
     'then are stopped and handed back to the queue. Exit codes: 0 stopped by a signal, 2 config error',
     "or unsuitable Redis, 3 another worker or daemon uses this config or its predecessor's agents",
     'survived, 5 Redis unreachable.',
