@@ -473,7 +473,7 @@ function ownMemoryGroupOf(report: ResourceSupportReport): { ownMemoryGroup?: { p
 }
 
 /** `reap-orphans` on this host's files: where the reaper finds the daemon's records, its lock and the daemon's. */
-export interface ReapOrphansOptions extends Omit<ReapOrphansRequest, 'heartbeats' | 'registry' | 'lease' | 'existingPaths' | 'terminator'> {
+export interface ReapOrphansOptions extends Omit<ReapOrphansRequest, 'heartbeats' | 'registry' | 'lease' | 'daemonLock' | 'existingPaths' | 'terminator'> {
   readonly heartbeatPath: string;
   readonly registryPath: string;
   readonly lockPath: string;
@@ -491,6 +491,7 @@ export function reapOrphans(options: ReapOrphansOptions): Promise<ReapReport> {
     heartbeats: new FileHeartbeatStore(heartbeatPath),
     registry: new FileRegistryStore(registryPath),
     lease: new FileLease({ path: lockPath, processTable: options.processTable, clock: options.clock }),
+    ...(options.daemonLockPath !== undefined ? { daemonLock: new FileLease({ path: options.daemonLockPath, processTable: options.processTable, clock: options.clock }) } : {}),
     terminator: terminator ?? new VerifiedProcessTerminator({ processTable: options.processTable, clock: options.clock }),
     existingPaths: async (paths) => {
       const exists = await Promise.all(

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { reapOrphans } from '../../src/main.js';
+import { FileLease } from '../../src/adapters/lease/file-lease.js';
+import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { AGENT_MARKER_ENV, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
 import { waitFor } from './agent-process-support.js';
@@ -156,20 +158,60 @@ describe('reap-orphans on real processes', () => {
     for (const info of agent.processes) assert.ok(isRunning(world.table, info), 'its agents were not touched either');
   });
 
-  test('a fresh heartbeat, even a stopping one whose process is gone, is not stale: nothing is touched', async () => {
+  test('a fresh heartbeat whose process is gone while nobody holds the daemon lock: the daemon is dead now, its agents are reaped without waiting for the stale window', async () => {
+    const world = await newWorld();
+    const agent = await world.spawnAgent('plain');
+    const bystander = world.spawnBystander();
+    await world.writeHeartbeat(await world.deadIdentity(), { updatedAtMs: Date.now(), status: 'running' });
+    await world.writeRegistry([agent.entry]);
+    const table = new RecordingProcessTable(world.table, onlyMarkedBy(world));
+
+    const report = await reapOrphans(world.reaperOptions(table));
+
+    assert.equal(report.exitCode, 0, report.reason);
+    assert.equal(report.stale, false, 'the heartbeat itself is fresh');
+    assert.equal(report.daemon.state, 'dead');
+    assert.match(report.daemon.reason, /dead before its heartbeat went stale: pid \d+ \(heartbeat\) is gone and nobody holds the daemon lock/);
+    assert.deepEqual(table.violations, []);
+    for (const info of agent.processes) assert.ok(!isRunning(world.table, info), `pid ${info.pid} was reaped`);
+    assert.ok(isRunning(world.table, bystander.identity), 'the unrelated process is alive');
+    assert.deepEqual(await readRegistryAgents(world.registryPath), []);
+  });
+
+  test('a fresh heartbeat whose process is gone while a live process holds the daemon lock (a successor starting up) is left to that holder: nothing is touched', async () => {
     const world = await newWorld();
     const agent = await world.spawnAgent('plain');
     await world.writeHeartbeat(await world.deadIdentity(), { updatedAtMs: Date.now(), status: 'stopping' });
     await world.writeRegistry([agent.entry]);
+    const successor = await new FileLease({ path: world.daemonLockPath, processTable: world.table, clock: new SystemClock() }).acquire();
+    try {
+      const table = new RecordingProcessTable(world.table, () => false);
+
+      const report = await reapOrphans(world.reaperOptions(table));
+
+      assert.equal(report.exitCode, 0);
+      assert.equal(report.stale, false);
+      assert.equal(report.daemon.state, 'heartbeat-fresh');
+      assert.deepEqual(table.attempts, []);
+      assert.equal(table.snapshots, 0);
+      for (const info of agent.processes) assert.ok(isRunning(world.table, info));
+    } finally {
+      await successor.release();
+    }
+  });
+
+  test('without the daemon lock to consult, a fresh heartbeat whose process is gone still waits for the stale window', async () => {
+    const world = await newWorld();
+    const agent = await world.spawnAgent('plain');
+    await world.writeHeartbeat(await world.deadIdentity(), { updatedAtMs: Date.now() });
+    await world.writeRegistry([agent.entry]);
     const table = new RecordingProcessTable(world.table, () => false);
+    const { daemonLockPath: _unused, ...withoutDaemonLock } = world.reaperOptions(table);
 
-    const report = await reapOrphans(world.reaperOptions(table));
+    const report = await reapOrphans(withoutDaemonLock);
 
-    assert.equal(report.exitCode, 0);
-    assert.equal(report.stale, false);
     assert.equal(report.daemon.state, 'heartbeat-fresh');
     assert.deepEqual(table.attempts, []);
-    assert.equal(table.snapshots, 0);
     for (const info of agent.processes) assert.ok(isRunning(world.table, info));
   });
 

@@ -13,14 +13,26 @@ import type { ProcessTerminator } from '../../ports/process-terminator.js';
 import { reapRegistryEntries, type ReapEntriesResult } from './reap-entries.js';
 import type { TeamResourceGroups } from '../../ports/team-resources.js';
 import { reapLeftoverGroups, type ReapedGroup } from './reap-groups.js';
-import { aggregateVerdict, assessHeartbeat, explainUnprovenDaemon, recordedDaemonIdentities, type DaemonIdentityReport, type DaemonReport, type DaemonState, type HeartbeatReport } from './verdict.js';
+import {
+  aggregateVerdict,
+  assessHeartbeat,
+  explainDeadBeforeStale,
+  explainUnprovenDaemon,
+  recordedDaemonIdentities,
+  type DaemonIdentityReport,
+  type DaemonReport,
+  type DaemonState,
+  type HeartbeatReport,
+} from './verdict.js';
 
 /**
  * `factory reap-orphans`: the whole decision, for the CLI verb and cron.
  * Removes the agent trees of a dead daemon and provably nothing else:
  *
  * - The daemon is dead only when its heartbeat is stale (or missing or
- *   unreadable) AND its recorded identity is gone (verdict.ts). A live process
+ *   unreadable) AND its recorded identity is gone (verdict.ts), or, before
+ *   the heartbeat is stale, when its identity is gone AND no live process
+ *   holds the daemon lock (`explainDeadBeforeStale`). A live process
  *   behind a stale heartbeat is a wedged daemon: reported, non-zero exit,
  *   nothing touched, unless the caller explicitly asks to terminate it by
  *   identity.
@@ -61,6 +73,12 @@ export interface ReapOrphansRequest {
    * refused. Without it, identity alone decides.
    */
   readonly daemonLockPath?: string;
+  /**
+   * The daemon lock as a lease, read only. With it, a daemon whose recorded
+   * identity is gone while nobody holds its lock is dead at once, without
+   * waiting for its fresh heartbeat to go stale. Without it, only staleness decides.
+   */
+  readonly daemonLock?: Pick<Lease, 'inspect'>;
   readonly processTable: ProcessTable;
   readonly terminator: ProcessTerminator;
   readonly clock: Clock;
@@ -145,6 +163,11 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
   const identities = recordedDaemonIdentities(heartbeatRead, registryRead, table);
   const verdict = aggregateVerdict(identities);
   const { stale, ...heartbeatReport } = heartbeat;
+  // Only read when it can matter: a fresh heartbeat whose recorded daemon is gone. An unreadable lock
+  // counts as nobody's, as the lease itself judges it (a live holder's lock file is always whole).
+  const deadBeforeStale = !stale && verdict !== 'alive' && options.daemonLock ? explainDeadBeforeStale(identities, await options.daemonLock.inspect(), table) : undefined;
+  // What the decision rests on, for the report's sentence.
+  const evidence = deadBeforeStale === undefined ? heartbeat.reason : `${heartbeat.reason}, but ${deadBeforeStale}`;
 
   const report = (parts: {
     reason: string;
@@ -176,7 +199,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
     return result;
   };
 
-  if (!stale) {
+  if (!stale && deadBeforeStale === undefined) {
     return report({
       reason: `nothing to do: ${heartbeat.reason}`,
       daemon: { state: 'heartbeat-fresh', reason: heartbeat.reason, signals: [] },
@@ -186,7 +209,12 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
 
   let daemonSignals: readonly SentSignal[] = [];
   let daemonState: DaemonState = 'dead';
-  let daemonReason = identities.length === 0 ? 'no heartbeat or registry owner names a daemon' : 'no recorded daemon identity is alive';
+  let daemonReason =
+    deadBeforeStale !== undefined
+      ? `dead before its heartbeat went stale: ${deadBeforeStale}`
+      : identities.length === 0
+        ? 'no heartbeat or registry owner names a daemon'
+        : 'no recorded daemon identity is alive';
   const aliveDaemons = identities.filter((identity) => identity.verdict === 'alive');
   if (aliveDaemons.length > 0) {
     const who = aliveDaemons.map((identity) => `pid ${identity.pid} (${identity.source})`).join(', ');
@@ -228,7 +256,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
   // Without a registry the marker prefix is the only way to find agents; without a prefix either, there is nothing provable.
   if (registryRead.kind !== 'ok' && options.markerPrefix === undefined) {
     return registryRead.kind === 'missing'
-      ? report({ reason: `the daemon is ${daemonState} (${heartbeat.reason}) and there is no registry: nothing to reap`, daemon, exitCode: 0 })
+      ? report({ reason: `the daemon is ${daemonState} (${evidence}) and there is no registry: nothing to reap`, daemon, exitCode: 0 })
       : report({
           reason: `the daemon is ${daemonState} but the registry is unreadable, so no agent can be proven: ${registryRead.reason}`,
           daemon,
@@ -275,7 +303,7 @@ async function runReaper(options: ReapOrphansRequest): Promise<ReapReport> {
       : `removed ${removed.length} registry entries${unlistedText}`;
   const unreadable = registryRead.kind === 'unreadable' ? `; the registry is unreadable (${registryRead.reason}), swept by marker only` : '';
   return report({
-    reason: `the daemon is ${daemonState} (${heartbeat.reason}); ${summary}${unreadable}`,
+    reason: `the daemon is ${daemonState} (${evidence}); ${summary}${unreadable}`,
     daemon,
     registry,
     reap: { ...reap, skipped: [...droppedEntries, ...reap.skipped] },

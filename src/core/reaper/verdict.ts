@@ -1,8 +1,9 @@
 import { heartbeatAgeMs, isHeartbeatStale, type DaemonStatus, type Heartbeat } from '../../domain/heartbeat.js';
 import type { ProcessIdentity, ProcessLookup, SentSignal } from '../../domain/process.js';
-import { verifyDaemonIdentity, type IdentityVerdict } from '../../domain/process-identity.js';
+import { verifyDaemonIdentity, verifyProcessIdentity, type IdentityVerdict } from '../../domain/process-identity.js';
 import type { RegistryParse } from '../../domain/registry.js';
 import type { StoredRead } from '../../domain/stored-read.js';
+import type { LeaseGrant } from '../../ports/lease.js';
 import type { ProcessTable } from '../../ports/process-table.js';
 
 /**
@@ -10,7 +11,8 @@ import type { ProcessTable } from '../../ports/process-table.js';
  * (`loop-status`, `status`, /healthz): the heartbeat is stale when it is
  * missing, unreadable, dated in the future or older than the stale window;
  * the daemon is gone when no identity on record (pid, start time, boot id)
- * is alive. Only both together let the reaper act.
+ * is alive. Only both together let the reaper act, with one exception:
+ * `explainDeadBeforeStale`.
  */
 
 /**
@@ -90,4 +92,22 @@ export function aggregateVerdict(identities: readonly DaemonIdentityReport[]): I
 export function explainUnprovenDaemon(table: Pick<ProcessTable, 'holdsOpen'>, pid: number, daemonLockPath: string): string | undefined {
   if (table.holdsOpen(pid, daemonLockPath)) return undefined;
   return `pid ${pid} matches the recorded identity but does not hold the daemon lock ${daemonLockPath} open, so it is not proven to be the daemon`;
+}
+
+/**
+ * A daemon that died a moment ago (kill -9, the OOM killer) leaves a heartbeat
+ * that stays fresh for `loop.heartbeatStaleMs`. Waiting that long proves
+ * nothing more when the death is already proven: every recorded identity is
+ * gone (no process with that pid and start time on this boot) and no live
+ * process holds the daemon lock, which a daemon holds for its whole life and a
+ * successor takes before it writes anything. Returns why the daemon is dead
+ * now, or `undefined` when that is not proven (then only staleness decides).
+ * `lockHolder` is the daemon lock's current grant (null: nobody holds it).
+ */
+export function explainDeadBeforeStale(identities: readonly DaemonIdentityReport[], lockHolder: LeaseGrant | null, table: ProcessLookup): string | undefined {
+  if (identities.length === 0 || aggregateVerdict(identities) === 'alive') return undefined;
+  if (lockHolder !== null && verifyProcessIdentity(lockHolder.owner, table).verdict === 'alive') return undefined;
+  const gone = identities.map((identity) => `pid ${identity.pid} (${identity.source})`).join(', ');
+  const lock = lockHolder === null ? 'nobody holds the daemon lock' : `the daemon lock's holder (pid ${lockHolder.owner.pid}) is gone too`;
+  return `${gone} is gone and ${lock}`;
 }
