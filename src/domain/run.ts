@@ -78,6 +78,29 @@ export interface RunMemory {
   readonly mechanism: string;
 }
 
+/**
+ * Outcomes where the team did not deliver: the daemon logs them at warn, so a
+ * failed run stands out from the info lines. Success, a park, a release at
+ * stop and a cancellation are the factory working as meant.
+ */
+export function isFailedOutcome(reason: RunOutcomeReason): boolean {
+  switch (reason) {
+    case 'failed':
+    case 'timed-out':
+    case 'stalled':
+    case 'spawn-failed':
+    case 'oom':
+    case 'no-changes':
+    case 'changes-requested':
+      return true;
+    case 'succeeded':
+    case 'cancelled':
+    case 'released':
+    case 'parked':
+      return false;
+  }
+}
+
 /** Reasons after which a retry may help. */
 export function isRetryableOutcome(reason: RunOutcomeReason): boolean {
   return reason === 'failed' || reason === 'timed-out' || reason === 'stalled' || reason === 'spawn-failed';

@@ -10,7 +10,7 @@ import type { TeamExecutor } from '../../src/ports/team-executor.js';
 import type { AgentCliHost } from '../../src/ports/agent-cli.js';
 import type { ResumeRequests } from '../../src/ports/resume-requests.js';
 import type { CodeHost, IssueProgress } from '../../src/ports/publisher.js';
-import type { Logger } from '../../src/ports/logger.js';
+import type { LogFields, Logger } from '../../src/ports/logger.js';
 import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-workspace.js';
 import { compileConfig, type FactoryConfig } from '../../src/config/load.js';
 import { FactorySession } from '../../src/core/factory-session.js';
@@ -132,6 +132,21 @@ export interface Harness {
     options?: { executor?: TeamExecutor; resources?: TeamResources; agentCli?: AgentCliHost; resumeRequests?: ResumeRequests; codeHost?: CodeHost; progress?: IssueProgress; log?: Logger },
   ): FactorySession;
   stateDb: string;
+}
+
+export interface LoggedRecord {
+  readonly level: 'debug' | 'info' | 'warn' | 'error';
+  readonly fields: LogFields;
+  readonly message: string | undefined;
+}
+
+/** A logger that keeps every record (with its child bindings), for assertions on what the daemon logs and at which level. */
+export function createRecordingLogger(records: LoggedRecord[] = [], bindings: LogFields = {}): Logger & { readonly records: LoggedRecord[] } {
+  const record =
+    (level: LoggedRecord['level']) =>
+    (fields: LogFields, message?: string): void =>
+      void records.push({ level, fields: { ...bindings, ...fields }, message });
+  return { records, debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error'), child: (more) => createRecordingLogger(records, { ...bindings, ...more }) };
 }
 
 /**

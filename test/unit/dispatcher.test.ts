@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FactorySession } from '../../src/core/factory-session.js';
 import { isFactoryError } from '../../src/errors.js';
-import { createHarness, type Harness } from '../support/session-harness.js';
+import { createHarness, createRecordingLogger, type Harness } from '../support/session-harness.js';
 
 /**
  * The dispatcher driven through a whole FactorySession on fakes: the test
@@ -351,6 +351,30 @@ test('a worktree that cannot be prepared, or an agent that cannot start, ends th
   assert.equal(outcome.reason, 'spawn-failed');
   assert.match(outcome.detail, /implementer: cannot start agent SPAWN-implementer: impl not found/);
   assert.equal(claimStatus(session, 'SPAWN'), 'gave-up');
+  await session.close();
+});
+
+test('a team that failed or could not start is logged at warn; a success stays at info', async () => {
+  const h = createHarness({ dispatch: { maxAttempts: 1, batchSize: 3 } });
+  const log = createRecordingLogger();
+  h.fleet.failSpawnOf = 'impl';
+  h.source.put({ key: 'SPAWN', title: 'x', labels: ['factory'] });
+  const session = h.newSession('live', { log });
+  await session.open();
+  await session.startLive();
+  await h.settle();
+  h.fleet.failSpawnOf = undefined;
+  h.source.put({ key: 'OK', title: 'x', labels: ['factory'] });
+  h.source.put({ key: 'FAIL', title: 'x', labels: ['factory'] });
+  await h.clock.advance(10);
+  await finishTeam(h, 'OK');
+  await finishTeam(h, 'FAIL', 2);
+  const finished = new Map(log.records.filter((r) => r.message?.startsWith('team finished')).map((r) => [r.fields.issue, r]));
+  assert.deepEqual([...finished].map(([issue, r]) => [issue, r.fields.reason, r.level]).sort(), [
+    ['FAIL', 'failed', 'warn'],
+    ['OK', 'succeeded', 'info'],
+    ['SPAWN', 'spawn-failed', 'warn'],
+  ]);
   await session.close();
 });
 

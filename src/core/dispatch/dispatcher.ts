@@ -17,7 +17,7 @@ import {
 } from '../../domain/claim-lifecycle.js';
 import { isActiveClaimStatus, type FixRound, type IssueClaim } from '../../domain/claim.js';
 import type { Issue } from '../../domain/issue.js';
-import type { RunOutcome } from '../../domain/run.js';
+import { isFailedOutcome, type RunOutcome } from '../../domain/run.js';
 import { usageRecordsOf, type AgentUsageRecord } from '../../domain/agent-events/usage-records.js';
 import type { TeamStages } from '../../domain/team.js';
 import { branchNameFor, type TriageRules } from '../../domain/triage.js';
@@ -459,7 +459,7 @@ export class Dispatcher {
     }
     this.#teams.delete(outcome.issueKey);
     if (recorded) this.#armResume(next);
-    log.info({ issue: outcome.issueKey, run: outcome.runId, reason: outcome.reason, next: next.status }, `team finished: ${outcome.detail}`);
+    log[isFailedOutcome(outcome.reason) ? 'warn' : 'info']({ issue: outcome.issueKey, run: outcome.runId, reason: outcome.reason, next: next.status }, `team finished: ${outcome.detail}`);
     // Writeback follows the record: an outcome this daemon could not record (a newer
     // epoch owns the state) is not this daemon's to write back.
     if (recorded && outcome.reason !== 'released') {
