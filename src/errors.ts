@@ -36,6 +36,10 @@ export const ERROR_CATALOG = {
     hint: 'The in-flight registry is torn or was edited by hand, so no agent can be proven; restore it or remove it after checking for stray processes carrying FACTORY_AGENT_MARKER.',
   },
   FACTORY_AGENT_SPAWN_FAILED: { exitCode: 1, hint: 'Check agents.<role>.command in the config: its first element must be an executable on PATH (or an absolute path), and the worktree must exist.' },
+  FACTORY_PREFLIGHT_FAILED: {
+    exitCode: 2,
+    hint: 'Fix each listed key: a routed repo must be a git checkout with at least one commit, and each agent program must exist (a path) or be on PATH; `factory triage <KEY>` shows the same problems as warnings.',
+  },
   FACTORY_WORKSPACE_FAILED: { exitCode: 1, hint: 'Check that the routed repo is a git checkout with at least one commit.' },
   FACTORY_PARK_UNAVAILABLE: {
     exitCode: 1,

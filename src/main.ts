@@ -1,3 +1,4 @@
+import { assertPreflight, findAgentProgramProblems, findPreflightProblems, type PreflightProblem } from './adapters/preflight/local-preflight.js';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -181,6 +182,9 @@ export async function openSession(
   } = {},
 ): Promise<OpenedSession> {
   const { config, clock, processTable, terminator, log } = runtime;
+  // Teams run here (the local fleet): a repo or agent program that every run would trip over refuses the start.
+  // With fleet.backend "bullmq" they run on workers, and each worker checks its own.
+  if (config.fleet.backend !== 'bullmq') assertPreflight(config, await preflightProblemsFor(config));
   const lock = await acquireDaemonLock(runtime);
   const resources = teamResourcesFor(runtime);
   let store: StateStore | undefined;
@@ -578,6 +582,15 @@ async function readFleetStatusOnce(config: FactoryConfig, nowMs: number): Promis
   }
 }
 
+/**
+ * What would make every team of this config fail to start on this host: routed repos that are not
+ * git checkouts with a commit, agent programs that are not installed. `start`, `run-once`, `loop`,
+ * `dispatch` refuse on them; `triage` and the dry runs show them as warnings.
+ */
+export function preflightProblemsFor(config: FactoryConfig): Promise<PreflightProblem[]> {
+  return findPreflightProblems(config, process.env.PATH);
+}
+
 /** Agents' logs as this host keeps them: where the fleet writes, what `logs` and the log endpoint read. */
 export function runLogStoreFor(config: FactoryConfig): RunLogStore {
   const agentOrder = teamStagesFor(config).flatMap((stage) => stage.agents.map((agent) => agent.slot));
@@ -650,6 +663,8 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
   const { slots, node } = options;
   const redisConfig = config.fleet.redis;
   if (!redisConfig) throw new FactoryError('FACTORY_CONFIG_INVALID', 'a fleet worker needs fleet.redis.url');
+  // The jobs name roles; the programs are this worker's own (agents.<role>.command).
+  assertPreflight(config, findAgentProgramProblems(config, process.env.PATH));
   const adapters = await loadWorkerAdapters();
   const settings = { ...adapters.DEFAULT_FLEET_QUEUE_SETTINGS, ...config.fleet.queue };
 

@@ -388,8 +388,19 @@ function assertDirectory(spec: AgentSpec): void {
  * a path is checked as given (against the agent's cwd), a bare name on PATH.
  */
 function assertExecutable(spec: AgentSpec, command: string, path: string | undefined): void {
+  const found = lookUpExecutable(command, spec.cwd, path);
+  if (found === 'found') return;
+  throw spawnFailed(spec, describeSpawnErrno(command, Object.assign(new Error(found), { code: found })));
+}
+
+/**
+ * How spawn() would find `command`: a path (anything with a `/`) as given,
+ * against `cwd`; a bare name in each PATH folder. `EACCES` when a candidate
+ * exists but is not executable, `ENOENT` when none exists.
+ */
+export function lookUpExecutable(command: string, cwd: string, path: string | undefined): 'found' | 'ENOENT' | 'EACCES' {
   const candidates = command.includes('/')
-    ? [resolvePath(spec.cwd, command)]
+    ? [resolvePath(cwd, command)]
     : (path ?? '')
         .split(':')
         .filter(Boolean)
@@ -399,16 +410,15 @@ function assertExecutable(spec: AgentSpec, command: string, path: string | undef
     try {
       if (!statSync(candidate).isFile()) continue;
       accessSync(candidate, fsConstants.X_OK);
-      return;
+      return 'found';
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EACCES') sawNotExecutable = true;
     }
   }
-  const code = sawNotExecutable ? 'EACCES' : 'ENOENT';
-  throw spawnFailed(spec, describeSpawnErrno(command, Object.assign(new Error(code), { code })));
+  return sawNotExecutable ? 'EACCES' : 'ENOENT';
 }
 
-function describeSpawnErrno(command: string, error: NodeJS.ErrnoException): string {
+export function describeSpawnErrno(command: string, error: NodeJS.ErrnoException): string {
   switch (error.code ?? 'unknown') {
     case 'ENOENT':
       return `command "${command}" was not found (ENOENT): it is not on PATH or the path does not exist`;

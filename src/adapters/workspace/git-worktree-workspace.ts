@@ -44,7 +44,7 @@ const GIT_TIMEOUT_MS = 5 * 60_000;
 /** Another git process (an agent committing in a sibling worktree, an auto gc) may hold a ref lock briefly. */
 const LOCK_RETRY_DELAYS_MS = [100, 300, 1000];
 
-interface Checkout {
+export interface Checkout {
   /** The checkout's top-level folder, as git reports it. */
   readonly topLevel: string;
   /** The shared .git folder: the unit that git's locks protect, so the unit we serialize on. */
@@ -279,7 +279,8 @@ export function folderNameForIssue(issueKey: string): string {
   return safe === issueKey && safe !== '' ? safe : `${safe}-${shortHash(issueKey, 6)}`;
 }
 
-async function inspectCheckout(repo: string): Promise<Checkout> {
+/** The repo's checkout as a team's worktree needs it; throws FACTORY_WORKSPACE_FAILED saying what is wrong and how to fix it. */
+export async function inspectCheckout(repo: string): Promise<Checkout> {
   const repoPath = resolve(repo);
   if (!existsSync(repoPath)) {
     throw workspaceFailed(`repo ${repoPath} does not exist`, undefined, 'Point repos.default (or the matching repos.byLabel entry) at an existing git checkout.');

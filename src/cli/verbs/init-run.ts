@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DEFAULT_CONFIG_FILE } from '../../config/load.js';
+import { compileConfig, DEFAULT_CONFIG_FILE } from '../../config/load.js';
 import { FactoryError } from '../../errors.js';
 import { flagBoolean, flagString, type ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
+import { formatPreflightWarnings, preflightWarnings } from '../preflight-warnings.js';
 
 /** The starter config `factory init` writes: every key a new user is likely to touch. */
 export function starterConfig(): Record<string, unknown> {
@@ -41,8 +42,10 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
   mkdirSync(issues, { recursive: true });
   const example = join(issues, `${EXAMPLE_ISSUE.key}.json`);
   if (!existsSync(example)) writeFileSync(example, `${JSON.stringify(EXAMPLE_ISSUE, null, 2)}\n`);
+  // Said now, not at the first run: `claude`/`codex` not installed, or a folder that is not a git checkout yet.
+  const warnings = formatPreflightWarnings(await preflightWarnings(compileConfig(starterConfig(), configPath)));
   output.out(
-    `wrote ${configPath}\nwrote ${example} (state "draft": set it to "ready" to dispatch)\n\nnext: add .factory/ to .gitignore, check agents.*.command, then run \`factory run-once --dry-run\``,
+    `wrote ${configPath}\nwrote ${example} (state "draft": set it to "ready" to dispatch)\n${warnings.length > 0 ? `\n${warnings.join('\n')}\n` : ''}\nnext: add .factory/ to .gitignore, check agents.*.command, then run \`factory run-once --dry-run\``,
   );
   return 0;
 }

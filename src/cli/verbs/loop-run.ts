@@ -5,7 +5,7 @@ import { runtimeFromArgs } from '../context.js';
 import { formatCycleReport } from '../cycle-report.js';
 import { printJson, type Output } from '../output.js';
 import { openWithStopSignals } from '../signals.js';
-import { dryRunCycle } from './run-once-run.js';
+import { printDryRun } from './run-once-run.js';
 
 /** `factory loop` (its usage and flags are in loop.ts): loaded only when the verb runs. */
 export async function run(args: ParsedArgs, output: Output): Promise<number> {
@@ -13,9 +13,7 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
   const json = flagBoolean(args, 'json');
   const maxIterations = flagPositiveInt(args, 'max-iterations', 10);
   if (flagBoolean(args, 'dry-run')) {
-    const report = await dryRunCycle(runtime);
-    if (json) printJson(output, report);
-    else output.out(formatCycleReport(report, runtime.clock.now()));
+    await printDryRun(runtime, output, json);
     return 0;
   }
   const { opened, signals } = await openWithStopSignals(

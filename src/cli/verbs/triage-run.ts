@@ -4,6 +4,7 @@ import { createIssueSource } from '../../main.js';
 import { flagBoolean, type ParsedArgs } from '../args.js';
 import { runtimeFromArgs } from '../context.js';
 import { printJson, type Output } from '../output.js';
+import { formatPreflightWarnings, preflightWarnings } from '../preflight-warnings.js';
 import { FactoryError } from '../../errors.js';
 import { readClaimsReadOnly } from './run-once-run.js';
 
@@ -35,6 +36,7 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
     })),
   );
   const command = agents[0]?.command ?? [];
+  const warnings = await preflightWarnings(config);
   const result = {
     issue: { key: issue.key, title: issue.title, labels: issue.labels, state: issue.state, revision: issue.revision, location: issue.location },
     decision,
@@ -43,11 +45,13 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
     command,
     agents,
     prompt,
+    warnings,
   };
   if (flagBoolean(args, 'json')) printJson(output, result);
   else {
     output.out(`${issue.key}: ${issue.title}`);
     output.out(decision.verdict === 'dispatch' ? `  in scope: dispatch to ${decision.repo} (routed by ${decision.routedBy}) on branch ${branch}` : `  skipped: ${decision.reason}`);
+    for (const line of formatPreflightWarnings(warnings)) output.out(`  ${line}`);
     output.out(`  claim: ${claim ? `${claim.status}, attempt ${claim.attempt}${claim.revision === issue.revision ? '' : ' (an earlier revision)'}` : 'none'}`);
     // JSON quoting shows where each argument starts and ends, which a space-joined line hides.
     for (const agent of agents) output.out(`  ${agent.slot} (stage ${agent.stage}): ${JSON.stringify(agent.command)}`);
