@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { ERROR_CATALOG } from '../../src/errors.js';
 import { VERBS } from '../../src/cli/main.js';
 import { configSchema } from '../../src/config/schema.js';
@@ -44,4 +45,51 @@ test('docs/configuration.md documents every config key', () => {
   };
   walk(configSchema, '');
   for (const key of keys) assert.ok(doc.includes(`\`${key}`), `docs/configuration.md does not mention ${key}`);
+});
+
+/** A heading's anchor as GitHub makes it: lower case, punctuation dropped (but `-` and `_`), each space a `-`; repeats get `-1`, `-2`. */
+function anchorsOf(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const line of withoutCodeBlocks(markdown).split('\n')) {
+    const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line)?.[1];
+    if (heading === undefined) continue;
+    const base = heading
+      .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
+    const count = seen.get(base) ?? 0;
+    seen.set(base, count + 1);
+    anchors.add(count === 0 ? base : `${base}-${count}`);
+  }
+  return anchors;
+}
+
+function withoutCodeBlocks(markdown: string): string {
+  return markdown.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '');
+}
+
+test('every relative link in README.md and docs/*.md points at a file that exists, and at a heading that exists in it', () => {
+  const docs = [
+    'README.md',
+    ...readdirSync(new URL('../../docs/', import.meta.url))
+      .filter((name) => name.endsWith('.md'))
+      .map((name) => `docs/${name}`),
+  ];
+  const broken: string[] = [];
+  for (const doc of docs) {
+    const text = withoutCodeBlocks(read(doc)).replace(/`[^`\n]*`/g, '');
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
+      if (target === undefined || /^[a-z]+:/i.test(target)) continue;
+      const [path = '', anchor] = target.split('#');
+      const resolved = path === '' ? doc : posix.normalize(posix.join(posix.dirname(doc), path));
+      if (!existsSync(new URL(`../../${resolved}`, import.meta.url))) {
+        broken.push(`${doc}: ${target} (no file ${resolved})`);
+        continue;
+      }
+      if (anchor !== undefined && resolved.endsWith('.md') && !anchorsOf(read(resolved)).has(decodeURIComponent(anchor))) broken.push(`${doc}: ${target} (no heading #${anchor} in ${resolved})`);
+    }
+  }
+  assert.deepEqual(broken, []);
 });
