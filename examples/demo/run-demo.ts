@@ -153,7 +153,9 @@ console.log(`  ${factory('loop-status').out.trim()}`);
 const dashboardUrl = (): string | undefined => (JSON.parse(readFileSync(join(work, '.factory', 'heartbeat.json'), 'utf8')) as { http?: { url?: string } }).http?.url;
 await waitFor('the dashboard address in the heartbeat', () => dashboardUrl() !== undefined, 10_000).catch(() => undefined);
 const dashboard = dashboardUrl();
-if (dashboard) console.log(`  live dashboard: ${dashboard} (open it now to watch the teams; it closes with the daemon)`);
+// The demo's teams finish in seconds, before anyone could open the page: say so, and how to keep it up.
+if (dashboard && process.env.FACTORY_DEMO_KEEP === '1') console.log(`  live dashboard: ${dashboard} (the daemon stays up after the demo: open it to watch, drop more issues in)`);
+else if (dashboard) console.log(`  dashboard: ${dashboard} (the demo ends in a few seconds and the dashboard closes with the daemon; \`FACTORY_DEMO_KEEP=1 npm run demo\` keeps both up to explore)`);
 
 const outcome = (key: string): string => join(work, 'issues', `${key}.outcome.md`);
 try {
