@@ -33,7 +33,9 @@ function cliEnv(): NodeJS.ProcessEnv {
 function runCli(args: readonly string[], options: { asNobody?: boolean } = {}): Promise<CliResult> {
   const node = [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args];
   const [command, ...argv] = options.asNobody ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', ...node] : node;
-  const child = spawn(command!, argv, { cwd: REPO_ROOT, env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  // The service user trusts the root-owned checkout, as git asks (safe.directory): these cases are about the state folder, not the repo.
+  const env = options.asNobody ? { ...cliEnv(), GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'safe.directory', GIT_CONFIG_VALUE_0: '*' } : cliEnv();
+  const child = spawn(command!, argv, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
