@@ -27,7 +27,8 @@ export type FactoryConfig = Omit<ParsedFactoryConfig, 'loop'> & {
 
 function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value);
+  // A URL's user and password are masked: a config error must not print a token a user put in a repo or Redis URL.
+  const text = JSON.stringify(value).replace(/(\/\/)[^/@\s"]*@/g, '$1***@');
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 

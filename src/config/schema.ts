@@ -16,6 +16,18 @@ import { agentDriverFields, checkAgentDriver, compileAgentDriver } from './agent
  */
 
 const nonEmpty = z.string().min(1, 'expected a non-empty string');
+
+/**
+ * A routed repo: a path, or a remote URL a fleet worker clones. A URL that
+ * carries a credential (`https://TOKEN@host/…`, `https://user:pass@host/…`)
+ * would be written by `git clone` into the clone's .git/config, which every
+ * worktree shares and every agent can read: refused. `ssh://git@host/…` and
+ * `git@host:…` name a user, not a secret, and pass.
+ */
+const repoRef = nonEmpty.refine((repo) => !/^https?:\/\/[^/@\s]+@/i.test(repo) && !/^[a-z][a-z0-9+.-]*:\/\/[^/@\s:]+:[^/@\s]*@/i.test(repo), {
+  message:
+    "expected a repo URL without credentials: git would write them into each worker's clone (.git/config), where agents can read them. Remove them and give git the credential another way: an SSH deploy key, or a credential helper on the worker",
+});
 const positiveMs = z.number().int('expected a whole number of milliseconds').positive('expected a positive number of milliseconds');
 const argv = z.array(nonEmpty).min(1, 'expected a command as a non-empty array of strings, e.g. ["claude", "-p", "{{prompt}}"]');
 
@@ -175,10 +187,10 @@ export const configSchema = z
     mount: z.object({ root: nonEmpty }).strict(),
     repos: z
       .object({
-        default: nonEmpty.optional(),
-        byLabel: z.record(nonEmpty).superRefine(refuseLabelsEqualIgnoringCase).default({}),
+        default: repoRef.optional(),
+        byLabel: z.record(repoRef).superRefine(refuseLabelsEqualIgnoringCase).default({}),
         /** Keyword rules: the first rule whose keyword appears in the title or body (case-insensitive) routes the issue. */
-        rules: z.array(z.object({ keyword: nonEmpty, repo: nonEmpty }).strict()).default([]),
+        rules: z.array(z.object({ keyword: nonEmpty, repo: repoRef }).strict()).default([]),
       })
       .strict()
       .default({}),

@@ -213,3 +213,22 @@ test("shepherd.trustedReviewers: owners, members and collaborators by default; a
     assert.match(String(error.details.problems), /shepherd\.trustedReviewers/);
   }
 });
+
+test("a repo URL carrying a credential is refused (a worker's clone would keep it in .git/config, readable by agents); SSH users and plain URLs pass", () => {
+  const secret = 'ghp_s3cretTOKEN';
+  for (const repos of [
+    { default: `https://${secret}@github.com/acme/api.git` },
+    { byLabel: { api: `https://bot:${secret}@git.internal/acme/api.git` } },
+    { rules: [{ keyword: 'api', repo: `ssh://deploy:${secret}@git.internal/acme/api.git` }] },
+  ]) {
+    const error = thrownBy(() => compileConfig({ ...MINIMAL, repos }, '/srv/factory.config.json'));
+    assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
+    assert.match(error.message, /expected a repo URL without credentials/);
+    assert.match(error.message, /^\/srv\/factory\.config\.json has 1 problem:\n {2}repos\./);
+    assert.ok(!error.message.includes(secret), `the error does not print the credential: ${error.message}`);
+    assert.match(error.message, /\/\/\*\*\*@/, 'the URL is shown with its credential masked');
+  }
+  for (const repo of ['https://github.com/acme/api.git', 'ssh://git@git.internal/acme/api.git', 'git@github.com:acme/api.git', './repo', '/srv/repos/api']) {
+    assert.doesNotThrow(() => compileConfig({ ...MINIMAL, repos: { default: repo } }, '/srv/factory.config.json'), repo);
+  }
+});
