@@ -59,6 +59,9 @@ describe('factory logs', () => {
     const missing = capture();
     assert.equal(await runCli(['logs', 'NEVER-RAN', '--config', config.configPath], missing), 1);
     assert.match(missing.stderr.join('\n'), /no agent logs for NEVER-RAN .*\[FACTORY_RUN_LOGS_NOT_FOUND\]/);
+    const none = capture();
+    assert.equal(await runCli(['logs', '--config', config.configPath], none), 2);
+    assert.match(none.stderr.join('\n'), /`factory logs` takes exactly one issue key \(not a file path\)/, 'it does not offer a file path it would refuse');
     const traversal = capture();
     assert.equal(await runCli(['logs', '../../etc', '--config', config.configPath], traversal), 2);
     assert.match(traversal.stderr.join('\n'), /FACTORY_USAGE/);

@@ -22,7 +22,7 @@ const FOLLOW_STATUS_EVERY_MS = 1_000;
 /** `factory logs` (its usage and flags are in logs.ts): loaded only when the verb runs. */
 export async function run(args: ParsedArgs, output: Output): Promise<number> {
   const { config, processTable } = runtimeFromArgs(args);
-  const issueKey = issueArgument(args, 'logs');
+  const issueKey = issueArgument(args, 'logs', 'one issue key (not a file path)');
   if (!isValidIssueKey(issueKey)) throw new FactoryError('FACTORY_USAGE', `\`factory logs\` takes an issue key (letters, digits, ".", "_", "-"), got "${issueKey}"`);
   const tail = flagString(args, 'tail') === undefined ? undefined : flagPositiveInt(args, 'tail', 1);
   const raw = flagBoolean(args, 'raw');

@@ -8,9 +8,10 @@ import { formatPreflightWarnings, preflightWarnings } from '../preflight-warning
 import { FactoryError } from '../../errors.js';
 import { readClaimsReadOnly } from './run-once-run.js';
 
-export function issueArgument(args: ParsedArgs, verb: string): string {
+/** The one issue argument; `takes` says what the verb accepts (`logs` reads logs by key, having no issue file to look at). */
+export function issueArgument(args: ParsedArgs, verb: string, takes = 'one issue key or file path'): string {
   const target = args.positionals[0];
-  if (target === undefined || args.positionals.length > 1) throw new FactoryError('FACTORY_USAGE', `\`factory ${verb}\` takes exactly one issue key or file path`);
+  if (target === undefined || args.positionals.length > 1) throw new FactoryError('FACTORY_USAGE', `\`factory ${verb}\` takes exactly ${takes}`);
   return target;
 }
 
