@@ -1,3 +1,4 @@
+import { describeJsonSyntaxError } from '../domain/json-syntax.js';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { ZodIssue } from 'zod';
@@ -166,8 +167,11 @@ export function loadConfig(path: string = DEFAULT_CONFIG_FILE): FactoryConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
-  } catch (error) {
-    throw new FactoryError('FACTORY_CONFIG_INVALID', `${configPath} is not valid JSON: ${(error as Error).message}`);
+  } catch {
+    // Line and column as for an issue file; JSON.parse's own message quotes the text, which may hold a secret.
+    throw new FactoryError('FACTORY_CONFIG_INVALID', `${configPath} is ${describeJsonSyntaxError(text)}`, {
+      hint: 'Fix the JSON at that line and column: a missing or extra comma, an unquoted key, a comment or single quotes (JSON allows none); docs/configuration.md shows a whole config.',
+    });
   }
   return compileConfig(raw, configPath);
 }

@@ -153,13 +153,15 @@ test('a config that is not an object is reported, not crashed on', () => {
   }
 });
 
-test('invalid JSON names the file', () => {
+test('invalid JSON names the file, the line and the column (as for an issue file), quotes none of its text, and gives a hint about syntax, not keys', () => {
   const dir = tempFolder();
-  const path = writeConfig(dir, '{ "mount": { "root": "./issues" }, }');
+  const path = writeConfig(dir, '{\n  "mount": { "root": "./issues" },\n  "token": "s3cret",\n}\n');
   const error = thrownBy(() => loadConfig(path));
   assert.equal(error.code, 'FACTORY_CONFIG_INVALID');
-  assert.ok(error.message.includes(path), error.message);
-  assert.match(error.message, /not valid JSON/);
+  assert.equal(error.message, `${path} is not valid JSON at line 4 column 1`);
+  assert.doesNotMatch(error.message, /s3cret|position/);
+  assert.doesNotMatch(error.hint, /Fix each listed key/);
+  assert.match(error.hint, /line and column/);
 });
 
 test('a missing file is FACTORY_CONFIG_NOT_FOUND naming the path', () => {
