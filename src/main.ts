@@ -182,9 +182,7 @@ export async function openSession(
   } = {},
 ): Promise<OpenedSession> {
   const { config, clock, processTable, terminator, log } = runtime;
-  // Teams run here (the local fleet): a repo or agent program that every run would trip over refuses the start.
-  // With fleet.backend "bullmq" they run on workers, and each worker checks its own.
-  if (config.fleet.backend !== 'bullmq') assertPreflight(config, await preflightProblemsFor(config));
+  // The lock first: another daemon on this config, or a state folder it cannot write, is the first thing to say.
   const lock = await acquireDaemonLock(runtime);
   const resources = teamResourcesFor(runtime);
   let store: StateStore | undefined;
@@ -192,6 +190,9 @@ export async function openSession(
   let fleetRedis: Redis | undefined;
   let opening: FactorySession | undefined;
   try {
+    // Teams run here (the local fleet): a repo or agent program that every run would trip over refuses the start
+    // before anything is written. With fleet.backend "bullmq" they run on workers, and each worker checks its own.
+    if (config.fleet.backend !== 'bullmq') assertPreflight(config, await preflightProblemsFor(config));
     const graceMs = config.reaper.graceMs;
     if (config.fleet.backend === 'bullmq') {
       // fleet.backend "bullmq": the leader lease and the state live in Redis, teams run on queue workers,

@@ -108,6 +108,21 @@ describe('preflight: problems every team would trip over are found before anythi
     assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
   });
 
+  it('with fleet.backend "bullmq" the control plane leaves agent programs to the workers, and a worker refuses a program it does not have before it connects to Redis', async () => {
+    const p = project('fleet', {
+      agents: { implementer: { command: ['factory-no-such-agent-cli'] } },
+      fleet: { backend: 'bullmq', redis: { url: 'redis://127.0.0.1:1' } },
+    });
+    const worker = await factory(['worker', '--config', p.configPath]);
+    assert.equal(worker.code, 2, worker.stderr);
+    assert.match(worker.stderr, /FACTORY_PREFLIGHT_FAILED/);
+    assert.match(worker.stderr, /agents\.implementer\.command\[0\]: command "factory-no-such-agent-cli" was not found/);
+    // The control plane runs no agent itself: it goes on to Redis (unreachable here) instead of refusing the program.
+    const controlPlane = await factory(['run-once', '--config', p.configPath]);
+    assert.doesNotMatch(controlPlane.stderr, /FACTORY_PREFLIGHT_FAILED/);
+    assert.match(controlPlane.stderr, /FACTORY_REDIS_UNREACHABLE/);
+  });
+
   it('factory init warns when claude or codex is not on PATH and the folder is not a git checkout, and still writes the config', async () => {
     const p = project('init');
     const folder = join(p.dir, 'fresh');
