@@ -85,7 +85,8 @@ test('the installed package runs compiled code from another folder, without tsx'
 
   // The daemon serves the dashboard page from dist/http/ of the installed package.
   const configPath = join(work, 'factory.config.json');
-  writeFileSync(configPath, JSON.stringify({ ...JSON.parse(readFileSync(configPath, 'utf8')), http: { port: 0 }, mount: { root: './no-issues' } }));
+  // An agent program every machine has: `start` refuses a config whose agents (claude, codex) are not installed.
+  writeFileSync(configPath, JSON.stringify({ ...JSON.parse(readFileSync(configPath, 'utf8')), agents: { implementer: { command: ['true'] } }, http: { port: 0 }, mount: { root: './no-issues' } }));
   mkdirSync(join(work, 'no-issues'));
   const daemon = spawn('factory', ['start', '--mode', 'live'], { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let daemonLog = '';
