@@ -37,7 +37,8 @@ async function statusJson(configPath: string): Promise<StatusSnapshot> {
 }
 
 test('status, the state API and /metrics show the workers, where each run is placed and the fleet counters; a standby says standby', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 6_000, slots: 2, extraConfig: { http: { enabled: true, port: 0 } } });
+  // The agent outlives every check below (the fleet is stopped after the test), so a loaded machine cannot end the run before the API is asked where it is.
+  fleet = await startFleet({ redis, agentWorkMs: 60_000, slots: 2, extraConfig: { http: { enabled: true, port: 0 } } });
   const f = fleet;
   const standby = await f.startControlPlane('cp1', 'standby');
   await f.startWorker('w1');

@@ -62,7 +62,8 @@ test('worker SIGKILL mid-run: its agents are reaped on its host by the restarted
 });
 
 test('worker SIGSTOP past its lock: another worker runs it, on SIGCONT the first kills its agents within a second and reports nothing; exactly one completion', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 9_000, lockDurationMs: 3_000, stalledIntervalMs: 1_000 });
+  // 15 s of work: the first agent must still be alive when another worker takes the run over (lock 3 s + stall check), even on a loaded machine.
+  fleet = await startFleet({ redis, agentWorkMs: 15_000, lockDurationMs: 3_000, stalledIntervalMs: 1_000 });
   const f = fleet;
   const w1 = await f.startWorker('w1');
   f.project.writeIssue('STOP-1');
