@@ -578,6 +578,7 @@ export class FactorySession {
       unhealthyLimitMs: config.intake.unhealthyLimitMs,
       onFatal: (error) => this.#reportFatal(error),
       ...(this.deps.onIntakePass ? { onPass: this.deps.onIntakePass } : {}),
+      onVisibleChange: () => this.heartbeat.writeSoon(),
     });
     this.heartbeat.startRefreshing();
     this.#startWorktreeRetention();

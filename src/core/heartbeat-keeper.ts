@@ -41,6 +41,13 @@ function skippedFilesOf(gauges: HeartbeatGauges): { skippedFiles?: readonly Skip
   return files.length > 0 ? { skippedFiles: files } : {};
 }
 
+/**
+ * The least time between a prompt write and the write before it: readers see
+ * a change within about this long, and a burst of events costs one write a
+ * second at most, not one per event.
+ */
+export const PROMPT_WRITE_MIN_GAP_MS = 1_000;
+
 /** The last heartbeat write that succeeded, for the metrics and the state API. */
 export interface HeartbeatWrite {
   readonly status: DaemonStatus;
@@ -59,6 +66,7 @@ export class HeartbeatKeeper {
   readonly #startedAtMs: number;
   #status: DaemonStatus = 'starting';
   #timer: TimerHandle | undefined;
+  #promptTimer: TimerHandle | undefined;
   #refreshing = false;
   #refreshCancelled = true;
   #inFlight: Promise<void> = Promise.resolve();
@@ -111,11 +119,35 @@ export class HeartbeatKeeper {
     this.#schedule();
   }
 
+  /**
+   * Asks for a write soon, because what readers show changed (an event
+   * arrived, a team started, the skipped files changed): within
+   * PROMPT_WRITE_MIN_GAP_MS of the last write, however many ask meanwhile.
+   * Only while refreshing, so a stopped daemon's final status stays last.
+   */
+  writeSoon(): void {
+    if (this.#refreshCancelled || this.#promptTimer !== undefined) return;
+    const sinceLastWriteMs = this.#lastWrite === null ? PROMPT_WRITE_MIN_GAP_MS : this.#options.clock.now() - this.#lastWrite.atMs;
+    this.#promptTimer = this.#options.clock.setTimeout(
+      () => {
+        this.#promptTimer = undefined;
+        if (this.#refreshCancelled) return;
+        this.write(this.#status).catch((error: Error) => {
+          // The next refresh tick writes again; a stale heartbeat is the alarm if it persists.
+          this.#options.log.warn({ err: error.message, path: this.#options.store.location }, 'heartbeat write failed; retrying next tick');
+        });
+      },
+      Math.max(0, PROMPT_WRITE_MIN_GAP_MS - sinceLastWriteMs),
+    );
+  }
+
   /** Cancels the refresh timer for good, then waits for any write already in flight. */
   async stopRefreshing(): Promise<void> {
     this.#refreshCancelled = true;
     this.#options.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#options.clock.clearTimeout(this.#promptTimer);
+    this.#promptTimer = undefined;
     await this.#inFlight;
   }
 
@@ -145,6 +177,9 @@ export class HeartbeatKeeper {
 
   async #writeNow(): Promise<void> {
     const { clock, gauges } = this.#options;
+    // This write reads the gauges now, so it answers any writeSoon() asked before it.
+    clock.clearTimeout(this.#promptTimer);
+    this.#promptTimer = undefined;
     const nowMs = clock.now();
     const heartbeat: Heartbeat = {
       version: 1,

@@ -26,6 +26,12 @@ export interface LiveIntakeOptions {
   readonly onFatal: (error: FactoryError) => void;
   /** Called after every intake pass (metrics, status). */
   readonly onPass?: (pass: IntakePass) => void;
+  /**
+   * Called when what the heartbeat shows changed between its refreshes: a
+   * source event arrived, an event pass ran, a reconcile decided something or
+   * changed the skipped files. The session writes the heartbeat soon after.
+   */
+  readonly onVisibleChange?: () => void;
 }
 
 /** The heartbeat carries at most this many skipped files (it is rewritten every refresh). */
@@ -118,20 +124,23 @@ export class LiveIntake {
    * Records the files a pass skipped and warns once per file version: a
    * malformed file present at startup is reported at the first reconcile and
    * again only when it changes, however many passes see it. A complete pass
-   * also forgets files that are fixed or gone.
+   * also forgets files that are fixed or gone. Returns whether the set changed.
    */
-  #noteSkippedFiles(skipped: readonly SkippedIssueFile[], options: { complete: boolean }): void {
+  #noteSkippedFiles(skipped: readonly SkippedIssueFile[], options: { complete: boolean }): boolean {
     const { clock, log } = this.#options;
+    let changed = false;
     if (options.complete) {
       const stillSkipped = new Set(skipped.map((file) => file.path));
-      for (const path of this.#skippedFiles.keys()) if (!stillSkipped.has(path)) this.#skippedFiles.delete(path);
+      for (const path of this.#skippedFiles.keys()) if (!stillSkipped.has(path)) changed = this.#skippedFiles.delete(path) || changed;
     }
     for (const file of skipped) {
       const version = file.revision ?? file.reason;
       if (this.#skippedFiles.get(file.path)?.version === version) continue;
       this.#skippedFiles.set(file.path, { path: file.path, reason: file.reason, sinceMs: clock.now(), version });
+      changed = true;
       log.warn({ path: file.path }, `issue file skipped: ${file.reason}`);
     }
+    return changed;
   }
 
   /** Subscribes (per transport), runs the first full reconcile, and arms the reconcile and health timers. */
@@ -260,6 +269,7 @@ export class LiveIntake {
       this.#onProbeSeen(event.token);
       return;
     }
+    this.#options.onVisibleChange?.();
     this.#firstPendingEventAtMs ??= event.atMs;
     if (event.kind === 'overflow' || event.path === undefined) this.#fullPassRequested = true;
     else this.#pendingPaths.add(event.path);
@@ -292,7 +302,8 @@ export class LiveIntake {
       if (!this.#probing) this.#markHealthy();
       else this.#health.lastProgressAtMs = clock.now();
       const pass: IntakePass = { kind: 'reconcile', issues: scan.issues.length, skippedFiles: scan.skipped, decisions, durationMs: clock.now() - startedAt, firstEventAtMs };
-      this.#noteSkippedFiles(scan.skipped, { complete: true });
+      const skippedChanged = this.#noteSkippedFiles(scan.skipped, { complete: true });
+      if (skippedChanged || decisions.length > 0) this.#options.onVisibleChange?.();
       this.#options.onPass?.(pass);
       return pass;
     } catch (error) {
@@ -341,6 +352,7 @@ export class LiveIntake {
     this.#noteSkippedFiles(skippedFiles, { complete: false });
     decisions.push(...(await dispatcher.intake(issues, { complete: false })));
     await dispatcher.pump();
+    this.#options.onVisibleChange?.();
     this.#options.onPass?.({ kind: 'events', issues: issues.length, skippedFiles, decisions, durationMs: clock.now() - startedAt, firstEventAtMs });
   }
 

@@ -168,3 +168,27 @@ test('the refresh costs the same with 1,000 agents as with none: it reads counte
   assert.ok(recorder.writes.every((w) => w.inFlightTeams === 1_000));
   await keeper.stopRefreshing();
 });
+
+test('writeSoon writes within a second of the last write, once for a burst, and not after stop', async () => {
+  const clock = new FakeClock();
+  const { keeper, recorder } = makeKeeper(clock, { intervalMs: 15_000 });
+  await keeper.write('running');
+  keeper.startRefreshing();
+  await clock.advance(5_000);
+  keeper.writeSoon();
+  await clock.advance(0);
+  assert.equal(recorder.writes.length, 2, 'long after the last write: at once');
+  for (let i = 0; i < 10; i++) {
+    keeper.writeSoon();
+    await clock.advance(100);
+  }
+  assert.equal(recorder.writes.length, 3, 'a burst within the second is one more write');
+  assert.equal(recorder.writes[2]!.updatedAtMs - recorder.writes[1]!.updatedAtMs, 1_000, 'one second after the previous write, not sooner');
+  await clock.advance(5_000);
+  assert.equal(recorder.writes.length, 3, 'nothing asked: nothing until the refresh');
+  keeper.writeSoon();
+  await keeper.stopRefreshing();
+  await clock.advance(5_000);
+  assert.equal(recorder.writes.length, 3, 'a stopped keeper leaves the final status last');
+  assert.equal(clock.pendingTimerCount(), 0);
+});

@@ -75,3 +75,26 @@ test('without probes (poll transport) a completed reconcile is the progress rece
   assert.equal(session.intake!.health().lastProgressAtMs, h.clock.now());
   await session.close();
 });
+
+test('the heartbeat shows a file event and a newly skipped file within a second, not at the next refresh', async () => {
+  const h = createHarness({ intake: { debounceMs: 10, reconcileIntervalMs: 60_000 }, loop: { heartbeatIntervalMs: 15_000, heartbeatStaleMs: 60_000 } });
+  const session = h.newSession();
+  await session.open();
+  await session.startLive();
+  await h.clock.advance(5_000);
+  const before = h.heartbeats.length;
+  const eventAt = h.clock.now();
+  h.source.put({ key: 'SEEN-1', title: 'starts a team', labels: ['factory'] });
+  h.source.putUnreadable('issues/broken.md', 'front matter is not valid YAML');
+  await h.settle();
+  await h.clock.advance(1_000);
+  assert.ok(h.heartbeats.length > before, 'written before the 15 s refresh');
+  const latest = h.heartbeats.at(-1)!;
+  assert.equal(latest.subscription.lastEventAtMs, eventAt);
+  assert.deepEqual(
+    latest.skippedFiles?.map((f) => f.path),
+    ['issues/broken.md'],
+  );
+  assert.equal(latest.inFlightTeams, 1);
+  await session.close();
+});
