@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createGitHubProject, REPO_SLUG, WEBHOOK_SECRET } from '../../test/support/fake-github/github-project.js';
 import { waitFor } from '../../test/support/sandbox.js';
 
@@ -8,10 +9,24 @@ import { waitFor } from '../../test/support/sandbox.js';
  * daemon takes it, its team commits, Factory pushes the branch to a real bare
  * repository and opens a draft pull request; CI fails once, the shepherd sends
  * the implementer back, the next push is green.
+ *
+ * Its scratch folder (the repositories, the config, the daemon's state) is
+ * removed at the end and on Ctrl-C; FACTORY_DEMO_KEEP=1 keeps it and says where.
  */
 
 const say = (line: string): void => console.log(line);
 const project = await createGitHubProject('demo-github');
+let finishing: Promise<void> | undefined;
+/** Stops the daemon and the fake, then removes the scratch folder unless asked to keep it. Once, whichever way the demo ends. */
+const finish = (): Promise<void> =>
+  (finishing ??= (async () => {
+    await project.close();
+    if (process.env.FACTORY_DEMO_KEEP === '1') say(`\nThe demo's files are kept in ${project.dir} (FACTORY_DEMO_KEEP=1); remove the folder when done.`);
+    else rmSync(project.dir, { recursive: true, force: true });
+  })());
+process.once('SIGINT', () => {
+  void finish().finally(() => process.exit(130));
+});
 try {
   say(`fake GitHub on ${project.fake.url}; ${REPO_SLUG}'s git side is ${project.remote}`);
   const number = project.fake.createIssue(REPO_SLUG, { title: 'Greet the user by name', body: 'The greeting should say "Hello, <name>!".', labels: ['enhancement'] });
@@ -75,5 +90,5 @@ try {
     `\nGitHub was asked ${project.fake.requests.length} requests (${project.fake.countedRequests} counted against the rate limit). The daemon's log: ${daemon.stderr().split('\n').length} lines, no token in them: ${!daemon.stderr().includes('ghp_')}`,
   );
 } finally {
-  await project.close();
+  await finish();
 }
