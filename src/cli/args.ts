@@ -8,17 +8,19 @@ export interface ParsedArgs {
   readonly flags: Readonly<Record<string, string | boolean>>;
 }
 
-export interface FlagSpec {
+interface FlagSpecBase {
   readonly name: string;
-  readonly takesValue: boolean;
   readonly description: string;
   /** A one-letter alias (`-h`). */
   readonly short?: string;
 }
 
+/** A switch, or a flag with a value and the placeholder help shows for it (`--config PATH`, `--tail N`). */
+export type FlagSpec = FlagSpecBase & ({ readonly takesValue: false } | { readonly takesValue: true; readonly valueName: string });
+
 /** Flags every verb accepts. */
 export const COMMON_FLAGS: readonly FlagSpec[] = [
-  { name: 'config', takesValue: true, description: 'config file (default ./factory.config.json)' },
+  { name: 'config', takesValue: true, valueName: 'PATH', description: 'config file (default ./factory.config.json)' },
   { name: 'json', takesValue: false, description: 'print machine-readable JSON' },
   { name: 'help', short: 'h', takesValue: false, description: 'show help for this verb' },
 ];

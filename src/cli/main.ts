@@ -61,7 +61,7 @@ function verbHelp(verb: Verb): string {
 }
 
 function flagLine(flag: FlagSpec): string {
-  return `  ${flag.short ? `-${flag.short}, ` : ''}--${flag.name}${flag.takesValue ? ' VALUE' : ''}  ${flag.description}`;
+  return `  ${flag.short ? `-${flag.short}, ` : ''}--${flag.name}${flag.takesValue ? ` ${flag.valueName}` : ''}  ${flag.description}`;
 }
 
 /** package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js. */

@@ -440,7 +440,7 @@ describe('factory CLI, end to end', () => {
     }
     const startHelp = await runCli(['start', '--help']);
     assert.match(startHelp.stdout, /usage: factory start \[--mode live\]/);
-    assert.match(startHelp.stdout, /--mode VALUE +`live`, the default/);
+    assert.match(startHelp.stdout, /--mode MODE +`live`, the default/);
   });
 
   it("a piped `start` writes pure JSON log lines: the ready and stopped lines included, each with the daemon's pid and hostname, agents under agentPid", async () => {

@@ -12,6 +12,6 @@ export const killLoopVerb: Verb = {
     'Exit codes: 0 the daemon stopped, 1 it is still stopping after the timeout, 2 usage or',
     'config error, 3 no daemon is running or the identity does not match (nothing signalled).',
   ].join('\n'),
-  flags: [{ name: 'timeout-ms', takesValue: true, description: 'how long to wait for the stop (default 60000)' }],
+  flags: [{ name: 'timeout-ms', takesValue: true, valueName: 'N', description: 'how long to wait for the stop (default 60000)' }],
   load: () => import('./kill-loop-run.js'),
 };

@@ -16,7 +16,7 @@ export const logsVerb: Verb = {
   maxPositionals: 1,
   flags: [
     { name: 'follow', takesValue: false, description: "keep printing until the run's agents exit" },
-    { name: 'tail', takesValue: true, description: "only the last N lines of each agent's log" },
+    { name: 'tail', takesValue: true, valueName: 'N', description: "only the last N lines of each agent's log" },
     { name: 'raw', takesValue: false, description: "a CLI driver's JSON lines as written, not rendered" },
   ],
   load: () => import('./logs-run.js'),

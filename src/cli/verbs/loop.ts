@@ -13,7 +13,7 @@ export const loopVerb: Verb = {
   ].join('\n'),
   outlivesItsOutput: true,
   flags: [
-    { name: 'max-iterations', takesValue: true, description: 'number of cycles (default 10)' },
+    { name: 'max-iterations', takesValue: true, valueName: 'N', description: 'number of cycles (default 10)' },
     { name: 'dry-run', takesValue: false, description: 'plan one cycle; change nothing' },
   ],
   load: () => import('./loop-run.js'),

@@ -16,7 +16,7 @@ export const pruneVerb: Verb = {
   ].join('\n'),
   flags: [
     { name: 'dry-run', takesValue: false, description: 'list what would be removed; remove nothing' },
-    { name: 'older-than', takesValue: true, description: 'untouched for longer than this (3d, 12h, 30m, 0) instead of workspace.keepFinishedForMs' },
+    { name: 'older-than', takesValue: true, valueName: 'DURATION', description: 'untouched for longer than this (3d, 12h, 30m, 0) instead of workspace.keepFinishedForMs' },
   ],
   load: () => import('./prune-run.js'),
 };

@@ -16,7 +16,7 @@ export const startVerb: Verb = {
     "3 another daemon uses this config or the predecessor's agents could not be reaped,",
     '5 the issue subscription failed.',
   ].join('\n'),
-  flags: [{ name: 'mode', takesValue: true, description: '`live`, the default and only mode (bounded runs are `loop` and `run-once`)' }],
+  flags: [{ name: 'mode', takesValue: true, valueName: 'MODE', description: '`live`, the default and only mode (bounded runs are `loop` and `run-once`)' }],
   outlivesItsOutput: true,
   load: () => import('./start-run.js'),
 };

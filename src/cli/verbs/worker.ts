@@ -16,6 +16,6 @@ export const workerVerb: Verb = {
     "or unsuitable Redis, 3 another worker or daemon uses this config or its predecessor's agents",
     'survived, 5 Redis unreachable.',
   ].join('\n'),
-  flags: [{ name: 'slots', takesValue: true, description: 'team runs at once (default fleet.worker.slots)' }],
+  flags: [{ name: 'slots', takesValue: true, valueName: 'N', description: 'team runs at once (default fleet.worker.slots)' }],
   load: () => import('./worker-run.js'),
 };
