@@ -93,3 +93,27 @@ test('every relative link in README.md and docs/*.md points at a file that exist
   }
   assert.deepEqual(broken, []);
 });
+
+/** The exit codes a text lists: each number that starts an item of a comma or semicolon list (`0 done, 1 failed; 2 usage`). */
+function exitCodesIn(text: string): number[] {
+  return [...text.matchAll(/(?:^|[,;])\s*(\d+)\b/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+}
+
+test("README's command table gives each verb the exit codes its --help gives", () => {
+  const rows = read('README.md')
+    .split('\n')
+    .map((line) => /^\| `factory ([a-z-]+)[^`]*` \|.*\| ([^|]+) \|$/.exec(line))
+    .filter((match) => match !== null);
+  const mismatches: string[] = [];
+  for (const verb of VERBS) {
+    const row = rows.find((match) => match[1] === verb.name);
+    const help = /Exit codes?:(.*)$/is.exec(verb.details)?.[1]?.replace(/\s+/g, ' ');
+    if (row === undefined || help === undefined) {
+      mismatches.push(`${verb.name}: ${row === undefined ? 'no README row' : 'no exit codes in its help'}`);
+      continue;
+    }
+    const [readme, helpCodes] = [exitCodesIn(row[2]!), exitCodesIn(help)];
+    if (readme.join() !== helpCodes.join()) mismatches.push(`${verb.name}: README ${readme.join(', ')}, --help ${helpCodes.join(', ')}`);
+  }
+  assert.deepEqual(mismatches, []);
+});
