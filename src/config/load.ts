@@ -28,9 +28,29 @@ export type FactoryConfig = Omit<ParsedFactoryConfig, 'loop'> & {
 
 function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
-  // A URL's user and password are masked: a config error must not print a token a user put in a repo or Redis URL.
-  const text = JSON.stringify(value).replace(/(\/\/)[^/@\s"]*@/g, '$1***@');
+  return shortened(JSON.stringify(value));
+}
+
+/** JSON text as a config error may show it: a URL's user and password masked (a token a user put in a repo or Redis URL must not be printed), and cut short. */
+function shortened(json: string): string {
+  const text = json.replace(/(\/\/)[^/@\s"]*@/g, '$1***@');
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/**
+ * How to fix the two type errors a first config makes most: a command written
+ * as one string (the shell line it would be typed as) and a number in quotes.
+ * The split is a hint only: Factory never splits a command itself.
+ */
+function typeHint(issue: ZodIssue & { code: 'invalid_type' }, value: unknown): string {
+  if (typeof value !== 'string') return '';
+  if (issue.expected === 'array' && issue.path.at(-1) === 'command' && value.trim() !== '') {
+    const words = value.trim().split(/\s+/);
+    return ` (write it as an array: ${shortened(`[${words.map((word) => JSON.stringify(word)).join(', ')}]`)})`;
+  }
+  const digits = value.trim();
+  if (issue.expected === 'number' && /^-?\d+(\.\d+)?$/.test(digits)) return ` (write ${digits} without quotes)`;
+  return '';
 }
 
 function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
@@ -49,7 +69,7 @@ export function formatConfigIssue(issue: ZodIssue, raw: unknown): string {
   // eslint-disable-next-line @typescript-eslint/switch-exhaustiveness-check -- zod has many codes; the default words the rest
   switch (issue.code) {
     case 'invalid_type':
-      return issue.received === 'undefined' ? `${path}: expected ${issue.expected}, but it is missing` : `${path}: expected ${issue.expected}, got ${got}`;
+      return issue.received === 'undefined' ? `${path}: expected ${issue.expected}, but it is missing` : `${path}: expected ${issue.expected}, got ${got}${typeHint(issue, valueAt(raw, issue.path))}`;
     case 'unrecognized_keys':
       return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling against docs/configuration.md)`;
     case 'invalid_enum_value':

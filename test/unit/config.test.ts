@@ -234,3 +234,23 @@ test("a repo URL carrying a credential is refused (a worker's clone would keep i
     assert.doesNotThrow(() => compileConfig({ ...MINIMAL, repos: { default: repo } }, '/srv/factory.config.json'), repo);
   }
 });
+
+test('a command written as one string and a number in quotes get a hint that says how to write them', () => {
+  const error = thrownBy(() =>
+    compileConfig(
+      {
+        mount: { root: './issues' },
+        agents: { implementer: { command: 'claude -p  {{prompt}}' } },
+        http: { port: '7420' },
+        dispatch: { batchSize: 'two' },
+        source: { github: { repos: 'acme/api' } },
+      },
+      '/srv/factory.config.json',
+    ),
+  );
+  const problems = error.details.problems as string[];
+  assert.ok(problems.includes('agents.implementer.command: expected array, got "claude -p  {{prompt}}" (write it as an array: ["claude", "-p", "{{prompt}}"])'), problems.join('\n'));
+  assert.ok(problems.includes('http.port: expected number, got "7420" (write 7420 without quotes)'), problems.join('\n'));
+  assert.ok(problems.includes('dispatch.batchSize: expected number, got "two"'), 'no hint for a word: there is no number to suggest');
+  assert.ok(!problems.some((problem) => problem.includes('write it as an array') && !problem.includes('.command:')), 'only commands are split on spaces');
+});
