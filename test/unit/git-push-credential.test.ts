@@ -58,3 +58,11 @@ test('a real push leaves no trace of the token in the worktree, .git/config or t
   // A refused push names the problem with the credential redacted.
   await assert.rejects(pusher.push(repo, 'no-such-remote', 'factory/acme_api-1'), (error: Error & { code?: string }) => error.code === 'FACTORY_GIT_PUSH_FAILED' && !error.message.includes(TOKEN));
 });
+
+test("the askpass helper's folder goes when the process that wrote it exits", () => {
+  const module = new URL('../../src/adapters/github/git-push.ts', import.meta.url).href;
+  const script = `import(${JSON.stringify(module)}).then(({ askpassHelperPath }) => { const path = askpassHelperPath(); require('node:fs').accessSync(path); console.log(path); });`;
+  const path = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', cwd: join(import.meta.dirname, '..', '..') }).trim();
+  assert.match(path, /factory-askpass-[^/]+\/askpass\.sh$/);
+  assert.throws(() => statSync(join(path, '..')), /ENOENT/, 'the folder was removed at exit');
+});

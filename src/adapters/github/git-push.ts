@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FactoryError } from '../../errors.js';
@@ -25,10 +25,11 @@ esac
 
 let askpassPath: string | undefined;
 
-/** Writes the helper once per process, in a folder only this user can read. */
+/** Writes the helper once per process, in a folder only this user can read, removed when the process exits (a long-lived host would otherwise collect one per daemon start). */
 export function askpassHelperPath(): string {
   if (askpassPath !== undefined) return askpassPath;
   const dir = mkdtempSync(join(tmpdir(), 'factory-askpass-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   chmodSync(dir, 0o700);
   const path = join(dir, 'askpass.sh');
   writeFileSync(path, ASKPASS_SCRIPT, { mode: 0o700 });
