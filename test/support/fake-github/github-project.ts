@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScratchRepo, git, REPO_ROOT, spawnDaemon, waitFor, type DaemonProcess } from '../sandbox.js';
@@ -99,6 +99,7 @@ export async function createGitHubProject(name: string, config: Record<string, u
         await daemon.exited;
       }
       await fake.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
