@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, afterEach, test } from 'node:test';
 import { FileHeartbeatStore } from '../../src/adapters/node-state/file-node-state.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { StateDocument } from '../../src/http/state-document.js';
-import { finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
-import { startTestRedis, type TestRedis } from '../support/redis-server.js';
+import { finishedRuns, useFleetPerTest } from '../fixtures/fleet/harness.js';
 import { REPO_ROOT, waitFor } from '../support/sandbox.js';
 
 /**
@@ -23,22 +22,13 @@ const REPLAY_CLAUDE = join(REPO_ROOT, 'test', 'fixtures', 'agents', 'replay-clau
 const scratch = mkdtempSync(join(tmpdir(), 'factory-fleet-activity-'));
 const release = join(scratch, 'release-the-agent');
 
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-after(async () => {
-  // A held agent ends by itself once released.
-  writeFileSync(release, '');
-  await fleet?.stop();
-  await redis.stop();
-  rmSync(scratch, { recursive: true, force: true });
-});
+// Registered before the fleet's hooks, so it runs before the fleet stops: a held agent ends by itself once released.
+afterEach(() => writeFileSync(release, ''));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+const fleets = useFleetPerTest();
 
 test("a remote claude-code agent's activity reaches the control plane's state API while it works", { timeout: 90_000 }, async () => {
-  fleet = await startFleet({
-    redis,
+  const fleet = await fleets.start({
     agentWorkMs: 0,
     extraConfig: {
       agents: {
@@ -75,7 +65,7 @@ test("a remote claude-code agent's activity reaches the control plane's state AP
       return implementer?.activity?.lastActivity?.summary.startsWith('Bash: printf') ? implementer : undefined;
     },
     40_000,
-  ).catch((error: Error) => assert.fail(`${error.message}; the state API last showed ${JSON.stringify(lastSeen)}\n${fleet!.workers.get('w1')?.stderr().slice(-3000)}`));
+  ).catch((error: Error) => assert.fail(`${error.message}; the state API last showed ${JSON.stringify(lastSeen)}\n${fleet.workers.get('w1')?.stderr().slice(-3000)}`));
   // The first model message of the recorded stream: 1 turn, its usage as reported at message start, no cost yet.
   const activity = agent.activity!;
   assert.equal(activity.driver, 'claude-code');
@@ -86,6 +76,6 @@ test("a remote claude-code agent's activity reaches the control plane's state AP
   assert.ok('node' in agent && agent.node === 'w1', `placed on the worker: ${JSON.stringify(agent)}`);
 
   writeFileSync(release, '');
-  const finished = await waitFor('the run to finish', () => finishedRuns(fleet!.controlPlane).find((r) => r.run.startsWith('ACT-1-')), 30_000);
+  const finished = await waitFor('the run to finish', () => finishedRuns(fleet.controlPlane).find((r) => r.run.startsWith('ACT-1-')), 30_000);
   assert.equal(finished.reason, 'succeeded', fleet.controlPlane.stderr());
 });

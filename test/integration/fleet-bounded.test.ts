@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { CliAgentHost } from '../../src/adapters/agent-drivers/cli-agent-host.js';
 import { BullmqRunConsumer } from '../../src/adapters/bullmq/bullmq-run-consumer.js';
@@ -18,9 +18,8 @@ import { InMemoryWorkspace } from '../../src/adapters/workspace/in-memory-worksp
 import { LocalTeamExecutor } from '../../src/core/execution/local-team-executor.js';
 import { RegistryKeeper } from '../../src/core/registry-keeper.js';
 import { TeamRunWorker } from '../../src/core/worker/team-run-worker.js';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/sandbox.js';
-import { startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { useFleetPerTest } from '../fixtures/fleet/harness.js';
 
 /**
  * Issue 12, test 7: Redis stays bounded by the retention settings, not by the
@@ -48,20 +47,14 @@ const JOBS_KEPT = 20;
 const EVENTS_MAX_LEN = 1_000;
 const SLOTS = 4;
 
-const skip = redisServerAvailable() ? false : 'redis-server is not installed (.ci/run installs it)';
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
 const cleanups: (() => Promise<unknown>)[] = [];
 const scratch = mkdtempSync(join(tmpdir(), 'factory-fleet-bounded-'));
-before(async () => {
-  if (!skip) redis = await startTestRedis();
-});
+// Registered before the fleet's hooks, so it runs before Redis stops: the in-process consumers close while it still answers.
 after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-  await fleet?.stop();
-  await redis?.stop();
   rmSync(scratch, { recursive: true, force: true });
 });
+const fleets = useFleetPerTest();
 
 const settings: FleetQueueSettings = {
   ...DEFAULT_FLEET_QUEUE_SETTINGS,
@@ -92,7 +85,7 @@ async function startInProcessWorker(node: string): Promise<TeamRunWorker> {
     log,
   });
   const consumer = await BullmqRunConsumer.open({
-    url: redis.url,
+    url: fleets.redis().url,
     keys: teamRunKeys({ keyPrefix: 'factory', pool: 'test' }),
     node,
     slots: SLOTS,
@@ -140,16 +133,15 @@ async function sample(client: Redis, runs: number): Promise<Sample> {
   return { runs, keys: keys.length, usedMemory, stateBytes, queueBytes, queueKeys, runEventStreams, longestStream };
 }
 
-test(`${RUNS} runs keep Redis bounded by the retention settings, and a control-plane restart loses no terminal outcome`, { skip, timeout: 120_000 }, async () => {
-  fleet = await startFleet({
-    redis,
+test(`${RUNS} runs keep Redis bounded by the retention settings, and a control-plane restart loses no terminal outcome`, { timeout: 120_000 }, async () => {
+  const fleet = await fleets.start({
     agentWorkMs: 0,
     batchSize: 2 * SLOTS,
     queue: { finishedRetentionMs: RETENTION_MS, finishedJobsKept: JOBS_KEPT, eventsMaxLen: EVENTS_MAX_LEN },
     extraConfig: { intake: { transport: 'poll', reconcileIntervalMs: 200, probeIntervalMs: 60_000 } },
   });
   const workers = [await startInProcessWorker('w1'), await startInProcessWorker('w2')];
-  const client = new Redis(redis.url);
+  const client = new Redis(fleets.redis().url);
   cleanups.push(async () => client.disconnect());
   const state = fleetKeys('factory', 'test');
   const outcomesRecorded = async (): Promise<number> => Number((await client.get(state.outcomeTotal)) ?? 0);

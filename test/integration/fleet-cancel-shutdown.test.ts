@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
-import { startTestRedis, type TestRedis } from '../support/redis-server.js';
+import { test } from 'node:test';
 import { waitFor } from '../support/sandbox.js';
-import { finishedRuns, liveAgentRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { finishedRuns, liveAgentRuns, useFleetPerTest } from '../fixtures/fleet/harness.js';
 
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  await fleet?.stop();
-  fleet = undefined;
-});
-after(async () => {
-  await redis.stop();
-});
+const fleets = useFleetPerTest();
 
 test('an issue that leaves scope cancels its run on the worker: no process of its group within 5 s, no retry', { timeout: 60_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 20_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 20_000 });
   await f.startWorker('w1');
   f.project.writeIssue('CANCEL-1');
   const first = await waitFor('the run to start', () => f.traceLines().find((l) => l.what === 'start'), 30_000);
@@ -47,8 +34,7 @@ test('an issue that leaves scope cancels its run on the worker: no process of it
 });
 
 test('worker SIGTERM: no new fetch, a run that finishes within the grace reports, exit 0', { timeout: 60_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 3_000, shutdownGraceMs: 15_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 3_000, shutdownGraceMs: 15_000 });
   const w1 = await f.startWorker('w1');
   f.project.writeIssue('TERM-1');
   await waitFor('the run to start', () => f.traceLines().find((l) => l.what === 'start'), 30_000);
@@ -64,8 +50,7 @@ test('worker SIGTERM: no new fetch, a run that finishes within the grace reports
 });
 
 test('worker SIGTERM with a run longer than the grace: the run is stopped, handed back, finished by another worker; exit 0; one completion', { timeout: 60_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 6_000, shutdownGraceMs: 1_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 6_000, shutdownGraceMs: 1_000 });
   const w1 = await f.startWorker('w1');
   f.project.writeIssue('BACK-1');
   const first = await waitFor('the run to start', () => f.traceLines().find((l) => l.what === 'start'), 30_000);

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Redis } from 'ioredis';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor, type DaemonProcess } from '../support/sandbox.js';
 import { runFactoryCli } from '../support/factory-cli.js';
-import { finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { finishedRuns, useFleetPerTest, type TestFleet } from '../fixtures/fleet/harness.js';
 
 /**
  * The fleet's control plane across machines: real `factory start` processes
@@ -15,27 +14,11 @@ import { finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harn
  * The lease here is 3 s (renewed every 0.8 s, 0.5 s margin).
  */
 
-if (!redisServerAvailable()) throw new Error('redis-server is not installed: the fleet tests need it (.ci/run installs it)');
-
 const TTL_MS = 3_000;
 /** Process scheduling on a loaded 2-core machine and the standby's polling (TTL / 10). */
 const SLACK_MS = 1_500;
 
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  await fleet?.stop();
-  fleet = undefined;
-  const client = new Redis(redis.url);
-  await client.flushall();
-  client.disconnect();
-});
-after(async () => {
-  await redis.stop();
-});
+const fleets = useFleetPerTest({ flushRedisAfterEach: true });
 
 interface LogLine {
   readonly msg: string;
@@ -59,7 +42,7 @@ function leadingEpoch(plane: Pick<DaemonProcess, 'stderr'>): { epoch: number; at
 
 /** Claims in Redis written with `epoch` after `sinceMs`: writes a stale leader got accepted (must be none). */
 async function claimsWrittenBy(epoch: number, sinceMs: number): Promise<string[]> {
-  const client = new Redis(redis.url);
+  const client = new Redis(fleets.redis().url);
   try {
     const all = await client.hgetall('factory:{test}:state:claims');
     return Object.values(all)
@@ -83,8 +66,7 @@ function startsOf(f: TestFleet, issueKey: string): string[] {
 }
 
 test('leader SIGKILL mid-run: the standby leads within the lease TTL with a higher epoch and attaches to the run (one execution, one outcome)', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 6_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 6_000 });
   const standby = await f.startControlPlane('cp1', 'standby');
   const heartbeat = await waitFor('the standby heartbeat', () => {
     try {
@@ -116,8 +98,7 @@ test('leader SIGKILL mid-run: the standby leads within the lease TTL with a high
 });
 
 test('leader SIGSTOP: the standby leads within the TTL; the woken leader stops (lease lost, exit 3) and none of its writes is accepted', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 4_000, slots: 2, batchSize: 2 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 4_000, slots: 2, batchSize: 2 });
   const standby = await f.startControlPlane('cp1', 'standby');
   await f.startWorker('w1');
   f.project.writeIssue('FRZ-1');
@@ -158,8 +139,7 @@ test('leader SIGSTOP: the standby leads within the TTL; the woken leader stops (
 });
 
 test('graceful stop of the leader leaves the run going on its worker; the standby takes over at once and records it', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 5_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 5_000 });
   const standby = await f.startControlPlane('cp1', 'standby');
   await f.startWorker('w1');
   f.project.writeIssue('GRACE-1');
@@ -178,7 +158,7 @@ test('graceful stop of the leader leaves the run going on its worker; the standb
 });
 
 test('a standby stopped while standing by leaves a stopped heartbeat, not a standby of a dead pid (read as stale)', { timeout: 60_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 1_000 });
+  const fleet = await fleets.start({ agentWorkMs: 1_000 });
   const standby = await fleet.startControlPlane('cp1', 'standby');
   const heartbeatPath = join(standby.dir, '.factory', 'heartbeat.json');
   const read = (): { status: string; pid: number } => JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { status: string; pid: number };
@@ -198,8 +178,7 @@ test('a standby stopped while standing by leaves a stopped heartbeat, not a stan
 
 test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trials, warm standbys)', { timeout: 300_000 }, async () => {
   const lease = { ttlMs: 1_000, renewEveryMs: 250, safetyMarginMs: 200 };
-  fleet = await startFleet({ redis, agentWorkMs: 200, slots: 4, batchSize: 4, lease });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 200, slots: 4, batchSize: 4, lease });
   await f.startWorker('w1');
   // Standbys are kept warm: replacements start in the background while trials go on, so a trial costs a
   // kill and a takeover, not a process start. A kill waits until at least one standby stands by.
@@ -249,7 +228,7 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trial
     replenish();
   }
   const loopMs = Date.now() - started;
-  const client = new Redis(redis.url);
+  const client = new Redis(fleets.redis().url);
   try {
     await waitFor(
       'every trial issue to succeed',

@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
+import { test } from 'node:test';
 import { runFactoryCli } from '../support/factory-cli.js';
 import { waitFor } from '../support/sandbox.js';
-import { startFleet, type TestFleet, type WorkerProcess } from '../fixtures/fleet/harness.js';
+import { useFleetPerTest, type TestFleet, type WorkerProcess } from '../fixtures/fleet/harness.js';
 
 /**
  * Parked runs on a fleet: a worker that parks a run pushes its park ref to
@@ -18,20 +17,7 @@ import { startFleet, type TestFleet, type WorkerProcess } from '../fixtures/flee
  * starting over. Real control plane, real workers, real redis-server, real git.
  */
 
-if (!redisServerAvailable()) throw new Error('redis-server is not installed: the fleet tests need it (.ci/run installs it)');
-
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  await fleet?.stop();
-  fleet = undefined;
-});
-after(async () => {
-  await redis.stop();
-});
+const fleets = useFleetPerTest();
 
 const remoteGit = (f: TestFleet, ...args: string[]): string => execFileSync('git', ['--git-dir', join(f.project.dir, 'remote.git'), ...args], { encoding: 'utf8' });
 const remoteParkRefs = (f: TestFleet): string[] => remoteGit(f, 'for-each-ref', '--format=%(refname)', 'refs/factory/park').split('\n').filter(Boolean);
@@ -62,8 +48,7 @@ test(
   'a run parked on one worker resumes on another: the park ref goes through the remote, the resumed agent sees the parked change, and the remote ref is removed once the run ended',
   { timeout: 120_000 },
   async () => {
-    fleet = await startFleet({ redis, agentWorkMs: 0, bareRemote: true, parkingAgent: true });
-    const f = fleet;
+    const f = await fleets.start({ agentWorkMs: 0, bareRemote: true, parkingAgent: true });
     const w1 = await f.startWorker('w1');
     f.project.writeIssue('FP-1');
     const parked = await waitFor('the run to park on w1', () => outcomes(f, 'FP-1')[0], 60_000);
@@ -92,8 +77,7 @@ test(
   "a park ref the remote refuses stays in the parking worker's clone: a resume on another worker ends parked with FACTORY_PARK_UNAVAILABLE, a resume on the parking worker continues the work",
   { timeout: 150_000 },
   async () => {
-    fleet = await startFleet({ redis, agentWorkMs: 0, bareRemote: true, parkingAgent: true });
-    const f = fleet;
+    const f = await fleets.start({ agentWorkMs: 0, bareRemote: true, parkingAgent: true });
     // The remote takes branches but no park refs (a protected namespace, say).
     const hook = join(f.project.dir, 'remote.git', 'hooks', 'pre-receive');
     writeFileSync(hook, '#!/bin/sh\nwhile read old new ref; do case "$ref" in refs/factory/park/*) echo "park refs are not allowed here" >&2; exit 1;; esac; done\n');

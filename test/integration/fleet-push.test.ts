@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
+import { test } from 'node:test';
 import { waitFor } from '../support/sandbox.js';
-import { finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { finishedRuns, useFleetPerTest, type TestFleet } from '../fixtures/fleet/harness.js';
 
 /**
  * A worker pushes a succeeded run's branch to the repo's remote (a local bare
@@ -12,20 +11,7 @@ import { finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harn
  * pushes nothing, even when its agents finished the work.
  */
 
-if (!redisServerAvailable()) throw new Error('redis-server is not installed: the fleet tests need it (.ci/run installs it)');
-
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  await fleet?.stop();
-  fleet = undefined;
-});
-after(async () => {
-  await redis.stop();
-});
+const fleets = useFleetPerTest();
 
 /** The commit subjects on `branch` in the bare remote, newest first; empty when the branch is not there. */
 function remoteSubjects(f: TestFleet, branch: string): string[] {
@@ -39,8 +25,7 @@ function remoteSubjects(f: TestFleet, branch: string): string[] {
 }
 
 test("a succeeded run's branch is pushed to the remote by its worker", { timeout: 60_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 300, bareRemote: true });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 300, bareRemote: true });
   await f.startWorker('w1');
   f.project.writeIssue('PUSH-1');
   const finished = await waitFor('the run to finish', () => finishedRuns(f.controlPlane)[0], 30_000);
@@ -52,8 +37,7 @@ test("a succeeded run's branch is pushed to the remote by its worker", { timeout
 });
 
 test('a worker that lost its lock pushes nothing, even though its agents finished their work', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 3_000, lockDurationMs: 2_000, stalledIntervalMs: 500, bareRemote: true });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 3_000, lockDurationMs: 2_000, stalledIntervalMs: 500, bareRemote: true });
   const w1 = await f.startWorker('w1');
   f.project.writeIssue('PUSH-2');
   const first = await waitFor('the first run to start on w1', () => f.traceLines().find((l) => l.what === 'start'), 30_000);

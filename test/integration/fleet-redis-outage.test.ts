@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Redis } from 'ioredis';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/sandbox.js';
-import { finishedRuns, liveAgentRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { finishedRuns, liveAgentRuns, useFleetPerTest } from '../fixtures/fleet/harness.js';
 
 /**
  * Redis itself failing under a running fleet: frozen (SIGSTOP, as in a
@@ -11,29 +10,12 @@ import { finishedRuns, liveAgentRuns, startFleet, type TestFleet } from '../fixt
  * Real redis-server, control planes and workers.
  */
 
-if (!redisServerAvailable()) throw new Error('redis-server is not installed: the fleet tests need it (.ci/run installs it)');
-
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  redis.thaw();
-  await fleet?.stop();
-  fleet = undefined;
-  const client = new Redis(redis.url);
-  await client.flushall();
-  client.disconnect();
-});
-after(async () => {
-  await redis.stop();
-});
+const fleets = useFleetPerTest({ flushRedisAfterEach: true });
 
 test('Redis SIGSTOP past the lock duration: every worker self-fences its run, and after Redis returns each issue completes exactly once', { timeout: 120_000 }, async () => {
+  const redis = fleets.redis();
   const lockDurationMs = 3_000;
-  fleet = await startFleet({ redis, agentWorkMs: 8_000, lockDurationMs, stalledIntervalMs: 1_000, batchSize: 2 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 8_000, lockDurationMs, stalledIntervalMs: 1_000, batchSize: 2 });
   const standby = await f.startControlPlane('cp1', 'standby');
   const w1 = await f.startWorker('w1');
   const w2 = await f.startWorker('w2');
@@ -83,8 +65,8 @@ test('Redis SIGSTOP past the lock duration: every worker self-fences its run, an
 });
 
 test('Redis killed and restarted while idle: the next run is still picked up within 15 s', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 300, lease: { ttlMs: 15_000, renewEveryMs: 5_000, safetyMarginMs: 2_000 } });
-  const f = fleet;
+  const redis = fleets.redis();
+  const f = await fleets.start({ agentWorkMs: 300, lease: { ttlMs: 15_000, renewEveryMs: 5_000, safetyMarginMs: 2_000 } });
   await f.startWorker('w1');
   f.project.writeIssue('IDLE-0');
   await waitFor('a first run to finish', () => finishedRuns(f.controlPlane)[0], 30_000);

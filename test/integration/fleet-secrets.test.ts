@@ -3,12 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { parseTeamRunJob } from '../../src/adapters/bullmq/team-run-job.js';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/sandbox.js';
-import { AGENT, finishedRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { AGENT, finishedRuns, useFleetPerTest } from '../fixtures/fleet/harness.js';
 
 /**
  * A fleet job carries no secret: the control plane's and the worker's config
@@ -19,18 +18,9 @@ import { AGENT, finishedRuns, startFleet, type TestFleet } from '../fixtures/fle
  * got it in its environment from the worker's own config.
  */
 
-const skip = redisServerAvailable() ? false : 'redis-server is not installed (.ci/run installs it)';
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
+const fleets = useFleetPerTest();
 const envOut = mkdtempSync(join(tmpdir(), 'factory-fleet-env-'));
-before(async () => {
-  if (!skip) redis = await startTestRedis();
-});
-after(async () => {
-  await fleet?.stop();
-  await redis?.stop();
-  rmSync(envOut, { recursive: true, force: true });
-});
+after(() => rmSync(envOut, { recursive: true, force: true }));
 
 /** Every value Redis holds now, read by each key's type, as text (the key names included). */
 async function everythingInRedis(client: Redis): Promise<{ keys: number; text: string }> {
@@ -64,16 +54,16 @@ function filesUnder(dir: string): { path: string; text: string }[] {
   });
 }
 
-test("a run's agent gets API_TOKEN from the worker's config while no Redis key, AOF write or log line ever holds it", { skip, timeout: 90_000 }, async () => {
+test("a run's agent gets API_TOKEN from the worker's config while no Redis key, AOF write or log line ever holds it", { timeout: 90_000 }, async () => {
+  const redis = fleets.redis();
   const secret = `sk-${randomBytes(18).toString('hex')}`;
-  fleet = await startFleet({
-    redis,
+  const fleet = await fleets.start({
     agentWorkMs: 200,
     extraConfig: { agents: { implementer: { command: ['node', AGENT, '200'], env: { API_TOKEN: secret, FLEET_ENV_OUT: envOut } } } },
   });
   await fleet.startWorker('w1');
   fleet.project.writeIssue('SECRET-1');
-  const finished = await waitFor('the run to finish', () => finishedRuns(fleet!.controlPlane)[0], 45_000);
+  const finished = await waitFor('the run to finish', () => finishedRuns(fleet.controlPlane)[0], 45_000);
   assert.equal(finished.reason, 'succeeded', fleet.controlPlane.stderr());
 
   // The agent received the secret, from the worker's config (Redis never had it: below).

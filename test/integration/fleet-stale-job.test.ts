@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
+import { after, afterEach, test } from 'node:test';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
@@ -13,9 +13,8 @@ import { BullmqTeamExecutor } from '../../src/adapters/team-executor/bullmq-team
 import type { Logger } from '../../src/ports/logger.js';
 import type { TeamPlan } from '../../src/ports/team-executor.js';
 import type { WorkerAnnouncement } from '../../src/ports/team-run-queue.js';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/sandbox.js';
-import { AGENT, finishedRuns, sampleLiveRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { AGENT, finishedRuns, sampleLiveRuns, useFleetPerTest, type TestFleet } from '../fixtures/fleet/harness.js';
 
 /**
  * The hole a frozen leader leaves: it checked its lease, froze inside the
@@ -27,36 +26,26 @@ import { AGENT, finishedRuns, sampleLiveRuns, startFleet, type TestFleet } from 
  * lease lapsed while it still believed its grant (it had checked before the freeze).
  */
 
-if (!redisServerAvailable()) throw new Error('redis-server is not installed: the fleet tests need it (.ci/run installs it)');
-
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as Logger;
 const keys = fleetKeys('factory', 'test');
 const queueKeys = teamRunKeys({ keyPrefix: 'factory', pool: 'test' });
 const settings = { ...DEFAULT_FLEET_QUEUE_SETTINGS, lockDurationMs: 3_000, stalledIntervalMs: 1_000, failedRetentionMs: 90_000, failedJobsKept: 7 };
 
-let redis: TestRedis;
-let client: Redis;
-let fleet: TestFleet | undefined;
+let client: Redis | undefined;
 const cleanups: (() => Promise<void>)[] = [];
-before(async () => {
-  redis = await startTestRedis();
-  client = new Redis(redis.url);
-});
+// Registered before the fleet's hooks, so they run first: the frozen leader's lease and executor go before the fleet does, the client before Redis.
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  await fleet?.stop();
-  fleet = undefined;
-  await client.flushall();
 });
-after(async () => {
-  client.disconnect();
-  await redis.stop();
-});
+after(() => client?.disconnect());
+const fleets = useFleetPerTest({ flushRedisAfterEach: true });
+/** This file's client on the test Redis, opened on first use: Redis starts in a hook, after this module loaded. */
+const redisClient = (): Redis => (client ??= new Redis(fleets.redis().url));
 
 /** A leader lease held by this process, not renewed: it lapses `ttlMs` after the grant, as a frozen holder's does. */
 async function leaseThatWillLapse(ttlMs: number): Promise<RedisHeldLease> {
   const lease = new RedisLease({
-    redis: client,
+    redis: redisClient(),
     keys,
     owner: { pid: process.pid, startTime: 0, bootId: 'test', hostname: 'frozen-leader' },
     clock: new SystemClock(),
@@ -73,7 +62,7 @@ async function leaseThatWillLapse(ttlMs: number): Promise<RedisHeldLease> {
 /** The control plane's queue side, fenced by `grant` (what the leader believes it holds). */
 async function executorUnder(held: RedisHeldLease, grant: () => { epoch: number; value: string } | undefined): Promise<BullmqTeamExecutor> {
   const executor = await BullmqTeamExecutor.open({
-    url: redis.url,
+    url: fleets.redis().url,
     keys: queueKeys,
     settings,
     agents: { implementer: IMPLEMENTER },
@@ -102,7 +91,7 @@ function plan(f: TestFleet, key: string, epoch: number): TeamPlan {
 }
 
 async function jobOf(runId: string): Promise<Job | undefined> {
-  const queue = new Queue(queueKeys.queueName, { connection: new Redis(redis.url, { maxRetriesPerRequest: null }), prefix: queueKeys.prefix });
+  const queue = new Queue(queueKeys.queueName, { connection: new Redis(fleets.redis().url, { maxRetriesPerRequest: null }), prefix: queueKeys.prefix });
   try {
     return await queue.getJob(runId);
   } finally {
@@ -112,7 +101,7 @@ async function jobOf(runId: string): Promise<Job | undefined> {
 }
 
 async function announcement(node: string): Promise<WorkerAnnouncement | undefined> {
-  const json = await client.hget(queueKeys.workers, node);
+  const json = await redisClient().hget(queueKeys.workers, node);
   return json ? (JSON.parse(json) as WorkerAnnouncement) : undefined;
 }
 
@@ -127,11 +116,10 @@ test('a job a frozen leader queues with its old epoch after a new leader took ov
   // The old leader takes the lease, passes its check, and freezes: its lease lapses while it still believes its grant.
   const old = await leaseThatWillLapse(1_000);
   const frozenLeader = await executorUnder(old, () => ({ epoch: old.epoch, value: old.fenceValue }));
-  await waitFor('the old lease to lapse', async () => (await client.get(keys.leaseOwner)) === null, 5_000, 20);
+  await waitFor('the old lease to lapse', async () => (await redisClient().get(keys.leaseOwner)) === null, 5_000, 20);
   // A new leader (a real `factory start`) takes over with a higher epoch.
-  fleet = await startFleet({ redis, agentWorkMs: 300 });
-  const f = fleet;
-  const current = Number(await client.get(keys.leaseEpoch));
+  const f = await fleets.start({ agentWorkMs: 300 });
+  const current = Number(await redisClient().get(keys.leaseEpoch));
   assert.ok(current > old.epoch, `the new leader's epoch ${current} > the frozen leader's ${old.epoch}`);
 
   // The frozen leader wakes inside its add: the job lands with the old epoch, through the executor's own add path.
@@ -176,7 +164,7 @@ test('a job a frozen leader queues with its old epoch after a new leader took ov
     100,
   );
   assert.equal(counted.counters.staleRefusals, 1);
-  assert.deepEqual(await client.hgetall(queueKeys.runFence(stale.runId)), {}, 'the stale run was never recorded as taken');
+  assert.deepEqual(await redisClient().hgetall(queueKeys.runFence(stale.runId)), {}, 'the stale run was never recorded as taken');
 
   // Sampled from before the worker started until its job was failed for good (a failed job is never fetched again).
   const live = sampler.stop();
@@ -187,7 +175,7 @@ test('a job a frozen leader queues with its old epoch after a new leader took ov
   f.project.writeIssue('FRESH-1');
   const finished = await waitFor("the current leader's run to finish", () => finishedRuns(f.controlPlane)[0], 30_000);
   assert.equal(finished.reason, 'succeeded', f.controlPlane.stderr().slice(-2_000));
-  const taken = await client.hgetall(queueKeys.runFence(finished.run));
+  const taken = await redisClient().hgetall(queueKeys.runFence(finished.run));
   assert.deepEqual([taken.takenBy, Number(taken.takenEpoch)], ['w1', current], 'the run is recorded as taken by w1 for the current epoch');
 
   const staleStarts = f.traceLines().filter((l) => l.runId === stale.runId);
@@ -197,8 +185,7 @@ test('a job a frozen leader queues with its old epoch after a new leader took ov
 });
 
 test('a run its predecessor queued is adopted by the new leader that attaches to it: a fresh worker runs it once instead of refusing it', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 300 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 300 });
   // The fleet's own leader steps aside (SIGTERM releases the lease): the two leaders here are in this process.
   f.controlPlane.child.kill('SIGTERM');
   await f.controlPlane.exited;
@@ -208,19 +195,25 @@ test('a run its predecessor queued is adopted by the new leader that attaches to
   oldLeader.start(queued);
   await waitFor('the run to be queued while the old lease holds', async () => (await jobOf(queued.runId)) !== undefined, 5_000, 20);
   await oldLeader.close();
-  await waitFor('the old lease to lapse', async () => (await client.get(keys.leaseOwner)) === null, 5_000, 20);
-  const next = await new RedisLease({ redis: client, keys, owner: { pid: process.pid, startTime: 0, bootId: 'test', hostname: 'new-leader' }, clock: new SystemClock(), ttlMs: 15_000 }).acquire();
+  await waitFor('the old lease to lapse', async () => (await redisClient().get(keys.leaseOwner)) === null, 5_000, 20);
+  const next = await new RedisLease({
+    redis: redisClient(),
+    keys,
+    owner: { pid: process.pid, startTime: 0, bootId: 'test', hostname: 'new-leader' },
+    clock: new SystemClock(),
+    ttlMs: 15_000,
+  }).acquire();
   cleanups.push(() => next.release());
   assert.ok(next.epoch > old.epoch);
   const newLeader = await executorUnder(next, () => (next.stillValid() ? { epoch: next.epoch, value: next.fenceValue } : undefined));
   const attached = await newLeader.attach(queued.runId);
   assert.ok(attached, 'the new leader attaches to the waiting run');
-  assert.equal(Number(await client.hget(queueKeys.runFence(queued.runId), 'adoptedEpoch')), next.epoch, 'adopted under the new epoch');
+  assert.equal(Number(await redisClient().hget(queueKeys.runFence(queued.runId), 'adoptedEpoch')), next.epoch, 'adopted under the new epoch');
 
   await f.startWorker('w1');
   const outcome = await attached.outcome;
   assert.equal(outcome.reason, 'succeeded', outcome.detail);
-  const taken = await client.hgetall(queueKeys.runFence(queued.runId));
+  const taken = await redisClient().hgetall(queueKeys.runFence(queued.runId));
   assert.deepEqual([taken.takenBy, Number(taken.takenEpoch)], ['w1', next.epoch]);
   assert.equal(f.traceLines().filter((l) => l.what === 'start' && l.runId === queued.runId).length, 1, 'ran once');
 });

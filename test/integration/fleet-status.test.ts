@@ -3,10 +3,9 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { after, before, test } from 'node:test';
-import { redisServerAvailable, startTestRedis, type TestRedis } from '../support/redis-server.js';
+import { test } from 'node:test';
 import { REPO_ROOT, waitFor } from '../support/sandbox.js';
-import { startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { useFleetPerTest } from '../fixtures/fleet/harness.js';
 import type { StatusSnapshot } from '../../src/core/status-snapshot.js';
 
 /**
@@ -15,18 +14,8 @@ import type { StatusSnapshot } from '../../src/core/status-snapshot.js';
  * Redis), where each run is placed, and the fleet counters.
  */
 
-if (!redisServerAvailable()) throw new Error('redis-server is not installed: the fleet tests need it (.ci/run installs it)');
-
 const run = promisify(execFile);
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-after(async () => {
-  await fleet?.stop();
-  await redis.stop();
-});
+const fleets = useFleetPerTest();
 
 async function statusJson(configPath: string): Promise<StatusSnapshot> {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'status', '--json', '--config', configPath], {
@@ -38,8 +27,7 @@ async function statusJson(configPath: string): Promise<StatusSnapshot> {
 
 test('status, the state API and /metrics show the workers, where each run is placed and the fleet counters; a standby says standby', { timeout: 90_000 }, async () => {
   // The agent outlives every check below (the fleet is stopped after the test), so a loaded machine cannot end the run before the API is asked where it is.
-  fleet = await startFleet({ redis, agentWorkMs: 60_000, slots: 2, extraConfig: { http: { enabled: true, port: 0 } } });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 60_000, slots: 2, extraConfig: { http: { enabled: true, port: 0 } } });
   const standby = await f.startControlPlane('cp1', 'standby');
   await f.startWorker('w1');
   f.project.writeIssue('SEE-1');

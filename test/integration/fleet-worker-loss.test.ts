@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Redis } from 'ioredis';
-import { startTestRedis, type TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/sandbox.js';
-import { finishedRuns, liveAgentRuns, registryRuns, sampleLiveRuns, startFleet, type TestFleet } from '../fixtures/fleet/harness.js';
+import { finishedRuns, liveAgentRuns, registryRuns, sampleLiveRuns, useFleetPerTest } from '../fixtures/fleet/harness.js';
 
-let redis: TestRedis;
-let fleet: TestFleet | undefined;
-before(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  await fleet?.stop();
-  fleet = undefined;
-});
-after(async () => {
-  await redis.stop();
-});
+const fleets = useFleetPerTest();
 
 test('worker SIGKILL mid-run: its agents are reaped on its host by the restarted worker, the run is retried exactly once, never two live executions', { timeout: 90_000 }, async () => {
-  fleet = await startFleet({ redis, agentWorkMs: 6_000, lockDurationMs: 5_000, stalledIntervalMs: 1_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 6_000, lockDurationMs: 5_000, stalledIntervalMs: 1_000 });
   const w1 = await f.startWorker('w1');
   f.project.writeIssue('KILL-1');
   const first = await waitFor('the first run to start on w1', () => f.traceLines().find((l) => l.what === 'start'), 30_000);
@@ -63,8 +50,7 @@ test('worker SIGKILL mid-run: its agents are reaped on its host by the restarted
 
 test('worker SIGSTOP past its lock: another worker runs it, on SIGCONT the first kills its agents within a second and reports nothing; exactly one completion', { timeout: 90_000 }, async () => {
   // 15 s of work: the first agent must still be alive when another worker takes the run over (lock 3 s + stall check), even on a loaded machine.
-  fleet = await startFleet({ redis, agentWorkMs: 15_000, lockDurationMs: 3_000, stalledIntervalMs: 1_000 });
-  const f = fleet;
+  const f = await fleets.start({ agentWorkMs: 15_000, lockDurationMs: 3_000, stalledIntervalMs: 1_000 });
   const w1 = await f.startWorker('w1');
   f.project.writeIssue('STOP-1');
   const first = await waitFor('the first run to start on w1', () => f.traceLines().find((l) => l.what === 'start'), 30_000);
@@ -93,7 +79,7 @@ test('worker SIGSTOP past its lock: another worker runs it, on SIGCONT the first
     ],
   );
   // Nothing the fenced worker tried to say after the lock moved on reached the stream: no outcome for the first run.
-  const client = new Redis(redis.url);
+  const client = new Redis(fleets.redis().url);
   try {
     const entries = (await client.xrange(`factory:{test}:run-events:${first.runId}`, '-', '+')) as [string, string[]][];
     const kinds = entries.map(([, fields]) => fields[1]);
