@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { createScratchRepo } from '../test/support/sandbox.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,14 +36,27 @@ async function measureIdle(issueCount: number, windowMs: number) {
   // Files in a real mount are old; a file changed within 2 s of a read is never
   // cached (coarse timestamps), so let them age before the daemon's first pass.
   await new Promise((r) => setTimeout(r, issueCount > 0 ? 2_500 : 0));
-  writeFileSync(join(dir, 'factory.config.json'), JSON.stringify({ mount: { root: './issues' }, repos: { default: '.' }, agents: { implementer: { command: ['true'] } }, http: { enabled: false } }));
+  // A real checkout to route to: start's preflight refuses a repo that is not one.
+  createScratchRepo(join(dir, 'repo'));
+  writeFileSync(
+    join(dir, 'factory.config.json'),
+    JSON.stringify({ mount: { root: './issues' }, repos: { default: './repo' }, agents: { implementer: { command: ['true'] } }, http: { enabled: false } }),
+  );
   const cli = resolve(import.meta.dirname, '..', 'bin', 'factory.js');
-  const daemon = spawn(process.execPath, [cli, 'start', '--mode', 'live', '--config', join(dir, 'factory.config.json')], { stdio: 'ignore', env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' } });
+  const daemon = spawn(process.execPath, [cli, 'start', '--mode', 'live', '--config', join(dir, 'factory.config.json')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, FACTORY_LOG_LEVEL: 'warn' },
+  });
+  let stderr = '';
+  daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise((r) => daemon.once('exit', r));
   try {
     const heartbeatPath = join(dir, '.factory', 'heartbeat.json');
     await waitUntil(
       'the first reconcile',
       () => {
+        // A daemon that refused to start is the answer, not a 60 s wait.
+        if (daemon.exitCode !== null) throw new Error(`the idle daemon exited with ${daemon.exitCode}: ${stderr}`);
         try {
           return JSON.parse(readFileSync(heartbeatPath, 'utf8')).subscription.lastProgressAtMs != null;
         } catch {
@@ -57,7 +71,7 @@ async function measureIdle(issueCount: number, windowMs: number) {
     return { cpuPercent, rssMb: rssMb(daemon.pid!) };
   } finally {
     daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.on('exit', r));
+    await exited;
     rmSync(dir, { recursive: true, force: true });
   }
 }
