@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { createGitHubProject, REPO_SLUG, WEBHOOK_SECRET } from '../../test/support/fake-github/github-project.js';
 import { waitFor } from '../../test/support/sandbox.js';
 
@@ -20,9 +19,9 @@ let finishing: Promise<void> | undefined;
 /** Stops the daemon and the fake, then removes the scratch folder unless asked to keep it. Once, whichever way the demo ends. */
 const finish = (): Promise<void> =>
   (finishing ??= (async () => {
-    await project.close();
-    if (process.env.FACTORY_DEMO_KEEP === '1') say(`\nThe demo's files are kept in ${project.dir} (FACTORY_DEMO_KEEP=1); remove the folder when done.`);
-    else rmSync(project.dir, { recursive: true, force: true });
+    const keepFiles = process.env.FACTORY_DEMO_KEEP === '1';
+    await project.close({ keepFiles });
+    if (keepFiles) say(`\nThe demo's files are kept in ${project.dir} (FACTORY_DEMO_KEEP=1); remove the folder when done.`);
   })());
 process.once('SIGINT', () => {
   void finish().finally(() => process.exit(130));

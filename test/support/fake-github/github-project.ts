@@ -26,7 +26,8 @@ export interface GitHubProject {
   start(env?: Record<string, string>): DaemonProcess;
   /** The daemon's HTTP URL, once its heartbeat names it. */
   httpUrl(): Promise<string>;
-  close(): Promise<void>;
+  /** Stops the daemon and the fake, then removes the project's folder unless `keepFiles`. */
+  close(options?: { keepFiles?: boolean }): Promise<void>;
 }
 
 export async function createGitHubProject(name: string, config: Record<string, unknown> = {}): Promise<GitHubProject> {
@@ -93,13 +94,13 @@ export async function createGitHubProject(name: string, config: Record<string, u
         }
       });
     },
-    async close() {
+    async close(options = {}) {
       if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
         daemon.child.kill('SIGTERM');
         await daemon.exited;
       }
       await fake.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (!options.keepFiles) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
