@@ -396,7 +396,7 @@ async function underStartupReaperLock<T>(runtime: Runtime, work: () => Promise<T
  * `reap-orphans --terminate-wedged-daemon` checks in /proc/<pid>/fd before it
  * signals a wedged daemon.
  */
-export async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
+export async function acquireDaemonLock(runtime: Runtime, holder: 'daemon' | 'worker' = 'daemon'): Promise<HeldLease> {
   try {
     return await refuseForeignWriters(
       runtime,
@@ -406,7 +406,9 @@ export async function acquireDaemonLock(runtime: Runtime): Promise<HeldLease> {
     if (isFactoryError(error, 'FACTORY_LEASE_HELD')) {
       const owner = error.details.owner as { pid?: number; acquiredAtMs?: number } | undefined;
       const since = owner?.acquiredAtMs ? new Date(owner.acquiredAtMs).toISOString() : 'an unknown time';
-      throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `another factory daemon (pid ${owner?.pid ?? '?'}, running since ${since}) already uses ${runtime.config.configPath}`, {
+      // A worker's config may be held by a daemon or another worker alike: both take this lock.
+      const who = holder === 'daemon' ? 'another factory daemon' : 'another worker or daemon';
+      throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `${who} (pid ${owner?.pid ?? '?'}, running since ${since}) already uses ${runtime.config.configPath}`, {
         details: { owner },
       });
     }
@@ -674,7 +676,7 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
   probe.disconnect();
 
   // One worker (or daemon) per config: its registry and heartbeat are this process's alone.
-  const lock = await acquireWorkerLock(runtime);
+  const lock = await acquireDaemonLock(runtime, 'worker');
   const registryStore = new FileRegistryStore(config.loop.registryPath);
   let heartbeat: HeartbeatKeeper | undefined;
   let consumer: BullmqRunConsumer | undefined;
@@ -834,19 +836,5 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
     } finally {
       await close();
     }
-  }
-}
-
-async function acquireWorkerLock(runtime: Runtime): Promise<HeldLease> {
-  try {
-    return await refuseForeignWriters(
-      runtime,
-      await new FileLease({ path: runtime.config.paths.daemonLock, processTable: runtime.processTable, clock: runtime.clock, keepOpenWhileHeld: true }).acquire(),
-    );
-  } catch (error) {
-    if (isFactoryError(error, 'FACTORY_LEASE_HELD')) {
-      throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `another worker or daemon already uses ${runtime.config.configPath}`, { details: { owner: error.details.owner } });
-    }
-    throw error;
   }
 }
