@@ -1,4 +1,3 @@
-import { assertPreflight, findAgentProgramProblems, findPreflightProblems, type PreflightProblem } from './adapters/preflight/local-preflight.js';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -25,6 +24,7 @@ import { armCrashPoint, parseCrashSetting } from './core/fault-injection.js';
 import type { Logger } from './ports/logger.js';
 import { FileLease } from './adapters/lease/file-lease.js';
 import { FileHeartbeatStore, FileRegistryStore } from './adapters/node-state/file-node-state.js';
+import { assertPreflight, findAgentProgramProblems, findPreflightProblems, type PreflightProblem } from './adapters/preflight/local-preflight.js';
 import { FileRunLogStore } from './adapters/run-logs/file-run-log-store.js';
 import { CliAgentHost } from './adapters/agent-drivers/cli-agent-host.js';
 import type { BullmqTeamExecutor } from './adapters/team-executor/bullmq-team-executor.js';
