@@ -176,7 +176,7 @@ test('a standby stopped while standing by leaves a stopped heartbeat, not a stan
   assert.match(verdict.stdout, /^stopped: /, verdict.stdout + verdict.stderr);
 });
 
-test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trials, warm standbys)', { timeout: 300_000 }, async () => {
+test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trials, warm standbys)', { timeout: 420_000 }, async () => {
   const lease = { ttlMs: 1_000, renewEveryMs: 250, safetyMarginMs: 200 };
   const f = await fleets.start({ agentWorkMs: 200, slots: 4, batchSize: 4, lease });
   await f.startWorker('w1');
@@ -207,7 +207,9 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trial
   const takeovers: number[] = [];
   const started = Date.now();
   // 50 trials, as the issue asks; the cap only keeps a machine far slower than ours from running on.
-  while (issues.length < TRIALS && Date.now() - started < 150_000) {
+  // A trial takes about 3 s on a quiet 2-core machine, closer to 4 s with other test files loading it.
+  const LOOP_CAP_MS = 270_000;
+  while (issues.length < TRIALS && Date.now() - started < LOOP_CAP_MS) {
     await waitFor('a warm standby', () => (spareFailures[0] ? Promise.reject(spareFailures[0]) : ready.length > 0), 30_000, 20);
     const key = `TRIAL-${issues.length + 1}`;
     issues.push(key);
@@ -248,6 +250,6 @@ test('no double dispatch over repeated leader SIGKILLs around dispatch (50 trial
     `${issues.length} trials in ${Math.round(loopMs / 1000)} s: ${doubles.length} double dispatches; takeover after SIGKILL p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (lease TTL ${lease.ttlMs} ms)`,
   );
   assert.deepEqual(doubles, [], 'every issue ran exactly once');
-  assert.equal(issues.length, TRIALS, `the issue asks for ${TRIALS} trials; ${issues.length} fit in 150 s`);
+  assert.equal(issues.length, TRIALS, `the issue asks for ${TRIALS} trials; ${issues.length} fit in ${LOOP_CAP_MS / 1000} s`);
   assert.ok(sorted.at(-1)! <= lease.ttlMs + SLACK_MS, `every takeover within the TTL (+ slack): max ${sorted.at(-1)} ms`);
 });

@@ -26,8 +26,16 @@ let agentCounter = 0;
 class RecordingProcessTable implements ProcessTable {
   readonly signals: { target: number; signal: NodeJS.Signals }[] = [];
   snapshots = 0;
+  /** How long each snapshot takes, as reading /proc does on a loaded host with many processes. */
+  snapshotCostMs = 0;
   bootId = () => table.bootId();
-  snapshot = () => (this.snapshots++, table.snapshot());
+  snapshot = () => {
+    this.snapshots++;
+    const taken = table.snapshot();
+    const until = Date.now() + this.snapshotCostMs;
+    while (Date.now() < until); // /proc reads are synchronous: the event loop waits with them
+    return taken;
+  };
   inspect = (pid: number) => table.inspect(pid);
   readEnvironmentVariable = (pid: number, name: string) => table.readEnvironmentVariable(pid, name);
   holdsOpen = (pid: number, path: string) => table.holdsOpen(pid, path);
@@ -264,6 +272,12 @@ describe('LocalProcessFleet', { timeout: 20_000 }, () => {
       const before = recording.snapshots;
       await Promise.all(agents.map((agent) => agent.activity()));
       assert.equal(recording.snapshots - before, 1, 'one snapshot for the whole round');
+      // However long the snapshot took: slower than the reuse window, a round still reads /proc once.
+      recording.snapshotCostMs = 250;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const slowBefore = recording.snapshots;
+      await Promise.all(agents.map((agent) => agent.activity()));
+      assert.equal(recording.snapshots - slowBefore, 1, 'one slow snapshot for the whole round');
     } finally {
       await Promise.all(agents.map((agent) => agent.stop(200)));
     }

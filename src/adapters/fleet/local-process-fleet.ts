@@ -47,11 +47,11 @@ export interface LocalProcessFleetOptions {
   readonly daemonEnv?: Readonly<Record<string, string | undefined>>;
 }
 
-/** A snapshot younger than this is reused by activity(): stall checks of one supervision round share it. */
+/** A snapshot taken less than this long ago is reused by activity(): stall checks of teams whose rounds fall together share it. */
 const ACTIVITY_SNAPSHOT_MAX_AGE_MS = 100;
 
 export class LocalProcessFleet implements Fleet {
-  #lastActivitySnapshot: { atMs: number; snapshot: ProcessSnapshot } | undefined;
+  #lastActivitySnapshot: { atMs: number; snapshot: ProcessSnapshot; sameTurn: boolean } | undefined;
   readonly node = LOCAL_NODE;
   readonly #instanceId: string;
   readonly #processTable: ProcessTable;
@@ -160,11 +160,17 @@ export class LocalProcessFleet implements Fleet {
    * (and so one read of every process's environment), instead of one each.
    */
   #activitySnapshot(): ProcessSnapshot {
-    const now = this.#clock.now();
-    if (!this.#lastActivitySnapshot || now - this.#lastActivitySnapshot.atMs > ACTIVITY_SNAPSHOT_MAX_AGE_MS) {
-      this.#lastActivitySnapshot = { atMs: now, snapshot: this.#processTable.snapshot() };
-    }
-    return this.#lastActivitySnapshot.snapshot;
+    const last = this.#lastActivitySnapshot;
+    // A round's checks run in one synchronous turn (a team asks all its agents at once), and they share
+    // its snapshot however long reading /proc and the agents' trees took: on a loaded host with many
+    // processes that alone can outlast the age limit, which then bought a snapshot per agent.
+    if (last && (last.sameTurn || this.#clock.now() - last.atMs <= ACTIVITY_SNAPSHOT_MAX_AGE_MS)) return last.snapshot;
+    const entry = { atMs: 0, snapshot: this.#processTable.snapshot(), sameTurn: true };
+    // Age counts from when the snapshot was complete, not from when reading it began.
+    entry.atMs = this.#clock.now();
+    setImmediate(() => (entry.sameTurn = false));
+    this.#lastActivitySnapshot = entry;
+    return entry.snapshot;
   }
 }
 
