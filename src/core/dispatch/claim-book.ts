@@ -1,4 +1,5 @@
 import { isWaiting } from '../../domain/claim-lifecycle.js';
+import { isActiveClaimStatus } from '../../domain/claim.js';
 import type { RunOutcome } from '../../domain/run.js';
 import type { IssueClaim, SkipRecord, StateBatch, StateStore } from '../../ports/state-store.js';
 
@@ -8,13 +9,19 @@ import type { IssueClaim, SkipRecord, StateBatch, StateStore } from '../../ports
  * while a write is in flight sees it) and durable once `commit` resolves; a
  * write the store refuses is undone in memory. Callers await `commit` before
  * acting on a claim outside the process (claim before spawn).
+ *
+ * Finished claims outnumber the rest as history grows, so the claims still
+ * in play are indexed: dispatch and the shepherd walk those, not every claim.
  */
 export class ClaimBook {
   readonly #store: StateStore;
   readonly #epoch: number;
   readonly #claims = new Map<string, IssueClaim>();
   readonly #skipReasons = new Map<string, string>();
-  #waiting = 0;
+  /** Keys of claims queued or waiting for their retry. */
+  readonly #waiting = new Set<string>();
+  /** Keys of claims still in play (waiting, running, parked, shepherding): a superset of #waiting. */
+  readonly #active = new Set<string>();
 
   private constructor(store: StateStore, epoch: number) {
     this.#store = store;
@@ -35,7 +42,7 @@ export class ClaimBook {
 
   /** O(1): claims queued or waiting for their retry (read by the heartbeat refresh). */
   get waitingCount(): number {
-    return this.#waiting;
+    return this.#waiting.size;
   }
 
   get(issueKey: string): IssueClaim | undefined {
@@ -44,6 +51,16 @@ export class ClaimBook {
 
   values(): IterableIterator<IssueClaim> {
     return this.#claims.values();
+  }
+
+  /** Claims queued or waiting for their retry: the only ones dispatch can start. */
+  *waiting(): IterableIterator<IssueClaim> {
+    for (const key of this.#waiting) yield this.#claims.get(key)!;
+  }
+
+  /** Claims still in play (not succeeded, gave-up or cancelled). */
+  *active(): IterableIterator<IssueClaim> {
+    for (const key of this.#active) yield this.#claims.get(key)!;
   }
 
   skipReason(issueKey: string): string | undefined {
@@ -94,16 +111,18 @@ export class ClaimBook {
   }
 
   #set(claim: IssueClaim): void {
-    const previous = this.#claims.get(claim.issueKey);
-    if (previous && isWaiting(previous.status)) this.#waiting--;
-    if (isWaiting(claim.status)) this.#waiting++;
-    this.#claims.set(claim.issueKey, claim);
+    const key = claim.issueKey;
+    this.#claims.set(key, claim);
+    if (isWaiting(claim.status)) this.#waiting.add(key);
+    else this.#waiting.delete(key);
+    if (isActiveClaimStatus(claim.status)) this.#active.add(key);
+    else this.#active.delete(key);
   }
 
   #delete(issueKey: string): void {
-    const previous = this.#claims.get(issueKey);
-    if (previous && isWaiting(previous.status)) this.#waiting--;
     this.#claims.delete(issueKey);
+    this.#waiting.delete(issueKey);
+    this.#active.delete(issueKey);
   }
 }
 

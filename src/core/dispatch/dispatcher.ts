@@ -111,7 +111,7 @@ export class Dispatcher {
     this.#book = book;
     this.#resumeTimers = new ResumeTimers(options.clock, (issueKey) => void this.resume(issueKey, 'resumed by itself at its reset time'));
     // Timers live in memory: a restarted daemon re-arms them from the durable parked claims.
-    for (const claim of book.values()) this.#armResume(claim);
+    for (const claim of book.active()) this.#armResume(claim);
     this.#writeback = new Writeback({
       source: options.source,
       store: options.store,
@@ -157,7 +157,7 @@ export class Dispatcher {
 
   /** The issues whose pull requests the shepherd should be following (claims `shepherding`). */
   shepherdingIssues(): string[] {
-    return [...this.#book.values()].filter((claim) => claim.status === 'shepherding').map((claim) => claim.issueKey);
+    return [...this.#book.active()].filter((claim) => claim.status === 'shepherding').map((claim) => claim.issueKey);
   }
 
   #stamp(): Stamp {
@@ -178,8 +178,9 @@ export class Dispatcher {
       decisions.push(this.#intakeOne(issue, batch));
     }
     if (options.complete) {
-      for (const claim of this.#book.values()) {
-        if (!seen.has(claim.issueKey) && isActiveClaimStatus(claim.status)) decisions.push(this.#cancel(claim, 'the issue was removed from the source', batch));
+      // A copy: cancelling takes the claim out of the active index while the loop runs.
+      for (const claim of [...this.#book.active()]) {
+        if (!seen.has(claim.issueKey)) decisions.push(this.#cancel(claim, 'the issue was removed from the source', batch));
       }
     }
     await batch.commit();
@@ -353,7 +354,7 @@ export class Dispatcher {
     if (!this.#accepting) return [];
     const { policy, clock, epoch, executor } = this.#options;
     const withSlot = admit({
-      claims: this.#book.values(),
+      claims: this.#book.waiting(),
       issues: this.#issues,
       busy: (key) => this.#isBusy(key),
       freeSlots: policy.batchSize - this.runningTeamCount,
@@ -528,7 +529,7 @@ export class Dispatcher {
 
   /** Earliest retry deadline still ahead, for the bounded loop's sleeps and status. */
   nextRetryAtMs(): number | null {
-    return earliestRetryAtMs(this.#book.values());
+    return earliestRetryAtMs(this.#book.waiting());
   }
 
   #scheduleRetryWake(): void {
