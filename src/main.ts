@@ -33,6 +33,7 @@ import { HeartbeatKeeper } from './core/heartbeat-keeper.js';
 import { LocalTeamExecutor } from './core/execution/local-team-executor.js';
 import { RegistryKeeper } from './core/registry-keeper.js';
 import type { TeamRunWorkerCounters } from './core/worker/team-run-worker.js';
+import { WorktreeJanitor } from './core/worktree-janitor.js';
 import type { BullmqRunConsumer } from './adapters/bullmq/bullmq-run-consumer.js';
 import { notListening } from './domain/heartbeat.js';
 import { isStillRunning } from './domain/process-identity.js';
@@ -681,11 +682,13 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
   let heartbeat: HeartbeatKeeper | undefined;
   let consumer: BullmqRunConsumer | undefined;
   let directory: Redis | undefined;
+  let retention: WorktreeJanitor | undefined;
   let announceTimer: ReturnType<typeof clock.setTimeout> | undefined;
   // Cleared before the entry is removed, so a refresh in flight cannot put it back.
   let announcing = true;
   const close = async (): Promise<void> => {
     await consumer?.close().catch(() => undefined);
+    await retention?.close();
     announcing = false;
     clock.clearTimeout(announceTimer);
     directory?.disconnect();
@@ -763,6 +766,13 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
         : {}),
     });
     running = () => worker.runningCount;
+    // Worktree retention (docs/operations.md): a worker keeps no claims, so an issue with no run on this worker
+    // whose worktree nobody touched for the period loses it; its branch, park refs and leftover ref stay in the clone.
+    const keepFinishedForMs = config.workspace.keepFinishedForMs;
+    if (keepFinishedForMs !== null) {
+      retention = new WorktreeJanitor({ workspace, teamRunning: (issueKey) => worker.runsIssue(issueKey), clock, log: log.child({ component: 'worktree-retention' }) });
+      retention.start({ intervalMs: config.workspace.pruneIntervalMs, keepFinishedForMs });
+    }
 
     options.armStop();
     const queueKeys = adapters.teamRunKeys({ keyPrefix: redisConfig.keyPrefix, pool: config.fleet.pool });
@@ -815,6 +825,8 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
           await announce();
           const fetchingStopped = opened.stopFetching();
           await worker.drain(config.fleet.worker.shutdownGraceMs);
+          // After the runs: a pass keeps the worktrees of runs still draining, and the stop waits for at most one removal.
+          await retention?.close();
           await fetchingStopped;
           await opened.close();
           consumer = undefined;

@@ -21,9 +21,15 @@ export interface PruneReport {
 
 export interface WorktreeJanitorDeps {
   readonly workspace: Pick<Workspace, 'listWorktrees' | 'removeWorktree' | 'diskUsage'>;
-  /** The issue's claim as it stands now (asked again right before each removal). */
-  readonly claimOf: (issueKey: string) => Promise<IssueClaim | undefined>;
-  /** A team of the issue is running or being started. */
+  /**
+   * The issue's claim as it stands now (asked again right before each
+   * removal). Absent where this process keeps no claims: a fleet worker, and
+   * `factory prune` on a worker's config. There only the worker's own runs
+   * (`teamRunning`) and the touch time decide (docs/operations.md, "Worktree
+   * retention").
+   */
+  readonly claimOf?: (issueKey: string) => Promise<IssueClaim | undefined>;
+  /** A team of the issue is running or being started by this process (asked again under the repository lock). */
   readonly teamRunning: (issueKey: string) => boolean;
   readonly clock: Clock;
   readonly log: Logger;
@@ -31,9 +37,9 @@ export interface WorktreeJanitorDeps {
 
 /**
  * Applies the worktree retention rule (domain/worktree-retention.ts): the
- * daemon's periodic pass and `factory prune` both go through `prune`. Each
- * removal asks the rule again under the repository's lock, so a team that
- * starts for the issue meanwhile keeps its worktree.
+ * daemon's and a fleet worker's periodic passes and `factory prune` all go
+ * through `prune`. Each removal asks the rule again under the repository's
+ * lock, so a team that starts for the issue meanwhile keeps its worktree.
  */
 export class WorktreeJanitor {
   readonly #deps: WorktreeJanitorDeps;
@@ -61,7 +67,7 @@ export class WorktreeJanitor {
     const decide = async () =>
       decideWorktreeRetention({
         issueKey: worktree.issueKey,
-        claim: worktree.issueKey === undefined ? undefined : await this.#deps.claimOf(worktree.issueKey),
+        claim: worktree.issueKey === undefined ? undefined : await this.#deps.claimOf?.(worktree.issueKey),
         teamRunning: worktree.issueKey !== undefined && this.#deps.teamRunning(worktree.issueKey),
         lastModifiedMs: worktree.lastModifiedMs,
         nowMs: clock.now(),
@@ -92,9 +98,10 @@ export class WorktreeJanitor {
   }
 
   /**
-   * The daemon's schedule: a pass now and then one every `intervalMs` after
-   * the last one ended. Passes run beside dispatch, never before it: a
-   * failed pass is logged and the next one comes on time.
+   * The daemon's and the worker's schedule: a pass now and then one every
+   * `intervalMs` after the last one ended. Passes run beside dispatch (or the
+   * queue), never before it: a failed pass is logged and the next one comes
+   * on time.
    */
   start(options: { intervalMs: number; keepFinishedForMs: number }): void {
     const run = (): void => {

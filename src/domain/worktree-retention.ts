@@ -7,6 +7,13 @@ import { isActiveClaimStatus, type IssueClaim } from './claim.js';
  * uncommitted first), but a worktree is still only taken from an issue that
  * is done with it: its claim finished (or it has none), no team of it runs,
  * and neither Factory nor git touched it for the retention period.
+ *
+ * A fleet worker keeps no claims (they live with the control plane), so there
+ * `claim` is always undefined and the rule comes down to "no run of the issue
+ * on this worker, untouched for the period". That is safe because nothing a
+ * worker's run leaves in its worktree is only there: a succeeded branch and a
+ * park ref are pushed, the branch and park refs stay in the worker's clone,
+ * and what is uncommitted goes to the leftover ref before the removal.
  */
 
 /** Why a worktree stays. */
@@ -25,9 +32,9 @@ export type WorktreeRetentionDecision = { readonly remove: true } | { readonly r
 
 export interface WorktreeRetentionFacts {
   readonly issueKey: string | undefined;
-  /** The issue's claim, when it has one. */
+  /** The issue's claim, when it has one; always undefined on a fleet worker, which keeps no claims. */
   readonly claim: Pick<IssueClaim, 'status' | 'updatedAtMs'> | undefined;
-  /** A team of the issue is running or starting. */
+  /** A team of the issue is running or starting (on a fleet worker: a run of it on this worker). */
   readonly teamRunning: boolean;
   readonly lastModifiedMs: number;
   readonly nowMs: number;

@@ -220,3 +220,64 @@ describe('the live daemon', () => {
     await session.close();
   });
 });
+
+describe("a fleet worker's retention (no claims: its own runs and the touch time decide)", () => {
+  /** A worker's janitor as `factory worker` wires it: no claimOf, and the issues of the runs it holds. */
+  function workerJanitor() {
+    const clock = new FakeClock(NOW);
+    const workspace = new InMemoryWorkspace({ now: () => clock.now() });
+    const runsHere = new Set<string>();
+    const janitor = new WorktreeJanitor({ workspace, teamRunning: (issueKey) => runsHere.has(issueKey), clock, log: createSilentLogger() });
+    const listed = async () => (await workspace.listWorktrees()).map((record) => record.issueKey).sort();
+    return { clock, workspace, runsHere, janitor, listed };
+  }
+
+  test('at start and every interval: an old worktree of an issue not run here goes (its uncommitted work to a leftover ref); a running or recent one stays', async () => {
+    const { clock, workspace, runsHere, janitor, listed } = workerJanitor();
+    const old = await workspace.prepare({ repo: '/cache/app', issueKey: 'OLD-1', branch: 'factory/OLD-1' });
+    await workspace.prepare({ repo: '/cache/app', issueKey: 'RUN-1', branch: 'factory/RUN-1' });
+    workspace.leaveChanges(old);
+    await clock.advance(8 * DAY);
+    await workspace.prepare({ repo: '/cache/app', issueKey: 'NEW-1', branch: 'factory/NEW-1' });
+    runsHere.add('RUN-1');
+
+    janitor.start({ intervalMs: HOUR, keepFinishedForMs: 7 * DAY });
+    await settle();
+    assert.deepEqual(await listed(), ['NEW-1', 'RUN-1'], 'the pass at start removed the old one only');
+    assert.deepEqual(
+      [...workspace.leftovers.keys()].map((ref) => ref.replace(/\d{8}T\d{6}Z$/, '<time>')),
+      ['refs/factory/leftover/OLD-1-<time>'],
+    );
+
+    await clock.advance(7 * DAY);
+    await settle();
+    assert.deepEqual(await listed(), ['NEW-1', 'RUN-1'], 'exactly the period since NEW-1 was touched: kept');
+    await clock.advance(HOUR);
+    await settle();
+    assert.deepEqual(await listed(), ['RUN-1'], 'the next hourly pass removed NEW-1; RUN-1 runs here, however old');
+
+    runsHere.delete('RUN-1');
+    await clock.advance(HOUR);
+    await settle();
+    assert.deepEqual(await listed(), [], 'once its run ended here, its untouched worktree goes too');
+    await janitor.close();
+  });
+
+  test('a run of the issue handed to the worker between the decision and the removal keeps the worktree (asked again under the lock)', async () => {
+    const { clock, workspace, runsHere, janitor, listed } = workerJanitor();
+    await workspace.prepare({ repo: '/cache/app', issueKey: 'RACE-1', branch: 'factory/RACE-1' });
+    await clock.advance(8 * DAY);
+    const remove = workspace.removeWorktree.bind(workspace);
+    // The run arrives after the pass decided, before the removal takes the repository lock and asks again.
+    workspace.removeWorktree = (worktree, options) => {
+      runsHere.add('RACE-1');
+      return remove(worktree, options);
+    };
+    const report = await janitor.prune({ keepFinishedForMs: 7 * DAY, dryRun: false });
+    assert.deepEqual(
+      report.worktrees.map((result) => result.action),
+      ['spared'],
+    );
+    assert.deepEqual(await listed(), ['RACE-1']);
+  });
+});

@@ -20,7 +20,7 @@ const run = promisify(execFile);
 export class RepoCacheWorkspace implements Workspace {
   readonly #cacheDir: string;
   readonly #inner: Workspace;
-  /** One clone or fetch per repo at a time. */
+  /** One clone, fetch or worktree removal per clone at a time, keyed by the clone's folder name. */
   readonly #busy = new Map<string, Promise<unknown>>();
 
   constructor(options: { cacheDir: string; inner: Workspace }) {
@@ -30,7 +30,7 @@ export class RepoCacheWorkspace implements Workspace {
 
   prepare(request: PrepareRequest): Promise<PreparedWorkspace> {
     // The fetch and the worktree add run one at a time per clone: a fetch walks the refs of every worktree, so it must not see one half made.
-    return this.#serially(request.repo, async () => {
+    return this.#serially(basename(this.#clonePath(request.repo)), async () => {
       const clone = await this.#refresh(request.repo);
       if (request.park?.commit) await this.#fetchPark(clone, request.park);
       return this.#inner.prepare({ ...request, repo: clone });
@@ -57,8 +57,15 @@ export class RepoCacheWorkspace implements Workspace {
     return this.#inner.listWorktrees();
   }
 
+  /**
+   * Waits for the clone's fetch, like a prepare(): a fetch walks the HEAD of
+   * every worktree of the clone, so it must not see one half removed. A run
+   * starting meanwhile for the same issue waits here too, and `confirm`
+   * (asked under the repository lock) then sees it and keeps the worktree.
+   */
   removeWorktree(worktree: WorktreeRecord, options: { leftoverRef: string; message: string; confirm: () => Promise<boolean> }): Promise<WorktreeRemoval> {
-    return this.#inner.removeWorktree(worktree, options);
+    // The record names the clone by its real path; its folder name is the key prepare() uses (the cache folder itself may be reached through a symlink).
+    return this.#serially(basename(worktree.repo), () => this.#inner.removeWorktree(worktree, options));
   }
 
   diskUsage(worktree: WorktreeRecord): Promise<number | undefined> {

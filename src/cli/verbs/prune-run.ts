@@ -1,8 +1,9 @@
 import { GitWorktreeWorkspace } from '../../adapters/workspace/git-worktree-workspace.js';
 import type { IssueClaim } from '../../domain/claim.js';
+import type { FactoryConfig } from '../../config/load.js';
 import { parseDuration } from '../../domain/duration.js';
 import { formatMemory } from '../../domain/resource-budget.js';
-import { WorktreeJanitor, type PrunedWorktree, type PruneReport } from '../../core/worktree-janitor.js';
+import { WorktreeJanitor, type PrunedWorktree, type PruneReport, type WorktreeJanitorDeps } from '../../core/worktree-janitor.js';
 import { FactoryError, isFactoryError } from '../../errors.js';
 import { acquireDaemonLock, readStateStore } from '../../main.js';
 import type { HeldLease } from '../../ports/lease.js';
@@ -15,7 +16,7 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
   const { config, clock, log } = runtime;
   const dryRun = flagBoolean(args, 'dry-run');
   const keepFinishedForMs = olderThan(flagString(args, 'older-than'), config.workspace.keepFinishedForMs);
-  // Removing holds the daemon lock: no daemon starts a team (and prepares its worktree) while this decides and removes.
+  // Removing holds the daemon lock: no daemon or worker of this config starts a team (and prepares its worktree) while this decides and removes.
   let lock: HeldLease | undefined;
   if (!dryRun) {
     try {
@@ -24,16 +25,15 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
       if (!isFactoryError(error, 'FACTORY_DAEMON_ALREADY_RUNNING')) throw error;
       throw new FactoryError('FACTORY_DAEMON_ALREADY_RUNNING', `${error.message}; it removes finished worktrees itself every workspace.pruneIntervalMs, so nothing was removed here`, {
         details: error.details,
-        hint: '`factory prune --dry-run` shows what is due; to remove now, stop the daemon (`factory kill-loop`) and run `factory prune` again.',
+        hint: '`factory prune --dry-run` shows what is due; to remove now, stop the daemon or worker (`factory kill-loop`) and run `factory prune` again.',
       });
     }
   }
   try {
-    const claims = new Map((await readStateStore(config, (store) => store.listClaims(), [] as IssueClaim[])).map((claim) => [claim.issueKey, claim]));
     const janitor = new WorktreeJanitor({
       workspace: new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir }),
-      claimOf: async (issueKey) => claims.get(issueKey),
-      // No daemon holds the lock, so no team runs here; a `running` claim left by a crashed one is active and keeps its worktree.
+      ...(await claimsOfThisHost(config)),
+      // No daemon or worker holds the lock, so no team runs here; a `running` claim left by a crashed daemon is active and keeps its worktree.
       teamRunning: () => false,
       clock,
       log,
@@ -45,6 +45,20 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
   } finally {
     await lock?.release();
   }
+}
+
+/**
+ * The claims that vouch for this host's worktrees. With `fleet.backend`
+ * "bullmq" teams run only on workers, so the worktrees under this config are
+ * a fleet worker's, which keeps no claims: the pool's claims in Redis say
+ * nothing about them (a run of the issue may be going on another worker), and
+ * the worker's own rule applies, as its periodic pass does. Redis is then not
+ * needed at all, so a worker host can be cleaned during an outage.
+ */
+async function claimsOfThisHost(config: FactoryConfig): Promise<Pick<WorktreeJanitorDeps, 'claimOf'>> {
+  if (config.fleet.backend === 'bullmq') return {};
+  const claims = new Map((await readStateStore(config, (store) => store.listClaims(), [] as IssueClaim[])).map((claim) => [claim.issueKey, claim]));
+  return { claimOf: async (issueKey) => claims.get(issueKey) };
 }
 
 function olderThan(flag: string | undefined, configured: number | null): number | null {

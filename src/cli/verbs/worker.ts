@@ -9,6 +9,8 @@ export const workerVerb: Verb = {
     'fleet.worker.slots) at a time. Each run gets a worktree (from a per-worker clone when',
     'fleet.worker.repoCacheDir is set) and its agents run as local process groups, listed in this',
     "worker's registry with its own heartbeat, so `factory reap-orphans --config` works on this host.",
+    'Worktrees of issues with no run on this worker, untouched for workspace.keepFinishedForMs, are removed',
+    'at start and every workspace.pruneIntervalMs (branches stay; uncommitted work is saved to a ref).',
     'A run whose lock cannot be renewed in time is self-fenced: agents killed, nothing reported.',
     'Runs from a control plane with an older lease epoch than this worker has seen are refused.',
     'SIGTERM/SIGINT/SIGHUP: no new run is fetched; running ones get fleet.worker.shutdownGraceMs to finish,',

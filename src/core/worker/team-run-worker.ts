@@ -93,6 +93,15 @@ export class TeamRunWorker {
     return [...this.#active.values()].map((run) => ({ runId: run.plan.runId, issueKey: run.plan.issue.key }));
   }
 
+  /**
+   * A run of the issue is held here, from the moment it was handed over (before
+   * its worktree is prepared) until it is reported, handed back or fenced: the
+   * worktree retention pass keeps that issue's worktree.
+   */
+  runsIssue(issueKey: string): boolean {
+    return [...this.#active.values()].some((run) => run.plan.issue.key === issueKey);
+  }
+
   async handle(claimed: ClaimedTeamRun): Promise<HandledRun> {
     const run = new ActiveRun(claimed, this.#deps, this.counters);
     this.#active.set(claimed.plan.runId, run);
