@@ -592,8 +592,8 @@ export class FactorySession {
   /**
    * Worktree retention (docs/operations.md): a pass now, then every
    * `workspace.pruneIntervalMs`, beside dispatch. Only where teams run on this
-   * machine: a fleet worker's worktrees are its own, and its prepare() shares
-   * no lock with this process.
+   * machine: a fleet worker's worktrees are its own (the worker prunes them
+   * itself), and its prepare() shares no lock with this process.
    */
   #startWorktreeRetention(): void {
     const { config, clock, log, store } = this.deps;

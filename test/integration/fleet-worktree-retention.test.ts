@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runFactoryCli } from '../support/factory-cli.js';
@@ -35,11 +35,16 @@ function cloneOf(worker: WorkerProcess): string {
   return join(worker.dir, 'repos', clone!);
 }
 
-/** Makes a worktree look untouched for `days`: its folder and git's files for it, which is what retention reads. */
+/** The files retention reads a worktree's last touch from: its folder and git's HEAD, index and HEAD log for it. */
+function touchedFiles(worktree: string): string[] {
+  const adminDir = git(worktree, 'rev-parse', '--absolute-git-dir').trim();
+  return [worktree, join(adminDir, 'HEAD'), join(adminDir, 'index'), join(adminDir, 'logs', 'HEAD')].filter((path) => existsSync(path));
+}
+
+/** Makes a worktree look untouched for `days`. */
 function age(worktree: string, days: number): void {
   const when = new Date(Date.now() - days * DAY_MS);
-  const adminDir = git(worktree, 'rev-parse', '--absolute-git-dir').trim();
-  for (const path of [worktree, join(adminDir, 'HEAD'), join(adminDir, 'index'), join(adminDir, 'logs', 'HEAD')]) if (existsSync(path)) utimesSync(path, when, when);
+  for (const path of touchedFiles(worktree)) utimesSync(path, when, when);
 }
 
 async function runToSuccess(f: TestFleet, issueKey: string): Promise<void> {
@@ -81,6 +86,8 @@ test("a worker removes an old worktree of an issue it no longer runs, keeping it
   // The pass that removed it looked at every worktree before it logged its summary.
   await waitFor('that retention pass to be over', () => passesOver(w1) > passesBefore, 30_000);
   assert.equal(existsSync(running), true, 'the worktree of an issue running on the worker stays, however old');
+  const runningTouchedMs = Math.max(...touchedFiles(running).map((path) => statSync(path).mtimeMs));
+  assert.ok(runningTouchedMs < Date.now() - 9 * DAY_MS, 'it still looked untouched for days: only its run kept it');
   assert.equal(existsSync(recent), true, 'a worktree touched within the period stays');
 
   const clone = cloneOf(w1);
