@@ -34,6 +34,7 @@ await loadOptional('cli-start', './cli-start-bench.js', 'benchCliStart');
 await loadOptional('agent-parser', './agent-parser-bench.js', 'benchAgentParsers');
 await loadOptional('usage-ledger', './usage-ledger-bench.js', 'benchUsageLedger');
 await loadOptional('resources', './resources-bench.js', 'benchResources');
+await loadOptional('dispatch', './dispatch-selection-bench.js', 'benchDispatchSelection');
 
 const wanted = process.argv.slice(2);
 const results: Record<string, unknown>[] = [];

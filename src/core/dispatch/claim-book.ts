@@ -18,10 +18,10 @@ export class ClaimBook {
   readonly #epoch: number;
   readonly #claims = new Map<string, IssueClaim>();
   readonly #skipReasons = new Map<string, string>();
-  /** Keys of claims queued or waiting for their retry. */
-  readonly #waiting = new Set<string>();
-  /** Keys of claims still in play (waiting, running, parked, shepherding): a superset of #waiting. */
-  readonly #active = new Set<string>();
+  /** Claims queued or waiting for their retry, by issue key. */
+  readonly #waiting = new Map<string, IssueClaim>();
+  /** Claims still in play (waiting, running, parked, shepherding): a superset of #waiting. */
+  readonly #active = new Map<string, IssueClaim>();
 
   private constructor(store: StateStore, epoch: number) {
     this.#store = store;
@@ -54,13 +54,13 @@ export class ClaimBook {
   }
 
   /** Claims queued or waiting for their retry: the only ones dispatch can start. */
-  *waiting(): IterableIterator<IssueClaim> {
-    for (const key of this.#waiting) yield this.#claims.get(key)!;
+  waiting(): IterableIterator<IssueClaim> {
+    return this.#waiting.values();
   }
 
   /** Claims still in play (not succeeded, gave-up or cancelled). */
-  *active(): IterableIterator<IssueClaim> {
-    for (const key of this.#active) yield this.#claims.get(key)!;
+  active(): IterableIterator<IssueClaim> {
+    return this.#active.values();
   }
 
   skipReason(issueKey: string): string | undefined {
@@ -113,9 +113,9 @@ export class ClaimBook {
   #set(claim: IssueClaim): void {
     const key = claim.issueKey;
     this.#claims.set(key, claim);
-    if (isWaiting(claim.status)) this.#waiting.add(key);
+    if (isWaiting(claim.status)) this.#waiting.set(key, claim);
     else this.#waiting.delete(key);
-    if (isActiveClaimStatus(claim.status)) this.#active.add(key);
+    if (isActiveClaimStatus(claim.status)) this.#active.set(key, claim);
     else this.#active.delete(key);
   }
 
