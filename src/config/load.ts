@@ -1,4 +1,4 @@
-import { describeJsonSyntaxError } from '../domain/json-syntax.js';
+import { describeJsonSyntaxError, stripByteOrderMark } from '../domain/json-syntax.js';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { ZodIssue } from 'zod';
@@ -177,7 +177,8 @@ export function loadConfig(path: string = DEFAULT_CONFIG_FILE): FactoryConfig {
   const configPath = resolve(path);
   let text: string;
   try {
-    text = readFileSync(configPath, 'utf8');
+    // An editor's invisible byte order mark is not a mistake worth refusing a config for.
+    text = stripByteOrderMark(readFileSync(configPath, 'utf8'));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new FactoryError('FACTORY_CONFIG_NOT_FOUND', `no config file at ${configPath}`);

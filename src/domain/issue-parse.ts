@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { basename, extname } from 'node:path';
 import { describeIssueKeyProblem, isValidIssueKey, type Issue } from './issue.js';
-import { describeJsonSyntaxError } from './json-syntax.js';
+import { describeJsonSyntaxError, stripByteOrderMark } from './json-syntax.js';
 
 /**
  * Issue files as untrusted text: a JSON object or Markdown with front matter
@@ -249,10 +249,6 @@ function describeValue(value: unknown): string {
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'boolean') return 'a boolean';
   return typeof value === 'number' ? 'a number' : 'a string';
-}
-
-function stripByteOrderMark(text: string): string {
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 // ---------------------------------------------------------------------------

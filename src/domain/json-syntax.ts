@@ -15,6 +15,11 @@ export interface JsonSyntaxError {
   readonly endedEarly: boolean;
 }
 
+/** A UTF-8 byte order mark, which some editors save invisibly and JSON.parse rejects, removed from the start of hand-edited text. */
+export function stripByteOrderMark(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
 type Expected = 'value' | 'value-or-close' | 'key' | 'key-or-close' | 'colon' | 'comma-or-close' | 'end';
 
 /**

@@ -183,6 +183,12 @@ test('loadConfig reads a valid file and validates it like compileConfig', () => 
   assert.equal(config.mount.root, join(dir, 'issues'));
 });
 
+test('a config saved with a UTF-8 byte order mark (as some Windows editors do) loads like one without', () => {
+  const dir = tempFolder();
+  const path = writeConfig(dir, `\uFEFF${JSON.stringify({ ...MINIMAL, dispatch: { batchSize: 2 } })}`);
+  assert.equal(loadConfig(path).dispatch.batchSize, 2);
+});
+
 test('a config file that exists but cannot be read is FACTORY_CONFIG_UNREADABLE, not "not found"', () => {
   const dir = tempFolder();
   const error = thrownBy(() => loadConfig(dir)); // a folder: reading it fails with EISDIR
