@@ -125,7 +125,16 @@ export function buildStateDocument(snapshot: StatusSnapshot, options: { staleMs:
       const liveAgent = liveAgents.get(agent.agentName);
       return { ...agent, activity: liveAgent?.activity ?? null, memoryPeakBytes: liveAgent?.memoryPeakBytes ?? null };
     });
-    return { ...team, agents, attempt: team.attempt ?? live?.attempt ?? null, title: live?.title ?? null, lastActivityAtMs: live?.lastActivityAtMs ?? null, stopping: live?.stopping ?? null };
+    return {
+      ...team,
+      // The registry only knows its agents' start times, and at the reviewer stage that is the reviewer's: the team's own start keeps its age and its place in the order.
+      startedAtMs: live?.startedAtMs ?? team.startedAtMs,
+      agents,
+      attempt: team.attempt ?? live?.attempt ?? null,
+      title: live?.title ?? null,
+      lastActivityAtMs: live?.lastActivityAtMs ?? null,
+      stopping: live?.stopping ?? null,
+    };
   });
   // Teams the registry does not list: worktree being prepared, between two stages, or placed on another node.
   for (const live of liveTeams.values()) {

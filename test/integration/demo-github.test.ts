@@ -37,10 +37,10 @@ test('npm run demo:github removes its scratch folder when it ends', { timeout: 1
   assert.deepEqual(demoFolders(tmp), []);
 });
 
-test('Ctrl-C stops the demo and its daemon; FACTORY_DEMO_KEEP=1 keeps the folder and says where', { timeout: 60_000 }, async () => {
+test('Ctrl-C stops the demo and its daemon; FACTORY_DEMO_KEEP=1 keeps the folder and says where', { timeout: 120_000 }, async () => {
   const tmp = mkdtempSync(join(scratch, 'interrupted-'));
   const demo = runDemo(tmp, { FACTORY_DEMO_KEEP: '1' });
-  await waitFor('the daemon to run', () => demo.stdout().includes('factory start is running'), 30_000);
+  await waitFor('the daemon to run', () => demo.stdout().includes('factory start is running'), 75_000);
   process.kill(-demo.child.pid!, 'SIGINT');
   assert.equal(await demo.exited, 130, `${demo.stdout()}\n${demo.stderr()}`);
   const [kept] = demoFolders(tmp);

@@ -86,13 +86,21 @@ export async function createGitHubProject(name: string, config: Record<string, u
       return daemon;
     },
     async httpUrl() {
-      return waitFor('the daemon to name its HTTP URL', () => {
-        try {
-          return (JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { http?: { url?: string } }).http?.url;
-        } catch {
-          return undefined;
-        }
-      });
+      // A daemon started through tsx on a busy machine can take many seconds to listen; one that exits instead fails at once, with its stderr.
+      return waitFor(
+        'the daemon to name its HTTP URL',
+        () => {
+          if (daemon && (daemon.child.exitCode !== null || daemon.child.signalCode !== null)) {
+            throw new Error(`the daemon exited (${daemon.child.exitCode ?? daemon.child.signalCode}) before listening:\n${daemon.stderr().slice(-2_000)}`);
+          }
+          try {
+            return (JSON.parse(readFileSync(heartbeatPath, 'utf8')) as { http?: { url?: string } }).http?.url;
+          } catch {
+            return undefined;
+          }
+        },
+        60_000,
+      );
     },
     async close(options = {}) {
       if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
