@@ -86,6 +86,16 @@ function resolveFrom(base: string, path: string): string {
   return isAbsolute(path) ? path : resolve(base, path);
 }
 
+/**
+ * A routed repo: a path is anchored at the config's folder; a remote URL
+ * (`https://…`, `ssh://…`, or git's `user@host:path`, which names a host
+ * before any slash) is kept as written, or it would become a folder named
+ * `http:` that no worker can clone.
+ */
+function resolveRepo(base: string, repo: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(repo) || /^[^/]+:/.test(repo) ? repo : resolveFrom(base, repo);
+}
+
 /** Validates raw config and compiles it. `configPath` anchors relative paths. */
 export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
   const parsed = configSchema.safeParse(withMountForGitHub(raw));
@@ -106,14 +116,14 @@ export function compileConfig(raw: unknown, configPath: string): FactoryConfig {
     configPath,
     mount: { ...c.mount, root: resolveFrom(base, c.mount.root) },
     repos: {
-      default: c.repos.default === undefined ? undefined : resolveFrom(base, c.repos.default),
-      byLabel: Object.fromEntries(Object.entries(c.repos.byLabel).map(([label, repo]) => [label, resolveFrom(base, repo)])),
-      rules: c.repos.rules.map((rule) => ({ ...rule, repo: resolveFrom(base, rule.repo) })),
+      default: c.repos.default === undefined ? undefined : resolveRepo(base, c.repos.default),
+      byLabel: Object.fromEntries(Object.entries(c.repos.byLabel).map(([label, repo]) => [label, resolveRepo(base, repo)])),
+      rules: c.repos.rules.map((rule) => ({ ...rule, repo: resolveRepo(base, rule.repo) })),
     },
     agents,
     // byRepo keys name repos like repos.* does, so they are anchored the same way and compare with a claim's repo.
     source: sourceWithAnchoredPaths(c.source, base),
-    resources: { ...c.resources, byRepo: Object.fromEntries(Object.entries(c.resources.byRepo).map(([repo, budget]) => [resolveFrom(base, repo), budget])) },
+    resources: { ...c.resources, byRepo: Object.fromEntries(Object.entries(c.resources.byRepo).map(([repo, budget]) => [resolveRepo(base, repo), budget])) },
     teamStages: teamStagesFor({ agents, dispatch: c.dispatch, team: c.team, review: c.review }),
     loop: {
       ...c.loop,

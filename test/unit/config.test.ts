@@ -241,6 +241,16 @@ test("a repo URL carrying a credential is refused (a worker's clone would keep i
   }
 });
 
+test('a remote repo URL is kept as written, while a path is anchored at the config folder', () => {
+  for (const url of ['https://github.com/acme/api.git', 'http://127.0.0.1:8080/api.git', 'ssh://git@git.internal/acme/api.git', 'git@github.com:acme/api.git']) {
+    const config = compileConfig({ ...MINIMAL, repos: { default: url, byLabel: { api: url }, rules: [{ keyword: 'api', repo: url }] } }, '/srv/factory.config.json');
+    assert.equal(config.repos.default, url);
+    assert.equal(config.repos.byLabel.api, url);
+    assert.equal(config.repos.rules[0]!.repo, url);
+  }
+  assert.equal(compileConfig({ ...MINIMAL, repos: { default: './repo' } }, '/srv/factory.config.json').repos.default, '/srv/repo');
+});
+
 test('a command written as one string and a number in quotes get a hint that says how to write them', () => {
   const error = thrownBy(() =>
     compileConfig(
