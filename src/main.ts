@@ -645,6 +645,19 @@ async function loadWorkerAdapters() {
   };
 }
 
+/**
+ * With a GitHub source, the credential a worker's clones, fetches and pushes
+ * use for the repos on that GitHub: the config's token or App, read from this
+ * worker's own environment and files (docs/fleet.md). Undefined otherwise: the
+ * clones use what their `origin` carries, as before.
+ */
+async function workerGitCredential(runtime: Pick<Runtime, 'config' | 'log'>) {
+  const { config } = runtime;
+  if (config.source.kind !== 'github' || config.source.github === undefined) return undefined;
+  const { createGitHubGitCredential } = await import('./adapters/github/github-wiring.js');
+  return createGitHubGitCredential({ github: config.source.github, env: process.env, log: runtime.log.child({ component: 'github' }) });
+}
+
 /** A fleet worker consuming its pool's queue, opened by {@link openWorker}. */
 export interface OpenedWorker {
   /** Runs reported, handed back, self-fenced, ... since the worker opened. */
@@ -669,6 +682,8 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
   if (!redisConfig) throw new FactoryError('FACTORY_CONFIG_INVALID', 'a fleet worker needs fleet.redis.url');
   // The jobs name roles; the programs are this worker's own (agents.<role>.command).
   assertPreflight(config, findAgentProgramProblems(config, process.env.PATH));
+  // A token this worker cannot read fails here, before it takes any run, rather than as a git error (or prompt) in each run.
+  const repoCredential = config.fleet.worker.repoCacheDir ? await workerGitCredential(runtime) : undefined;
   const adapters = await loadWorkerAdapters();
   const settings = { ...adapters.DEFAULT_FLEET_QUEUE_SETTINGS, ...config.fleet.queue };
 
@@ -733,7 +748,9 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
 
     const worktrees = new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir });
     const cacheDir = config.fleet.worker.repoCacheDir;
-    const repoCache = cacheDir ? new adapters.RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees }) : undefined;
+    const repoCache = cacheDir
+      ? new adapters.RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees, ...(repoCredential ? { credential: repoCredential } : {}) })
+      : undefined;
     const workspace = repoCache ?? worktrees;
     const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });
     const executor = new LocalTeamExecutor({
@@ -758,7 +775,7 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
       // With a repo cache the run's worktree belongs to this worker's clone of the remote: a succeeded branch goes back there.
       ...(repoCache
         ? {
-            pushBranch: (_plan: unknown, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(outcome.worktree, outcome.branch),
+            pushBranch: (plan: { repo: string }, outcome: { worktree: string; branch: string }) => repoCache.pushBranch(plan.repo, outcome.worktree, outcome.branch),
             // Parked work goes to the same remote, so a resume can run on any worker; removed there once the resumed run ended.
             pushPark: (plan: { repo: string }, park: { ref: string }) => repoCache.pushPark(plan.repo, park.ref),
             deleteRemotePark: (plan: { repo: string }, park: { ref: string }) => repoCache.deleteRemotePark(plan.repo, park.ref),

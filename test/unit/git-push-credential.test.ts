@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { askpassHelperPath, createBranchPusher, pushCommand, runGit, TOKEN_VARIABLE, type GitCommand } from '../../src/adapters/github/git-push.js';
+import { createGitHubGitCredential, githubGitOrigin } from '../../src/adapters/github/github-wiring.js';
+import { sourceSchema } from '../../src/config/source-schema.js';
 import { createScratchRepo, git } from '../support/sandbox.js';
 
 const TOKEN = 'ghs_PUSHtoken0123456789abcdefSECRET';
@@ -65,4 +67,30 @@ test("the askpass helper's folder goes when the process that wrote it exits", ()
   const path = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', cwd: join(import.meta.dirname, '..', '..') }).trim();
   assert.match(path, /factory-askpass-[^/]+\/askpass\.sh$/);
   assert.throws(() => statSync(join(path, '..')), /ENOENT/, 'the folder was removed at exit');
+});
+
+test("a worker's GitHub credential is offered only to repos on that GitHub: never to another host, a plain-HTTP twin, a path or an SSH address", async () => {
+  assert.equal(githubGitOrigin('https://api.github.com'), 'https://github.com');
+  assert.equal(githubGitOrigin('https://ghe.example.com/api/v3'), 'https://ghe.example.com');
+  const credentialFor = (apiUrl?: string) =>
+    createGitHubGitCredential({ github: sourceSchema.parse({ kind: 'github', github: { repos: ['acme/api'], ...(apiUrl ? { apiUrl } : {}) } }).github!, env: { GITHUB_TOKEN: TOKEN } });
+  const github = credentialFor();
+  assert.equal(github.describe, 'the GitHub token in GITHUB_TOKEN');
+  assert.equal(await github.token(), TOKEN);
+  assert.equal(github.appliesTo('https://github.com/acme/api.git'), true);
+  assert.equal(github.appliesTo('https://GitHub.com/acme/api'), true);
+  for (const elsewhere of [
+    'http://github.com/acme/api.git',
+    'https://github.com.evil.example/acme/api.git',
+    'https://gitlab.com/acme/api.git',
+    'git@github.com:acme/api.git',
+    'ssh://git@github.com/acme/api.git',
+    '/srv/repos/api',
+  ]) {
+    assert.equal(github.appliesTo(elsewhere), false, elsewhere);
+  }
+  const enterprise = credentialFor('https://ghe.example.com/api/v3');
+  assert.equal(enterprise.appliesTo('https://ghe.example.com/acme/api.git'), true);
+  assert.equal(enterprise.appliesTo('https://github.com/acme/api.git'), false);
+  assert.equal(github.redact(`fatal: bad token ${TOKEN}`), 'fatal: bad token [REDACTED]');
 });

@@ -55,6 +55,22 @@ export function pushCommand(worktree: string, remote: string, branch: string, to
   return credentialedGitCommand(worktree, ['push', '--porcelain', remote, `refs/heads/${branch}:refs/heads/${branch}`], token, helperPath);
 }
 
+/**
+ * A credential for the git commands that reach one host: a fleet worker's
+ * clone, fetches and pushes use it (through {@link credentialedGitCommand})
+ * for the repos it applies to, and reach every other remote as before.
+ */
+export interface RemoteCredential {
+  /** Whether `repo` (as routed: a path or a URL) is on the host this credential belongs to; the token is never offered to any other. */
+  appliesTo(repo: string): boolean;
+  /** A token for one git command. */
+  token(): Promise<string>;
+  /** Scrubs the credential's secrets from text (git's answers, before they reach a log or an outcome). */
+  redact(text: string): string;
+  /** Where the token comes from, for messages (never the token): "the GitHub token in GITHUB_TOKEN". */
+  readonly describe: string;
+}
+
 export interface GitRunner {
   (command: GitCommand, timeoutMs: number): Promise<string>;
 }

@@ -4,9 +4,9 @@ import type { SourceConfig } from '../../config/source-schema.js';
 import { parseRepoSlug, type GitHubRepoRef } from '../../domain/github-issue.js';
 import { FactoryError } from '../../errors.js';
 import type { Clock } from '../../ports/clock.js';
-import { createBranchPusher } from './git-push.js';
-import { resolveGitHubCredentials, type GitHubAuthSettings } from './github-auth.js';
-import { createGitHubClient, type GitHubLog } from './github-client.js';
+import { createBranchPusher, type RemoteCredential } from './git-push.js';
+import { resolveGitHubCredentials, type GitHubAuthSettings, type GitHubCredentials } from './github-auth.js';
+import { createGitHubClient, type GitHubClient, type GitHubLog } from './github-client.js';
 import { GitHubCodeHost, GitHubIssueProgress } from './github-code-host.js';
 import { GitHubIdentity } from './github-identity.js';
 import { GitHubIssueSource } from './github-issue-source.js';
@@ -53,11 +53,7 @@ export interface GitHubWiringOptions {
 export function createGitHubWiring(options: GitHubWiringOptions): GitHubWiring {
   const { github, env } = options;
   const readText = options.readText ?? ((path: string) => readFileSync(path, 'utf8'));
-  const settings: GitHubAuthSettings =
-    github.app !== undefined
-      ? { kind: 'app', ...github.app }
-      : { kind: 'token', ...(github.tokenEnv === undefined ? {} : { tokenEnv: github.tokenEnv }), ...(github.tokenFile === undefined ? {} : { tokenFile: github.tokenFile }) };
-  const credentials = resolveGitHubCredentials(settings, env, readText);
+  const credentials = resolveGitHubCredentials(authSettingsOf(github), env, readText);
   const client = createGitHubClient({ credentials, apiUrl: github.apiUrl, requestTimeoutMs: github.requestTimeoutMs, log: options.log, userAgent: 'factory' });
   const repoClient = new GitHubRepoClient(client);
   const identity = new GitHubIdentity({ credentialKind: credentials.kind, repoClient, log: options.log, ...(github.identity === undefined ? {} : { configured: github.identity }) });
@@ -74,13 +70,7 @@ export function createGitHubWiring(options: GitHubWiringOptions): GitHubWiring {
     requestBudgetPerMinute: github.requestBudgetPerMinute,
   });
   const locate = (issue: { key: string; location: string }) => source.locate(issue);
-  // A token for one git command: the configured token, or a fresh installation token of the App.
-  const pushToken = async (): Promise<string> => {
-    if (credentials.kind === 'token') return credentials.token;
-    const auth = (await client.octokit.auth({ type: 'installation' })) as { token?: string };
-    if (typeof auth.token !== 'string') throw new FactoryError('FACTORY_GITHUB_AUTH_FAILED', 'the GitHub App gave no installation token to push with');
-    return auth.token;
-  };
+  const pushToken = gitTokenSource(credentials, client);
   const codeHost = new GitHubCodeHost({
     repos,
     repoClient,
@@ -102,6 +92,69 @@ export function createGitHubWiring(options: GitHubWiringOptions): GitHubWiring {
     repos,
     webhookSecret: readWebhookSecret(github, env, readText),
     redact: client.redact,
+  };
+}
+
+function authSettingsOf(github: GitHubSourceSettings): GitHubAuthSettings {
+  return github.app !== undefined
+    ? { kind: 'app', ...github.app }
+    : { kind: 'token', ...(github.tokenEnv === undefined ? {} : { tokenEnv: github.tokenEnv }), ...(github.tokenFile === undefined ? {} : { tokenFile: github.tokenFile }) };
+}
+
+/** A token for one git command: the configured token, or a fresh installation token of the App. */
+function gitTokenSource(credentials: GitHubCredentials, client: GitHubClient): () => Promise<string> {
+  return async () => {
+    if (credentials.kind === 'token') return credentials.token;
+    const auth = (await client.octokit.auth({ type: 'installation' })) as { token?: string };
+    if (typeof auth.token !== 'string') throw new FactoryError('FACTORY_GITHUB_AUTH_FAILED', 'the GitHub App gave no installation token to push with');
+    return auth.token;
+  };
+}
+
+/**
+ * Where git reaches the GitHub that `apiUrl` names: `https://github.com` for
+ * the public API, the API's own origin for GitHub Enterprise Server
+ * (`https://HOST/api/v3` → `https://HOST`).
+ */
+export function githubGitOrigin(apiUrl: string): string {
+  const api = new URL(apiUrl);
+  return api.hostname.toLowerCase() === 'api.github.com' ? `${api.protocol}//github.com` : api.origin;
+}
+
+/**
+ * The credential a fleet worker's git commands use for the repos on its
+ * GitHub (the same token or App as a daemon, read from this process's
+ * environment or the files the config names): a token that cannot be read
+ * fails here, when the worker starts, with FACTORY_GITHUB_AUTH_FAILED. A repo
+ * on any other host (or a path, or an SSH address) never gets the token.
+ */
+export function createGitHubGitCredential(options: {
+  readonly github: GitHubSourceSettings;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly log?: GitHubLog;
+  readonly readText?: (path: string) => string;
+}): RemoteCredential {
+  const { github } = options;
+  const settings = authSettingsOf(github);
+  const credentials = resolveGitHubCredentials(settings, options.env, options.readText);
+  const client = createGitHubClient({ credentials, apiUrl: github.apiUrl, requestTimeoutMs: github.requestTimeoutMs, ...(options.log ? { log: options.log } : {}), userAgent: 'factory' });
+  const origin = githubGitOrigin(github.apiUrl);
+  return {
+    appliesTo(repo) {
+      try {
+        return new URL(repo).origin === origin;
+      } catch {
+        return false;
+      }
+    },
+    token: gitTokenSource(credentials, client),
+    redact: client.redact,
+    describe:
+      settings.kind === 'app'
+        ? `GitHub App ${settings.appId}'s installation token`
+        : settings.tokenFile !== undefined
+          ? `the GitHub token in ${settings.tokenFile}`
+          : `the GitHub token in ${settings.tokenEnv ?? 'GITHUB_TOKEN'}`,
   };
 }
 

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace, WorktreeRecord, WorktreeRemoval } from '../../ports/workspace.js';
 import type { ParkedRun } from '../../domain/budgets.js';
 import { FactoryError } from '../../errors.js';
+import { askpassHelperPath, credentialedGitCommand, runGit, type RemoteCredential } from '../github/git-push.js';
 
 const run = promisify(execFile);
 
@@ -16,23 +17,32 @@ const run = promisify(execFile);
  * and fetched before every run; worktrees are then made from that clone, so
  * two workers never share a checkout and a branch checked out on one worker
  * never blocks another.
+ *
+ * With a credential (a GitHub source: the token or App of this worker's own
+ * config), every git command that reaches a repo on its host (clone, fetch,
+ * push) gets it for that one command, as the daemon pushes (git-push.ts):
+ * never in argv, the clone's remote URL, `.git/config`, a credential store or
+ * an error. Other remotes are reached with what the clone's `origin` carries
+ * (a deploy key, an SSH agent). No git command here ever waits on a prompt.
  */
 export class RepoCacheWorkspace implements Workspace {
   readonly #cacheDir: string;
   readonly #inner: Workspace;
+  readonly #credential: RemoteCredential | undefined;
   /** One clone, fetch or worktree removal per clone at a time, keyed by the clone's folder name. */
   readonly #busy = new Map<string, Promise<unknown>>();
 
-  constructor(options: { cacheDir: string; inner: Workspace }) {
+  constructor(options: { cacheDir: string; inner: Workspace; credential?: RemoteCredential }) {
     this.#cacheDir = options.cacheDir;
     this.#inner = options.inner;
+    this.#credential = options.credential;
   }
 
   prepare(request: PrepareRequest): Promise<PreparedWorkspace> {
     // The fetch and the worktree add run one at a time per clone: a fetch walks the refs of every worktree, so it must not see one half made.
     return this.#serially(basename(this.#clonePath(request.repo)), async () => {
       const clone = await this.#refresh(request.repo);
-      if (request.park?.commit) await this.#fetchPark(clone, request.park);
+      if (request.park?.commit) await this.#fetchPark(request.repo, clone, request.park);
       return this.#inner.prepare({ ...request, repo: clone });
     });
   }
@@ -73,12 +83,12 @@ export class RepoCacheWorkspace implements Workspace {
   }
 
   /**
-   * Pushes a run's branch from its worktree to the remote the repo was cloned
+   * Pushes a run's branch from its worktree to the remote `repo` was cloned
    * from (`origin` of this worker's clone). Forced: the branch belongs to the
    * run, and only the attempt that succeeded while holding its lock pushes.
    */
-  async pushBranch(worktree: string, branch: string): Promise<void> {
-    await pushToOrigin(worktree, `+refs/heads/${branch}:refs/heads/${branch}`);
+  async pushBranch(repo: string, worktree: string, branch: string): Promise<void> {
+    await this.#remoteGit(repo, worktree, ['push', '--quiet', 'origin', `+refs/heads/${branch}:refs/heads/${branch}`], `push ${branch}`);
   }
 
   /**
@@ -87,12 +97,12 @@ export class RepoCacheWorkspace implements Workspace {
    * another worker can fetch it. Forced: the ref is the run's own.
    */
   async pushPark(repo: string, ref: string): Promise<void> {
-    await pushToOrigin(this.#clonePath(repo), `+${ref}:${ref}`);
+    await this.#remoteGit(repo, this.#clonePath(repo), ['push', '--quiet', 'origin', `+${ref}:${ref}`], `push ${ref}`);
   }
 
   /** Removes a park ref from the remote once no claim resumes from it any more (the resumed run ended). */
   async deleteRemotePark(repo: string, ref: string): Promise<void> {
-    await pushToOrigin(this.#clonePath(repo), `:${ref}`);
+    await this.#remoteGit(repo, this.#clonePath(repo), ['push', '--quiet', 'origin', `:${ref}`], `delete ${ref}`);
   }
 
   /**
@@ -100,10 +110,10 @@ export class RepoCacheWorkspace implements Workspace {
    * parked it, or fetched from the remote (parked on another worker). Neither:
    * FACTORY_PARK_UNAVAILABLE, so the resume does not silently start over.
    */
-  async #fetchPark(clone: string, park: ParkedRun): Promise<void> {
+  async #fetchPark(repo: string, clone: string, park: ParkedRun): Promise<void> {
     if (await hasRefAt(clone, park.ref, park.commit!)) return;
     try {
-      await run('git', ['-C', clone, 'fetch', '--quiet', '--no-tags', 'origin', `+${park.ref}:${park.ref}`]);
+      await this.#remoteGit(repo, clone, ['fetch', '--quiet', '--no-tags', 'origin', `+${park.ref}:${park.ref}`], `fetch ${park.ref}`);
       return;
     } catch (error) {
       const where = park.placement
@@ -113,7 +123,7 @@ export class RepoCacheWorkspace implements Workspace {
         : 'it was parked before park refs were pushed';
       throw new FactoryError(
         'FACTORY_PARK_UNAVAILABLE',
-        `the work run ${park.runId} parked at ${park.ref} is neither on the remote nor in this worker's clone: ${where}; git: ${redactGitError(error)}`,
+        `the work run ${park.runId} parked at ${park.ref} is neither on the remote nor in this worker's clone: ${where}; ${(error as Error).message}`,
         {
           hint: `Resume the issue again so it lands on ${park.placement ? `worker ${park.placement.node}` : 'the worker that parked it'}, or push the ref from that worker's clone; \`factory dispatch <KEY> --force\` starts over.`,
         },
@@ -139,31 +149,54 @@ export class RepoCacheWorkspace implements Workspace {
   async #refresh(repo: string): Promise<string> {
     const clone = this.#clonePath(repo);
     if (existsSync(join(clone, '.git'))) {
-      await run('git', ['-C', clone, 'fetch', '--quiet', '--prune', 'origin']);
+      await this.#remoteGit(repo, clone, ['fetch', '--quiet', '--prune', 'origin'], 'fetch');
       // The default branch moves with the remote; run branches start from it.
       await run('git', ['-C', clone, 'reset', '--quiet', '--hard', '@{upstream}']).catch(() => undefined);
     } else {
       await mkdir(this.#cacheDir, { recursive: true });
-      await run('git', ['clone', '--quiet', repo, clone]);
+      // The URL as routed (config refuses one carrying a credential): the token, if any, comes from this command's environment only.
+      await this.#remoteGit(repo, this.#cacheDir, ['clone', '--quiet', repo, clone], 'clone');
     }
     return clone;
   }
-}
 
-/** `git push origin <refspec>` from `cwd` (`+` forces, an empty source deletes), with the credentials the clone's remote carries; errors redacted. */
-async function pushToOrigin(cwd: string, refspec: string): Promise<void> {
-  try {
-    await run('git', ['-C', cwd, 'push', '--quiet', 'origin', refspec]);
-  } catch (error) {
-    // No `cause`: it would carry the unredacted message.
-    // eslint-disable-next-line preserve-caught-error
-    throw new Error(redactGitError(error));
+  /**
+   * A git command in `cwd` that reaches `repo`'s remote. With a credential for
+   * that host it runs with the token in its environment alone; without one,
+   * with what the clone's `origin` carries. Either way git may not prompt (a
+   * worker has no one to answer), and its answer is redacted into one line.
+   */
+  async #remoteGit(repo: string, cwd: string, args: readonly string[], what: string): Promise<void> {
+    const credential = this.#credential?.appliesTo(repo) === true ? this.#credential : undefined;
+    try {
+      if (credential) await runGit(credentialedGitCommand(cwd, args, await credential.token(), askpassHelperPath()), 0);
+      else await run('git', ['-C', cwd, ...args], { env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } });
+    } catch (error) {
+      const answer = redactGitError(error, credential);
+      const advice =
+        credential && /authentication failed|403|401|could not read username|permission .* denied/i.test(answer)
+          ? `; check that ${credential.describe} is valid and may read and push to ${repoForMessage(repo)} (Contents: read and write)`
+          : '';
+      // No `cause`: it would carry the unredacted message.
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(`git could not ${what} (${repoForMessage(repo)}): ${answer}${advice}`);
+    }
   }
 }
 
-/** git's answer, one text: git quotes the remote URL in its errors, so credentials in it are masked. */
-function redactGitError(error: unknown): string {
-  return ((error as { stderr?: string }).stderr || (error as Error).message).trim().replace(/\/\/[^/@\s]*@/g, '//***@');
+/** A URL with any user and password masked, as git quotes it. */
+function repoForMessage(repo: string): string {
+  return repo.replace(/\/\/[^/@\s]*@/g, '//***@');
+}
+
+/** git's answer on one line (a caller may keep only the first): git quotes the remote URL in its errors, so credentials in it are masked, and the credential's own secrets are scrubbed. */
+function redactGitError(error: unknown, credential?: RemoteCredential): string {
+  const answer = repoForMessage(((error as { stderr?: string }).stderr || (error as Error).message).trim())
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .join(' | ');
+  return credential ? credential.redact(answer) : answer;
 }
 
 async function hasRefAt(clone: string, ref: string, commit: string): Promise<boolean> {
