@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { createScratchRepo, git, waitFor } from '../support/sandbox.js';
+import { createScratchRepo, filesContaining, git, waitFor } from '../support/sandbox.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
 import { AGENT, finishedRuns, useFleetPerTest, type TestFleet } from '../fixtures/fleet/harness.js';
 
@@ -48,13 +48,6 @@ async function fleetOnServedRepo(name: string) {
     workerConfig: { source: { kind: 'github', github: { repos: ['acme/api'], apiUrl: `${server.origin}/api/v3`, tokenEnv: 'WORKER_GH_TOKEN' } } },
   });
   return { f, server, served: join(root, 'served', 'api.git'), envOut };
-}
-
-/** Every file under `dir` whose bytes contain `text`. */
-function filesContaining(dir: string, text: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .map((entry) => join(dir, entry))
-    .filter((path) => statSync(path, { throwIfNoEntry: false })?.isFile() && readFileSync(path).includes(text));
 }
 
 function everythingLogged(f: TestFleet): string {

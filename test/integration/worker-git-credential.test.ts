@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { GitWorktreeWorkspace } from '../../src/adapters/workspace/git-worktree-
 import { RepoCacheWorkspace } from '../../src/adapters/workspace/repo-cache-workspace.js';
 import { sourceSchema } from '../../src/config/source-schema.js';
 import { isFactoryError } from '../../src/errors.js';
-import { createScratchRepo, git } from '../support/sandbox.js';
+import { createScratchRepo, filesContaining, git } from '../support/sandbox.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
 
 /**
@@ -48,16 +48,6 @@ function credentialWith(env: Record<string, string>) {
 function workerWith(name: string, env: Record<string, string>) {
   const root = join(scratch, name);
   return { root, workspace: new RepoCacheWorkspace({ cacheDir: join(root, 'repos'), inner: new GitWorktreeWorkspace({ worktreesRoot: join(root, 'worktrees') }), credential: credentialWith(env) }) };
-}
-
-/** Every file under `dir` whose bytes contain `text`. */
-function filesContaining(dir: string, text: string): string[] {
-  const found: string[] = [];
-  for (const entry of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
-    const path = join(dir, entry);
-    if (statSync(path, { throwIfNoEntry: false })?.isFile() && readFileSync(path).includes(text)) found.push(path);
-  }
-  return found;
 }
 
 const served = (): string => join(scratch, 'served', 'api.git');

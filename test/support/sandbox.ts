@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -23,6 +23,14 @@ export function git(repo: string, ...args: string[]): string {
   return execFileSync('git', ['-c', 'user.name=Factory test', '-c', 'user.email=test@factory.invalid', '-c', 'commit.gpgsign=false', '-c', 'core.hooksPath=/dev/null', '-C', repo, ...args], {
     encoding: 'utf8',
   });
+}
+
+/** Every file under `dir` (clones, `.git/config`, worktrees, logs) whose bytes contain `text`: for secret scans. */
+export function filesContaining(dir: string, text: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name))
+    .filter((path) => readFileSync(path).includes(text));
 }
 
 /** A git repository with one commit on `main`. */
