@@ -749,7 +749,12 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
     const worktrees = new GitWorktreeWorkspace({ worktreesRoot: config.paths.worktreesDir });
     const cacheDir = config.fleet.worker.repoCacheDir;
     const repoCache = cacheDir
-      ? new adapters.RepoCacheWorkspace({ cacheDir: resolve(dirname(config.configPath), cacheDir), inner: worktrees, ...(repoCredential ? { credential: repoCredential } : {}) })
+      ? new adapters.RepoCacheWorkspace({
+          cacheDir: resolve(dirname(config.configPath), cacheDir),
+          inner: worktrees,
+          remoteTimeoutMs: config.fleet.worker.remoteGitTimeoutMs,
+          ...(repoCredential ? { credential: repoCredential } : {}),
+        })
       : undefined;
     const workspace = repoCache ?? worktrees;
     const fleet = new LocalProcessFleet({ instanceId: instanceIdFor(config), processTable, clock, terminator, logger: log });

@@ -146,6 +146,8 @@ const fleetSchema = z
         shutdownGraceMs: positiveMs.default(30_000),
         /** Folder of per-worker clones of each routed repo (path or URL), fetched before each run; absent: the repo path is used as is. */
         repoCacheDir: nonEmpty.optional(),
+        /** How long one git command against the remote (clone, fetch, push) may take before the run fails: a stalled network must not hold a slot forever. */
+        remoteGitTimeoutMs: positiveMs.default(1_800_000),
       })
       .strict()
       .default({}),

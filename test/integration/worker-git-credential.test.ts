@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createGitHubGitCredential } from '../../src/adapters/github/github-wiring.js';
@@ -10,7 +11,7 @@ import { GitWorktreeWorkspace } from '../../src/adapters/workspace/git-worktree-
 import { RepoCacheWorkspace } from '../../src/adapters/workspace/repo-cache-workspace.js';
 import { sourceSchema } from '../../src/config/source-schema.js';
 import { isFactoryError } from '../../src/errors.js';
-import { createScratchRepo, filesContaining, git } from '../support/sandbox.js';
+import { createScratchRepo, filesContaining, git, waitFor } from '../support/sandbox.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
 
 /**
@@ -149,4 +150,53 @@ describe("a worker's git commands on a GitHub remote that wants the token", () =
       await elsewhere.close();
     }
   });
+
+  // Without the group kill the helper keeps git's pipes open and the command never returns: the test's own timeout says so.
+  it('a remote that stops answering: the command is stopped at fleet.worker.remoteGitTimeoutMs with its helpers, and the run is told why', { timeout: 40_000 }, async () => {
+    // Accepts connections and never says a word, as a stalled network or a hung proxy does.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => void sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      for (const [name, credential] of [
+        ['with-token', credentialWith({ WORKER_GH_TOKEN: TOKEN })],
+        ['without', undefined],
+      ] as const) {
+        const root = join(scratch, `silent-${name}`);
+        const workspace = new RepoCacheWorkspace({
+          cacheDir: join(root, 'repos'),
+          inner: new GitWorktreeWorkspace({ worktreesRoot: join(root, 'worktrees') }),
+          remoteTimeoutMs: 2_000,
+          ...(credential ? { credential } : {}),
+        });
+        const startedAt = performance.now();
+        await assert.rejects(
+          workspace.prepare({ repo: `http://127.0.0.1:${port}/api.git`, issueKey: 'API-6', branch: 'factory/API-6' }),
+          /^Error: git could not clone \(http:\/\/127\.0\.0\.1:\d+\/api\.git\): timed out after 2s.*; check the network to the remote, or raise fleet\.worker\.remoteGitTimeoutMs/,
+        );
+        assert.ok(performance.now() - startedAt < 15_000, `${name}: stopped at its timeout, not held by the silent remote`);
+        // git hands HTTP to git-remote-http: that helper went with it, and nothing is left talking to the silent port.
+        await waitFor(`${name}: no git process left for the silent remote`, () => gitProcessesFor(String(port)).length === 0, 5_000);
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
 });
+
+/** Pids of git processes (git and its remote helpers) whose command line names `needle`. */
+function gitProcessesFor(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(join('/proc', entry, 'cmdline'), 'utf8').split('\0');
+      if (/(^|\/)git(-remote-https?)?$/.test(argv[0] ?? '') && argv.some((arg) => arg.includes(needle))) pids.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
+}

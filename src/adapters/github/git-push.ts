@@ -1,8 +1,8 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FactoryError } from '../../errors.js';
+import { runBounded } from '../../util/run-bounded.js';
 
 /**
  * Pushing a run's branch with a credential that lives for one git command
@@ -77,13 +77,8 @@ export interface GitRunner {
 
 /** Runs git with only the variables git needs plus the command's own; output redacted by the caller. */
 export const runGit: GitRunner = (command, timeoutMs) =>
-  new Promise((resolve, reject) => {
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? tmpdir(), LANG: 'C', ...command.env };
-    execFile('git', [...command.argv], { env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(Object.assign(new Error(`${stderr || error.message}`.trim()), { exitCode: (error as { code?: unknown }).code }));
-      else resolve(stdout);
-    });
-  });
+  // Past the timeout git's whole process group goes, its network helpers included.
+  runBounded('git', command.argv, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? tmpdir(), LANG: 'C', ...command.env }, timeoutMs });
 
 export interface BranchPusher {
   /** Pushes `branch` from `worktree` to `remote`; returns the commit pushed. */

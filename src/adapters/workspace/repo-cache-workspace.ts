@@ -8,6 +8,7 @@ import type { ParkedWork, PrepareRequest, PreparedWorkspace, Workspace, Worktree
 import type { ParkedRun } from '../../domain/budgets.js';
 import { FactoryError } from '../../errors.js';
 import { askpassHelperPath, credentialedGitCommand, runGit, type RemoteCredential } from '../github/git-push.js';
+import { runBounded, type BoundedRunError } from '../../util/run-bounded.js';
 
 const run = promisify(execFile);
 
@@ -32,10 +33,19 @@ export class RepoCacheWorkspace implements Workspace {
   /** One clone, fetch or worktree removal per clone at a time, keyed by the clone's folder name. */
   readonly #busy = new Map<string, Promise<unknown>>();
 
-  constructor(options: { cacheDir: string; inner: Workspace; credential?: RemoteCredential }) {
+  readonly #remoteTimeoutMs: number;
+
+  constructor(options: {
+    cacheDir: string;
+    inner: Workspace;
+    credential?: RemoteCredential;
+    /** One git command against the remote may take this long (`fleet.worker.remoteGitTimeoutMs`); 0: no limit. */
+    remoteTimeoutMs?: number;
+  }) {
     this.#cacheDir = options.cacheDir;
     this.#inner = options.inner;
     this.#credential = options.credential;
+    this.#remoteTimeoutMs = options.remoteTimeoutMs ?? 0;
   }
 
   prepare(request: PrepareRequest): Promise<PreparedWorkspace> {
@@ -168,13 +178,15 @@ export class RepoCacheWorkspace implements Workspace {
    */
   async #remoteGit(repo: string, cwd: string, args: readonly string[], what: string): Promise<void> {
     const credential = this.#credential?.appliesTo(repo) === true ? this.#credential : undefined;
+    const timeoutMs = this.#remoteTimeoutMs;
     try {
-      if (credential) await runGit(credentialedGitCommand(cwd, args, await credential.token(), askpassHelperPath()), 0);
-      else await run('git', ['-C', cwd, ...args], { env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } });
+      if (credential) await runGit(credentialedGitCommand(cwd, args, await credential.token(), askpassHelperPath()), timeoutMs);
+      else await runBounded('git', ['-C', cwd, ...args], { env: withoutPrompts(process.env), timeoutMs });
     } catch (error) {
       const answer = redactGitError(error, credential);
-      const advice =
-        credential && /authentication failed|403|401|could not read username|permission .* denied/i.test(answer)
+      const advice = (error as Partial<BoundedRunError>).timedOut
+        ? '; check the network to the remote, or raise fleet.worker.remoteGitTimeoutMs for a repo that takes longer'
+        : credential && /authentication failed|403|401|could not read username|permission .* denied/i.test(answer)
           ? `; check that ${credential.describe} is valid and may read and push to ${repoForMessage(repo)} (Contents: read and write)`
           : '';
       // No `cause`: it would carry the unredacted message.
@@ -184,6 +196,16 @@ export class RepoCacheWorkspace implements Workspace {
   }
 }
 
+/**
+ * The worker's environment for git with nobody to answer a question: git may
+ * not prompt for a password, and ssh may not ask about an unknown host key or
+ * a passphrase (BatchMode), unless the operator chose their own ssh command.
+ */
+function withoutPrompts(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const ownSsh = env.GIT_SSH_COMMAND !== undefined || env.GIT_SSH !== undefined;
+  return { ...env, GIT_TERMINAL_PROMPT: '0', ...(ownSsh ? {} : { GIT_SSH_COMMAND: 'ssh -o BatchMode=yes' }) };
+}
+
 /** A URL with any user and password masked, as git quotes it. */
 function repoForMessage(repo: string): string {
   return repo.replace(/\/\/[^/@\s]*@/g, '//***@');
@@ -191,7 +213,8 @@ function repoForMessage(repo: string): string {
 
 /** git's answer on one line (a caller may keep only the first): git quotes the remote URL in its errors, so credentials in it are masked, and the credential's own secrets are scrubbed. */
 function redactGitError(error: unknown, credential?: RemoteCredential): string {
-  const answer = repoForMessage(((error as { stderr?: string }).stderr || (error as Error).message).trim())
+  // A bounded run's message is git's stderr, or says it timed out (with what git had written by then).
+  const answer = repoForMessage((error as Error).message.trim())
     .split('\n')
     .map((line) => line.trim())
     .filter(Boolean)
