@@ -116,7 +116,8 @@ export async function readStatusSnapshot(sources: StatusSources, options: { nowM
     issueKey: agents[0]!.issueKey,
     runId,
     attempt: claimByRun.get(runId)?.attempt ?? null,
-    startedAtMs: Math.min(...agents.map((a) => a.startedAtMs)),
+    // The team's own start when the registry keeps it: at the reviewer stage the oldest agent listed is the reviewer.
+    startedAtMs: Math.min(...agents.map((a) => a.teamStartedAtMs ?? a.startedAtMs)),
     agents: agents.map((agent) => {
       const info = agent.node === 'local' ? sources.processTable.inspect(agent.pid) : undefined;
       return { ...agent, alive: info !== undefined && info.startTime === agent.startTime && info.state !== 'Z' };

@@ -26,7 +26,10 @@ export interface RegistryEntry {
   readonly marker: string;
   readonly logPath: string;
   readonly worktree: string;
+  /** When this agent started. */
   readonly startedAtMs: number;
+  /** When its team started (before its worktree and its first agent): how old the team is, at any stage. Absent in registries written before it was kept. */
+  readonly teamStartedAtMs?: number;
 }
 
 export interface RegistryOwner {
@@ -92,6 +95,7 @@ function validateEntry(raw: unknown): ParseResult<RegistryEntry> {
       logPath: typeof r.logPath === 'string' ? r.logPath : '',
       worktree: typeof r.worktree === 'string' ? r.worktree : '',
       startedAtMs: typeof r.startedAtMs === 'number' && Number.isFinite(r.startedAtMs) ? r.startedAtMs : 0,
+      ...(typeof r.teamStartedAtMs === 'number' && Number.isFinite(r.teamStartedAtMs) ? { teamStartedAtMs: r.teamStartedAtMs } : {}),
     },
   };
 }

@@ -31,7 +31,7 @@ test('/api/v1/state lists the agents of a team placed on another node by node, w
   await session.close();
 });
 
-test("a team's start time is when the team started, not when its current stage's agent did: the reviewer stage keeps its age and its place in the order", async () => {
+test("a team's start time is when the team started, not when its current stage's agent did: the reviewer stage keeps its age and its place in the order, in the API and in status", async () => {
   const h = createHarness();
   h.source.put({ key: 'AGE-1', title: 'implemented, then reviewed', labels: ['factory'] });
   const session = h.newSession();
@@ -55,5 +55,7 @@ test("a team's start time is when the team started, not when its current stage's
     ['reviewer'],
   );
   assert.equal(team.startedAtMs, teamStartedAtMs, 'the team has been at work for five minutes, not since its reviewer started');
+  // `factory status` reads the registry without the daemon: the registry keeps the team's start too.
+  assert.equal(snapshot.teams.find((t) => t.issueKey === 'AGE-1')?.startedAtMs, teamStartedAtMs, 'status without the daemon agrees');
   await session.close();
 });

@@ -406,7 +406,7 @@ export class TeamRun implements TeamExecution {
     if (needsInput !== undefined) void handle.stop(this.#deps.killGraceMs);
     const log = this.#deps.log.child({ issue: plan.issue.key, run: plan.runId, agent: agentName });
     maybeCrash('after-spawn');
-    await this.#deps.registry.add(handle.identity);
+    await this.#deps.registry.add({ ...handle.identity, teamStartedAtMs: this.startedAtMs });
     maybeCrash('after-registry-write');
     log.info({ agentPid: handle.identity.pid }, `${role} started`);
     this.#emit({ kind: 'agent-started', runId: plan.runId, agent: running, atMs: this.#deps.clock.now() });
