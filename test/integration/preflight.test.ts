@@ -123,6 +123,15 @@ describe('preflight: problems every team would trip over are found before anythi
     assert.match(controlPlane.stderr, /FACTORY_REDIS_UNREACHABLE/);
   });
 
+  it('a worker refuses a config whose fleet.backend is not "bullmq" before it connects to Redis: no control plane queues runs for it', async () => {
+    const p = project('worker-local', { fleet: { redis: { url: 'redis://127.0.0.1:1' } } });
+    const worker = await factory(['worker', '--config', p.configPath]);
+    assert.equal(worker.code, 2, worker.stderr);
+    assert.match(worker.stderr, /factory worker needs fleet\.backend "bullmq", got "local"/);
+    assert.match(worker.stderr, /FACTORY_CONFIG_INVALID/);
+    assert.doesNotMatch(worker.stderr, /FACTORY_REDIS_UNREACHABLE/);
+  });
+
   it('factory init warns when claude or codex is not on PATH and the folder is not a git checkout, and still writes the config', async () => {
     const p = project('init');
     const folder = join(p.dir, 'fresh');

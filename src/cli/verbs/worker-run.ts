@@ -11,6 +11,12 @@ import type { Output } from '../output.js';
 export async function run(args: ParsedArgs, output: Output): Promise<number> {
   const runtime = runtimeFromArgs(args);
   const { config, log } = runtime;
+  // A "local" config's daemon runs its teams itself and queues nothing: a worker on it would idle on a queue no control plane fills.
+  if (config.fleet.backend !== 'bullmq')
+    throw new FactoryError(
+      'FACTORY_CONFIG_INVALID',
+      `${config.configPath}: factory worker needs fleet.backend "bullmq", got "${config.fleet.backend}" (with "local" the daemon runs every team on its own machine and queues nothing for workers; docs/fleet.md)`,
+    );
   if (!config.fleet.redis) throw new FactoryError('FACTORY_USAGE', `factory worker needs fleet.redis.url in ${config.configPath} (the queue it consumes)`);
   const slotsFlag = flagString(args, 'slots');
   const slots = slotsFlag === undefined ? config.fleet.worker.slots : Number(slotsFlag);
