@@ -35,7 +35,7 @@ import { RegistryKeeper } from './core/registry-keeper.js';
 import type { TeamRunWorkerCounters } from './core/worker/team-run-worker.js';
 import { WorktreeJanitor } from './core/worktree-janitor.js';
 import type { BullmqRunConsumer } from './adapters/bullmq/bullmq-run-consumer.js';
-import { notListening } from './domain/heartbeat.js';
+import { FLEET_WORKER_TRANSPORT, notListening } from './domain/heartbeat.js';
 import { isStillRunning } from './domain/process-identity.js';
 import type { StateStore } from './ports/state-store.js';
 import type { Redis } from 'ioredis';
@@ -740,7 +740,7 @@ export async function openWorker(runtime: Runtime, options: { slots: number; nod
       staleMs: config.loop.heartbeatStaleMs,
       clock,
       log,
-      gauges: { inFlightTeams: () => running(), queuedIssues: () => 0, iteration: () => 0, subscription: () => notListening('bullmq') },
+      gauges: { inFlightTeams: () => running(), queuedIssues: () => 0, iteration: () => 0, subscription: () => notListening(FLEET_WORKER_TRANSPORT) },
     });
     heartbeat = keeper;
     await keeper.write('running');

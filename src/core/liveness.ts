@@ -1,4 +1,4 @@
-import { isReconcileStalled, type Heartbeat } from '../domain/heartbeat.js';
+import { FLEET_WORKER_TRANSPORT, isReconcileStalled, type Heartbeat } from '../domain/heartbeat.js';
 import type { ProcessLookup } from '../domain/process.js';
 import { verifyProcessIdentity } from '../domain/process-identity.js';
 import type { StoredRead } from '../domain/stored-read.js';
@@ -58,6 +58,9 @@ export function judgeLiveness(read: StoredRead<Heartbeat>, options: { nowMs: num
   if (!processAlive) return { ...base, verdict: 'stale', healthy: false, detail: `heartbeat is fresh but pid ${heartbeat.pid} is gone or is another process now` };
   if (heartbeat.status === 'standby') return { ...base, verdict: 'standby', healthy: true, detail: `pid ${heartbeat.pid} stands by for the leader lease, heartbeat ${ageText}` };
   const sub = heartbeat.subscription;
+  if (sub.transport === FLEET_WORKER_TRANSPORT && heartbeat.status === 'running') {
+    return { ...base, verdict: 'healthy', healthy: true, detail: `fleet worker pid ${heartbeat.pid} running, heartbeat ${ageText}` };
+  }
   if (heartbeat.mode === 'live' && (sub.state === 'wedged' || sub.state === 'not-listening')) {
     return { ...base, verdict: 'subscription-unhealthy', healthy: false, detail: `the daemon is alive but its issue subscription is ${sub.state}${sub.lastError ? `: ${sub.lastError}` : ''}` };
   }

@@ -29,7 +29,7 @@ test('status, the state API and /metrics show the workers, where each run is pla
   // The agent outlives every check below (the fleet is stopped after the test), so a loaded machine cannot end the run before the API is asked where it is.
   const f = await fleets.start({ agentWorkMs: 60_000, slots: 2, extraConfig: { http: { enabled: true, port: 0 } } });
   const standby = await f.startControlPlane('cp1', 'standby');
-  await f.startWorker('w1');
+  const w1 = await f.startWorker('w1');
   f.project.writeIssue('SEE-1');
   const started = await waitFor('the run to start', () => f.traceLines().find((l) => l.what === 'start'), 30_000);
   const status = await waitFor(
@@ -56,6 +56,12 @@ test('status, the state API and /metrics show the workers, where each run is pla
   const standbyStatus = await statusJson(join(standby.dir, 'factory.config.json'));
   assert.equal(standbyStatus.liveness.verdict, 'standby');
   assert.equal(standbyStatus.liveness.healthy, true);
+  // A worker subscribes to no issues: its own status and loop-status (its health check) read healthy, not subscription-unhealthy.
+  const workerStatus = await statusJson(w1.configPath);
+  assert.equal(workerStatus.liveness.verdict, 'healthy', workerStatus.liveness.detail);
+  assert.match(workerStatus.liveness.detail, /fleet worker pid \d+ running/);
+  const workerLoopStatus = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'loop-status', '--config', w1.configPath], { cwd: REPO_ROOT });
+  assert.match(workerLoopStatus.stdout, /^healthy: fleet worker/);
 
   const heartbeat = JSON.parse(readFileSync(join(f.project.dir, '.factory', 'heartbeat.json'), 'utf8')) as { http?: { url: string } };
   const url = heartbeat.http!.url;
