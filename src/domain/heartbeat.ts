@@ -31,10 +31,10 @@ export interface SubscriptionHealth {
   readonly lastError: string | null;
 }
 
-/** The subscription block of a daemon that is not listening (bounded modes, or before intake starts). */
 /** The subscription transport a fleet worker's heartbeat carries: it takes runs from the queue and subscribes to no issues, so `not-listening` is its normal state. */
 export const FLEET_WORKER_TRANSPORT = 'bullmq';
 
+/** The subscription block of a daemon that is not listening (bounded modes, or before intake starts). */
 export function notListening(transport = 'none'): SubscriptionHealth {
   return { state: 'not-listening', transport, lastEventAtMs: null, lastProgressAtMs: null, reconcileStartedAtMs: null, reconcileStalledAfterMs: null, unhealthySinceMs: null, lastError: null };
 }
