@@ -7,9 +7,14 @@ export function formatAge(atMs: number | null | undefined, nowMs: number): strin
   return `${formatDuration(Math.max(0, nowMs - atMs))} ago`;
 }
 
-/** A plain aligned table; no colours, so it pipes and logs cleanly. */
-export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  if (rows.length === 0) return '  (none)';
+/**
+ * A plain aligned table; no colours, so it pipes and logs cleanly. One line
+ * per row: a cell that holds several lines (git's stderr in a failure's
+ * detail) is joined with " | ", or every later column would spill.
+ */
+export function formatTable(headers: readonly string[], cellRows: readonly (readonly string[])[]): string {
+  if (cellRows.length === 0) return '  (none)';
+  const rows = cellRows.map((row) => row.map(oneLine));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string => `  ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
   return [line(headers), ...rows.map(line)].join('\n');
@@ -50,4 +55,14 @@ export const processOutput: Output = {
 
 export function printJson(output: Output, value: unknown): void {
   output.out(JSON.stringify(value, null, 2));
+}
+
+function oneLine(cell: string): string {
+  if (!/[\r\n\t]/.test(cell)) return cell;
+  return cell
+    .split(/\r?\n|\r/)
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .join(' | ')
+    .replace(/\t/g, ' ');
 }
