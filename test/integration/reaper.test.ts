@@ -7,6 +7,7 @@ import { FileLease } from '../../src/adapters/lease/file-lease.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { AGENT_MARKER_ENV, parseRegistry } from '../../src/domain/registry.js';
 import { ERROR_CATALOG } from '../../src/errors.js';
+import { createRecordingLogger } from '../support/session-harness.js';
 import { waitFor } from './agent-process-support.js';
 import { AGENT_TREE_SCRIPT, identityOf, isRunning, liveMarkedProcesses, onlyMarkedBy, ReaperWorld, RecordingProcessTable, STALE_AGE_MS } from '../fixtures/reaper/harness.js';
 
@@ -223,10 +224,15 @@ describe('reap-orphans on real processes', () => {
     const registryBefore = await readFile(world.registryPath, 'utf8');
     const table = new RecordingProcessTable(world.table, () => false);
 
-    const report = await reapOrphans(world.reaperOptions(table, { dryRun: true }));
+    const log = createRecordingLogger();
+    const report = await reapOrphans(world.reaperOptions(table, { dryRun: true, log }));
 
     assert.equal(report.exitCode, 0, report.reason);
     assert.equal(report.dryRun, true);
+    // What a person watching stderr reads says nothing is being done.
+    const progress = log.records.map((record) => record.message ?? '').filter((message) => /agent tree/.test(message));
+    assert.deepEqual(progress.length, 1, JSON.stringify(log.records));
+    assert.match(progress[0]!, /^dry run: 2 agent tree\(s\) listed to check, .*nothing is signalled or removed$/);
     assert.deepEqual(table.attempts, []);
     assert.deepEqual(
       report.reaped.map((item) => item.outcome),

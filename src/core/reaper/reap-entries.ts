@@ -76,7 +76,9 @@ export async function reapRegistryEntries(entries: readonly RegistryEntry[], opt
   if (entries.length > 0 || plans.length > 0) {
     log.info(
       { entries: entries.length, trees: plans.length, otherBoot: otherBoot.length, otherNode: otherNode.length },
-      `reaping: ${plans.length} agent tree(s) to end, ${otherBoot.length} entr${otherBoot.length === 1 ? 'y' : 'ies'} from another boot to drop`,
+      options.dryRun
+        ? `dry run: ${plans.length} agent tree(s) listed to check, ${otherBoot.length} entr${otherBoot.length === 1 ? 'y' : 'ies'} from another boot; nothing is signalled or removed`
+        : `reaping: ${plans.length} agent tree(s) to end, ${otherBoot.length} entr${otherBoot.length === 1 ? 'y' : 'ies'} from another boot to drop`,
     );
   }
 
