@@ -6,6 +6,9 @@ import { dirname, join } from 'node:path';
 import { runCli } from '../../src/cli/main.js';
 import type { Output } from '../../src/cli/output.js';
 import type { FactoryConfig } from '../../src/config/load.js';
+import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.js';
+import { claimAfterIntake, claimOnStart } from '../../src/domain/claim-lifecycle.js';
+import type { Issue } from '../../src/domain/issue.js';
 import { liveAgentEntry, processTable, runIdFor, tempConfig, writeRegistryOf } from '../support/daemon-files.js';
 import { waitFor } from './agent-process-support.js';
 
@@ -65,6 +68,27 @@ describe('factory logs', () => {
     const traversal = capture();
     assert.equal(await runCli(['logs', '../../etc', '--config', config.configPath], traversal), 2);
     assert.match(traversal.stderr.join('\n'), /FACTORY_USAGE/);
+  });
+
+  test("a fleet run's logs are on its worker: the error names the worker and says how to read them there", async () => {
+    const config = configOnDisk();
+    const store = new SqliteStateStore(config.paths.stateDb);
+    try {
+      const epoch = await store.beginEpoch({ pid: 1, startTime: 1, bootId: 'b', hostname: 'control' }, 0);
+      const claim = claimOnStart(
+        claimAfterIntake({ key: 'FLEET-1', revision: 'r1', title: 't', body: '', labels: [], createdAtMs: 0 } as unknown as Issue, { repo: '/repos/api', routedBy: 'test' }, { epoch, nowMs: 0 }),
+        { runId: runIdFor('FLEET-1'), node: 'worker-b' },
+        { epoch, nowMs: 1 },
+      );
+      await store.apply({ epoch, claims: [claim] });
+    } finally {
+      await store.close();
+    }
+    const missing = capture();
+    assert.equal(await runCli(['logs', 'FLEET-1', '--config', config.configPath], missing), 1);
+    const stderr = missing.stderr.join('\n');
+    assert.match(stderr, /no agent logs for FLEET-1 .*\(its claim is running, placed on worker worker-b\)/);
+    assert.match(stderr, /on worker worker-b's host, run `factory logs FLEET-1 --config <that worker's config>`/);
   });
 
   test('--follow prints output as the agent writes it and returns once the agent has exited', async () => {

@@ -1,5 +1,6 @@
 import type { FactoryConfig } from '../../config/load.js';
 import { isValidIssueKey } from '../../domain/issue.js';
+import { LOCAL_NODE } from '../../domain/registry.js';
 import { isStillRunning, verifyProcessIdentity } from '../../domain/process-identity.js';
 import { parseRunId } from '../../domain/run-id.js';
 import { nodeStateFor, readStateStore, runLogStoreFor } from '../../main.js';
@@ -34,7 +35,13 @@ export async function run(args: ParsedArgs, output: Output): Promise<number> {
   const follow = flagBoolean(args, 'follow');
   if (follow && current && current.runId !== latest?.run.runId) return followRun(config, current.runId, { output, processTable, logs, tail, raw, printed: new Map() });
   if (!latest) {
-    throw new FactoryError('FACTORY_RUN_LOGS_NOT_FOUND', `no agent logs for ${issueKey} in ${config.paths.logsDir}${claim ? ` (its claim is ${claim.status})` : ' (Factory has no claim for it)'}`);
+    // A fleet run logs on the worker that ran it: say which one, since this host cannot show it.
+    const node = claim?.node && claim.node !== LOCAL_NODE ? claim.node : undefined;
+    throw new FactoryError(
+      'FACTORY_RUN_LOGS_NOT_FOUND',
+      `no agent logs for ${issueKey} in ${config.paths.logsDir}${claim ? ` (its claim is ${claim.status}${node ? `, placed on worker ${node}` : ''})` : ' (Factory has no claim for it)'}`,
+      node ? { hint: `Fleet runs keep their logs on the worker: on worker ${node}'s host, run \`factory logs ${issueKey} --config <that worker's config>\`.` } : {},
+    );
   }
   if (flagBoolean(args, 'json') && !follow) {
     const agents = await Promise.all(
