@@ -279,3 +279,26 @@ describe('leader lease on real Redis', () => {
     await b.stop();
   });
 });
+
+describe('connecting to Redis', () => {
+  it('a wrong password is reported as refused credentials, with the password masked, not as an unreachable server', async () => {
+    const guarded = await startTestRedis({ extraArgs: ['--requirepass', 'the-right-secret'] });
+    try {
+      const error = await connectRedis({ url: `redis://:a-wrong-secret@127.0.0.1:${guarded.port}/0` }).then(
+        (client) => {
+          client.disconnect();
+          return assert.fail('a wrong password connected');
+        },
+        (e: Error) => e,
+      );
+      assert.match(error.message, /^Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/0 refused the connection's credentials: WRONGPASS/);
+      assert.ok(!error.message.includes('a-wrong-secret'), error.message);
+      // The right one connects: the server was up all along.
+      const client = await connectRedis({ url: `redis://:the-right-secret@127.0.0.1:${guarded.port}/0` });
+      assert.equal(await client.ping(), 'PONG');
+      client.disconnect();
+    } finally {
+      await guarded.stop();
+    }
+  });
+});

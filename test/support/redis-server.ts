@@ -57,7 +57,8 @@ async function answersPing(port: number): Promise<boolean> {
       reply += chunk.toString();
       if (reply.includes('\r\n')) {
         socket.destroy();
-        resolve(reply.startsWith('+PONG'));
+        // A server with a password answers NOAUTH: it is up all the same.
+        resolve(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
       }
     });
     socket.connect(port, '127.0.0.1', () => socket.write('PING\r\n'));

@@ -63,11 +63,20 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
   });
   // ioredis emits 'error' on every failed reconnect; without a listener Node would crash the process.
-  redis.on('error', () => undefined);
+  // The last one is kept: a refused password shows there, while connect() only says the connection closed.
+  let lastError: Error | undefined;
+  redis.on('error', (error: Error) => (lastError = error));
   try {
     await redis.connect();
   } catch (error) {
     redis.disconnect();
+    const refused = lastError && /WRONGPASS|NOAUTH|invalid password|invalid username-password/i.test(lastError.message) ? lastError : undefined;
+    if (refused) {
+      throw new FactoryError('FACTORY_REDIS_UNREACHABLE', `Redis at ${redacted} refused the connection's credentials: ${scrub(refused.message, options.url)}`, {
+        details: { url: redacted },
+        hint: 'Check the user and password in fleet.redis.url against the server (requirepass or its ACL users); the daemon retries when restarted.',
+      });
+    }
     throw new FactoryError('FACTORY_REDIS_UNREACHABLE', `cannot connect to Redis at ${redacted}: ${scrub((error as Error).message, options.url)}`, {
       details: { url: redacted },
     });
