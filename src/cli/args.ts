@@ -39,13 +39,15 @@ function optionsOf(flags: readonly FlagSpec[]): NonNullable<ParseArgsConfig['opt
 }
 
 /** Usage errors point at the help of the verb being used, not at the general help. */
-function usageHint(verb: string | undefined): { hint: string } {
+export function usageHint(verb: string | undefined): { hint: string } {
   return { hint: verb ? `Run \`factory ${verb} --help\` for its arguments and flags.` : 'Run `factory --help` for the verbs and their flags.' };
 }
 
 /** node:util's parse errors, said the way Factory says usage errors (exit 2, pointing at the verb's help). */
-function usageError(error: unknown, verb: string | undefined): FactoryError<'FACTORY_USAGE'> {
+function usageError(error: unknown, verb: string | undefined, flags: readonly FlagSpec[] = []): FactoryError<'FACTORY_USAGE'> {
   const code = (error as { code?: string }).code;
+  const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /^Unknown option '--([^'=]+)/.exec((error as Error).message)?.[1] : undefined;
+  const nearest = unknown === undefined ? undefined : nearestFlag(unknown, flags);
   const message = (error as Error).message
     // node:util's advice names its own API ("To specify a positional argument starting with a '-', …"): keep the first sentence.
     .replace(/\. To specify .*$/s, '')
@@ -54,7 +56,30 @@ function usageError(error: unknown, verb: string | undefined): FactoryError<'FAC
     .replace(/^Option '(-[^' ]+)[^']*' does not take an argument.*$/s, '$1 takes no value')
     .replace(/^Option '(-[^' ]+)[^']*' argument is ambiguous.*$/s, '$1 needs a value (to pass one that starts with "-", write $1=VALUE)');
   const where = verb ? ` for \`factory ${verb}\`` : '';
-  return new FactoryError('FACTORY_USAGE', `${message}${code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? where : ''}`, usageHint(verb));
+  const suggestion = nearest ? `; did you mean --${nearest}?` : '';
+  return new FactoryError('FACTORY_USAGE', `${message}${code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? where : ''}${suggestion}`, usageHint(verb));
+}
+
+/** The verb's flag a mistyped one most likely meant: one or two edits away (`--slot`, `--dryrun`), or the only flag it begins. */
+function nearestFlag(typed: string, flags: readonly FlagSpec[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const { name } of flags) {
+    const distance = editDistance(typed.toLowerCase(), name);
+    if (distance <= Math.min(2, Math.floor(name.length / 3)) && (!best || distance < best.distance)) best = { name, distance };
+  }
+  if (best) return best.name;
+  const begun = flags.filter((flag) => typed.length >= 3 && flag.name.startsWith(typed));
+  return begun.length === 1 ? begun[0]!.name : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 /**
@@ -81,7 +106,7 @@ export function parseArgs(argv: readonly string[], grammarOf: (verb: string) => 
   } catch (error) {
     // An unknown verb is reported as such (by the caller), not as its first unknown flag.
     if (verb !== undefined && grammar === undefined) return { verb, positionals: [], flags: {} };
-    throw usageError(error, verb);
+    throw usageError(error, verb, flags);
   }
   const positionals = parsed.positionals.slice(1);
   if (grammar && !parsed.values.help && positionals.length > grammar.maxPositionals) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { pathToFileURL } from 'node:url';
-import { FactoryError, formatErrorLine, isFactoryError } from '../errors.js';
+import { ERROR_CATALOG, FactoryError, formatErrorLine, isFactoryError } from '../errors.js';
 import { readFileSync } from 'node:fs';
-import { COMMON_FLAGS, parseArgs, type FlagSpec, type VerbGrammar } from './args.js';
+import { COMMON_FLAGS, parseArgs, usageHint, type FlagSpec, type VerbGrammar } from './args.js';
 import { codedFilesystemError } from './filesystem-errors.js';
 import { processOutput, quietOnBrokenPipe, type Output } from './output.js';
 import type { Verb } from './verb.js';
@@ -79,9 +79,11 @@ function grammarOf(name: string): VerbGrammar | undefined {
 
 /** Runs the CLI and returns the exit code; never throws for user mistakes. */
 export async function runCli(argv: readonly string[], output: Output = processOutput): Promise<number> {
+  let verbName: string | undefined;
   try {
     if (output === processOutput) quietOnBrokenPipe({ exit: true });
     const args = parseArgs(argv, grammarOf);
+    verbName = VERBS.some((v) => v.name === args.verb) ? args.verb : undefined;
     if (output === processOutput && VERBS.find((v) => v.name === args.verb)?.outlivesItsOutput) quietOnBrokenPipe({ exit: false });
     if (args.verb === 'version' || (args.verb === undefined && args.flags.version)) {
       output.out(args.flags.json ? JSON.stringify({ version: factoryVersion() }) : `factory ${factoryVersion()}`);
@@ -102,7 +104,7 @@ export async function runCli(argv: readonly string[], output: Output = processOu
     return await run(args, output);
   } catch (error) {
     // A filesystem error the user caused (a mode, a full disk, a path through a file) is exit 2, never 70.
-    const coded = isFactoryError(error) ? error : codedFilesystemError(error);
+    const coded = pointedAtVerbHelp(isFactoryError(error) ? error : codedFilesystemError(error), verbName);
     if (coded) {
       output.err(formatErrorLine(coded));
       return coded.exitCode;
@@ -111,6 +113,12 @@ export async function runCli(argv: readonly string[], output: Output = processOu
     output.err(`factory: internal error: ${(error as Error).stack ?? String(error)}`);
     return 70;
   }
+}
+
+/** A verb's usage error that kept the general hint points at that verb's own help instead. */
+function pointedAtVerbHelp(error: FactoryError | undefined, verb: string | undefined): FactoryError | undefined {
+  if (!error || verb === undefined || error.code !== 'FACTORY_USAGE' || error.hint !== ERROR_CATALOG.FACTORY_USAGE.hint) return error;
+  return new FactoryError('FACTORY_USAGE', error.message, { ...usageHint(verb), details: { ...error.details } });
 }
 
 // Run directly (`node --import tsx src/cli/main.ts`); bin/factory.js imports runCli instead.

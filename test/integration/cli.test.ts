@@ -416,7 +416,7 @@ describe('factory CLI, end to end', () => {
     assert.equal((await runCli([])).code, 2, 'no verb is a usage error');
   });
 
-  it("--version and version print the package version; unknown short flags and extra arguments exit 2 pointing at the verb's --help; start documents live as its default", async () => {
+  it("--version and version print the package version; unknown flags (with the flag a near miss meant), bad values and extra arguments exit 2 pointing at the verb's --help; start documents live as its default", async () => {
     const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
     for (const args of [['--version'], ['version']]) {
       const result = await runCli(args);
@@ -430,6 +430,12 @@ describe('factory CLI, end to end', () => {
       [['logs', 'A-1', 'B-2', '--config', s.configPath], /`factory logs` takes at most 1 argument\(s\), got "B-2"/],
       [['reap-orphans', 'now', '--config', s.configPath], /`factory reap-orphans` takes no arguments/],
       [['logs', 'A-1', '--tail', '--config', s.configPath], /--tail needs a value/],
+      // A near miss names the flag meant.
+      [['worker', '--slot', '3', '--config', s.configPath], /unknown flag --slot for `factory worker`; did you mean --slots\?/],
+      [['prune', '--dryrun', '--config', s.configPath], /unknown flag --dryrun for `factory prune`; did you mean --dry-run\?/],
+      // A verb's own checks of its values point at its help too.
+      [['start', '--mode', 'bounded', '--config', s.configPath], /--mode: expected "live", got "bounded"/],
+      [['logs', 'not a key', '--config', s.configPath], /`factory logs` takes an issue key/],
     ];
     for (const [args, expected] of usageErrors) {
       const result = await runCli(args);
