@@ -1,12 +1,12 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
-import { tempConfig } from '../support/daemon-files.js';
+import { subscriptionHealth, tempConfig, writeHeartbeatAs } from '../support/daemon-files.js';
 import { createScratchProject, REPO_ROOT, spawnDaemon, waitFor } from '../support/sandbox.js';
 
 /**
@@ -211,4 +211,42 @@ test('the health check restarts the daemon only after FACTORY_HEALTH_FAILURES fa
   assert.equal(restarts(), 1);
   assert.match(await check(), /failed \(1 of 3 in a row\)/, 'the count starts over after a restart');
   assert.equal(restarts(), 1);
+});
+
+test('the health check leaves a fleet control plane standing by alone (it serves no HTTP until it leads), and still counts a running daemon that does not answer', { timeout: 60_000 }, async (t) => {
+  if (!installed('curl')) return t.skip('curl not installed');
+  // Nothing listens on this port, as on a standby's host.
+  const silent = createServer();
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as { port: number }).port;
+  await new Promise<void>((resolve) => silent.close(() => resolve()));
+  const config = tempConfig();
+  cleanups.push(() => rmSync(dirname(config.configPath), { recursive: true, force: true }));
+  writeFileSync(config.configPath, JSON.stringify({ mount: { root: './issues' }, agents: { implementer: { command: ['true'] } } }));
+  const env = {
+    ...process.env,
+    FACTORY_HEALTH_URL: `http://127.0.0.1:${port}/healthz`,
+    FACTORY_HEALTH_FAILURES: '3',
+    FACTORY_HEALTH_TIMEOUT_S: '1',
+    FACTORY_HEALTH_STATE: join(dirname(config.configPath), 'failures'),
+    FACTORY_HEALTH_RESTART: 'true',
+    FACTORY_HEALTH_CONFIG: config.configPath,
+    // The CLI from this checkout; the heartbeat names this test process, alive, as the daemon.
+    FACTORY_HEALTH_CLI: `${process.execPath} --import tsx ${join(REPO_ROOT, 'src', 'cli', 'main.ts')}`,
+  };
+  const check = async (): Promise<string> => {
+    const child = spawn('sh', [HEALTHCHECK], { env, cwd: REPO_ROOT });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    assert.equal(await new Promise<number | null>((resolve) => child.on('close', resolve)), 0, output);
+    return output;
+  };
+
+  await writeHeartbeatAs(config, { status: 'standby', subscription: subscriptionHealth({ state: 'not-listening', transport: 'standby' }) });
+  assert.equal(await check(), '', 'a standby is healthy without HTTP');
+  assert.equal(await check(), '');
+  assert.equal(existsSync(env.FACTORY_HEALTH_STATE), false, 'nothing counted');
+
+  await writeHeartbeatAs(config, { status: 'running' });
+  assert.match(await check(), /failed \(1 of 3 in a row\)/, 'a running daemon that does not answer still counts');
 });
