@@ -35,6 +35,7 @@ test('worker SIGKILL mid-run: its agents are reaped on its host by the restarted
     f.controlPlane.stderr(),
   );
   assert.equal(finished[0]!.run, first.runId);
+  assert.doesNotMatch(f.controlPlane.stderr(), /allowable limit/, "why the run was lost is said in Factory's words, not BullMQ's stall message");
   const started = [
     ...new Set(
       f

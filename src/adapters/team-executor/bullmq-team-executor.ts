@@ -374,8 +374,7 @@ export class BullmqTeamExecutor implements TeamExecutor {
       for (const event of await this.#readAll(run.plan.runId)) run.ingest(event, run.lastId);
       if (run.ended) continue;
       if (run.refusal) run.end('failed', `a worker refused the run: ${run.refusal}`);
-      else
-        await this.#lose(run, job, state === 'unknown' ? 'its job disappeared without an outcome' : `its job ended as ${state} without an outcome${job?.failedReason ? ` (${job.failedReason})` : ''}`);
+      else await this.#lose(run, job, state === 'unknown' ? 'its job disappeared without an outcome' : `its job ended as ${state} without an outcome${describeFailedReason(job?.failedReason)}`);
     }
   }
 
@@ -557,4 +556,15 @@ export class BullmqTeamRun implements TeamExecution {
     this.#events.push(event);
     for (const listener of this.#listeners) listener(event);
   }
+}
+
+/**
+ * BullMQ's own words for why a job failed, said the way Factory says it: its
+ * stall message names a BullMQ setting a user never set (Factory allows no
+ * stalls), so it becomes what happened to the worker.
+ */
+function describeFailedReason(reason: string | undefined): string {
+  if (!reason) return '';
+  if (/stalled more than allowable limit/i.test(reason)) return ' (its worker stopped renewing the lock: died, froze or lost Redis)';
+  return ` (${reason})`;
 }
