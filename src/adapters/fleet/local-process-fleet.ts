@@ -165,9 +165,9 @@ export class LocalProcessFleet implements Fleet {
     // its snapshot however long reading /proc and the agents' trees took: on a loaded host with many
     // processes that alone can outlast the age limit, which then bought a snapshot per agent.
     if (last && (last.sameTurn || this.#clock.now() - last.atMs <= ACTIVITY_SNAPSHOT_MAX_AGE_MS)) return last.snapshot;
-    const entry = { atMs: 0, snapshot: this.#processTable.snapshot(), sameTurn: true };
+    const snapshot = this.#processTable.snapshot();
     // Age counts from when the snapshot was complete, not from when reading it began.
-    entry.atMs = this.#clock.now();
+    const entry = { atMs: this.#clock.now(), snapshot, sameTurn: true };
     setImmediate(() => (entry.sameTurn = false));
     this.#lastActivitySnapshot = entry;
     return entry.snapshot;

@@ -30,10 +30,9 @@ export class RepoCacheWorkspace implements Workspace {
   readonly #cacheDir: string;
   readonly #inner: Workspace;
   readonly #credential: RemoteCredential | undefined;
+  readonly #remoteTimeoutMs: number;
   /** One clone, fetch or worktree removal per clone at a time, keyed by the clone's folder name. */
   readonly #busy = new Map<string, Promise<unknown>>();
-
-  readonly #remoteTimeoutMs: number;
 
   constructor(options: {
     cacheDir: string;
